@@ -1,0 +1,3 @@
+from aifbench.cli import main
+
+raise SystemExit(main())

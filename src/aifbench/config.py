@@ -1,0 +1,262 @@
+"""Suites and plans: load a suite TOML, apply --set overrides, validate, expand to cases.
+
+Suite file (benchmarks/<name>.toml):
+
+    [suite]
+    name = "smoke"
+    description = "every benchmark at tiny sizes"
+
+    [timing]            # optional: warmup, repeats, inner (aifbench.timing.TimingConfig)
+    repeats = 5
+
+    [[case]]            # one entry per benchmark block
+    benchmark = "gemm"
+    params = { m = 64, n = 64, k = 64 }       # fixed parameters
+    sweep = { dtype = ["fp32", "bf16"] }      # grid axes: the cartesian product becomes cases
+
+Overrides: `--set timing.repeats=3`, `--set gemm.m=256` (every gemm block; replaces a sweep
+axis of that name), `--set 'gemm.dtype=["fp32","bf16"]'` (a list makes it a sweep axis).
+Values are TOML literals; anything that is not one is taken as a string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from aifbench import registry
+from aifbench.errors import ConfigError, one_of
+from aifbench.timing import TimingConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- finding and reading files -------------------------------------------------------------
+
+def data_dir(kind: str) -> Path:
+    """Shipped data folder: 'suites' (repo benchmarks/) or 'jobs' (repo jobs/).
+
+    A wheel carries them as aifbench/suites and aifbench/jobs (hatch force-include); an
+    editable install or a checkout reads the repository's folders directly.
+    """
+    packaged = Path(str(resources.files("aifbench"))) / kind
+    if packaged.is_dir():
+        return packaged
+    return REPO_ROOT / {"suites": "benchmarks", "jobs": "jobs"}[kind]
+
+
+def suite_names() -> list[str]:
+    d = data_dir("suites")
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
+
+
+def find_suite(name_or_path: str) -> Path:
+    """A suite by file path, or by name among the shipped suites."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"suite file not found: {p}")
+        return p
+    candidate = data_dir("suites") / f"{name_or_path}.toml"
+    if candidate.is_file():
+        return candidate
+    raise one_of("suite", name_or_path, suite_names())
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; a syntax error becomes a ConfigError naming file and line."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: a TOML literal (3, 2.5, true, "x", [1, 2]) or else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+# --- config dataclasses from dictionaries -------------------------------------------------
+
+def build_config(cls: type, params: Mapping[str, Any], where: str) -> Any:
+    """Instantiate a frozen config dataclass from user values, checking names, types, ranges."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in params if k not in fields]
+    if unknown:
+        raise one_of(f"parameter for {where}", unknown[0], fields)
+    hints = typing.get_type_hints(cls)
+    values = {k: _check_value(where, k, v, hints[k], fields[k].metadata) for k, v in params.items()}
+    return cls(**values)
+
+
+def _check_value(where: str, name: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
+    base = _base_type(hint)
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if value is None and _is_optional(hint):
+        return None
+    if base is not None and not (isinstance(value, base) and not (base is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}.{name}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{where}.{name}: {value!r} not allowed; allowed: {', '.join(map(str, choices))}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{where}.{name}: {value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{where}.{name}: {value!r} is above the maximum {hi}")
+    return value
+
+
+def _is_optional(hint: Any) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+def _base_type(hint: Any) -> type | None:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Literal:
+        return None
+    if args and typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return _base_type(args[0]) if len(args) == 1 else None
+    return hint if hint in (int, float, str, bool) else None
+
+
+# --- suites, cases, plans ------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Case:
+    index: int
+    benchmark: str
+    params: dict[str, Any]
+    """the full effective config of the benchmark (defaults filled in)"""
+
+    @property
+    def case_id(self) -> str:
+        digest = hashlib.sha256(_canonical({"b": self.benchmark, "p": self.params}).encode()).hexdigest()
+        return f"{self.index:04d}-{self.benchmark}-{digest[:8]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suite:
+    name: str
+    path: str
+    description: str
+    timing: TimingConfig
+    cases: tuple[Case, ...]
+    overrides: tuple[str, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"suite": self.name, "path": self.path, "overrides": list(self.overrides),
+                "timing": dataclasses.asdict(self.timing),
+                "cases": [{"case_id": c.case_id, "benchmark": c.benchmark, "params": c.params} for c in self.cases]}
+
+    @property
+    def config_hash(self) -> str:
+        body = self.config_dict()
+        body.pop("path")
+        return hashlib.sha256(_canonical(body).encode()).hexdigest()[:16]
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
+               only: list[str] | None = None) -> Suite:
+    """Read, override, validate and expand a suite. Raises ConfigError on any bad input."""
+    path = find_suite(name_or_path)
+    raw = read_toml(path)
+    where = path.name
+    unknown = set(raw) - {"suite", "timing", "case"}
+    if unknown:
+        raise one_of(f"top-level table in {where}", sorted(unknown)[0], ["suite", "timing", "case"])
+    meta = raw.get("suite", {})
+    timing_raw = dict(raw.get("timing", {}))
+    blocks = raw.get("case", [])
+    if not isinstance(blocks, list) or not blocks:
+        raise ConfigError(f"{where}: needs at least one [[case]] block")
+    blocks = [_check_block(b, where, i) for i, b in enumerate(blocks)]
+    for text in overrides:
+        _apply_override(text, timing_raw, blocks)
+    if only:
+        present = {b["benchmark"] for b in blocks}
+        for name in only:
+            if name not in present:
+                raise one_of("benchmark for --only", name, present)
+        blocks = [b for b in blocks if b["benchmark"] in only]
+    timing = build_config(TimingConfig, timing_raw, f"{where}: [timing]")
+    if timing.repeats < 1 or timing.inner < 1 or timing.warmup < 0:
+        raise ConfigError(f"{where}: [timing] repeats and inner must be >= 1, warmup >= 0")
+    cases = []
+    for block in blocks:
+        cls = registry.get(block["benchmark"])
+        axes = block["sweep"]
+        for combo in itertools.product(*axes.values()) if axes else [()]:
+            params = {**block["params"], **dict(zip(axes, combo))}
+            cfg = build_config(cls.Config, params, block["benchmark"])
+            cases.append(Case(index=len(cases), benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
+    return Suite(name=str(meta.get("name", path.stem)), path=str(path), description=str(meta.get("description", "")),
+                 timing=timing, cases=tuple(cases), overrides=tuple(overrides), raw=raw)
+
+
+def _check_block(block: Any, where: str, i: int) -> dict[str, Any]:
+    if not isinstance(block, dict) or "benchmark" not in block:
+        raise ConfigError(f"{where}: [[case]] #{i + 1} needs a 'benchmark' name")
+    unknown = set(block) - {"benchmark", "params", "sweep"}
+    if unknown:
+        raise one_of(f"key in [[case]] #{i + 1} of {where}", sorted(unknown)[0], ["benchmark", "params", "sweep"])
+    registry.get(block["benchmark"])  # unknown benchmark -> error listing known ones
+    sweep = dict(block.get("sweep", {}))
+    for axis, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: sweep axis {block['benchmark']}.{axis} must be a non-empty list")
+    return {"benchmark": block["benchmark"], "params": dict(block.get("params", {})), "sweep": sweep}
+
+
+def _apply_override(text: str, timing: dict[str, Any], blocks: list[dict[str, Any]]) -> None:
+    key, sep, value_text = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with KEY 'timing.<field>' or '<benchmark>.<param>'")
+    scope, name = key.strip().split(".", 1)
+    value = parse_value(value_text.strip())
+    if scope == "timing":
+        allowed = [f.name for f in dataclasses.fields(TimingConfig)]
+        if name not in allowed:
+            raise one_of("timing field", name, allowed)
+        timing[name] = value
+        return
+    targets = [b for b in blocks if b["benchmark"] == scope]
+    if not targets:
+        raise one_of("benchmark in --set", scope, sorted({b["benchmark"] for b in blocks} | {"timing"}))
+    allowed = [f.name for f in dataclasses.fields(registry.get(scope).Config)]
+    if name not in allowed:
+        raise one_of(f"parameter of {scope}", name, allowed)
+    for b in targets:
+        b["sweep"].pop(name, None)
+        b["params"].pop(name, None)
+        if isinstance(value, list):
+            if not value:
+                raise ConfigError(f"--set {key}: an empty list sweeps nothing")
+            b["sweep"][name] = value
+        else:
+            b["params"][name] = value

@@ -1,0 +1,1 @@
+"""Results: the versioned schema (schema.py) and the atomic Parquet store (store.py)."""

@@ -1,0 +1,192 @@
+"""The results store: results/<run_id>/<table>.rank<NNNNN>.<part>.parquet.
+
+One shard per (run, rank, part, table). A shard is written whole to a temporary file in the
+same directory and renamed into place (os.replace is atomic on POSIX), so concurrent ranks,
+array tasks and readers never see a half-written file. The runner rewrites its shard after
+every case, so a crash loses at most the case in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aifbench.errors import ConfigError, SchemaError
+from aifbench.results import schema
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOT = Path("results")
+SHARD_RE = re.compile(r"^(?P<table>[a-z]+)\.rank(?P<rank>\d{5})\.(?P<part>[A-Za-z0-9_-]+)\.parquet$")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def new_run_id(suite: str, now: datetime | None = None) -> str:
+    """'20261120T231800Z-smoke-3fa9c1': sortable by start time, unique by suffix."""
+    now = now or datetime.now(timezone.utc)
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", suite).strip("-")[:40] or "run"
+    return f"{now:%Y%m%dT%H%M%SZ}-{slug}-{secrets.token_hex(3)}"
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID_RE.match(run_id):
+        raise ConfigError(f"invalid run id {run_id!r}: letters, digits, '.', '_' and '-' only")
+    return run_id
+
+
+def shard_name(table: str, rank: int, part: str = "main") -> str:
+    schema.table(table)
+    name = f"{table}.rank{rank:05d}.{part}.parquet"
+    assert SHARD_RE.match(name), name
+    return name
+
+
+def write_shard(path: Path, table: str, df: pd.DataFrame) -> Path:
+    """Validate `df` against the table schema and write it atomically to `path`."""
+    df = schema.validate(table, df)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class ShardWriter:
+    """Accumulates one rank's rows per table and rewrites its shards atomically on flush()."""
+
+    root: Path
+    run_id: str
+    rank: int = 0
+    part: str = "main"
+    rows: dict[str, list[dict]] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.root) / self.run_id
+
+    def add(self, table: str, rows: Iterable[dict]) -> None:
+        schema.table(table)
+        self.rows.setdefault(table, []).extend(rows)
+
+    def replace(self, table: str, rows: Iterable[dict]) -> None:
+        self.rows[table] = list(rows)
+
+    def flush(self) -> list[Path]:
+        written = []
+        for table, rows in self.rows.items():
+            if rows:
+                path = self.run_dir / shard_name(table, self.rank, self.part)
+                written.append(write_shard(path, table, pd.DataFrame(rows)))
+        return written
+
+    def load_existing(self, table: str) -> pd.DataFrame:
+        """This writer's own shard as already on disk (for resuming after a requeue)."""
+        path = self.run_dir / shard_name(table, self.rank, self.part)
+        if not path.exists():
+            return schema.empty(table)
+        return schema.validate(table, pq.read_table(path).to_pandas())
+
+
+@dataclass
+class Results:
+    """Every table of a set of runs, validated, plus the shards that were skipped."""
+
+    tables: dict[str, pd.DataFrame]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        tables = self.__dict__.get("tables", {})
+        if name in tables:
+            return tables[name]
+        raise AttributeError(name)
+
+    @property
+    def run_ids(self) -> list[str]:
+        return sorted(set(self.tables["runs"]["run_id"]) | set(self.tables["metrics"]["run_id"]))
+
+
+def find_shards(paths: Iterable[Path | str]) -> list[Path]:
+    """All shard files below the given files or directories, sorted."""
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_file():
+            found.add(p)
+        elif p.is_dir():
+            found.update(q for q in p.rglob("*.parquet") if not q.name.startswith("."))
+        else:
+            raise ConfigError(f"no such results file or directory: {p}")
+    return sorted(found)
+
+
+def read_shard(path: Path) -> tuple[str, pd.DataFrame]:
+    """(table, validated frame) of one shard; SchemaError when it does not validate."""
+    m = SHARD_RE.match(path.name)
+    if not m:
+        raise SchemaError(f"not a shard name (<table>.rank<NNNNN>.<part>.parquet): {path.name}")
+    table = m["table"]
+    try:
+        df = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise SchemaError(f"unreadable Parquet: {exc}") from None
+    return table, schema.validate(table, df)
+
+
+def load(paths: Iterable[Path | str]) -> Results:
+    """Load every shard below `paths`; shards that fail validation are skipped with a warning."""
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in schema.TABLES}
+    skipped: list[tuple[Path, str]] = []
+    for path in find_shards(paths):
+        try:
+            table, df = read_shard(path)
+        except SchemaError as exc:
+            log.warning("skipping invalid shard %s: %s", path, exc)
+            skipped.append((path, str(exc)))
+            continue
+        parts[table].append(df)
+    tables = {}
+    for name, frames in parts.items():
+        frames = [f for f in frames if len(f)]
+        tables[name] = pd.concat(frames, ignore_index=True) if frames else schema.empty(name)
+    return Results(tables, skipped)
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Run directories under a store root, oldest first (run ids sort by start time)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+
+
+def resolve_run(root: Path, run_id: str | None) -> Path:
+    """The directory of `run_id` under root (a unique prefix is enough), or the latest run."""
+    dirs = [d for d in run_dirs(root) if d.name != "reference"]
+    if not dirs:
+        raise ConfigError(f"no runs under {root}")
+    if run_id is None:
+        return dirs[-1]
+    exact = [d for d in dirs if d.name == run_id]
+    matches = exact or [d for d in dirs if d.name.startswith(run_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ConfigError(f"no run {run_id!r} under {root}; latest runs: "
+                          + ", ".join(d.name for d in dirs[-5:]))
+    raise ConfigError(f"run id prefix {run_id!r} is ambiguous: " + ", ".join(d.name for d in matches))

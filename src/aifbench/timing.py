@@ -1,0 +1,144 @@
+"""All timing in aifbench: warm-up, then N timed repeats, raw samples kept, robust statistics.
+
+GPU: one pair of CUDA events per repeat (device time of the enqueued work, no host jitter).
+CPU: time.perf_counter_ns around each repeat. Tests inject a fake clock (`clock=`), as
+torch.utils.benchmark's own tests do, so the statistics are checked without real time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from aifbench.units import NS_PER_S
+
+NOISE_THRESHOLD = 0.10  # IQR / median above this flags a measurement as noisy
+
+Clock = Callable[[], int]  # returns nanoseconds
+
+
+@dataclass(frozen=True, slots=True)
+class TimingStats:
+    """Statistics of raw per-repeat times, all in seconds."""
+
+    samples_s: tuple[float, ...]
+    median_s: float
+    iqr_s: float
+    p5_s: float
+    p95_s: float
+    min_s: float
+    max_s: float
+    mean_s: float
+
+    @property
+    def n(self) -> int:
+        return len(self.samples_s)
+
+    @property
+    def noisy(self) -> bool:
+        """IQR / median > 10 %: the machine was busy or the operation is too short to time."""
+        return self.median_s > 0 and self.iqr_s / self.median_s > NOISE_THRESHOLD
+
+    @property
+    def rel_iqr(self) -> float:
+        return self.iqr_s / self.median_s if self.median_s > 0 else float("nan")
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default 'linear' method) of sorted values."""
+    if not sorted_values:
+        raise ValueError("quantile of no samples")
+    pos = (len(sorted_values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(samples_s: Sequence[float]) -> TimingStats:
+    """Median, IQR (p75 - p25), p5, p95, min, max, mean of raw samples in seconds."""
+    s = sorted(float(x) for x in samples_s)
+    if not s:
+        raise ValueError("no timing samples")
+    return TimingStats(
+        samples_s=tuple(float(x) for x in samples_s),
+        median_s=quantile(s, 0.5),
+        iqr_s=quantile(s, 0.75) - quantile(s, 0.25),
+        p5_s=quantile(s, 0.05),
+        p95_s=quantile(s, 0.95),
+        min_s=s[0],
+        max_s=s[-1],
+        mean_s=statistics.fmean(s),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TimingConfig:
+    warmup: int = 3
+    """untimed calls before timing (compilation, caches, clocks ramping up)"""
+    repeats: int = 10
+    """timed repeats; each is one sample"""
+    inner: int = 1
+    """calls per repeat; the sample is their total time / inner (for operations shorter than a clock tick)"""
+
+
+class Timer:
+    """Times a callable on `device` ('cpu' or 'cuda[:i]')."""
+
+    def __init__(self, device: str = "cpu", config: TimingConfig | None = None, clock: Clock | None = None):
+        self.device = str(device)
+        self.config = config or TimingConfig()
+        self.clock = clock or time.perf_counter_ns
+        self.uses_cuda_events = self.device.startswith("cuda") and clock is None
+
+    def time(self, fn: Callable[[], object], *, warmup: int | None = None, repeats: int | None = None,
+             inner: int | None = None, before_each: Callable[[], object] | None = None) -> TimingStats:
+        """Warm up, then time `repeats` samples of `inner` calls each; returns their statistics.
+
+        `before_each` runs before every repeat, outside the timed region (e.g. to reset state).
+        """
+        warmup = self.config.warmup if warmup is None else warmup
+        repeats = self.config.repeats if repeats is None else repeats
+        inner = self.config.inner if inner is None else inner
+        if repeats < 1 or inner < 1 or warmup < 0:
+            raise ValueError("repeats and inner must be >= 1, warmup >= 0")
+        for _ in range(warmup):
+            if before_each:
+                before_each()
+            fn()
+        self.synchronize()
+        samples = [self._one(fn, inner, before_each) / inner for _ in range(repeats)]
+        return summarize(samples)
+
+    def _one(self, fn: Callable[[], object], inner: int, before_each) -> float:
+        if before_each:
+            before_each()
+        if self.uses_cuda_events:
+            import torch
+
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.synchronize()
+            start.record()
+            for _ in range(inner):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3  # ms -> s
+        self.synchronize()
+        t0 = self.clock()
+        for _ in range(inner):
+            fn()
+        self.synchronize()
+        return (self.clock() - t0) / NS_PER_S
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    def now_s(self) -> float:
+        """Host time in seconds for spans the benchmark times itself (e.g. one decode token)."""
+        self.synchronize()
+        return self.clock() / NS_PER_S
