@@ -1,0 +1,139 @@
+"""Provenance of a run on one rank: the node, the device, the software, the scheduler.
+
+Only an explicit list of Slurm variables is read from the environment; nothing else is
+copied, so no token or password can end up in results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import aifbench
+
+log = logging.getLogger(__name__)
+
+SLURM_VARS = {
+    "slurm_job_id": "SLURM_JOB_ID",
+    "slurm_step_id": "SLURM_STEP_ID",
+    "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+    "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
+    "slurm_node_id": "SLURM_NODEID",
+    "slurm_nodelist": "SLURM_JOB_NODELIST",
+}
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo ('model name', or 'CPU part' style on aarch64)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "cpu model"):
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """Commit of the aifbench checkout this code runs from ('+dirty' if modified), else None."""
+    src = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "") if sha else None
+
+
+def device_info(device: str) -> dict[str, Any]:
+    """Name, UUID, memory, PCI id and library versions of a torch device."""
+    import torch
+
+    info: dict[str, Any] = {"device": device, "device_name": cpu_model(), "torch_version": torch.__version__}
+    if not device.startswith("cuda"):
+        return info
+    index = torch.device(device).index or 0
+    props = torch.cuda.get_device_properties(index)
+    info.update(
+        device_name=props.name,
+        gpu_memory_bytes=int(props.total_memory),
+        gpu_count=torch.cuda.device_count(),
+        gpu_uuid=_uuid(props),
+        gpu_pci_device_id=_pci_device_id(props),
+        cuda_version=torch.version.cuda or getattr(torch.version, "hip", None),
+        cudnn_version=str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None,
+        driver_version=_driver_version(),
+    )
+    try:
+        info["nccl_version"] = ".".join(map(str, torch.cuda.nccl.version()))
+    except Exception:  # NCCL absent (ROCm builds report RCCL the same way or not at all)
+        info["nccl_version"] = None
+    return info
+
+
+def _uuid(props: Any) -> str | None:
+    uuid = getattr(props, "uuid", None)
+    if uuid is None:
+        return None
+    text = str(uuid)
+    return text if text.startswith("GPU-") else f"GPU-{text}"
+
+
+def _pci_device_id(props: Any) -> str | None:
+    pci = getattr(props, "pci_device_id", None)
+    return None if pci is None else f"0x{int(pci):04x}"
+
+
+def _driver_version() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+            return version.decode() if isinstance(version, bytes) else str(version)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None
+
+
+def collect(device: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One runs-table row (without run/plan fields) describing this rank's node and device."""
+    env = os.environ if env is None else env
+    row: dict[str, Any] = {
+        "node": socket.gethostname(),
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "memory_bytes": memory_bytes(),
+        "python_version": platform.python_version(),
+        "aifbench_version": aifbench.__version__,
+        "git_commit": git_commit(),
+    }
+    row.update({col: env.get(var) for col, var in SLURM_VARS.items()})
+    row.update(device_info(device))
+    return row
+
+
+def python_executable() -> str:
+    return sys.executable

@@ -1,0 +1,223 @@
+"""The worker loop on every rank: cases -> benchmark -> timing + telemetry -> result rows.
+
+For each case: skip_reason -> setup -> check (correctness, before timing) -> measure inside a
+telemetry window -> rows. A failure (out of memory, a wrong result, a bug) becomes
+status=failed rows with the reason; the suite goes on. The rank's shards are rewritten
+atomically after every case, so a crash loses at most the case in flight, and a requeued
+worker resumes: cases already ok or skipped in its shard are kept, not re-run.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from aifbench import SCHEMA_VERSION, provenance, registry
+from aifbench import metrics as metric_dict
+from aifbench.benchmarks.base import Benchmark, Context, Measurement, Metric
+from aifbench.config import Case, build_config
+from aifbench.errors import SkipCase
+from aifbench.plan import Plan
+from aifbench.results.store import ShardWriter
+from aifbench.telemetry.base import NullSampler, Window
+from aifbench.timing import Timer
+
+log = logging.getLogger(__name__)
+
+CaseCallback = Callable[[Case, str, str], None]  # (case, status, reason)
+
+
+@dataclass
+class RankInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    distributed: bool = False
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    rank: int
+    statuses: dict[str, str] = field(default_factory=dict)  # case_id -> ok|failed|skipped
+
+    @property
+    def failed(self) -> int:
+        return sum(s == "failed" for s in self.statuses.values())
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rank_device(plan_device: str, local_rank: int) -> str:
+    return f"cuda:{local_rank}" if plan_device == "cuda" else "cpu"
+
+
+def build_context(plan: Plan, info: RankInfo, device: str, device_name: str, pci_id: str | None) -> Context:
+    # --- peaks: the hardware catalog attaches here (see aifbench.hardware) ---
+    peak_lookup = _peak_lookup(device_name, pci_id)
+    return Context(device=device, device_name=device_name, rank=info.rank, world_size=info.world_size,
+                   local_rank=info.local_rank, timing=plan.timing, peak_lookup=peak_lookup,
+                   distributed=info.distributed)
+
+
+def _peak_lookup(device_name: str, pci_id: str | None):
+    try:
+        from aifbench.hardware import catalog
+    except ImportError:
+        return Context().peak_lookup
+    return catalog.peak_lookup_for(device_name, pci_id)
+
+
+def _open_sampler(device: str, interval_s: float):
+    if interval_s <= 0:
+        return NullSampler("telemetry disabled (interval 0)")
+    try:
+        from aifbench.telemetry.select import open_sampler
+    except ImportError:
+        return NullSampler("no telemetry backend installed")
+    return open_sampler(device, interval_s)
+
+
+def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | None = None) -> RunSummary:
+    """Run this rank's cases of `plan`, writing shards under plan.results_root/run_id."""
+    info = info or RankInfo()
+    device = rank_device(plan.device, info.local_rank)
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(device)
+    prov = provenance.collect(device)
+    ctx = build_context(plan, info, device, prov["device_name"], prov.get("gpu_pci_device_id"))
+    writer = ShardWriter(Path(plan.results_root), plan.run_id, info.rank, plan.part)
+    kept = _resume(writer)
+    sampler = _open_sampler(device, plan.telemetry_interval_s)
+    run_row = _run_row(plan, info, prov, sampler.describe())
+    writer.replace("runs", [run_row])
+    writer.flush()
+    summary = RunSummary(plan.run_id, info.rank)
+    try:
+        for case in plan.cases:
+            status = kept.get(case.case_id)
+            if status is None:
+                status, reason = _run_case(case, ctx, plan, writer, sampler, prov)
+                writer.flush()
+            else:
+                reason = "kept from an earlier attempt"
+            summary.statuses[case.case_id] = status
+            if on_case:
+                on_case(case, status, reason)
+            if info.distributed:
+                _barrier()
+    finally:
+        sampler.close()
+        run_row.update(ended_utc=now_utc(), status="failed" if summary.failed else "ok")
+        writer.replace("runs", [run_row])
+        writer.flush()
+    return summary
+
+
+def _resume(writer: ShardWriter) -> dict[str, str]:
+    """Keep rows of cases that ended ok or skipped in an earlier attempt; drop failed ones."""
+    kept: dict[str, str] = {}
+    for table in ("metrics", "samples", "telemetry"):
+        df = writer.load_existing(table)
+        if table == "metrics" and len(df):
+            done = df[df["status"].isin(["ok", "skipped"])]
+            kept = dict(zip(done["case_id"], done["status"]))
+        rows = df[df["case_id"].isin(list(kept))] if len(df) else df
+        writer.replace(table, rows.to_dict("records"))
+    return kept
+
+
+def _run_row(plan: Plan, info: RankInfo, prov: dict[str, Any], telemetry: str) -> dict[str, Any]:
+    row = {k: v for k, v in prov.items()}
+    row.update(schema_version=SCHEMA_VERSION, run_id=plan.run_id, rank=info.rank, world_size=info.world_size,
+               task=plan.part, suite=plan.suite, system=plan.system, partition=plan.partition,
+               launcher=plan.launcher, status="running", started_utc=now_utc(), ended_utc=None,
+               config=json.dumps(plan.suite_config, sort_keys=True), config_hash=plan.config_hash,
+               telemetry=telemetry)
+    return row
+
+
+def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler, prov) -> tuple[str, str]:
+    """Run one case; add its rows to the writer. Returns (status, reason)."""
+    started = now_utc()
+    cls = registry.get(case.benchmark)
+    window = Window(case.case_id)
+    bench: Benchmark | None = None
+    try:
+        bench = cls(build_config(cls.Config, case.params, case.benchmark), ctx)
+        reason = bench.skip_reason()
+        if reason:
+            raise SkipCase(reason)
+        bench.setup()
+        bench.check()
+        with sampler.window(case.case_id) as window:
+            measurement = bench.measure(Timer(ctx.device, ctx.timing))
+        status, reason = "ok", ""
+    except SkipCase as exc:
+        status, reason, measurement = "skipped", str(exc), Measurement()
+    except Exception as exc:  # recorded, never fatal to the suite
+        log.debug("case %s failed", case.case_id, exc_info=True)
+        status, reason, measurement = "failed", f"{type(exc).__name__}: {exc}".strip(), Measurement()
+    finally:
+        if bench is not None:
+            _teardown(bench)
+    rows = _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason, started)
+    writer.add("metrics", rows)
+    base = {"schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank}
+    writer.add("samples", [dict(base, metric=name, sample_index=i, value=float(v), unit=metric_dict.get(name).unit)
+                           for name, values in measurement.samples.items() for i, v in enumerate(values)])
+    writer.add("telemetry", [dict(base, **r) for r in window.rows])
+    return status, reason
+
+
+def _teardown(bench: Benchmark) -> None:
+    try:
+        bench.teardown()
+    except Exception:
+        log.debug("teardown of %s failed", bench.name, exc_info=True)
+    gc.collect()
+    if bench.ctx.is_cuda:
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason, started) -> list[dict]:
+    metrics = list(measurement.metrics) + list(window.metrics)
+    if status != "ok" or not metrics:
+        first = cls.emits[0] if getattr(cls, "emits", None) else "time_s"
+        metrics = [Metric(first, math.nan, stat="median", n_samples=0)]
+        if status == "ok":
+            status, reason = "failed", "benchmark returned no metrics"
+    common = {
+        "schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank,
+        "benchmark": case.benchmark, "params": json.dumps(case.params, sort_keys=True),
+        "world_size": ctx.world_size, "node": prov["node"], "device": ctx.device,
+        "device_name": ctx.device_name, "system": plan.system, "partition": plan.partition,
+        "started_utc": started, "ended_utc": now_utc(), "status": status, "reason": reason,
+        "flags": ",".join(window.flags),
+    }
+    rows = []
+    for m in metrics:
+        value = m.value if status == "ok" else math.nan
+        rows.append(dict(common, metric=m.metric, value=value, unit=m.unit, stat=m.stat,
+                         n_samples=m.n_samples, noisy=m.noisy, peak=m.peak, peak_source=m.peak_source,
+                         pct_of_peak=m.pct_of_peak if status == "ok" else None, detail=m.detail))
+    return rows
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
