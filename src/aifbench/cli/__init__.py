@@ -1,0 +1,52 @@
+"""The command line: the only place that parses argv, prints, and chooses exit codes.
+
+Each command group is a module of this package with `register(subparsers)`; a handler
+returns the exit code. Exit codes: 0 ok, 1 a measurement or job failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from aifbench import __version__
+from aifbench.errors import AifbenchError
+
+COMMANDS = ("run", "results")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aifbench",
+        description="How fast and how healthy is this AI-factory partition for LLM work?",
+        epilog="Run 'aifbench COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"aifbench {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"aifbench.cli.{name}").register(sub)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    from rich.logging import RichHandler
+
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
+    logging.basicConfig(level=level, format="%(message)s",
+                        handlers=[RichHandler(show_time=False, show_path=False, markup=False)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except AifbenchError as exc:
+        print(f"aifbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("aifbench: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,102 @@
+"""`aifbench list`, `aifbench show`, `aifbench schema`: what exists and what was measured."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="benchmarks and suites", description="List benchmarks and suites.")
+    p.add_argument("benchmark", nargs="?", help="show one benchmark's parameters")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="a run's metrics (the latest by default)")
+    p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: latest)")
+    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    p.add_argument("--all", action="store_true", help="every statistic (iqr, p5, p95, min, ...) and every rank")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("schema", help="results schema column reference and metric dictionary (Markdown)")
+    p.add_argument("--metrics", action="store_true", help="only the metric dictionary")
+    p.set_defaults(func=cmd_schema)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from aifbench import registry
+    from aifbench.benchmarks.base import describe
+    from aifbench.cli.output import console
+    from aifbench.config import load_suite, suite_names
+
+    if args.benchmark:
+        cls = registry.get(args.benchmark)
+        t = Table(title=f"{cls.name}: {cls.description}", title_justify="left")
+        for col in ("parameter", "default", "allowed", "meaning"):
+            t.add_column(col)
+        for p in describe(cls):
+            allowed = ", ".join(map(str, p["choices"])) if p["choices"] else _range(p["min"], p["max"])
+            t.add_row(p["name"], str(p["default"]), allowed, p["doc"])
+        console.print(t)
+        return 0
+    t = Table(title="benchmarks", title_justify="left")
+    t.add_column("name")
+    t.add_column("metrics")
+    t.add_column("description")
+    for name in registry.names():
+        cls = registry.get(name)
+        t.add_row(name, ", ".join(cls.emits), cls.description)
+    console.print(t)
+    t = Table(title="suites", title_justify="left")
+    for col in ("name", "cases", "description"):
+        t.add_column(col)
+    for name in suite_names():
+        try:
+            s = load_suite(name)
+            t.add_row(name, str(len(s.cases)), s.description)
+        except Exception as exc:  # a broken suite file is listed, not fatal
+            t.add_row(name, "-", f"[red]invalid: {exc}[/]")
+    console.print(t)
+    return 0
+
+
+def _range(lo, hi) -> str:
+    if lo is None and hi is None:
+        return ""
+    return f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from aifbench.cli.output import console, metrics_table
+    from aifbench.errors import ConfigError
+    from aifbench.results.store import load, resolve_run
+
+    run_dir = resolve_run(args.results, args.run_id)
+    results = load([run_dir])
+    for path, why in results.skipped:
+        console.print(f"[yellow]skipped invalid shard {path}: {why}[/]")
+    if not len(results.metrics):
+        raise ConfigError(f"run {run_dir.name} has no metrics")
+    runs = results.runs
+    if len(runs):
+        r = runs.sort_values("rank").iloc[0]
+        console.print(f"[bold]{r['run_id']}[/]  suite {r['suite']}  system {r['system']}  node {r['node']}  "
+                      f"device {r['device_name']}  ranks {r['world_size']}  started {r['started_utc']:%Y-%m-%d %H:%M:%S} UTC  "
+                      f"status {r['status']}  config {r['config_hash']}  telemetry {r['telemetry']}")
+    console.print(metrics_table(results.metrics, f"metrics of {run_dir.name}", all_stats=args.all, by_rank=args.all))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from aifbench import metrics
+    from aifbench import registry
+    from aifbench.results import schema
+
+    registry.names()  # benchmarks may define metrics of their own
+    lines = [] if args.metrics else [schema.reference_markdown()]
+    lines += ["## metric dictionary", "", "| metric | unit | better | definition |", "|---|---|---|---|"]
+    for m in sorted(metrics.METRICS.values(), key=lambda m: m.name):
+        lines.append(f"| {m.name} | {m.unit} | {'higher' if m.higher_is_better else 'lower'} | {m.definition} |")
+    print("\n".join(lines))
+    return 0

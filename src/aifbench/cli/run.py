@@ -1,0 +1,124 @@
+"""`aifbench run`: a suite in-process on this machine, or across N local processes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from aifbench.errors import ConfigError, UnsupportedHardwareError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a suite on this machine (no scheduler needed)",
+                       description="Run a benchmark suite here: in-process, or --nproc N local processes.")
+    p.add_argument("suite", help="suite name (see 'aifbench list') or path to a suite TOML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override: timing.repeats=3, gemm.m=256, 'gemm.dtype=[\"fp32\",\"bf16\"]' (repeatable)")
+    p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None,
+                   metavar="B1,B2", help="run only these benchmarks of the suite")
+    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="results store (default: results)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="cuda when a GPU is visible (auto), or force one")
+    p.add_argument("--nproc", type=int, default=1, metavar="N", help="ranks on this machine (collectives; one per GPU)")
+    p.add_argument("--system", default="local", help="system name recorded with the results (default: local)")
+    p.add_argument("--telemetry-hz", type=float, default=10.0, metavar="HZ",
+                   help="telemetry sampling rate during timed regions; 0 disables (default: 10)")
+    p.set_defaults(func=cmd_run)
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise UnsupportedHardwareError("--device cuda: no CUDA GPU is visible here "
+                                       "(torch.cuda.is_available() is False); use --device cpu")
+    if requested == "auto":
+        return "cuda" if has_cuda else "cpu"
+    return requested
+
+
+def check_nproc(nproc: int, device: str) -> None:
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    if device == "cuda":
+        import torch
+
+        count = torch.cuda.device_count()
+        if nproc > count:
+            raise ConfigError(f"--nproc {nproc} is more than the {count} visible GPU(s); allowed: 1..{count}")
+    elif nproc > 64:
+        raise ConfigError(f"--nproc {nproc} on CPU: allowed 1..64")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aifbench.config import load_suite
+    from aifbench.plan import Plan
+    from aifbench.results.store import new_run_id
+
+    if args.telemetry_hz < 0:
+        raise ConfigError(f"--telemetry-hz must be >= 0, got {args.telemetry_hz}")
+    suite = load_suite(args.suite, args.overrides, args.only)
+    device = resolve_device(args.device)
+    check_nproc(args.nproc, device)
+    plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=args.results,
+                           system=args.system, launcher="inprocess" if args.nproc == 1 else "local",
+                           telemetry_interval_s=1.0 / args.telemetry_hz if args.telemetry_hz else 0.0)
+    failed = _run_inprocess(plan) if args.nproc == 1 else _run_local(plan, args.nproc)
+    return _summarize(plan, failed)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from aifbench.cli.output import err_console
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True)
+
+
+def _run_inprocess(plan) -> bool:
+    from aifbench.runner import execute
+
+    with _progress() as progress:
+        task = progress.add_task(f"{plan.suite} on {plan.device}", total=len(plan.cases))
+
+        def on_case(case, status, reason):
+            progress.update(task, advance=1, description=f"{case.benchmark} {status}")
+
+        summary = execute(plan, on_case=on_case)
+    return summary.failed > 0
+
+
+def _run_local(plan, nproc: int) -> bool:
+    from aifbench.launch.local import launch
+    from aifbench.results.store import shard_name
+
+    shard = plan.run_dir / shard_name("metrics", 0, plan.part)
+    with _progress() as progress:
+        task = progress.add_task(f"{plan.suite} on {nproc}x {plan.device}", total=len(plan.cases))
+
+        def poll():
+            if shard.exists():
+                try:
+                    import pyarrow.parquet as pq
+
+                    done = len(set(pq.read_table(shard, columns=["case_id"]).column(0).to_pylist()))
+                    progress.update(task, completed=done)
+                except Exception:  # being replaced right now; next poll
+                    pass
+
+        codes = launch(plan, nproc, poll=poll)
+    return any(c != 0 for c in codes)
+
+
+def _summarize(plan, failed: bool) -> int:
+    from aifbench.cli.output import console, metrics_table
+    from aifbench.results.store import load
+
+    results = load([plan.run_dir])
+    df = results.metrics
+    console.print(metrics_table(df, f"run {plan.run_id}", by_rank=df["rank"].nunique() > 1 if len(df) else False))
+    counts = df.drop_duplicates(["case_id", "rank"])["status"].value_counts().to_dict() if len(df) else {}
+    console.print(f"results: {plan.run_dir}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    return 1 if failed or counts.get("failed") else 0
