@@ -52,7 +52,7 @@ def metrics_table(df: pd.DataFrame, title: str, all_stats: bool = False, by_rank
         note = status if status == "ok" else f"{status}: {r['reason']}"
         if isinstance(r.get("flags"), str) and r["flags"]:
             note += f" [{r['flags']}]"
-        if bool(r.get("noisy")) is True:
+        if r.get("noisy") is True or (not pd.isna(r.get("noisy")) and bool(r.get("noisy"))):
             note += " (noisy)"
         pct = r["pct_of_peak"]
         metric = r["metric"] + (f" {r['stat']}" if all_stats or r["stat"] != "median" else "")

@@ -1,0 +1,73 @@
+"""The CLI end to end on CPU: run, show, list, schema, and every bad-input path (exit 2, nothing written)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from aifbench.results.store import load
+from tests.conftest import write
+
+
+def run_dirs(root):
+    return [p for p in root.iterdir() if p.is_dir()] if root.exists() else []
+
+
+def test_smoke_suite_runs_and_reads_back_valid(aifbench_cli, tmp_path):
+    proc = aifbench_cli("run", "smoke", "--results", "res", env={"AIFBENCH_TEST_SECRET": "hunter2-token"})
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    (run_dir,) = run_dirs(tmp_path / "res")
+    res = load([run_dir])
+    assert not res.skipped
+    assert set(res.metrics["status"]) == {"ok"}
+    assert {"gemm", "membw"} <= set(res.metrics["benchmark"])
+    run = res.runs.iloc[0]
+    assert run["status"] == "ok" and run["suite"] == "smoke" and run["cpu_cores"] >= 1
+    assert json.loads(run["config"])["suite"] == "smoke" and len(run["config_hash"]) == 16
+    assert len(res.samples) > 0 and set(res.samples["metric"]) >= {"time_s"}
+    # environment variables are never stored wholesale
+    for f in run_dir.iterdir():
+        assert b"hunter2-token" not in f.read_bytes()
+    assert "tflops" in proc.stdout and str(run_dir.name) in proc.stdout
+
+    shown = aifbench_cli("show", "--results", "res")
+    assert shown.returncode == 0 and run_dir.name in shown.stdout and "gbps" in shown.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nosuch"], "unknown suite 'nosuch'; allowed:"),
+    (["run", "smoke", "--set", "gemm.m=abc"], "gemm.m: expected int"),
+    (["run", "smoke", "--set", "gemm.nosuch=1"], "unknown parameter of gemm"),
+    (["run", "smoke", "--device", "cuda"], "--device cuda: no CUDA GPU is visible"),
+    (["run", "smoke", "--nproc", "0"], "--nproc must be >= 1"),
+    (["run", "smoke", "--only", "nosuch"], "unknown benchmark for --only"),
+    (["run", "broken.toml"], "TOML syntax error"),
+    (["show", "nosuch"], "no runs under"),
+    (["list", "nosuch"], "unknown benchmark 'nosuch'"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(aifbench_cli, tmp_path, args, message):
+    write(tmp_path / "broken.toml", "[suite\n")
+    proc = aifbench_cli(*args, "--results", "res") if args[0] in ("run", "show") else aifbench_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "res").exists()
+
+
+def test_list_and_schema(aifbench_cli):
+    listing = aifbench_cli("list")
+    assert listing.returncode == 0 and "gemm" in listing.stdout and "smoke" in listing.stdout
+    params = aifbench_cli("list", "gemm")
+    assert "dtype" in params.stdout and "bf16" in params.stdout
+    ref = aifbench_cli("schema")
+    assert ref.returncode == 0 and "## metrics" in ref.stdout and "| tflops | TFLOP/s |" in ref.stdout
+
+
+def test_import_and_help_stay_light():
+    code = ("import sys, aifbench, aifbench.cli as c\n"
+            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'torch.cuda', 'pynvml', 'submitit', 'pyslurm') if m in sys.modules]\n"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

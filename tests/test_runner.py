@@ -1,0 +1,84 @@
+"""The runner: failures mid-suite are recorded and the rest runs; resume keeps completed cases."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from aifbench import registry
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
+from aifbench.cli import main
+from aifbench.config import load_suite
+from aifbench.errors import CorrectnessError
+from aifbench.plan import Plan
+from aifbench.results.store import load
+from aifbench.runner import execute
+from tests.conftest import write
+
+CALLS: list[str] = []
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProbeConfig:
+    behaviour: str = param("ok", "what the probe does", choices=("ok", "crash", "wrong", "skip"))
+
+
+@registry.register
+class Probe(Benchmark):
+    """A benchmark whose behaviour the suite chooses: the runner is what is under test."""
+
+    name = "test_probe"
+    description = "test double for runner behaviour"
+    Config = ProbeConfig
+    emits = ("time_s",)
+
+    def skip_reason(self):
+        return "probe asked to skip" if self.config.behaviour == "skip" else None
+
+    def check(self):
+        if self.config.behaviour == "wrong":
+            raise CorrectnessError("result differs from reference")
+
+    def measure(self, timer):
+        CALLS.append(self.config.behaviour)
+        if self.config.behaviour == "crash":
+            raise MemoryError("CUDA out of memory (simulated)")
+        stats = timer.time(lambda: sum(range(100)), warmup=0, repeats=3)
+        return Measurement([Metric("time_s", stats.median_s, n_samples=stats.n)], {"time_s": stats.samples_s})
+
+
+SUITE = """
+[suite]
+name = "probe"
+[[case]]
+benchmark = "test_probe"
+sweep = { behaviour = ["ok", "crash", "wrong", "skip", "ok"] }
+"""
+
+
+def test_failure_in_the_middle_is_recorded_and_the_suite_goes_on(tmp_path, capsys):
+    suite = write(tmp_path / "probe.toml", SUITE)
+    code = main(["run", str(suite), "--results", str(tmp_path / "res"), "--telemetry-hz", "0"])
+    assert code == 1  # a failed case makes the command exit 1 at the end
+    res = load([tmp_path / "res"])
+    by_case = res.metrics.drop_duplicates("case_id").set_index("case_id").sort_index()
+    assert list(by_case["status"]) == ["ok", "failed", "failed", "skipped", "ok"]
+    reasons = list(by_case["reason"])
+    assert "MemoryError: CUDA out of memory" in reasons[1]
+    assert "CorrectnessError: result differs" in reasons[2]
+    assert reasons[3] == "probe asked to skip"
+    assert res.runs.iloc[0]["status"] == "failed"
+
+
+def test_resume_keeps_completed_cases_and_reruns_failed_ones(tmp_path):
+    suite = load_suite(str(write(tmp_path / "probe.toml", SUITE)))
+    plan = Plan.from_suite(suite, run_id="resume-run", device="cpu", results_root=tmp_path, telemetry_interval_s=0)
+    CALLS.clear()
+    execute(plan)
+    first = load([tmp_path]).metrics
+    assert CALLS == ["ok", "crash", "ok"]
+    CALLS.clear()
+    execute(plan)  # as after a requeue: same run, same rank, same shard
+    assert CALLS == ["crash"]  # only the failed case runs again
+    second = load([tmp_path]).metrics
+    assert len(second) == len(first)  # nothing duplicated
+    assert set(second["case_id"]) == set(first["case_id"])

@@ -1,0 +1,83 @@
+"""Schema v1: round trip, validation errors, versions and migrations."""
+
+import json
+import math
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from aifbench import SCHEMA_VERSION
+from aifbench.errors import SchemaError
+from aifbench.results import schema
+from aifbench.results.store import read_shard, shard_name, write_shard
+
+
+def metric_row(**over):
+    now = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    row = dict(schema_version=SCHEMA_VERSION, run_id="r1", case_id="0000-gemm-x", rank=0, benchmark="gemm",
+               params=json.dumps({"m": 8}), metric="tflops", value=1.5, unit="TFLOP/s", stat="median",
+               n_samples=5, noisy=False, pct_of_peak=None, peak=None, peak_source="", detail="", world_size=1,
+               node="n1", device="cpu", device_name="cpu", system="local", partition="", started_utc=now,
+               ended_utc=now, status="ok", reason="", flags="")
+    row.update(over)
+    return row
+
+
+def test_round_trip_preserves_values_and_types(tmp_path):
+    rows = [metric_row(), metric_row(metric="time_s", unit="s", value=0.25, stat="p95"),
+            metric_row(status="failed", value=math.nan, reason="RuntimeError: out of memory")]
+    path = write_shard(tmp_path / shard_name("metrics", 0), "metrics", pd.DataFrame(rows))
+    table, back = read_shard(path)
+    assert table == "metrics"
+    assert list(back.columns) == schema.METRICS_TABLE.names
+    assert back.loc[1, "value"] == 0.25 and back.loc[1, "stat"] == "p95"
+    assert str(back["rank"].dtype) == "Int64"
+    assert back.loc[2, "reason"] == "RuntimeError: out of memory" and pd.isna(back.loc[2, "value"])
+    assert back.loc[0, "started_utc"] == pd.Timestamp("2026-11-20", tz="UTC")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"status": "done"}, "status"),
+    ({"value": None}, "status ok has no value"),
+    ({"params": "{not json"}, "params"),
+    ({"rank": 1.5}, "rank"),
+    ({"run_id": None}, "run_id"),
+])
+def test_invalid_rows_are_refused_with_the_column_named(change, message):
+    with pytest.raises(SchemaError, match=message):
+        schema.validate("metrics", pd.DataFrame([metric_row(**change)]))
+
+
+def test_missing_and_unknown_columns():
+    df = pd.DataFrame([metric_row()])
+    with pytest.raises(SchemaError, match="missing columns metric"):
+        schema.validate("metrics", df.drop(columns=["metric"]))
+    with pytest.raises(SchemaError, match="unknown columns secret"):
+        schema.validate("metrics", df.assign(secret="x"))
+
+
+def test_newer_schema_is_refused():
+    with pytest.raises(SchemaError, match="newer than this aifbench supports"):
+        schema.validate("metrics", pd.DataFrame([metric_row(schema_version=SCHEMA_VERSION + 1)]))
+
+
+def test_older_schema_goes_through_the_migration_chain(monkeypatch):
+    old = pd.DataFrame([metric_row(schema_version=SCHEMA_VERSION - 1)]).drop(columns=["detail"])
+    with pytest.raises(SchemaError, match="no migration"):
+        schema.validate("metrics", old)
+
+    def upgrade(table, df):
+        return df.assign(schema_version=df["schema_version"] + 1, detail="migrated")
+
+    monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION - 1, upgrade)
+    out = schema.validate("metrics", old)
+    assert out.loc[0, "detail"] == "migrated" and out.loc[0, "schema_version"] == SCHEMA_VERSION
+
+
+def test_reference_is_generated_from_the_code():
+    text = schema.reference_markdown()
+    for t in schema.TABLES.values():
+        assert f"## {t.name}" in text
+        for c in t.columns:
+            assert f"| {c.name} | {c.type} |" in text
