@@ -1,0 +1,97 @@
+"""The telemetry vocabulary: time-series fields, clock-event reasons, validity flags, metrics.
+
+Everything a sampler writes is named here once, with its unit and scope, so the telemetry
+table, the window metrics and `aifbench telemetry` agree. Reason bits are NVML's
+`nvmlClocksEventReason*` values (nvml.h; pynvml exposes the same constants, and a test
+checks that they still match).
+"""
+
+from __future__ import annotations
+
+from aifbench.metrics import define
+
+# --- time-series fields: name -> (unit, scope) ---------------------------------------------
+FIELDS: dict[str, tuple[str, str]] = {
+    "power_w": ("W", "gpu"),                      # NVML_FI_DEV_POWER_INSTANT, scopeId GPU
+    "power_avg_1s_w": ("W", "gpu"),               # nvmlDeviceGetPowerUsage: 1 s average (fallback)
+    "module_power_w": ("W", "module"),            # NVML_FI_DEV_POWER_INSTANT, scopeId MODULE (GH200)
+    "energy_counter_j": ("J", "gpu"),             # nvmlDeviceGetTotalEnergyConsumption, since driver load
+    "sm_clock_mhz": ("MHz", "gpu"),
+    "mem_clock_mhz": ("MHz", "gpu"),
+    "temperature_c": ("C", "gpu"),
+    "gpu_util_pct": ("%", "gpu"),
+    "mem_util_pct": ("%", "gpu"),
+    "memory_used_bytes": ("B", "gpu"),
+    "clocks_event_reasons": ("bitmask", "gpu"),   # nvmlDeviceGetCurrentClocksEventReasons
+    "ecc_corrected_volatile": ("count", "gpu"),   # NVML_FI_DEV_ECC_SBE_VOL_TOTAL
+    "ecc_uncorrected_volatile": ("count", "gpu"), # NVML_FI_DEV_ECC_DBE_VOL_TOTAL
+    "retired_pages_sbe": ("count", "gpu"),        # NVML_FI_DEV_RETIRED_SBE (pre-Ampere)
+    "retired_pages_dbe": ("count", "gpu"),        # NVML_FI_DEV_RETIRED_DBE (pre-Ampere)
+    "remapped_rows_correctable": ("count", "gpu"),    # NVML_FI_DEV_REMAPPED_COR (Ampere+)
+    "remapped_rows_uncorrectable": ("count", "gpu"),  # NVML_FI_DEV_REMAPPED_UNC
+    "remapped_rows_pending": ("count", "gpu"),        # NVML_FI_DEV_REMAPPED_PENDING (1 = yes)
+    "pcie_tx_gbps": ("GB/s", "gpu"),              # delta of NVML_FI_DEV_PCIE_COUNT_TX_BYTES / dt
+    "pcie_rx_gbps": ("GB/s", "gpu"),
+    "nvlink_tx_gbps": ("GB/s", "gpu"),            # delta of NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX (KiB, all links) / dt
+    "nvlink_rx_gbps": ("GB/s", "gpu"),
+    "processes": ("count", "gpu"),                # compute processes on the GPU
+    "other_processes": ("count", "gpu"),          # ... that are not this process
+    # CPU sampler
+    "process_cpu_pct": ("%", "process"),          # psutil: % of one core, > 100 with several threads
+    "system_cpu_pct": ("%", "system"),            # psutil: % of all cores
+    "process_rss_bytes": ("B", "process"),
+    "system_memory_used_bytes": ("B", "system"),
+    "cpu_power_w": ("W", "cpu-package"),          # RAPL energy delta / dt, all packages summed
+    "cpu_energy_counter_j": ("J", "cpu-package"), # RAPL energy since the window started
+}
+
+# --- clock-event ("throttle") reasons, nvml.h nvmlClocksEventReason* ------------------------
+REASON_BITS: dict[str, int] = {
+    "GpuIdle": 0x1,
+    "ApplicationsClocksSetting": 0x2,
+    "SwPowerCap": 0x4,
+    "HwSlowdown": 0x8,
+    "SyncBoost": 0x10,
+    "SwThermalSlowdown": 0x20,
+    "HwThermalSlowdown": 0x40,
+    "HwPowerBrakeSlowdown": 0x80,
+    "DisplayClockSetting": 0x100,
+}
+
+# --- validity flags: name -> (reason bits that raise it, meaning) ----------------------------
+REASON_FLAGS: dict[str, tuple[int, str]] = {
+    "power_throttle": (0x4 | 0x80, "clocks lowered to hold the power limit (SwPowerCap) or by the power brake (HwPowerBrakeSlowdown)"),
+    "thermal_throttle": (0x20 | 0x40, "clocks lowered for temperature (SwThermalSlowdown, HwThermalSlowdown)"),
+    "hw_slowdown": (0x8, "hardware slowdown (HwSlowdown: thermal, power brake or external signal)"),
+    "sw_slowdown": (0x2 | 0x100, "clocks held below maximum by a software setting (ApplicationsClocksSetting, DisplayClockSetting)"),
+}
+FLAGS: dict[str, str] = {name: meaning for name, (_, meaning) in REASON_FLAGS.items()}
+FLAGS.update({
+    "low_sm_clock": "mean SM clock of busy samples below the configured fraction of the maximum SM clock",
+    "other_processes": "another process had a compute context on the GPU during the window",
+    "ecc_errors": "volatile ECC counts, retired pages or remapped rows increased during the window",
+    "telemetry_suspended": "sampling was suspended during part of the window (telemetry_overhead benchmark)",
+    "telemetry_error": "a sampling call failed unexpectedly; the window's telemetry may be incomplete",
+})
+THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x2 | 0x100
+"""reasons counted by throttle_pct: every flagged reason (not GpuIdle, not SyncBoost)"""
+
+
+def decode_reasons(mask: int) -> list[str]:
+    """Names of the set clock-event reason bits, e.g. 0x44 -> ['SwPowerCap', 'HwThermalSlowdown']."""
+    return [name for name, bit in REASON_BITS.items() if mask & bit]
+
+
+def reason_flags(mask: int) -> list[str]:
+    """Validity flags raised by a clock-event reason mask."""
+    return [flag for flag, (bits, _) in REASON_FLAGS.items() if mask & bits]
+
+
+# --- metrics of a telemetry window beyond metrics.py's energy_j ... temperature_max_c --------
+define("module_power_mean_w", "W", False, "mean instantaneous module power (GH200: GPU + Grace CPU + memory) over the timed window; never added to a CPU reading")
+define("module_power_peak_w", "W", False, "highest instantaneous module power sample in the timed window")
+define("module_energy_j", "J", False, "integrated module power samples over the timed window (trapezoid), scope module")
+define("throttle_pct", "%", False, "share of telemetry samples in the window with a throttling clock-event reason set (power, thermal, hardware or software slowdown); the reasons seen are in detail")
+define("process_cpu_util_mean_pct", "%", False, "mean CPU utilisation of the measuring process over the window, % of one core (psutil)")
+define("system_cpu_util_mean_pct", "%", False, "mean CPU utilisation of the whole node over the window, % of all cores (psutil)")
+define("process_rss_max_bytes", "B", False, "highest resident set size of the measuring process sampled in the window")

@@ -1,0 +1,244 @@
+"""NVML sampler: one GPU's power, energy, clocks, temperature, throttling and errors per window.
+
+Reads go through a DeviceAccess (aifbench.telemetry.nvml_device): a live GPU or a replayed
+trace, the same code above it. Instantaneous power comes from the field API
+(NVML_FI_DEV_POWER_INSTANT; nvmlDeviceGetPowerUsage is a 1 s average on Ampere and later and
+is only the fallback), each field's return code checked. Energy: the total-energy counter
+delta when the window lasts >= 1 s (it updates every 10-100 ms), else the trapezoid
+integral of the power samples; the method and scope go into the metric's detail. Any call the
+device does not support leaves its field empty and is not asked again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aifbench.benchmarks.base import Metric
+from aifbench.telemetry import fields as F
+from aifbench.telemetry.nvml_device import (PERMANENT_ERRORS, UINT_MAX, DeviceAccess, NvmlCallError,
+                                            call_key)
+from aifbench.telemetry.sampling import (DEFAULT_INTERVAL_S, PollingSampler, Sample, Summary, integrate,
+                                         rows_of, series, time_mean)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_CLOCK_FRACTION = 0.6
+"""low_sm_clock below this share of the max SM clock; power-capped H100 GEMMs run ~0.75-0.9"""
+ENERGY_COUNTER_MIN_S = 1.0
+PROCESS_EVERY_S = 1.0  # process lists are the costliest query (ms): once a second is enough
+
+# (field, NVML field id, scopeId, factor to the field's unit)
+INSTANT_FIELDS = (
+    ("power_w", 186, 0, 1e-3),                  # NVML_FI_DEV_POWER_INSTANT, NVML_POWER_SCOPE_GPU, mW
+    ("module_power_w", 186, 1, 1e-3),           # ..., NVML_POWER_SCOPE_MODULE
+    ("ecc_corrected_volatile", 3, 0, 1),        # NVML_FI_DEV_ECC_SBE_VOL_TOTAL
+    ("ecc_uncorrected_volatile", 4, 0, 1),      # NVML_FI_DEV_ECC_DBE_VOL_TOTAL
+    ("retired_pages_sbe", 29, 0, 1),            # NVML_FI_DEV_RETIRED_SBE
+    ("retired_pages_dbe", 30, 0, 1),            # NVML_FI_DEV_RETIRED_DBE
+    ("remapped_rows_correctable", 142, 0, 1),   # NVML_FI_DEV_REMAPPED_COR
+    ("remapped_rows_uncorrectable", 143, 0, 1), # NVML_FI_DEV_REMAPPED_UNC
+    ("remapped_rows_pending", 144, 0, 1),       # NVML_FI_DEV_REMAPPED_PENDING
+)
+# cumulative counters turned into rates: (field, id, scopeId, factor from counter unit to GB)
+COUNTER_FIELDS = (
+    ("pcie_tx_gbps", 197, 0, 1e-9),             # NVML_FI_DEV_PCIE_COUNT_TX_BYTES, bytes, may wrap
+    ("pcie_rx_gbps", 198, 0, 1e-9),             # NVML_FI_DEV_PCIE_COUNT_RX_BYTES
+    ("nvlink_tx_gbps", 138, UINT_MAX, 1024e-9), # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, KiB, all links
+    ("nvlink_rx_gbps", 139, UINT_MAX, 1024e-9), # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX
+)
+FIELD_KEYS = tuple(f"{fid}@{scope}" for _, fid, scope, _ in INSTANT_FIELDS + COUNTER_FIELDS)
+ERROR_COUNTERS = ("ecc_corrected_volatile", "ecc_uncorrected_volatile", "retired_pages_sbe", "retired_pages_dbe",
+                  "remapped_rows_correctable", "remapped_rows_uncorrectable")
+CLOCK_SM, CLOCK_MEM = 1, 2  # nvmlClockType_t
+
+
+class NvmlSampler(PollingSampler):
+    """Samples one NVML device; metrics and flags per window (see module doc)."""
+
+    def __init__(self, device: DeviceAccess, interval_s: float = DEFAULT_INTERVAL_S, *,
+                 min_clock_fraction: float = DEFAULT_MIN_CLOCK_FRACTION):
+        super().__init__(interval_s)
+        self.dev = device
+        self.live = device.live
+        self.source = "nvml" if device.live else "replay"
+        self.min_clock_fraction = float(min_clock_fraction)
+        self.unsupported: dict[str, str] = {}  # field or query -> why it stays empty
+        self._prev: dict[str, tuple[float, float]] = {}
+        self._last_processes_t: float | None = None
+        self.info = {q: self._try(q) for q in ("name", "uuid", "index", "pid", "power_limit")}
+        self.info["max_sm_clock"] = self._try("max_clock", CLOCK_SM)
+
+    # --- reading --------------------------------------------------------------------------
+    def _try(self, query: str, *args: Any) -> Any:
+        """One read; None when it fails. Permanent failures are remembered and not retried."""
+        key = call_key(query, args)
+        if key in self.unsupported:
+            return None
+        try:
+            return self.dev.read(query, *args)
+        except NvmlCallError as exc:
+            if exc.code in PERMANENT_ERRORS:
+                self.unsupported[key] = f"NVML error {exc.code}"
+            else:
+                log.debug("NVML %s failed: %s", key, exc)
+            return None
+
+    def _begin(self, case_id: str) -> None:
+        self._prev.clear()
+        self._last_processes_t = None
+        self.dev.begin_window(case_id)
+
+    def _end(self, case_id: str) -> None:
+        self.dev.end_window(case_id)
+
+    def _poll(self) -> Sample | None:
+        t = self.dev.poll_start()
+        if t is None:
+            return None
+        v: dict[str, float] = {}
+        self._read_fields(t, v)
+        if "power_w" not in v:
+            mw = self._try("power_usage")
+            if mw is not None:
+                v["power_avg_1s_w"] = mw * 1e-3
+        simple = (("energy_counter_j", "energy", (), 1e-3), ("sm_clock_mhz", "clock", (CLOCK_SM,), 1),
+                  ("mem_clock_mhz", "clock", (CLOCK_MEM,), 1), ("temperature_c", "temperature", (), 1),
+                  ("memory_used_bytes", "memory_used", (), 1), ("clocks_event_reasons", "clocks_event_reasons", (), 1))
+        for name, query, args, factor in simple:
+            raw = self._try(query, *args)
+            if raw is not None:
+                v[name] = raw * factor
+        util = self._try("utilization")
+        if util is not None:
+            v["gpu_util_pct"], v["mem_util_pct"] = float(util[0]), float(util[1])
+        if self._last_processes_t is None or t - self._last_processes_t >= PROCESS_EVERY_S:
+            self._read_processes(t, v)
+        return Sample(t, v)
+
+    def _read_fields(self, t: float, v: dict[str, float]) -> None:
+        got = self._try("fields", FIELD_KEYS) or {}
+        for name, fid, scope, factor in INSTANT_FIELDS + COUNTER_FIELDS:
+            ret, raw = got.get(f"{fid}@{scope}", (None, None))
+            if ret != 0 or raw is None:
+                if ret is not None and ret in PERMANENT_ERRORS | {0}:
+                    self.unsupported.setdefault(name, f"NVML error {ret}" if ret else "value not available")
+                continue
+            if (name, fid, scope, factor) in INSTANT_FIELDS:
+                v[name] = raw * factor
+                continue
+            prev = self._prev.get(name)
+            self._prev[name] = (t, raw)
+            if prev is not None and t > prev[0] and raw >= prev[1]:  # a wrapped counter gives no rate
+                v[name] = (raw - prev[1]) * factor / (t - prev[0])
+
+    def _read_processes(self, t: float, v: dict[str, float]) -> None:
+        self._last_processes_t = t
+        pids = self._try("processes")
+        if pids is None:
+            return
+        v["processes"] = len(pids)
+        # Every listed process but one is another one: ours holds a context on this GPU. NVML
+        # lists host pids, so inside a container's pid namespace our own pid may be absent.
+        v["other_processes"] = max(len(pids) - 1, 0)
+
+    # --- summary --------------------------------------------------------------------------
+    def _summarize(self, samples: list[Sample]) -> Summary:
+        out = Summary()
+        uuid, index = self.info.get("uuid"), self.info.get("index")
+        out.rows = rows_of(samples, self.source, F.FIELDS, index, uuid)
+        seen = {name for s in samples for name in s.values}
+        for name in sorted(n for n in self.unsupported if n in F.FIELDS and n not in seen):
+            unit, scope = F.FIELDS[name]  # an unsupported field: one empty row says so
+            out.rows.append({"source": self.source, "gpu_index": index, "gpu_uuid": uuid, "scope": scope,
+                             "t_s": 0.0, "field": name, "value": None, "unit": unit})
+        if samples:
+            out.metrics += self._power_metrics(samples)
+            out.metrics += self._state_metrics(samples, out.flags)
+            out.flags += self._event_flags(samples)
+        return out
+
+    def _power_metrics(self, samples: list[Sample]) -> list[Metric]:
+        out: list[Metric] = []
+        name = "power_w" if any("power_w" in s.values for s in samples) else "power_avg_1s_w"
+        source = "instant" if name == "power_w" else "average_1s"
+        ts, ps = series(samples, name)
+        if ps:
+            detail = f"scope=gpu source={source}"
+            out += [Metric("power_mean_w", time_mean(ts, ps), "mean", len(ps), detail=detail + " time-weighted"),
+                    Metric("power_peak_w", max(ps), "max", len(ps), detail=detail)]
+        energy = self._energy(samples, ts, ps, source)
+        if energy:
+            out.append(energy)
+        mts, mps = series(samples, "module_power_w")
+        if mps:
+            d = "scope=module source=instant (GH200: GPU + Grace CPU + memory)"
+            out += [Metric("module_power_mean_w", time_mean(mts, mps), "mean", len(mps), detail=d + " time-weighted"),
+                    Metric("module_power_peak_w", max(mps), "max", len(mps), detail=d)]
+            if len(mps) >= 2:
+                out.append(Metric("module_energy_j", integrate(mts, mps), "value", len(mps),
+                                  detail="method=integrated scope=module"))
+        return out
+
+    def _energy(self, samples: list[Sample], ts: list[float], ps: list[float], source: str) -> Metric | None:
+        ets, es = series(samples, "energy_counter_j")
+        if len(es) >= 2 and ets[-1] - ets[0] >= ENERGY_COUNTER_MIN_S and es[-1] >= es[0]:
+            return Metric("energy_j", es[-1] - es[0], "value", 2,
+                          detail=f"method=counter scope=gpu window_s={ets[-1] - ets[0]:.3f}")
+        if len(ps) >= 2:
+            why = "window < 1 s" if len(es) >= 2 else "no energy counter"
+            return Metric("energy_j", integrate(ts, ps), "value", len(ps),
+                          detail=f"method=integrated scope=gpu source={source} ({why})")
+        return None
+
+    def _state_metrics(self, samples: list[Sample], flags: list[str]) -> list[Metric]:
+        out: list[Metric] = []
+        ts, clocks = series(samples, "sm_clock_mhz")
+        _, masks = series(samples, "clocks_event_reasons")
+        masks = [int(m) for m in masks]
+        max_sm = self.info.get("max_sm_clock")
+        if clocks:
+            busy = [c for s in samples if (c := s.values.get("sm_clock_mhz")) is not None
+                    and not int(s.values.get("clocks_event_reasons", 0)) & F.REASON_BITS["GpuIdle"]]
+            detail = f"max={max_sm} MHz" if max_sm else "max unknown"
+            if max_sm and busy and sum(busy) / len(busy) < self.min_clock_fraction * max_sm:
+                flags.append("low_sm_clock")
+                detail += f"; busy mean {sum(busy) / len(busy):.0f} < {self.min_clock_fraction:g} x max"
+            out.append(Metric("sm_clock_mean_mhz", time_mean(ts, clocks), "mean", len(clocks), detail=detail))
+        _, temps = series(samples, "temperature_c")
+        if temps:
+            out.append(Metric("temperature_max_c", max(temps), "max", len(temps)))
+        if masks:
+            union = 0
+            for m in masks:
+                union |= m
+            throttled = sum(1 for m in masks if m & F.THROTTLE_MASK)
+            reasons = ",".join(F.decode_reasons(union)) or "none"
+            out.append(Metric("throttle_pct", 100.0 * throttled / len(masks), "value", len(masks),
+                              detail=f"reasons={reasons}"))
+            flags += F.reason_flags(union)
+        return out
+
+    def _event_flags(self, samples: list[Sample]) -> list[str]:
+        flags = []
+        if any(s.values.get("other_processes", 0) > 0 for s in samples):
+            flags.append("other_processes")
+        for name in ERROR_COUNTERS:
+            _, vs = series(samples, name)
+            if len(vs) >= 2 and vs[-1] > vs[0]:
+                flags.append("ecc_errors")
+                break
+        return flags
+
+    def describe(self) -> str:
+        i = self.info
+        where = getattr(self.dev, "origin", self.source)
+        text = f"{where}: {i.get('name') or '?'} {i.get('uuid') or '?'} (nvml index {i.get('index')}"
+        note = getattr(self.dev, "note", "")
+        text += f"; {note})" if note else ")"
+        text += f" every {self.interval_s:g} s" if self.live else ""
+        empty = sorted(k for k in self.unsupported if k in F.FIELDS)
+        return text + (f"; unsupported: {', '.join(empty)}" if empty else "")
+
+    def close(self) -> None:
+        self.dev.close()

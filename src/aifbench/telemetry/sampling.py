@@ -1,0 +1,201 @@
+"""The sampling machinery shared by every backend: a poll thread per window, suspension.
+
+A backend implements `_begin()`, `_poll() -> Sample | None` and `_summarize(samples)`. The
+window polls once synchronously when it opens, then a daemon thread polls every interval
+until the window closes, then once more: so even a window shorter than the interval has a
+first and a last sample. A non-live backend (a replayed trace) is drained instead: every
+recorded sample of the window is polled at exit, independent of wall time, so replays are
+deterministic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from aifbench.benchmarks.base import Metric
+from aifbench.errors import ConfigError
+from aifbench.telemetry.base import Window
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 0.1  # 10 Hz: NVML calls serialise in the driver; stay at <= 10-20 Hz
+MIN_INTERVAL_S = 0.001
+MAX_INTERVAL_S = 60.0
+
+_pause_lock = threading.Lock()
+_pause_depth = 0
+
+
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """Pause the poll threads of every sampler in this process (windows get telemetry_suspended)."""
+    global _pause_depth
+    with _pause_lock:
+        _pause_depth += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pause_depth -= 1
+
+
+def is_suspended() -> bool:
+    return _pause_depth > 0
+
+
+def check_interval(interval_s: float) -> float:
+    if not (MIN_INTERVAL_S <= float(interval_s) <= MAX_INTERVAL_S):
+        raise ConfigError(f"telemetry interval must be {MIN_INTERVAL_S}..{MAX_INTERVAL_S} s, got {interval_s}")
+    return float(interval_s)
+
+
+@dataclass
+class Sample:
+    """One poll: time in s (monotonic; recorded time in a replay) and field -> value."""
+
+    t: float
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    metrics: list[Metric] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+class PollingSampler:
+    """Base class: window() around a timed region, a poll thread inside it."""
+
+    source = "none"
+    live = True
+    """False: no thread; the window is drained from recorded samples at exit"""
+
+    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S):
+        self.interval_s = check_interval(interval_s)
+        self._errors = 0
+        self.polls = 0
+        """polls taken in the last window (the overhead benchmark reports the achieved rate)"""
+
+    # --- backend hooks --------------------------------------------------------------------
+    def _begin(self, case_id: str) -> None:
+        """Reset per-window state before the first poll."""
+
+    def _end(self, case_id: str) -> None:
+        """After the last poll of the window."""
+
+    def _poll(self) -> Sample | None:
+        raise NotImplementedError
+
+    def _summarize(self, samples: list[Sample]) -> Summary:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.source
+
+    def close(self) -> None:
+        pass
+
+    # --- the window -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def window(self, case_id: str) -> Iterator[Window]:
+        win = Window(case_id)
+        samples: list[Sample] = []
+        state = {"paused": False}
+        self._errors = 0
+        self._begin(case_id)
+        self._take(samples)
+        stop = threading.Event()
+        thread = None
+        if self.live:
+            thread = threading.Thread(target=self._loop, args=(stop, samples, state),
+                                      name=f"aifbench-telemetry-{self.source}", daemon=True)
+            thread.start()
+        try:
+            yield win
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join()
+                self._take(samples)  # the closing sample
+            else:
+                while self._take(samples):
+                    pass
+            self._end(case_id)
+            self.polls = len(samples)
+            self._fill(win, samples, state["paused"])
+
+    def _loop(self, stop: threading.Event, samples: list[Sample], state: dict) -> None:
+        while not stop.wait(self.interval_s):
+            if is_suspended():
+                state["paused"] = True
+                continue
+            self._take(samples)
+
+    def _take(self, samples: list[Sample]) -> bool:
+        """Poll once into samples; False when a non-live source has no more samples."""
+        try:
+            sample = self._poll()
+        except Exception as exc:  # telemetry must never break a measurement
+            self._errors += 1
+            if self._errors == 1:
+                log.warning("%s telemetry poll failed: %s", self.source, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            return False
+        if sample is None:
+            return False
+        samples.append(sample)
+        return True
+
+    def _fill(self, win: Window, samples: list[Sample], paused: bool) -> None:
+        try:
+            summary = self._summarize(samples)
+        except Exception as exc:
+            log.warning("%s telemetry summary of %s failed: %s", self.source, win.case_id, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            summary = Summary(flags=["telemetry_error"])
+        win.metrics, win.rows, win.flags = summary.metrics, summary.rows, list(summary.flags)
+        if paused and "telemetry_suspended" not in win.flags:
+            win.flags.append("telemetry_suspended")
+        if self._errors and "telemetry_error" not in win.flags:
+            win.flags.append("telemetry_error")
+
+
+# --- helpers for summaries ------------------------------------------------------------------
+
+def series(samples: list[Sample], name: str) -> tuple[list[float], list[float]]:
+    """(times, values) of the samples that have field `name`."""
+    pts = [(s.t, s.values[name]) for s in samples if s.values.get(name) is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def integrate(ts: list[float], vs: list[float]) -> float:
+    """Trapezoid integral of v over t (W over s -> J)."""
+    return sum((ts[i + 1] - ts[i]) * (vs[i] + vs[i + 1]) / 2 for i in range(len(ts) - 1))
+
+
+def time_mean(ts: list[float], vs: list[float]) -> float:
+    """Time-weighted mean (trapezoid); the plain mean when the samples span no time."""
+    span = ts[-1] - ts[0] if ts else 0.0
+    if span <= 0:
+        return sum(vs) / len(vs)
+    return integrate(ts, vs) / span
+
+
+def rows_of(samples: list[Sample], source: str, scopes: dict[str, tuple[str, str]],
+            gpu_index: int | None = None, gpu_uuid: str | None = None) -> list[dict]:
+    """Telemetry-table rows (t_s relative to the first sample) of every sampled value."""
+    if not samples:
+        return []
+    t0 = samples[0].t
+    rows = []
+    for s in samples:
+        for name, value in s.values.items():
+            unit, scope = scopes[name]
+            rows.append({"source": source, "gpu_index": gpu_index, "gpu_uuid": gpu_uuid, "scope": scope,
+                         "t_s": round(s.t - t0, 6), "field": name,
+                         "value": None if value is None else float(value), "unit": unit})
+    return rows

@@ -1,0 +1,98 @@
+"""Choose the telemetry backend of a rank: NVML, CPU, a replayed trace, or none (with why).
+
+    open_sampler("cuda:0", 0.1)                      NVML sampler of the GPU behind cuda:0 (UUID match)
+    open_sampler("cpu", 0.1)                         psutil + RAPL
+    open_sampler(dev, 0.1, trace_path="t.jsonl")     replay a recorded trace (no GPU needed)
+    open_sampler("cuda:0", 0.1, record_path="t.jsonl")  sample the GPU and record the session
+
+Environment (for runs whose runner passes only device and interval):
+    AIFBENCH_TELEMETRY=off                 no telemetry (runs.telemetry says why)
+    AIFBENCH_TELEMETRY_REPLAY=PATH         replay PATH instead of sampling hardware
+    AIFBENCH_TELEMETRY_RECORD=PATH         record the NVML session; '{rank}' in PATH -> the rank
+    AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION  low_sm_clock threshold (default 0.6 of the max SM clock)
+A GPU without NVML, or with a call it does not support, never stops a benchmark: the sampler
+becomes a NullSampler carrying the reason, or the field stays empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from aifbench.errors import ConfigError
+from aifbench.telemetry.base import NullSampler, Sampler
+from aifbench.telemetry.sampling import DEFAULT_INTERVAL_S, check_interval
+
+log = logging.getLogger(__name__)
+
+
+def _min_clock_fraction(value: float | None) -> float:
+    from aifbench.telemetry.nvml import DEFAULT_MIN_CLOCK_FRACTION
+
+    if value is None:
+        text = os.environ.get("AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION")
+        try:
+            value = float(text) if text else DEFAULT_MIN_CLOCK_FRACTION
+        except ValueError:
+            raise ConfigError(f"AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION must be a number in 0..1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"min clock fraction must be in 0..1, got {value}")
+    return value
+
+
+def open_sampler(device: str, interval_s: float = DEFAULT_INTERVAL_S, *, trace_path: str | Path | None = None,
+                 record_path: str | Path | None = None, min_clock_fraction: float | None = None) -> Sampler:
+    """The sampler for torch device `device` polling every `interval_s` seconds (see module doc)."""
+    interval_s = check_interval(interval_s)
+    fraction = _min_clock_fraction(min_clock_fraction)
+    if os.environ.get("AIFBENCH_TELEMETRY", "").strip().lower() in ("off", "0", "none", "false"):
+        return NullSampler("disabled by AIFBENCH_TELEMETRY=off")
+    trace_path = trace_path or os.environ.get("AIFBENCH_TELEMETRY_REPLAY") or None
+    if trace_path:
+        from aifbench.telemetry.nvml import NvmlSampler
+        from aifbench.telemetry.trace import ReplayDevice
+
+        return NvmlSampler(ReplayDevice(trace_path), interval_s, min_clock_fraction=fraction)
+    dev = str(device)
+    if dev.startswith("cuda"):
+        return _open_nvml(dev, interval_s, fraction, record_path or os.environ.get("AIFBENCH_TELEMETRY_RECORD"))
+    if dev.startswith("cpu"):
+        try:
+            from aifbench.telemetry.cpu import CpuSampler
+
+            return CpuSampler(interval_s)
+        except Exception as exc:  # psutil missing or broken: the run goes on without
+            return NullSampler(f"CPU telemetry unavailable: {exc}")
+    return NullSampler(f"no telemetry backend for device {dev!r}")
+
+
+def _open_nvml(device: str, interval_s: float, fraction: float, record_path: str | Path | None) -> Sampler:
+    from aifbench.telemetry.nvml import NvmlSampler
+    from aifbench.telemetry.nvml_device import TelemetryUnavailable, open_nvml_device
+
+    if _is_rocm():
+        return NullSampler("AMD GPU (ROCm): NVML does not apply and the amdsmi backend is not implemented")
+    try:
+        access = open_nvml_device(device)
+    except TelemetryUnavailable as exc:
+        log.warning("GPU telemetry unavailable: %s", exc)
+        return NullSampler(str(exc))
+    if record_path:
+        from aifbench.telemetry.trace import RecordingDevice, rank_path
+
+        access = RecordingDevice(access, rank_path(record_path), interval_s=interval_s)
+    try:
+        return NvmlSampler(access, interval_s, min_clock_fraction=fraction)
+    except Exception as exc:  # never let telemetry stop a benchmark
+        access.close()
+        return NullSampler(f"NVML sampler failed to start: {exc}")
+
+
+def _is_rocm() -> bool:
+    try:
+        import torch
+
+        return bool(getattr(torch.version, "hip", None))
+    except ImportError:
+        return False
