@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "aifbench.benchmarks"
 _REGISTRY: dict[str, type[Benchmark]] = {}
+BROKEN: dict[str, str] = {}
+"""module or plug-in -> why it could not be loaded (shown by `aifbench list`)"""
 _loaded = False
 
 
@@ -41,11 +43,16 @@ def _load() -> None:
 
     for mod in pkgutil.iter_modules(pkg.__path__):
         if mod.name != "base" and not mod.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+            try:
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")
+            except Exception as exc:  # one broken module must not take the others down
+                BROKEN[mod.name] = f"{type(exc).__name__}: {exc}"
+                log.warning("cannot load built-in benchmark module %s: %s", mod.name, exc)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = ep.load()
         except Exception as exc:  # a broken plug-in must not break aifbench
+            BROKEN[ep.name] = f"{type(exc).__name__}: {exc}"
             log.warning("cannot load benchmark plug-in %s (%s): %s", ep.name, ep.value, exc)
             continue
         register(cls)

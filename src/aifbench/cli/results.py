@@ -47,6 +47,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in registry.names():
         cls = registry.get(name)
         t.add_row(name, ", ".join(cls.emits), cls.description)
+    for name, why in sorted(registry.BROKEN.items()):
+        t.add_row(name, "-", f"[red]cannot load: {why}[/]")
     console.print(t)
     t = Table(title="suites", title_justify="left")
     for col in ("name", "cases", "description"):
