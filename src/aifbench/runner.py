@@ -62,18 +62,18 @@ def rank_device(plan_device: str, local_rank: int) -> str:
 
 def build_context(plan: Plan, info: RankInfo, device: str, device_name: str, pci_id: str | None) -> Context:
     # --- peaks: the hardware catalog attaches here (see aifbench.hardware) ---
-    peak_lookup = _peak_lookup(device_name, pci_id)
+    peak_lookup = _peak_lookup(device_name, pci_id, device)
     return Context(device=device, device_name=device_name, rank=info.rank, world_size=info.world_size,
                    local_rank=info.local_rank, timing=plan.timing, peak_lookup=peak_lookup,
                    distributed=info.distributed)
 
 
-def _peak_lookup(device_name: str, pci_id: str | None):
+def _peak_lookup(device_name: str, pci_id: str | None, device: str):
     try:
         from aifbench.hardware import catalog
     except ImportError:
         return Context().peak_lookup
-    return catalog.peak_lookup_for(device_name, pci_id)
+    return catalog.peak_lookup_for(device_name, pci_id, device=device)
 
 
 def _open_sampler(device: str, interval_s: float):
