@@ -26,6 +26,7 @@ from aifbench.errors import SkipCase
 from aifbench.plan import Plan
 from aifbench.results.store import ShardWriter
 from aifbench.telemetry.base import NullSampler, Window
+from aifbench.telemetry.efficiency import efficiency_metrics
 from aifbench.timing import Timer
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def _teardown(bench: Benchmark) -> None:
 
 
 def _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason, started) -> list[dict]:
-    metrics = list(measurement.metrics) + list(window.metrics)
+    metrics = list(measurement.metrics) + list(window.metrics) + efficiency_metrics(measurement.metrics, window.metrics)
     if status != "ok" or not metrics:
         first = cls.emits[0] if getattr(cls, "emits", None) else "time_s"
         metrics = [Metric(first, math.nan, stat="median", n_samples=0)]

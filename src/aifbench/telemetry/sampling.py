@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -26,25 +27,24 @@ DEFAULT_INTERVAL_S = 0.1  # 10 Hz: NVML calls serialise in the driver; stay at <
 MIN_INTERVAL_S = 0.001
 MAX_INTERVAL_S = 60.0
 
+_samplers: "weakref.WeakSet[PollingSampler]" = weakref.WeakSet()
 _pause_lock = threading.Lock()
-_pause_depth = 0
 
 
 @contextlib.contextmanager
 def suspended() -> Iterator[None]:
-    """Pause the poll threads of every sampler in this process (windows get telemetry_suspended)."""
-    global _pause_depth
+    """Pause the poll threads of every sampler that exists now (their windows get
+    telemetry_suspended); samplers opened inside the block are not paused by it."""
     with _pause_lock:
-        _pause_depth += 1
+        paused = list(_samplers)
+        for s in paused:
+            s._paused += 1
     try:
         yield
     finally:
         with _pause_lock:
-            _pause_depth -= 1
-
-
-def is_suspended() -> bool:
-    return _pause_depth > 0
+            for s in paused:
+                s._paused -= 1
 
 
 def check_interval(interval_s: float) -> float:
@@ -78,6 +78,8 @@ class PollingSampler:
     def __init__(self, interval_s: float = DEFAULT_INTERVAL_S):
         self.interval_s = check_interval(interval_s)
         self._errors = 0
+        self._paused = 0
+        _samplers.add(self)
         self.polls = 0
         """polls taken in the last window (the overhead benchmark reports the achieved rate)"""
 
@@ -131,7 +133,7 @@ class PollingSampler:
 
     def _loop(self, stop: threading.Event, samples: list[Sample], state: dict) -> None:
         while not stop.wait(self.interval_s):
-            if is_suspended():
+            if self._paused:
                 state["paused"] = True
                 continue
             self._take(samples)
@@ -169,7 +171,7 @@ class PollingSampler:
 def series(samples: list[Sample], name: str) -> tuple[list[float], list[float]]:
     """(times, values) of the samples that have field `name`."""
     pts = [(s.t, s.values[name]) for s in samples if s.values.get(name) is not None]
-    return [p[0] for p in pts], [p[1] for p in pts]
+    return [float(p[0]) for p in pts], [float(p[1]) for p in pts]
 
 
 def integrate(ts: list[float], vs: list[float]) -> float:

@@ -1,0 +1,135 @@
+"""What `aifbench telemetry RUN_ID` shows: a per-window summary and a time-series plot.
+
+The summary comes from the window metrics in the metrics table (energy_j, power_mean_w, ...)
+and the flags of each case; the plot from the telemetry table. Windows are placed on one
+time axis, seconds since the run's first case started: a window is taken to end when its
+case ended (teardown is short), i.e. at ended_utc - window length + t_s.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from aifbench.errors import ConfigError
+
+WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
+                  "throttle_pct", "module_power_mean_w", "process_cpu_util_mean_pct")
+GAP_S = 0.1  # least space between two windows of one rank on the plot
+PANELS = (
+    ("power (W)", ("power_w", "power_avg_1s_w", "module_power_w", "cpu_power_w")),
+    ("clock (MHz)", ("sm_clock_mhz", "mem_clock_mhz")),
+    ("temperature (C)", ("temperature_c",)),
+    ("CPU utilisation (%)", ("process_cpu_pct", "system_cpu_pct")),
+)
+
+
+def summary(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, rank): benchmark, samples, window length, window metrics, flags, energy method."""
+    keys = ["case_id", "rank"]
+    base = metrics.drop_duplicates(keys)[keys + ["benchmark", "flags", "started_utc"]]
+    if len(telemetry):
+        t = telemetry.groupby(keys).agg(samples=("t_s", "nunique"), window_s=("t_s", "max"),
+                                        source=("source", "first"), gpu_index=("gpu_index", "first")).reset_index()
+        base = base.merge(t, on=keys, how="left")
+    wm = metrics[metrics["metric"].isin(WINDOW_METRICS)]
+    if len(wm):
+        pivot = wm.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
+        base = base.merge(pivot, on=keys, how="left")
+        energy = wm[wm["metric"] == "energy_j"][keys + ["detail"]].rename(columns={"detail": "energy_detail"})
+        base = base.merge(energy, on=keys, how="left")
+    return base.sort_values(["started_utc", "rank"]).reset_index(drop=True)
+
+
+def timeline(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
+    """Telemetry rows with x_s: seconds since the run's first case started."""
+    if not len(telemetry):
+        return telemetry.assign(x_s=pd.Series(dtype="float64"))
+    cases = metrics.groupby(["case_id", "rank"]).agg(started=("started_utc", "min"), ended=("ended_utc", "max")).reset_index()
+    t0 = cases["started"].min()
+    length = telemetry.groupby(["case_id", "rank"])["t_s"].max().rename("length").reset_index()
+    cases = cases.merge(length, on=["case_id", "rank"], how="left")
+    cases["length"] = cases["length"].fillna(0.0)
+    cases["offset_s"] = ((cases["ended"] - t0).dt.total_seconds() - cases["length"]).clip(lower=0.0)
+    cases = cases.sort_values(["rank", "started"])
+    for _, idx in cases.groupby("rank").groups.items():  # windows of one rank never overlap (replays)
+        free = 0.0
+        for i in idx:
+            cases.loc[i, "offset_s"] = max(cases.loc[i, "offset_s"], free)
+            free = cases.loc[i, "offset_s"] + cases.loc[i, "length"] + GAP_S
+    out = telemetry.merge(cases[["case_id", "rank", "offset_s"]], on=["case_id", "rank"], how="left")
+    out["x_s"] = out["offset_s"].fillna(0) + out["t_s"]
+    return out.sort_values("x_s")
+
+
+def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str) -> Path:
+    """PNG of power, clocks, temperature (and CPU utilisation) over time; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = timeline(metrics, telemetry).dropna(subset=["value"])
+    panels = [(label, [f for f in names if (data["field"] == f).any()]) for label, names in PANELS]
+    panels = [(label, names) for label, names in panels if names]
+    if not panels:
+        raise ConfigError("the run's telemetry has no power, clock, temperature or CPU series to plot")
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(10, 2.6 * len(panels)), squeeze=False)
+    spans = data.groupby("case_id")["x_s"].agg(["min", "max"]).sort_values("min")
+    for ax, (label, names) in zip(axes[:, 0], panels):
+        for i, (case_id, span) in enumerate(spans.iterrows()):  # shade every other case window
+            ax.axvspan(span["min"], span["max"], color="0.92" if i % 2 else "0.97", zorder=0)
+            if ax is axes[0, 0]:
+                ax.annotate(str(case_id)[:12], (span["min"], 1.0), xycoords=("data", "axes fraction"),
+                            fontsize=6, va="top", color="0.4")
+        for name in names:
+            for (rank, gpu), part in data[data["field"] == name].groupby(["rank", data["gpu_index"].fillna(-1)]):
+                who = f"rank {rank}" + (f" gpu {int(gpu)}" if gpu >= 0 else "")
+                for _, w in part.groupby("case_id"):
+                    ax.plot(w["x_s"], w["value"], marker=".", markersize=2, linewidth=1,
+                            label=f"{name} ({who})", color=_color(name, rank))
+        _dedupe_legend(ax)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("seconds since the run's first case started")
+    axes[0, 0].set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def _color(name: str, rank: int) -> str:
+    palette = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
+    names = [n for _, ns in PANELS for n in ns]
+    return palette[(names.index(name) + 3 * int(rank)) % len(palette)]
+
+
+def _dedupe_legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    seen: dict[str, object] = {}
+    for h, l in zip(handles, labels):
+        seen.setdefault(l, h)
+    if seen:
+        ax.legend(list(seen.values()), list(seen), fontsize=7, loc="best")
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a plot is as readable as any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
