@@ -1,36 +1,101 @@
 """Dense GEMM throughput: C = A @ B, TFLOP/s = 2*M*N*K / median time (DESIGN §4).
 
-Checked against a float64 reference at a small size before timing. tf32 is fp32 inputs with
-TF32 tensor-core math allowed (CUDA only); bf16 and fp16 need hardware support.
+Shapes: explicit (m, n, k), square (m³: N = K = m), or LLM-shaped from a token count and model width
+(y = x W^T with x of tokens × hidden): qkv (N = 3·hidden), attn_out (N = hidden), mlp_up
+(K = hidden, N = ffn_hidden, default 4·hidden), mlp_down (K = ffn_hidden, N = hidden).
+dtypes: fp64, fp32 (TF32 off), tf32 (fp32 storage, TF32 tensor-core math, CUDA only), bf16,
+fp16, and fp8 (e4m3 inputs with per-tensor scales through torch._scaled_mm, bf16 output; CUDA
+compute capability >= 8.9 or ROCm gfx942/gfx950, skipped with the reason elsewhere).
+Inputs rotate among several buffer sets (enough to exceed 4x the last-level cache by default)
+so a small GEMM cannot be served from L2. Correctness is checked before timing, against float64
+on the same rounded inputs, at a small square size and on a corner block of the real buffers.
+`bare_loop` also times the same calls in a plain loop (one event pair around all of them) to show
+what the harness costs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from aifbench.benchmarks.base import Benchmark, Measurement, param, rate_metrics, time_metrics
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
+from aifbench.metrics import define
 from aifbench.registry import register
 from aifbench.timing import Timer
+from aifbench.units import GiB, MiB
 
-DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# relative Frobenius error allowed against float64 at K = check size (unit roundoff * sqrt(K) scale)
-TOLERANCE = {"fp32": 1e-4, "tf32": 5e-3, "bf16": 2e-2, "fp16": 5e-3}
+DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
+          "fp16": torch.float16, "fp8": torch.bfloat16}  # fp8: bf16 is the output dtype
+ELEMENT_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+# relative Frobenius error allowed against float64 on the same rounded inputs
+TOLERANCE = {"fp64": 1e-12, "fp32": 1e-4, "tf32": 5e-3, "bf16": 2e-2, "fp16": 5e-3, "fp8": 2e-2}
+SHAPES = ("mnk", "square", "qkv", "attn_out", "mlp_up", "mlp_down")
+FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
+MAX_BUFFERS = 16
+
+define("bare_loop_tflops", "TFLOP/s", True,
+       "GEMM FLOPs / mean time per call of the same calls in a bare loop (one timer pair around all), no harness")
+define("harness_overhead_pct", "%", False,
+       "(bare_loop_tflops - tflops median) / bare_loop_tflops * 100: what the timing harness costs")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GemmConfig:
-    m: int = param(1024, "rows of A and C", min=1)
-    n: int = param(1024, "columns of B and C", min=1)
-    k: int = param(1024, "inner dimension", min=1)
-    dtype: str = param("bf16", "input and output precision", choices=tuple(DTYPES))
-    check_size: int = param(64, "edge of the square correctness check against float64", min=1, max=4096)
+    shape: str = param("mnk", "how M, N, K are chosen: mnk (m, n, k), square (M = N = K = m), or an LLM projection "
+                       "from tokens and hidden: qkv, attn_out, mlp_up, mlp_down", choices=SHAPES)
+    m: int = param(1024, "rows of A and C (shape mnk); the edge for shape square", min=1)
+    n: int = param(1024, "columns of B and C (shape mnk)", min=1)
+    k: int = param(1024, "inner dimension (shape mnk)", min=1)
+    tokens: int = param(4096, "M of the LLM shapes: tokens per step (batch x sequence)", min=1)
+    hidden: int = param(4096, "model width of the LLM shapes", min=1)
+    ffn_hidden: int = param(0, "MLP width of mlp_up/mlp_down; 0 = 4 x hidden", min=0)
+    dtype: str = param("bf16", "input precision (fp8: e4m3 inputs, bf16 output)", choices=tuple(DTYPES))
+    buffers: int = param(0, "input/output sets rotated between calls; 0 = enough to exceed 4x the "
+                         "last-level cache (at most 16)", min=0, max=MAX_BUFFERS)
+    fp8_fast_accum: bool = param(False, "fp8 only: torch._scaled_mm use_fast_accum (Hopper's faster, less "
+                                 "precise accumulation)")
+    bare_loop: bool = param(False, "also time the same calls in a bare loop and report harness_overhead_pct")
+    check_size: int = param(64, "edge of the square correctness check against float64", min=16, max=4096)
+
+
+def dims(c: GemmConfig) -> tuple[int, int, int]:
+    """(M, N, K) of a config."""
+    ffn = c.ffn_hidden or 4 * c.hidden
+    return {"mnk": (c.m, c.n, c.k), "square": (c.m, c.m, c.m),
+            "qkv": (c.tokens, 3 * c.hidden, c.hidden), "attn_out": (c.tokens, c.hidden, c.hidden),
+            "mlp_up": (c.tokens, ffn, c.hidden), "mlp_down": (c.tokens, c.hidden, ffn)}[c.shape]
+
+
+def fp8_dtype(device: str) -> tuple[torch.dtype | None, str]:
+    """The fp8 e4m3 dtype torch._scaled_mm takes on `device`, or None and why not."""
+    if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
+        return None, f"torch {torch.__version__} has no torch._scaled_mm / float8 dtypes"
+    if not device.startswith("cuda"):
+        return None, "fp8 GEMM is measured on GPUs only: a CPU has no fp8 matrix units"
+    if getattr(torch.version, "hip", None):
+        arch = getattr(torch.cuda.get_device_properties(device), "gcnArchName", "")
+        if arch.startswith("gfx942"):
+            return torch.float8_e4m3fnuz, ""
+        if arch.startswith("gfx950"):
+            return torch.float8_e4m3fn, ""
+        return None, f"fp8 matrix math needs MI300 (gfx942) or newer; this GPU is {arch or 'unknown'}"
+    cc = torch.cuda.get_device_capability(device)
+    if cc < (8, 9):
+        return None, f"fp8 tensor cores need compute capability 8.9 or newer; this GPU has {cc[0]}.{cc[1]}"
+    return torch.float8_e4m3fn, ""
 
 
 def dtype_skip_reason(dtype: str, device: str) -> str | None:
     """Why `dtype` matmul cannot be measured on `device`, or None."""
+    if dtype == "fp8":
+        return fp8_dtype(device)[1] or None
     if device.startswith("cuda"):
         if dtype == "bf16" and not torch.cuda.is_bf16_supported():
             return "bf16 needs compute capability 8.0 or newer"
@@ -62,49 +127,167 @@ class _Tf32:
         torch.backends.cuda.matmul.allow_tf32 = self.saved
 
 
+# --- operands ---------------------------------------------------------------------------------
+
+@dataclass
+class Operands:
+    """One buffer set: A (M×K), B (K×N; fp8: a column-major view), C (M×N), fp8 scales."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    c: torch.Tensor
+    scale_a: torch.Tensor | None = None
+    scale_b: torch.Tensor | None = None
+
+    def reference(self, rows: int, cols: int) -> torch.Tensor:
+        """float64 A[:rows] @ B[:, :cols] on the rounded (and, for fp8, dequantised) inputs."""
+        a, b = self.a[:rows].double(), self.b[:, :cols].double()
+        if self.scale_a is not None:
+            a, b = a * self.scale_a.double(), b * self.scale_b.double()
+        return a @ b
+
+
+def quantize_fp8(x: torch.Tensor, fp8: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor scaled e4m3: x ≈ q * scale, |q| <= the format's largest finite value."""
+    scale = (x.abs().max().float() / FP8_MAX[str(fp8).split(".")[-1]]).clamp(min=1e-12)
+    return (x / scale).to(fp8), scale.reshape(())
+
+
+def make_operands(m: int, n: int, k: int, dtype: str, device: str, seed: int, fp8: torch.dtype | None = None) -> Operands:
+    """Random inputs (standard normal, fixed seed) rounded to `dtype`, and an output buffer."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    a, b_t = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)
+    if dtype == "fp8":
+        qa, sa = quantize_fp8(a, fp8)
+        qb, sb = quantize_fp8(b_t, fp8)
+        # _scaled_mm wants B column-major: B = (N×K row-major).t()
+        return Operands(qa.to(device), qb.to(device).t(), torch.empty(m, n, device=device, dtype=torch.bfloat16),
+                        sa.to(device), sb.to(device))
+    dt = DTYPES[dtype]
+    return Operands(a.to(device, dt), b_t.t().contiguous().to(device, dt), torch.empty(m, n, device=device, dtype=dt))
+
+
+def matmul_fn(dtype: str, fast_accum: bool = False) -> Callable[[Operands], object]:
+    """The timed call for one buffer set (writes into its C)."""
+    if dtype == "fp8":
+        def fp8_call(o: Operands) -> object:
+            return torch._scaled_mm(o.a, o.b, scale_a=o.scale_a, scale_b=o.scale_b, out_dtype=torch.bfloat16,
+                                    use_fast_accum=fast_accum, out=o.c)
+        return fp8_call
+    return lambda o: torch.matmul(o.a, o.b, out=o.c)
+
+
+def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return (torch.linalg.norm(got.double().cpu() - ref.cpu()) / torch.linalg.norm(ref.cpu())).item()
+
+
+def check_operands(o: Operands, call: Callable[[Operands], object], dtype: str, rows: int = 8, cols: int = 64) -> float:
+    """Run the call once and compare a corner block of C with float64; returns the relative error."""
+    call(o)
+    rows, cols = min(rows, o.c.shape[0]), min(cols, o.c.shape[1])
+    err = relative_error(o.c[:rows, :cols], o.reference(rows, cols))
+    if not err <= TOLERANCE[dtype]:
+        raise CorrectnessError(f"{dtype} GEMM relative error {err:.2e} > {TOLERANCE[dtype]:.0e}")
+    return err
+
+
+def auto_buffers(set_bytes: int, cache_bytes: int | None) -> int:
+    """Sets needed so the rotated working set exceeds 4x the last-level cache (1..16)."""
+    cache = cache_bytes or 64 * MiB
+    return max(1, min(MAX_BUFFERS, math.ceil(4 * cache / max(1, set_bytes))))
+
+
+def bare_loop_s(call: Callable[[], object], calls: int, device: str) -> float:
+    """Mean seconds per call of `calls` back-to-back calls: one event (or clock) pair around all."""
+    if device.startswith("cuda"):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        for _ in range(calls):
+            call()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / calls
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        call()
+    return (time.perf_counter_ns() - t0) / 1e9 / calls
+
+
 @register
 class Gemm(Benchmark):
     name = "gemm"
-    description = "dense matmul TFLOP/s (fp32, tf32, bf16, fp16), checked against float64"
+    description = "dense matmul TFLOP/s (fp64, fp32, tf32, bf16, fp16, fp8), square and LLM shapes, checked against float64"
     Config = GemmConfig
-    emits = ("tflops", "time_s")
+    emits = ("tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct")
+
+    def _set_bytes(self) -> int:
+        m, n, k = dims(self.config)
+        out_bytes = 2 if self.config.dtype == "fp8" else ELEMENT_BYTES[self.config.dtype]
+        return (m * k + k * n) * ELEMENT_BYTES[self.config.dtype] + m * n * out_bytes
+
+    def _n_buffers(self) -> int:
+        if self.config.buffers:
+            return self.config.buffers
+        from aifbench.hardware.detect import last_level_cache_bytes
+
+        return auto_buffers(self._set_bytes(), last_level_cache_bytes(self.ctx.device))
 
     def skip_reason(self) -> str | None:
         c = self.config
         reason = dtype_skip_reason(c.dtype, self.ctx.device)
         if reason:
             return reason
-        need = (c.m * c.k + c.k * c.n + c.m * c.n) * torch.finfo(DTYPES[c.dtype]).bits // 8
+        m, n, k = dims(c)
+        if c.dtype == "fp8" and (m % 16 or n % 16 or k % 16):
+            return f"fp8 GEMM (torch._scaled_mm) needs M, N, K divisible by 16; got {m}x{n}x{k}"
+        need = self._n_buffers() * self._set_bytes()
         free = free_bytes(self.ctx.device)
         if free is not None and need > 0.9 * free:
-            return f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {self.ctx.device}"
+            return f"needs {need / GiB:.1f} GiB ({m}x{n}x{k} {c.dtype}), {free / GiB:.1f} GiB free on {self.ctx.device}"
         return None
 
     def setup(self) -> None:
-        c, dev, dt = self.config, self.ctx.device, DTYPES[self.config.dtype]
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        self.a = torch.randn(c.m, c.k, generator=gen).to(dev, dt)
-        self.b = torch.randn(c.k, c.n, generator=gen).to(dev, dt)
-        self.c = torch.empty(c.m, c.n, device=dev, dtype=dt)
+        c, dev = self.config, self.ctx.device
+        m, n, k = dims(c)
+        fp8 = fp8_dtype(dev)[0] if c.dtype == "fp8" else None
+        self.call = matmul_fn(c.dtype, c.fp8_fast_accum)
+        self.sets = [make_operands(m, n, k, c.dtype, dev, seed=i, fp8=fp8) for i in range(self._n_buffers())]
 
     def check(self) -> None:
-        s, dev, dt = self.config.check_size, self.ctx.device, DTYPES[self.config.dtype]
-        gen = torch.Generator(device="cpu").manual_seed(1)
-        a64, b64 = torch.randn(s, s, generator=gen, dtype=torch.float64), torch.randn(s, s, generator=gen, dtype=torch.float64)
-        with _Tf32(self.config.dtype):
-            got = torch.matmul(a64.to(dev, dt), b64.to(dev, dt)).double().cpu()
-        ref = a64.to(dt).double() @ b64.to(dt).double()  # same rounded inputs, exact-ish product
-        err = (torch.linalg.norm(got - ref) / torch.linalg.norm(ref)).item()
-        if not err <= TOLERANCE[self.config.dtype]:
-            raise CorrectnessError(f"{self.config.dtype} matmul relative error {err:.2e} > {TOLERANCE[self.config.dtype]:.0e}")
+        c, dev = self.config, self.ctx.device
+        s = -(-c.check_size // 16) * 16  # fp8 needs multiples of 16
+        fp8 = fp8_dtype(dev)[0] if c.dtype == "fp8" else None
+        with _Tf32(c.dtype):
+            small = make_operands(s, s, s, c.dtype, dev, seed=1000, fp8=fp8)
+            check_operands(small, self.call, c.dtype, rows=s, cols=s)
+            check_operands(self.sets[0], self.call, c.dtype)
 
     def measure(self, timer: Timer) -> Measurement:
         c = self.config
+        m, n, k = dims(c)
+        sets, call = self.sets, self.call
+        order = itertools.cycle(sets)
+
+        def step() -> object:
+            return call(next(order))
+
         with _Tf32(c.dtype):
-            stats = timer.time(lambda: torch.matmul(self.a, self.b, out=self.c))
+            stats = timer.time(step)
+            bare = bare_loop_s(step, timer.config.repeats * timer.config.inner, self.ctx.device) if c.bare_loop else None
+        flops = 2.0 * m * n * k
+        detail = f"m={m} n={n} k={k} buffers={len(sets)}"
         out = time_metrics(stats)
-        out.metrics += rate_metrics("tflops", 2.0 * c.m * c.n * c.k, stats, 1e-12, self.ctx.peak(f"tflops:{c.dtype}"))
+        out.metrics += [dataclasses.replace(r, detail=detail)
+                        for r in rate_metrics("tflops", flops, stats, 1e-12, self.ctx.peak(f"tflops:{c.dtype}"))]
+        if bare is not None:
+            bare_tflops = flops / bare * 1e-12
+            median = flops / stats.median_s * 1e-12
+            out.metrics += [Metric("bare_loop_tflops", bare_tflops, "mean", timer.config.repeats * timer.config.inner,
+                                   detail=detail),
+                            Metric("harness_overhead_pct", 100.0 * (bare_tflops - median) / bare_tflops, "value",
+                                   stats.n, stats.noisy, detail=detail)]
         return out
 
     def teardown(self) -> None:
-        self.a = self.b = self.c = None
+        self.sets = []

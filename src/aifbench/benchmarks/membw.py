@@ -1,11 +1,24 @@
-"""Device memory bandwidth: GB/s = (bytes read + bytes written) / median time (DESIGN §4).
+"""Device memory bandwidth, STREAM semantics: GB/s = (bytes read + bytes written) / median time.
 
-op 'copy' is STREAM's copy (b = a): one array read, one written, 2 * size_bytes moved.
+The four STREAM kernels (McCalpin, https://www.cs.virginia.edu/stream/ref.html), on arrays
+a, b, c of `size_bytes` each and a scalar q:
+    copy   c = a          2 arrays moved per element (1 read, 1 write)
+    scale  b = q * c      2
+    add    c = a + b      3 (2 reads, 1 write)
+    triad  a = b + q * c  3
+Each case times one kernel; every kernel leaves its inputs unchanged, so repeats are identical.
+Each is one torch kernel (triad is torch.add(b, c, alpha=q): one fused pass). Arrays start at
+STREAM's values in exact binary fractions (a = 1, b = 2, c = 0.5, q = 3), so the check is exact:
+every element of the output equals its expected value (min and max, no temporary array).
+The default size (1 GiB per array) is far above any GPU L2 or CPU L3; a size whose working set
+is under 4x the last-level cache is still measured, with a note in the detail column.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -13,45 +26,101 @@ from aifbench.benchmarks.base import Benchmark, Measurement, param, rate_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.registry import register
 from aifbench.timing import Timer
-from aifbench.units import GiB
+from aifbench.units import GiB, MiB
+
+OPS = ("copy", "scale", "add", "triad")
+ARRAYS_MOVED = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
+DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
+INIT = {"a": 1.0, "b": 2.0, "c": 0.5}
+Q = 3.0
+# (output array, expected value) after one kernel from INIT
+EXPECTED = {"copy": ("c", INIT["a"]), "scale": ("b", Q * INIT["c"]),
+            "add": ("c", INIT["a"] + INIT["b"]), "triad": ("a", INIT["b"] + Q * INIT["c"])}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MembwConfig:
-    size_bytes: int = param(1 * GiB, "bytes of each array", min=4096)
-    op: str = param("copy", "STREAM operation", choices=("copy",))
+    size_bytes: int = param(1 * GiB, "bytes of each of the three arrays a, b, c", min=4096)
+    op: str = param("triad", "STREAM kernel: copy (c=a), scale (b=q*c), add (c=a+b), triad (a=b+q*c)", choices=OPS)
+    dtype: str = param("fp32", "element type (STREAM's reference uses fp64; bandwidth is the same)",
+                       choices=tuple(DTYPES))
+
+
+def kernel(op: str, arrays: dict[str, torch.Tensor]) -> Callable[[], object]:
+    """The STREAM kernel `op` on arrays a, b, c, writing in place (no allocation per call)."""
+    a, b, c = arrays["a"], arrays["b"], arrays["c"]
+    return {"copy": lambda: c.copy_(a),
+            "scale": lambda: torch.mul(c, Q, out=b),
+            "add": lambda: torch.add(a, b, out=c),
+            "triad": lambda: torch.add(b, c, alpha=Q, out=a)}[op]
+
+
+def reset(arrays: dict[str, torch.Tensor]) -> None:
+    for name, value in INIT.items():
+        arrays[name].fill_(value)
+
+
+def check_result(op: str, arrays: dict[str, torch.Tensor]) -> None:
+    """Every element of the kernel's output equals the exact expected value."""
+    name, want = EXPECTED[op]
+    out = arrays[name]
+    lo, hi = out.min().item(), out.max().item()
+    if lo != want or hi != want:
+        raise CorrectnessError(f"STREAM {op}: {name} should be {want} everywhere, found values in [{lo}, {hi}]")
 
 
 @register
 class Membw(Benchmark):
     name = "membw"
-    description = "device memory bandwidth (STREAM copy), bytes read + written per second"
+    description = "device memory bandwidth, STREAM copy/scale/add/triad, bytes read + written per second"
     Config = MembwConfig
     emits = ("gbps", "time_s")
 
+    def _elements(self) -> int:
+        return self.config.size_bytes // DTYPES[self.config.dtype].itemsize
+
     def skip_reason(self) -> str | None:
+        need = 3 * self._elements() * DTYPES[self.config.dtype].itemsize
         if self.ctx.is_cuda:
             free = torch.cuda.mem_get_info(self.ctx.device)[0]
-            if 2 * self.config.size_bytes > 0.9 * free:
-                return f"needs {2 * self.config.size_bytes / GiB:.1f} GiB, {free / GiB:.1f} GiB free"
+        else:
+            import psutil
+
+            free = psutil.virtual_memory().available // max(1, self.ctx.world_size)
+        if need > 0.9 * free:
+            return f"needs {need / GiB:.2f} GiB for 3 arrays, {free / GiB:.2f} GiB free on {self.ctx.device}"
         return None
 
     def setup(self) -> None:
-        n = self.config.size_bytes // 4
-        self.a = torch.arange(n, device=self.ctx.device, dtype=torch.float32)
-        self.b = torch.empty_like(self.a)
+        n, dt, dev = self._elements(), DTYPES[self.config.dtype], self.ctx.device
+        self.arrays = {name: torch.empty(n, device=dev, dtype=dt) for name in INIT}
+        self.call = kernel(self.config.op, self.arrays)
 
     def check(self) -> None:
-        self.b.copy_(self.a)
-        if not torch.equal(self.a, self.b):
-            raise CorrectnessError("copy produced a different array")
+        reset(self.arrays)
+        self.call()
+        check_result(self.config.op, self.arrays)
 
     def measure(self, timer: Timer) -> Measurement:
-        stats = timer.time(lambda: self.b.copy_(self.a))
-        moved = 2 * self.a.numel() * self.a.element_size()
+        stats = timer.time(self.call)
+        check_result(self.config.op, self.arrays)  # repeats leave the output as it was
+        n_bytes = self._elements() * DTYPES[self.config.dtype].itemsize
+        moved = ARRAYS_MOVED[self.config.op] * n_bytes
         out = time_metrics(stats)
-        out.metrics += rate_metrics("gbps", moved, stats, 1e-9, self.ctx.peak("hbm_gbps"))
+        detail = f"op={self.config.op} moved={moved} B per call ({ARRAYS_MOVED[self.config.op]} arrays)"
+        detail += self._cache_note(3 * n_bytes)
+        out.metrics += [dataclasses.replace(r, detail=detail)
+                        for r in rate_metrics("gbps", moved, stats, 1e-9, self.ctx.peak("hbm_gbps"))]
         return out
 
+    def _cache_note(self, working_set: int) -> str:
+        from aifbench.hardware.detect import last_level_cache_bytes
+
+        llc = last_level_cache_bytes(self.ctx.device)
+        if llc and working_set < 4 * llc:
+            return f"; working set {working_set / MiB:.0f} MiB < 4x last-level cache ({llc / MiB:.0f} MiB): cache bandwidth included"
+        return ""
+
     def teardown(self) -> None:
-        self.a = self.b = None
+        self.arrays = {}
+        self.call = None

@@ -205,3 +205,38 @@ def host_link(device: str, root: Path = SYSFS_PCI) -> HostLink:
     if link is None:
         link = sysfs_link(pci_bus_id(device), root)
     return link or HostLink("unknown", via="neither NVML nor sysfs reported the link")
+
+
+# --- caches ---------------------------------------------------------------------------------
+
+SYSFS_CPU_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def parse_cache_size(text: str) -> int | None:
+    """sysfs cache size '32768K' / '1M' / '512' -> bytes."""
+    text = str(text).strip().upper()
+    factor = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    try:
+        return int(text.rstrip("KMG")) * factor
+    except ValueError:
+        return None
+
+
+def last_level_cache_bytes(device: str, root: Path = SYSFS_CPU_CACHE) -> int | None:
+    """L2 of a GPU (torch property), or the highest-level CPU cache of cpu0 from sysfs; None if unknown."""
+    if str(device).startswith("cuda"):
+        try:
+            size = int(getattr(_props(device), "L2_cache_size", 0))
+            return size or None
+        except Exception:
+            return None
+    best: tuple[int, int] | None = None
+    for index in sorted(Path(root).glob("index*")):
+        try:
+            level = int((index / "level").read_text())
+            size = parse_cache_size((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        if size and (best is None or level > best[0]):
+            best = (level, size)
+    return best[1] if best else None

@@ -1,0 +1,145 @@
+"""GEMM and STREAM kernels at tiny sizes on CPU: shapes, rotation, checks, metrics, skips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aifbench.benchmarks import gemm as gemm_mod
+from aifbench.benchmarks import membw as membw_mod
+from aifbench.benchmarks.base import Context
+from aifbench.benchmarks.gemm import Gemm, GemmConfig, auto_buffers, dims
+from aifbench.benchmarks.membw import Membw, MembwConfig
+from aifbench.cli import main
+from aifbench.errors import CorrectnessError
+from aifbench.hardware.catalog import peak_lookup_for
+from aifbench.results.store import load
+from aifbench.timing import Timer, TimingConfig
+from tests.conftest import write
+
+CPU = Context(device="cpu", device_name="test cpu", peak_lookup=peak_lookup_for("test cpu", None, device="cpu"))
+FAST = TimingConfig(warmup=1, repeats=3)
+
+
+def run(bench):
+    assert bench.skip_reason() is None
+    bench.setup()
+    bench.check()
+    return bench.measure(Timer("cpu", FAST))
+
+
+def rows(measurement, metric):
+    return {m.stat: m for m in measurement.metrics if m.metric == metric}
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ("mnk", (3, 5, 7)), ("square", (3, 3, 3)), ("qkv", (32, 48, 16)),
+    ("attn_out", (32, 16, 16)), ("mlp_up", (32, 64, 16)), ("mlp_down", (32, 16, 64)),
+])
+def test_gemm_shapes(shape, expected):
+    c = GemmConfig(shape=shape, m=3, n=5, k=7, tokens=32, hidden=16)
+    assert dims(c) == expected
+    assert dims(GemmConfig(shape="mlp_up", tokens=8, hidden=16, ffn_hidden=40)) == (8, 40, 16)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp64"])
+def test_gemm_cpu_rotates_buffers_and_reports_tflops(dtype):
+    bench = Gemm(GemmConfig(shape="mlp_up", tokens=32, hidden=16, dtype=dtype, buffers=3, bare_loop=True), CPU)
+    out = run(bench)
+    assert len(bench.sets) == 3 and len({s.a.data_ptr() for s in bench.sets}) == 3
+    for s in bench.sets:  # every set was used by the timed loop: each C holds its own A @ B
+        ref = s.a.double() @ s.b.double()
+        assert torch.allclose(s.c.double(), ref, rtol=gemm_mod.TOLERANCE[dtype] * 10, atol=1e-2)
+    t, tf = rows(out, "time_s"), rows(out, "tflops")
+    assert set(t) >= {"median", "iqr", "min"} and len(out.samples["time_s"]) == FAST.repeats
+    assert tf["median"].value == pytest.approx(2 * 32 * 64 * 16 / t["median"].value * 1e-12)
+    assert "m=32 n=64 k=16 buffers=3" == tf["median"].detail
+    assert tf["median"].peak is None and "generic CPU" in tf["median"].peak_source
+    assert rows(out, "bare_loop_tflops")["mean"].value > 0
+    assert "value" in rows(out, "harness_overhead_pct")
+
+
+def test_auto_buffers_exceed_four_times_the_cache():
+    assert auto_buffers(set_bytes=1 << 20, cache_bytes=32 << 20) == 16  # capped
+    assert auto_buffers(set_bytes=10 << 20, cache_bytes=32 << 20) == 13
+    assert auto_buffers(set_bytes=1 << 30, cache_bytes=50 << 20) == 1
+    bench = Gemm(GemmConfig(m=64, n=64, k=64, dtype="fp32"), CPU)
+    assert bench._n_buffers() >= 2
+
+
+def test_gemm_check_catches_a_wrong_result():
+    o = gemm_mod.make_operands(32, 32, 32, "fp32", "cpu", seed=0)
+    with pytest.raises(CorrectnessError, match="relative error"):
+        gemm_mod.check_operands(o, lambda ops: ops.c.zero_(), "fp32")
+    assert gemm_mod.check_operands(o, gemm_mod.matmul_fn("fp32"), "fp32") < 1e-6
+
+
+@pytest.mark.parametrize("dtype, words", [("fp8", "CPU has no fp8"), ("tf32", "CUDA tensor-core mode")])
+def test_dtypes_the_cpu_lacks_are_skipped_with_the_reason(dtype, words):
+    reason = Gemm(GemmConfig(dtype=dtype), CPU).skip_reason()
+    assert reason and words in reason
+
+
+@pytest.mark.skipif(not hasattr(torch, "float8_e4m3fn"), reason="torch without float8")
+def test_fp8_scaled_mm_path_numerics_on_cpu():
+    """The fp8 quantisation, column-major B and check run on CPU where torch._scaled_mm exists."""
+    o = gemm_mod.make_operands(32, 48, 64, "fp8", "cpu", seed=0, fp8=torch.float8_e4m3fn)
+    assert o.a.dtype == torch.float8_e4m3fn and o.b.stride() == (1, 64)  # B column-major
+    assert o.a.float().abs().max().item() == pytest.approx(448.0)  # scaled to the format's range
+    try:
+        err = gemm_mod.check_operands(o, gemm_mod.matmul_fn("fp8"), "fp8", rows=32, cols=48)
+    except RuntimeError as exc:  # a torch build without CPU _scaled_mm
+        pytest.skip(f"torch._scaled_mm not available on CPU: {exc}")
+    assert err < 1e-2
+
+
+@pytest.mark.parametrize("op", membw_mod.OPS)
+def test_stream_kernels_on_cpu(op):
+    bench = Membw(MembwConfig(size_bytes=1 << 20, op=op), CPU)
+    out = run(bench)
+    g, t = rows(out, "gbps")["median"], rows(out, "time_s")["median"]
+    moved = membw_mod.ARRAYS_MOVED[op] * (1 << 20)
+    assert g.value == pytest.approx(moved / t.value * 1e-9)
+    assert f"moved={moved} B" in g.detail and "last-level cache" in g.detail  # 3 MiB is cache-sized
+    assert g.peak is None and g.peak_source
+
+
+def test_stream_check_catches_a_wrong_element():
+    bench = Membw(MembwConfig(size_bytes=1 << 16, op="triad"), CPU)
+    bench.setup()
+    bench.check()
+    bench.arrays["a"][123] = 0.0
+    with pytest.raises(CorrectnessError, match="triad"):
+        membw_mod.check_result("triad", bench.arrays)
+
+
+def test_stream_too_big_for_memory_is_skipped():
+    reason = Membw(MembwConfig(size_bytes=1 << 50), CPU).skip_reason()
+    assert reason and "needs" in reason and "GiB" in reason
+
+
+SUITE = """
+[suite]
+name = "kernels"
+[timing]
+warmup = 1
+repeats = 3
+[[case]]
+benchmark = "gemm"
+params = { shape = "square", m = 32 }
+sweep = { dtype = ["fp32", "fp8"] }
+[[case]]
+benchmark = "membw"
+params = { size_bytes = 65536 }
+sweep = { op = ["copy", "triad"] }
+"""
+
+
+def test_suite_through_the_runner_records_skips_and_peak_reasons(tmp_path):
+    suite = write(tmp_path / "k.toml", SUITE)
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--telemetry-hz", "0", "--device", "cpu"]) == 0
+    df = load([tmp_path / "res"]).metrics
+    fp8 = df[df["params"].str.contains('"dtype": "fp8"')]
+    assert set(fp8["status"]) == {"skipped"} and "CPU" in fp8["reason"].iloc[0]
+    ok = df[(df["status"] == "ok") & df["metric"].isin(["tflops", "gbps"])]
+    assert len(ok) == 6 and ok["pct_of_peak"].isna().all() and ok["peak_source"].str.contains("generic CPU").all()
