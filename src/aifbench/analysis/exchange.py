@@ -1,0 +1,147 @@
+"""Exchange between sites: every table of a selection in one Parquet bundle, and back.
+
+A bundle is one Parquet file: the rows of all four tables stacked, a `table` column naming
+each row's table, the union of the tables' columns (a column a table lacks is empty). File
+metadata key `aifbench` holds {"bundle_format", "schema_version", "aifbench_version",
+"created_utc", "rows"}. Import validates every row against the schema first (older versions
+migrated, newer refused), then writes only rows whose key (data.KEYS: run, case, rank, metric,
+stat, ...) is not already in the store, as new shards `<table>.rank<N>.import-<hex>.parquet`
+in the run's directory: importing the same bundle twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aifbench import SCHEMA_VERSION, __version__
+from aifbench.analysis.data import KEYS, load_runs
+from aifbench.errors import ConfigError, SchemaError
+from aifbench.results import schema, store
+from aifbench.results.store import Results
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = 1
+META_KEY = b"aifbench"
+TABLE_COLUMN = "table"
+
+
+def bundle_frame(results: Results) -> pd.DataFrame:
+    """All tables stacked with a `table` column (column union; absent columns empty)."""
+    frames = []
+    for name in schema.TABLES:
+        df = results.tables[name]
+        if len(df):
+            frames.append(df.assign(**{TABLE_COLUMN: name}))
+    if not frames:
+        raise ConfigError("nothing to export: the selection has no rows")
+    out = pd.concat(frames, ignore_index=True, sort=False)
+    return out[[TABLE_COLUMN] + [c for c in out.columns if c != TABLE_COLUMN]]
+
+
+def export(results: Results, path: Path) -> dict[str, int]:
+    """Write the bundle atomically; returns rows per table."""
+    df = bundle_frame(results)
+    rows = {name: int((df[TABLE_COLUMN] == name).sum()) for name in schema.TABLES}
+    meta = {"bundle_format": BUNDLE_FORMAT, "schema_version": SCHEMA_VERSION, "aifbench_version": __version__,
+            "created_utc": datetime.now(timezone.utc).isoformat(), "rows": rows}
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def bundle_meta(path: Path) -> dict:
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        raise ConfigError(f"{path}: not a readable Parquet bundle ({exc})") from None
+    if META_KEY not in md:
+        raise ConfigError(f"{path}: not an aifbench bundle (no '{META_KEY.decode()}' metadata); "
+                          "make one with 'aifbench export'")
+    return json.loads(md[META_KEY])
+
+
+def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
+    """Every table of a bundle, validated and migrated to this schema version."""
+    meta = bundle_meta(path)
+    version = int(meta.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise SchemaError(f"{path}: bundle has results schema version {version}, newer than this aifbench "
+                          f"{__version__} reads (version {SCHEMA_VERSION}); upgrade aifbench to import it")
+    if int(meta.get("bundle_format", 0)) > BUNDLE_FORMAT:
+        raise SchemaError(f"{path}: bundle format {meta['bundle_format']} is newer than this aifbench "
+                          f"supports ({BUNDLE_FORMAT}); upgrade aifbench")
+    df = pq.read_table(path).to_pandas()
+    if TABLE_COLUMN not in df.columns:
+        raise ConfigError(f"{path}: no '{TABLE_COLUMN}' column; not an aifbench bundle")
+    unknown = set(df[TABLE_COLUMN].dropna().unique()) - set(schema.TABLES)
+    if unknown:
+        raise SchemaError(f"{path}: unknown table(s) {', '.join(sorted(map(str, unknown)))}; "
+                          f"allowed: {', '.join(schema.TABLES)}")
+    out = {}
+    for name in schema.TABLES:
+        part = df[df[TABLE_COLUMN] == name].drop(columns=TABLE_COLUMN)
+        if not len(part):
+            out[name] = schema.empty(name)
+            continue
+        spec = set(schema.table(name).names)
+        part = part[[c for c in part.columns if c in spec or part[c].notna().any()]]
+        try:
+            valid = schema.validate(name, part)
+        except SchemaError as exc:
+            raise SchemaError(f"{path}: {exc}") from None
+        out[name] = valid.drop_duplicates(list(KEYS[name]))
+    return out
+
+
+def _new_rows(df: pd.DataFrame, existing: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    if not len(existing) or not len(df):
+        return df
+    seen = existing[key].drop_duplicates()
+    merged = df.merge(seen, on=key, how="left", indicator=True)
+    return df[(merged["_merge"] == "left_only").to_numpy()]
+
+
+def import_bundle(path: Path, root: Path) -> dict[str, int]:
+    """Add the bundle's rows missing from store `root`; returns new rows per table."""
+    tables = read_bundle(path)
+    added = {name: 0 for name in schema.TABLES}
+    run_ids = sorted(set().union(*(set(df["run_id"]) for df in tables.values())))
+    token = secrets.token_hex(4)
+    for run_id in run_ids:
+        store.check_run_id(run_id)
+        run_dir = Path(root) / run_id
+        existing = load_runs([run_dir]) if run_dir.is_dir() else None
+        if existing is not None and existing.skipped:
+            names = ", ".join(p.name for p, _ in existing.skipped)
+            log.warning("run %s has invalid shards (%s); their rows may be imported again", run_id, names)
+        for name, df in tables.items():
+            rows = df[df["run_id"] == run_id]
+            if existing is not None:
+                rows = _new_rows(rows, existing.tables[name], list(KEYS[name]))
+            for rank, part in rows.groupby("rank"):
+                shard = run_dir / store.shard_name(name, int(rank), f"import-{token}")
+                store.write_shard(shard, name, part)
+                added[name] += len(part)
+    return added

@@ -1,0 +1,240 @@
+"""The report's plots: each builder takes headline rows and returns a Figure, or None and why.
+
+Builders read metrics, not benchmark internals: a plot appears when its metric is in the
+selection (GEMM tflops, membw gbps, busbw_gbps, mfu_pct, decode_tokens_per_s, per-watt
+figures), so a plug-in benchmark that emits the same metric shows up too. Every point is the
+median over ranks and runs of one (series, case); series are systems (reference runs marked).
+Figures are matplotlib `Figure` objects rendered with the Agg canvas: no pyplot global state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+SIZE_KEYS = ("size_bytes", "message_bytes", "bytes", "size")
+OP_KEYS = ("op", "collective")
+SHAPE_KEYS = ("model", "shape")
+BATCH_KEYS = ("batch_size", "batch")
+EFFICIENCY = ("tflops_per_w", "gbps_per_w", "tokens_per_j")
+DERIVED_EFFICIENCY = {"tflops": "tflops_per_w", "gbps": "gbps_per_w"}
+MAX_CATEGORIES = 12
+
+Builder = Callable[[pd.DataFrame], "tuple[Figure | None, str]"]
+
+
+def _param(params: dict, keys: tuple[str, ...]):
+    for k in keys:
+        if k in params:
+            return params[k]
+    return None
+
+
+def _rows(h: pd.DataFrame, metric: str, benchmark: str | None = None) -> pd.DataFrame:
+    r = h[h["metric"] == metric]
+    return r[r["benchmark"] == benchmark] if benchmark else r
+
+
+def _figure(ncols: int = 1, nrows: int = 1, width: float = 7.5, height: float = 4.2):
+    fig = Figure(figsize=(width * ncols, height * nrows), dpi=100, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
+    """Grouped bars: table index = categories (x), columns = series."""
+    n = max(len(table.columns), 1)
+    width = 0.8 / n
+    x = np.arange(len(table.index))
+    for i, series in enumerate(table.columns):
+        ax.bar(x + (i - (n - 1) / 2) * width, table[series].to_numpy(dtype=float), width, label=str(series))
+    ax.set_xticks(x, [str(c) for c in table.index], rotation=20 if len(table.index) > 4 else 0, ha="right"
+                  if len(table.index) > 4 else "center")
+    ax.set_ylabel(ylabel)
+    values = table.to_numpy(dtype=float)
+    finite = values[np.isfinite(values) & (values > 0)]
+    if len(finite) and finite.max() / finite.min() > 100:
+        ax.set_yscale("log")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def _lines(ax, df: pd.DataFrame, x: str, series: list[str], ylabel: str, xlabel: str) -> None:
+    for key, part in df.groupby(series, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        med = part.groupby(x)["value"].median().sort_index()
+        ax.plot(med.index.to_numpy(dtype=float), med.to_numpy(dtype=float), marker="o",
+                label=" ".join(str(k) for k in key))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def gemm(h: pd.DataFrame) -> tuple[Figure | None, str]:
+    r = _rows(h, "tflops", "gemm")
+    r = r.assign(dtype=[p.get("dtype", "?") for p in r["p"]])
+    if not len(r):
+        return None, "no GEMM results (benchmark gemm, metric tflops) in the selection"
+    per_case = r.groupby(["series", "dtype", "case_key"])["value"].median()
+    best = per_case.groupby(["dtype", "series"]).max().unstack("series")
+    fig, ax = _figure()
+    _bars(ax[0, 0], best, "TFLOP/s (best shape, median of repeats)")
+    ax[0, 0].set_title("GEMM TFLOP/s by dtype")
+    return fig, "bars: the best matrix shape per dtype and system (median over repeats, ranks and runs)"
+
+
+def membw(h: pd.DataFrame) -> tuple[Figure | None, str]:
+    r = _rows(h, "gbps")
+    r = r.assign(size=[_param(p, SIZE_KEYS) for p in r["p"]], op=[_param(p, OP_KEYS) or "" for p in r["p"]])
+    r = r[r["size"].notna()]
+    if not len(r):
+        return None, "no memory bandwidth results (metric gbps with a size parameter) in the selection"
+    fig, ax = _figure()
+    _lines(ax[0, 0], r, "size", ["series", "benchmark", "op"], "GB/s (1e9 B/s)", "array size (bytes)")
+    ax[0, 0].set_title("Memory bandwidth vs size")
+    return fig, "median GB/s per array size; one line per system, benchmark and operation"
+
+
+def busbw(h: pd.DataFrame) -> tuple[Figure | None, str]:
+    r = _rows(h, "busbw_gbps")
+    r = r.assign(size=[_param(p, SIZE_KEYS) for p in r["p"]], op=[_param(p, OP_KEYS) or "" for p in r["p"]],
+                 n=[f"n={w}" for w in r["world_size"]])
+    r = r[r["size"].notna()]
+    if not len(r):
+        return None, "no collective results (metric busbw_gbps with a message size) in the selection"
+    fig, ax = _figure()
+    _lines(ax[0, 0], r, "size", ["series", "op", "n"], "bus bandwidth GB/s", "message size (bytes)")
+    ax[0, 0].set_title("Collectives: busbw vs message size (nccl-tests definition)")
+    return fig, "busbw = algbw x 2(n-1)/n for all_reduce, x (n-1)/n for all_gather / reduce_scatter / all_to_all"
+
+
+def training(h: pd.DataFrame) -> tuple[Figure | None, str]:
+    mfu = _rows(h, "mfu_pct")
+    tps_metric = "tokens_per_s_per_device" if len(_rows(h, "tokens_per_s_per_device")) else "tokens_per_s"
+    tps = _rows(h, tps_metric)
+    if not len(mfu) and not len(tps):
+        return None, "no training results (metrics mfu_pct, tokens_per_s) in the selection"
+    fig, ax = _figure(ncols=2, width=6)
+    for axis, rows, label in ((ax[0, 0], mfu, "MFU % (bf16 dense peak)"), (ax[0, 1], tps, f"{tps_metric} (1/s)")):
+        if not len(rows):
+            axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
+            continue
+        rows = rows.assign(shape=[_param(p, SHAPE_KEYS) or "?" for p in rows["p"]])
+        best = rows.groupby(["series", "shape", "case_key"])["value"].median().groupby(["shape", "series"]).max()
+        _bars(axis, best.unstack("series"), label)
+    ax[0, 0].set_title("Training MFU by model shape")
+    ax[0, 1].set_title("Training throughput by model shape")
+    return fig, "best configuration (micro-batch, sequence length, ...) per model shape and system"
+
+
+def decode(h: pd.DataFrame) -> tuple[Figure | None, str]:
+    r = _rows(h, "decode_tokens_per_s")
+    r = r.assign(batch=[_param(p, BATCH_KEYS) for p in r["p"]], shape=[_param(p, SHAPE_KEYS) or "" for p in r["p"]])
+    r = r[r["batch"].notna()]
+    if not len(r):
+        return None, "no inference results (metric decode_tokens_per_s with a batch size) in the selection"
+    fig, ax = _figure()
+    _lines(ax[0, 0], r, "batch", ["series", "shape"], "decode tokens/s (all sequences)", "batch size")
+    ax[0, 0].set_title("Decode throughput vs batch")
+    return fig, "generated tokens across the batch / decode time; one line per system and model shape"
+
+
+def efficiency_rows(h: pd.DataFrame) -> pd.DataFrame:
+    """Stored per-watt figures, plus value / power_mean_w where only power was recorded."""
+    stored = h[h["metric"].isin(EFFICIENCY)]
+    power = h[h["metric"] == "power_mean_w"].set_index(["run_id", "case_id", "rank"])["value"]
+    derived = []
+    for metric, eff in DERIVED_EFFICIENCY.items():
+        rows = h[h["metric"] == metric]
+        have = set(zip(stored["run_id"], stored["case_id"], stored["rank"], stored["metric"]))
+        for r in rows.itertuples(index=False):
+            w = power.get((r.run_id, r.case_id, r.rank))
+            if w is not None and w > 0 and (r.run_id, r.case_id, r.rank, eff) not in have:
+                derived.append(r._replace(metric=eff, value=r.value / float(w)))
+    extra = pd.DataFrame(derived, columns=h.columns) if derived else h.iloc[0:0]
+    return pd.concat([stored, extra], ignore_index=True)
+
+
+def energy(h: pd.DataFrame) -> tuple[Figure | None, str]:
+    r = efficiency_rows(h)
+    if not len(r):
+        return None, "no energy data: telemetry recorded no power for the selected runs (NVML on GPUs)"
+    metrics = [m for m in EFFICIENCY if m in set(r["metric"])]
+    fig, ax = _figure(ncols=len(metrics), width=6)
+    for axis, metric in zip(ax[0], metrics):
+        part = r[r["metric"] == metric]
+        table = part.groupby(["label", "series"])["value"].median().unstack("series")
+        table = table.loc[table.count(axis=1).sort_values(ascending=False).index[:MAX_CATEGORIES]]
+        _bars(axis, table, metric)
+        axis.set_title(f"Energy efficiency: {metric}")
+    return fig, f"median per case and system (at most {MAX_CATEGORIES} cases per panel)"
+
+
+def _roof_inputs(part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, str]], tuple[float, str] | None]:
+    g = part[(part["benchmark"] == "gemm") & (part["metric"] == "tflops")]
+    pts = []
+    for r in g.itertuples(index=False):
+        p = r.p
+        b = DTYPE_BYTES.get(p.get("dtype"))
+        if b and all(k in p for k in "mnk"):
+            flops = 2.0 * p["m"] * p["n"] * p["k"]
+            moved = (p["m"] * p["k"] + p["k"] * p["n"] + p["m"] * p["n"]) * b
+            pts.append((p["dtype"], flops / moved, r.value, r.peak))
+    pts = pd.DataFrame(pts, columns=["dtype", "ai", "tflops", "peak"])
+    roofs = {}
+    for dtype, d in pts.groupby("dtype"):
+        peak = d["peak"].dropna()
+        roofs[dtype] = (float(peak.iloc[0]), "datasheet") if len(peak) else (float(d["tflops"].max()), "measured best")
+    bw = part[part["metric"] == "gbps"]
+    bw_roof = None
+    if len(bw):
+        peak = bw["peak"].dropna()
+        bw_roof = (float(peak.iloc[0]), "datasheet") if len(peak) else (float(bw["value"].max()), "measured best")
+    return pts, roofs, bw_roof
+
+
+def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
+    systems = [s for s in sorted(h["series"].unique()) if len(_roof_inputs(h[h["series"] == s])[0])]
+    if not systems:
+        return None, "no roofline: needs GEMM results with m, n, k and dtype (memory bandwidth adds the slope)"
+    ncols = min(len(systems), 3)
+    fig, ax = _figure(ncols=ncols, nrows=math.ceil(len(systems) / ncols), width=5.5, height=4.2)
+    for axis in ax.flat[len(systems):]:
+        axis.set_visible(False)
+    for axis, system in zip(ax.flat, systems):
+        pts, roofs, bw = _roof_inputs(h[h["series"] == system])
+        ai = np.logspace(math.log10(max(pts["ai"].min() / 4, 1e-2)), math.log10(pts["ai"].max() * 4), 100)
+        for dtype, (peak, how) in sorted(roofs.items()):
+            ceiling = np.minimum(peak, ai * bw[0] / 1000.0) if bw else np.full_like(ai, peak)
+            line = axis.plot(ai, ceiling, linestyle="--" if how != "datasheet" else "-",
+                             label=f"{dtype} roof {peak:.4g} ({how})")
+            d = pts[pts["dtype"] == dtype]
+            axis.scatter(d["ai"], d["tflops"], color=line[0].get_color(), zorder=3)
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("arithmetic intensity (FLOP/byte)")
+        axis.set_ylabel("TFLOP/s")
+        slope = f"; memory {bw[0]:.4g} GB/s ({bw[1]})" if bw else "; no memory bandwidth measured"
+        axis.set_title(f"{system}{slope}", fontsize="small")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize="x-small")
+    return fig, ("GEMM points at intensity 2MNK / (bytes of A, B, C); roofs from datasheet peaks, "
+                 "else the best measured value (dashed)")
+
+
+PLOTS: tuple[tuple[str, str, Builder], ...] = (
+    ("gemm", "GEMM TFLOP/s by dtype per system", gemm),
+    ("bandwidth", "Memory bandwidth vs size", membw),
+    ("busbw", "Collective bus bandwidth vs message size", busbw),
+    ("training", "Training MFU and tokens/s by model shape", training),
+    ("decode", "Decode tokens/s vs batch", decode),
+    ("energy", "Energy efficiency", energy),
+    ("roofline", "Roofline per system", roofline),
+)

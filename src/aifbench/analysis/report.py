@@ -1,0 +1,147 @@
+"""One self-contained static HTML report: plots as embedded base64 PNG, tables, provenance.
+
+No external file, script, font or stylesheet: the file can be mailed, archived or opened
+offline. Each plot of plots.PLOTS appears when its data exists; otherwise a note says which
+metric would fill it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from aifbench import __version__
+from aifbench.analysis.compare import CompareOptions, compare, drop_empty, fmt
+from aifbench.analysis.data import Selection, headline
+from aifbench.analysis.plots import PLOTS
+from aifbench.errors import AifbenchError
+
+log = logging.getLogger(__name__)
+
+MAX_TABLE_ROWS = 300
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
+th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;height:auto;border:1px solid #eee}.note{color:#666;font-size:.9em}.warn{color:#a40}
+"""
+
+
+def png_data_uri(fig) -> str:
+    """Render a matplotlib Figure to a data: URI (PNG, Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def plot_frame(sel: Selection) -> pd.DataFrame:
+    """Headline rows with parsed params and the series name (system; reference runs marked)."""
+    h = headline(sel.metrics)
+    h["p"] = [json.loads(p) for p in h["params"]]
+    ref = h["run_id"].isin(sel.reference_runs)
+    h["series"] = h["system"].astype(str).where(~ref, h["system"].astype(str) + " (reference)")
+    return h
+
+
+def _table(df: pd.DataFrame, numeric: set[str] = frozenset()) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for row in df.head(MAX_TABLE_ROWS).itertuples(index=False):
+        cells = "".join(f'<td class="n">{html.escape(fmt(v))}</td>' if c in numeric
+                        else f"<td>{html.escape(fmt(v))}</td>" for c, v in zip(df.columns, row))
+        body.append(f"<tr>{cells}</tr>")
+    more = (f'<p class="note">{len(df) - MAX_TABLE_ROWS} more rows not shown; use aifbench compare --format csv</p>'
+            if len(df) > MAX_TABLE_ROWS else "")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def runs_table(sel: Selection) -> pd.DataFrame:
+    runs = sel.results.tables["runs"]
+    m = sel.metrics
+    src = runs if len(runs) else m
+    rows = []
+    for run_id, part in src.groupby("run_id", sort=True):
+        first = part.sort_values("rank").iloc[0]
+        cases = m[m["run_id"] == run_id]
+        rows.append({"run": run_id, "system": first["system"], "partition": first.get("partition") or "",
+                     "device": first["device_name"], "ranks": part["rank"].nunique(),
+                     "nodes": part["node"].nunique(), "cases": cases["case_id"].nunique(),
+                     "failed": cases[cases["status"] == "failed"]["case_id"].nunique(),
+                     "started (UTC)": str(first["started_utc"])[:19],
+                     "reference": run_id in sel.reference_runs})
+    return pd.DataFrame(rows)
+
+
+def _plot_sections(h: pd.DataFrame) -> tuple[list[str], int]:
+    out, images = [], 0
+    for key, title, build in PLOTS:
+        try:
+            fig, note = build(h)
+        except Exception as exc:  # a plot that cannot be drawn must not lose the rest of the report
+            log.warning("plot %s failed: %s", key, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            fig, note = None, f"this plot could not be drawn: {type(exc).__name__}: {exc}"
+        out.append(f'<h2 id="{key}">{html.escape(title)}</h2>')
+        if fig is None:
+            out.append(f'<p class="note">Not shown: {html.escape(note)}.</p>')
+            continue
+        out.append(f'<img src="{png_data_uri(fig)}" alt="{html.escape(title)}">')
+        out.append(f'<p class="note">{html.escape(note)}</p>')
+        images += 1
+    return out, images
+
+
+def render(sel: Selection, title: str = "aifbench report") -> tuple[str, int]:
+    """(HTML text, number of plots drawn)."""
+    h = plot_frame(sel)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f'<p class="note">Generated {now} by aifbench {html.escape(__version__)} from '
+             f"{len(sel.results.run_ids)} run(s). Values are medians of timed repeats; "
+             "definitions: <code>aifbench schema --metrics</code>.</p>"]
+    if sel.skipped:
+        items = "".join(f"<li>{html.escape(str(p))}: {html.escape(why)}</li>" for p, why in sel.skipped)
+        parts.append(f'<p class="warn">Skipped invalid shards:</p><ul class="warn">{items}</ul>')
+    parts += ["<h2>Runs</h2>", _table(runs_table(sel), {"ranks", "nodes", "cases", "failed"})]
+    sections, images = _plot_sections(h)
+    parts += sections
+    try:
+        table = drop_empty(compare(sel, CompareOptions(by="system")))
+        numeric = {c for c in table.columns if c not in ("group", "case", "metric", "unit", "verdict")}
+        parts += ["<h2>Figures of merit by system</h2>", _table(table, numeric)]
+    except AifbenchError as exc:
+        parts.append(f'<p class="note">No comparison table: {html.escape(str(exc))}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n", images
+
+
+def write(sel: Selection, path: Path, title: str = "aifbench report") -> int:
+    """Write the report atomically; returns the number of plots drawn."""
+    text, images = render(sel, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return images

@@ -1,0 +1,285 @@
+"""An operator's acceptance of a partition: references, outliers, telemetry flags, drift.
+
+Checks, each pass / fail / skip:
+- ran: every case ended ok (failed cases fail, skipped cases are skipped)
+- reference: each [[reference]] (references.py) against every rank's value; the failing ranks
+  are named with node, device and GPU UUID
+- outliers: per GPU (ranks) and per node (median over its ranks), a robust z-score
+  (stats.robust_z) beyond OUTLIER_Z in the bad direction AND at least `min_deviation_pct` from
+  the median fails, naming the slow GPU or node (needs >= 3 GPUs or nodes)
+- drift (with a baseline): compare.py's test on raw samples; a significantly worse median fails
+Telemetry validity flags (the metrics `flags` column) are honoured: flagged rows are excluded
+(default), fail their check, or are used anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from aifbench import metrics as metric_dict
+from aifbench.analysis.compare import CompareOptions, compare, is_merit
+from aifbench.analysis.data import Selection, case_label, headline
+from aifbench.analysis.references import Reference
+from aifbench.analysis.stats import OUTLIER_Z, robust_z
+from aifbench.errors import ConfigError
+from aifbench.results.store import Results
+
+log = logging.getLogger(__name__)
+
+FLAG_POLICIES = ("exclude", "fail", "ignore")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ValidateOptions:
+    flags: str = "exclude"
+    """rows with telemetry validity flags: exclude them, fail their check, or ignore the flags"""
+    min_deviation_pct: float = 5.0
+    """an outlier must also be this far (%) from the median: robust z alone flags tiny spreads"""
+    outlier_z: float = OUTLIER_Z
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    kind: str       # ran | reference | outliers-gpu | outliers-node | drift
+    name: str
+    status: str     # pass | fail | skip
+    message: str
+    value: float | None = None
+    unit: str = ""
+
+
+@dataclass
+class Report:
+    run_id: str
+    system: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def gpu_skus(runs: pd.DataFrame) -> dict[int, str | None]:
+    """rank -> hardware catalog id of its device (exact name / PCI id match), None if unknown."""
+    try:
+        from aifbench.hardware import catalog
+    except ImportError:
+        return {}
+    cat = catalog.load()
+    out: dict[int, str | None] = {}
+    for r in runs.itertuples(index=False):
+        pci = None if pd.isna(r.gpu_pci_device_id) else r.gpu_pci_device_id
+        m = cat.match(name=r.device_name, pci_device_id=pci, device=r.device)
+        out[int(r.rank)] = m.entry.id if m.entry else None
+    return out
+
+
+def _where(r, uuids: dict[int, str]) -> str:
+    uuid = uuids.get(int(r.rank))
+    return f"rank {r.rank} ({r.node} {r.device}{' ' + uuid if uuid else ''})"
+
+
+def _flag_filter(rows: pd.DataFrame, opts: ValidateOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to use, flagged rows) under the flag policy."""
+    flagged = rows["flags"].fillna("").astype(str) != ""
+    if opts.flags == "ignore":
+        return rows, rows.iloc[0:0]
+    return rows[~flagged], rows[flagged]
+
+
+def ran_checks(metrics: pd.DataFrame) -> list[Check]:
+    out = []
+    for case_id, part in metrics.groupby("case_id", sort=True):
+        label = case_label(part["benchmark"].iloc[0], part["params"].iloc[0])
+        bad = part[part["status"] == "failed"].drop_duplicates("rank")
+        skipped = part[part["status"] == "skipped"].drop_duplicates("rank")
+        if len(bad):
+            msg = "; ".join(f"rank {r.rank} ({r.node}): {r.reason}" for r in bad.itertuples(index=False))
+            out.append(Check("ran", f"ran: {label}", "fail", f"failed on {len(bad)} rank(s): {msg}"))
+        elif len(skipped):
+            out.append(Check("ran", f"ran: {label}", "skip", f"skipped: {skipped['reason'].iloc[0]}"))
+        else:
+            out.append(Check("ran", f"ran: {label}", "pass", f"ok on {part['rank'].nunique()} rank(s)"))
+    return out
+
+
+def _bound_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[int, str]) -> tuple[list[str], list[str]]:
+    """(failure texts, reasons a rank could not be judged)."""
+    fails, unjudged = [], []
+    for r in rows.itertuples(index=False):
+        v = float(r.value)
+        if ref.fraction_of_peak is not None:
+            if pd.isna(r.peak) or not r.peak:
+                unjudged.append(f"{_where(r, uuids)}: no datasheet peak ({r.peak_source or 'unknown device'})")
+            elif v < ref.fraction_of_peak * r.peak:
+                fails.append(f"{_where(r, uuids)} {v:.4g} {r.unit} = {100 * v / r.peak:.1f} % of peak "
+                             f"{r.peak:g} < {100 * ref.fraction_of_peak:g} %")
+        if ref.lower is not None and v < ref.lower:
+            fails.append(f"{_where(r, uuids)} {v:.4g} {r.unit} < lower {ref.lower:g}")
+        if ref.upper is not None and v > ref.upper:
+            fails.append(f"{_where(r, uuids)} {v:.4g} {r.unit} > upper {ref.upper:g}")
+    return fails, unjudged
+
+
+def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[int, str | None],
+                    uuids: dict[int, str], opts: ValidateOptions) -> Check:
+    name = f"reference: {ref.describe()} {ref.criterion()}"
+    rows = metrics[(metrics["benchmark"] == ref.benchmark) & (metrics["metric"] == ref.metric)
+                   & (metrics["stat"] == ref.stat) & (metrics["status"] == "ok")]
+    rows = rows[[ref.matches_params(p) for p in rows["params"]]]
+    if ref.gpu is not None:
+        rows = rows[[skus.get(int(r)) == ref.gpu for r in rows["rank"]]]
+    if not len(rows):
+        return Check("reference", name, "skip", "not measured in this run"
+                     + (f" on {ref.gpu}" if ref.gpu else "") + " (no matching ok case)")
+    use, flagged = _flag_filter(rows, opts)
+    if len(flagged) and opts.flags == "fail":
+        return Check("reference", name, "fail", "telemetry flags: " + "; ".join(
+            f"{_where(r, uuids)} [{r.flags}]" for r in flagged.itertuples(index=False)))
+    if not len(use):
+        return Check("reference", name, "skip", f"all {len(flagged)} row(s) excluded by telemetry flags")
+    fails, unjudged = _bound_failures(ref, use, uuids)
+    median = float(use["value"].median())
+    unit = str(use["unit"].iloc[0])
+    note = f"; {len(flagged)} flagged row(s) excluded" if len(flagged) else ""
+    note += f"; source: {ref.source}" if ref.source else ""
+    if fails:
+        return Check("reference", name, "fail", f"{len(fails)} of {len(use)} failed: " + "; ".join(fails) + note,
+                     median, unit)
+    if unjudged and len(unjudged) == len(use):
+        return Check("reference", name, "skip", "; ".join(unjudged[:3]) + note, median, unit)
+    nominal = f" ({100 * median / ref.value:.1f} % of nominal {ref.value:g})" if ref.value else ""
+    return Check("reference", name, "pass", f"{len(use)} rank(s) pass, median {median:.4g} {unit}{nominal}{note}",
+                 median, unit)
+
+
+def _figures(h: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the metrics that judge a case: figures of merit, or time when a case has nothing else."""
+    shown = h[h["metric"].map(is_merit)]
+    only_time = h[~h["case_id"].isin(set(shown["case_id"])) & (h["metric"] == "time_s")]
+    return pd.concat([shown, only_time])
+
+
+def _outlier_lines(values: pd.Series, labels: list[str], metric: str, unit: str, opts: ValidateOptions) -> list[str]:
+    x = values.to_numpy(dtype=float)
+    z = robust_z(x)
+    med = float(np.median(x))
+    higher = metric_dict.METRICS[metric].higher_is_better if metric in metric_dict.METRICS else True
+    lines = []
+    for xi, zi, label in zip(x, z, labels):
+        dev = (xi - med) / med * 100 if med else math.nan
+        bad = zi < -opts.outlier_z if higher else zi > opts.outlier_z
+        if bad and abs(dev) >= opts.min_deviation_pct:
+            word = "slow" if higher else "high"
+            lines.append(f"{word} {label}: {xi:.4g} {unit}, {dev:+.1f} % vs median {med:.4g} (robust z {zi:.1f})")
+    return lines
+
+
+def outlier_checks(h: pd.DataFrame, uuids: dict[int, str], opts: ValidateOptions) -> list[Check]:
+    out = []
+    use, _ = _flag_filter(_figures(h), opts)
+    for (case_id, metric), part in use.groupby(["case_id", "metric"], sort=True):
+        label, unit = part["label"].iloc[0], str(part["unit"].iloc[0])
+        part = part.sort_values("rank")
+        if part["rank"].nunique() >= 3:
+            lines = _outlier_lines(part["value"], [_where(r, uuids) for r in part.itertuples(index=False)],
+                                   metric, unit, opts)
+            out.append(_outlier_check("outliers-gpu", f"outliers per GPU: {label} {metric}", lines, len(part), "GPU"))
+        nodes = part.groupby("node")["value"].median()
+        if len(nodes) >= 3:
+            lines = _outlier_lines(nodes, [f"node {n}" for n in nodes.index], metric, unit, opts)
+            out.append(_outlier_check("outliers-node", f"outliers per node: {label} {metric}", lines, len(nodes), "node"))
+    return out
+
+
+def _outlier_check(kind: str, name: str, lines: list[str], n: int, what: str) -> Check:
+    if lines:
+        return Check(kind, name, "fail", "; ".join(lines))
+    return Check(kind, name, "pass", f"no outlier among {n} {what}s")
+
+
+def drift_checks(sel: Selection, baseline: Results, describe: str, opts: ValidateOptions) -> list[Check]:
+    table = compare(sel, CompareOptions(by="system", alpha=opts.alpha), baseline=baseline)
+    out = []
+    for r in table.itertuples(index=False):
+        name = f"drift vs {describe}: {r.case} {r.metric}"
+        if r.verdict in ("", "n/a"):
+            out.append(Check("drift", name, "skip", f"baseline has no {r.metric} for this case"))
+            continue
+        msg = (f"{r.vs_baseline_pct:+.1f} % (95 % CI {r.ci_low_pct:+.1f} .. {r.ci_high_pct:+.1f} %), "
+               f"Mann-Whitney p = {r.p_value:.3g}: {r.verdict}")
+        out.append(Check("drift", name, "fail" if r.verdict == "worse" else "pass", msg, r.median, r.unit))
+    return out
+
+
+def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
+             baseline: tuple[str, Results] | None = None) -> Report:
+    """All checks of one run (the selection holds exactly that run)."""
+    if opts.flags not in FLAG_POLICIES:
+        raise ConfigError(f"unknown flag policy {opts.flags!r}; allowed: {', '.join(FLAG_POLICIES)}")
+    metrics = sel.metrics
+    run_ids = sorted(set(metrics["run_id"]))
+    if len(run_ids) != 1:
+        raise ConfigError(f"validate takes one run, got {len(run_ids)}: {', '.join(run_ids[:5])}")
+    runs = sel.results.tables["runs"]
+    uuids = {int(r.rank): str(r.gpu_uuid) for r in runs.itertuples(index=False) if not pd.isna(r.gpu_uuid)}
+    skus = gpu_skus(runs)
+    system = str(metrics["system"].iloc[0])
+    report = Report(run_ids[0], system, ran_checks(metrics))
+    report.checks += [reference_check(ref, metrics, skus, uuids, opts) for ref in refs]
+    report.checks += outlier_checks(headline(metrics), uuids, opts)
+    if baseline is not None:
+        report.checks += drift_checks(sel, baseline[1], baseline[0], opts)
+    return report
+
+
+# --- output ---------------------------------------------------------------------------------
+
+def to_markdown(report: Report) -> str:
+    verdict = "FAIL" if report.failed else "PASS"
+    lines = [f"# aifbench validate: run {report.run_id} on {report.system}: {verdict}", "",
+             f"{sum(c.status == 'pass' for c in report.checks)} passed, {len(report.failed)} failed, "
+             f"{sum(c.status == 'skip' for c in report.checks)} skipped", "",
+             "| status | check | detail |", "|---|---|---|"]
+    for c in report.checks:
+        lines.append(f"| {c.status} | {_md(c.name)} | {_md(c.message)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_junit(report: Report) -> str:
+    """JUnit XML (the schema Jenkins / GitLab read): one testsuite per check kind."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name=f"aifbench validate {report.run_id}",
+                      tests=str(len(report.checks)), failures=str(len(report.failed)))
+    kinds: dict[str, list[Check]] = {}
+    for c in report.checks:
+        kinds.setdefault(c.kind, []).append(c)
+    for kind, checks in kinds.items():
+        suite = ET.SubElement(root, "testsuite", name=f"{report.system}.{kind}", tests=str(len(checks)),
+                              failures=str(sum(c.status == "fail" for c in checks)),
+                              skipped=str(sum(c.status == "skip" for c in checks)), errors="0")
+        for c in checks:
+            case = ET.SubElement(suite, "testcase", name=c.name, classname=f"aifbench.{report.system}.{kind}")
+            if c.status == "fail":
+                ET.SubElement(case, "failure", message=c.message[:500], type=kind).text = c.message
+            elif c.status == "skip":
+                ET.SubElement(case, "skipped", message=c.message[:500])
+            else:
+                ET.SubElement(case, "system-out").text = c.message
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,317 @@
+"""`aifbench compare | validate | baseline | report | export | import`: results into one picture."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from aifbench.errors import ConfigError
+
+STORE = Path("results")
+
+
+def _selection_args(p: argparse.ArgumentParser, reference_default: bool = True) -> None:
+    p.add_argument("results", nargs="*", type=Path, metavar="RESULTS",
+                   help="results directories, run directories or shard files (default: results)")
+    if reference_default:
+        p.add_argument("--no-reference", dest="reference", action="store_false",
+                       help="leave out the reference runs measured on real GPUs (results/reference)")
+    else:
+        p.add_argument("--with-reference", dest="reference", action="store_true",
+                       help="include the reference runs (results/reference)")
+    p.add_argument("--reference-dir", type=Path, default=None, metavar="DIR",
+                   help="where the reference runs are (default: results/reference)")
+
+
+def _csv_list(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="medians with spread per system / partition / GPU / node; vs a baseline",
+                       description="Compare results across systems, partitions, GPU models or nodes: medians with "
+                                   "spread, per GPU, per node, per watt, % of peak; with --baseline, differences "
+                                   "tested on the raw samples (Mann-Whitney U and a bootstrap interval).")
+    _selection_args(p)
+    p.add_argument("--by", default="system", metavar="GROUPING", help="system | partition | gpu | node (default: system)")
+    p.add_argument("--metric", dest="metrics", action="extend", type=_csv_list, default=[], metavar="M1,M2",
+                   help="metrics to show (default: every figure of merit)")
+    p.add_argument("--baseline", metavar="RUN_ID|NAME", help="run id (or prefix) or saved baseline name to compare against")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the baseline test (default 0.05)")
+    p.add_argument("--format", default="table", metavar="FMT", help="table | csv | markdown | json")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("validate", help="acceptance of a partition: references, outliers, flags (exit 1 on failure)",
+                       description="Check one run against the references of a system profile, find slow GPUs and "
+                                   "nodes (robust z-score), honour telemetry validity flags, check drift against a "
+                                   "baseline. Exit 0 when every check passes, 1 when any fails.")
+    p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: the latest run)")
+    p.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    p.add_argument("--system", metavar="NAME", help="system profile with [[reference]] entries (default: the run's system)")
+    p.add_argument("--references", type=Path, metavar="FILE", help="TOML file of [[reference]] entries (instead of the profile)")
+    p.add_argument("--baseline", metavar="NAME|RUN_ID", help="also check drift against this baseline")
+    p.add_argument("--flags", default="exclude", metavar="POLICY",
+                   help="rows with telemetry validity flags: exclude (default) | fail | ignore")
+    p.add_argument("--min-deviation", type=float, default=5.0, metavar="PCT",
+                   help="an outlier must also be this many %% from the median (default 5)")
+    p.add_argument("--format", default="table", metavar="FMT", help="table | markdown | junit")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("baseline", help="freeze a run as a partition's baseline; list; check drift")
+    bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
+    b = bsub.add_parser("save", help="freeze a run as a baseline")
+    b.add_argument("run_id", nargs="?", help="run id or unique prefix (default: latest)")
+    b.add_argument("--name", required=True, help="baseline name (letters, digits, '.', '_', '-')")
+    b.add_argument("--note", default="", help="free text kept with the baseline")
+    b.add_argument("--force", action="store_true", help="replace an existing baseline of that name")
+    b.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    b.set_defaults(func=cmd_baseline_save)
+    b = bsub.add_parser("list", help="saved baselines")
+    b.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    b.set_defaults(func=cmd_baseline_list)
+    b = bsub.add_parser("check", help="drift of a run against a baseline (exit 1 when worse)")
+    b.add_argument("run_id", nargs="?", help="run id or unique prefix (default: latest)")
+    b.add_argument("--name", required=True, help="baseline name (or a run id)")
+    b.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    b.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    b.add_argument("--format", default="table", metavar="FMT", help="table | csv | markdown | json")
+    b.set_defaults(func=cmd_baseline_check)
+
+    p = sub.add_parser("report", help="one self-contained HTML file with plots and tables")
+    _selection_args(p)
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE",
+                   help="HTML file to write (default: report.html)")
+    p.add_argument("--title", default="aifbench report")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="all tables of the selected runs in one Parquet bundle")
+    _selection_args(p, reference_default=False)
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE.parquet")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="add a bundle's runs to a results store (idempotent)")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE.parquet")
+    p.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    p.set_defaults(func=cmd_import)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _select(args: argparse.Namespace):
+    from aifbench.analysis.data import select
+    from aifbench.cli.output import err_console
+
+    sel = select(args.results, include_reference=args.reference, reference_dir=args.reference_dir)
+    for path, why in sel.skipped:
+        err_console.print(f"[yellow]skipped invalid shard {path}: {why}[/]", highlight=False)
+    return sel
+
+
+def _emit(text: str, output: Path | None) -> None:
+    from aifbench.cli.output import err_console
+
+    if output is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text if text.endswith("\n") else text + "\n")
+    err_console.print(f"wrote {output}", highlight=False)
+
+
+def _rich_table(df, title: str):
+    from rich.table import Table
+
+    from aifbench.analysis.compare import fmt
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for c in df.columns:
+        t.add_column(str(c), justify="left" if c in ("group", "case", "metric", "unit", "verdict") else "right",
+                     overflow="fold", ratio=3 if c == "case" else None)
+    style = {"worse": "bold red", "better": "green"}
+    for row in df.itertuples(index=False):
+        cells = [fmt(v) for v in row]
+        verdict = getattr(row, "verdict", "")
+        t.add_row(*cells, style=style.get(verdict, ""))
+    return t
+
+
+def _comparison_out(df, fmt_name: str, title: str, output: Path | None) -> None:
+    from aifbench.analysis.compare import FORMATS, display_frame, drop_empty, to_json, to_markdown
+    from aifbench.cli.output import console
+
+    shown = drop_empty(df)
+    if fmt_name == "table" and output is None:
+        console.print(_rich_table(display_frame(df), title))
+        console.print("n = runs/ranks/samples; ±IQR = (q3 - q1) / median of the raw samples", style="dim")
+    elif fmt_name in ("table", "markdown"):
+        _emit(f"{title}\n\n{to_markdown(shown)}\n", output)
+    elif fmt_name == "csv":
+        _emit(df.to_csv(index=False), output)
+    elif fmt_name == "json":
+        _emit(to_json(df), output)
+    else:
+        raise ConfigError(f"unknown format {fmt_name!r}; allowed: {', '.join(FORMATS)}")
+
+
+def _check_format(value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown format {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _find_baseline(name: str, roots: list[Path]):
+    from aifbench.analysis import baseline
+
+    errors = []
+    for root in roots:
+        try:
+            return baseline.load(root, name)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0])
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from aifbench.analysis.compare import FORMATS, CompareOptions, compare
+
+    _check_format(args.format, FORMATS)
+    sel = _select(args)
+    base, title = None, f"compare by {args.by}"
+    if args.baseline:
+        roots = [p for p in args.results if p.is_dir()] or [STORE]
+        describe, base = _find_baseline(args.baseline, roots)
+        title += f" vs {describe}"
+    opts = CompareOptions(by=args.by, metrics=tuple(args.metrics), alpha=args.alpha)
+    _comparison_out(compare(sel, opts, baseline=base), args.format, title, args.output)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from aifbench.analysis import references, validate
+    from aifbench.analysis.data import Selection, load_runs
+    from aifbench.cli.output import console, err_console
+    from aifbench.results.store import resolve_run
+
+    _check_format(args.format, ("table", "markdown", "junit"))
+    run_dir = resolve_run(args.results, args.run_id)
+    run = load_runs([run_dir])
+    for path, why in run.skipped:
+        err_console.print(f"[yellow]skipped invalid shard {path}: {why}[/]", highlight=False)
+    if not len(run.tables["metrics"]):
+        raise ConfigError(f"run {run_dir.name} has no metrics")
+    system = args.system or str(run.tables["metrics"]["system"].iloc[0])
+    refs = references.load_file(args.references) if args.references else references.for_system(system)
+    base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
+    opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation)
+    report = validate.validate(Selection(run), refs, opts, baseline=base)
+    if args.junit:
+        args.junit.parent.mkdir(parents=True, exist_ok=True)
+        args.junit.write_text(validate.to_junit(report))
+    if args.format == "junit":
+        _emit(validate.to_junit(report), args.output)
+    elif args.format == "markdown" or args.output is not None:
+        _emit(validate.to_markdown(report), args.output)
+    else:
+        console.print(_validate_table(report))
+    verdict = "[bold red]FAIL[/]" if report.failed else "[bold green]PASS[/]"
+    err_console.print(f"validate {report.run_id} on {system}: {verdict} "
+                      f"({len(report.failed)} of {len(report.checks)} checks failed)")
+    return report.exit_code
+
+
+def _validate_table(report):
+    from rich.table import Table
+
+    t = Table(title=f"validate {report.run_id} ({report.system})", title_justify="left", header_style="bold")
+    t.add_column("status")
+    t.add_column("check", overflow="fold", ratio=2)
+    t.add_column("detail", overflow="fold", ratio=3)
+    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    for c in report.checks:
+        t.add_row(f"[{style[c.status]}]{c.status}[/]", c.name, c.message)
+    return t
+
+
+def cmd_baseline_save(args: argparse.Namespace) -> int:
+    from aifbench.analysis import baseline
+    from aifbench.cli.output import console
+
+    info = baseline.save(args.results, args.run_id, args.name, note=args.note, force=args.force)
+    console.print(f"baseline [bold]{info.name}[/] = run {info.run_id} ({info.system}, {info.device_name}, "
+                  f"{info.ranks} rank(s)) saved under {baseline.root(args.results) / info.name}", highlight=False)
+    return 0
+
+
+def cmd_baseline_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from aifbench.analysis import baseline
+    from aifbench.cli.output import console
+
+    items = baseline.list_baselines(args.results)
+    if not items:
+        console.print(f"no baselines under {baseline.root(args.results)}; save one with 'aifbench baseline save RUN_ID --name NAME'")
+        return 0
+    t = Table(title="baselines", title_justify="left")
+    for col in ("name", "run", "system", "partition", "device", "ranks", "saved (UTC)", "note"):
+        t.add_column(col)
+    for b in items:
+        t.add_row(b.name, b.run_id, b.system, b.partition, b.device_name, str(b.ranks), b.saved_utc[:19], b.note)
+    console.print(t)
+    return 0
+
+
+def cmd_baseline_check(args: argparse.Namespace) -> int:
+    from aifbench.analysis.compare import FORMATS, CompareOptions, compare
+    from aifbench.analysis.data import Selection, load_runs
+    from aifbench.results.store import resolve_run
+
+    _check_format(args.format, FORMATS)
+    describe, base = _find_baseline(args.name, [args.results])
+    run_dir = resolve_run(args.results, args.run_id)
+    run = load_runs([run_dir])
+    if not len(run.tables["metrics"]):
+        raise ConfigError(f"run {run_dir.name} has no metrics")
+    table = compare(Selection(run), CompareOptions(by="system", alpha=args.alpha), baseline=base)
+    _comparison_out(table, args.format, f"drift of {run_dir.name} vs {describe}", None)
+    return 1 if (table["verdict"] == "worse").any() else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from aifbench.analysis import report
+    from aifbench.cli.output import console
+
+    sel = _select(args)
+    images = report.write(sel, args.output, title=args.title)
+    console.print(f"wrote {args.output} ({images} plot(s), {len(sel.results.run_ids)} run(s))", highlight=False)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from aifbench.analysis import exchange
+    from aifbench.cli.output import console
+
+    sel = _select(args)
+    rows = exchange.export(sel.results, args.output)
+    counts = ", ".join(f"{n} {t}" for t, n in rows.items())
+    console.print(f"wrote {args.output}: {len(sel.results.run_ids)} run(s), {counts} rows", highlight=False)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from aifbench.analysis import exchange
+    from aifbench.cli.output import console
+
+    if not args.bundle.is_file():
+        raise ConfigError(f"no such bundle: {args.bundle}")
+    added = exchange.import_bundle(args.bundle, args.results)
+    total = sum(added.values())
+    counts = ", ".join(f"{n} {t}" for t, n in added.items())
+    msg = f"imported {args.bundle} into {args.results}: {counts} new rows" if total else \
+        f"{args.bundle}: nothing new (every row is already in {args.results})"
+    console.print(msg, highlight=False)
+    return 0
