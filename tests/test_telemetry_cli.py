@@ -1,0 +1,72 @@
+"""End to end: a real run whose telemetry is a replayed trace, then `aifbench telemetry`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aifbench.results.store import load
+
+TRACE = Path(__file__).parent / "data" / "telemetry" / "h100_sxm_throttle.jsonl"
+
+
+def cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aifbench", *args], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ, COLUMNS="200", **env), timeout=300)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """One real run (gemm cases of the smoke suite) whose telemetry replays the H100 trace."""
+    cwd = tmp_path_factory.mktemp("telemetry_cli")
+    proc = cli(cwd, "run", "smoke", "--only", "gemm", "--results", "res", AIFBENCH_TELEMETRY_REPLAY=str(TRACE))
+    assert proc.returncode == 0, proc.stderr
+    return cwd
+
+
+@pytest.fixture(scope="module")
+def replayed_run(workdir) -> Path:
+    (run_dir,) = (workdir / "res").iterdir()
+    return run_dir
+
+
+def test_run_stores_window_metrics_flags_and_series(replayed_run):
+    res = load([replayed_run])
+    m = res.metrics
+    assert res.runs["telemetry"].iloc[0].startswith("replay: h100_sxm_throttle.jsonl")
+    flags = m.drop_duplicates("case_id").set_index("case_id")["flags"].fillna("")
+    assert sorted(flags) == ["", "power_throttle"]  # the trace's 1st window is clean, the 2nd power-capped
+    energy = m[m["metric"] == "energy_j"]
+    assert len(energy) == 2 and energy["detail"].str.contains("method=counter scope=gpu").all()
+    eff = m[m["metric"] == "tflops_per_w"]
+    assert len(eff) == 2 and (eff["value"] > 0).all()  # the runner adds efficiency metrics
+    t = res.telemetry
+    assert set(t["source"]) == {"replay"} and {"power_w", "sm_clock_mhz", "temperature_c"} <= set(t["field"])
+
+
+def test_telemetry_command_prints_summary_and_writes_png(workdir, replayed_run):
+    proc = cli(workdir, "telemetry", "--results", "res", "-o", "out/plot.png")
+    assert proc.returncode == 0, proc.stderr
+    assert "power_throttle" in proc.stdout and "method=counter" in proc.stdout
+    png = workdir / "out" / "plot.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    proc = cli(workdir, "telemetry", replayed_run.name[:18], "--results", "res", "--no-plot")
+    assert proc.returncode == 0 and "telemetry of" in proc.stdout
+
+
+def test_telemetry_command_bad_input(workdir):
+    proc = cli(workdir, "telemetry", "--results", "res", "-o", "plot.svg")
+    assert proc.returncode == 2 and "ending in .png" in proc.stderr
+    proc = cli(workdir, "telemetry", "nosuchrun", "--results", "res")
+    assert proc.returncode == 2 and "no run 'nosuchrun'" in proc.stderr
+
+
+def test_run_without_telemetry_says_why(aifbench_cli, tmp_path):
+    proc = aifbench_cli("run", "smoke", "--only", "membw", "--results", "res", env={"AIFBENCH_TELEMETRY": "off"})
+    assert proc.returncode == 0, proc.stderr
+    proc = aifbench_cli("telemetry", "--results", "res")
+    assert proc.returncode == 2 and "no telemetry rows" in proc.stderr and "AIFBENCH_TELEMETRY=off" in proc.stderr

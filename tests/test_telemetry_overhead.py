@@ -1,0 +1,58 @@
+"""The telemetry_overhead benchmark on CPU (its goal, <= 1 % loss at 10 Hz, needs a GPU)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aifbench import registry
+from aifbench.benchmarks.base import Context
+from aifbench.config import build_config
+from aifbench.errors import ConfigError
+from aifbench.telemetry.sampling import suspended
+from aifbench.telemetry.select import open_sampler
+from aifbench.timing import Timer, TimingConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Shared 2-core machines: torch's OpenMP workers spin against other processes and a 64^3
+    matmul can take tens of ms; one thread keeps each call to microseconds."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def bench(**params):
+    cls = registry.get("telemetry_overhead")
+    return cls(build_config(cls.Config, params, cls.name), Context(timing=TimingConfig(warmup=1)))
+
+
+def test_reports_throughput_ratios_and_achieved_rates():
+    b = bench(size=64, dtype="fp32", rounds=3, round_s=0.05, low_hz=10, high_hz=100)
+    assert b.skip_reason() is None
+    b.setup()
+    b.check()
+    outer = open_sampler("cpu", 0.01)  # the runner's window around measure() is suspended inside
+    with outer.window("case") as win:
+        m = b.measure(Timer("cpu"))
+    b.teardown()
+    values = {x.metric: x for x in m.metrics}
+    assert set(values) == set(type(b).emits)
+    for s in ("off", "low", "high"):
+        assert values[f"overhead_{s}_tflops"].value > 0 and len(m.samples[f"overhead_{s}_tflops"]) == 3
+    for s in ("low", "high"):
+        ratios = m.samples[f"overhead_ratio_{s}"]
+        assert values[f"overhead_ratio_{s}"].value == pytest.approx(sorted(ratios)[1])
+        assert values[f"overhead_loss_pct_{s}"].value == pytest.approx((1 - values[f"overhead_ratio_{s}"].value) * 100)
+    # 100 Hz really polls more often than 10 Hz (each segment ~50 ms: opening/closing polls dominate at 10 Hz)
+    assert values["overhead_polls_per_s_high"].value > values["overhead_polls_per_s_low"].value
+    assert "telemetry_suspended" in win.flags
+
+
+def test_rates_must_be_ordered_and_tf32_is_cuda_only():
+    with pytest.raises(ConfigError, match="high_hz"):
+        bench(low_hz=100, high_hz=10)
+    assert "CUDA" in bench(dtype="tf32").skip_reason()

@@ -1,0 +1,218 @@
+"""Sampler machinery, CPU backend, RAPL, NVML without a driver, selection, efficiency metrics."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from aifbench import metrics as metric_dict
+from aifbench.benchmarks.base import Metric
+from aifbench.errors import ConfigError
+from aifbench.results import schema
+from aifbench.telemetry import fields as F
+from aifbench.telemetry.base import NullSampler
+from aifbench.telemetry.cpu import CpuSampler, Rapl
+from aifbench.telemetry.efficiency import efficiency_metrics
+from aifbench.telemetry.nvml import NvmlSampler
+from aifbench.telemetry.nvml_device import NvmlCallError, PynvmlDevice, TelemetryUnavailable, cuda_index, open_nvml_device
+from aifbench.telemetry.sampling import suspended
+from aifbench.telemetry.select import open_sampler
+
+
+def busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(range(1000))
+
+
+def test_cpu_window_polls_in_a_thread_and_fits_the_schema(tmp_path):
+    sampler = CpuSampler(0.02, powercap_root=tmp_path / "absent")
+    with sampler.window("c") as win:
+        busy(0.3)
+    times = sorted({r["t_s"] for r in win.rows})
+    assert len(times) >= 6 and times[0] == 0.0 and times[-1] >= 0.29  # opening, thread, closing polls
+    names = {m.metric for m in win.metrics}
+    assert {"process_cpu_util_mean_pct", "system_cpu_util_mean_pct", "process_rss_max_bytes"} <= names
+    assert "energy_j" not in names and "energy unavailable" in sampler.describe()
+    util = next(m for m in win.metrics if m.metric == "process_cpu_util_mean_pct")
+    assert util.value > 10  # this process was busy (shared cores: far from 100 % guaranteed)
+    for m in win.metrics:
+        metric_dict.get(m.metric)  # every emitted metric is in the dictionary
+    df = pd.DataFrame([dict(r, schema_version=1, run_id="r", case_id="c", rank=0) for r in win.rows])
+    assert set(schema.validate("telemetry", df)["scope"]) == {"process", "system"}
+
+
+def test_short_window_still_has_first_and_last_sample(tmp_path):
+    sampler = CpuSampler(1.0, powercap_root=tmp_path)
+    with sampler.window("c") as win:
+        pass
+    assert len({r["t_s"] for r in win.rows}) == 2 and sampler.polls == 2
+
+
+def test_suspension_pauses_existing_samplers_only(tmp_path):
+    outer = CpuSampler(0.01, powercap_root=tmp_path)
+    with outer.window("outer") as win:
+        with suspended():
+            inner = CpuSampler(0.01, powercap_root=tmp_path)
+            with inner.window("inner") as inner_win:
+                busy(0.15)
+    assert "telemetry_suspended" in win.flags and outer.polls <= 3
+    assert "telemetry_suspended" not in inner_win.flags and inner.polls >= 5
+
+
+def make_rapl(root, packages: list[tuple[int, int]]):
+    """A powercap tree (package energy_uj, max_energy_range_uj) plus a sub-zone that must be ignored."""
+    for i, (energy, max_range) in enumerate(packages):
+        d = root / f"intel-rapl:{i}"
+        d.mkdir(parents=True)
+        (d / "name").write_text(f"package-{i}\n")
+        (d / "energy_uj").write_text(f"{energy}\n")
+        (d / "max_energy_range_uj").write_text(f"{max_range}\n")
+        sub = root / f"intel-rapl:{i}:0"
+        sub.mkdir()
+        (sub / "name").write_text("dram\n")
+        (sub / "energy_uj").write_text("5\n")
+
+
+def test_rapl_sums_packages_and_handles_wrap(tmp_path):
+    make_rapl(tmp_path, [(1_000, 10_000_000), (9_900_000, 10_000_000)])
+    rapl, why = Rapl.open(tmp_path)
+    assert why == "" and [z[0] for z in rapl.zones] == ["package-0", "package-1"]
+    before = rapl.read_uj()
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("2001000\n")   # +2 J
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("400000\n")    # wrapped: +0.5 J
+    assert rapl.delta_j(before, rapl.read_uj()) == pytest.approx(2.5)
+
+
+def test_cpu_sampler_energy_from_rapl(tmp_path):
+    make_rapl(tmp_path, [(0, 2**40)])
+    sampler = CpuSampler(0.05, powercap_root=tmp_path)
+    energy_file = tmp_path / "intel-rapl:0" / "energy_uj"
+    with sampler.window("c") as win:
+        for k in range(1, 5):
+            time.sleep(0.05)
+            energy_file.write_text(f"{k * 3_000_000}\n")  # 3 J per step
+    energy = next(m for m in win.metrics if m.metric == "energy_j")
+    assert energy.value == pytest.approx(12.0) and "scope=cpu-package" in energy.detail
+    mean = next(m for m in win.metrics if m.metric == "power_mean_w")
+    duration = max(r["t_s"] for r in win.rows)
+    assert mean.value == pytest.approx(12.0 / duration)
+    assert "RAPL energy of 1 package" in sampler.describe()
+
+
+def test_rapl_absent_or_unreadable(tmp_path):
+    assert "not present" in Rapl.open(tmp_path / "none")[1]
+    d = tmp_path / "intel-rapl:0"
+    d.mkdir()
+    (d / "name").write_text("package-0")
+    (d / "energy_uj").mkdir()  # not a readable file
+    rapl, why = Rapl.open(tmp_path)
+    assert rapl is None and "unreadable RAPL zone" in why
+
+
+def test_nvml_without_a_driver_is_unavailable_not_fatal():
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        pytest.skip("an NVIDIA driver is present here")
+    except pynvml.NVMLError:
+        pass
+    with pytest.raises(TelemetryUnavailable, match="NVML init failed"):
+        open_nvml_device("cuda:0")
+    sampler = open_sampler("cuda:0", 0.1)
+    assert isinstance(sampler, NullSampler) and sampler.describe().startswith("unavailable: NVML init failed")
+    with sampler.window("c") as win:
+        pass
+    assert (win.metrics, win.rows, win.flags) == ([], [], [])
+
+
+def test_every_failing_nvml_call_leaves_its_field_empty():
+    """The real pynvml with no library loaded: every call fails with an NVML error code."""
+    pynvml = pytest.importorskip("pynvml")
+    device = PynvmlDevice(pynvml, None)
+    with pytest.raises(NvmlCallError) as exc:
+        device.read("temperature")
+    assert exc.value.code != 0
+    sampler = NvmlSampler(device, 0.01)
+    with sampler.window("c") as win:
+        time.sleep(0.05)
+    assert win.metrics == [] and win.flags == [] and win.rows == []
+    assert sampler.describe().startswith("nvml: ? ?")
+
+
+def test_reason_bits_match_pynvml_constants():
+    pynvml = pytest.importorskip("pynvml")
+    for name, bit in F.REASON_BITS.items():
+        assert getattr(pynvml, f"nvmlClocksEventReason{name}") == bit
+    assert F.decode_reasons(0x44) == ["SwPowerCap", "HwThermalSlowdown"]
+    assert F.reason_flags(0x1 | 0x10) == []  # idle and sync boost are not throttling
+    assert sorted(F.reason_flags(0x8 | 0x80)) == ["hw_slowdown", "power_throttle"]
+
+
+def test_field_value_decoding_uses_the_value_type():
+    pynvml = pytest.importorskip("pynvml")
+    from aifbench.telemetry.nvml_device import _field_value
+
+    v = pynvml.c_nvmlFieldValue_t()
+    v.valueType, v.value.uiVal = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, 412345
+    assert _field_value(v) == 412345
+    v.value.uiVal = 0xFFFFFFFF  # NVML_VALUE_NOT_AVAILABLE
+    assert _field_value(v) is None
+    v.valueType, v.value.ullVal = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, 2**40
+    assert _field_value(v) == 2**40
+    v.valueType, v.value.dVal = pynvml.NVML_VALUE_TYPE_DOUBLE, 1.5
+    assert _field_value(v) == 1.5
+
+
+def test_cuda_index_parsing():
+    assert cuda_index("cuda") == 0 and cuda_index("cuda:3") == 3
+    with pytest.raises(TelemetryUnavailable):
+        cuda_index("cuda:x")
+
+
+def test_open_sampler_choices(monkeypatch):
+    assert isinstance(open_sampler("cpu", 0.1), CpuSampler)
+    assert "no telemetry backend for device 'mps'" in open_sampler("mps", 0.1).describe()
+    monkeypatch.setenv("AIFBENCH_TELEMETRY", "off")
+    assert open_sampler("cpu", 0.1).describe() == "unavailable: disabled by AIFBENCH_TELEMETRY=off"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"interval_s": 0}, "telemetry interval must be"),
+    ({"interval_s": 1e6}, "telemetry interval must be"),
+    ({"interval_s": 0.1, "min_clock_fraction": 1.5}, "min clock fraction must be in 0..1"),
+])
+def test_open_sampler_rejects_bad_settings(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        open_sampler("cpu", **kwargs)
+
+
+def test_min_clock_fraction_from_environment(monkeypatch):
+    from pathlib import Path
+
+    trace = Path(__file__).parent / "data" / "telemetry" / "h100_sxm_throttle.jsonl"
+    monkeypatch.setenv("AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION", "0.9")  # 1732 MHz < 0.9 x 1980
+    sampler = open_sampler("cuda:0", 0.1, trace_path=trace)
+    with sampler.window("a"):
+        pass
+    with sampler.window("b") as win:
+        pass
+    assert "low_sm_clock" in win.flags
+    monkeypatch.setenv("AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION", "lots")
+    with pytest.raises(ConfigError, match="AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION"):
+        open_sampler("cpu", 0.1)
+
+
+def test_efficiency_metrics():
+    measured = [Metric("tflops", 500.0, "median"), Metric("tflops", 520.0, "max"), Metric("time_s", 0.01)]
+    window = [Metric("power_mean_w", 625.0, "mean", detail="scope=gpu source=instant"), Metric("energy_j", 1000.0, "value")]
+    (eff,) = efficiency_metrics(measured, window)
+    assert (eff.metric, eff.value) == ("tflops_per_w", pytest.approx(0.8))
+    assert "tflops(median)" in eff.detail and "scope=gpu" in eff.detail
+    tokens = efficiency_metrics([Metric("tokens_per_s", 3000.0, "median"), Metric("gbps", 1500.0, "median")], window)
+    assert {m.metric: m.value for m in tokens} == {"gbps_per_w": pytest.approx(2.4), "tokens_per_j": pytest.approx(4.8)}
+    assert efficiency_metrics(measured, []) == []  # no power, no efficiency
+    assert efficiency_metrics([Metric("time_s", 1.0)], window) == []
