@@ -234,6 +234,7 @@ class NvmlSampler(PollingSampler):
         i = self.info
         where = getattr(self.dev, "origin", self.source)
         text = f"{where}: {i.get('name') or '?'} {i.get('uuid') or '?'} (nvml index {i.get('index')}"
+        text += f", power limit {i['power_limit'] / 1e3:g} W" if i.get("power_limit") else ""
         note = getattr(self.dev, "note", "")
         text += f"; {note})" if note else ")"
         text += f" every {self.interval_s:g} s" if self.live else ""
