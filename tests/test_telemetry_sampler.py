@@ -231,3 +231,13 @@ def test_efficiency_metrics():
     assert {m.metric: m.value for m in tokens} == {"gbps_per_w": pytest.approx(2.4), "tokens_per_j": pytest.approx(4.8)}
     assert efficiency_metrics(measured, []) == []  # no power, no efficiency
     assert efficiency_metrics([Metric("time_s", 1.0)], window) == []
+
+
+def test_nested_cpu_samplers_keep_their_own_counters(tmp_path):
+    """psutil.cpu_percent(None) has module-wide state; each sampler must measure on its own."""
+    outer, inner = CpuSampler(1.0, powercap_root=tmp_path), CpuSampler(0.01, powercap_root=tmp_path)
+    with outer.window("outer") as win:  # only its opening and closing polls: one interval
+        with inner.window("inner"):
+            busy(0.2)
+    system = next(m for m in win.metrics if m.metric == "system_cpu_util_mean_pct")
+    assert system.value > 20  # at least this process's busy loop on one of the cores

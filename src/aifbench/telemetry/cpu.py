@@ -79,8 +79,8 @@ class CpuSampler(PollingSampler):
         self._rapl_prev: tuple[float, list[int]] | None = None
 
     def _begin(self, case_id: str) -> None:
-        self._proc.cpu_percent(None)  # primes both counters: the next call measures from here
-        self._psutil.cpu_percent(None)
+        self._proc.cpu_percent(None)  # primes this Process object: the next call measures from here
+        self._cpu_times = self._system_times()
         self._first = True
         self._rapl_start = self._rapl_prev = None
 
@@ -89,13 +89,29 @@ class CpuSampler(PollingSampler):
         v: dict[str, float] = {}
         if not self._first:
             v["process_cpu_pct"] = float(self._proc.cpu_percent(None))
-            v["system_cpu_pct"] = float(self._psutil.cpu_percent(None))
+            v["system_cpu_pct"] = self._system_pct()
         self._first = False
         v["process_rss_bytes"] = float(self._proc.memory_info().rss)
         v["system_memory_used_bytes"] = float(self._psutil.virtual_memory().used)
         if self.rapl is not None:
             self._read_rapl(t, v)
         return Sample(t, v)
+
+    def _system_times(self) -> tuple[float, float]:
+        """(busy + idle, idle) CPU seconds of the node since boot, all cores.
+
+        Our own counters, not psutil.cpu_percent(None), whose module-wide state every other
+        sampler in the process would reset. Linux counts guest time inside user time.
+        """
+        t = self._psutil.cpu_times()
+        total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+        return total, t.idle + getattr(t, "iowait", 0.0)
+
+    def _system_pct(self) -> float:
+        total, idle = self._system_times()
+        d_total, d_idle = total - self._cpu_times[0], idle - self._cpu_times[1]
+        self._cpu_times = (total, idle)
+        return 100.0 * (1.0 - d_idle / d_total) if d_total > 0 else 0.0
 
     def _read_rapl(self, t: float, v: dict[str, float]) -> None:
         try:
