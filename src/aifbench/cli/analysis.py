@@ -129,7 +129,7 @@ def _rich_table(df, title: str):
     t = Table(title=title, title_justify="left", header_style="bold")
     for c in df.columns:
         t.add_column(str(c), justify="left" if c in ("group", "case", "metric", "unit", "verdict") else "right",
-                     overflow="fold", ratio=3 if c == "case" else None)
+                     overflow="fold", ratio=3 if c == "case" else None, no_wrap=c in ("verdict", "p", "metric"))
     style = {"worse": "bold red", "better": "green"}
     for row in df.itertuples(index=False):
         cells = [fmt(v) for v in row]
@@ -258,7 +258,7 @@ def cmd_baseline_list(args: argparse.Namespace) -> int:
         return 0
     t = Table(title="baselines", title_justify="left")
     for col in ("name", "run", "system", "partition", "device", "ranks", "saved (UTC)", "note"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in ("name", "run"), overflow="fold")
     for b in items:
         t.add_row(b.name, b.run_id, b.system, b.partition, b.device_name, str(b.ranks), b.saved_utc[:19], b.note)
     console.print(t)
