@@ -55,7 +55,8 @@ def test_gemm_cpu_rotates_buffers_and_reports_tflops(dtype):
     assert tf["median"].value == pytest.approx(2 * 32 * 64 * 16 / t["median"].value * 1e-12)
     assert "m=32 n=64 k=16 buffers=3" == tf["median"].detail
     assert tf["median"].peak is None and "generic CPU" in tf["median"].peak_source
-    assert rows(out, "bare_loop_tflops")["mean"].value > 0
+    bare = rows(out, "bare_loop_tflops")["mean"]
+    assert bare.value > 0 and bare.peak_source == tf["median"].peak_source
     assert "value" in rows(out, "harness_overhead_pct")
 
 

@@ -277,14 +277,14 @@ class Gemm(Benchmark):
             bare = bare_loop_s(step, timer.config.repeats * timer.config.inner, self.ctx.device) if c.bare_loop else None
         flops = 2.0 * m * n * k
         detail = f"m={m} n={n} k={k} buffers={len(sets)}"
+        peak = self.ctx.peak(f"tflops:{c.dtype}")
         out = time_metrics(stats)
-        out.metrics += [dataclasses.replace(r, detail=detail)
-                        for r in rate_metrics("tflops", flops, stats, 1e-12, self.ctx.peak(f"tflops:{c.dtype}"))]
+        out.metrics += [dataclasses.replace(r, detail=detail) for r in rate_metrics("tflops", flops, stats, 1e-12, peak)]
         if bare is not None:
             bare_tflops = flops / bare * 1e-12
             median = flops / stats.median_s * 1e-12
             out.metrics += [Metric("bare_loop_tflops", bare_tflops, "mean", timer.config.repeats * timer.config.inner,
-                                   detail=detail),
+                                   None, *peak, detail),
                             Metric("harness_overhead_pct", 100.0 * (bare_tflops - median) / bare_tflops, "value",
                                    stats.n, stats.noisy, detail=detail)]
         return out
