@@ -63,7 +63,7 @@ class CollectivesConfig:
     size_bytes: int = param(64 * MiB, "message size S in nccl-tests' sense (see module docs); rounded down to "
                             "whole elements, and to a multiple of ranks for all_gather/reduce_scatter/all_to_all", min=1)
     dtype: str = param("fp32", "element type", choices=tuple(ops.DTYPES))
-    inner: int = param(0, "calls per timed sample; 0 = the suite's [timing] inner", min=0)
+    inner: int = param(0, "calls per timed sample; 0 = the suite's timing.inner", min=0)
 
 
 @register
