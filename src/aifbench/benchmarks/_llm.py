@@ -1,0 +1,122 @@
+"""Helpers shared by llm_train and llm_infer: shapes from config fields, memory, per-token clocks.
+
+A leading underscore keeps the registry from importing this module as a benchmark.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Sequence
+
+import torch
+
+from aifbench.errors import ConfigError
+from aifbench.models.shapes import LlamaShape, resolve_shape, with_layers
+from aifbench.timing import Timer
+from aifbench.units import GiB
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+
+
+def shape_of(model: str, layers: int) -> LlamaShape:
+    """The shape named (or read from a config.json), cut to `layers` layers when layers > 0."""
+    shape = resolve_shape(model)
+    if layers > shape.num_layers:
+        raise ConfigError(f"layers {layers} > the {shape.num_layers} layers of {shape.name}")
+    return with_layers(shape, layers) if layers else shape
+
+
+def check_positions(shape: LlamaShape, positions: int, what: str) -> None:
+    shape.check_positions(positions, what)
+
+
+def dtype_skip_reason(dtype: str, device: str) -> str | None:
+    if device.startswith("cuda") and dtype == "bf16" and not torch.cuda.is_bf16_supported():
+        return "bf16 needs compute capability 8.0 or newer"
+    return None
+
+
+def free_memory_bytes(device: str) -> tuple[int, str]:
+    """Memory this case may use and what it is: CUDA free + torch's own reserve; CPU available RAM."""
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device), f"free on {device}"
+    import psutil
+
+    return psutil.virtual_memory().available, "RAM available"
+
+
+def fit_reason(need_bytes: int, device: str, what: str) -> str | None:
+    """'does not fit' skip reason with the estimate, or None when the estimate fits."""
+    have, where = free_memory_bytes(device)
+    if need_bytes > have:
+        return (f"does not fit: {what} needs about {need_bytes / GiB:.1f} GiB (estimate, "
+                f"aifbench.models.flops), {have / GiB:.1f} GiB {where}")
+    return None
+
+
+class PeakMemory:
+    """Peak memory over a `with` region, in bytes.
+
+    CUDA: torch.cuda.max_memory_allocated after resetting the peak at entry (memory held before
+    the region, e.g. weights, is included). CPU: highest process RSS seen by a thread sampling
+    every `interval_s`, minus RSS at entry (the metric dictionary's "peak RSS growth").
+    """
+
+    def __init__(self, device: str, interval_s: float = 0.005):
+        self.device, self.interval_s = device, interval_s
+        self.peak_bytes = 0
+        self.detail = ""
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.detail = "torch.cuda.max_memory_allocated"
+            return self
+        import psutil
+
+        self._proc = psutil.Process()
+        self._start = self._max = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="aifbench-rss", daemon=True)
+        self._thread.start()
+        self.detail = f"cpu: peak RSS (sampled every {self.interval_s * 1e3:g} ms) - RSS at start"
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._max = max(self._max, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
+            return
+        self._stop.set()
+        self._thread.join()
+        self._max = max(self._max, self._proc.memory_info().rss)
+        self.peak_bytes = int(self._max - self._start)
+
+
+def token_times(step: Callable[[int], object], n: int, timer: Timer) -> list[float]:
+    """Seconds between the ends of consecutive calls step(0..n-1), measured without host syncs
+    between tokens: one CUDA event after each step on GPU, timer.clock on CPU (or a test clock)."""
+    if timer.uses_cuda_events:
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(n + 1)]
+        events[0].record()
+        for i in range(n):
+            step(i)
+            events[i + 1].record()
+        events[-1].synchronize()
+        return [events[i].elapsed_time(events[i + 1]) / 1e3 for i in range(n)]
+    stamps = [timer.clock()]
+    for i in range(n):
+        step(i)
+        stamps.append(timer.clock())
+    return [(b - a) / 1e9 for a, b in zip(stamps, stamps[1:])]
+
+
+def fmt_seq(values: Sequence[float], digits: int = 4) -> str:
+    return ", ".join(f"{v:.{digits}g}" for v in values)

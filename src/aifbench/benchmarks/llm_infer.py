@@ -1,0 +1,225 @@
+"""LLM inference: prefill a synthetic prompt, then greedy decode with the KV cache.
+
+One case = `batch_size` sequences of `prompt_len` prompt tokens, then `gen_tokens` decode steps
+(one token per sequence each). Weights are in `dtype` (no autocast). Sweeps over batch size and
+context length come from the suite (`sweep = { batch_size = [...], prompt_len = [...] }`).
+
+Before timing, check(): the logits of the cached path (prefill, then the decode step exactly as
+it will be timed: eager, compiled or CUDA-graphed) must match a full causal forward over the same
+tokens within TOLERANCE[dtype] (||diff|| / ||reference||, Frobenius norm over the first rows of
+the batch and every checked position). Synthetic weights use unit-variance init (llama.py) so a
+wrong position, mask or cache entry moves the logits by 10-30 %, far above the tolerances.
+
+Metrics (definitions in aifbench.metrics):
+  ttft_s                 prefill of the prompt + argmax of the first token; stats over repeats
+  prefill_tokens_per_s   batch_size * prompt_len / TTFT
+  decode_tokens_per_s    batch_size * gen_tokens / decode time of one generation (per-seq: / batch)
+  itl_s                  p50/p90/p99 of the time between consecutive decode steps, all repeats;
+                         raw samples kept. GPU: CUDA events between steps, no host sync per token
+  hbm_gbps               sum over steps of (weights + useful KV bytes) / decode time; per step:
+                         every weight once (input embedding: only B rows), K and V of positions
+                         0..p for the step at position p (flops.decode_bytes_per_step). The static
+                         cache actually reads its full length; the surplus is not credited.
+                         pct_of_peak against ctx.peak('hbm_gbps')
+  peak_memory_bytes      over the timed prefills and generations
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from aifbench.benchmarks import _llm
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
+from aifbench.errors import CorrectnessError
+from aifbench.models import flops
+from aifbench.registry import register
+from aifbench.timing import Timer, quantile, summarize
+
+log = logging.getLogger(__name__)
+# ||cached - full|| / ||full|| allowed. Measured on CPU (tiny; llama3-1b cut to 4 layers): fp32 ~5e-7,
+# fp16 ~7e-4, bf16 0.25 % / 0.7 %; deliberate bugs (position +1, mask off by one, a zeroed cache layer)
+# gave 13-35 %. The bounds leave room for more layers and other kernels (flash vs efficient).
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 4e-2}
+CHECK_ROWS = 2  # sequences of the batch compared against the full forward
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LlmInferConfig:
+    model: str = param("tiny", "shape name (tiny, llama3-1b, llama3-3b, llama3-8b, llama3-70b, "
+                               "llama3-405b) or path to a Hugging Face config.json (no weights)")
+    layers: int = param(0, "use only the first N layers of the shape (0 = all)", min=0)
+    batch_size: int = param(1, "sequences decoded together", min=1)
+    prompt_len: int = param(128, "prompt tokens per sequence (prefill length)", min=1)
+    gen_tokens: int = param(64, "decode steps per generation (tokens per sequence after the first)", min=1)
+    dtype: str = param("bf16", "weight and activation precision", choices=tuple(_llm.DTYPES))
+    compile: bool = param(False, "torch.compile the decode step (with cuda_graphs: mode reduce-overhead)")
+    compile_backend: str = param("inductor", "torch.compile backend (eager: tests)", choices=_llm.COMPILE_BACKENDS)
+    cuda_graphs: bool = param(False, "capture the decode step in a CUDA graph (CUDA only)")
+    check_tokens: int = param(4, "decode steps compared against a full forward before timing", min=1)
+    seed: int = param(0, "seed of the synthetic weights and prompt", min=0)
+
+    def __post_init__(self) -> None:
+        shape = _llm.shape_of(self.model, self.layers)
+        _llm.check_positions(shape, self.prompt_len + self.gen_tokens, "prompt_len + gen_tokens")
+
+
+@register
+class LlmInfer(Benchmark):
+    name = "llm_infer"
+    description = "Llama prefill + KV-cache decode: prefill tokens/s, decode tokens/s, TTFT, ITL, HBM GB/s"
+    Config = LlmInferConfig
+    emits = ("decode_tokens_per_s", "decode_tokens_per_s_per_seq", "prefill_tokens_per_s", "ttft_s", "itl_s",
+             "hbm_gbps", "peak_memory_bytes")
+
+    def __init__(self, config: LlmInferConfig, ctx):
+        super().__init__(config, ctx)
+        self.shape = _llm.shape_of(config.model, config.layers)
+        self.dtype_bytes = flops.DTYPE_BYTES[config.dtype]
+
+    def skip_reason(self) -> str | None:
+        c = self.config
+        if c.cuda_graphs and not self.ctx.is_cuda:
+            return "cuda_graphs needs a CUDA device"
+        reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
+        if reason:
+            return reason
+        need = flops.infer_memory_bytes(self.shape, batch=c.batch_size, prompt_len=c.prompt_len,
+                                        gen_tokens=c.gen_tokens, dtype_bytes=self.dtype_bytes)
+        return _llm.fit_reason(need, self.ctx.device, f"{self.shape.name} inference")
+
+    def setup(self) -> None:
+        from aifbench.models.llama import build_model
+
+        c, dev = self.config, self.ctx.device
+        total = c.prompt_len + c.gen_tokens
+        self.model = build_model(self.shape, device=dev, dtype=_llm.DTYPES[c.dtype], max_seq_len=total, seed=c.seed)
+        self.model.eval()
+        self.model.setup_cache(c.batch_size, total)
+        gen = torch.Generator(device="cpu").manual_seed(c.seed + 1)
+        self.prompt = torch.randint(self.shape.vocab_size, (c.batch_size, c.prompt_len), generator=gen).to(dev)
+        self.positions = torch.arange(total, device=dev)
+        with torch.inference_mode():
+            self.decode_fn = self._decode_fn()
+
+    def _decode_fn(self):
+        c, decode = self.config, self.model.decode
+        if c.compile:
+            mode = "reduce-overhead" if c.cuda_graphs else None
+            return torch.compile(decode, backend=c.compile_backend, mode=mode)
+        if c.cuda_graphs:
+            return GraphedDecode(decode, self.prompt[:, :1], self.positions[c.prompt_len:c.prompt_len + 1])
+        return decode
+
+    # --- one generation ----------------------------------------------------------------------
+    def first_token(self) -> torch.Tensor:
+        """Prefill the prompt; the greedy first generated token (B, 1) on the device."""
+        return self.model.prefill(self.prompt).argmax(-1, keepdim=True)
+
+    def decode_steps(self, token: torch.Tensor, n: int, timer: Timer | None = None,
+                     keep_logits: bool = False):
+        """n greedy decode steps after the prompt; per-step seconds (with timer) or the logits."""
+        start, logits_out = self.config.prompt_len, []
+        state = {"token": token}
+
+        def step(i: int) -> None:
+            logits = self.decode_fn(state["token"], self.positions[start + i:start + i + 1])
+            if keep_logits:
+                logits_out.append(logits.float().clone())
+            state["token"] = logits.argmax(-1, keepdim=True)
+
+        if timer is not None:
+            return _llm.token_times(step, n, timer)
+        for i in range(n):
+            step(i)
+        return logits_out
+
+    # --- check and measure -------------------------------------------------------------------
+    def check(self) -> None:
+        c = self.config
+        n = min(c.check_tokens, c.gen_tokens)
+        with torch.inference_mode():
+            first_logits = self.model.prefill(self.prompt).float()
+            tokens = [self.prompt, first_logits.argmax(-1, keepdim=True)]
+            cached = [first_logits] + self.decode_steps(tokens[-1], n, keep_logits=True)
+            tokens += [lg.argmax(-1, keepdim=True) for lg in cached[1:-1]]
+            rows = min(CHECK_ROWS, c.batch_size)
+            seq = torch.cat(tokens, dim=1)[:rows]  # prompt + the n tokens the decode steps consumed
+            h = self.model.hidden(seq)[:, c.prompt_len - 1:]
+            full = self.model.lm_head(self.model.norm(h)).float()  # (rows, n + 1, V)
+        got = torch.stack(cached, dim=1)[:rows]
+        err = (torch.linalg.vector_norm(got - full) / torch.linalg.vector_norm(full).clamp_min(1e-30)).item()
+        self.check_error = err
+        if not err <= TOLERANCE[c.dtype]:
+            raise CorrectnessError(f"cached decode logits differ from a full forward: ||diff|| / ||ref|| = "
+                                   f"{err:.3g} > {TOLERANCE[c.dtype]:g} ({c.dtype}, {n} decode steps)")
+
+    def measure(self, timer: Timer) -> Measurement:
+        c = self.config
+        with torch.inference_mode(), _llm.PeakMemory(self.ctx.device) as mem:
+            ttft = timer.time(self.first_token)
+            itl, per_generation = self._decode_repeats(timer)
+        out = time_metrics(ttft, "ttft_s")
+        out.metrics += rate_metrics("prefill_tokens_per_s", c.batch_size * c.prompt_len, ttft, 1.0)
+        gen = summarize(per_generation)
+        out.metrics += rate_metrics("decode_tokens_per_s", c.batch_size * c.gen_tokens, gen, 1.0)
+        out.metrics += rate_metrics("decode_tokens_per_s_per_seq", c.gen_tokens, gen, 1.0)
+        ordered = sorted(itl)
+        for q in (50, 90, 99):
+            out.metrics.append(Metric("itl_s", quantile(ordered, q / 100), stat=f"p{q}", n_samples=len(itl),
+                                      noisy=gen.noisy))
+        out.samples["itl_s"] = itl
+        moved = sum(flops.decode_bytes_per_step(self.shape, batch=c.batch_size, context_len=c.prompt_len + i + 1,
+                                                dtype_bytes=self.dtype_bytes) for i in range(c.gen_tokens))
+        hbm = rate_metrics("hbm_gbps", moved, gen, 1e-9, self.ctx.peak("hbm_gbps"))
+        out.metrics += [Metric(m.metric, m.value, m.stat, m.n_samples, m.noisy, m.peak, m.peak_source,
+                               f"{moved / c.gen_tokens / 1e9:.4g} GB per step (weights + KV)") for m in hbm]
+        out.metrics.append(Metric("peak_memory_bytes", mem.peak_bytes, stat="max", n_samples=gen.n,
+                                  detail=mem.detail))
+        return out
+
+    def _decode_repeats(self, timer: Timer) -> tuple[list[float], list[float]]:
+        """Warm-up generations, then timed ones: (every inter-token time, decode time per generation)."""
+        cfg = timer.config
+        for _ in range(max(cfg.warmup, 1)):
+            self.decode_steps(self.first_token(), self.config.gen_tokens)
+        itl, totals = [], []
+        for _ in range(cfg.repeats):
+            token = self.first_token()
+            timer.synchronize()
+            times = self.decode_steps(token, self.config.gen_tokens, timer=timer)
+            itl += times
+            totals.append(sum(times))
+        return itl, totals
+
+    def teardown(self) -> None:
+        if getattr(self, "model", None) is not None:
+            self.model.clear_cache()
+        self.model = self.decode_fn = self.prompt = None
+
+
+class GraphedDecode:
+    """The decode step captured once in a CUDA graph; replays copy inputs into static buffers.
+
+    The returned logits tensor is the graph's static output: read it before the next call.
+    """
+
+    def __init__(self, fn, tokens, input_pos):
+        self.tokens, self.input_pos = tokens.clone(), input_pos.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the capture (allocator, lazy init)
+            for _ in range(2):
+                fn(self.tokens, self.input_pos)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = fn(self.tokens, self.input_pos)
+
+    def __call__(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+        self.tokens.copy_(tokens)
+        self.input_pos.copy_(input_pos)
+        self.graph.replay()
+        return self.logits

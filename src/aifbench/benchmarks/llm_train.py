@@ -1,0 +1,222 @@
+"""LLM training step: forward, backward and AdamW update of a Llama-3-style decoder.
+
+One timed repeat = one optimizer step = `grad_accum` micro-batches of `micro_batch` x `seq_len`
+synthetic tokens (the same global batch every step, so the loss must fall), then AdamW.
+Precision: dtype bf16 = fp32 master weights with bf16 autocast on one device, or FSDP2's
+MixedPrecisionPolicy(param bf16, reduce fp32) across ranks; fp32 = no autocast.
+With world_size > 1 every rank runs the case together and the model is sharded with FSDP2
+(`fully_shard` per block, then the root); the global batch is world_size x the local one.
+
+Metrics (definitions in aifbench.metrics):
+  step_time_s           timing stats over the timed steps (warm-up steps excluded)
+  tokens_per_s          global tokens per step / step time; _per_device = that / world_size
+  model_tflops_per_device
+                        F * tokens_per_s_per_device / 1e12, with F the model FLOPs per token
+                        F = 6 * N + 12 * L * d_attn * T            (PaLM appendix B, flops.py)
+                        its peak is the bf16 dense peak, so its pct_of_peak column is the MFU
+  mfu_pct               100 * F * tokens_per_s_per_device / peak_bf16_flops
+                        (emitted only when the device's bf16 peak is known; otherwise the
+                        model_tflops_per_device rows carry an empty pct_of_peak and the catalog's
+                        reason in peak_source, and no mfu_pct row is invented)
+  peak_memory_bytes     stat max over the timed steps
+  loss                  stat value: loss at the last timed step; raw samples: loss of every step
+                        (check, warm-up, timed); detail: the sanity verdict (finite, falling)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+from aifbench.benchmarks import _llm
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
+from aifbench.errors import CorrectnessError
+from aifbench.models import flops
+from aifbench.registry import register
+from aifbench.timing import Timer
+
+log = logging.getLogger(__name__)
+CHECK_STEPS = 3
+MFU_FORMULA = "mfu = (6*N + 12*L*d_attn*T) * tokens_per_s_per_device / peak_bf16_flops"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LlmTrainConfig:
+    model: str = param("tiny", "shape name (tiny, llama3-1b, llama3-3b, llama3-8b, llama3-70b, "
+                               "llama3-405b) or path to a Hugging Face config.json (no weights)")
+    layers: int = param(0, "use only the first N layers of the shape (0 = all)", min=0)
+    micro_batch: int = param(1, "sequences per micro-batch per device", min=1)
+    seq_len: int = param(2048, "tokens per sequence", min=2)
+    grad_accum: int = param(1, "micro-batches per optimizer step", min=1)
+    dtype: str = param("bf16", "bf16 mixed precision (fp32 master weights) or fp32", choices=("bf16", "fp32"))
+    compile: bool = param(False, "torch.compile every block and the head+loss")
+    compile_backend: str = param("inductor", "torch.compile backend (eager: tests)", choices=_llm.COMPILE_BACKENDS)
+    activation_checkpointing: bool = param(False, "recompute each block in backward (not counted in MFU)")
+    lr: float = param(3e-4, "AdamW learning rate (betas 0.9, 0.95; weight decay 0.1)", min=0.0)
+    seed: int = param(0, "seed of the synthetic weights and tokens", min=0)
+
+    def __post_init__(self) -> None:
+        shape = _llm.shape_of(self.model, self.layers)  # ConfigError: unknown name, bad file, bad heads
+        _llm.check_positions(shape, self.seq_len, "seq_len")
+
+
+@register
+class LlmTrain(Benchmark):
+    name = "llm_train"
+    description = "Llama training step (fwd, bwd, AdamW): tokens/s, MFU, memory; FSDP2 across ranks"
+    Config = LlmTrainConfig
+    emits = ("tokens_per_s", "tokens_per_s_per_device", "step_time_s", "model_tflops_per_device",
+             "mfu_pct", "peak_memory_bytes", "loss")
+    multi_rank = True
+
+    def __init__(self, config: LlmTrainConfig, ctx):
+        super().__init__(config, ctx)
+        self.shape = _llm.shape_of(config.model, config.layers)
+        self.fsdp = ctx.world_size > 1
+        self.losses: list[torch.Tensor] = []
+
+    @property
+    def tokens_per_step(self) -> int:
+        """global tokens in one optimizer step"""
+        c = self.config
+        return c.micro_batch * c.seq_len * c.grad_accum * self.ctx.world_size
+
+    def skip_reason(self) -> str | None:
+        c = self.config
+        reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
+        if reason:
+            return reason
+        if self.fsdp and not self.ctx.distributed:
+            return f"world_size {self.ctx.world_size} but torch.distributed is not initialised"
+        need = flops.train_memory_bytes(self.shape, micro_batch=c.micro_batch, seq_len=c.seq_len,
+                                        world_size=self.ctx.world_size,
+                                        checkpointing=c.activation_checkpointing,
+                                        mixed_precision=c.dtype == "bf16")
+        return _llm.fit_reason(need, self.ctx.device, f"{self.shape.name} training")
+
+    # --- setup ----------------------------------------------------------------------------
+    def setup(self) -> None:
+        from aifbench.models.llama import Llama
+
+        c, dev = self.config, self.ctx.device
+        with torch.device("meta"):
+            model = Llama(self.shape, max_seq_len=c.seq_len)
+        model.activation_checkpointing = c.activation_checkpointing
+        if c.compile:
+            model.compile_parts(backend=c.compile_backend)
+        if self.fsdp:
+            _shard(model, mixed_bf16=c.dtype == "bf16")
+        model.to_empty(device=dev)
+        model.init_weights(c.seed + self.ctx.rank)
+        model.train()
+        self.model = model
+        self.optimizer = _adamw(model, c.lr, self.ctx.is_cuda)
+        gen = torch.Generator(device="cpu").manual_seed(c.seed + 1000 + self.ctx.rank)
+        data = torch.randint(self.shape.vocab_size, (c.grad_accum, c.micro_batch, c.seq_len + 1), generator=gen)
+        data = data.to(dev)
+        self.batches = [(data[i, :, :-1], data[i, :, 1:]) for i in range(c.grad_accum)]
+
+    def _autocast(self):
+        if self.config.dtype != "bf16" or self.fsdp:  # FSDP2 casts parameters itself
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda" if self.ctx.is_cuda else "cpu", dtype=torch.bfloat16)
+
+    def step(self) -> None:
+        """One optimizer step over the global batch; appends the mean micro-batch loss (on device)."""
+        total = None
+        last = len(self.batches) - 1
+        for i, (x, y) in enumerate(self.batches):
+            if self.fsdp:
+                self.model.set_requires_gradient_sync(i == last)
+            with self._autocast():
+                loss = self.model(x, y)
+            (loss / len(self.batches)).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.losses.append(total / len(self.batches))
+
+    # --- check and measure ------------------------------------------------------------------
+    def check(self) -> None:
+        """Loss finite and falling over CHECK_STEPS steps on the repeated batch (also compiles)."""
+        for _ in range(CHECK_STEPS):
+            self.step()
+        values = [v.item() for v in self.losses]
+        self.check_losses = values
+        if not all(math.isfinite(v) for v in values):
+            raise CorrectnessError(f"training loss not finite: {_llm.fmt_seq(values)}")
+        if not values[-1] < values[0]:
+            raise CorrectnessError(f"training loss not falling on a repeated batch: {_llm.fmt_seq(values)}")
+
+    def measure(self, timer: Timer) -> Measurement:
+        self.losses = []
+        with _llm.PeakMemory(self.ctx.device) as mem:
+            stats = timer.time(self.step)
+        losses = getattr(self, "check_losses", []) + [v.item() for v in self.losses]
+        if not all(math.isfinite(v) for v in losses):
+            raise CorrectnessError(f"training loss became non-finite: {_llm.fmt_seq(losses)}")
+        out = time_metrics(stats, "step_time_s")
+        out.metrics += self._throughput(stats)
+        out.metrics.append(Metric("peak_memory_bytes", mem.peak_bytes, stat="max", n_samples=stats.n,
+                                  detail=mem.detail))
+        verdict = "falling" if losses[-1] < losses[0] else "NOT falling"
+        out.metrics.append(Metric("loss", losses[-1], stat="value", n_samples=len(losses),
+                                  detail=f"sanity: finite, {verdict} on a repeated batch over {len(losses)} "
+                                         f"steps ({losses[0]:.4g} -> {losses[-1]:.4g})"))
+        out.samples["loss"] = losses
+        return out
+
+    def _throughput(self, stats) -> list[Metric]:
+        per_device = self.tokens_per_step / self.ctx.world_size
+        flops_per_token = flops.train_flops_per_token(self.shape, self.config.seq_len)
+        peak = self.ctx.peak("tflops:bf16")
+        rows = rate_metrics("tokens_per_s", self.tokens_per_step, stats, 1.0)
+        rows += rate_metrics("tokens_per_s_per_device", per_device, stats, 1.0)
+        model_rows = rate_metrics("model_tflops_per_device", flops_per_token * per_device, stats, 1e-12, peak)
+        rows += [_with_detail(m, f"F = {flops_per_token:.6g} FLOP/token (6*N + 12*L*d_attn*T)") for m in model_rows]
+        peak_tflops, source = peak
+        if peak_tflops:
+            for m in model_rows:
+                rows.append(Metric("mfu_pct", 100.0 * m.value / peak_tflops, stat=m.stat, n_samples=m.n_samples,
+                                   noisy=m.noisy, peak_source=f"bf16 dense peak {peak_tflops:g} TFLOP/s: {source}",
+                                   detail=MFU_FORMULA))
+        else:
+            log.info("mfu_pct not reported: %s", source)
+        return rows
+
+    def teardown(self) -> None:
+        self.model = self.optimizer = self.batches = None
+        self.losses = []
+
+
+def _with_detail(m: Metric, detail: str) -> Metric:
+    return Metric(m.metric, m.value, m.stat, m.n_samples, m.noisy, m.peak, m.peak_source, detail)
+
+
+def _shard(model, mixed_bf16: bool) -> None:
+    """FSDP2: fully_shard every block, then the root (embedding, norm, lm_head)."""
+    try:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    except ImportError:  # torch < 2.6
+        from torch.distributed._composable.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_bf16 \
+        else MixedPrecisionPolicy()
+    for layer in model.layers:
+        fully_shard(layer, mp_policy=mp)
+    fully_shard(model, mp_policy=mp)
+
+
+def _adamw(model, lr: float, cuda: bool) -> torch.optim.Optimizer:
+    """AdamW (betas 0.9, 0.95, weight decay 0.1); the fused CUDA kernel where available."""
+    kwargs = dict(lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    if cuda:
+        try:
+            return torch.optim.AdamW(model.parameters(), fused=True, **kwargs)
+        except (RuntimeError, TypeError) as exc:
+            log.info("fused AdamW unavailable (%s); using foreach", exc)
+    return torch.optim.AdamW(model.parameters(), foreach=True, **kwargs)
