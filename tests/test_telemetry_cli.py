@@ -14,6 +14,20 @@ from aifbench.results.store import load
 TRACE = Path(__file__).parent / "data" / "telemetry" / "h100_sxm_throttle.jsonl"
 
 
+SUITE = """
+[suite]
+name = "two"
+description = "two tiny GEMM cases"
+[timing]
+warmup = 1
+repeats = 3
+[[case]]
+benchmark = "gemm"
+params = { m = 64, n = 64, k = 64, dtype = "fp32" }
+sweep = { m = [64, 96] }
+"""
+
+
 def cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "aifbench", *args], cwd=cwd, capture_output=True, text=True,
                           env=dict(os.environ, COLUMNS="200", **env), timeout=300)
@@ -21,9 +35,10 @@ def cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """One real run (gemm cases of the smoke suite) whose telemetry replays the H100 trace."""
+    """One real run (two GEMM cases) whose telemetry replays the H100 trace."""
     cwd = tmp_path_factory.mktemp("telemetry_cli")
-    proc = cli(cwd, "run", "smoke", "--only", "gemm", "--results", "res", AIFBENCH_TELEMETRY_REPLAY=str(TRACE))
+    (cwd / "two.toml").write_text(SUITE)
+    proc = cli(cwd, "run", "two.toml", "--device", "cpu", "--results", "res", AIFBENCH_TELEMETRY_REPLAY=str(TRACE))
     assert proc.returncode == 0, proc.stderr
     return cwd
 
@@ -65,8 +80,9 @@ def test_telemetry_command_bad_input(workdir):
     assert proc.returncode == 2 and "no run 'nosuchrun'" in proc.stderr
 
 
-def test_run_without_telemetry_says_why(aifbench_cli, tmp_path):
-    proc = aifbench_cli("run", "smoke", "--only", "membw", "--results", "res", env={"AIFBENCH_TELEMETRY": "off"})
+def test_run_without_telemetry_says_why(tmp_path):
+    (tmp_path / "two.toml").write_text(SUITE)
+    proc = cli(tmp_path, "run", "two.toml", "--device", "cpu", "--results", "res", AIFBENCH_TELEMETRY="off")
     assert proc.returncode == 0, proc.stderr
-    proc = aifbench_cli("telemetry", "--results", "res")
+    proc = cli(tmp_path, "telemetry", "--results", "res")
     assert proc.returncode == 2 and "no telemetry rows" in proc.stderr and "AIFBENCH_TELEMETRY=off" in proc.stderr
