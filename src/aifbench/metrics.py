@@ -61,7 +61,7 @@ define("hbm_gbps", "GB/s", True, "achieved HBM bandwidth during decode: (weight 
 define("peak_memory_bytes", "B", False, "peak device memory allocated during the timed region (torch.cuda.max_memory_allocated; CPU: peak RSS growth)")
 define("loss", "1", False, "training loss (cross entropy) at the last timed step")
 # --- telemetry (filled by the sampler) ------------------------------------------------------
-define("energy_j", "J", False, "NVML total-energy counter delta (window >= 1 s), else integrated power samples; method and scope stored in params")
+define("energy_j", "J", False, "NVML total-energy counter delta (window >= 1 s), else integrated power samples; method and scope stored in the detail column")
 define("power_mean_w", "W", False, "mean instantaneous power over the timed window")
 define("power_peak_w", "W", False, "highest instantaneous power sample in the timed window")
 define("sm_clock_mean_mhz", "MHz", True, "mean SM clock over the timed window")
