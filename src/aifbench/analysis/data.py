@@ -79,19 +79,21 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
            reference_dir: Path | None = None) -> Selection:
     """Load results below `paths` (default `results/`) and the reference runs.
 
-    Raises ConfigError when nothing at all is found (an empty selection).
+    Reference runs are those under `reference_dir` (default `results/reference`) and under
+    `<path>/reference` of every given directory. Raises ConfigError when nothing at all is
+    found (an empty selection).
     """
     paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
-    reference_dir = Path(reference_dir) if reference_dir else DEFAULT_RESULTS / REFERENCE_DIR
     existing = [p for p in paths if p.exists()]
     missing = [p for p in paths if not p.exists()]
     if missing and (existing or paths != [DEFAULT_RESULTS]):
         raise ConfigError(f"no such results file or directory: {missing[0]}")
-    exclude = [p / BASELINES_DIR for p in existing if p.is_dir()]
-    if not include_reference:
-        exclude.append(reference_dir)
+    ref_dirs = [Path(reference_dir) if reference_dir else DEFAULT_RESULTS / REFERENCE_DIR]
+    ref_dirs += [p / REFERENCE_DIR for p in existing if p.is_dir()]
+    ref_dirs = [d for d in dict.fromkeys(ref_dirs) if d.is_dir()]
+    exclude = [p / BASELINES_DIR for p in existing if p.is_dir()] + ref_dirs
     shards = _shards(existing, exclude)
-    ref_shards = _shards([reference_dir], []) if include_reference and reference_dir.is_dir() else []
+    ref_shards = _shards(ref_dirs, []) if include_reference else []
     loaded = dedupe(store.load(sorted(set(shards) | set(ref_shards))))
     ref_runs = {s.parent.name for s in ref_shards}
     if not len(loaded.tables["metrics"]):

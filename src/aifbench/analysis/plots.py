@@ -10,6 +10,7 @@ Figures are matplotlib `Figure` objects rendered with the Agg canvas: no pyplot 
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Callable
 
 import numpy as np
@@ -53,8 +54,9 @@ def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
     x = np.arange(len(table.index))
     for i, series in enumerate(table.columns):
         ax.bar(x + (i - (n - 1) / 2) * width, table[series].to_numpy(dtype=float), width, label=str(series))
-    ax.set_xticks(x, [str(c) for c in table.index], rotation=20 if len(table.index) > 4 else 0, ha="right"
-                  if len(table.index) > 4 else "center")
+    labels = [textwrap.fill(str(c), 28) for c in table.index]
+    tilt = len(labels) > 4 or any(len(str(c)) > 14 for c in table.index)
+    ax.set_xticks(x, labels, rotation=25 if tilt else 0, ha="right" if tilt else "center", fontsize="small")
     ax.set_ylabel(ylabel)
     values = table.to_numpy(dtype=float)
     finite = values[np.isfinite(values) & (values > 0)]
@@ -210,7 +212,9 @@ def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
         axis.set_visible(False)
     for axis, system in zip(ax.flat, systems):
         pts, roofs, bw = _roof_inputs(h[h["series"] == system])
-        ai = np.logspace(math.log10(max(pts["ai"].min() / 4, 1e-2)), math.log10(pts["ai"].max() * 4), 100)
+        ridges = [peak * 1000.0 / bw[0] for peak, _ in roofs.values()] if bw else []  # FLOP/byte at the knee
+        lo, hi = min([pts["ai"].min()] + ridges) / 4, max([pts["ai"].max()] + ridges) * 4
+        ai = np.logspace(math.log10(max(lo, 1e-2)), math.log10(hi), 200)
         for dtype, (peak, how) in sorted(roofs.items()):
             ceiling = np.minimum(peak, ai * bw[0] / 1000.0) if bw else np.full_like(ai, peak)
             line = axis.plot(ai, ceiling, linestyle="--" if how != "datasheet" else "-",
