@@ -175,3 +175,14 @@ def test_malformed_catalog_files_are_refused(tmp_path, body, message):
     path.write_text('[sources]\ns = "a source"\n' + body)
     with pytest.raises(ConfigError, match=message):
         catalog.load_files([path])
+
+
+def test_hardware_command(aifbench_cli):
+    table = aifbench_cli("hardware")
+    assert table.returncode == 0 and "h100-sxm5-80gb" in table.stdout and "1979" in table.stdout
+    one = aifbench_cli("hardware", "mi250x")
+    assert one.returncode == 0 and "PER GCD" in one.stdout and "module tflops:bf16" in one.stdout
+    bad = aifbench_cli("hardware", "h100")
+    assert bad.returncode == 2 and "unknown hardware catalog id 'h100'; allowed:" in bad.stderr
+    detected = aifbench_cli("hardware", "--detect")
+    assert detected.returncode == 0 and "catalog cpu" in detected.stdout
