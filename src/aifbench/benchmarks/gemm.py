@@ -99,6 +99,8 @@ def dtype_skip_reason(dtype: str, device: str) -> str | None:
     if device.startswith("cuda"):
         if dtype == "bf16" and not torch.cuda.is_bf16_supported():
             return "bf16 needs compute capability 8.0 or newer"
+        if dtype == "tf32" and getattr(torch.version, "hip", None):
+            return "tf32 on ROCm (xf32) is not switched by torch.backends.cuda.matmul.allow_tf32; measure fp32"
         if dtype == "tf32" and torch.cuda.get_device_capability(device)[0] < 8:
             return "tf32 needs compute capability 8.0 or newer"
         return None
