@@ -25,38 +25,55 @@ def fmt_value(value: float) -> str:
     return f"{value:.4g}"
 
 
-def short_params(params_json: str, limit: int = 60) -> str:
-    params = json.loads(params_json)
-    text = " ".join(f"{k}={v}" for k, v in params.items() if k not in ("check_size",))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def short_params(params: dict, keys: list[str] | None = None) -> str:
+    """'k=v k=v' of the given keys (all when None), without internal knobs."""
+    return " ".join(f"{k}={v}" for k, v in params.items() if (keys is None or k in keys) and k != "check_size")
 
 
-def metrics_table(df: pd.DataFrame, title: str, all_stats: bool = False, by_rank: bool = False) -> Table:
-    """One line per case and headline metric (median of throughputs; time_s only with all_stats)."""
-    table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("case")
-    table.add_column("benchmark")
-    table.add_column("params", overflow="fold", ratio=2)
-    table.add_column("metric" + (" / stat" if all_stats else ""))
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("% peak", justify="right")
-    table.add_column("status", overflow="fold", ratio=1)
+def varying_keys(df: pd.DataFrame) -> dict[str, list[str] | None]:
+    """Per benchmark, the parameters that differ between its cases (None: show all)."""
+    out: dict[str, list[str] | None] = {}
+    for bench, group in df.groupby("benchmark"):
+        params = [json.loads(p) for p in group["params"].unique()]
+        keys = [k for k in params[0] if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
+        out[bench] = keys or None
+    return out
+
+
+def _select(df: pd.DataFrame, all_stats: bool, by_rank: bool) -> pd.DataFrame:
     rows = df if all_stats else df[(df["stat"].isin(HEADLINE_STATS) & (df["metric"] != "time_s")) | (df["status"] != "ok")]
     if not all_stats:  # a case whose only metric is time_s still shows it
         shown = set(rows["case_id"])
         rows = pd.concat([rows, df[~df["case_id"].isin(shown) & (df["stat"] == "median")]]).sort_index()
     if not by_rank and len(rows):
         rows = rows[rows["rank"] == rows["rank"].min()]
-    for _, r in rows.iterrows():
+    return rows
+
+
+def print_metrics(df: pd.DataFrame, title: str, all_stats: bool = False, by_rank: bool = False) -> None:
+    """A table with one line per case and headline metric, then the numbered reasons below it."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for name, kw in (("case", {}), ("benchmark", {}), ("params", {"overflow": "fold", "ratio": 2}),
+                     ("metric", {}), ("value", {"justify": "right", "no_wrap": True}),
+                     ("% peak", {"justify": "right"}), ("status", {})):
+        table.add_column(name, **kw)
+    notes: dict[str, int] = {}
+    keys = varying_keys(df) if len(df) else {}
+    for _, r in _select(df, all_stats, by_rank).iterrows():
         status = r["status"]
-        note = status if status == "ok" else f"{status}: {r['reason']}"
+        note = f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+        if status != "ok":
+            note += f" [{notes.setdefault(r['reason'], len(notes) + 1)}]"
         if isinstance(r.get("flags"), str) and r["flags"]:
-            note += f" [{r['flags']}]"
-        if r.get("noisy") is True or (not pd.isna(r.get("noisy")) and bool(r.get("noisy"))):
-            note += " (noisy)"
+            note += f" [magenta]{r['flags']}[/]"
+        if not pd.isna(r.get("noisy")) and bool(r.get("noisy")):
+            note += " noisy"
         pct = r["pct_of_peak"]
         metric = r["metric"] + (f" {r['stat']}" if all_stats or r["stat"] != "median" else "")
         table.add_row(str(r["case_id"])[:4] + (f"/r{r['rank']}" if by_rank else ""), r["benchmark"],
-                      short_params(r["params"]), metric, f"{fmt_value(r['value'])} {r['unit']}",
-                      "-" if pd.isna(pct) else f"{pct:.1f}", f"[{STATUS_STYLE.get(status, '')}]{note}[/]")
-    return table
+                      short_params(json.loads(r["params"]), None if all_stats else keys.get(r["benchmark"])),
+                      metric, f"{fmt_value(r['value'])} {r['unit']}",
+                      "-" if pd.isna(pct) else f"{pct:.1f}", note)
+    console.print(table)
+    for reason, number in notes.items():
+        console.print(f"  [{number}] {reason}", highlight=False, soft_wrap=True)

@@ -70,7 +70,7 @@ def _range(lo, hi) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from aifbench.cli.output import console, metrics_table
+    from aifbench.cli.output import console, print_metrics
     from aifbench.errors import ConfigError
     from aifbench.results.store import load, resolve_run
 
@@ -86,7 +86,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(f"[bold]{r['run_id']}[/]  suite {r['suite']}  system {r['system']}  node {r['node']}  "
                       f"device {r['device_name']}  ranks {r['world_size']}  started {r['started_utc']:%Y-%m-%d %H:%M:%S} UTC  "
                       f"status {r['status']}  config {r['config_hash']}  telemetry {r['telemetry']}")
-    console.print(metrics_table(results.metrics, f"metrics of {run_dir.name}", all_stats=args.all, by_rank=args.all))
+    print_metrics(results.metrics, f"metrics of {run_dir.name}", all_stats=args.all, by_rank=args.all)
     return 0
 
 

@@ -113,12 +113,12 @@ def _run_local(plan, nproc: int) -> bool:
 
 
 def _summarize(plan, failed: bool) -> int:
-    from aifbench.cli.output import console, metrics_table
+    from aifbench.cli.output import console, print_metrics
     from aifbench.results.store import load
 
     results = load([plan.run_dir])
     df = results.metrics
-    console.print(metrics_table(df, f"run {plan.run_id}", by_rank=df["rank"].nunique() > 1 if len(df) else False))
+    print_metrics(df, f"run {plan.run_id}", by_rank=df["rank"].nunique() > 1 if len(df) else False)
     counts = df.drop_duplicates(["case_id", "rank"])["status"].value_counts().to_dict() if len(df) else {}
     console.print(f"results: {plan.run_dir}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return 1 if failed or counts.get("failed") else 0
