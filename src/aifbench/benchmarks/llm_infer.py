@@ -100,7 +100,8 @@ class LlmInfer(Benchmark):
         self.model.setup_cache(c.batch_size, total)
         gen = torch.Generator(device="cpu").manual_seed(c.seed + 1)
         self.prompt = torch.randint(self.shape.vocab_size, (c.batch_size, c.prompt_len), generator=gen).to(dev)
-        self.positions = torch.arange(total, device=dev)
+        # one (1,) tensor per decode position: same shape and storage offset every step (no recompiles)
+        self.decode_pos = [torch.tensor([p], device=dev) for p in range(c.prompt_len, total)]
         with torch.inference_mode():
             self.decode_fn = self._decode_fn()
 
@@ -110,7 +111,7 @@ class LlmInfer(Benchmark):
             mode = "reduce-overhead" if c.cuda_graphs else None
             return torch.compile(decode, backend=c.compile_backend, mode=mode)
         if c.cuda_graphs:
-            return GraphedDecode(decode, self.prompt[:, :1], self.positions[c.prompt_len:c.prompt_len + 1])
+            return GraphedDecode(decode, self.prompt[:, :1], self.decode_pos[0])
         return decode
 
     # --- one generation ----------------------------------------------------------------------
@@ -121,11 +122,11 @@ class LlmInfer(Benchmark):
     def decode_steps(self, token: torch.Tensor, n: int, timer: Timer | None = None,
                      keep_logits: bool = False):
         """n greedy decode steps after the prompt; per-step seconds (with timer) or the logits."""
-        start, logits_out = self.config.prompt_len, []
+        logits_out = []
         state = {"token": token}
 
         def step(i: int) -> None:
-            logits = self.decode_fn(state["token"], self.positions[start + i:start + i + 1])
+            logits = self.decode_fn(state["token"], self.decode_pos[i])
             if keep_logits:
                 logits_out.append(logits.float().clone())
             state["token"] = logits.argmax(-1, keepdim=True)
@@ -197,7 +198,7 @@ class LlmInfer(Benchmark):
     def teardown(self) -> None:
         if getattr(self, "model", None) is not None:
             self.model.clear_cache()
-        self.model = self.decode_fn = self.prompt = None
+        self.model = self.decode_fn = self.prompt = self.decode_pos = None
 
 
 class GraphedDecode:

@@ -100,18 +100,21 @@ class LlmTrain(Benchmark):
 
     # --- setup ----------------------------------------------------------------------------
     def setup(self) -> None:
-        from aifbench.models.llama import Llama
+        from aifbench.models.llama import Llama, build_model
 
         c, dev = self.config, self.ctx.device
-        with torch.device("meta"):
-            model = Llama(self.shape, max_seq_len=c.seq_len)
+        if self.fsdp:  # meta -> shard -> materialise only this rank's shards -> fill them
+            with torch.device("meta"):
+                model = Llama(self.shape, max_seq_len=c.seq_len)
+        else:
+            model = build_model(self.shape, device=dev, max_seq_len=c.seq_len, seed=c.seed)
         model.activation_checkpointing = c.activation_checkpointing
         if c.compile:
             model.compile_parts(backend=c.compile_backend)
         if self.fsdp:
             _shard(model, mixed_bf16=c.dtype == "bf16")
-        model.to_empty(device=dev)
-        model.init_weights(c.seed + self.ctx.rank)
+            model.to_empty(device=dev)
+            model.init_weights(c.seed + self.ctx.rank)
         model.train()
         self.model = model
         self.optimizer = _adamw(model, c.lr, self.ctx.is_cuda)

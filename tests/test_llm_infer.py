@@ -1,0 +1,148 @@
+"""llm_infer on CPU: metrics and their arithmetic, the correctness check (and that it catches
+real bugs), per-token timing with an injected clock, sweeps, skips and bad input."""
+
+import pytest
+import torch
+
+from aifbench.benchmarks._llm import token_times
+from aifbench.benchmarks.base import Context
+from aifbench.benchmarks.llm_infer import LlmInfer, LlmInferConfig
+from aifbench.cli import main
+from aifbench.config import build_config
+from aifbench.errors import CorrectnessError
+from aifbench.models import flops
+from aifbench.models.shapes import SHAPES
+from aifbench.results.store import load
+from aifbench.timing import Timer, TimingConfig
+from tests.conftest import write
+
+SMALL = dict(model="tiny", prompt_len=16, gen_tokens=8, batch_size=2, dtype="fp32")
+
+
+def _bench(ctx: Context | None = None, **params) -> LlmInfer:
+    b = LlmInfer(build_config(LlmInferConfig, {**SMALL, **params}, "llm_infer"), ctx or Context())
+    b.setup()
+    return b
+
+
+def _suite(tmp_path, params: str, sweep: str = "") -> str:
+    body = f'[suite]\nname = "t"\n[timing]\nwarmup = 1\nrepeats = 3\n[[case]]\nbenchmark = "llm_infer"\n' \
+           f'params = {{ {params} }}\n' + (f"sweep = {{ {sweep} }}\n" if sweep else "")
+    return str(write(tmp_path / "t.toml", body))
+
+
+def test_sweep_records_prefill_decode_latency_and_bandwidth(tmp_path):
+    suite = _suite(tmp_path, 'model = "tiny", prompt_len = 16, gen_tokens = 8, dtype = "fp32"',
+                   "batch_size = [1, 3]")
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    res = load([tmp_path / "res"])
+    assert res.metrics["case_id"].nunique() == 2 and set(res.metrics["status"]) == {"ok"}
+    for case_id, rows in res.metrics.groupby("case_id"):
+        batch = int(rows["params"].iloc[0].split('"batch_size": ')[1].split(",")[0])
+        v = rows.set_index(["metric", "stat"])["value"]
+        assert v["prefill_tokens_per_s", "median"] == pytest.approx(batch * 16 / v["ttft_s", "median"])
+        assert v["decode_tokens_per_s", "median"] == pytest.approx(batch * v["decode_tokens_per_s_per_seq", "median"])
+        assert v["itl_s", "p50"] <= v["itl_s", "p90"] <= v["itl_s", "p99"]
+        samples = res.samples[res.samples["case_id"] == case_id]
+        itl = samples[samples["metric"] == "itl_s"]["value"]
+        assert len(itl) == 8 * 3  # gen_tokens x timed generations, warm-up excluded
+        decode_s = v["decode_tokens_per_s_per_seq", "median"] ** -1 * 8  # median generation time
+        moved = sum(flops.decode_bytes_per_step(SHAPES["tiny"], batch=batch, context_len=16 + i + 1, dtype_bytes=4)
+                    for i in range(8))
+        assert v["hbm_gbps", "median"] == pytest.approx(moved / decode_s / 1e9)
+        assert len(samples[samples["metric"] == "ttft_s"]) == 3
+
+
+def test_hbm_percent_uses_the_catalog_peak():
+    b = _bench(Context(peak_lookup=lambda kind: (0.5, "test catalog") if kind == "hbm_gbps" else (None, "")))
+    b.check()
+    out = b.measure(Timer("cpu", TimingConfig(warmup=1, repeats=2)))
+    hbm = next(m for m in out.metrics if m.metric == "hbm_gbps" and m.stat == "median")
+    assert hbm.peak == 0.5 and hbm.peak_source == "test catalog"
+    assert hbm.pct_of_peak == pytest.approx(200 * hbm.value)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+def test_check_passes_for_the_cached_path_in_every_dtype(dtype):
+    b = _bench(dtype=dtype)
+    b.check()
+    assert b.check_error < {"fp32": 1e-5, "bf16": 2e-2, "fp16": 5e-3}[dtype]
+
+
+def test_check_passes_for_the_compiled_decode_step():
+    b = _bench(compile=True, compile_backend="eager", dtype="bf16")
+    b.check()
+    assert b.check_error < 2e-2
+
+
+def _shift_position(b):
+    step = b.decode_fn
+    b.decode_fn = lambda tokens, pos: step(tokens, pos + 1)
+
+
+def _drop_cache_layer(b):
+    prefill = b.model.prefill
+
+    def broken(tokens):
+        out = prefill(tokens)
+        b.model.layers[1].attention.cache_v.zero_()
+        return out
+
+    b.model.prefill = broken
+
+
+def _mask_own_token(b):
+    b.model.cache_positions += 1  # the decode mask then hides the token being decoded
+
+
+@pytest.mark.parametrize("bug", [_shift_position, _drop_cache_layer, _mask_own_token])
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_check_catches_a_broken_cache_or_position(bug, dtype):
+    b = _bench(dtype=dtype)
+    bug(b)
+    with pytest.raises(CorrectnessError, match="cached decode logits differ from a full forward"):
+        b.check()
+
+
+def test_token_times_with_an_injected_clock():
+    ticks = iter([0, 1_000_000, 3_000_000, 6_000_000])
+    timer = Timer("cpu", clock=lambda: next(ticks))
+    calls = []
+    assert token_times(calls.append, 3, timer) == [0.001, 0.002, 0.003]
+    assert calls == [0, 1, 2]
+
+
+def test_cuda_graphs_without_cuda_are_skipped_with_the_reason(tmp_path):
+    suite = _suite(tmp_path, 'model = "tiny", prompt_len = 16, gen_tokens = 4, cuda_graphs = true')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    row = load([tmp_path / "res"]).metrics.iloc[0]
+    assert row["status"] == "skipped" and row["reason"] == "cuda_graphs needs a CUDA device"
+
+
+def test_shape_that_does_not_fit_is_skipped_with_the_estimate(tmp_path):
+    suite = _suite(tmp_path, 'model = "llama3-405b", prompt_len = 128, gen_tokens = 16')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    row = load([tmp_path / "res"]).metrics.iloc[0]
+    assert row["status"] == "skipped"
+    assert "does not fit: llama3-405b inference needs about" in row["reason"] and "RAM available" in row["reason"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ('model = "gpt2"', "unknown model shape (or a path to a config.json) 'gpt2'; allowed: llama3-1b"),
+    ('model = "tiny", prompt_len = 500, gen_tokens = 13', "prompt_len + gen_tokens 513 exceeds tiny's"),
+    ('model = "tiny", dtype = "fp8"', "llm_infer.dtype: 'fp8' not allowed; allowed: bf16, fp16, fp32"),
+])
+def test_bad_input_is_a_config_error_before_anything_runs(tmp_path, capsys, params, message):
+    code = main(["run", _suite(tmp_path, params), "--results", str(tmp_path / "res")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+
+
+def test_teardown_releases_the_cache():
+    b = _bench()
+    attn = b.model.layers[0].attention
+    assert attn.cache_k is not None and attn.cache_k.shape == (2, 2, 64, 16)  # 24 positions padded to 64
+    b.teardown()
+    assert attn.cache_k is None and b.model is None
+    assert torch.is_tensor(attn.wqkv.weight)

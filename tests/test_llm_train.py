@@ -1,0 +1,150 @@
+"""llm_train on CPU: metrics and their arithmetic, sanity, options that must not change the maths,
+FSDP2 across two gloo ranks, and every bad-input path."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from aifbench.benchmarks.base import Context
+from aifbench.benchmarks.llm_train import LlmTrain, LlmTrainConfig
+from aifbench.cli import main
+from aifbench.config import build_config
+from aifbench.errors import ConfigError, CorrectnessError
+from aifbench.models import flops
+from aifbench.models.shapes import SHAPES
+from aifbench.results.store import load
+from aifbench.timing import Timer, TimingConfig
+from tests.conftest import write
+
+FAST = TimingConfig(warmup=1, repeats=3)
+SMALL = dict(model="tiny", seq_len=32, micro_batch=2, dtype="fp32")
+
+
+def _bench(ctx: Context | None = None, **params) -> LlmTrain:
+    cfg = build_config(LlmTrainConfig, {**SMALL, **params}, "llm_train")
+    return LlmTrain(cfg, ctx or Context())
+
+
+def _losses(**params) -> list[float]:
+    b = _bench(**params)
+    b.setup()
+    for _ in range(3):
+        b.step()
+    return [v.item() for v in b.losses]
+
+
+def _suite(tmp_path, params: str, sweep: str = "") -> str:
+    body = f'[suite]\nname = "t"\n[timing]\nwarmup = 1\nrepeats = 3\n[[case]]\nbenchmark = "llm_train"\n' \
+           f'params = {{ {params} }}\n' + (f"sweep = {{ {sweep} }}\n" if sweep else "")
+    return str(write(tmp_path / "t.toml", body))
+
+
+def test_run_records_throughput_memory_and_a_falling_loss(tmp_path):
+    suite = _suite(tmp_path, 'model = "tiny", seq_len = 32, micro_batch = 2, dtype = "fp32"')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    res = load([tmp_path / "res"])
+    m = res.metrics.set_index(["metric", "stat"])["value"]
+    assert m["tokens_per_s", "median"] == pytest.approx(64 / m["step_time_s", "median"])
+    assert m["tokens_per_s_per_device", "median"] == m["tokens_per_s", "median"]
+    f = flops.train_flops_per_token(SHAPES["tiny"], 32)
+    assert m["model_tflops_per_device", "median"] == pytest.approx(f * m["tokens_per_s", "median"] / 1e12)
+    assert m["peak_memory_bytes", "max"] >= 0
+    # no bf16 peak on a CPU: no invented MFU, and the reason sits next to the TFLOP/s
+    assert "mfu_pct" not in set(res.metrics["metric"])
+    tf = res.metrics[res.metrics["metric"] == "model_tflops_per_device"].iloc[0]
+    assert tf["peak_source"] and pd.isna(tf["pct_of_peak"])
+    losses = res.samples[res.samples["metric"] == "loss"].sort_values("sample_index")["value"].tolist()
+    assert len(losses) == 3 + 1 + 3  # check steps, warm-up, timed steps
+    assert losses[-1] < losses[0] and m["loss", "value"] == losses[-1]
+    loss_row = res.metrics[res.metrics["metric"] == "loss"].iloc[0]
+    assert "finite, falling" in loss_row["detail"]
+    assert len(res.samples[res.samples["metric"] == "step_time_s"]) == 3  # warm-up excluded
+
+
+def test_mfu_uses_the_bf16_peak_of_the_context():
+    ctx = Context(peak_lookup=lambda kind: (2.0, "test catalog") if kind == "tflops:bf16" else (None, "none"))
+    b = _bench(ctx)
+    b.setup()
+    b.check()
+    out = b.measure(Timer("cpu", FAST))
+    rows = {(r.metric, r.stat): r for r in out.metrics}
+    tflops = rows["model_tflops_per_device", "median"]
+    assert tflops.peak == 2.0 and tflops.pct_of_peak == pytest.approx(100 * tflops.value / 2.0)
+    mfu = rows["mfu_pct", "median"]
+    expected = flops.train_flops_per_token(b.shape, 32) * rows["tokens_per_s_per_device", "median"].value / 2e12
+    assert mfu.value == pytest.approx(100 * expected)
+    assert "test catalog" in mfu.peak_source and "6*N + 12*L*d_attn*T" in mfu.detail
+
+
+def test_activation_checkpointing_and_compile_do_not_change_the_losses():
+    base = _losses()
+    assert _losses(activation_checkpointing=True) == pytest.approx(base, rel=1e-5)
+    assert _losses(compile=True, compile_backend="eager", activation_checkpointing=True) == pytest.approx(base, rel=1e-5)
+
+
+def test_grad_accumulation_equals_the_bigger_micro_batch():
+    # same token stream (seeded), same global batch: 2 x 1 accumulated == 1 x 2 at once
+    assert _losses(micro_batch=1, grad_accum=2) == pytest.approx(_losses(micro_batch=2), rel=1e-5)
+
+
+def test_bf16_autocast_trains_on_cpu():
+    b = _bench(dtype="bf16")
+    b.setup()
+    b.check()
+    assert b.check_losses[-1] < b.check_losses[0]
+
+
+def test_loss_that_does_not_fall_fails_the_check():
+    b = _bench(lr=0.0)
+    b.setup()
+    with pytest.raises(CorrectnessError, match="not falling on a repeated batch"):
+        b.check()
+
+
+def test_shape_that_does_not_fit_is_skipped_with_the_estimate(tmp_path):
+    suite = _suite(tmp_path, 'model = "llama3-405b", seq_len = 4096')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    row = load([tmp_path / "res"]).metrics.iloc[0]
+    assert row["status"] == "skipped"
+    assert "does not fit: llama3-405b training needs about" in row["reason"] and "GiB" in row["reason"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ('model = "llama3-7b"', "allowed: llama3-1b, llama3-3b, llama3-405b, llama3-70b, llama3-8b, tiny"),
+    ('model = "tiny", seq_len = 600', "seq_len 600 exceeds tiny's max_position_embeddings 512"),
+    ('model = "bad/config.json"', "not valid JSON"),
+    ('model = "heads/config.json"', "num_heads 3 does not divide hidden_size 64"),
+    ('model = "tiny", layers = 3', "layers 3 > the 2 layers of tiny"),
+])
+def test_bad_input_is_a_config_error_before_anything_runs(tmp_path, capsys, params, message):
+    write(tmp_path / "bad" / "config.json", '{"hidden_size": 64,')
+    write(tmp_path / "heads" / "config.json", json.dumps({
+        "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 3}))
+    params = params.replace('"bad/', f'"{tmp_path}/bad/').replace('"heads/', f'"{tmp_path}/heads/')
+    code = main(["run", _suite(tmp_path, params), "--results", str(tmp_path / "res")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_config_is_validated_at_construction():
+    with pytest.raises(ConfigError):
+        LlmTrainConfig(model="tiny", seq_len=4096)
+
+
+@pytest.mark.slow
+def test_fsdp2_across_two_gloo_ranks(tmp_path):
+    suite = _suite(tmp_path, 'model = "tiny", seq_len = 32, micro_batch = 2, dtype = "bf16"')
+    code = main(["run", suite, "--results", str(tmp_path / "res"), "--nproc", "2", "--device", "cpu",
+                 "--telemetry-hz", "0"])
+    assert code == 0
+    m = load([tmp_path / "res"]).metrics
+    assert set(m["status"]) == {"ok"} and set(m["rank"]) == {0, 1} and set(m["world_size"]) == {2}
+    for _, r in m.groupby("rank"):
+        v = r.set_index(["metric", "stat"])["value"]
+        assert v["tokens_per_s", "median"] == pytest.approx(2 * 64 / v["step_time_s", "median"])
+        assert v["tokens_per_s_per_device", "median"] == pytest.approx(v["tokens_per_s", "median"] / 2)
+        assert v["loss", "value"] < 6.5 and "falling" in r[r["metric"] == "loss"]["detail"].iloc[0]
