@@ -105,14 +105,43 @@ def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
         if not len(part):
             out[name] = schema.empty(name)
             continue
-        spec = set(schema.table(name).names)
-        part = part[[c for c in part.columns if c in spec or part[c].notna().any()]]
+        # a column without any value in this table's rows belongs to another table (or is an
+        # empty optional one, which validate() restores); an older version's columns stay for
+        # its migration
+        part = part[[c for c in part.columns if part[c].notna().any()]]
         try:
-            valid = schema.validate(name, part)
+            valid = schema.validate(name, _migrate_by_version(name, part))
         except SchemaError as exc:
             raise SchemaError(f"{path}: {exc}") from None
         out[name] = valid.drop_duplicates(list(KEYS[name]))
     return out
+
+
+def _migrate_by_version(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Each schema version's rows through schema.MIGRATIONS alone, then stacked.
+
+    Done here rather than by schema.migrate() on the whole frame, because that concatenates the
+    rows it did not touch (with every old column) back onto the migrated ones, so a renamed
+    column would come back. Newer versions go to schema.migrate, which refuses them by name.
+    """
+    if "schema_version" not in df.columns:
+        raise SchemaError(f"{name}: no schema_version column")
+    versions = pd.to_numeric(df["schema_version"], errors="coerce")
+    if versions.isna().any():
+        raise SchemaError(f"{name}.schema_version: empty or not a number in {int(versions.isna().sum())} row(s)")
+    if (versions == SCHEMA_VERSION).all():
+        return df
+    parts = []
+    for version, part in df.groupby(versions, sort=True):
+        part = part[[c for c in part.columns if part[c].notna().any()]]
+        if version > SCHEMA_VERSION:
+            schema.migrate(name, part)  # raises SchemaError: newer than this aifbench supports
+        for step in range(int(version), SCHEMA_VERSION):
+            if step not in schema.MIGRATIONS:
+                raise SchemaError(f"{name}: no migration from schema version {step}")
+            part = schema.MIGRATIONS[step](name, part)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _new_rows(df: pd.DataFrame, existing: pd.DataFrame, key: list[str]) -> pd.DataFrame:

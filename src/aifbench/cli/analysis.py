@@ -106,7 +106,7 @@ def _select(args: argparse.Namespace):
 
     sel = select(args.results, include_reference=args.reference, reference_dir=args.reference_dir)
     for path, why in sel.skipped:
-        err_console.print(f"[yellow]skipped invalid shard {path}: {why}[/]", highlight=False)
+        err_console.print(f"[yellow]skipped invalid shard {path}: {why}[/]", highlight=False, soft_wrap=True)
     return sel
 
 
@@ -118,7 +118,7 @@ def _emit(text: str, output: Path | None) -> None:
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text if text.endswith("\n") else text + "\n")
-    err_console.print(f"wrote {output}", highlight=False)
+    err_console.print(f"wrote {output}", highlight=False, soft_wrap=True)
 
 
 def _rich_table(df, title: str):
@@ -200,7 +200,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.results, args.run_id)
     run = load_runs([run_dir])
     for path, why in run.skipped:
-        err_console.print(f"[yellow]skipped invalid shard {path}: {why}[/]", highlight=False)
+        err_console.print(f"[yellow]skipped invalid shard {path}: {why}[/]", highlight=False, soft_wrap=True)
     if not len(run.tables["metrics"]):
         raise ConfigError(f"run {run_dir.name} has no metrics")
     system = args.system or str(run.tables["metrics"]["system"].iloc[0])
@@ -242,7 +242,7 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
     info = baseline.save(args.results, args.run_id, args.name, note=args.note, force=args.force)
     console.print(f"baseline [bold]{info.name}[/] = run {info.run_id} ({info.system}, {info.device_name}, "
-                  f"{info.ranks} rank(s)) saved under {baseline.root(args.results) / info.name}", highlight=False)
+                  f"{info.ranks} rank(s)) saved under {baseline.root(args.results) / info.name}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -287,7 +287,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     sel = _select(args)
     images = report.write(sel, args.output, title=args.title)
-    console.print(f"wrote {args.output} ({images} plot(s), {len(sel.results.run_ids)} run(s))", highlight=False)
+    console.print(f"wrote {args.output} ({images} plot(s), {len(sel.results.run_ids)} run(s))", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -298,7 +298,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     sel = _select(args)
     rows = exchange.export(sel.results, args.output)
     counts = ", ".join(f"{n} {t}" for t, n in rows.items())
-    console.print(f"wrote {args.output}: {len(sel.results.run_ids)} run(s), {counts} rows", highlight=False)
+    console.print(f"wrote {args.output}: {len(sel.results.run_ids)} run(s), {counts} rows", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -313,5 +313,5 @@ def cmd_import(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {t}" for t, n in added.items())
     msg = f"imported {args.bundle} into {args.results}: {counts} new rows" if total else \
         f"{args.bundle}: nothing new (every row is already in {args.results})"
-    console.print(msg, highlight=False)
+    console.print(msg, highlight=False, soft_wrap=True)
     return 0
