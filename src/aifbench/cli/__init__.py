@@ -14,7 +14,7 @@ import sys
 from aifbench import __version__
 from aifbench.errors import AifbenchError
 
-COMMANDS = ("run", "results", "telemetry", "analysis", "hardware")
+COMMANDS = ("run", "results", "telemetry", "analysis", "hardware", "slurm")
 
 
 def build_parser() -> argparse.ArgumentParser:

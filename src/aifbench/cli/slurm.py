@@ -1,0 +1,349 @@
+"""Scheduler commands: submit, jobs, cancel, collect, systems, cluster."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from aifbench.errors import ConfigError, LaunchError
+
+TERMINAL_NOTE = "states: PENDING RUNNING COMPLETED FAILED TIMEOUT CANCELLED PREEMPTED NODE_FAIL OUT_OF_MEMORY"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_submit(sub)
+    p = sub.add_parser("jobs", help="state of submitted runs (squeue/sacct, bounded)",
+                       description="State of submitted runs: " + TERMINAL_NOTE)
+    p.add_argument("runs", nargs="*", metavar="RUN_ID", help="run ids or unique prefixes (default: the latest 10)")
+    _results_arg(p)
+    p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="bound per Slurm command (default 20)")
+    p.set_defaults(func=cmd_jobs)
+    p = sub.add_parser("cancel", help="cancel the Slurm jobs of a run")
+    p.add_argument("run", metavar="RUN_ID", help="run id or unique prefix")
+    _results_arg(p)
+    p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser("collect", help="check a submitted run; failed tasks become status=failed rows",
+                       description="Check every task of a submitted run; cases of ended jobs that left no rows "
+                                   "become status=failed rows with the Slurm state and the stderr tail.")
+    p.add_argument("run", metavar="RUN_ID", help="run id or unique prefix")
+    _results_arg(p)
+    p.set_defaults(func=cmd_collect)
+    p = sub.add_parser("systems", help="AI-factory system profiles (list, or 'show NAME')")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("name", nargs="?", help="system for 'show'")
+    p.set_defaults(func=cmd_systems)
+    p = sub.add_parser("cluster", help="partitions, nodes, GPU gres and states of this Slurm cluster")
+    p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="bound per Slurm command (default 20)")
+    p.set_defaults(func=cmd_cluster)
+
+
+def _results_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="results store (default: results)")
+
+
+def _register_submit(sub: argparse._SubParsersAction) -> None:
+    from aifbench.launch.jobspec import MODES
+
+    p = sub.add_parser("submit", help="run a suite as Slurm jobs on a system (submitit)",
+                       description="Submit a suite (or a job file from jobs/) to a system's scheduler. "
+                                   "Flags override the job file, which overrides the system profile.")
+    p.add_argument("target", metavar="SUITE|JOBFILE", help="suite name/path, or job name/path (jobs/*.toml)")
+    p.add_argument("--system", help="system profile (aifbench systems); required unless the job file names one")
+    p.add_argument("--partition", help="partition of the profile (default: the profile's)")
+    p.add_argument("--nodes", type=int, metavar="N")
+    p.add_argument("--tasks-per-node", type=int, metavar="T", help="default: one per GPU")
+    p.add_argument("--time", dest="time_min", type=int, metavar="MIN", help="time limit in minutes")
+    p.add_argument("--account", help="Slurm account (default: $AIFBENCH_ACCOUNT)")
+    p.add_argument("--reservation", help="Slurm reservation (default: $AIFBENCH_RESERVATION)")
+    p.add_argument("--qos", help="override the partition's QoS")
+    p.add_argument("--mode", choices=sorted(MODES), help="; ".join(f"{k}: {v}" for k, v in MODES.items()))
+    p.add_argument("--array-parallelism", type=int, metavar="K", help="array tasks running at once (default 16)")
+    p.add_argument("--cases-per-task", type=int, metavar="C", help="array/packed: cases per task (default 1)")
+    p.add_argument("--job-name", dest="name", metavar="NAME")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="suite override, as for 'run' (repeatable)")
+    p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None, metavar="B1,B2")
+    _results_arg(p)
+    p.add_argument("--telemetry-hz", type=float, default=10.0, metavar="HZ", help="0 disables (default 10)")
+    p.add_argument("--dry-run", action="store_true", help="print the sbatch script; submit nothing")
+    p.add_argument("--wait", action="store_true", help="block until the jobs end, then collect")
+    p.add_argument("--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds")
+    p.set_defaults(func=cmd_submit)
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+def build_submission(args: argparse.Namespace):
+    """(plan, request) from the arguments and the job file; raises ConfigError on bad input."""
+    from aifbench.config import load_suite
+    from aifbench.launch import jobspec
+    from aifbench.plan import Plan
+    from aifbench.results.store import new_run_id
+    from aifbench.systems import list_systems, load_system
+
+    path = jobspec.find_job_file(args.target)
+    job = jobspec.load_job_file(path) if path else {}
+    suite_name = job.get("suite", args.target)
+    system_name = args.system or job.get("system")
+    if not system_name:
+        raise ConfigError("--system is required; allowed: " + ", ".join(list_systems()))
+    system = load_system(system_name)
+    flags = {k: getattr(args, k) for k in ("partition", "nodes", "tasks_per_node", "time_min", "account",
+                                           "reservation", "qos", "mode", "array_parallelism", "cases_per_task", "name")}
+    options = {**{k: v for k, v in job.items() if k not in ("suite", "system", "set", "only")},
+               **{k: v for k, v in flags.items() if v is not None}}
+    device = _local_device() if system.scheduler == "local" and system.node.device == "auto" else None
+    req = jobspec.resolve(system, options, device=device)
+    if args.telemetry_hz < 0:
+        raise ConfigError(f"--telemetry-hz must be >= 0, got {args.telemetry_hz}")
+    suite = load_suite(suite_name, [*job.get("set", []), *args.overrides], args.only or job.get("only"))
+    results = _safe_results(args.results)
+    plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=req.device, results_root=results,
+                           system=system.name, partition=req.queue.partition or req.queue.name,
+                           launcher="slurm" if system.scheduler == "slurm" else "local",
+                           telemetry_interval_s=1.0 / args.telemetry_hz if args.telemetry_hz else 0.0)
+    return plan, req
+
+
+def _local_device() -> str:
+    from aifbench.cli.run import resolve_device
+
+    return resolve_device("auto")
+
+
+def _safe_results(path: Path) -> Path:
+    """Absolute results root; refused when it would need quoting inside #SBATCH lines."""
+    from aifbench.systems import SAFE_VALUE
+
+    resolved = path.expanduser().absolute()
+    if not all(SAFE_VALUE.match(part) or part == "/" for part in resolved.parts):
+        raise ConfigError(f"--results {str(path)!r} refused: path parts may contain only letters, digits and "
+                          "_ . : + @ , = / - (it is written into the sbatch script)")
+    return resolved
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from aifbench.cli.output import console, err_console
+    from aifbench.launch import slurm
+
+    plan, req = build_submission(args)
+    ntasks = len(slurm.task_plans(plan, req))
+    what = (f"{len(plan.cases)} case(s) of suite {plan.suite} on {req.system.name}/{req.queue.name}: "
+            f"{req.mode}, {req.nodes} node(s) x {req.tasks_per_node} task(s)"
+            + (f", array of {ntasks}" if req.mode == "array" else ""))
+    if args.dry_run:
+        err_console.print(f"dry run: {what}; nothing submitted")
+        print(slurm.sbatch_script(plan, req), end="")
+        return 0
+    slurm.check_live(req)
+    record = slurm.submit(plan, req)
+    console.print(f"submitted run [bold]{record.run_id}[/bold]: {what}; job(s) "
+                  + ", ".join(j.job_id for j in record.jobs))
+    console.print(f"results: {record.run_dir}   follow: aifbench jobs {record.run_id}")
+    if not args.wait:
+        return 0
+    _wait(record, args.wait_timeout)
+    return _print_collect(record)
+
+
+def _wait(record, timeout_s: float | None, poll_s: float = 2.0) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from aifbench.cli.output import err_console
+    from aifbench.launch import slurm
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    total = sum(len(j.case_indices) * j.ranks for j in record.jobs) if record.mode != "packed" else \
+        sum(len(j.case_indices) for j in record.jobs)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as progress:
+        bar = progress.add_task("submitted", total=total)
+        while True:
+            current = slurm.states(record)
+            counts = _count(s.state for s in current.values())
+            progress.update(bar, completed=_cases_done(record.run_dir), description=counts)
+            if all(s.final for s in current.values()):
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise LaunchError(f"--wait gave up after {timeout_s:g} s ({counts}); "
+                                  f"check later with: aifbench jobs {record.run_id}")
+            time.sleep(poll_s)
+
+
+def _count(states) -> str:
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s] = counts.get(s, 0) + 1
+    return " ".join(f"{k}:{v}" for k, v in sorted(counts.items()))
+
+
+def _cases_done(run_dir: Path) -> int:
+    """(case, rank) pairs with rows in the tasks' own metrics shards."""
+    import pyarrow.parquet as pq
+
+    done = 0
+    for shard in run_dir.glob("metrics.rank*.parquet"):
+        if shard.name.endswith("-collected.parquet"):
+            continue
+        try:
+            done += len(set(pq.read_table(shard, columns=["case_id"]).column(0).to_pylist()))
+        except Exception:  # being replaced right now
+            pass
+    return done
+
+
+# --- jobs, cancel, collect ------------------------------------------------------------------
+
+def submitted_runs(root: Path, wanted: list[str], latest: int = 10) -> list[Path]:
+    from aifbench.launch.slurm import SUBMISSION_FILE
+
+    dirs = sorted(p.parent for p in Path(root).glob(f"*/{SUBMISSION_FILE}"))
+    if not wanted:
+        return dirs[-latest:]
+    out = []
+    for run_id in wanted:
+        exact = [d for d in dirs if d.name == run_id]
+        matches = exact or [d for d in dirs if d.name.startswith(run_id)]
+        if len(matches) != 1:
+            known = ", ".join(d.name for d in dirs[-5:]) or "(none)"
+            raise ConfigError(f"{'no' if not matches else 'ambiguous'} submitted run {run_id!r} under {root}; "
+                              f"latest: {known}")
+        out.append(matches[0])
+    return out
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from aifbench.cli.output import console
+    from aifbench.launch import slurm
+
+    table = Table(title=f"submitted runs under {args.results}")
+    for col in ("run", "system/partition", "mode", "job", "state", "reason / exit", "nodes", "elapsed", "source"):
+        table.add_column(col)
+    runs = submitted_runs(args.results, args.runs)
+    for run_dir in runs:
+        record = slurm.Submission.load(run_dir)
+        current = slurm.states(record, timeout_s=args.timeout)
+        for i, job in enumerate(record.jobs):
+            info = current[job.job_id]
+            detail = info.reason or (info.exit_code if info.exit_code not in ("", "0:0") else "")
+            style = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow"}.get(info.state, "bold red")
+            table.add_row(record.run_id if i == 0 else "", f"{record.system}/{record.partition}" if i == 0 else "",
+                          record.mode if i == 0 else "", job.job_id, f"[{style}]{info.state}[/{style}]", detail,
+                          info.nodes, info.elapsed, info.source)
+    console.print(table if runs else f"no submitted runs under {args.results}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from aifbench.cli.output import console
+    from aifbench.launch import slurm
+
+    record = slurm.Submission.load(submitted_runs(args.results, [args.run])[0])
+    cancelled = slurm.cancel(record)
+    console.print(f"run {record.run_id}: " + (f"cancelled {', '.join(cancelled)}" if cancelled
+                                               else "nothing to cancel (every job has ended)"))
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from aifbench.launch import slurm
+
+    record = slurm.Submission.load(submitted_runs(args.results, [args.run])[0])
+    return _print_collect(record)
+
+
+def _print_collect(record) -> int:
+    from rich.table import Table
+
+    from aifbench.cli.output import console
+    from aifbench.launch.collect import collect
+
+    report = collect(record)
+    table = Table(title=f"run {record.run_id}")
+    for col in ("job", "part", "rank", "state", "reported", "failed", "missing", "reason"):
+        table.add_column(col)
+    for t in report.tasks:
+        table.add_row(t.job_id, t.part, str(t.rank), t.state, str(t.reported), str(t.failed_reported),
+                      str(t.missing), t.reason[:200])
+    console.print(table)
+    if report.pending:
+        console.print(f"{len(report.pending)} task(s) not finished yet: collect again later")
+    for path in report.written:
+        console.print(f"wrote {path}")
+    console.print(f"results: {record.run_dir}")
+    return 1 if report.failed else 0
+
+
+# --- systems, cluster -----------------------------------------------------------------------
+
+def cmd_systems(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from aifbench.cli.output import console
+    from aifbench.systems import list_systems, load_system
+
+    if args.action == "show" or args.name:
+        if not args.name:
+            raise ConfigError("systems show NAME: allowed: " + ", ".join(list_systems()))
+        console.print(_describe(load_system(args.name)))
+        return 0
+    table = Table(title="system profiles (aifbench systems show NAME)")
+    for col in ("name", "site", "GPU", "per node", "arch", "partitions", "scheduler"):
+        table.add_column(col)
+    for name in list_systems():
+        s = load_system(name)
+        table.add_row(name, s.site, s.node.gpu_sku, str(s.node.gpus), s.node.arch,
+                      ", ".join(s.queue_names) or "-", s.scheduler)
+    console.print(table)
+    return 0
+
+
+def _describe(s) -> str:
+    from rich.markup import escape
+
+    lines = [f"[bold]{s.name}[/bold] — {escape(s.site)}", escape(s.description), "",
+             f"node: {s.node.gpus}x {s.node.gpu_sku} ({s.node.device}), {escape(s.node.cpu)}, "
+             f"{s.node.cpu_cores} cores, {s.node.memory_gb} GB, {escape(s.node.network)}, {s.node.count} nodes"]
+    if s.slurm:
+        sl = s.slurm
+        lines.append(f"slurm: GPUs by {sl.gpu_request} ({sl.gpus_per_node}/node), {sl.default_tasks_per_node} "
+                     f"task(s)/node, cpus/task {sl.cpus_per_task}, default time {sl.time_min} min, exclusive {sl.exclusive}")
+        for q in sl.queues:
+            mark = " (default)" if q.name == sl.default_queue else ""
+            lines.append(f"  partition {q.name}{mark}: --partition={q.partition or '-'} qos={q.qos or '-'} "
+                         f"max_nodes={q.max_nodes or '?'} max_time={q.max_time_min or '?'} min {escape(q.note)}")
+    lines += [f"setup: {escape(line)}" for line in s.setup]
+    lines += [f"env: {k}={escape(v)}" for k, v in s.env]
+    lines += ["sources:"] + [f"  {u}" for u in s.sources]
+    lines += ["unconfirmed:"] + [f"  - {escape(u)}" for u in s.unconfirmed] if s.unconfirmed else []
+    lines.append(f"account: --account or AIFBENCH_ACCOUNT ({'set' if os.environ.get('AIFBENCH_ACCOUNT') else 'unset'})")
+    return "\n".join(lines)
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from aifbench.cli.output import console
+    from aifbench.launch import cluster
+
+    if not cluster.slurm_available():
+        raise LaunchError("no Slurm here (sinfo not found); see scripts/local-slurm.sh for a local cluster")
+    parts, nodes = cluster.partitions(args.timeout), cluster.nodes(args.timeout)
+    t = Table(title=f"partitions (via {cluster.backend()}, Slurm {cluster.slurm_version()})")
+    for col in ("partition", "state", "nodes", "max nodes/job", "time limit (min)", "default"):
+        t.add_column(col)
+    for p in parts:
+        t.add_row(p.name, p.state, str(p.total_nodes), str(p.max_nodes or "unlimited"),
+                  str(p.max_time_min or "unlimited"), "yes" if p.is_default else "")
+    n = Table(title="nodes")
+    for col in ("node", "state", "partitions", "CPUs", "GPUs", "gres"):
+        n.add_column(col)
+    for node in nodes:
+        n.add_row(node.name, node.state, ",".join(node.partitions), str(node.cpus), str(node.gpus), node.gres)
+    console.print(t)
+    console.print(n)
+    return 0

@@ -1,0 +1,126 @@
+"""`aifbench collect RUN_ID`: turn what Slurm jobs left behind into complete results.
+
+Every (job, rank, part) that `submit` expected is checked against the shard that task wrote.
+When the job has ended (any final Slurm state) and cases are missing — the task was killed,
+timed out, ran out of memory, or never started — each missing case becomes status=failed
+rows carrying the Slurm state, exit code and the tail of the task's stderr, written to a
+shard of its own (part '<part>-collected'), so the task's own shard is never touched and a
+later requeue that completes the cases makes the next collect drop those rows again.
+Jobs still pending or running are reported and left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from aifbench import SCHEMA_VERSION, registry
+from aifbench import metrics as metric_dict
+from aifbench.config import Case
+from aifbench.launch.cluster import JobInfo
+from aifbench.launch.slurm import Submission, states
+from aifbench.plan import Plan
+from aifbench.results.store import ShardWriter, shard_name, write_shard
+
+STDERR_LINES = 8
+STDERR_CHARS = 1500
+
+
+@dataclass
+class TaskOutcome:
+    job_id: str
+    part: str
+    rank: int
+    state: str
+    reported: int
+    """cases with rows in the task's own shard (any status)"""
+    failed_reported: int
+    """of those, status failed (the runner recorded the failure itself)"""
+    missing: int
+    """cases without rows; written as failed when the job has ended"""
+    stderr: Path
+    reason: str = ""
+
+
+@dataclass
+class CollectReport:
+    run_dir: Path
+    tasks: list[TaskOutcome] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[TaskOutcome]:
+        return [t for t in self.tasks if t.state in ("PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "UNKNOWN")]
+
+    @property
+    def failed(self) -> int:
+        return sum(t.missing + t.failed_reported for t in self.tasks if t not in self.pending)
+
+
+def stderr_tail(path: Path, lines: int = STDERR_LINES, limit: int = STDERR_CHARS) -> str:
+    """The last non-empty lines of a log, joined by ' | ' (at most `limit` characters)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no stderr file {path.name})"
+    tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    joined = " | ".join(tail) or "(stderr empty)"
+    return joined[-limit:]
+
+
+def collect(record: Submission, now: datetime | None = None) -> CollectReport:
+    """Check every expected shard; write failed rows for missing cases of ended jobs."""
+    now = now or datetime.now(timezone.utc)
+    plan = Plan.load(record.run_dir / "plan.json")
+    cases = {c.index: c for c in plan.replace(case_indices=None).cases}
+    current = states(record)
+    report = CollectReport(record.run_dir)
+    for job, part, rank, task, indices in record.expected():
+        info = current.get(job.job_id) or JobInfo(job.job_id, "UNKNOWN", "")
+        own = ShardWriter(Path(record.results_root), record.run_id, rank, part).load_existing("metrics")
+        seen = own.drop_duplicates("case_id") if len(own) else own
+        have = set(seen["case_id"]) if len(seen) else set()
+        missing = [cases[i] for i in indices if cases[i].case_id not in have]
+        outcome = TaskOutcome(job_id=job.job_id, part=part, rank=rank, state=info.state,
+                              reported=len(have), missing=len(missing),
+                              failed_reported=int((seen["status"] == "failed").sum()) if len(seen) else 0,
+                              stderr=record.log_path(job.job_id, task))
+        report.tasks.append(outcome)
+        if not info.final:
+            continue
+        target = record.run_dir / shard_name("metrics", rank, f"{part}-collected")
+        if not missing:
+            target.unlink(missing_ok=True)
+            continue
+        outcome.reason = failure_reason(info, task, outcome.stderr)
+        rows = [failed_row(case, plan, record, info, rank, outcome.reason, now) for case in missing]
+        report.written.append(write_shard(target, "metrics", pd.DataFrame(rows)))
+    return report
+
+
+def failure_reason(info: JobInfo, task: int, stderr: Path) -> str:
+    code = f", exit {info.exit_code}" if info.exit_code else ""
+    why = f" ({info.reason})" if info.reason else ""
+    return f"slurm job {info.job_id} {info.raw_state or info.state}{code}{why}; task {task} stderr: {stderr_tail(stderr)}"
+
+
+def failed_row(case: Case, plan: Plan, record: Submission, info: JobInfo, rank: int, reason: str,
+               now: datetime) -> dict:
+    """One metrics row (status failed, value empty) for a case the task never reported."""
+    emits = getattr(registry.get(case.benchmark), "emits", ()) or ("time_s",)
+    submitted = datetime.fromisoformat(record.submitted_utc) if record.submitted_utc else now
+    return {
+        "schema_version": SCHEMA_VERSION, "run_id": record.run_id, "case_id": case.case_id, "rank": rank,
+        "benchmark": case.benchmark, "params": json.dumps(case.params, sort_keys=True),
+        "metric": emits[0], "value": math.nan, "unit": metric_dict.get(emits[0]).unit, "stat": "median",
+        "n_samples": 0, "noisy": None, "pct_of_peak": None, "peak": None, "peak_source": "", "detail": "",
+        "world_size": 1 if record.mode == "packed" else record.nodes * record.tasks_per_node,
+        "node": info.nodes or "unknown", "device": plan.device, "device_name": "unknown (task reported nothing)",
+        "system": record.system, "partition": record.partition, "started_utc": submitted, "ended_utc": now,
+        "status": "failed", "reason": reason, "flags": "",
+    }

@@ -1,0 +1,200 @@
+"""Job requests: suite x system profile x nodes x time, from a job file, flags and a profile.
+
+A job file (jobs/<name>.toml; format documented in each file's header):
+
+    [job]
+    suite = "acceptance"          # shipped suite name or path to a suite TOML (required)
+    system = "jupiter-booster"    # profile in aifbench/systems (required)
+    partition = "booster"         # a partition of that profile (default: the profile's)
+    nodes = 1
+    tasks_per_node = 4            # default: one per GPU of the profile
+    time_min = 60                 # Slurm time limit, minutes (default: the profile's)
+    mode = "single"               # single | array | packed (see MODES)
+    array_parallelism = 8         # array mode: tasks running at once
+    cases_per_task = 1            # array and packed modes: cases per task
+    name = "aifbench-acceptance"  # Slurm job name
+    set = ["timing.repeats=20"]   # suite overrides, as --set
+    only = ["gemm"]               # as --only
+    qos = ""                      # overrides the partition's QoS
+    constraint = ""
+    exclusive = true
+
+Precedence: command-line flag > job file > system profile. Account and reservation are
+private: --account / AIFBENCH_ACCOUNT, --reservation / AIFBENCH_RESERVATION, never a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from aifbench.config import data_dir, read_toml
+from aifbench.errors import ConfigError, one_of
+from aifbench.systems import Queue, System, check_safe, load_system
+
+MODES = {
+    "single": "one job: every rank runs every case (multi-rank cases use all ranks together)",
+    "array": "one Slurm job array: each array task runs cases_per_task cases on its own allocation",
+    "packed": "one allocation: each task runs its own cases alone (single-device sweeps)",
+}
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_JOB_KEYS = {"suite", "system", "partition", "nodes", "tasks_per_node", "time_min", "mode",
+             "array_parallelism", "cases_per_task", "name", "set", "only", "qos", "constraint", "exclusive"}
+_PRIVATE = {"account": "--account or AIFBENCH_ACCOUNT", "reservation": "--reservation or AIFBENCH_RESERVATION"}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JobRequest:
+    """Everything the Slurm launcher needs, validated; units in names."""
+
+    system: System
+    queue: Queue
+    nodes: int
+    tasks_per_node: int
+    gpus_per_node: int
+    """GPUs requested per node (0: none requested)"""
+    cpus_per_task: int | None
+    time_min: int
+    account: str = ""
+    reservation: str = ""
+    qos: str = ""
+    constraint: str = ""
+    exclusive: bool = False
+    mode: str = "single"
+    array_parallelism: int = 16
+    cases_per_task: int = 1
+    job_name: str = "aifbench"
+    device: str = "cpu"
+    """torch device kind of the ranks: cuda | cpu"""
+
+    @property
+    def world_size(self) -> int:
+        """ranks of one job (single, array task); packed jobs run this many independent tasks"""
+        return self.nodes * self.tasks_per_node
+
+
+# --- job files ------------------------------------------------------------------------------
+
+def job_names() -> list[str]:
+    d = data_dir("jobs")
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
+
+
+def find_job_file(name_or_path: str) -> Path | None:
+    """A job file by path (a TOML with a [job] table) or shipped name; None if it is not one."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        return path if "job" in read_toml(path) else None
+    candidate = data_dir("jobs") / f"{name_or_path}.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_job_file(path: Path) -> dict[str, Any]:
+    """The [job] table, checked for unknown keys, private values and types."""
+    raw = read_toml(path)
+    extra = set(raw) - {"job"}
+    if extra:
+        raise one_of(f"top-level table in {path.name}", sorted(extra)[0], ["job"])
+    job = dict(raw["job"])
+    for key, where in _PRIVATE.items():
+        if key in job:
+            raise ConfigError(f"{path.name}: '{key}' is private and never read from a file; give it with {where}")
+    for key in job:
+        if key not in _JOB_KEYS:
+            raise one_of(f"key in [job] of {path.name}", key, _JOB_KEYS)
+    for key in ("suite", "system"):
+        if not isinstance(job.get(key), str) or not job[key]:
+            raise ConfigError(f"{path.name}: [job] needs '{key}' (a name)")
+    for key in ("set", "only"):
+        if key in job and not (isinstance(job[key], list) and all(isinstance(v, str) for v in job[key])):
+            raise ConfigError(f"{path.name}: [job].{key} must be a list of strings")
+    return job
+
+
+# --- resolving a request --------------------------------------------------------------------
+
+def resolve(system: str | System, options: Mapping[str, Any], env: Mapping[str, str] | None = None,
+            device: str | None = None) -> JobRequest:
+    """Merge `options` (flags over job file; None = not given) with the profile; validate.
+
+    `device` is the resolved torch device kind for profiles whose node.device is 'auto'.
+    """
+    env = os.environ if env is None else env
+    sysp = load_system(system) if isinstance(system, str) else system
+    opts = {k: v for k, v in options.items() if v is not None}
+    unknown = set(opts) - (_JOB_KEYS | set(_PRIVATE) | {"suite", "system"})
+    if unknown:
+        raise one_of("job option", sorted(unknown)[0], sorted(_JOB_KEYS | set(_PRIVATE)))
+    if sysp.scheduler == "local":
+        return _resolve_local(sysp, opts, device)
+    queue = sysp.queue(opts.get("partition"))
+    slurm = sysp.slurm
+    nodes = _int_opt(opts, "nodes", 1, 1)
+    _check_limit("nodes", nodes, queue.max_nodes or sysp.node.count, f"partition {queue.name} of {sysp.name}")
+    time_min = _int_opt(opts, "time_min", slurm.time_min, 1)
+    _check_limit("time_min", time_min, queue.max_time_min, f"partition {queue.name} of {sysp.name}")
+    tasks = _int_opt(opts, "tasks_per_node", slurm.default_tasks_per_node, 1)
+    most = sysp.node.gpus if sysp.node.device == "cuda" else (sysp.node.cpu_cores or 1)
+    _check_limit("tasks_per_node", tasks, most, f"a {sysp.name} node (one task per GPU)"
+                 if sysp.node.device == "cuda" else f"a {sysp.name} node")
+    gpus = 0 if slurm.gpu_request == "none" else max(slurm.gpus_per_node, tasks if sysp.node.device == "cuda" else 0)
+    return JobRequest(
+        system=sysp, queue=queue, nodes=nodes, tasks_per_node=tasks, gpus_per_node=gpus,
+        cpus_per_task=slurm.cpus_per_task, time_min=time_min,
+        account=_safe("--account", opts.get("account", env.get("AIFBENCH_ACCOUNT", ""))),
+        reservation=_safe("--reservation", opts.get("reservation", env.get("AIFBENCH_RESERVATION", ""))),
+        qos=_safe("qos", opts.get("qos", queue.qos)), constraint=_safe("constraint", opts.get("constraint", slurm.constraint)),
+        exclusive=bool(opts.get("exclusive", slurm.exclusive)), **_common(opts, sysp.node.device))
+
+
+def _resolve_local(sysp: System, opts: Mapping[str, Any], device: str | None) -> JobRequest:
+    given = sorted(k for k in ("partition", "account", "reservation", "qos", "constraint") if opts.get(k))
+    if given:
+        raise ConfigError(f"system {sysp.name!r} has no scheduler: {given[0]} does not apply")
+    nodes = _int_opt(opts, "nodes", 1, 1)
+    _check_limit("nodes", nodes, 1, f"system {sysp.name}")
+    kind = device or ("cpu" if sysp.node.device == "auto" else sysp.node.device)
+    tasks = _int_opt(opts, "tasks_per_node", 1, 1)
+    _check_limit("tasks_per_node", tasks, 64, f"system {sysp.name}")
+    queue = Queue(name="local", partition="")
+    return JobRequest(system=sysp, queue=queue, nodes=1, tasks_per_node=tasks, gpus_per_node=0,
+                      cpus_per_task=None, time_min=_int_opt(opts, "time_min", 60, 1), **_common(opts, kind))
+
+
+def _common(opts: Mapping[str, Any], device: str) -> dict[str, Any]:
+    mode = opts.get("mode", "single")
+    if mode not in MODES:
+        raise one_of("mode", mode, MODES)
+    name = opts.get("name", "aifbench")
+    if not isinstance(name, str) or not JOB_NAME.match(name):
+        raise ConfigError(f"job name {name!r} refused: 1-64 letters, digits, '_', '.', '-'")
+    if device not in ("cuda", "cpu"):
+        raise one_of("device", device, ["cuda", "cpu"])
+    return {"mode": mode, "job_name": name, "device": device,
+            "array_parallelism": _int_opt(opts, "array_parallelism", 16, 1),
+            "cases_per_task": _int_opt(opts, "cases_per_task", 1, 1)}
+
+
+def _int_opt(opts: Mapping[str, Any], key: str, default: int, lowest: int) -> int:
+    value = opts.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if value < lowest:
+        raise ConfigError(f"{key} must be >= {lowest}, got {value}")
+    return value
+
+
+def _check_limit(key: str, value: int, limit: int | None, what: str) -> None:
+    if limit is not None and value > limit:
+        raise ConfigError(f"{key} {value} is more than {what} allows; allowed: 1..{limit}")
+
+
+def _safe(what: str, value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be text, got {value!r}")
+    return check_safe(what, value)
