@@ -102,7 +102,7 @@ class LlmInfer(Benchmark):
         self.prompt = torch.randint(self.shape.vocab_size, (c.batch_size, c.prompt_len), generator=gen).to(dev)
         # one (1,) tensor per decode position: same shape and storage offset every step (no recompiles)
         self.decode_pos = [torch.tensor([p], device=dev) for p in range(c.prompt_len, total)]
-        with torch.inference_mode():
+        with torch.no_grad():
             self.decode_fn = self._decode_fn()
 
     def _decode_fn(self):
@@ -141,7 +141,7 @@ class LlmInfer(Benchmark):
     def check(self) -> None:
         c = self.config
         n = min(c.check_tokens, c.gen_tokens)
-        with torch.inference_mode():
+        with torch.no_grad():
             first_logits = self.model.prefill(self.prompt).float()
             tokens = [self.prompt, first_logits.argmax(-1, keepdim=True)]
             cached = [first_logits] + self.decode_steps(tokens[-1], n, keep_logits=True)
@@ -159,7 +159,7 @@ class LlmInfer(Benchmark):
 
     def measure(self, timer: Timer) -> Measurement:
         c = self.config
-        with torch.inference_mode(), _llm.PeakMemory(self.ctx.device) as mem:
+        with torch.no_grad(), _llm.PeakMemory(self.ctx.device) as mem:
             ttft = timer.time(self.first_token)
             itl, per_generation = self._decode_repeats(timer)
         out = time_metrics(ttft, "ttft_s")

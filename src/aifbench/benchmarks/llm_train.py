@@ -185,7 +185,7 @@ class LlmTrain(Benchmark):
         if peak_tflops:
             for m in model_rows:
                 rows.append(Metric("mfu_pct", 100.0 * m.value / peak_tflops, stat=m.stat, n_samples=m.n_samples,
-                                   noisy=m.noisy, peak_source=f"bf16 dense peak {peak_tflops:g} TFLOP/s: {source}",
+                                   noisy=m.noisy, peak_source=source,
                                    detail=MFU_FORMULA))
         else:
             log.info("mfu_pct not reported: %s", source)
