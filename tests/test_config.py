@@ -61,8 +61,8 @@ def test_parse_value_reads_toml_literals_or_strings():
 @pytest.mark.parametrize("overrides, message", [
     (["gemm.m=abc"], "gemm.m: expected int, got str"),
     (["gemm.m=0"], "below the minimum 1"),
-    (["gemm.dtype=fp64"], "allowed: fp32, tf32, bf16, fp16"),
-    (["gemm.mm=3"], "unknown parameter of gemm 'mm'; allowed: check_size, dtype, k, m, n"),
+    (["gemm.dtype=int8"], "allowed: fp64, fp32, tf32, bf16, fp16, fp8"),
+    (["gemm.mm=3"], "unknown parameter of gemm 'mm'; allowed: bare_loop, buffers, check_size"),
     (["nosuch.m=3"], "unknown benchmark in --set 'nosuch'"),
     (["timing.repeat=3"], "unknown timing field 'repeat'; allowed: inner, repeats, warmup"),
     (["timing.repeats=0"], "repeats and inner must be >= 1"),

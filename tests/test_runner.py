@@ -82,3 +82,26 @@ def test_resume_keeps_completed_cases_and_reruns_failed_ones(tmp_path):
     second = load([tmp_path]).metrics
     assert len(second) == len(first)  # nothing duplicated
     assert set(second["case_id"]) == set(first["case_id"])
+
+
+def _agree_worker(rank, init_file, out_dir):
+    import json as _json
+
+    import torch.distributed as dist
+
+    from aifbench.runner import _agree_on_kept
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    kept = {"a": "ok", "b": "ok"} if rank == 0 else {"a": "ok", "c": "skipped"}
+    (out_dir / f"{rank}.json").write_text(_json.dumps(_agree_on_kept(kept)))
+    dist.destroy_process_group()
+
+
+def test_ranks_resume_only_the_cases_every_rank_kept(tmp_path):
+    import json as _json
+
+    import torch.multiprocessing as tmp_mp
+
+    tmp_mp.spawn(_agree_worker, args=(str(tmp_path / "init"), tmp_path), nprocs=2, join=True)
+    assert _json.loads((tmp_path / "0.json").read_text()) == {"a": "ok"}
+    assert _json.loads((tmp_path / "1.json").read_text()) == {"a": "ok"}

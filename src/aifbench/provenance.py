@@ -78,7 +78,7 @@ def device_info(device: str) -> dict[str, Any]:
         gpu_memory_bytes=int(props.total_memory),
         gpu_count=torch.cuda.device_count(),
         gpu_uuid=_uuid(props),
-        gpu_pci_device_id=_pci_device_id(props),
+        gpu_pci_device_id=_pci_device_id(device),
         cuda_version=torch.version.cuda or getattr(torch.version, "hip", None),
         cudnn_version=str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None,
         driver_version=_driver_version(),
@@ -98,9 +98,14 @@ def _uuid(props: Any) -> str | None:
     return text if text.startswith("GPU-") else f"GPU-{text}"
 
 
-def _pci_device_id(props: Any) -> str | None:
-    pci = getattr(props, "pci_device_id", None)
-    return None if pci is None else f"0x{int(pci):04x}"
+def _pci_device_id(device: str) -> str | None:
+    """PCI product id ('0x2330' = H100 SXM5) through NVML or sysfs; torch's pci_device_id is the slot."""
+    from aifbench.hardware.detect import pci_device_id
+
+    try:
+        return pci_device_id(device)
+    except Exception:
+        return None
 
 
 def _driver_version() -> str | None:

@@ -98,7 +98,7 @@ def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | No
     prov = provenance.collect(device)
     ctx = build_context(plan, info, device, prov["device_name"], prov.get("gpu_pci_device_id"))
     writer = ShardWriter(Path(plan.results_root), plan.run_id, info.rank, plan.part)
-    kept = _resume(writer)
+    kept = _resume(writer, info.distributed)
     sampler = _open_sampler(device, plan.telemetry_interval_s)
     run_row = _run_row(plan, info, prov, sampler.describe())
     writer.replace("runs", [run_row])
@@ -125,17 +125,30 @@ def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | No
     return summary
 
 
-def _resume(writer: ShardWriter) -> dict[str, str]:
-    """Keep rows of cases that ended ok or skipped in an earlier attempt; drop failed ones."""
-    kept: dict[str, str] = {}
-    for table in ("metrics", "samples", "telemetry"):
-        df = writer.load_existing(table)
-        if table == "metrics" and len(df):
-            done = df[df["status"].isin(["ok", "skipped"])]
-            kept = dict(zip(done["case_id"], done["status"]))
-        rows = df[df["case_id"].isin(list(kept))] if len(df) else df
-        writer.replace(table, rows.to_dict("records"))
+def _resume(writer: ShardWriter, distributed: bool = False) -> dict[str, str]:
+    """Keep rows of cases that ended ok or skipped in an earlier attempt; drop failed ones.
+
+    With several ranks, only cases every rank kept are kept, so no rank waits in a collective
+    the others skip.
+    """
+    frames = {table: writer.load_existing(table) for table in ("metrics", "samples", "telemetry")}
+    done = frames["metrics"][frames["metrics"]["status"].isin(["ok", "skipped"])]
+    kept = dict(zip(done["case_id"], done["status"]))
+    if distributed:
+        kept = _agree_on_kept(kept)
+    for table, df in frames.items():
+        writer.replace(table, df[df["case_id"].isin(list(kept))].to_dict("records") if len(df) else [])
     return kept
+
+
+def _agree_on_kept(kept: dict[str, str]) -> dict[str, str]:
+    """Ranks resume only the cases every rank kept, so no rank waits in a collective others skip."""
+    import torch.distributed as dist
+
+    everyone: list[dict[str, str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, kept)
+    common = set(kept).intersection(*(set(k or {}) for k in everyone))
+    return {case_id: status for case_id, status in kept.items() if case_id in common}
 
 
 def _run_row(plan: Plan, info: RankInfo, prov: dict[str, Any], telemetry: str) -> dict[str, Any]:
