@@ -154,17 +154,39 @@ def test_reference_format_errors():
         '{"dtype": "bf16", "m": 8}')
 
 
-def test_system_profile_references():
-    try:
-        from aifbench.systems import load_system  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="pass --references FILE.toml"):
-            references.for_system("jupiter-booster")
-        return
-    from aifbench.systems import load_system
+def test_generic_references_from_a_system_profile(tmp_path):
+    jupiter = references.for_system("jupiter-booster")  # shipped profile: no own references yet
+    assert jupiter == references.defaults() and len(jupiter) >= 4
+    gemm_ref = next(r for r in jupiter if r.benchmark == "gemm" and r.applies_to("h100-sxm5-80gb"))
+    assert gemm_ref.fraction_of_peak == 0.60 and gemm_ref.source
+    assert not gemm_ref.matches_params('{"dtype": "bf16", "m": 128, "n": 128, "k": 128}')  # too small to judge
+    assert gemm_ref.matches_params('{"dtype": "bf16", "m": 8192, "n": 8192, "k": 8192}')
+    # a site profile adds its own [[acceptance.reference]] and may drop the generic ones
+    profile = (Path(__file__).parents[1] / "src/aifbench/systems/local.toml").read_text()
+    site = tmp_path / "site.toml"
+    site.write_text(profile.replace("[acceptance]", """[acceptance]
+defaults = false
 
-    with pytest.raises(ConfigError):
-        references.for_system("no-such-system-here")
+[[acceptance.reference]]
+benchmark = "membw"
+metric = "gbps"
+lower = 2800.0
+"""))
+    (own,) = references.for_system(str(site))
+    assert own.lower == 2800.0
+    site.write_text(profile.replace("[acceptance]", "[acceptance]\nthreshold = 1"))
+    with pytest.raises(ConfigError, match="unknown key.*threshold.*allowed: defaults, reference"):
+        references.for_system(str(site))
+
+
+def test_generic_references_judge_a_slow_h100(tmp_path):
+    _, sel = _run(tmp_path, cases=[gemm(8192, tflops=500), gemm(1024, tflops=100), membw(1 << 30, gbps=3000)])
+    report = validate(sel, references.defaults(), ValidateOptions())
+    status = {c.name: c.status for c in _by_kind(report, "reference")}
+    gemm_check = next(c for c in _by_kind(report, "reference") if "gemm" in c.name and "h100-sxm5-80gb" in c.name)
+    assert gemm_check.status == "fail" and "8 of 8 failed" in gemm_check.message  # 500 / 989 = 51 % < 60 %
+    assert "m=1024" not in gemm_check.message  # the small GEMM is not judged
+    assert sum(s == "pass" for n, s in status.items() if "membw" in n) == 1
 
 
 # --- command line ---------------------------------------------------------------------------

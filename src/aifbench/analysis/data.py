@@ -125,10 +125,15 @@ def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
     return df.sort_index().reset_index(drop=True)
 
 
-def case_label(benchmark: str, params_json: str, limit: int = 70) -> str:
-    """'gemm dtype=bf16 m=8192 ...': readable and stable; check-only knobs left out."""
+def case_label(benchmark: str, params_json: str, limit: int = 90) -> str:
+    """'gemm dtype=bf16 k=8192 m=8192 n=8192': readable and stable.
+
+    Left out: check-only knobs (check_*) and switched-off options (False, 0, empty), which
+    every case of a suite tends to share; the full parameters stay in `params` / `case_key`.
+    """
     params = json.loads(params_json)
-    text = " ".join(f"{k}={v}" for k, v in params.items() if not k.startswith("check"))
+    text = " ".join(f"{k}={v}" for k, v in params.items()
+                    if not k.startswith("check") and v not in (False, 0, "", None))
     text = f"{benchmark} {text}".strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

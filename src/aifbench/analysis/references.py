@@ -1,13 +1,15 @@
 """Acceptance references: what a metric must reach on a system, per GPU SKU.
 
-A system profile (aifbench.systems) or a standalone TOML file lists them as `[[reference]]`
-tables (ReFrame-style: a value with bounds, keyed by GPU model; DESIGN.md §3):
+A system profile lists them as `[[acceptance.reference]]` tables, a standalone file (validate
+--references) as `[[reference]]` tables (ReFrame-style: a value with bounds, keyed by GPU
+model; DESIGN.md §3):
 
     [[reference]]
     benchmark = "gemm"                      # registered benchmark name
     metric = "tflops"                       # metric dictionary name
-    params = { dtype = "bf16", m = 8192 }   # these case parameters must be equal (others free)
-    gpu = "h100-sxm5-80gb"                  # hardware catalog id; omitted: any device
+    params = { dtype = "bf16" }             # these case parameters must be equal (others free)
+    params_min = { m = 4096 }               # these must be at least this large (sizes)
+    gpu = "h100-sxm5-80gb"                  # hardware catalog id, or a list of ids; omitted: any
     stat = "median"                         # statistic checked (default median)
     fraction_of_peak = 0.70                 # value >= 0.70 x the datasheet peak stored with the row
     # or bounds in the metric's unit (either or both), with an optional nominal value:
@@ -17,6 +19,8 @@ tables (ReFrame-style: a value with bounds, keyed by GPU model; DESIGN.md §3):
     source = "cuBLAS BF16 8192^3 reaches 797.8 TFLOP/s (fast.cu README)"
 
 A reference needs `fraction_of_peak`, `lower` or `upper`; `value` alone is not a check.
+Generic references per GPU SKU ship in acceptance.toml beside this module; a profile adds its
+own and may turn the generic ones off with `[acceptance] defaults = false`.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class Reference:
     benchmark: str
     metric: str
     params: Mapping[str, Any] = field(default_factory=dict)
-    gpu: str | None = None
+    params_min: Mapping[str, float] = field(default_factory=dict)
+    gpu: str | tuple[str, ...] | None = None
     stat: str = "median"
     value: float | None = None
     lower: float | None = None
@@ -62,9 +67,20 @@ class Reference:
         if self.lower is not None and self.upper is not None and self.lower > self.upper:
             raise ConfigError(f"reference {self.describe()}: lower {self.lower} > upper {self.upper}")
 
+    @property
+    def gpus(self) -> tuple[str, ...]:
+        """Catalog ids this reference applies to; () = any device."""
+        if self.gpu is None:
+            return ()
+        return (self.gpu,) if isinstance(self.gpu, str) else tuple(self.gpu)
+
+    def applies_to(self, sku: str | None) -> bool:
+        return not self.gpus or sku in self.gpus
+
     def describe(self) -> str:
-        p = " ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        gpu = f" on {self.gpu}" if self.gpu else ""
+        p = " ".join([f"{k}={v}" for k, v in sorted(self.params.items())]
+                     + [f"{k}>={int(v) if float(v).is_integer() else v}" for k, v in sorted(self.params_min.items())])
+        gpu = f" on {'/'.join(self.gpus)}" if self.gpus else ""
         return f"{self.benchmark} {p} {self.metric}{gpu}".replace("  ", " ")
 
     def criterion(self) -> str:
@@ -79,7 +95,9 @@ class Reference:
 
     def matches_params(self, params_json: str) -> bool:
         params = json.loads(params_json)
-        return all(k in params and params[k] == v for k, v in self.params.items())
+        if not all(k in params and params[k] == v for k, v in self.params.items()):
+            return False
+        return all(isinstance(params.get(k), (int, float)) and params[k] >= v for k, v in self.params_min.items())
 
 
 _FIELDS = {f.name for f in fields(Reference)}
@@ -104,8 +122,17 @@ def from_mapping(raw: Mapping[str, Any], where: str) -> Reference:
             raise ConfigError(f"{where}: '{key}' must be a number, got {v!r}")
     if not isinstance(raw.get("params", {}), Mapping):
         raise ConfigError(f"{where}: 'params' must be a table of parameter = value")
+    mins = raw.get("params_min", {})
+    if not isinstance(mins, Mapping) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in mins.values()):
+        raise ConfigError(f"{where}: 'params_min' must be a table of parameter = number")
+    gpu = raw.get("gpu")
+    if gpu is not None and not (isinstance(gpu, str) or (isinstance(gpu, list) and all(isinstance(g, str) for g in gpu))):
+        raise ConfigError(f"{where}: 'gpu' must be a hardware catalog id or a list of them")
     kw = dict(raw)
     kw["params"] = dict(raw.get("params", {}))
+    kw["params_min"] = dict(mins)
+    if isinstance(gpu, list):
+        kw["gpu"] = tuple(gpu)
     for key in _NUMBERS:
         if kw.get(key) is not None:
             kw[key] = float(kw[key])
@@ -131,25 +158,29 @@ def load_file(path: Path) -> list[Reference]:
     return parse(items, str(path))
 
 
+DEFAULTS = Path(__file__).with_name("acceptance.toml")
+
+
+def defaults() -> list[Reference]:
+    """The generic references shipped with aifbench (acceptance.toml)."""
+    return load_file(DEFAULTS)
+
+
 def for_system(name: str) -> list[Reference]:
-    """References of a shipped or site system profile (aifbench.systems.load_system)."""
-    try:
-        from aifbench.systems import load_system
-    except ImportError:
-        raise ConfigError("system profiles are not available in this aifbench (aifbench.systems.load_system); "
-                          "pass --references FILE.toml") from None
+    """A system profile's `[[acceptance.reference]]` entries plus the generic ones (unless
+    the profile sets `[acceptance] defaults = false`)."""
+    from aifbench.systems import load_system
+
     profile = load_system(name)
-    items = _profile_items(profile)
-    if not items:
-        raise ConfigError(f"system profile {name!r} lists no [[reference]] entries; pass --references FILE.toml")
-    return parse(items, f"system {name}")
-
-
-def _profile_items(profile: Any) -> list[Any]:
-    for attr in ("references", "reference"):
-        items = getattr(profile, attr, None)
-        if items is None and isinstance(profile, Mapping):
-            items = profile.get(attr)
-        if items:
-            return list(items)
-    return []
+    acceptance = getattr(profile, "acceptance", None) or {}
+    unknown = set(acceptance) - {"reference", "defaults"}
+    if unknown:
+        raise ConfigError(f"system {name} [acceptance]: unknown key(s) {', '.join(sorted(unknown))}; "
+                          "allowed: defaults, reference")
+    items = acceptance.get("reference", [])
+    if not isinstance(items, list):
+        raise ConfigError(f"system {name} [acceptance]: 'reference' must be an array of tables ([[acceptance.reference]])")
+    refs = parse(items, f"system {name}")
+    if acceptance.get("defaults", True):
+        refs += defaults()
+    return refs

@@ -137,11 +137,11 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[int, str |
     rows = metrics[(metrics["benchmark"] == ref.benchmark) & (metrics["metric"] == ref.metric)
                    & (metrics["stat"] == ref.stat) & (metrics["status"] == "ok")]
     rows = rows[[ref.matches_params(p) for p in rows["params"]]]
-    if ref.gpu is not None:
-        rows = rows[[skus.get(int(r)) == ref.gpu for r in rows["rank"]]]
+    if ref.gpus:
+        rows = rows[[ref.applies_to(skus.get(int(r))) for r in rows["rank"]]]
     if not len(rows):
         return Check("reference", name, "skip", "not measured in this run"
-                     + (f" on {ref.gpu}" if ref.gpu else "") + " (no matching ok case)")
+                     + (f" on {'/'.join(ref.gpus)}" if ref.gpus else "") + " (no matching ok case)")
     use, flagged = _flag_filter(rows, opts)
     if len(flagged) and opts.flags == "fail":
         return Check("reference", name, "fail", "telemetry flags: " + "; ".join(

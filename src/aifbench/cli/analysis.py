@@ -28,6 +28,11 @@ def _csv_list(text: str) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    for add in (_add_compare, _add_validate, _add_baseline, _add_report, _add_exchange):
+        add(sub)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="medians with spread per system / partition / GPU / node; vs a baseline",
                        description="Compare results across systems, partitions, GPU models or nodes: medians with "
                                    "spread, per GPU, per node, per watt, % of peak; with --baseline, differences "
@@ -42,13 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
     p.set_defaults(func=cmd_compare)
 
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="acceptance of a partition: references, outliers, flags (exit 1 on failure)",
                        description="Check one run against the references of a system profile, find slow GPUs and "
                                    "nodes (robust z-score), honour telemetry validity flags, check drift against a "
                                    "baseline. Exit 0 when every check passes, 1 when any fails.")
     p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: the latest run)")
     p.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
-    p.add_argument("--system", metavar="NAME", help="system profile with [[reference]] entries (default: the run's system)")
+    p.add_argument("--system", metavar="NAME", help="system profile whose acceptance references apply (default: the run's system)")
     p.add_argument("--references", type=Path, metavar="FILE", help="TOML file of [[reference]] entries (instead of the profile)")
     p.add_argument("--baseline", metavar="NAME|RUN_ID", help="also check drift against this baseline")
     p.add_argument("--flags", default="exclude", metavar="POLICY",
@@ -60,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
     p.set_defaults(func=cmd_validate)
 
+
+def _add_baseline(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("baseline", help="freeze a run as a partition's baseline; list; check drift")
     bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
     b = bsub.add_parser("save", help="freeze a run as a baseline")
@@ -80,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--format", default="table", metavar="FMT", help="table | csv | markdown | json")
     b.set_defaults(func=cmd_baseline_check)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="one self-contained HTML file with plots and tables")
     _selection_args(p)
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE",
@@ -87,6 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", default="aifbench report")
     p.set_defaults(func=cmd_report)
 
+
+def _add_exchange(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="all tables of the selected runs in one Parquet bundle")
     _selection_args(p, reference_default=False)
     p.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE.parquet")
