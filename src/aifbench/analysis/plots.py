@@ -5,6 +5,8 @@ selection (GEMM tflops, membw gbps, busbw_gbps, mfu_pct, decode_tokens_per_s, pe
 figures), so a plug-in benchmark that emits the same metric shows up too. Every point is the
 median over ranks and runs of one (series, case); series are systems (reference runs marked).
 Figures are matplotlib `Figure` objects rendered with the Agg canvas: no pyplot global state.
+A system keeps its colour in every plot: `h.attrs["palette"]` (set by palette()) maps series
+to colours.
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ MAX_CATEGORIES = 12
 Builder = Callable[[pd.DataFrame], "tuple[Figure | None, str]"]
 
 
+def palette(series) -> dict[str, str]:
+    """One colour per series (matplotlib's tab10 / tab20 cycle), stable for a sorted set."""
+    names = sorted({str(x) for x in series})
+    cmap = "tab10" if len(names) <= 10 else "tab20"
+    from matplotlib import colormaps
+
+    colors = colormaps[cmap].colors
+    return {n: "#%02x%02x%02x" % tuple(int(255 * c) for c in colors[i % len(colors)][:3]) for i, n in enumerate(names)}
+
+
 def _param(params: dict, keys: tuple[str, ...]):
     for k in keys:
         if k in params:
@@ -47,13 +59,14 @@ def _figure(ncols: int = 1, nrows: int = 1, width: float = 7.5, height: float = 
     return fig, axes
 
 
-def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
+def _bars(ax, table: pd.DataFrame, ylabel: str, colors: dict[str, str] | None = None) -> None:
     """Grouped bars: table index = categories (x), columns = series."""
     n = max(len(table.columns), 1)
     width = 0.8 / n
     x = np.arange(len(table.index))
     for i, series in enumerate(table.columns):
-        ax.bar(x + (i - (n - 1) / 2) * width, table[series].to_numpy(dtype=float), width, label=str(series))
+        ax.bar(x + (i - (n - 1) / 2) * width, table[series].to_numpy(dtype=float), width, label=str(series),
+               color=(colors or {}).get(str(series)))
     labels = [textwrap.fill(str(c), 28) for c in table.index]
     tilt = len(labels) > 4 or any(len(str(c)) > 14 for c in table.index)
     ax.set_xticks(x, labels, rotation=25 if tilt else 0, ha="right" if tilt else "center", fontsize="small")
@@ -66,13 +79,23 @@ def _bars(ax, table: pd.DataFrame, ylabel: str) -> None:
     ax.legend(fontsize="small")
 
 
-def _lines(ax, df: pd.DataFrame, x: str, series: list[str], ylabel: str, xlabel: str) -> None:
+def _lines(ax, df: pd.DataFrame, x: str, series: list[str], ylabel: str, xlabel: str,
+           colors: dict[str, str] | None = None) -> None:
+    """One line per `series` key; lines of one system share its colour, told apart by marker and style."""
+    seen: dict[str, int] = {}
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--")]
     for key, part in df.groupby(series, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         med = part.groupby(x)["value"].median().sort_index()
-        ax.plot(med.index.to_numpy(dtype=float), med.to_numpy(dtype=float), marker="o",
-                label=" ".join(str(k) for k in key))
+        k = seen[str(key[0])] = seen.get(str(key[0]), -1) + 1
+        marker, style = styles[k % len(styles)]
+        ax.plot(med.index.to_numpy(dtype=float), med.to_numpy(dtype=float), marker=marker, linestyle=style,
+                color=(colors or {}).get(str(key[0])), label=" ".join(str(k) for k in key))
     ax.set_xscale("log", base=2)
+    values = df["value"].to_numpy(dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values) and values.max() / values.min() > 100:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -87,7 +110,7 @@ def gemm(h: pd.DataFrame) -> tuple[Figure | None, str]:
     per_case = r.groupby(["series", "dtype", "case_key"])["value"].median()
     best = per_case.groupby(["dtype", "series"]).max().unstack("series")
     fig, ax = _figure()
-    _bars(ax[0, 0], best, "TFLOP/s (best shape, median of repeats)")
+    _bars(ax[0, 0], best, "TFLOP/s (best shape, median of repeats)", h.attrs.get("palette"))
     ax[0, 0].set_title("GEMM TFLOP/s by dtype")
     return fig, "bars: the best matrix shape per dtype and system (median over repeats, ranks and runs)"
 
@@ -99,7 +122,8 @@ def membw(h: pd.DataFrame) -> tuple[Figure | None, str]:
     if not len(r):
         return None, "no memory bandwidth results (metric gbps with a size parameter) in the selection"
     fig, ax = _figure()
-    _lines(ax[0, 0], r, "size", ["series", "benchmark", "op"], "GB/s (1e9 B/s)", "array size (bytes)")
+    _lines(ax[0, 0], r, "size", ["series", "benchmark", "op"], "GB/s (1e9 B/s)", "array size (bytes)",
+           h.attrs.get("palette"))
     ax[0, 0].set_title("Memory bandwidth vs size")
     return fig, "median GB/s per array size; one line per system, benchmark and operation"
 
@@ -112,7 +136,8 @@ def busbw(h: pd.DataFrame) -> tuple[Figure | None, str]:
     if not len(r):
         return None, "no collective results (metric busbw_gbps with a message size) in the selection"
     fig, ax = _figure()
-    _lines(ax[0, 0], r, "size", ["series", "op", "n"], "bus bandwidth GB/s", "message size (bytes)")
+    _lines(ax[0, 0], r, "size", ["series", "op", "n"], "bus bandwidth GB/s", "message size (bytes)",
+           h.attrs.get("palette"))
     ax[0, 0].set_title("Collectives: busbw vs message size (nccl-tests definition)")
     return fig, "busbw = algbw x 2(n-1)/n for all_reduce, x (n-1)/n for all_gather / reduce_scatter / all_to_all"
 
@@ -130,7 +155,7 @@ def training(h: pd.DataFrame) -> tuple[Figure | None, str]:
             continue
         rows = rows.assign(shape=[_param(p, SHAPE_KEYS) or "?" for p in rows["p"]])
         best = rows.groupby(["series", "shape", "case_key"])["value"].median().groupby(["shape", "series"]).max()
-        _bars(axis, best.unstack("series"), label)
+        _bars(axis, best.unstack("series"), label, h.attrs.get("palette"))
     ax[0, 0].set_title("Training MFU by model shape")
     ax[0, 1].set_title("Training throughput by model shape")
     return fig, "best configuration (micro-batch, sequence length, ...) per model shape and system"
@@ -143,7 +168,8 @@ def decode(h: pd.DataFrame) -> tuple[Figure | None, str]:
     if not len(r):
         return None, "no inference results (metric decode_tokens_per_s with a batch size) in the selection"
     fig, ax = _figure()
-    _lines(ax[0, 0], r, "batch", ["series", "shape"], "decode tokens/s (all sequences)", "batch size")
+    _lines(ax[0, 0], r, "batch", ["series", "shape"], "decode tokens/s (all sequences)", "batch size",
+           h.attrs.get("palette"))
     ax[0, 0].set_title("Decode throughput vs batch")
     return fig, "generated tokens across the batch / decode time; one line per system and model shape"
 
@@ -174,7 +200,7 @@ def energy(h: pd.DataFrame) -> tuple[Figure | None, str]:
         part = r[r["metric"] == metric]
         table = part.groupby(["label", "series"])["value"].median().unstack("series")
         table = table.loc[table.count(axis=1).sort_values(ascending=False).index[:MAX_CATEGORIES]]
-        _bars(axis, table, metric)
+        _bars(axis, table, metric, h.attrs.get("palette"))
         axis.set_title(f"Energy efficiency: {metric}")
     return fig, f"median per case and system (at most {MAX_CATEGORIES} cases per panel)"
 

@@ -22,7 +22,7 @@ import pandas as pd
 from aifbench import __version__
 from aifbench.analysis.compare import CompareOptions, compare, drop_empty, fmt
 from aifbench.analysis.data import Selection, headline
-from aifbench.analysis.plots import PLOTS
+from aifbench.analysis.plots import PLOTS, palette
 from aifbench.errors import AifbenchError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def plot_frame(sel: Selection) -> pd.DataFrame:
     h["p"] = [json.loads(p) for p in h["params"]]
     ref = h["run_id"].isin(sel.reference_runs)
     h["series"] = h["system"].astype(str).where(~ref, h["system"].astype(str) + " (reference)")
+    h.attrs["palette"] = palette(h["series"])
     return h
 
 
