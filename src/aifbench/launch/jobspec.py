@@ -140,7 +140,9 @@ def resolve(system: str | System, options: Mapping[str, Any], env: Mapping[str, 
     most = sysp.node.gpus if sysp.node.device == "cuda" else (sysp.node.cpu_cores or 1)
     _check_limit("tasks_per_node", tasks, most, f"a {sysp.name} node (one task per GPU)"
                  if sysp.node.device == "cuda" else f"a {sysp.name} node")
-    gpus = 0 if slurm.gpu_request == "none" else max(slurm.gpus_per_node, tasks if sysp.node.device == "cuda" else 0)
+    # one task per GPU: a GPU system asks for as many GPUs as tasks; a CPU profile (local-slurm)
+    # asks for its fixed gres count so that Slurm's GPU path is still exercised
+    gpus = 0 if slurm.gpu_request == "none" else (tasks if sysp.node.device == "cuda" else slurm.gpus_per_node)
     return JobRequest(
         system=sysp, queue=queue, nodes=nodes, tasks_per_node=tasks, gpus_per_node=gpus,
         cpus_per_task=slurm.cpus_per_task, time_min=time_min,
