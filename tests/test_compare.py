@@ -238,3 +238,17 @@ def test_reference_runs_are_included_by_default(two_systems, tmp_path, capsys):
 def test_empty_metrics_raise_config_error(tmp_path):
     with pytest.raises(ConfigError, match="no results found"):
         select([tmp_path], include_reference=False)
+
+
+def test_real_two_rank_run(tmp_path):
+    """A real 2-process run on this CPU (gloo collectives, GEMM on both ranks) through compare."""
+    proc = subprocess.run(AIFBENCH + ["run", "smoke", "--nproc", "2", "--only", "collectives,gemm",
+                                      "--results", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = compare(select([tmp_path], include_reference=False), CompareOptions(by="node"))
+    bus = out[out["metric"] == "busbw_gbps"]
+    assert len(bus) >= 5 and (bus["n_ranks"] == 2).all()
+    assert (bus["n_samples"] > 2).all()  # the raw time samples of both ranks, not just two medians
+    assert bus["per_node"].isna().all()  # a link bandwidth is not added up over a node
+    g = out[out["metric"] == "tflops"]
+    assert np.allclose(g["per_node"], 2 * g["per_gpu"]) and (g["median"] > 0).all()
