@@ -59,6 +59,14 @@ def test_hf_config_json_gives_the_same_shape_as_the_named_one(tmp_path):
     assert by_file.name == "Llama-3.2-1B"
 
 
+def test_transformers_5_rope_parameters_are_read(tmp_path):
+    v5 = {k: v for k, v in HF_1B.items() if k not in ("rope_scaling", "rope_theta")}
+    v5["rope_parameters"] = dict(HF_1B["rope_scaling"], rope_theta=500000.0)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(v5))
+    assert _numbers(shape_from_hf_config(path)) == _numbers(SHAPES["llama3-1b"])
+
+
 @pytest.mark.parametrize("text, message", [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "expected a JSON object"),

@@ -153,6 +153,9 @@ def shape_from_dict(raw: Mapping[str, Any], *, name: str, source: str) -> LlamaS
     act = raw.get("hidden_act", "silu")
     if act != "silu":
         raise ConfigError(f"{source}: hidden_act {act!r} not supported; allowed: silu")
+    if isinstance(raw.get("rope_parameters"), dict):  # transformers >= 5 writes RoPE settings here
+        rope = raw["rope_parameters"]
+        raw = {**raw, "rope_theta": rope.get("rope_theta", raw.get("rope_theta", 10000.0)), "rope_scaling": rope}
     heads = _int(raw, "num_attention_heads", source)
     hidden = _int(raw, "hidden_size", source)
     shape = LlamaShape(
