@@ -253,10 +253,12 @@ def parse_sacct(text: str) -> dict[str, JobInfo]:
     for job_id, state, name, part, nodelist, reason, code, elapsed in _lines(text, 8):
         if "[" in job_id:  # a pending array range '12_[2-3]' is listed task by task by squeue
             continue
-        out[job_id] = JobInfo(job_id=job_id, state=normalize_state(state), raw_state=state, name=name,
+        norm = normalize_state(state)
+        # sacct's Reason of an ended job is its last *pending* reason (BeginTime, ...): not why it ended
+        out[job_id] = JobInfo(job_id=job_id, state=norm, raw_state=state, name=name,
                               partition=part, nodes="" if nodelist == "None assigned" else nodelist,
-                              reason="" if reason == "None" else reason, exit_code=code, elapsed=elapsed,
-                              source="sacct")
+                              reason="" if reason == "None" or norm in FINAL_STATES else reason,
+                              exit_code=code, elapsed=elapsed, source="sacct")
     return out
 
 

@@ -1,0 +1,24 @@
+#!/bin/bash
+
+# Parameters
+#SBATCH --cpus-per-task=1
+#SBATCH --error=<TMP>/res/<RUN_ID>/slurm/%j_0_log.err
+#SBATCH --gpus-per-node=1
+#SBATCH --job-name=aifbench-smoke
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --open-mode=append
+#SBATCH --output=<TMP>/res/<RUN_ID>/slurm/%j_0_log.out
+#SBATCH --partition=debug
+#SBATCH --requeue
+#SBATCH --signal=USR2@30
+#SBATCH --time=10
+#SBATCH --wckey=submitit
+
+# setup
+export OMP_NUM_THREADS=1
+export GLOO_SOCKET_IFNAME=lo
+
+# command
+export SUBMITIT_EXECUTOR=slurm
+srun --unbuffered --output <TMP>/res/<RUN_ID>/slurm/%j_%t_log.out --error <TMP>/res/<RUN_ID>/slurm/%j_%t_log.err --cpus-per-task=1 <PYTHON> -u -m submitit.core._submit <TMP>/res/<RUN_ID>/slurm

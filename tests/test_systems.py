@@ -1,0 +1,103 @@
+"""System profiles: every shipped profile loads, names catalog SKUs, cites sources; bad profiles are refused."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from aifbench.errors import ConfigError
+from aifbench.hardware import catalog
+from aifbench.systems import SYSTEMS_DIR, list_systems, load_system, parse_system
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REQUIRED = {"jupiter-booster", "alps-gh200", "marenostrum5-acc", "leonardo-booster", "lumi-g",
+            "meluxina-gpu", "karolina-gpu", "vega-gpu", "local", "local-slurm"}
+# (system, GPU SKU, torch devices per node, arch) as the issue and the sites state them
+EXPECTED = [
+    ("jupiter-booster", "gh200-96gb", 4, "aarch64"), ("alps-gh200", "gh200-96gb", 4, "aarch64"),
+    ("marenostrum5-acc", "h100-64gb", 4, "x86_64"), ("leonardo-booster", "a100-sxm4-64gb", 4, "x86_64"),
+    ("lumi-g", "mi250x", 8, "x86_64"), ("meluxina-gpu", "a100-sxm4-40gb", 4, "x86_64"),
+    ("karolina-gpu", "a100-sxm4-40gb", 8, "x86_64"), ("vega-gpu", "a100-sxm4-40gb", 4, "x86_64"),
+]
+
+
+def test_every_required_profile_is_shipped():
+    assert REQUIRED <= set(list_systems())
+
+
+@pytest.mark.parametrize("name,sku,gpus,arch", EXPECTED)
+def test_factory_profiles_match_hardware(name, sku, gpus, arch):
+    s = load_system(name)
+    assert (s.node.gpu_sku, s.node.gpus, s.node.arch, s.node.device) == (sku, gpus, arch, "cuda")
+    assert s.node.gpu_sku in catalog.load().ids()
+    assert s.scheduler == "slurm" and s.slurm.default_tasks_per_node == gpus  # one task per GPU
+    assert s.sources and all(u.startswith("https://") for u in s.sources)
+    assert s.unconfirmed, f"{name}: say what could not be confirmed"
+    assert s.queue().name == s.slurm.default_queue
+
+
+def test_profiles_hold_no_private_values():
+    for name in list_systems():
+        text = (SYSTEMS_DIR / f"{name}.toml").read_text()
+        raw = tomllib.loads(text)
+        assert "account" not in raw.get("slurm", {}) and "reservation" not in raw.get("slurm", {})
+
+
+def test_unknown_system_and_partition_list_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown system 'nosuch'.*jupiter-booster.*lumi-g"):
+        load_system("nosuch")
+    with pytest.raises(ConfigError, match="allowed: dev-g, small-g, standard-g"):
+        load_system("lumi-g").queue("gpu")
+
+
+def test_marenostrum_routes_by_qos_without_partition():
+    q = load_system("marenostrum5-acc").queue("acc_debug")
+    assert (q.partition, q.qos) == ("", "acc_debug")
+
+
+def _minimal(**changes):
+    raw = tomllib.loads((SYSTEMS_DIR / "local-slurm.toml").read_text())
+    for dotted, value in changes.items():
+        table = raw
+        *path, last = dotted.split(".")
+        for key in path:
+            table = table.setdefault(key, {})
+        table[last] = value
+    return raw
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"node.gpu_sku": "h100"}, "unknown node.gpu_sku.*h100-sxm5-80gb"),
+    ({"slurm.partitions.debug.partition": "debug; rm -rf /"}, "refused: only letters"),
+    ({"slurm.partitions.debug.qos": "$(id)"}, "refused: only letters"),
+    ({"slurm.constraint": "a100`x`"}, "refused"),
+    ({"slurm.srun_args": ["--mpi=pmix && evil"]}, "refused"),
+    ({"environment.vars": {"BAD-NAME": "1"}}, "not a valid identifier"),
+    ({"environment.setup": ["module load x\nrm -rf /"]}, "one line"),
+    ({"slurm.gpu_request": "magic"}, "unknown slurm.gpu_request"),
+    ({"slurm.default_partition": "nosuch"}, "unknown default_partition.*debug"),
+    ({"scheduler": "pbs"}, "unknown scheduler"),
+    ({"slurm.account": "proj123"}, "unknown key in .*slurm"),
+    ({"node.device": "tpu"}, "unknown node.device"),
+])
+def test_bad_profiles_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_system(_minimal(**changes), "test.toml")
+
+
+def test_env_values_with_shell_characters_are_kept_for_quoting():
+    s = parse_system(_minimal(**{"environment.vars": {"NCCL_NET": "AWS Libfabric; $(x)"}}), "t.toml")
+    assert ("NCCL_NET", "AWS Libfabric; $(x)") in s.env  # quoted when written (test_slurm_jobspec)
+
+
+def test_profile_file_by_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text((SYSTEMS_DIR / "vega-gpu.toml").read_text().replace('name = "vega-gpu"', 'name = "mine"'))
+    assert load_system(str(path)).name == "mine"
+    with pytest.raises(ConfigError, match="not found"):
+        load_system(str(tmp_path / "absent.toml"))
