@@ -81,3 +81,17 @@ def test_reference_is_generated_from_the_code():
         assert f"## {t.name}" in text
         for c in t.columns:
             assert f"| {c.name} | {c.type} |" in text
+
+
+def test_a_migration_may_rename_columns_in_a_mixed_version_frame(monkeypatch):
+    current = dict(schema_version=SCHEMA_VERSION, run_id="r", case_id="c", rank=0, metric="time_s",
+                   sample_index=0, value=1.0, unit="s")
+    old = dict(current, schema_version=SCHEMA_VERSION - 1, sample_index=1, val=2.0)
+    del old["value"]
+
+    def rename(table, df):
+        return df.rename(columns={"val": "value"}).assign(schema_version=df["schema_version"] + 1)
+
+    monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION - 1, rename)
+    out = schema.validate("samples", pd.DataFrame([current, old]))
+    assert sorted(out["value"]) == [1.0, 2.0] and set(out["schema_version"]) == {SCHEMA_VERSION}

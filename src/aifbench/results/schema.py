@@ -171,16 +171,19 @@ def migrate(name: str, df: pd.DataFrame) -> pd.DataFrame:
         raise SchemaError(
             f"{name}: schema version {max(newer)} is newer than this aifbench supports "
             f"({SCHEMA_VERSION}); upgrade aifbench to read it")
+    if versions == {SCHEMA_VERSION}:
+        return df
+    parts = []
     for v in sorted(versions):
-        if v == SCHEMA_VERSION:
-            continue
         part = df[df["schema_version"] == v]
+        # a frame mixing versions carries every version's columns: keep this version's own
+        part = part.dropna(axis=1, how="all") if len(versions) > 1 else part
         for step in range(v, SCHEMA_VERSION):
             if step not in MIGRATIONS:
                 raise SchemaError(f"{name}: no migration from schema version {step}")
             part = MIGRATIONS[step](name, part)
-        df = pd.concat([df[df["schema_version"] != v], part], ignore_index=True)
-    return df
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
