@@ -1,0 +1,227 @@
+"""End to end against the real local Slurm cluster (scripts/local-slurm.sh start): submit through
+submitit, multi-node gloo, job arrays, cancel, a killed task, preemption requeue, Slurm's own
+rejection. Marked `slurm`: skipped locally when the cluster is down, a failure when CI=true."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from aifbench.launch import slurm
+from aifbench.results.store import load
+
+pytestmark = pytest.mark.slurm
+REPO = Path(__file__).resolve().parents[1]
+SLOW = ["--only", "membw", "--set", "timing.repeats=100000", "--telemetry-hz", "0"]
+
+
+def _cluster_problem() -> str | None:
+    if not shutil.which("sinfo"):
+        return "Slurm client commands are not installed"
+    conf = REPO / ".slurm" / "etc" / "slurm.conf"
+    if "SLURM_CONF" not in os.environ and conf.exists():
+        os.environ["SLURM_CONF"] = str(conf)
+    try:
+        out = subprocess.run(["sinfo", "-h", "-N", "-p", "debug", "-o", "%N %t"], capture_output=True, text=True,
+                             timeout=15)
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 15 s"
+    usable = [ln for ln in out.stdout.splitlines() if ln.split()[-1].rstrip("*") in ("idle", "mix", "alloc")]
+    if out.returncode != 0 or len(usable) < 2:
+        return f"nodes n1, n2 of partition debug not up: {out.stdout.strip() or out.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    problem = _cluster_problem()
+    if problem:
+        message = f"local Slurm cluster absent ({problem}); start it with: scripts/local-slurm.sh start"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _submit(cli, *args: str, timeout: float = 300):
+    proc = cli("submit", *args, timeout=timeout)
+    return proc
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if (p / slurm.SUBMISSION_FILE).exists()]
+    return run_dir
+
+
+def _wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.25):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def _state(run_dir: Path) -> str:
+    record = slurm.Submission.load(run_dir)
+    (info,) = slurm.states(record).values()
+    return info.state
+
+
+def _cases(run_dir: Path, part: str = "main", rank: int = 0) -> set[str]:
+    path = run_dir / f"metrics.rank{rank:05d}.{part}.parquet"
+    if not path.exists():
+        return set()
+    try:
+        return set(load([path]).metrics["case_id"])
+    except Exception:  # replaced while reading
+        return set()
+
+
+def test_smoke_suite_on_one_node(aifbench_cli, tmp_path):
+    proc = _submit(aifbench_cli, "local-slurm-smoke", "--wait", "--wait-timeout", "240")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = _run_dir(tmp_path)
+    record = slurm.Submission.load(run_dir)
+    res = load([run_dir])
+    statuses = res.metrics.drop_duplicates("case_id")["status"]
+    assert len(statuses) == len(json.loads((run_dir / "plan.json").read_text())["suite_config"]["cases"])
+    assert set(statuses) <= {"ok", "skipped"} and (statuses == "ok").sum() >= 5
+    run = res.runs.iloc[0]
+    assert (run.launcher, run.system, run.partition, run.slurm_job_id) == ("slurm", "local-slurm", "debug",
+                                                                            record.jobs[0].job_id)
+    assert run.slurm_nodelist in ("n1", "n2")
+
+
+def test_collective_across_two_nodes_with_gloo(aifbench_cli, tmp_path):
+    proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", "--nodes", "2", "--only", "collectives",
+                   "--set", 'collectives.op=["all_reduce"]', "--wait", "--wait-timeout", "240")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = load([_run_dir(tmp_path)])
+    m = res.metrics
+    assert set(m["rank"]) == {0, 1} and set(m["world_size"]) == {2} and set(m["status"]) == {"ok"}
+    assert {"busbw_gbps", "algbw_gbps"} <= set(m[m["rank"] == 1]["metric"])
+    assert sorted(res.runs["slurm_node_id"]) == ["0", "1"] and set(res.runs["slurm_nodelist"]) == {"n[1-2]"}
+
+
+def test_four_point_sweep_as_one_job_array(aifbench_cli, tmp_path):
+    proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", "--only", "membw", "--mode", "array",
+                   "--array-parallelism", "2", "--telemetry-hz", "0", "--wait", "--wait-timeout", "240")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = _run_dir(tmp_path)
+    record = slurm.Submission.load(run_dir)
+    array_id = record.jobs[0].job_id.split("_")[0]
+    assert [j.job_id for j in record.jobs] == [f"{array_id}_{i}" for i in range(4)]
+    for i in range(4):  # every array task wrote its own shard with its own case
+        assert len(_cases(run_dir, f"a{i}")) == 1
+    assert load([run_dir]).metrics["case_id"].nunique() == 4
+    assert set(load([run_dir]).runs["slurm_array_task_id"]) == {"0", "1", "2", "3"}
+    jobs = aifbench_cli("jobs", run_dir.name)
+    assert jobs.stdout.count("COMPLETED") == 4, jobs.stdout
+
+
+def test_cancel_a_running_job(aifbench_cli, tmp_path):
+    proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", *SLOW)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = _run_dir(tmp_path)
+    _wait_until(lambda: _state(run_dir) == "RUNNING", 60, "the job to run")
+    cancel = aifbench_cli("cancel", run_dir.name[:20])
+    assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stdout + cancel.stderr
+    _wait_until(lambda: _state(run_dir) == "CANCELLED", 60, "state CANCELLED")
+    assert "CANCELLED" in aifbench_cli("jobs", run_dir.name).stdout
+    collect = aifbench_cli("collect", run_dir.name)
+    assert collect.returncode == 1, collect.stdout
+    failed = load([run_dir]).metrics.query("status == 'failed'")
+    assert len(failed) == 4 and failed["reason"].str.contains("CANCELLED").all()
+    again = aifbench_cli("cancel", run_dir.name)
+    assert again.returncode == 0 and "nothing to cancel" in again.stdout
+
+
+def _worker_pid(job_id: str) -> int:
+    out = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, timeout=15).stdout
+    rows = [ln.split() for ln in out.splitlines()[1:] if ln.split()]
+    return next(int(r[0]) for r in rows if r[2] == "0" and r[3] == "0")  # step 0, local task 0
+
+
+def test_killed_task_is_collected_with_its_reason(aifbench_cli, tmp_path):
+    proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", *SLOW)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = _run_dir(tmp_path)
+    job_id = slurm.Submission.load(run_dir).jobs[0].job_id
+    _wait_until(lambda: (run_dir / "runs.rank00000.main.parquet").exists(), 60, "the worker to start")
+    os.kill(_wait_until(lambda: _worker_pid(job_id), 30, "the worker pid"), signal.SIGKILL)
+    _wait_until(lambda: _state(run_dir) == "FAILED", 60, "state FAILED")
+    collect = aifbench_cli("collect", run_dir.name)
+    assert collect.returncode == 1, collect.stdout
+    m = load([run_dir]).metrics
+    failed = m[m["status"] == "failed"]
+    assert failed["case_id"].nunique() == 4 - len(_cases(run_dir))
+    reason = failed["reason"].iloc[0]
+    assert f"slurm job {job_id} FAILED" in reason and "Killed" in reason, reason
+    assert (run_dir / "metrics.rank00000.main-collected.parquet").exists()
+    assert aifbench_cli("collect", run_dir.name).returncode == 1  # idempotent: same rows, rewritten
+    assert len(load([run_dir]).metrics.query("status == 'failed'")) == len(failed)
+
+
+def test_preempted_job_requeues_and_resumes_without_duplicates(aifbench_cli, tmp_path):
+    proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", "--only", "membw",
+                   "--set", "timing.repeats=6000", "--telemetry-hz", "0")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = _run_dir(tmp_path)
+    job_id = slurm.Submission.load(run_dir).jobs[0].job_id
+    _wait_until(lambda: _cases(run_dir), 120, "a first case")
+    before = load([run_dir / "metrics.rank00000.main.parquet"]).metrics
+    # what Slurm does on preemption, and what submitit's own test helper sends: TERM then USR2
+    subprocess.run(["scancel", job_id, "--signal", "SIGTERM"], check=True, timeout=15)
+    subprocess.run(["scancel", job_id, "--signal", "USR2"], check=True, timeout=15)
+    _wait_until(lambda: _state(run_dir) == "PENDING", 60, "the requeued job to pend")
+    # a requeued job waits ~2 minutes (BeginTime) before Slurm restarts it: start it now
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=15)
+    _wait_until(lambda: _state(run_dir) == "COMPLETED", 180, "the requeued job to complete")
+    res = load([run_dir])
+    m, s = res.metrics, res.samples
+    assert m["case_id"].nunique() == 4 and set(m["status"]) == {"ok"}
+    assert not m.duplicated(["case_id", "rank", "metric", "stat"]).any()
+    assert not s.duplicated(["case_id", "rank", "metric", "sample_index"]).any()
+    kept = before.drop_duplicates("case_id").set_index("case_id")["started_utc"]
+    after = m.drop_duplicates("case_id").set_index("case_id")["started_utc"]
+    assert (after[kept.index] == kept).all(), "cases measured before the requeue must be kept, not re-run"
+    history = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True,
+                             text=True, timeout=15).stdout.split()
+    assert "REQUEUED" in history or "PREEMPTED" in history, history
+    assert aifbench_cli("collect", run_dir.name).returncode == 0
+
+
+def test_slurm_rejection_is_shown_and_nothing_is_left(aifbench_cli, tmp_path):
+    proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", "--account", "nosuchaccount")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Slurm rejected the job" in proc.stderr and "Invalid account" in proc.stderr
+    assert not any((tmp_path / "results").glob("*/plan.json")) if (tmp_path / "results").exists() else True
+
+
+def test_partition_and_size_checked_against_the_live_cluster(aifbench_cli, tmp_path):
+    from aifbench.systems import SYSTEMS_DIR
+
+    text = (SYSTEMS_DIR / "local-slurm.toml").read_text()
+    profile = tmp_path / "bigger.toml"
+    profile.write_text(text.replace("max_nodes = 2", "max_nodes = 8").replace("count = 2", "count = 8")
+                       .replace('[slurm.partitions.debug]\npartition = "debug"',
+                                '[slurm.partitions.debug]\npartition = "debug"\n\n[slurm.partitions.gpu]\npartition = "gpu"'))
+    too_big = _submit(aifbench_cli, "smoke", "--system", str(profile), "--nodes", "3")
+    assert too_big.returncode == 2 and "partition 'debug' has 2 node(s)" in too_big.stderr, too_big.stderr
+    absent = _submit(aifbench_cli, "smoke", "--system", str(profile), "--partition", "gpu")
+    assert absent.returncode == 2 and "partitions here: debug" in absent.stderr, absent.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_cluster_command_lists_gpu_gres(aifbench_cli):
+    proc = aifbench_cli("cluster")
+    assert proc.returncode == 0, proc.stderr
+    assert "debug" in proc.stdout and "gpu:4" in proc.stdout and "n2" in proc.stdout
