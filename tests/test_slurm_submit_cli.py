@@ -93,3 +93,10 @@ def test_local_system_through_submitit_local_executor(aifbench_cli, tmp_path):
     assert set(results.runs["launcher"]) == {"local"}
     jobs = aifbench_cli("jobs", run_dir.name)
     assert "COMPLETED" in jobs.stdout
+
+
+def test_slurm_system_without_slurm_commands_is_refused(aifbench_cli, tmp_path):
+    bindir = str(Path(sys.executable).parent)  # the venv only: no sinfo/sbatch on PATH
+    proc = aifbench_cli("submit", "smoke", "--system", "vega-gpu", env={"PATH": bindir})
+    assert proc.returncode == 2 and "has no Slurm commands" in proc.stderr, proc.stderr
+    assert not (tmp_path / "results").exists()

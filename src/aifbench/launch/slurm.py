@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -256,12 +257,13 @@ def submit(plan: Plan, req: JobRequest) -> Submission:
 
 def _submit_tasks(req: JobRequest, folder: Path, tasks: list[tuple[str, Plan]]) -> list[Any]:
     from submitit.core.utils import FailedJobError
+    from submitit.helpers import clean_env
 
     executor = make_executor(req, folder)
     packed = req.mode == "packed"
     captured = io.StringIO()  # submitit prints sbatch's stderr itself; we report it once
-    try:
-        with contextlib.redirect_stderr(captured):
+    try:  # clean_env: submitting from inside a Slurm job must not inherit its SLURM_* variables
+        with contextlib.redirect_stderr(captured), clean_env():
             if len(tasks) == 1:
                 return [executor.submit(SlurmTask(tasks[0][1].to_json(), packed))]
             with executor.batch():
@@ -275,8 +277,6 @@ def _submit_tasks(req: JobRequest, folder: Path, tasks: list[tuple[str, Plan]]) 
 
 
 def _remove_run_dir(run_dir: Path) -> None:
-    import shutil
-
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -312,7 +312,12 @@ def states(record: Submission, timeout_s: float = cluster.COMMAND_TIMEOUT_S) -> 
 
 def check_live(req: JobRequest, timeout_s: float = cluster.COMMAND_TIMEOUT_S) -> None:
     """Before sbatch: the partition exists here and has enough nodes (ConfigError otherwise)."""
-    if req.system.scheduler != "slurm" or not req.queue.partition:
+    if req.system.scheduler != "slurm":
+        return
+    if not cluster.slurm_available() or shutil.which("sbatch") is None:
+        raise ConfigError(f"system {req.system.name!r} is submitted through Slurm, but this machine has no Slurm "
+                          "commands; log in to the system, or use --dry-run, or --system local")
+    if not req.queue.partition:
         return
     try:
         parts = {p.name: p for p in cluster.partitions()}
