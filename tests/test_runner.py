@@ -105,3 +105,14 @@ def test_ranks_resume_only_the_cases_every_rank_kept(tmp_path):
     tmp_mp.spawn(_agree_worker, args=(str(tmp_path / "init"), tmp_path), nprocs=2, join=True)
     assert _json.loads((tmp_path / "0.json").read_text()) == {"a": "ok"}
     assert _json.loads((tmp_path / "1.json").read_text()) == {"a": "ok"}
+
+
+def test_rank_device_follows_gpu_binding():
+    from aifbench.errors import LaunchError
+    from aifbench.runner import rank_device
+
+    assert rank_device("cpu", 3) == "cpu"
+    assert rank_device("cuda", 2, visible=4) == "cuda:2"
+    assert rank_device("cuda", 3, visible=1) == "cuda:0"  # one GPU bound per task by the scheduler
+    with pytest.raises(LaunchError, match="local rank 5 has no GPU"):
+        rank_device("cuda", 5, visible=4)

@@ -22,7 +22,7 @@ from aifbench import SCHEMA_VERSION, provenance, registry
 from aifbench import metrics as metric_dict
 from aifbench.benchmarks.base import Benchmark, Context, Measurement, Metric
 from aifbench.config import Case, build_config
-from aifbench.errors import SkipCase
+from aifbench.errors import LaunchError, SkipCase
 from aifbench.plan import Plan
 from aifbench.results.store import ShardWriter
 from aifbench.telemetry.base import NullSampler, Window
@@ -57,8 +57,20 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def rank_device(plan_device: str, local_rank: int) -> str:
-    return f"cuda:{local_rank}" if plan_device == "cuda" else "cpu"
+def rank_device(plan_device: str, local_rank: int, visible: int | None = None) -> str:
+    """This rank's torch device: cuda:<local rank>, or cuda:0 where the scheduler binds one GPU
+    per task (each task then sees a single device)."""
+    if plan_device != "cuda":
+        return "cpu"
+    if visible is None:
+        import torch
+
+        visible = torch.cuda.device_count()
+    if visible == 1:
+        return "cuda:0"
+    if not 0 <= local_rank < visible:
+        raise LaunchError(f"local rank {local_rank} has no GPU: {visible} visible to this task")
+    return f"cuda:{local_rank}"
 
 
 def build_context(plan: Plan, info: RankInfo, device: str, device_name: str, pci_id: str | None) -> Context:
