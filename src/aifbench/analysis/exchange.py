@@ -92,7 +92,7 @@ def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
     if int(meta.get("bundle_format", 0)) > BUNDLE_FORMAT:
         raise SchemaError(f"{path}: bundle format {meta['bundle_format']} is newer than this aifbench "
                           f"supports ({BUNDLE_FORMAT}); upgrade aifbench")
-    df = pq.read_table(path).to_pandas()
+    df = store.read_parquet(path).to_pandas()
     if TABLE_COLUMN not in df.columns:
         raise ConfigError(f"{path}: no '{TABLE_COLUMN}' column; not an aifbench bundle")
     unknown = set(df[TABLE_COLUMN].dropna().unique()) - set(schema.TABLES)

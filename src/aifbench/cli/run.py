@@ -101,9 +101,9 @@ def _run_local(plan, nproc: int) -> bool:
         def poll():
             if shard.exists():
                 try:
-                    import pyarrow.parquet as pq
+                    from aifbench.results.store import read_parquet
 
-                    done = len(set(pq.read_table(shard, columns=["case_id"]).column(0).to_pylist()))
+                    done = len(set(read_parquet(shard, columns=["case_id"]).column(0).to_pylist()))
                     progress.update(task, completed=done)
                 except Exception:  # being replaced right now; next poll
                     pass

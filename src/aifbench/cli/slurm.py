@@ -181,14 +181,14 @@ def _count(states) -> str:
 
 def _cases_done(run_dir: Path) -> int:
     """(case, rank) pairs with rows in the tasks' own metrics shards."""
-    import pyarrow.parquet as pq
+    from aifbench.results.store import read_parquet
 
     done = 0
     for shard in run_dir.glob("metrics.rank*.parquet"):
         if shard.name.endswith("-collected.parquet"):
             continue
         try:
-            done += len(set(pq.read_table(shard, columns=["case_id"]).column(0).to_pylist()))
+            done += len(set(read_parquet(shard, columns=["case_id"]).column(0).to_pylist()))
         except Exception:  # being replaced right now
             pass
     return done

@@ -52,6 +52,17 @@ def shard_name(table: str, rank: int, part: str = "main") -> str:
     return name
 
 
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet file through one open file handle.
+
+    pq.read_table(path) may open the path more than once (footer, then pages); if a writer
+    renames a new shard into place between the opens, the pages and the footer come from
+    different files. One handle pins one inode, so a reader sees the old or the new shard whole.
+    """
+    with open(path, "rb") as fh:
+        return pq.read_table(pa.BufferReader(fh.read()), columns=columns)
+
+
 def write_shard(path: Path, table: str, df: pd.DataFrame) -> Path:
     """Validate `df` against the table schema and write it atomically to `path`."""
     df = schema.validate(table, df)
@@ -101,7 +112,7 @@ class ShardWriter:
         path = self.run_dir / shard_name(table, self.rank, self.part)
         if not path.exists():
             return schema.empty(table)
-        return schema.validate(table, pq.read_table(path).to_pandas())
+        return schema.validate(table, read_parquet(path).to_pandas())
 
 
 @dataclass
@@ -142,7 +153,7 @@ def read_shard(path: Path) -> tuple[str, pd.DataFrame]:
         raise SchemaError(f"not a shard name (<table>.rank<NNNNN>.<part>.parquet): {path.name}")
     table = m["table"]
     try:
-        df = pq.read_table(path).to_pandas()
+        df = read_parquet(path).to_pandas()
     except (OSError, pa.ArrowException) as exc:
         raise SchemaError(f"unreadable Parquet: {exc}") from None
     return table, schema.validate(table, df)
