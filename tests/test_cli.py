@@ -57,6 +57,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(aifbench_cli, tmp_path,
     assert not (tmp_path / "res").exists()
 
 
+def test_dry_run_lists_the_cases_and_writes_nothing(aifbench_cli, tmp_path):
+    proc = aifbench_cli("run", "smoke", "--only", "gemm", "--set", "gemm.m=77", "--dry-run", "--results", "res")
+    assert proc.returncode == 0, proc.stderr
+    assert "0000-gemm-" in proc.stdout and '"m": 77' in proc.stdout
+    assert not (tmp_path / "res").exists()
+
+
 def test_list_and_schema(aifbench_cli):
     listing = aifbench_cli("list")
     assert listing.returncode == 0 and "gemm" in listing.stdout and "smoke" in listing.stdout

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--system", default="local", help="system name recorded with the results (default: local)")
     p.add_argument("--telemetry-hz", type=float, default=10.0, metavar="HZ",
                    help="telemetry sampling rate during timed regions; 0 disables (default: 10)")
+    p.add_argument("--dry-run", action="store_true", help="print the cases that would run, run nothing")
     p.set_defaults(func=cmd_run)
 
 
@@ -59,6 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.telemetry_hz < 0:
         raise ConfigError(f"--telemetry-hz must be >= 0, got {args.telemetry_hz}")
     suite = load_suite(args.suite, args.overrides, args.only)
+    if args.dry_run:
+        return _print_cases(suite)
     device = resolve_device(args.device)
     check_nproc(args.nproc, device)
     plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=args.results,
@@ -66,6 +69,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                            telemetry_interval_s=1.0 / args.telemetry_hz if args.telemetry_hz else 0.0)
     failed = _run_inprocess(plan) if args.nproc == 1 else _run_local(plan, args.nproc)
     return _summarize(plan, failed)
+
+
+def _print_cases(suite) -> int:
+    import json
+
+    from rich.table import Table
+
+    from aifbench.cli.output import console
+
+    table = Table(title=f"suite {suite.name}: {len(suite.cases)} cases (timing {suite.timing})",
+                  title_justify="left")
+    for col in ("case", "benchmark", "params"):
+        table.add_column(col, overflow="fold")
+    for c in suite.cases:
+        table.add_row(c.case_id, c.benchmark, json.dumps(c.params, sort_keys=True))
+    console.print(table)
+    return 0
 
 
 def _progress():
