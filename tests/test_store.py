@@ -77,3 +77,16 @@ def test_run_ids_sort_by_time_and_are_unique():
     ids = {new_run_id("smoke") for _ in range(50)}
     assert len(ids) == 50
     assert all("-smoke-" in i for i in ids)
+
+
+def test_shards_get_the_permissions_of_a_plain_file(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        w = ShardWriter(tmp_path, "r1")
+        w.add("metrics", [metric_row()])
+        (path,) = w.flush()
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the project, not mkstemp's 0600

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aifbench.atomic import atomic_write_text
 from aifbench.config import Case, Suite
 from aifbench.timing import TimingConfig
 
@@ -70,11 +71,7 @@ class Plan:
         return cls(**data)
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> "Plan":

@@ -9,10 +9,8 @@ every case, so a crash loses at most the case in flight.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError, SchemaError
 from aifbench.results import schema
 
@@ -65,17 +64,8 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
 
 def write_shard(path: Path, table: str, df: pd.DataFrame) -> Path:
     """Validate `df` against the table schema and write it atomically to `path`."""
-    df = schema.validate(table, df)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    arrow = pa.Table.from_pandas(schema.validate(table, df), preserve_index=False)
+    return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
 
 
 @dataclass

@@ -1,0 +1,39 @@
+"""Atomic file writes: write a temporary file in the target directory, then rename it in place.
+
+os.replace is atomic on POSIX within one file system, so readers see the old file or the new
+one, never a half-written one. The file gets the permissions a plain open() would give it
+(0666 minus the umask), not mkstemp's private 0600, so a project's shared results stay readable.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
+    """Call `write(tmp_path)` to produce the content, then rename it to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
