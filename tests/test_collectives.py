@@ -182,3 +182,15 @@ def test_every_collective_across_three_local_processes(tmp_path):
 
 def test_all_operations_are_covered():
     assert set(OPS) == {"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv"}
+
+
+def test_more_ranks_than_gpus_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """--nproc above the visible GPU count: one clear line, exit 2, no results (a 2-GPU node faked)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    suite = write(tmp_path / "coll.toml", SUITE)
+    code = main(["run", str(suite), "--nproc", "4", "--results", str(tmp_path / "r")])
+    assert code == 2 and not (tmp_path / "r").exists()
+    assert "--nproc 4 is more than the 2 visible GPU(s); allowed: 1..2" in capsys.readouterr().err

@@ -60,6 +60,46 @@ def test_gemm_cpu_rotates_buffers_and_reports_tflops(dtype):
     assert "value" in rows(out, "harness_overhead_pct")
 
 
+def test_bare_loop_times_torch_called_directly_and_reports_the_difference():
+    bench = Gemm(GemmConfig(shape="square", m=48, dtype="fp32", buffers=2, bare_loop=True), CPU)
+    out = run(bench)
+    o = bench.sets[0]
+    direct = bench.direct(o)  # torch.matmul(a, b): a fresh result, not the harness's C buffer
+    assert direct.data_ptr() != o.c.data_ptr() and torch.equal(direct, o.c)
+    median, bare = rows(out, "tflops")["median"], rows(out, "bare_loop_tflops")["mean"]
+    overhead = rows(out, "harness_overhead_pct")["value"]
+    assert overhead.value == pytest.approx(100 * (bare.value - median.value) / bare.value)
+    assert bare.n_samples == FAST.repeats and "torch.matmul" in bare.detail and overhead.detail == bare.detail
+
+
+def test_a_wrong_direct_call_fails_the_check_before_timing():
+    bench = Gemm(GemmConfig(shape="square", m=32, dtype="fp32", buffers=1, bare_loop=True), CPU)
+    bench.setup()
+    bench.direct = lambda o: torch.zeros_like(o.c)
+    with pytest.raises(CorrectnessError, match="relative error"):
+        bench.check()
+
+
+def test_warmup_s_settles_before_timing():
+    bench = Gemm(GemmConfig(shape="square", m=16, dtype="fp32", buffers=1, warmup_s=0.05), CPU)
+    detail = rows(run(bench), "tflops")["median"].detail
+    calls = int(detail.split("settled=")[1].split()[0])
+    assert calls >= 8 and calls % 8 == 0 and detail.endswith("in 0.05s")
+    assert gemm_mod.settle(lambda: None, 0.0, "cpu") == 0
+
+
+@pytest.mark.parametrize("bench", [Gemm(GemmConfig(shape="square", m=8192, gpu_only=True), CPU),
+                                   Membw(MembwConfig(size_bytes=1 << 32, gpu_only=True), CPU)])
+def test_gpu_only_cases_are_skipped_on_cpu_with_the_reason(bench):
+    reason = bench.skip_reason()
+    assert reason.startswith("gpu_only: this case is sized for a GPU") and "device is cpu" in reason
+
+
+def test_gemm_too_big_for_host_memory_is_skipped():
+    reason = Gemm(GemmConfig(shape="square", m=1 << 20, dtype="fp64"), CPU).skip_reason()
+    assert reason.startswith("needs ") and "GiB" in reason and "1048576x1048576x1048576 fp64" in reason
+
+
 def test_auto_buffers_exceed_four_times_the_cache():
     assert auto_buffers(set_bytes=1 << 20, cache_bytes=32 << 20) == 16  # capped
     assert auto_buffers(set_bytes=10 << 20, cache_bytes=32 << 20) == 13

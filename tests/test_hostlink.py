@@ -99,8 +99,20 @@ def test_hostlink_sweep_through_the_runner_on_cpu(tmp_path):
 name = "h"
 [[case]]
 benchmark = "hostlink"
-sweep = { direction = ["h2d", "d2h", "bidir"], memory = ["pinned", "pageable"], size_bytes = [4096, 1048576] }
+sweep = { direction = ["h2d", "d2h", "bidir"], memory = ["pinned", "pageable"] }
 """)
     assert main(["run", str(suite), "--results", str(tmp_path / "r"), "--device", "cpu", "--telemetry-hz", "0"]) == 0
     df = load([tmp_path / "r"]).metrics
-    assert len(df) == 12 and set(df["status"]) == {"skipped"} and df["reason"].str.contains("host<->GPU").all()
+    assert len(df) == 6 and set(df["status"]) == {"skipped"} and df["reason"].str.contains("host<->GPU").all()
+
+
+def test_copies_that_do_not_fit_host_memory_are_skipped(monkeypatch):
+    """The host-memory half of the size check runs on CPU (the device half needs a GPU)."""
+    monkeypatch.setattr(detect, "free_bytes", lambda device, share=1: 1 << 40)  # a roomy GPU
+    ctx = Context(device="cuda:0", world_size=4)
+    reason = Hostlink(HostlinkConfig(direction="bidir", size_bytes=1 << 45), ctx).skip_reason()
+    assert reason.startswith("needs") and "of device buffers" in reason
+    huge_host = detect.host_available_bytes(4)
+    monkeypatch.setattr(detect, "free_bytes", lambda device, share=1: (1 << 50) if device != "cpu" else huge_host)
+    reason = Hostlink(HostlinkConfig(direction="bidir", size_bytes=huge_host), ctx).skip_reason()
+    assert reason.startswith("needs") and "of host buffers" in reason and reason.endswith("free on cpu")

@@ -27,14 +27,13 @@ from __future__ import annotations
 import dataclasses
 import socket
 from dataclasses import dataclass
-import torch
 
 from aifbench.benchmarks import _collective_ops as ops
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
-from aifbench.errors import CorrectnessError, SkipCase
+from aifbench.errors import CorrectnessError
 from aifbench.registry import register
 from aifbench.timing import Timer
-from aifbench.units import GiB, MiB
+from aifbench.units import MiB
 
 OPS = ops.OPS
 
@@ -82,17 +81,12 @@ class Collectives(Benchmark):
         return ops.element_count(self.config.op, self.config.size_bytes, self.n, ops.DTYPES[self.config.dtype])
 
     def _local_skip_reason(self) -> str | None:
+        from aifbench.hardware.detect import memory_skip_reason
+
         need = ops.memory_factor(self.config.op, self.n) * self._count() * ops.DTYPES[self.config.dtype].itemsize
         if self.ctx.is_cuda:
-            free = torch.cuda.mem_get_info(self.ctx.device)[0]
             need += 256 * MiB  # NCCL's own buffers and the check's chunk
-        else:
-            import psutil
-
-            free = psutil.virtual_memory().available // max(1, self.n)
-        if need > 0.9 * free:
-            return f"needs {need / GiB:.2f} GiB per rank, {free / GiB:.2f} GiB free on {self.ctx.device}"
-        return None
+        return memory_skip_reason(need, self.ctx.device, self.n, " per rank")
 
     def skip_reason(self) -> str | None:
         if self.n < 2:

@@ -23,7 +23,7 @@ from aifbench.errors import CorrectnessError
 from aifbench.metrics import define
 from aifbench.registry import register
 from aifbench.timing import Timer
-from aifbench.units import GiB, MiB
+from aifbench.units import MiB
 
 DIRECTIONS = ("h2d", "d2h", "bidir")
 MEMORY = ("pinned", "pageable")
@@ -76,15 +76,12 @@ class Hostlink(Benchmark):
     def skip_reason(self) -> str | None:
         if not self.ctx.is_cuda:
             return "hostlink measures host<->GPU copies; on device cpu host and device memory are the same"
-        need = len(self._directions()) * self.config.size_bytes
-        free = torch.cuda.mem_get_info(self.ctx.device)[0]
-        import psutil
+        from aifbench.hardware.detect import memory_skip_reason
 
-        host_free = psutil.virtual_memory().available // max(1, self.ctx.world_size)
-        if need > 0.9 * free or 2 * need > 0.8 * host_free:
-            return (f"needs {need / GiB:.2f} GiB on {self.ctx.device} ({free / GiB:.2f} free) and "
-                    f"{2 * need / GiB:.2f} GiB of host memory ({host_free / GiB:.2f} available)")
-        return None
+        need = len(self._directions()) * self.config.size_bytes
+        # host: the buffers, plus the source pattern staged for d2h
+        return (memory_skip_reason(need, self.ctx.device, what=" of device buffers")
+                or memory_skip_reason(2 * need, "cpu", self.ctx.world_size, " of host buffers", fraction=0.8))
 
     def setup(self) -> None:
         n, dev = self.config.size_bytes, self.ctx.device

@@ -44,6 +44,7 @@ class MembwConfig:
     op: str = param("triad", "STREAM kernel: copy (c=a), scale (b=q*c), add (c=a+b), triad (a=b+q*c)", choices=OPS)
     dtype: str = param("fp32", "element type (STREAM's reference uses fp64; bandwidth is the same)",
                        choices=tuple(DTYPES))
+    gpu_only: bool = param(False, "skip this case on a CPU device, with the reason (cases sized for a GPU)")
 
 
 def kernel(op: str, arrays: dict[str, torch.Tensor]) -> Callable[[], object]:
@@ -80,16 +81,12 @@ class Membw(Benchmark):
         return self.config.size_bytes // DTYPES[self.config.dtype].itemsize
 
     def skip_reason(self) -> str | None:
-        need = 3 * self._elements() * DTYPES[self.config.dtype].itemsize
-        if self.ctx.is_cuda:
-            free = torch.cuda.mem_get_info(self.ctx.device)[0]
-        else:
-            import psutil
+        from aifbench.hardware.detect import memory_skip_reason
 
-            free = psutil.virtual_memory().available // max(1, self.ctx.world_size)
-        if need > 0.9 * free:
-            return f"needs {need / GiB:.2f} GiB for 3 arrays, {free / GiB:.2f} GiB free on {self.ctx.device}"
-        return None
+        need = 3 * self._elements() * DTYPES[self.config.dtype].itemsize
+        if self.config.gpu_only and not self.ctx.is_cuda:
+            return f"gpu_only: this case is sized for a GPU ({need / GiB:.1f} GiB); device is {self.ctx.device}"
+        return memory_skip_reason(need, self.ctx.device, self.ctx.world_size, " for 3 arrays")
 
     def setup(self) -> None:
         n, dt, dev = self._elements(), DTYPES[self.config.dtype], self.ctx.device

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aifbench.units import GiB
+
 log = logging.getLogger(__name__)
 
 SYSFS_PCI = Path("/sys/bus/pci/devices")
@@ -205,6 +207,34 @@ def host_link(device: str, root: Path = SYSFS_PCI) -> HostLink:
     if link is None:
         link = sysfs_link(pci_bus_id(device), root)
     return link or HostLink("unknown", via="neither NVML nor sysfs reported the link")
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+def free_bytes(device: str, share: int = 1) -> int:
+    """Bytes a benchmark may allocate on `device` now: free GPU memory (cuda), or host memory
+    available (psutil) divided among `share` ranks that allocate from it (cpu)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    return host_available_bytes(share)
+
+
+def host_available_bytes(share: int = 1) -> int:
+    """Host memory available now (psutil), divided among `share` ranks on this node."""
+    import psutil
+
+    return int(psutil.virtual_memory().available) // max(1, share)
+
+
+def memory_skip_reason(need_bytes: float, device: str, share: int = 1, what: str = "",
+                       fraction: float = 0.9) -> str | None:
+    """Why `need_bytes` does not fit in `fraction` of what `device` has free, or None."""
+    free = free_bytes(device, share)
+    if need_bytes > fraction * free:
+        return f"needs {need_bytes / GiB:.2f} GiB{what}, {free / GiB:.2f} GiB free on {device}"
+    return None
 
 
 # --- caches ---------------------------------------------------------------------------------
