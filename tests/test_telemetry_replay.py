@@ -130,9 +130,9 @@ def test_shipped_traces_are_what_the_generator_writes(tmp_path):
 
 
 def test_record_then_replay_gives_the_same_windows(tmp_path):
-    profile, windows, _ = scripted.h100_pcie_ecc()
-    direct = NvmlSampler(scripted.ScriptedDevice(profile, windows), 0.1)
-    recorded = NvmlSampler(RecordingDevice(scripted.ScriptedDevice(profile, windows), tmp_path / "t.jsonl"), 0.1)
+    device, windows, _ = scripted.h100_pcie_ecc()
+    direct = NvmlSampler(device, 0.1)
+    recorded = NvmlSampler(RecordingDevice(scripted.h100_pcie_ecc()[0], tmp_path / "t.jsonl"), 0.1)
     first = []
     for case_id, _ in windows:
         for s in (direct, recorded):

@@ -147,7 +147,7 @@ def test_recorder_without_nvml_exits_2(tmp_path, capsys):
 def test_every_failing_nvml_call_leaves_its_field_empty():
     """The real pynvml with no library loaded: every call fails with an NVML error code."""
     pynvml = pytest.importorskip("pynvml")
-    device = PynvmlDevice(pynvml, None)
+    device = PynvmlDevice(pynvml, [None])
     with pytest.raises(NvmlCallError) as exc:
         device.read("temperature")
     assert exc.value.code != 0

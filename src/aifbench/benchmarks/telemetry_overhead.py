@@ -71,6 +71,11 @@ class TelemetryOverhead(Benchmark):
         c, dev = self.config, self.ctx.device
         if c.dtype == "tf32" and not dev.startswith("cuda"):
             return "tf32 is a CUDA tensor-core mode; on CPU use fp32"
+        probe = self._sampler(c.low_hz)
+        live, what = getattr(probe, "live", False), probe.describe()
+        probe.close()
+        if not live:  # off, unavailable, or a replayed trace (no thread, nothing to cost)
+            return f"no live telemetry sampler to measure here ({what})"
         if dev.startswith("cuda"):
             if c.dtype == "bf16" and not torch.cuda.is_bf16_supported():
                 return "bf16 needs compute capability 8.0 or newer"
@@ -105,6 +110,12 @@ class TelemetryOverhead(Benchmark):
     def teardown(self) -> None:
         self.a = self.b = self.c = None
 
+    def _sampler(self, hz: float):
+        """A sampler like the runner's for this device, polling at `hz`, never recording a trace."""
+        from aifbench.telemetry.select import open_sampler
+
+        return open_sampler(self.ctx.device, 1.0 / hz, record=False)
+
     def _call(self) -> None:
         import torch
 
@@ -112,13 +123,11 @@ class TelemetryOverhead(Benchmark):
 
     def measure(self, timer: Timer) -> Measurement:
         from aifbench.telemetry.sampling import suspended
-        from aifbench.telemetry.select import open_sampler
 
         c = self.config
         flop = 2.0 * c.size ** 3
         with suspended(), _Tf32(c.dtype):
-            samplers = {"low": open_sampler(self.ctx.device, 1.0 / c.low_hz),
-                        "high": open_sampler(self.ctx.device, 1.0 / c.high_hz)}
+            samplers = {"low": self._sampler(c.low_hz), "high": self._sampler(c.high_hz)}
             try:
                 one = timer.time(self._call, warmup=max(1, timer.config.warmup), repeats=3).median_s
                 calls = max(1, round(c.round_s / one))

@@ -2,7 +2,8 @@
 
 The runner calls `efficiency_metrics(measurement.metrics, window.metrics)` and stores the
 result with the case. tflops_per_w = tflops / power_mean_w; gbps_per_w = gbps / power_mean_w;
-tokens_per_j = tokens_per_s / power_mean_w (tokens/s over J/s). power_mean_w covers the
+tokens_per_j = tokens per second of this device / power_mean_w (tokens/s over J/s). The
+throughput is the rank's (per device), the power its own device's: power_mean_w covers the
 whole window around measure(), warm-up included; its scope (gpu, cpu-package) is carried
 into the detail. Nothing is emitted without both a throughput and a mean power.
 """
@@ -17,7 +18,8 @@ from aifbench.benchmarks.base import Metric
 SOURCES = {
     "tflops_per_w": ("tflops", "model_tflops_per_device"),
     "gbps_per_w": ("gbps", "hbm_gbps", "busbw_gbps"),
-    "tokens_per_j": ("tokens_per_s", "decode_tokens_per_s", "prefill_tokens_per_s"),
+    # per device first: llm_train's tokens_per_s counts every rank's tokens, the power is one GPU's
+    "tokens_per_j": ("tokens_per_s_per_device", "tokens_per_s", "decode_tokens_per_s", "prefill_tokens_per_s"),
 }
 STAT_PREFERENCE = ("median", "value", "mean", "p50")
 

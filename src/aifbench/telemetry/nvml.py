@@ -1,12 +1,17 @@
-"""NVML sampler: one GPU's power, energy, clocks, temperature, throttling and errors per window.
+"""GPU sampler: power, energy, clocks, temperature, throttling and errors of the rank's GPU per window.
 
-Reads go through a DeviceAccess (aifbench.telemetry.nvml_device): a live GPU or a replayed
-trace, the same code above it. Instantaneous power comes from the field API
-(NVML_FI_DEV_POWER_INSTANT; nvmlDeviceGetPowerUsage is a 1 s average on Ampere and later and
-is only the fallback), each field's return code checked. Energy: the total-energy counter
-delta when the window lasts >= 1 s (it updates every 10-100 ms), else the trapezoid
-integral of the power samples; the method and scope go into the metric's detail. Any call the
-device does not support leaves its field empty and is not asked again.
+Reads go through a DeviceAccess (aifbench.telemetry.nvml_device) in NVML's vocabulary: live
+NVIDIA GPUs, AMD GPUs through amdsmi, or a replayed trace, the same code above it.
+Instantaneous power comes from the field API (NVML_FI_DEV_POWER_INSTANT;
+nvmlDeviceGetPowerUsage is a 1 s average on Ampere and later and is only the fallback), each
+field's return code checked. Energy: the total-energy counter delta when the window lasts
+>= 1 s (it updates every 10-100 ms) and agrees with the power samples within 3x, else the
+trapezoid integral of the power samples; the method and scope go into the metric's detail.
+Any call the device does not support leaves its field empty and is not asked again.
+
+Every poll reads every slot of the access (the rank's own GPU and, by policy, the other
+visible GPUs; see aifbench.telemetry.gpus). Window metrics and validity flags describe the
+own GPU (slot 0); the other GPUs only add rows to the telemetry table.
 """
 
 from __future__ import annotations
@@ -51,41 +56,55 @@ FIELD_KEYS = tuple(f"{fid}@{scope}" for _, fid, scope, _ in INSTANT_FIELDS + COU
 ERROR_COUNTERS = ("ecc_corrected_volatile", "ecc_uncorrected_volatile", "retired_pages_sbe", "retired_pages_dbe",
                   "remapped_rows_correctable", "remapped_rows_uncorrectable")
 CLOCK_SM, CLOCK_MEM = 1, 2  # nvmlClockType_t
+# (field, query, args, factor to the field's unit)
+SIMPLE_READS = (("energy_counter_j", "energy", (), 1e-3), ("sm_clock_mhz", "clock", (CLOCK_SM,), 1),
+                ("mem_clock_mhz", "clock", (CLOCK_MEM,), 1), ("temperature_c", "temperature", (), 1),
+                ("memory_used_bytes", "memory_used", (), 1), ("clocks_event_reasons", "clocks_event_reasons", (), 1))
+
+
+class _Gpu:
+    """What the sampler keeps per slot: static info, reads that failed for good, counter history."""
+
+    def __init__(self, dev: DeviceAccess, slot: int):
+        self.dev, self.slot = dev, slot
+        self.unsupported: dict[str, str] = {}  # field or query -> why it stays empty
+        self.prev: dict[str, tuple[float, float]] = {}
+        self.info = {q: self.read(q) for q in ("name", "uuid", "index", "pid", "power_limit")}
+        self.info["max_sm_clock"] = self.read("max_clock", CLOCK_SM)
+
+    def read(self, query: str, *args: Any) -> Any:
+        """One read; None when it fails. Permanent failures are remembered and not retried."""
+        key = call_key(query, args)
+        if key in self.unsupported:
+            return None
+        try:
+            return self.dev.read(query, *args, slot=self.slot)
+        except NvmlCallError as exc:
+            if exc.code in PERMANENT_ERRORS:
+                self.unsupported[key] = f"NVML error {exc.code}"
+            else:
+                log.debug("%s %s (slot %d) failed: %s", self.dev.source, key, self.slot, exc)
+            return None
 
 
 class NvmlSampler(PollingSampler):
-    """Samples one NVML device; metrics and flags per window (see module doc)."""
+    """Samples the GPUs of one DeviceAccess (NVML, amdsmi or a replay); metrics and flags per
+    window describe slot 0, the rank's own device; the other slots add telemetry rows only."""
 
     def __init__(self, device: DeviceAccess, interval_s: float = DEFAULT_INTERVAL_S, *,
                  min_clock_fraction: float = DEFAULT_MIN_CLOCK_FRACTION):
         super().__init__(interval_s)
         self.dev = device
         self.live = device.live
-        self.source = "nvml" if device.live else "replay"
+        self.source = getattr(device, "source", "nvml")
         self.min_clock_fraction = float(min_clock_fraction)
-        self.unsupported: dict[str, str] = {}  # field or query -> why it stays empty
-        self._prev: dict[str, tuple[float, float]] = {}
+        self.gpus = [_Gpu(device, slot) for slot in range(max(1, int(getattr(device, "slots", 1))))]
+        self.info, self.unsupported = self.gpus[0].info, self.gpus[0].unsupported
         self._last_processes_t: float | None = None
-        self.info = {q: self._try(q) for q in ("name", "uuid", "index", "pid", "power_limit")}
-        self.info["max_sm_clock"] = self._try("max_clock", CLOCK_SM)
-
-    # --- reading --------------------------------------------------------------------------
-    def _try(self, query: str, *args: Any) -> Any:
-        """One read; None when it fails. Permanent failures are remembered and not retried."""
-        key = call_key(query, args)
-        if key in self.unsupported:
-            return None
-        try:
-            return self.dev.read(query, *args)
-        except NvmlCallError as exc:
-            if exc.code in PERMANENT_ERRORS:
-                self.unsupported[key] = f"NVML error {exc.code}"
-            else:
-                log.debug("NVML %s failed: %s", key, exc)
-            return None
 
     def _begin(self, case_id: str) -> None:
-        self._prev.clear()
+        for g in self.gpus:
+            g.prev.clear()
         self._last_processes_t = None
         self.dev.begin_window(case_id)
 
@@ -96,67 +115,78 @@ class NvmlSampler(PollingSampler):
         t = self.dev.poll_start()
         if t is None:
             return None
+        processes = self._last_processes_t is None or t - self._last_processes_t >= PROCESS_EVERY_S
+        if processes:
+            self._last_processes_t = t
+        values = [self._read_gpu(g, t, processes) for g in self.gpus]
+        return Sample(t, values[0], others=values[1:])
+
+    def _read_gpu(self, g: _Gpu, t: float, processes: bool) -> dict[str, float]:
         v: dict[str, float] = {}
-        self._read_fields(t, v)
+        self._read_fields(g, t, v)
         if "power_w" not in v:
-            mw = self._try("power_usage")
+            mw = g.read("power_usage")
             if mw is not None:
                 v["power_avg_1s_w"] = mw * 1e-3
-        simple = (("energy_counter_j", "energy", (), 1e-3), ("sm_clock_mhz", "clock", (CLOCK_SM,), 1),
-                  ("mem_clock_mhz", "clock", (CLOCK_MEM,), 1), ("temperature_c", "temperature", (), 1),
-                  ("memory_used_bytes", "memory_used", (), 1), ("clocks_event_reasons", "clocks_event_reasons", (), 1))
-        for name, query, args, factor in simple:
-            raw = self._try(query, *args)
+        for name, query, args, factor in SIMPLE_READS:
+            raw = g.read(query, *args)
             if raw is not None:
                 v[name] = raw * factor
-        util = self._try("utilization")
+        util = g.read("utilization")
         if util is not None:
             v["gpu_util_pct"], v["mem_util_pct"] = float(util[0]), float(util[1])
-        if self._last_processes_t is None or t - self._last_processes_t >= PROCESS_EVERY_S:
-            self._read_processes(t, v)
-        return Sample(t, v)
+        if processes:
+            self._read_processes(g, v)
+        return v
 
-    def _read_fields(self, t: float, v: dict[str, float]) -> None:
-        got = self._try("fields", FIELD_KEYS) or {}
+    def _read_fields(self, g: _Gpu, t: float, v: dict[str, float]) -> None:
+        got = g.read("fields", FIELD_KEYS) or {}
         for name, fid, scope, factor in INSTANT_FIELDS + COUNTER_FIELDS:
             ret, raw = got.get(f"{fid}@{scope}", (None, None))
             if ret != 0 or raw is None:
                 if ret is not None and ret in PERMANENT_ERRORS | {0}:
-                    self.unsupported.setdefault(name, f"NVML error {ret}" if ret else "value not available")
+                    g.unsupported.setdefault(name, f"NVML error {ret}" if ret else "value not available")
                 continue
             if (name, fid, scope, factor) in INSTANT_FIELDS:
                 v[name] = raw * factor
                 continue
-            prev = self._prev.get(name)
-            self._prev[name] = (t, raw)
+            prev = g.prev.get(name)
+            g.prev[name] = (t, raw)
             if prev is not None and t > prev[0] and raw >= prev[1]:  # a wrapped counter gives no rate
                 v[name] = (raw - prev[1]) * factor / (t - prev[0])
 
-    def _read_processes(self, t: float, v: dict[str, float]) -> None:
-        self._last_processes_t = t
-        pids = self._try("processes")
+    @staticmethod
+    def _read_processes(g: _Gpu, v: dict[str, float]) -> None:
+        pids = g.read("processes")
         if pids is None:
             return
         v["processes"] = len(pids)
-        # Every listed process but one is another one: ours holds a context on this GPU. NVML
-        # lists host pids, so inside a container's pid namespace our own pid may be absent.
-        v["other_processes"] = max(len(pids) - 1, 0)
+        if g.slot == 0:
+            # Every listed process but one is another one: ours holds a context on this GPU. NVML
+            # lists host pids, so inside a container's pid namespace our own pid may be absent.
+            v["other_processes"] = max(len(pids) - 1, 0)
 
     # --- summary --------------------------------------------------------------------------
     def _summarize(self, samples: list[Sample]) -> Summary:
         out = Summary()
-        uuid, index = self.info.get("uuid"), self.info.get("index")
-        out.rows = rows_of(samples, self.source, F.FIELDS, index, uuid)
-        seen = {name for s in samples for name in s.values}
-        for name in sorted(n for n in self.unsupported if n in F.FIELDS and n not in seen):
-            unit, scope = F.FIELDS[name]  # an unsupported field: one empty row says so
-            out.rows.append({"source": self.source, "gpu_index": index, "gpu_uuid": uuid, "scope": scope,
-                             "t_s": 0.0, "field": name, "value": None, "unit": unit})
+        for g in self.gpus:  # the own device's rows first, then each other visible GPU's
+            mine = samples if g.slot == 0 else [Sample(s.t, s.others[g.slot - 1]) for s in samples]
+            out.rows += self._rows(g, mine)
         if samples:
             out.metrics += self._power_metrics(samples)
             out.metrics += self._state_metrics(samples, out.flags)
             out.flags += self._event_flags(samples)
         return out
+
+    def _rows(self, g: _Gpu, samples: list[Sample]) -> list[dict]:
+        uuid, index = g.info.get("uuid"), g.info.get("index")
+        rows = rows_of(samples, self.source, F.FIELDS, index, uuid)
+        seen = {name for s in samples for name in s.values}
+        for name in sorted(n for n in g.unsupported if n in F.FIELDS and n not in seen):
+            unit, scope = F.FIELDS[name]  # an unsupported field: one empty row says so
+            rows.append({"source": self.source, "gpu_index": index, "gpu_uuid": uuid, "scope": scope,
+                         "t_s": 0.0, "field": name, "value": None, "unit": unit})
+        return rows
 
     def _power_metrics(self, samples: list[Sample]) -> list[Metric]:
         out: list[Metric] = []
@@ -181,15 +211,22 @@ class NvmlSampler(PollingSampler):
         return out
 
     def _energy(self, samples: list[Sample], ts: list[float], ps: list[float], source: str) -> Metric | None:
+        """Counter delta over >= 1 s, else (or when the counter disagrees with the power samples:
+        a counter that stalls, or amdsmi's on some GPUs) the trapezoid integral of the samples."""
         ets, es = series(samples, "energy_counter_j")
+        integral = integrate(ts, ps) if len(ps) >= 2 else None
         if len(es) >= 2 and ets[-1] - ets[0] >= ENERGY_COUNTER_MIN_S and es[-1] >= es[0]:
-            return Metric("energy_j", es[-1] - es[0], "value", 2,
-                          detail=f"method=counter scope=gpu window_s={ets[-1] - ets[0]:.3f}")
-        if len(ps) >= 2:
+            delta = es[-1] - es[0]
+            if _agrees(delta, integral):
+                return Metric("energy_j", delta, "value", 2,
+                              detail=f"method=counter scope=gpu window_s={ets[-1] - ets[0]:.3f}")
+            why = f"counter delta {delta:.4g} J disagrees with the power samples"
+        else:
             why = "window < 1 s" if len(es) >= 2 else "no energy counter"
-            return Metric("energy_j", integrate(ts, ps), "value", len(ps),
-                          detail=f"method=integrated scope=gpu source={source} ({why})")
-        return None
+        if integral is None:
+            return None
+        return Metric("energy_j", integral, "value", len(ps),
+                      detail=f"method=integrated scope=gpu source={source} ({why})")
 
     def _state_metrics(self, samples: list[Sample], flags: list[str]) -> list[Metric]:
         out: list[Metric] = []
@@ -233,13 +270,27 @@ class NvmlSampler(PollingSampler):
     def describe(self) -> str:
         i = self.info
         where = getattr(self.dev, "origin", self.source)
-        text = f"{where}: {i.get('name') or '?'} {i.get('uuid') or '?'} (nvml index {i.get('index')}"
+        text = f"{where}: {i.get('name') or '?'} {i.get('uuid') or '?'} (index {i.get('index')}"
         text += f", power limit {i['power_limit'] / 1e3:g} W" if i.get("power_limit") else ""
         note = getattr(self.dev, "note", "")
         text += f"; {note})" if note else ")"
+        if len(self.gpus) > 1:
+            text += "; also sampled: " + ", ".join(f"index {g.info.get('index')} {g.info.get('uuid') or '?'}"
+                                                    for g in self.gpus[1:])
         text += f" every {self.interval_s:g} s" if self.live else ""
         empty = sorted(k for k in self.unsupported if k in F.FIELDS)
         return text + (f"; unsupported: {', '.join(empty)}" if empty else "")
 
     def close(self) -> None:
-        self.dev.close()
+        try:
+            self.dev.close()
+        except Exception as exc:  # e.g. the trace file's disk filled up: the run still ends cleanly
+            log.warning("closing %s telemetry: %s", self.source, exc)
+
+
+def _agrees(counter_j: float, integral_j: float | None) -> bool:
+    """A counter delta is trusted unless the power samples integrate to more than 3x off it
+    (loose: 1 s-average power lags a step; a broken counter is off by far more)."""
+    if integral_j is None or integral_j <= 0:
+        return True
+    return 1 / 3 <= counter_j / integral_j <= 3.0

@@ -1,10 +1,14 @@
-"""The NVML access layer: the seam between the sampler and the hardware.
+"""The device access layer: the seam between the sampler and the hardware.
 
-The sampler asks a `DeviceAccess` for raw NVML readings by query name (vocabulary below,
-NVML's own units); `PynvmlDevice` answers from the driver through nvidia-ml-py, and
-`aifbench.telemetry.trace.ReplayDevice` answers from a recorded trace. Everything above
-this layer (unit conversion, field return codes, reason decoding, metrics, flags) is the
-same code for both.
+The sampler asks a `DeviceAccess` for raw readings by query name in NVML's vocabulary and
+units (below); `PynvmlDevice` answers from an NVIDIA driver through nvidia-ml-py,
+`aifbench.telemetry.amdsmi_device.AmdSmiDevice` from an AMD driver through amdsmi, and
+`aifbench.telemetry.trace.ReplayDevice` from a recorded trace. Everything above this layer
+(unit conversion, field return codes, reason decoding, metrics, flags) is the same code.
+
+One access may hold several GPUs ("slots"): slot 0 is the rank's own device, the others are
+the other GPUs visible to the process (see aifbench.telemetry.gpus). Every read names its
+slot; one poll (`poll_start`) reads every slot at the same time point.
 
 Queries (args) -> result:
   static:  name, uuid, index, pid (this process), max_clock (kind: 1 SM, 2 memory) -> MHz,
@@ -20,9 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from typing import Any, Protocol
+
+from aifbench.telemetry.gpus import TelemetryUnavailable, cuda_index, pci_location, visible_indices
+
+__all__ = ["DeviceAccess", "NvmlCallError", "PynvmlDevice", "TelemetryUnavailable", "call_key", "open_nvml_device"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,7 @@ NVML_SUCCESS = 0
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_FUNCTION_NOT_FOUND = 13
+NVML_ERROR_UNKNOWN = 999
 PERMANENT_ERRORS = {NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_NO_PERMISSION, NVML_ERROR_FUNCTION_NOT_FOUND}
 """a query failing with one of these is not asked again for the sampler's life"""
 
@@ -46,17 +54,17 @@ class NvmlCallError(Exception):
         self.code = int(code)
 
 
-class TelemetryUnavailable(Exception):
-    """NVML cannot be used here; str(exc) is the reason recorded in runs.telemetry."""
-
-
 class DeviceAccess(Protocol):
     live: bool
     """True: readings are taken now (poll thread); False: recorded (drained per window)"""
+    source: str
+    """what answers: 'nvml', 'amdsmi' or 'replay' (the telemetry table's source column)"""
     origin: str
-    """'nvml' or 'replay: <file>'"""
+    """'nvml', 'amdsmi' or 'replay: <file>', with what it wraps"""
+    slots: int
+    """GPUs behind this access; slot 0 is the rank's own device"""
 
-    def read(self, query: str, *args: Any) -> Any: ...
+    def read(self, query: str, *args: Any, slot: int = 0) -> Any: ...
 
     def poll_start(self) -> float | None:
         """Begin one poll: its time in s, or None when a recorded window has no more polls."""
@@ -83,24 +91,25 @@ def _field_value(v: Any) -> float | int | None:
 
 
 class PynvmlDevice:
-    """A live GPU through nvidia-ml-py; one handle, NVML initialised for this object's life."""
+    """Live GPUs through nvidia-ml-py: one NVML handle per slot, NVML initialised for this object's life."""
 
     live = True
-    origin = "nvml"
+    source = origin = "nvml"
 
-    def __init__(self, nv: Any, handle: Any, note: str = ""):
+    def __init__(self, nv: Any, handles: list[Any], note: str = ""):
         self._nv = nv
-        self._h = handle
+        self._handles = list(handles)
+        self.slots = len(self._handles)
         self.note = note
 
-    def read(self, query: str, *args: Any) -> Any:
+    def read(self, query: str, *args: Any, slot: int = 0) -> Any:
         fn = getattr(self, f"_q_{query}", None)
         if fn is None:
             raise NvmlCallError(NVML_ERROR_NOT_SUPPORTED, f"unknown query {query!r}")
         try:
-            return fn(*args)
+            return fn(self._handles[slot], *args)
         except self._nv.NVMLError as exc:
-            raise NvmlCallError(getattr(exc, "value", -1), str(exc)) from None
+            raise NvmlCallError(getattr(exc, "value", NVML_ERROR_UNKNOWN), str(exc)) from None
 
     def poll_start(self) -> float:
         return time.monotonic()
@@ -117,72 +126,73 @@ class PynvmlDevice:
         except Exception:  # shutting down twice or after a driver loss is harmless
             pass
 
-    # --- queries (NVML units) -------------------------------------------------------------
-    def _q_name(self) -> str:
-        return _text(self._nv.nvmlDeviceGetName(self._h))
+    # --- queries (NVML units), each on one handle --------------------------------------------
+    def _q_name(self, h: Any) -> str:
+        return _text(self._nv.nvmlDeviceGetName(h))
 
-    def _q_uuid(self) -> str:
-        return _text(self._nv.nvmlDeviceGetUUID(self._h))
+    def _q_uuid(self, h: Any) -> str:
+        return _text(self._nv.nvmlDeviceGetUUID(h))
 
-    def _q_index(self) -> int:
-        return int(self._nv.nvmlDeviceGetIndex(self._h))
+    def _q_index(self, h: Any) -> int:
+        return int(self._nv.nvmlDeviceGetIndex(h))
 
-    def _q_pid(self) -> int:
+    def _q_pid(self, h: Any) -> int:
         return os.getpid()
 
-    def _q_max_clock(self, kind: int) -> int:
-        return int(self._nv.nvmlDeviceGetMaxClockInfo(self._h, int(kind)))
+    def _q_max_clock(self, h: Any, kind: int) -> int:
+        return int(self._nv.nvmlDeviceGetMaxClockInfo(h, int(kind)))
 
-    def _q_power_limit(self) -> int:
-        return int(self._nv.nvmlDeviceGetEnforcedPowerLimit(self._h))
+    def _q_power_limit(self, h: Any) -> int:
+        return int(self._nv.nvmlDeviceGetEnforcedPowerLimit(h))
 
-    def _q_fields(self, keys: tuple[str, ...]) -> dict[str, list]:
+    def _q_fields(self, h: Any, keys: tuple[str, ...]) -> dict[str, list]:
         ids = [tuple(int(x) for x in k.split("@")) for k in keys]
-        values = self._nv.nvmlDeviceGetFieldValues(self._h, ids)
+        values = self._nv.nvmlDeviceGetFieldValues(h, ids)
         out = {}
         for key, v in zip(keys, values):
             ret = int(v.nvmlReturn)
             out[key] = [ret, _field_value(v) if ret == NVML_SUCCESS else None]
         return out
 
-    def _q_energy(self) -> int:
-        return int(self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h))
+    def _q_energy(self, h: Any) -> int:
+        return int(self._nv.nvmlDeviceGetTotalEnergyConsumption(h))
 
-    def _q_power_usage(self) -> int:
-        return int(self._nv.nvmlDeviceGetPowerUsage(self._h))
+    def _q_power_usage(self, h: Any) -> int:
+        return int(self._nv.nvmlDeviceGetPowerUsage(h))
 
-    def _q_clock(self, kind: int) -> int:
-        return int(self._nv.nvmlDeviceGetClockInfo(self._h, int(kind)))
+    def _q_clock(self, h: Any, kind: int) -> int:
+        return int(self._nv.nvmlDeviceGetClockInfo(h, int(kind)))
 
-    def _q_temperature(self) -> int:
-        return int(self._nv.nvmlDeviceGetTemperature(self._h, 0))  # NVML_TEMPERATURE_GPU
+    def _q_temperature(self, h: Any) -> int:
+        return int(self._nv.nvmlDeviceGetTemperature(h, 0))  # NVML_TEMPERATURE_GPU
 
-    def _q_utilization(self) -> list[int]:
-        u = self._nv.nvmlDeviceGetUtilizationRates(self._h)
+    def _q_utilization(self, h: Any) -> list[int]:
+        u = self._nv.nvmlDeviceGetUtilizationRates(h)
         return [int(u.gpu), int(u.memory)]
 
-    def _q_memory_used(self) -> int:
-        return int(self._nv.nvmlDeviceGetMemoryInfo(self._h).used)
+    def _q_memory_used(self, h: Any) -> int:
+        return int(self._nv.nvmlDeviceGetMemoryInfo(h).used)
 
-    def _q_clocks_event_reasons(self) -> int:
+    def _q_clocks_event_reasons(self, h: Any) -> int:
         fn = getattr(self._nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
         fn = fn or self._nv.nvmlDeviceGetCurrentClocksThrottleReasons  # same bits, older name
-        return int(fn(self._h))
+        return int(fn(h))
 
-    def _q_processes(self) -> list[int]:
-        return sorted({int(p.pid) for p in self._nv.nvmlDeviceGetComputeRunningProcesses(self._h)})
+    def _q_processes(self, h: Any) -> list[int]:
+        return sorted({int(p.pid) for p in self._nv.nvmlDeviceGetComputeRunningProcesses(h)})
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# --- opening the NVML device of a CUDA device ----------------------------------------------
+# --- opening the NVML devices of a CUDA device (and the other visible ones) -----------------
 
-def open_nvml_device(cuda_device: str) -> PynvmlDevice:
-    """The NVML device behind torch device 'cuda:<i>', matched by UUID (indices differ).
+def open_nvml_device(cuda_device: str, gpus: str = "own") -> PynvmlDevice:
+    """The NVML device behind torch device 'cuda:<i>', matched by UUID (indices differ); with
+    gpus='visible' also every other GPU this process sees, each once (MIG: its parent GPU).
 
-    Raises TelemetryUnavailable with the reason when NVML or the match is not possible.
+    Raises TelemetryUnavailable with the reason when NVML or the own device's match is not possible.
     """
     try:
         import pynvml as nv
@@ -193,12 +203,14 @@ def open_nvml_device(cuda_device: str) -> PynvmlDevice:
     except nv.NVMLError as exc:
         raise TelemetryUnavailable(f"NVML init failed: {exc} (no NVIDIA driver on this node?)") from None
     try:
-        handle, how = _match(nv, cuda_index(cuda_device))
-        note = f"matched {cuda_device} by {how}"
-        if _is_mig(nv, handle):
-            handle = nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
-            note += "; MIG instance: readings cover the whole parent GPU"
-        return PynvmlDevice(nv, handle, note)
+        own = cuda_index(cuda_device)
+        handle, how = _match(nv, own)
+        handle, mig = _parent(nv, handle)
+        note = f"matched {cuda_device} by {how}" + ("; MIG instance: readings cover the whole parent GPU" if mig else "")
+        handles = [handle] + (_others(nv, own, handle) if gpus == "visible" else [])
+        if len(handles) > 1:
+            note += f"; {len(handles) - 1} more visible GPU(s) sampled (rows only)"
+        return PynvmlDevice(nv, handles, note)
     except TelemetryUnavailable:
         nv.nvmlShutdown()
         raise
@@ -207,11 +219,21 @@ def open_nvml_device(cuda_device: str) -> PynvmlDevice:
         raise TelemetryUnavailable(f"cannot open the NVML device of {cuda_device}: {exc}") from None
 
 
-def cuda_index(device: str) -> int:
-    m = re.fullmatch(r"cuda(?::(\d+))?", device.strip())
-    if not m:
-        raise TelemetryUnavailable(f"not a CUDA device string: {device!r}")
-    return int(m.group(1) or 0)
+def _others(nv: Any, own: int, own_handle: Any) -> list[Any]:
+    """NVML handles of the other visible CUDA devices, one per physical GPU, never the own one."""
+    seen = {_text(nv.nvmlDeviceGetUUID(own_handle))}
+    out = []
+    for index in visible_indices(own)[1:]:
+        try:
+            handle, _ = _parent(nv, _match(nv, index)[0])
+            uuid = _text(nv.nvmlDeviceGetUUID(handle))
+        except (TelemetryUnavailable, nv.NVMLError) as exc:
+            log.warning("telemetry skips visible GPU cuda:%d: %s", index, exc)
+            continue
+        if uuid not in seen:
+            seen.add(uuid)
+            out.append(handle)
+    return out
 
 
 def _match(nv: Any, index: int) -> tuple[Any, str]:
@@ -222,8 +244,9 @@ def _match(nv: Any, index: int) -> tuple[Any, str]:
                 return nv.nvmlDeviceGetHandleByUUID(candidate), how
             except nv.NVMLError:
                 continue
-    bus_id = _cuda_pci_bus_id(index)
-    if bus_id:
+    loc = pci_location(index)
+    if loc:
+        bus_id = "{:08X}:{:02X}:{:02X}.0".format(*loc)  # NVML's busId form
         try:
             return nv.nvmlDeviceGetHandleByPciBusId(bus_id), f"PCI bus id {bus_id}"
         except nv.NVMLError:
@@ -248,19 +271,11 @@ def _cuda_uuids(index: int) -> list[tuple[str, str]]:
     return out
 
 
-def _cuda_pci_bus_id(index: int) -> str | None:
+def _parent(nv: Any, handle: Any) -> tuple[Any, bool]:
+    """(the physical GPU's handle, whether `handle` was a MIG instance)."""
     try:
-        import torch
-
-        p = torch.cuda.get_device_properties(index)
-        domain, bus, dev = p.pci_domain_id, p.pci_bus_id, p.pci_device_id
+        if nv.nvmlDeviceIsMigDeviceHandle(handle):
+            return nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle), True
     except Exception:
-        return None
-    return f"{domain:08X}:{bus:02X}:{dev:02X}.0"
-
-
-def _is_mig(nv: Any, handle: Any) -> bool:
-    try:
-        return bool(nv.nvmlDeviceIsMigDeviceHandle(handle))
-    except Exception:
-        return False
+        pass
+    return handle, False

@@ -1,12 +1,13 @@
-"""Record a real NVML trace on a GPU node, for replay in tests or for a bug report.
+"""Record a real GPU telemetry trace on a GPU node, for replay in tests or for a bug report.
 
     python -m aifbench.telemetry.record --device cuda:0 -o h100.jsonl [--windows 3] [--seconds 2]
-        [--interval 0.1] [--load gemm|idle] [--size 8192]
+        [--interval 0.1] [--load gemm|idle] [--size 8192] [--gpus own|visible]
 
-Each window is sampled exactly as a benchmark's would be; with --load gemm a bf16 matmul loop
-keeps the GPU busy during the window (power, clocks and perhaps throttling worth recording).
-The trace format is described in aifbench.telemetry.trace. Exit codes: 0 written, 2 bad input
-or no NVML here.
+Each window is sampled exactly as a benchmark's would be (NVML; amdsmi on a ROCm build of
+torch); with --load gemm a bf16 matmul loop keeps the device busy during the window (power,
+clocks and perhaps throttling worth recording); --gpus visible also records the other GPUs
+this process sees. The trace format is described in aifbench.telemetry.trace. Exit codes:
+0 written, 2 bad input, no NVML/amdsmi here, or an unwritable output.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=0.1, help="sampling interval in s (default 0.1)")
     p.add_argument("--load", choices=("gemm", "idle"), default="gemm", help="what runs during each window")
     p.add_argument("--size", type=int, default=8192, help="matmul edge for --load gemm (default 8192)")
+    p.add_argument("--gpus", choices=("own", "visible"), default="own",
+                   help="record only --device's GPU, or every visible GPU (default own)")
     return p
 
 
@@ -47,26 +50,39 @@ def _load(kind: str, device: str, size: int):
                 torch.matmul(a, b)
             torch.cuda.synchronize(device)
 
+    run(0.2)  # library start-up and clock ramp outside the first window
     return run
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from aifbench.telemetry.gpus import TelemetryUnavailable
     from aifbench.telemetry.nvml import NvmlSampler
-    from aifbench.telemetry.nvml_device import TelemetryUnavailable, open_nvml_device
     from aifbench.telemetry.sampling import check_interval
+    from aifbench.telemetry.select import open_gpu_access
     from aifbench.telemetry.trace import RecordingDevice
 
     try:
-        if args.windows < 1 or args.seconds <= 0:
-            raise ConfigError("--windows must be >= 1 and --seconds > 0")
+        if args.windows < 1 or args.seconds <= 0 or args.size < 1:
+            raise ConfigError("--windows and --size must be >= 1 and --seconds > 0")
         interval = check_interval(args.interval)
-        access = open_nvml_device(args.device)
+        access = open_gpu_access(args.device, args.gpus)
     except (ConfigError, TelemetryUnavailable) as exc:
         print(f"aifbench-record: error: {exc}", file=sys.stderr)
         return 2
+    recorder = RecordingDevice(access, args.output, interval_s=interval)
+    sampler = NvmlSampler(recorder, interval)  # reads the static facts into the trace header
+    try:
+        recorder.open()  # an unwritable path fails now, before any work
+    except OSError as exc:
+        access.close()
+        print(f"aifbench-record: error: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 2
+    return _record(args, sampler)
+
+
+def _record(args: argparse.Namespace, sampler) -> int:
     work = _load(args.load, args.device, args.size)
-    sampler = NvmlSampler(RecordingDevice(access, args.output, interval_s=interval), interval)
     try:
         for i in range(args.windows):
             with sampler.window(f"{args.load}-{i}") as win:

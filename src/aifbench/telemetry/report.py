@@ -28,12 +28,15 @@ PANELS = (
 
 
 def summary(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
-    """One row per (case, rank): benchmark, samples, window length, window metrics, flags, energy method."""
+    """One row per (case, rank): benchmark, samples, window length, the rank's own GPU and how many
+    GPUs were sampled, window metrics (of the own GPU), flags, energy method."""
     keys = ["case_id", "rank"]
     base = metrics.drop_duplicates(keys)[keys + ["benchmark", "flags", "started_utc"]]
     if len(telemetry):
-        t = telemetry.groupby(keys).agg(samples=("t_s", "nunique"), window_s=("t_s", "max"),
-                                        source=("source", "first"), gpu_index=("gpu_index", "first")).reset_index()
+        # the sampler writes the rank's own GPU's rows first: "first" is the own GPU's index
+        t = telemetry.groupby(keys, sort=False).agg(samples=("t_s", "nunique"), window_s=("t_s", "max"),
+                                                    source=("source", "first"), gpu_index=("gpu_index", "first"),
+                                                    gpus=("gpu_uuid", "nunique")).reset_index()
         base = base.merge(t, on=keys, how="left")
     wm = metrics[metrics["metric"].isin(WINDOW_METRICS)]
     if len(wm):
@@ -62,7 +65,7 @@ def timeline(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
             free = cases.loc[i, "offset_s"] + cases.loc[i, "length"] + GAP_S
     out = telemetry.merge(cases[["case_id", "rank", "offset_s"]], on=["case_id", "rank"], how="left")
     out["x_s"] = out["offset_s"].fillna(0) + out["t_s"]
-    return out.sort_values("x_s")
+    return out.sort_values("x_s", kind="stable")  # stable: the own GPU's rows stay first
 
 
 def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str) -> Path:
@@ -85,12 +88,7 @@ def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str)
             if ax is axes[0, 0]:
                 ax.annotate(str(case_id)[:12], (span["min"], 1.0), xycoords=("data", "axes fraction"),
                             fontsize=6, va="top", color="0.4")
-        for name in names:
-            for (rank, gpu), part in data[data["field"] == name].groupby(["rank", data["gpu_index"].fillna(-1)]):
-                who = f"rank {rank}" + (f" gpu {int(gpu)}" if gpu >= 0 else "")
-                for _, w in part.groupby("case_id"):
-                    ax.plot(w["x_s"], w["value"], marker=".", markersize=2, linewidth=1,
-                            label=f"{name} ({who})", color=_color(name, rank))
+        _plot_series(ax, data[data["field"].isin(names)])
         _dedupe_legend(ax)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -100,10 +98,18 @@ def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str)
     return _save(fig, Path(path))
 
 
-def _color(name: str, rank: int) -> str:
-    palette = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"]
-    names = [n for _, ns in PANELS for n in ns]
-    return palette[(names.index(name) + 3 * int(rank)) % len(palette)]
+def _plot_series(ax, data: pd.DataFrame) -> None:
+    """One colour per (field, rank, GPU) line, each case window drawn as its own segment; the
+    rank's own GPU (its rows come first) drawn thicker when a rank sampled several."""
+    gpu = data["gpu_index"].fillna(-1).astype(int)
+    own = data.assign(g=gpu).groupby("rank", sort=False)["g"].first().to_dict()
+    several = data.assign(g=gpu).groupby("rank")["g"].nunique().gt(1).to_dict()
+    for k, ((name, rank, g), part) in enumerate(data.groupby(["field", "rank", gpu], sort=True)):
+        mine = several.get(rank) and g == own.get(rank)
+        who = f"rank {rank}" + (f" gpu {g}" if g >= 0 else "") + (", own" if mine else "")
+        for _, w in part.groupby("case_id"):
+            ax.plot(w["x_s"], w["value"], marker=".", markersize=2, linewidth=2.2 if mine else 1,
+                    label=f"{name} ({who})", color=f"C{k % 10}")
 
 
 def _dedupe_legend(ax) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -55,10 +57,12 @@ def check_interval(interval_s: float) -> float:
 
 @dataclass
 class Sample:
-    """One poll: time in s (monotonic; recorded time in a replay) and field -> value."""
+    """One poll: time in s (monotonic; recorded time in a replay) and field -> value; `others`:
+    the same poll's readings of further devices (the other visible GPUs), in slot order."""
 
     t: float
     values: dict[str, float] = field(default_factory=dict)
+    others: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -109,7 +113,7 @@ class PollingSampler:
         samples: list[Sample] = []
         state = {"paused": False}
         self._errors = 0
-        self._begin(case_id)
+        self._hook(self._begin, case_id)
         self._take(samples)
         stop = threading.Event()
         thread = None
@@ -127,16 +131,31 @@ class PollingSampler:
             else:
                 while self._take(samples):
                     pass
-            self._end(case_id)
+            self._hook(self._end, case_id)
             self.polls = len(samples)
             self._fill(win, samples, state["paused"])
 
     def _loop(self, stop: threading.Event, samples: list[Sample], state: dict) -> None:
-        while not stop.wait(self.interval_s):
+        """Poll on a fixed grid (start + k * interval), so the time a poll takes does not
+        stretch the interval; a poll that overruns skips the grid points it missed."""
+        next_t = time.monotonic()
+        while True:
+            now = time.monotonic()
+            next_t += self.interval_s * max(1, math.ceil((now - next_t) / self.interval_s))
+            if stop.wait(next_t - now):
+                return
             if self._paused:
                 state["paused"] = True
                 continue
             self._take(samples)
+
+    def _hook(self, fn, case_id: str) -> None:
+        """_begin/_end, whose failure (a trace file that cannot be written) costs telemetry only."""
+        try:
+            fn(case_id)
+        except Exception as exc:
+            self._errors += 1
+            log.warning("%s telemetry of %s: %s", self.source, case_id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def _take(self, samples: list[Sample]) -> bool:
         """Poll once into samples; False when a non-live source has no more samples."""

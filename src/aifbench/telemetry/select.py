@@ -1,17 +1,20 @@
-"""Choose the telemetry backend of a rank: NVML, CPU, a replayed trace, or none (with why).
+"""Choose the telemetry backend of a rank: NVML, amdsmi, CPU, a replayed trace, or none (with why).
 
-    open_sampler("cuda:0", 0.1)                      NVML sampler of the GPU behind cuda:0 (UUID match)
+    open_sampler("cuda:0", 0.1)                      NVML sampler of the GPU behind cuda:0 (UUID match);
+                                                     on a ROCm build, amdsmi (PCI address match)
     open_sampler("cpu", 0.1)                         psutil + RAPL
     open_sampler(dev, 0.1, trace_path="t.jsonl")     replay a recorded trace (no GPU needed)
     open_sampler("cuda:0", 0.1, record_path="t.jsonl")  sample the GPU and record the session
+    open_sampler("cuda:0", 0.1, gpus="visible")      also the other visible GPUs (rows only)
 
 Environment (for runs whose runner passes only device and interval):
     AIFBENCH_TELEMETRY=off                 no telemetry (runs.telemetry says why)
     AIFBENCH_TELEMETRY_REPLAY=PATH         replay PATH instead of sampling hardware
-    AIFBENCH_TELEMETRY_RECORD=PATH         record the NVML session; '{rank}' in PATH -> the rank
+    AIFBENCH_TELEMETRY_RECORD=PATH         record the GPU session; '{rank}' in PATH -> the rank
+    AIFBENCH_TELEMETRY_GPUS=auto|own|visible  which GPUs a rank samples (aifbench.telemetry.gpus)
     AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION  low_sm_clock threshold (default 0.6 of the max SM clock)
-A GPU without NVML, or with a call it does not support, never stops a benchmark: the sampler
-becomes a NullSampler carrying the reason, or the field stays empty.
+A GPU without NVML/amdsmi, or with a call it does not support, never stops a benchmark: the
+sampler becomes a NullSampler carrying the reason, or the field stays empty.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from aifbench.errors import ConfigError
 from aifbench.telemetry.base import NullSampler, Sampler
+from aifbench.telemetry.gpus import check_policy, resolve_policy
 from aifbench.telemetry.sampling import DEFAULT_INTERVAL_S, check_interval
 
 log = logging.getLogger(__name__)
@@ -42,10 +46,13 @@ def _min_clock_fraction(value: float | None) -> float:
 
 
 def open_sampler(device: str, interval_s: float = DEFAULT_INTERVAL_S, *, trace_path: str | Path | None = None,
-                 record_path: str | Path | None = None, min_clock_fraction: float | None = None) -> Sampler:
-    """The sampler for torch device `device` polling every `interval_s` seconds (see module doc)."""
+                 record_path: str | Path | None = None, min_clock_fraction: float | None = None,
+                 gpus: str | None = None, record: bool = True) -> Sampler:
+    """The sampler for torch device `device` polling every `interval_s` seconds (see module doc);
+    record=False ignores AIFBENCH_TELEMETRY_RECORD (a sampler that must not write the rank's trace)."""
     interval_s = check_interval(interval_s)
     fraction = _min_clock_fraction(min_clock_fraction)
+    policy = check_policy(gpus)
     if os.environ.get("AIFBENCH_TELEMETRY", "").strip().lower() in ("off", "0", "none", "false"):
         return NullSampler("disabled by AIFBENCH_TELEMETRY=off")
     trace_path = trace_path or os.environ.get("AIFBENCH_TELEMETRY_REPLAY") or None
@@ -56,7 +63,8 @@ def open_sampler(device: str, interval_s: float = DEFAULT_INTERVAL_S, *, trace_p
         return NvmlSampler(ReplayDevice(trace_path), interval_s, min_clock_fraction=fraction)
     dev = str(device)
     if dev.startswith("cuda"):
-        return _open_nvml(dev, interval_s, fraction, record_path or os.environ.get("AIFBENCH_TELEMETRY_RECORD"))
+        record_path = record_path or (os.environ.get("AIFBENCH_TELEMETRY_RECORD") if record else None)
+        return _open_gpu(dev, interval_s, fraction, record_path, resolve_policy(policy))
     if dev.startswith("cpu"):
         try:
             from aifbench.telemetry.cpu import CpuSampler
@@ -67,14 +75,25 @@ def open_sampler(device: str, interval_s: float = DEFAULT_INTERVAL_S, *, trace_p
     return NullSampler(f"no telemetry backend for device {dev!r}")
 
 
-def _open_nvml(device: str, interval_s: float, fraction: float, record_path: str | Path | None) -> Sampler:
-    from aifbench.telemetry.nvml import NvmlSampler
-    from aifbench.telemetry.nvml_device import TelemetryUnavailable, open_nvml_device
-
+def open_gpu_access(device: str, gpus: str = "own"):
+    """The DeviceAccess of torch device `device` (and, gpus='visible', the other visible GPUs):
+    amdsmi on a ROCm build of torch, else NVML. Raises TelemetryUnavailable with the reason."""
     if _is_rocm():
-        return NullSampler("AMD GPU (ROCm): NVML does not apply and the amdsmi backend is not implemented")
+        from aifbench.telemetry.amdsmi_device import open_amdsmi_device
+
+        return open_amdsmi_device(device, gpus)
+    from aifbench.telemetry.nvml_device import open_nvml_device
+
+    return open_nvml_device(device, gpus)
+
+
+def _open_gpu(device: str, interval_s: float, fraction: float, record_path: str | Path | None,
+              gpus: str) -> Sampler:
+    from aifbench.telemetry.gpus import TelemetryUnavailable
+    from aifbench.telemetry.nvml import NvmlSampler
+
     try:
-        access = open_nvml_device(device)
+        access = open_gpu_access(device, gpus)
     except TelemetryUnavailable as exc:
         log.warning("GPU telemetry unavailable: %s", exc)
         return NullSampler(str(exc))
@@ -83,10 +102,17 @@ def _open_nvml(device: str, interval_s: float, fraction: float, record_path: str
 
         access = RecordingDevice(access, rank_path(record_path), interval_s=interval_s)
     try:
-        return NvmlSampler(access, interval_s, min_clock_fraction=fraction)
+        sampler = NvmlSampler(access, interval_s, min_clock_fraction=fraction)
     except Exception as exc:  # never let telemetry stop a benchmark
         access.close()
-        return NullSampler(f"NVML sampler failed to start: {exc}")
+        return NullSampler(f"GPU sampler failed to start: {exc}")
+    if record_path:
+        try:
+            access.open()  # after the sampler read the static facts the header carries
+        except OSError as exc:
+            access.inner.close()
+            raise ConfigError(f"cannot write the telemetry trace {access.path}: {exc}") from None
+    return sampler
 
 
 def _is_rocm() -> bool:

@@ -1,21 +1,26 @@
-"""Recorded NVML traces: record a real session to a file, replay it through the same sampler.
+"""Recorded GPU telemetry traces: record a real session to a file, replay it through the same sampler.
 
-Format (JSON Lines, UTF-8, one object per line), version 1:
+Format (JSON Lines, UTF-8, one object per line), version 2:
 
-    {"format": "aifbench-nvml-trace", "version": 1, "created_utc": "...", "origin": "...",
-     "interval_s": 0.1, "static": {"name": [0, "NVIDIA H100 80GB HBM3"], "max_clock:1": [0, 1980], ...}}
+    {"format": "aifbench-nvml-trace", "version": 2, "created_utc": "...", "origin": "...",
+     "source": "nvml", "interval_s": 0.1,
+     "static": [{"name": [0, "NVIDIA H100 80GB HBM3"], "max_clock:1": [0, 1980], ...}, ...]}
     {"window": "<case id>", "event": "start"}
-    {"t": 0.0, "reads": {"fields": [0, {"186@0": [0, 412345], "186@1": [3, null], ...}],
-                         "energy": [0, 123456789], "clock:1": [0, 1980], "processes": [0, [4242]], ...}}
+    {"t": 0.0, "reads": [{"fields": [0, {"186@0": [0, 412345], "186@1": [3, null], ...}],
+                          "energy": [0, 123456789], "clock:1": [0, 1980], "processes": [0, [4242]], ...},
+                         {...the next GPU's reads...}]}
     ...                                   one line per poll
     {"window": "<case id>", "event": "end"}
 
-Every read is `[nvmlReturn, value]` in NVML's own units (mW, mJ, MHz, bytes; see
-aifbench.telemetry.nvml_device for the query vocabulary); a failed call is `[code, null]`.
+"static" and each poll's "reads" hold one object per GPU ("slot"): the rank's own GPU first,
+then the other visible GPUs it sampled. Every read is `[nvmlReturn, value]` in NVML's own
+units (mW, mJ, MHz, bytes; see aifbench.telemetry.nvml_device for the query vocabulary; an
+amdsmi session is recorded in the same vocabulary); a failed call is `[code, null]`.
 `t` is seconds since the first poll of the recording. Reads outside any poll (device name,
-UUID, max clocks) are in the header's "static". A replay serves the windows in order
-(cycling when more are asked than recorded) and every recorded poll of a window, independent
-of wall time, so tests are deterministic.
+UUID, max clocks) are in "static". Version 1 (one GPU: "static" and "reads" are single
+objects) is still read. A replay serves the windows in order (cycling when more are asked
+than recorded) and every recorded poll of a window, independent of wall time, so tests are
+deterministic.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from aifbench.errors import ConfigError
 from aifbench.telemetry.nvml_device import NVML_ERROR_NOT_SUPPORTED, DeviceAccess, NvmlCallError, call_key
 
 FORMAT = "aifbench-nvml-trace"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 
 
 class TraceError(ConfigError):
@@ -45,22 +51,24 @@ class RecordingDevice:
                  interval_s: float | None = None, created_utc: str | None = None):
         self.inner = inner
         self.live = inner.live
+        self.source = getattr(inner, "source", "nvml")
+        self.slots = int(getattr(inner, "slots", 1))
         self.path = Path(path)
         self.origin = f"{inner.origin} (recording to {self.path})"
         self.note = getattr(inner, "note", "")
-        self._header = {"format": FORMAT, "version": VERSION,
+        self._header = {"format": FORMAT, "version": VERSION, "source": self.source,
                         "created_utc": created_utc or datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "origin": origin or f"recorded from {inner.origin} on {socket.gethostname()}",
-                        "interval_s": interval_s, "static": {}}
+                        "interval_s": interval_s, "static": [{} for _ in range(self.slots)]}
         self._file: TextIO | None = None
         self._poll: dict | None = None
         self._t0: float | None = None
 
-    def read(self, query: str, *args: Any) -> Any:
+    def read(self, query: str, *args: Any, slot: int = 0) -> Any:
         key = call_key(query, args)
-        target = self._poll["reads"] if self._poll is not None else self._header["static"]
+        target = (self._poll["reads"] if self._poll is not None else self._header["static"])[slot]
         try:
-            value = self.inner.read(query, *args)
+            value = self.inner.read(query, *args, slot=slot)
         except NvmlCallError as exc:
             target[key] = [exc.code, None]
             raise
@@ -73,7 +81,7 @@ class RecordingDevice:
         if t is None:
             return None
         self._t0 = t if self._t0 is None else self._t0
-        self._poll = {"t": round(t - self._t0, 6), "reads": {}}
+        self._poll = {"t": round(t - self._t0, 6), "reads": [{} for _ in range(self.slots)]}
         return t
 
     def begin_window(self, case_id: str) -> None:
@@ -92,6 +100,12 @@ class RecordingDevice:
             self._open()
         self._file.close()
         self.inner.close()
+
+    def open(self) -> None:
+        """Create the file and write the header now (else at the first window): call it after
+        the sampler has read the static facts, which the header carries."""
+        if self._file is None:
+            self._open()
 
     def _flush_poll(self) -> None:
         if self._poll is not None:
@@ -113,20 +127,23 @@ class ReplayDevice:
     """Answers the sampler's reads from a trace file (see the module doc for the format)."""
 
     live = False
+    source = "replay"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.header, self.windows = read_trace(self.path)
+        self.slots = len(self.header["static"])
         self.origin = f"replay: {self.path.name}"
         self.note = self.header.get("origin", "")
         self._next = 0
         self._polls: list[dict] = []
         self._cursor = 0
-        self._reads: dict = {}
+        self._reads: list[dict] = []
 
-    def read(self, query: str, *args: Any) -> Any:
+    def read(self, query: str, *args: Any, slot: int = 0) -> Any:
         key = call_key(query, args)
-        ret, value = self._reads.get(key) or self.header["static"].get(key) or (NVML_ERROR_NOT_SUPPORTED, None)
+        reads = self._reads[slot] if slot < len(self._reads) else {}
+        ret, value = reads.get(key) or self.header["static"][slot].get(key) or (NVML_ERROR_NOT_SUPPORTED, None)
         if ret != 0:
             raise NvmlCallError(ret, f"{key}: NVML error {ret} (recorded)")
         if query == "fields":
@@ -136,7 +153,7 @@ class ReplayDevice:
 
     def poll_start(self) -> float | None:
         if self._cursor >= len(self._polls):
-            self._reads = {}
+            self._reads = []
             return None
         poll = self._polls[self._cursor]
         self._cursor += 1
@@ -147,17 +164,40 @@ class ReplayDevice:
         _, self._polls = self.windows[self._next % len(self.windows)]
         self._next += 1
         self._cursor = 0
-        self._reads = {}
+        self._reads = []
 
     def end_window(self, case_id: str) -> None:
-        self._reads = {}
+        self._reads = []
 
     def close(self) -> None:
         pass
 
 
 def read_trace(path: Path) -> tuple[dict, list[tuple[str, list[dict]]]]:
-    """(header, [(case id, polls)]) of a trace; TraceError naming the file and line otherwise."""
+    """(header, [(case id, polls)]) of a trace, version 1 read as 2 (static and reads as
+    lists, one entry per GPU); TraceError naming the file and line otherwise."""
+    objs = _objects(path)
+    if not objs or objs[0][1].get("format") != FORMAT:
+        raise TraceError(f"{path} is not an aifbench NVML trace (first line must have \"format\": \"{FORMAT}\")")
+    header = objs[0][1]
+    version = header.get("version")
+    if version not in READABLE:
+        raise TraceError(f"telemetry trace {path}: version {version!r} unsupported (this aifbench reads "
+                         f"{', '.join(map(str, READABLE))})")
+    static = header.get("static", {} if version == 1 else [{}])
+    static = [static] if version == 1 and isinstance(static, dict) else static
+    if not isinstance(static, list) or not static or not all(isinstance(d, dict) for d in static):
+        want = "an object" if version == 1 else "a non-empty list of objects, one per GPU"
+        raise TraceError(f"corrupt telemetry trace {path}, line 1: \"static\" must be {want}")
+    header["static"] = static
+    windows = _windows(path, objs[1:], version, len(static))
+    if not windows:
+        raise TraceError(f"telemetry trace {path} has no complete window")
+    return header, windows
+
+
+def _objects(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -174,21 +214,10 @@ def read_trace(path: Path) -> tuple[dict, list[tuple[str, list[dict]]]]:
         if not isinstance(obj, dict):
             raise TraceError(f"corrupt telemetry trace {path}, line {n}: expected a JSON object")
         objs.append((n, obj))
-    if not objs or objs[0][1].get("format") != FORMAT:
-        raise TraceError(f"{path} is not an aifbench NVML trace (first line must have \"format\": \"{FORMAT}\")")
-    header = objs[0][1]
-    if header.get("version") != VERSION:
-        raise TraceError(f"telemetry trace {path}: version {header.get('version')!r} unsupported (this aifbench reads {VERSION})")
-    if not isinstance(header.get("static", {}), dict):
-        raise TraceError(f"corrupt telemetry trace {path}, line 1: \"static\" must be an object")
-    header.setdefault("static", {})
-    windows = _windows(path, objs[1:])
-    if not windows:
-        raise TraceError(f"telemetry trace {path} has no complete window")
-    return header, windows
+    return objs
 
 
-def _windows(path: Path, objs: list[tuple[int, dict]]) -> list[tuple[str, list[dict]]]:
+def _windows(path: Path, objs: list[tuple[int, dict]], version: int, slots: int) -> list[tuple[str, list[dict]]]:
     windows: list[tuple[str, list[dict]]] = []
     current: tuple[str, list[dict]] | None = None
     for n, obj in objs:
@@ -207,18 +236,26 @@ def _windows(path: Path, objs: list[tuple[int, dict]]) -> list[tuple[str, list[d
         elif "t" in obj and "reads" in obj:
             if current is None:
                 raise bad("a poll outside any window")
-            if not isinstance(obj["t"], (int, float)) or not isinstance(obj["reads"], dict):
-                raise bad("a poll needs a numeric \"t\" and an object \"reads\"")
-            if current[1] and obj["t"] < current[1][-1]["t"]:
-                raise bad("time goes backwards")
-            if not all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], int) for r in obj["reads"].values()):
-                raise bad("every read must be [nvmlReturn, value]")
-            current[1].append(obj)
+            current[1].append(_poll(obj, current[1][-1] if current[1] else None, version, slots, bad))
         else:
             raise bad("neither a window marker nor a poll")
     if current is not None:
         raise TraceError(f"corrupt telemetry trace {path}: window {current[0]!r} never ends (truncated file?)")
     return windows
+
+
+def _poll(obj: dict, last: dict | None, version: int, slots: int, bad) -> dict:
+    """One checked poll with its reads as a list of `slots` objects."""
+    reads = [obj["reads"]] if version == 1 and isinstance(obj["reads"], dict) else obj["reads"]
+    if not isinstance(obj["t"], (int, float)) or not isinstance(reads, list):
+        raise bad("a poll needs a numeric \"t\" and " + ("an object" if version == 1 else "a list") + " \"reads\"")
+    if len(reads) != slots or not all(isinstance(r, dict) for r in reads):
+        raise bad(f"\"reads\" must hold one object per GPU ({slots}, as in \"static\")")
+    if last is not None and obj["t"] < last["t"]:
+        raise bad("time goes backwards")
+    if not all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], int) for d in reads for r in d.values()):
+        raise bad("every read must be [nvmlReturn, value]")
+    return {"t": obj["t"], "reads": reads}
 
 
 def rank_path(template: str | os.PathLike) -> Path:

@@ -1,0 +1,115 @@
+"""Which GPUs a rank samples, and where the rank's torch device sits on the PCI bus.
+
+Policy (`gpus`):
+  own      only the rank's own device (the GPU behind its torch device)
+  visible  the rank's own device first, then every other GPU visible to the process
+           (torch.cuda.device_count(): CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES apply)
+  auto     'visible' when the rank is alone on its node, else 'own': when every GPU of a
+           node has its own rank, each rank samples its own GPU and none is sampled twice
+
+Ranks on this node, in aifbench.distributed's precedence: with RANK/WORLD_SIZE set,
+LOCAL_WORLD_SIZE (torchrun, submitit) else WORLD_SIZE (aifbench's local launcher starts every
+rank on this node); with SLURM_PROCID/SLURM_NTASKS, Slurm's per-node task count
+(SLURM_STEP_TASKS_PER_NODE or SLURM_TASKS_PER_NODE at SLURM_NODEID) else SLURM_NTASKS; else 1.
+Metrics and validity flags always describe the rank's own device; the other GPUs only add
+rows to the telemetry table (tagged with their gpu_index and gpu_uuid).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Mapping
+
+from aifbench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("auto", "own", "visible")
+
+
+class TelemetryUnavailable(Exception):
+    """GPU telemetry cannot be used here; str(exc) is the reason recorded in runs.telemetry."""
+
+
+def check_policy(value: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The policy from the argument, else AIFBENCH_TELEMETRY_GPUS, else 'auto'."""
+    env = os.environ if env is None else env
+    text = value if value is not None else (env.get("AIFBENCH_TELEMETRY_GPUS") or "auto")
+    policy = str(text).strip().lower()
+    if policy not in POLICIES:
+        where = "" if value is not None else "AIFBENCH_TELEMETRY_GPUS="
+        raise ConfigError(f"telemetry GPUs {where}{text!r}: choose one of {', '.join(POLICIES)}")
+    return policy
+
+
+def resolve_policy(policy: str, env: Mapping[str, str] | None = None) -> str:
+    """'own' or 'visible' for this rank ('auto' decided from the ranks on this node)."""
+    if policy != "auto":
+        return policy
+    return "visible" if ranks_on_node(env) == 1 else "own"
+
+
+def ranks_on_node(env: Mapping[str, str] | None = None) -> int:
+    """How many ranks of this job run on this node; same precedence as aifbench.distributed."""
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:  # local launcher (all ranks here), torchrun, submitit
+        return _int(env.get("LOCAL_WORLD_SIZE")) or _int(env.get("WORLD_SIZE")) or 1
+    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        return _slurm_tasks_here(env) or _int(env.get("SLURM_NTASKS")) or 1
+    return 1
+
+
+def _slurm_tasks_here(env: Mapping[str, str]) -> int | None:
+    """Tasks on this node from Slurm's '2(x3),1' per-node list, indexed by SLURM_NODEID."""
+    text = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+    node = _int(env.get("SLURM_NODEID"), allow_zero=True)
+    if not text or node is None:
+        return None
+    counts: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        if not m:
+            return None
+        counts += [int(m.group(1))] * int(m.group(2) or 1)
+    return counts[node] if node < len(counts) else None
+
+
+def _int(text: str | None, allow_zero: bool = False) -> int | None:
+    try:
+        n = int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+    return n if n > 0 or (allow_zero and n == 0) else None
+
+
+def cuda_index(device: str) -> int:
+    """'cuda:3' -> 3, 'cuda' -> 0."""
+    m = re.fullmatch(r"cuda(?::(\d+))?", device.strip())
+    if not m:
+        raise TelemetryUnavailable(f"not a CUDA device string: {device!r}")
+    return int(m.group(1) or 0)
+
+
+def visible_indices(own: int) -> list[int]:
+    """The rank's own torch device index first, then the other visible ones."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception as exc:  # no torch or no driver: only the own device
+        log.debug("cannot count visible GPUs: %s", exc)
+        count = own + 1
+    return [own] + [i for i in range(count) if i != own]
+
+
+def pci_location(index: int) -> tuple[int, int, int] | None:
+    """(PCI domain, bus, device) of torch device `index` (CUDA or ROCm), or None."""
+    try:
+        import torch
+
+        p = torch.cuda.get_device_properties(index)
+        return int(p.pci_domain_id), int(p.pci_bus_id), int(p.pci_device_id)
+    except Exception:
+        return None
