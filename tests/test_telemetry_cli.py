@@ -11,7 +11,7 @@ import pytest
 
 from aifbench.results.store import load
 
-TRACE = Path(__file__).parent / "data" / "telemetry" / "h100_sxm_throttle.jsonl"
+TRACE = Path(__file__).parent / "data" / "telemetry" / "h100_node_4gpu.jsonl"  # 4 GPUs, own = NVML index 2
 
 
 SUITE = """
@@ -35,7 +35,7 @@ def cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """One real run (two GEMM cases) whose telemetry replays the H100 trace."""
+    """One real run (two GEMM cases) whose telemetry replays a single process on a 4-GPU node."""
     cwd = tmp_path_factory.mktemp("telemetry_cli")
     (cwd / "two.toml").write_text(SUITE)
     proc = cli(cwd, "run", "two.toml", "--device", "cpu", "--results", "res", AIFBENCH_TELEMETRY_REPLAY=str(TRACE))
@@ -52,7 +52,7 @@ def replayed_run(workdir) -> Path:
 def test_run_stores_window_metrics_flags_and_series(replayed_run):
     res = load([replayed_run])
     m = res.metrics
-    assert res.runs["telemetry"].iloc[0].startswith("replay: h100_sxm_throttle.jsonl")
+    assert res.runs["telemetry"].iloc[0].startswith("replay: h100_node_4gpu.jsonl")
     flags = m.drop_duplicates("case_id").set_index("case_id")["flags"].fillna("")
     assert sorted(flags) == ["", "power_throttle"]  # the trace's 1st window is clean, the 2nd power-capped
     energy = m[m["metric"] == "energy_j"]
@@ -61,12 +61,18 @@ def test_run_stores_window_metrics_flags_and_series(replayed_run):
     assert len(eff) == 2 and (eff["value"] > 0).all()  # the runner adds efficiency metrics
     t = res.telemetry
     assert set(t["source"]) == {"replay"} and {"power_w", "sm_clock_mhz", "temperature_c"} <= set(t["field"])
+    assert t.groupby("case_id")["gpu_uuid"].nunique().tolist() == [4, 4]  # every GPU's series, per case
+    assert (t.groupby("case_id")["gpu_index"].first() == 2).all()  # the own GPU's rows come first
 
 
 def test_telemetry_command_prints_summary_and_writes_png(workdir, replayed_run):
     proc = cli(workdir, "telemetry", "--results", "res", "-o", "out/plot.png")
     assert proc.returncode == 0, proc.stderr
     assert "power_throttle" in proc.stdout and "method=counter" in proc.stdout
+    header = next(line for line in proc.stdout.splitlines() if "samples" in line)
+    row = next(line for line in proc.stdout.splitlines() if "power_throttle" in line)
+    cells = dict(zip([c.strip() for c in header.split("┃")], [c.strip() for c in row.split("│")]))
+    assert (cells["gpu"], cells["gpus"]) == ("2", "4")
     png = workdir / "out" / "plot.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     proc = cli(workdir, "telemetry", replayed_run.name[:18], "--results", "res", "--no-plot")

@@ -56,3 +56,15 @@ def test_rates_must_be_ordered_and_tf32_is_cuda_only():
     with pytest.raises(ConfigError, match="high_hz"):
         bench(low_hz=100, high_hz=10)
     assert "CUDA" in bench(dtype="tf32").skip_reason()
+
+
+@pytest.mark.parametrize("env, why", [
+    ({"AIFBENCH_TELEMETRY": "off"}, "disabled by AIFBENCH_TELEMETRY=off"),
+    ({"AIFBENCH_TELEMETRY_REPLAY": "tests/data/telemetry/gh200_module_power.jsonl"}, "replay: gh200_module_power.jsonl"),
+])
+def test_skipped_without_a_live_sampler(monkeypatch, env, why):
+    """Telemetry off or replayed: there is no sampler thread whose cost could be measured."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reason = bench(size=64, dtype="fp32").skip_reason()
+    assert reason.startswith("no live telemetry sampler to measure here") and why in reason

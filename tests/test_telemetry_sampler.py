@@ -241,3 +241,40 @@ def test_nested_cpu_samplers_keep_their_own_counters(tmp_path):
             busy(0.2)
     system = next(m for m in win.metrics if m.metric == "system_cpu_util_mean_pct")
     assert system.value > 20  # at least this process's busy loop on one of the cores
+
+
+def test_poll_thread_keeps_its_rate_when_a_poll_takes_time(tmp_path):
+    """Polls on a grid: a 15 ms poll at a 25 ms interval still gives ~40 polls/s, not 1/(25+15 ms)."""
+
+    class Slow(CpuSampler):
+        def _poll(self):
+            time.sleep(0.015)
+            return super()._poll()
+
+    sampler = Slow(0.025, powercap_root=tmp_path)
+    with sampler.window("c"):
+        time.sleep(0.5)
+    assert sampler.polls >= 17  # ~20 thread polls + opening + closing; a sleep-after-poll loop gives ~14
+
+
+def test_a_trace_that_cannot_be_written_costs_the_recording_not_the_sampling(tmp_path, caplog):
+    from aifbench.telemetry.trace import RecordingDevice
+
+    from tests import telemetry_scripted as scripted
+
+    (tmp_path / "file").write_text("not a directory")
+    device, windows, _ = scripted.gh200_module()
+    sampler = NvmlSampler(RecordingDevice(device, tmp_path / "file" / "t.jsonl"), 0.1)
+    with sampler.window(windows[0][0]) as win:  # the recorder cannot create its file
+        pass
+    sampler.close()
+    assert win.flags == [] and "method=counter" in next(m.detail for m in win.metrics if m.metric == "energy_j")
+    assert "recording stopped" in caplog.text and caplog.text.count("recording stopped") == 1
+
+
+def test_tokens_per_joule_uses_the_per_device_rate():
+    """llm_train's tokens_per_s counts every rank's tokens; the power is this rank's GPU's."""
+    window = [Metric("power_mean_w", 500.0, "mean", detail="scope=gpu")]
+    measured = [Metric("tokens_per_s", 8000.0, "median"), Metric("tokens_per_s_per_device", 2000.0, "median")]
+    (eff,) = efficiency_metrics(measured, window)
+    assert eff.value == pytest.approx(4.0) and "tokens_per_s_per_device(median)" in eff.detail

@@ -26,6 +26,7 @@ deterministic.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from datetime import datetime, timezone
@@ -34,6 +35,8 @@ from typing import Any, TextIO
 
 from aifbench.errors import ConfigError
 from aifbench.telemetry.nvml_device import NVML_ERROR_NOT_SUPPORTED, DeviceAccess, NvmlCallError, call_key
+
+log = logging.getLogger(__name__)
 
 FORMAT = "aifbench-nvml-trace"
 VERSION = 2
@@ -61,6 +64,7 @@ class RecordingDevice:
                         "origin": origin or f"recorded from {inner.origin} on {socket.gethostname()}",
                         "interval_s": interval_s, "static": [{} for _ in range(self.slots)]}
         self._file: TextIO | None = None
+        self._failed = False
         self._poll: dict | None = None
         self._t0: float | None = None
 
@@ -91,15 +95,18 @@ class RecordingDevice:
     def end_window(self, case_id: str) -> None:
         self._flush_poll()
         self._write({"window": case_id, "event": "end"})
-        self._file.flush()
+        if self._file is not None and not self._failed:
+            self._file.flush()
         self.inner.end_window(case_id)
 
     def close(self) -> None:
-        self._flush_poll()
-        if self._file is None:
-            self._open()
-        self._file.close()
-        self.inner.close()
+        try:
+            self._flush_poll()
+            self._write(None)  # a session without windows still leaves its header
+            if self._file is not None:
+                self._file.close()
+        finally:
+            self.inner.close()
 
     def open(self) -> None:
         """Create the file and write the header now (else at the first window): call it after
@@ -117,10 +124,19 @@ class RecordingDevice:
         self._file = open(self.path, "w", encoding="utf-8")
         self._file.write(json.dumps(self._header, sort_keys=True) + "\n")
 
-    def _write(self, obj: dict) -> None:
-        if self._file is None:
-            self._open()
-        self._file.write(json.dumps(obj, sort_keys=True) + "\n")
+    def _write(self, obj: dict | None) -> None:
+        """Append one line (None: only make sure the file and its header exist); a file that
+        cannot be written stops the recording, not the sampling."""
+        if self._failed:
+            return
+        try:
+            if self._file is None:
+                self._open()
+            if obj is not None:
+                self._file.write(json.dumps(obj, sort_keys=True) + "\n")
+        except OSError as exc:
+            self._failed = True
+            log.warning("telemetry trace %s: recording stopped: %s", self.path, exc)
 
 
 class ReplayDevice:
