@@ -154,7 +154,7 @@ def test_site_override_replaces_and_adds(tmp_path, monkeypatch):
     path.write_text(SITE)
     monkeypatch.setenv(catalog.ENV_VAR, f"{tmp_path / 'absent-is-an-error.toml'}{os.pathsep}{path}")
     broken = peak_lookup_for("Contoso Accelerator 9000")("tflops:bf16")
-    assert broken[0] is None and "cannot read hardware catalog" in broken[1]
+    assert broken[0] is None and "hardware catalog: cannot read" in broken[1]
     monkeypatch.setenv(catalog.ENV_VAR, str(path))
     assert peak_lookup_for("Contoso Accelerator 9000")("tflops:bf16")[0] == 123
     value, text = peak_lookup_for(None, "0x2337")("hbm_gbps")
@@ -177,12 +177,38 @@ def test_malformed_catalog_files_are_refused(tmp_path, body, message):
         catalog.load_files([path])
 
 
-def test_hardware_command(aifbench_cli):
-    table = aifbench_cli("hardware")
-    assert table.returncode == 0 and "h100-sxm5-80gb" in table.stdout and "1979" in table.stdout
-    one = aifbench_cli("hardware", "mi250x")
-    assert one.returncode == 0 and "PER GCD" in one.stdout and "module tflops:bf16" in one.stdout
-    bad = aifbench_cli("hardware", "h100")
-    assert bad.returncode == 2 and "unknown hardware catalog id 'h100'; allowed:" in bad.stderr
-    detected = aifbench_cli("hardware", "--detect")
-    assert detected.returncode == 0 and "catalog cpu" in detected.stdout
+def test_hardware_command(capsys, monkeypatch):
+    from aifbench.cli import main
+    from aifbench.cli.output import console
+
+    monkeypatch.setattr(console, "_width", 200)
+    assert main(["hardware"]) == 0
+    table = capsys.readouterr().out
+    assert "h100-sxm5-80gb" in table and "1979" in table
+    assert main(["hardware", "mi250x"]) == 0
+    one = capsys.readouterr().out
+    assert "PER GCD" in one and "module tflops:bf16" in one
+    assert main(["hardware", "--detect"]) == 0
+    assert "catalog cpu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["hardware", "h100"], "unknown hardware catalog id 'h100'; allowed:"),
+    (["hardware", "mi250x", "h100"], "unknown hardware catalog id 'h100'"),  # nothing printed for mi250x
+    (["hardware", "--detect", "mi250x"], "--detect matches this node's GPUs and takes no catalog ids"),
+])
+def test_hardware_command_bad_input(capsys, args, message):
+    from aifbench.cli import main
+
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert message in err and out == ""
+
+
+def test_hardware_command_with_a_broken_site_catalog(tmp_path, monkeypatch, capsys):
+    from aifbench.cli import main
+
+    (tmp_path / "site.toml").write_text("bad = [")
+    monkeypatch.setenv(catalog.ENV_VAR, str(tmp_path / "site.toml"))
+    assert main(["hardware"]) == 2
+    assert "site.toml: TOML syntax error" in capsys.readouterr().err

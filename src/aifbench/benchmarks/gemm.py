@@ -85,8 +85,9 @@ def dims(c: GemmConfig) -> tuple[int, int, int]:
 
 def fp8_dtype(device: str) -> tuple[torch.dtype | None, str]:
     """The fp8 e4m3 dtype torch._scaled_mm takes on `device`, or None and why not."""
-    if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
-        return None, f"torch {torch.__version__} has no torch._scaled_mm / float8 dtypes"
+    if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn") or torch.__version__ < "2.4":
+        # before 2.4, _scaled_mm returned (out, amax) and its out= variant needed out_amax too
+        return None, f"fp8 GEMM needs torch >= 2.4 (torch._scaled_mm returning one tensor); this is {torch.__version__}"
     if not device.startswith("cuda"):
         return None, "fp8 GEMM is measured on GPUs only: a CPU has no fp8 matrix units"
     if getattr(torch.version, "hip", None):

@@ -12,6 +12,7 @@ STREAM's values in exact binary fractions (a = 1, b = 2, c = 0.5, q = 3), so the
 every element of the output equals its expected value (min and max, no temporary array).
 The default size (1 GiB per array) is far above any GPU L2 or CPU L3; a size whose working set
 is under 4x the last-level cache is still measured, with a note in the detail column.
+`gpu_only` skips a case on a CPU device (the acceptance suite's multi-GiB arrays).
 """
 
 from __future__ import annotations

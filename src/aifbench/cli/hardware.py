@@ -21,12 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_hardware(args: argparse.Namespace) -> int:
     from aifbench.hardware import catalog
 
+    from aifbench.errors import ConfigError
+
     cat = catalog.load()
     if args.detect:
+        if args.ids:
+            raise ConfigError(f"--detect matches this node's GPUs and takes no catalog ids (got {' '.join(args.ids)})")
         return _detect(cat)
     if args.ids:
-        for entry_id in args.ids:
-            _details(cat.get(entry_id))
+        entries = [cat.get(entry_id) for entry_id in args.ids]  # every id checked before printing any
+        for entry in entries:
+            _details(entry)
         return 0
     _table(cat)
     return 0

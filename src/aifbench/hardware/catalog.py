@@ -16,17 +16,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from aifbench.errors import ConfigError, one_of
 
@@ -173,13 +167,12 @@ def _claim(index: dict[str, Entry], key: str, entry: Entry, what: str) -> None:
 # --- loading ------------------------------------------------------------------------------
 
 def _read(path: Path) -> dict[str, Any]:
+    from aifbench.config import read_toml
+
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"hardware catalog {path}: TOML syntax error: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read hardware catalog {path}: {exc.strerror}") from None
+        return read_toml(path)
+    except ConfigError as exc:
+        raise ConfigError(f"hardware catalog: {exc}") from None
 
 
 def _peak_table(raw: Mapping[str, Any], sources: Mapping[str, str], where: str) -> dict[str, Peak]:
