@@ -76,6 +76,9 @@ def test_transformers_5_rope_parameters_are_read(tmp_path):
     (json.dumps(dict(HF_1B, num_key_value_heads=5)), "does not divide num_heads"),
     (json.dumps(dict(HF_1B, rope_scaling={"rope_type": "yarn", "factor": 4.0})), "allowed: llama3, default"),
     (json.dumps(dict(HF_1B, hidden_act="gelu")), "allowed: silu"),
+    (json.dumps(dict(HF_1B, rope_scaling=dict(HF_1B["rope_scaling"], low_freq_factor=4.0))),
+     "low_freq_factor < high_freq_factor"),
+    (json.dumps(dict(HF_1B, rope_scaling=dict(HF_1B["rope_scaling"], factor=0))), "factor must be >= 1"),
 ])
 def test_malformed_config_json_is_a_config_error(tmp_path, text, message):
     path = tmp_path / "config.json"
@@ -156,6 +159,30 @@ def test_prefill_then_decode_matches_the_full_forward(shape):
     assert (wrong - full[:, 24]).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_config_json_round_trips_every_named_shape(name):
+    from aifbench.models.hf_reference import config_json
+    from aifbench.models.shapes import shape_from_dict
+
+    assert _numbers(shape_from_dict(config_json(SHAPES[name]), name="x", source="x")) == _numbers(SHAPES[name])
+
+
+@pytest.mark.parametrize("shape", [TINY, TIED], ids=["untied", "tied"])
+def test_logits_equal_transformers_llama_with_the_same_weights(shape):
+    """aifbench's decoder is Llama: transformers' LlamaForCausalLM (sdpa) holding the same weights
+    gives the same logits, past the 64 original positions of tiny's llama3 RoPE scaling."""
+    pytest.importorskip("transformers")
+    from aifbench.models import hf_reference
+
+    ours, hf = build_model(shape, seed=5), hf_reference.build(shape, seed=5)
+    tokens = torch.randint(shape.vocab_size, (2, 100), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = hf(input_ids=tokens).logits
+        torch.testing.assert_close(ours(tokens), expected, rtol=1e-4, atol=1e-4)
+        targets = torch.roll(tokens, -1, 1)
+        torch.testing.assert_close(hf_reference.loss_fn(hf)(tokens, targets), ours(tokens, targets))
+
+
 def test_init_is_seeded_and_builds_in_the_requested_dtype():
     a, b = build_model(TINY, seed=1), build_model(TINY, seed=1)
     c = build_model(TINY, seed=2, dtype=torch.bfloat16)
@@ -209,6 +236,13 @@ def test_decode_bytes_count_every_weight_once_and_the_kv_of_the_context():
     tied = SHAPES["llama3-1b"]  # tied: the embedding table is the lm_head and is read in full
     assert flops.decode_bytes_per_step(tied, batch=1, context_len=0) == 2 * (flops.param_count(tied).stored
                                                                              + tied.hidden_size)
+
+
+def test_decode_roofline_of_llama3_8b_on_h100():
+    """The figure operators compare with: 15.01 GB of weights per step, 4.48 ms at 3350 GB/s."""
+    weights = flops.decode_weight_bytes(SHAPES["llama3-8b"], batch=1)
+    assert weights == 15_009_857_536
+    assert 3350e9 / weights == pytest.approx(223.19, abs=0.01)
 
 
 def test_memory_estimates_shrink_with_sharding_and_checkpointing():

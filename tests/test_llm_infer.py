@@ -53,13 +53,30 @@ def test_sweep_records_prefill_decode_latency_and_bandwidth(tmp_path):
         assert len(samples[samples["metric"] == "ttft_s"]) == 3
 
 
-def test_hbm_percent_uses_the_catalog_peak():
+def test_hbm_percent_and_the_weight_roofline_use_the_catalog_peak():
     b = _bench(Context(peak_lookup=lambda kind: (0.5, "test catalog") if kind == "hbm_gbps" else (None, "")))
     b.check()
     out = b.measure(Timer("cpu", TimingConfig(warmup=1, repeats=2)))
-    hbm = next(m for m in out.metrics if m.metric == "hbm_gbps" and m.stat == "median")
+    rows = {(m.metric, m.stat): m for m in out.metrics}
+    hbm = rows["hbm_gbps", "median"]
     assert hbm.peak == 0.5 and hbm.peak_source == "test catalog"
     assert hbm.pct_of_peak == pytest.approx(200 * hbm.value)
+    # roofline: weight bytes per step / 0.5 GB/s, against the median step time of a generation
+    weights = flops.decode_weight_bytes(SHAPES["tiny"], batch=2, dtype_bytes=4)
+    step_s = 2 / rows["decode_tokens_per_s", "median"].value  # batch 2, one token per sequence per step
+    roof = rows["decode_roofline_pct", "median"]
+    assert roof.value == pytest.approx(100 * weights / 0.5e9 / step_s)
+    assert roof.value < hbm.pct_of_peak  # the KV bytes are only in hbm_gbps
+    assert roof.peak_source == "test catalog" and f"{weights / 1e9:.4g} GB weights / 0.5 GB/s" in roof.detail
+    assert rows["decode_roofline_pct", "max"].value >= roof.value
+
+
+def test_no_roofline_row_without_an_hbm_peak():
+    b = _bench()
+    b.check()
+    out = b.measure(Timer("cpu", TimingConfig(warmup=0, repeats=1)))
+    assert "decode_roofline_pct" not in {m.metric for m in out.metrics}
+    assert any(m.metric == "hbm_gbps" for m in out.metrics)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])

@@ -2,6 +2,7 @@
 FSDP2 across two gloo ranks, and every bad-input path."""
 
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -130,20 +131,75 @@ def test_bad_input_is_a_config_error_before_anything_runs(tmp_path, capsys, para
     assert not (tmp_path / "res").exists()
 
 
+def test_reference_transformers_is_timed_in_the_same_case(tmp_path):
+    """The side by side of issue 4 lands in the results: transformers' LlamaForCausalLM with the
+    same weights must start from the same loss, and speedup_vs_ref is the ratio of the medians."""
+    pytest.importorskip("transformers")
+    suite = _suite(tmp_path, 'model = "tiny", seq_len = 32, micro_batch = 2, grad_accum = 2, dtype = "fp32", '
+                             'reference = "transformers"')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    res = load([tmp_path / "res"])
+    assert set(res.metrics["status"]) == {"ok"}
+    m = res.metrics.set_index(["metric", "stat"])
+    ref_time = m.loc[("ref_step_time_s", "median"), "value"]
+    assert m.loc[("ref_tokens_per_s", "median"), "value"] == pytest.approx(128 / ref_time)
+    assert m.loc[("speedup_vs_ref", "median"), "value"] == pytest.approx(
+        m.loc[("tokens_per_s", "median"), "value"] / m.loc[("ref_tokens_per_s", "median"), "value"])
+    detail = m.loc[("ref_tokens_per_s", "median"), "detail"]
+    assert "LlamaForCausalLM (sdpa)" in detail
+    first_ref, first_own = (float(x) for x in detail.split("first loss ")[1].rstrip(")").split(" (aifbench "))
+    assert first_ref == pytest.approx(first_own, rel=1e-5)
+    assert len(res.samples[res.samples["metric"] == "ref_step_time_s"]) == 3
+    assert "ref_mfu_pct" not in m.index.get_level_values(0)  # no bf16 peak on a CPU
+
+
+def test_reference_with_a_different_model_fails_the_check(monkeypatch):
+    pytest.importorskip("transformers")
+    from aifbench.models import hf_reference
+
+    real = hf_reference.build
+    monkeypatch.setattr(hf_reference, "build", lambda shape, **kw: real(shape, **dict(kw, seed=kw["seed"] + 1)))
+    b = _bench(reference="transformers")
+    b.setup()
+    b.check()
+    with pytest.raises(CorrectnessError, match="differs from aifbench's .* not the same model"):
+        b.measure(Timer("cpu", FAST))
+
+
+def test_reference_without_transformers_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an environment without it looks like
+    suite = _suite(tmp_path, 'model = "tiny", seq_len = 32, dtype = "fp32"', 'reference = ["none", "transformers"]')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    rows = load([tmp_path / "res"]).metrics
+    skipped = rows[rows["status"] == "skipped"]
+    assert skipped["params"].str.contains('"reference": "transformers"').all() and len(skipped) == 1
+    assert "reference transformers not importable" in skipped["reason"].iloc[0]
+    assert "aifbench[reference]" in skipped["reason"].iloc[0]
+    assert (rows[rows["status"] == "ok"]["metric"] == "tokens_per_s").any()
+
+
 def test_config_is_validated_at_construction():
     with pytest.raises(ConfigError):
         LlmTrainConfig(model="tiny", seq_len=4096)
 
 
+TIED_TINY = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+             "rope_theta": 500000.0, "tie_word_embeddings": True}
+
+
 @pytest.mark.slow
 def test_fsdp2_across_two_gloo_ranks(tmp_path):
-    suite = _suite(tmp_path, 'model = "tiny", seq_len = 32, micro_batch = 2, dtype = "bf16"')
+    """Untied (tiny) and tied (llama3-1b/3b style) embeddings, sharded over two gloo ranks."""
+    tied = write(tmp_path / "tied" / "config.json", json.dumps(TIED_TINY))
+    suite = _suite(tmp_path, 'seq_len = 32, micro_batch = 2, dtype = "bf16"', f'model = ["tiny", "{tied}"]')
     code = main(["run", suite, "--results", str(tmp_path / "res"), "--nproc", "2", "--device", "cpu",
                  "--telemetry-hz", "0"])
     assert code == 0
     m = load([tmp_path / "res"]).metrics
     assert set(m["status"]) == {"ok"} and set(m["rank"]) == {0, 1} and set(m["world_size"]) == {2}
-    for _, r in m.groupby("rank"):
+    assert m["case_id"].nunique() == 2
+    for _, r in m.groupby(["case_id", "rank"]):
         v = r.set_index(["metric", "stat"])["value"]
         assert v["tokens_per_s", "median"] == pytest.approx(2 * 64 / v["step_time_s", "median"])
         assert v["tokens_per_s_per_device", "median"] == pytest.approx(v["tokens_per_s", "median"] / 2)

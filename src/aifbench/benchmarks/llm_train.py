@@ -21,11 +21,21 @@ Metrics (definitions in aifbench.metrics):
   peak_memory_bytes     stat max over the timed steps
   loss                  stat value: loss at the last timed step; raw samples: loss of every step
                         (check, warm-up, timed); detail: the sanity verdict (finite, falling)
+With reference = "transformers" (one device), the same case then times Hugging Face
+transformers' LlamaForCausalLM (attn_implementation sdpa) built with the SAME synthetic weights
+(aifbench.models.hf_reference), on the same batch, autocast, AdamW, activation checkpointing and
+compile backend (torch.compile of its forward + loss as one function), after aifbench's own
+model is freed. Its first loss must equal aifbench's first loss (LOSS_MATCH[dtype]) and fall:
+  ref_step_time_s, ref_tokens_per_s, ref_mfu_pct, ref_peak_memory_bytes   as above
+  speedup_vs_ref        tokens_per_s / ref_tokens_per_s (medians; >= 1: aifbench is faster)
+Without transformers the case is skipped with the reason (cases without reference still run).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import gc
 import logging
 import math
 from dataclasses import dataclass
@@ -33,15 +43,30 @@ from dataclasses import dataclass
 import torch
 
 from aifbench.benchmarks import _llm
+from aifbench.benchmarks._collective_ops import ranks_flagging
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
+from aifbench.metrics import define
 from aifbench.models import flops
 from aifbench.registry import register
-from aifbench.timing import Timer
+from aifbench.timing import Timer, TimingStats
 
 log = logging.getLogger(__name__)
 CHECK_STEPS = 3
 MFU_FORMULA = "mfu = (6*N + 12*L*d_attn*T) * tokens_per_s_per_device / peak_bf16_flops"
+# |first reference loss - first aifbench loss| / first aifbench loss allowed: the same weights and
+# batch through two implementations (measured on CPU, tiny: fp32 ~1e-7, bf16 autocast ~1e-3).
+LOSS_MATCH = {"fp32": 1e-4, "bf16": 2e-2}
+REFERENCES = ("none", "transformers")
+
+define("ref_step_time_s", "s", False, "step_time_s of the reference implementation (llm_train reference=...) "
+       "timed in the same case on the same shape, weights, batch and optimizer")
+define("ref_tokens_per_s", "1/s", True, "tokens_per_s of the reference implementation (llm_train reference=...)")
+define("ref_mfu_pct", "%", True, "mfu_pct of the reference implementation: the same FLOPs per token "
+       "(6*N + 12*L*d_attn*T) x ref_tokens_per_s / bf16 dense peak")
+define("ref_peak_memory_bytes", "B", False, "peak_memory_bytes of the reference implementation's timed steps")
+define("speedup_vs_ref", "x", True, "tokens_per_s / ref_tokens_per_s (medians of the same case): "
+       ">= 1 when aifbench's step is at least as fast as the reference implementation's")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,11 +82,29 @@ class LlmTrainConfig:
     compile_backend: str = param("inductor", "torch.compile backend (eager: tests)", choices=_llm.COMPILE_BACKENDS)
     activation_checkpointing: bool = param(False, "recompute each block in backward (not counted in MFU)")
     lr: float = param(3e-4, "AdamW learning rate (betas 0.9, 0.95; weight decay 0.1)", min=0.0)
+    reference: str = param("none", "also time this implementation in the same case on the same weights and "
+                                   "batch (transformers: LlamaForCausalLM, sdpa; one device)", choices=REFERENCES)
     seed: int = param(0, "seed of the synthetic weights and tokens", min=0)
 
     def __post_init__(self) -> None:
         shape = _llm.shape_of(self.model, self.layers)  # ConfigError: unknown name, bad file, bad heads
         _llm.check_positions(shape, self.seq_len, "seq_len")
+
+
+def train_step(loss_fn, batches, optimizer, autocast, before_micro=None) -> torch.Tensor:
+    """One optimizer step: forward + backward of every micro-batch (x, y) under autocast(), then
+    the update; returns the mean micro-batch loss (a device tensor, no host sync)."""
+    total = None
+    for i, (x, y) in enumerate(batches):
+        if before_micro is not None:
+            before_micro(i)
+        with autocast():
+            loss = loss_fn(x, y)
+        (loss / len(batches)).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total / len(batches)
 
 
 @register
@@ -70,7 +113,8 @@ class LlmTrain(Benchmark):
     description = "Llama training step (fwd, bwd, AdamW): tokens/s, MFU, memory; FSDP2 across ranks"
     Config = LlmTrainConfig
     emits = ("tokens_per_s", "tokens_per_s_per_device", "step_time_s", "model_tflops_per_device",
-             "mfu_pct", "peak_memory_bytes", "loss")
+             "mfu_pct", "peak_memory_bytes", "loss", "ref_step_time_s", "ref_tokens_per_s", "ref_mfu_pct",
+             "ref_peak_memory_bytes", "speedup_vs_ref")
     multi_rank = True
 
     def __init__(self, config: LlmTrainConfig, ctx):
@@ -78,6 +122,7 @@ class LlmTrain(Benchmark):
         self.shape = _llm.shape_of(config.model, config.layers)
         self.fsdp = ctx.world_size > 1
         self.losses: list[torch.Tensor] = []
+        self.check_losses: list[float] = []
 
     @property
     def tokens_per_step(self) -> int:
@@ -86,20 +131,56 @@ class LlmTrain(Benchmark):
         return c.micro_batch * c.seq_len * c.grad_accum * self.ctx.world_size
 
     def skip_reason(self) -> str | None:
+        """This rank's reason, or (FSDP) the fact that another rank has one: all ranks skip together."""
+        reason = self._local_skip_reason()
+        if not self.fsdp or not self.ctx.distributed:
+            return reason
+        bad = ranks_flagging(reason is not None, self.ctx)
+        if reason is None and bad:
+            reason = f"rank(s) {bad} cannot run this case (their rows give the reason)"
+        return reason
+
+    def _local_skip_reason(self) -> str | None:
         c = self.config
+        if self.fsdp and not self.ctx.distributed:
+            return f"world_size {self.ctx.world_size} but torch.distributed is not initialised"
+        if c.reference != "none":
+            if self.fsdp:
+                return f"reference {c.reference} is timed on one device; run it without --nproc/FSDP"
+            from aifbench.models import hf_reference
+
+            reason = hf_reference.unavailable_reason()
+            if reason:
+                return reason
         reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
         if reason:
             return reason
-        if self.fsdp and not self.ctx.distributed:
-            return f"world_size {self.ctx.world_size} but torch.distributed is not initialised"
         need = flops.train_memory_bytes(self.shape, micro_batch=c.micro_batch, seq_len=c.seq_len,
                                         world_size=self.ctx.world_size,
                                         checkpointing=c.activation_checkpointing,
                                         mixed_precision=c.dtype == "bf16")
         return _llm.fit_reason(need, self.ctx.device, f"{self.shape.name} training")
 
+    def _agree(self, problem: str | None, what: str) -> None:
+        """Raise on every rank when any rank has a problem (FSDP ranks must not wait on a dead one)."""
+        bad = ranks_flagging(problem is not None, self.ctx) if self.fsdp else []
+        if problem is not None:
+            raise CorrectnessError(problem) if what == "check" else RuntimeError(problem)
+        if bad:
+            raise RuntimeError(f"{what} failed on rank(s) {bad} (their rows give the reason)")
+
     # --- setup ----------------------------------------------------------------------------
     def setup(self) -> None:
+        problem = None
+        try:
+            self._setup()
+        except Exception as exc:  # e.g. out of memory on this rank only
+            if not self.fsdp:
+                raise
+            problem = f"{type(exc).__name__}: {exc}"
+        self._agree(problem, "setup")
+
+    def _setup(self) -> None:
         from aifbench.models.llama import Llama, build_model
 
         c, dev = self.config, self.ctx.device
@@ -130,36 +211,23 @@ class LlmTrain(Benchmark):
 
     def step(self) -> None:
         """One optimizer step over the global batch; appends the mean micro-batch loss (on device)."""
-        total = None
         last = len(self.batches) - 1
-        for i, (x, y) in enumerate(self.batches):
-            if self.fsdp:
-                self.model.set_requires_gradient_sync(i == last)
-            with self._autocast():
-                loss = self.model(x, y)
-            (loss / len(self.batches)).backward()
-            total = loss.detach() if total is None else total + loss.detach()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.losses.append(total / len(self.batches))
+        sync = (lambda i: self.model.set_requires_gradient_sync(i == last)) if self.fsdp else None
+        self.losses.append(train_step(self.model, self.batches, self.optimizer, self._autocast, sync))
 
     # --- check and measure ------------------------------------------------------------------
     def check(self) -> None:
         """Loss finite and falling over CHECK_STEPS steps on the repeated batch (also compiles)."""
         for _ in range(CHECK_STEPS):
             self.step()
-        values = [v.item() for v in self.losses]
-        self.check_losses = values
-        if not all(math.isfinite(v) for v in values):
-            raise CorrectnessError(f"training loss not finite: {_llm.fmt_seq(values)}")
-        if not values[-1] < values[0]:
-            raise CorrectnessError(f"training loss not falling on a repeated batch: {_llm.fmt_seq(values)}")
+        self.check_losses = [v.item() for v in self.losses]
+        self._agree(_loss_problem(self.check_losses, "training"), "check")
 
     def measure(self, timer: Timer) -> Measurement:
         self.losses = []
         with _llm.PeakMemory(self.ctx.device) as mem:
             stats = timer.time(self.step)
-        losses = getattr(self, "check_losses", []) + [v.item() for v in self.losses]
+        losses = self.check_losses + [v.item() for v in self.losses]
         if not all(math.isfinite(v) for v in losses):
             raise CorrectnessError(f"training loss became non-finite: {_llm.fmt_seq(losses)}")
         out = time_metrics(stats, "step_time_s")
@@ -171,9 +239,11 @@ class LlmTrain(Benchmark):
                                   detail=f"sanity: finite, {verdict} on a repeated batch over {len(losses)} "
                                          f"steps ({losses[0]:.4g} -> {losses[-1]:.4g})"))
         out.samples["loss"] = losses
+        if self.config.reference != "none":
+            out.extend(self._reference(timer, stats))
         return out
 
-    def _throughput(self, stats) -> list[Metric]:
+    def _throughput(self, stats: TimingStats) -> list[Metric]:
         per_device = self.tokens_per_step / self.ctx.world_size
         flops_per_token = flops.train_flops_per_token(self.shape, self.config.seq_len)
         peak = self.ctx.peak("tflops:bf16")
@@ -181,23 +251,99 @@ class LlmTrain(Benchmark):
         rows += rate_metrics("tokens_per_s_per_device", per_device, stats, 1.0)
         model_rows = rate_metrics("model_tflops_per_device", flops_per_token * per_device, stats, 1e-12, peak)
         rows += [_with_detail(m, f"F = {flops_per_token:.6g} FLOP/token (6*N + 12*L*d_attn*T)") for m in model_rows]
-        peak_tflops, source = peak
-        if peak_tflops:
-            for m in model_rows:
-                rows.append(Metric("mfu_pct", 100.0 * m.value / peak_tflops, stat=m.stat, n_samples=m.n_samples,
-                                   noisy=m.noisy, peak_source=source,
-                                   detail=MFU_FORMULA))
-        else:
-            log.info("mfu_pct not reported: %s", source)
-        return rows
+        return rows + _mfu_rows("mfu_pct", model_rows, peak)
+
+    # --- reference implementation -------------------------------------------------------------
+    def _reference(self, timer: Timer, own: TimingStats) -> Measurement:
+        """Free aifbench's model, then train and time the reference on the same weights and batch."""
+        from aifbench.models import hf_reference
+
+        c, dev = self.config, self.ctx.device
+        self._free_model()
+        hf = hf_reference.build(self.shape, device=dev, seed=c.seed, max_seq_len=c.seq_len)
+        if c.activation_checkpointing:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        hf.train()
+        loss_fn = hf_reference.loss_fn(hf)
+        if c.compile:
+            loss_fn = torch.compile(loss_fn, backend=c.compile_backend)
+        optimizer = _adamw(hf, c.lr, self.ctx.is_cuda)
+        losses: list[torch.Tensor] = []
+
+        def step() -> None:
+            losses.append(train_step(loss_fn, self.batches, optimizer, self._autocast))
+
+        for _ in range(CHECK_STEPS):
+            step()
+        first = [v.item() for v in losses]
+        what = f"transformers {hf_reference.version()} LlamaForCausalLM (sdpa)"
+        self._check_reference(first, what)
+        with _llm.PeakMemory(dev) as mem:
+            stats = timer.time(step)
+        del hf, optimizer, loss_fn
+        detail = (f"{what}; same weights, batch, AdamW; compile={c.compile} ({c.compile_backend}, forward+loss); "
+                  f"first loss {first[0]:.6g} (aifbench {self.check_losses[0]:.6g})")
+        return self._reference_rows(stats, own, mem, detail)
+
+    def _check_reference(self, losses: list[float], what: str) -> None:
+        problem = _loss_problem(losses, f"reference {what}")
+        own = self.check_losses[0]
+        rel = abs(losses[0] - own) / abs(own)
+        if problem is None and not rel <= LOSS_MATCH[self.config.dtype]:
+            problem = (f"reference {what} first loss {losses[0]:.6g} differs from aifbench's {own:.6g} by "
+                       f"{rel:.3g} > {LOSS_MATCH[self.config.dtype]:g}: not the same model")
+        if problem:
+            raise CorrectnessError(problem)
+
+    def _reference_rows(self, stats: TimingStats, own: TimingStats, mem, detail: str) -> Measurement:
+        out = time_metrics(stats, "ref_step_time_s")
+        flops_per_token = flops.train_flops_per_token(self.shape, self.config.seq_len)
+        rates = rate_metrics("ref_tokens_per_s", self.tokens_per_step, stats, 1.0)
+        out.metrics += [_with_detail(m, detail) for m in rates]
+        model_rows = rate_metrics("model_tflops_per_device", flops_per_token * self.tokens_per_step, stats, 1e-12,
+                                  self.ctx.peak("tflops:bf16"))
+        out.metrics += _mfu_rows("ref_mfu_pct", model_rows, self.ctx.peak("tflops:bf16"))
+        out.metrics.append(Metric("ref_peak_memory_bytes", mem.peak_bytes, stat="max", n_samples=stats.n,
+                                  detail=mem.detail))
+        out.metrics.append(Metric("speedup_vs_ref", stats.median_s / own.median_s, stat="median",
+                                  n_samples=min(stats.n, own.n), noisy=stats.noisy or own.noisy,
+                                  detail="tokens_per_s / ref_tokens_per_s = ref step time / aifbench step time "
+                                         "(medians)"))
+        return out
+
+    def _free_model(self) -> None:
+        self.model = self.optimizer = None
+        gc.collect()
+        if self.ctx.is_cuda:
+            torch.cuda.empty_cache()
 
     def teardown(self) -> None:
         self.model = self.optimizer = self.batches = None
         self.losses = []
 
 
+def _loss_problem(losses: list[float], what: str) -> str | None:
+    """Why `losses` (consecutive steps on one repeated batch) fail the sanity check, or None."""
+    if not all(math.isfinite(v) for v in losses):
+        return f"{what} loss not finite: {_llm.fmt_seq(losses)}"
+    if not losses[-1] < losses[0]:
+        return f"{what} loss not falling on a repeated batch: {_llm.fmt_seq(losses)}"
+    return None
+
+
+def _mfu_rows(name: str, model_rows: list[Metric], peak: tuple[float | None, str]) -> list[Metric]:
+    """MFU in % of the bf16 dense peak from model TFLOP/s rows; none (and a log line) without a peak."""
+    peak_tflops, source = peak
+    if not peak_tflops:
+        log.info("%s not reported: %s", name, source)
+        return []
+    return [Metric(name, 100.0 * m.value / peak_tflops, stat=m.stat, n_samples=m.n_samples, noisy=m.noisy,
+                   peak_source=source, detail=MFU_FORMULA)
+            for m in model_rows]
+
+
 def _with_detail(m: Metric, detail: str) -> Metric:
-    return Metric(m.metric, m.value, m.stat, m.n_samples, m.noisy, m.peak, m.peak_source, detail)
+    return dataclasses.replace(m, detail=detail)
 
 
 def _shard(model, mixed_bf16: bool) -> None:

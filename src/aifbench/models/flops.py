@@ -117,11 +117,18 @@ def infer_memory_bytes(shape: LlamaShape, *, batch: int, prompt_len: int, gen_to
             + transient + batch * shape.vocab_size * 4)
 
 
+def decode_weight_bytes(shape: LlamaShape, *, batch: int, dtype_bytes: int = BF16_BYTES) -> int:
+    """Weight bytes one decode step must read: every weight once, the input embedding table only
+    its `batch` rows (a tied table is the lm_head, so it is read in full). The numerator of the
+    HBM weight-streaming roofline: no decode step can be shorter than this / HBM bandwidth."""
+    p = param_count(shape)
+    weights = p.stored - p.embedding + (p.embedding if shape.tie_word_embeddings else 0)
+    return (weights + batch * shape.hidden_size) * dtype_bytes
+
+
 def decode_bytes_per_step(shape: LlamaShape, *, batch: int, context_len: int,
                           dtype_bytes: int = BF16_BYTES) -> int:
-    """HBM bytes one decode step must read: every weight once (the input embedding only its B rows)
-    plus the K and V of `context_len` positions for each sequence."""
-    p = param_count(shape)
-    weights = (p.stored - p.embedding + (p.embedding if shape.tie_word_embeddings else 0)) * dtype_bytes
-    embedding_rows = batch * shape.hidden_size * dtype_bytes
-    return weights + embedding_rows + kv_cache_bytes(shape, batch, context_len, dtype_bytes)
+    """HBM bytes one decode step must read: decode_weight_bytes plus the K and V of `context_len`
+    positions for each sequence."""
+    return (decode_weight_bytes(shape, batch=batch, dtype_bytes=dtype_bytes)
+            + kv_cache_bytes(shape, batch, context_len, dtype_bytes))

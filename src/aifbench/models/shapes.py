@@ -202,12 +202,18 @@ def _rope_scaling(raw: Any, source: str) -> RopeScaling | None:
     if kind != "llama3":
         raise ConfigError(f"{source}: rope_scaling type {kind!r} not supported; allowed: llama3, default")
     try:
-        return RopeScaling(factor=float(raw["factor"]), low_freq_factor=float(raw["low_freq_factor"]),
-                           high_freq_factor=float(raw["high_freq_factor"]),
-                           original_max_position_embeddings=int(raw["original_max_position_embeddings"]))
+        s = RopeScaling(factor=float(raw["factor"]), low_freq_factor=float(raw["low_freq_factor"]),
+                        high_freq_factor=float(raw["high_freq_factor"]),
+                        original_max_position_embeddings=int(raw["original_max_position_embeddings"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: rope_scaling llama3 needs factor, low_freq_factor, high_freq_factor, "
                           f"original_max_position_embeddings ({exc})") from None
+    if not s.factor >= 1:
+        raise ConfigError(f"{source}: rope_scaling factor must be >= 1, got {s.factor:g}")
+    if not 0 < s.low_freq_factor < s.high_freq_factor or s.original_max_position_embeddings < 1:
+        raise ConfigError(f"{source}: rope_scaling needs 0 < low_freq_factor < high_freq_factor and "
+                          f"original_max_position_embeddings >= 1, got {s}")
+    return s
 
 
 def with_layers(shape: LlamaShape, num_layers: int) -> LlamaShape:
