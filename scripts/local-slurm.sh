@@ -228,8 +228,22 @@ stop_pid() {  # stop_pid NAME PIDFILE: TERM, wait up to 15 s, then KILL
     rm -f "$file"
 }
 
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+check_ports() {  # a daemon of ours not running, but its port taken: another cluster (other state dir)
+    local pair name file port
+    for pair in "mysqld:$DB_PORT" "slurmdbd:$DBD_PORT" "slurmctld:$CTLD_PORT" "slurmd-n1:17001" "slurmd-n2:17002"; do
+        name=${pair%%:*} port=${pair##*:}
+        file=$RUN/$name.pid
+        if ! alive "$file" && port_busy "$port"; then
+            die "port $port ($name) is taken by another process (a local Slurm cluster from another state directory?): stop it first, or set AIFBENCH_SLURM_*_PORT"
+        fi
+    done
+}
+
 cmd_start() {
     need_root
+    check_ports
     install_packages
     write_configs
     add_hosts

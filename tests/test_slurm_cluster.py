@@ -52,7 +52,14 @@ def test_sacct_states_exit_codes_and_stale_reasons():
     assert jobs["10"].state == "FAILED" and jobs["10"].exit_code == "9:0"
     assert jobs["4_2"].reason == ""  # the last pending reason of an ended job is not why it ended
     assert jobs["14"].reason == "Priority" and jobs["14"].nodes == ""
-    assert "15_[2-3%1]" not in jobs
+    assert "15_[2-3%1]" not in jobs and jobs["15_2"].state == jobs["15_3"].state == "PENDING"
+    assert "15_4" not in jobs
+
+
+def test_sacct_range_of_never_started_array_tasks():
+    jobs = cluster.parse_sacct("21_[1-2,5%1]|CANCELLED by 0|aifbench|debug|None assigned|None|0:0|00:00:00\n")
+    assert sorted(jobs) == ["21_1", "21_2", "21_5"] and {j.state for j in jobs.values()} == {"CANCELLED"}
+    assert cluster.expand_array_tasks("21_3") == ["21_3"] and cluster.expand_array_tasks("21") == ["21"]
 
 
 @pytest.mark.parametrize("raw,state", [

@@ -12,6 +12,22 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture
+def in_process(tmp_path, monkeypatch, capsys):
+    """The CLI in this process (no interpreter start per call): (args...) -> (exit code, stdout, stderr)."""
+    from aifbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9_-]+-[0-9a-f]{6}")
 
 
@@ -26,15 +42,16 @@ def normalise(text: str, tmp_path: Path) -> str:
                                  "--cases-per-task", "2", "--array-parallelism", "1", "--nodes", "2",
                                  "--account", "jscbench", "--time", "20", "--job-name", "membw-sweep"]),
 ])
-def test_dry_run_matches_golden(aifbench_cli, tmp_path, golden, args):
-    proc = aifbench_cli("submit", *args, "--dry-run", "--results", "res", env={"AIFBENCH_ACCOUNT": ""})
-    assert proc.returncode == 0, proc.stderr
-    assert "nothing submitted" in proc.stderr
-    script = normalise(proc.stdout, tmp_path)
+def test_dry_run_matches_golden(in_process, monkeypatch, tmp_path, golden, args):
+    monkeypatch.setenv("AIFBENCH_ACCOUNT", "")
+    code, out, err = in_process("submit", *args, "--dry-run", "--results", "res")
+    assert code == 0, err
+    assert "nothing submitted" in err
+    script = normalise(out, tmp_path)
     path = GOLDEN / golden
     if os.environ.get("AIFBENCH_UPDATE_GOLDEN"):
         path.write_text(script)
-    assert script == path.read_text(), f"sbatch script changed; review and regenerate with AIFBENCH_UPDATE_GOLDEN=1"
+    assert script == path.read_text(), "sbatch script changed; review and regenerate with AIFBENCH_UPDATE_GOLDEN=1"
     assert not (tmp_path / "res").exists(), "a dry run must write nothing"
 
 
@@ -49,12 +66,17 @@ def test_dry_run_matches_golden(aifbench_cli, tmp_path, golden, args):
     (["smoke", "--system", "vega-gpu", "--set", "gemm.nope=1"], "unknown parameter of gemm 'nope'"),
     (["nosuchsuite", "--system", "vega-gpu"], "unknown suite 'nosuchsuite'"),
     (["smoke", "--system", "vega-gpu", "--time", "0"], "time_min must be >= 1"),
+    (["smoke", "--system", "local-slurm", "--wait", "--wait-timeout", "-5"], "--wait-timeout must be > 0"),
+    (["smoke", "--system", "local-slurm", "--telemetry-hz", "-1"], "--telemetry-hz must be >= 0"),
+    (["smoke", "--system", "local-slurm", "--mode", "array", "--array-parallelism", "0"], "array_parallelism must be >= 1"),
+    (["smoke", "--system", "jupiter-booster", "--job-name", "a b"], "job name 'a b' refused"),
+    (["smoke", "--system", "jupiter-booster", "--reservation", "r|x"], "--reservation 'r|x' refused"),
 ])
-def test_bad_input_exits_2_and_writes_nothing(aifbench_cli, tmp_path, args, message):
-    proc = aifbench_cli("submit", *args, "--dry-run")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert message in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+def test_bad_input_exits_2_and_writes_nothing(in_process, tmp_path, args, message):
+    code, out, err = in_process("submit", *args, "--dry-run")
+    assert code == 2, out + err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "results").exists() and not any(tmp_path.glob("my*"))
 
 
@@ -63,36 +85,60 @@ def test_submit_without_dry_run_refuses_bad_input_before_anything(aifbench_cli, 
     assert proc.returncode == 2 and not (tmp_path / "results").exists()
 
 
-def test_systems_commands(aifbench_cli):
-    listing = aifbench_cli("systems")
-    assert listing.returncode == 0 and "jupiter-booster" in listing.stdout and "lumi-g" in listing.stdout
-    show = aifbench_cli("systems", "show", "marenostrum5-acc")
-    assert show.returncode == 0 and "h100-64gb" in show.stdout and "qos=acc_debug" in show.stdout
-    assert "unconfirmed" in show.stdout and "https://" in show.stdout
-    bad = aifbench_cli("systems", "show", "nosuch")
-    assert bad.returncode == 2 and "allowed:" in bad.stderr
+def test_systems_commands(in_process):
+    code, out, _ = in_process("systems")
+    assert code == 0 and "jupiter-booster" in out and "lumi-g" in out
+    code, out, _ = in_process("systems", "show", "marenostrum5-acc")
+    assert code == 0 and "h100-64gb" in out and "qos=acc_debug" in out
+    assert "unconfirmed" in out and "https://" in out
+    code, _, err = in_process("systems", "show", "nosuch")
+    assert code == 2 and "allowed:" in err
 
 
-def test_jobs_and_collect_on_unknown_runs(aifbench_cli, tmp_path):
-    assert aifbench_cli("jobs").returncode == 0
-    proc = aifbench_cli("collect", "nosuchrun")
-    assert proc.returncode == 2 and "no submitted run 'nosuchrun'" in proc.stderr
+def test_jobs_and_collect_on_unknown_runs(in_process):
+    code, out, _ = in_process("jobs")
+    assert code == 0 and "no submitted runs under results" in out
+    code, _, err = in_process("collect", "nosuchrun")
+    assert code == 2 and "no submitted run 'nosuchrun'" in err
+    code, _, err = in_process("cancel", "nosuchrun")
+    assert code == 2 and "no submitted run 'nosuchrun'" in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["jobs", "--timeout", "0"], "--timeout must be > 0"),
+    (["jobs", "--last", "-1"], "--last must be >= 0"),
+    (["cluster", "--timeout", "-3"], "--timeout must be > 0"),
+])
+def test_bad_flags_of_jobs_and_cluster(in_process, args, message):
+    code, _, err = in_process(*args)
+    assert code == 2 and message in err, err
 
 
 def test_local_system_through_submitit_local_executor(aifbench_cli, tmp_path):
-    proc = aifbench_cli("submit", "smoke", "--system", "local", "--only", "membw", "--set", "timing.repeats=2",
-                        "--wait", "--wait-timeout", "240", "--telemetry-hz", "0", timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (run_dir,) = (tmp_path / "results").iterdir()
-    record = json.loads((run_dir / "submission.json").read_text())
-    assert record["scheduler"] == "local" and record["mode"] == "single"
     from aifbench.results.store import load
 
-    results = load([run_dir])
+    quick = ["--only", "membw", "--set", "timing.repeats=2", "--telemetry-hz", "0"]
+    proc = aifbench_cli("submit", "smoke", "--system", "local", *quick, "--wait", "--wait-timeout", "240", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (single,) = (tmp_path / "results").iterdir()
+    record = json.loads((single / "submission.json").read_text())
+    assert record["scheduler"] == "local" and record["mode"] == "single"
+    results = load([single])
     assert set(results.metrics["status"]) == {"ok"} and results.metrics["case_id"].nunique() == 4
     assert set(results.runs["launcher"]) == {"local"}
-    jobs = aifbench_cli("jobs", run_dir.name)
-    assert "COMPLETED" in jobs.stdout
+    # an array on the local executor: every task starts at once, but only --array-parallelism measure
+    proc = aifbench_cli("submit", "smoke", "--system", "local", *quick, "--mode", "array", "--array-parallelism", "1",
+                        "--cases-per-task", "2", "--wait", "--wait-timeout", "240", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (array,) = [d for d in (tmp_path / "results").iterdir() if d != single]
+    windows = load([array]).metrics.groupby("case_id").agg(start=("started_utc", "min"), end=("ended_utc", "max"))
+    windows = windows.sort_values("start")
+    assert len(windows) == 4 and (windows["start"].iloc[1:].values >= windows["end"].iloc[:-1].values).all()
+    jobs = aifbench_cli("jobs")  # no arguments: every submitted run under ./results
+    assert jobs.returncode == 0 and single.name in jobs.stdout and array.name in jobs.stdout, jobs.stdout
+    assert jobs.stdout.count("COMPLETED") == 3 and "FAILED" not in jobs.stdout, jobs.stdout
+    last = aifbench_cli("jobs", "--last", "1")
+    assert single.name not in last.stdout and "showing the latest 1 of 2 submitted runs" in last.stdout
 
 
 def test_slurm_system_without_slurm_commands_is_refused(aifbench_cli, tmp_path):

@@ -84,6 +84,12 @@ def _minimal(**changes):
     ({"scheduler": "pbs"}, "unknown scheduler"),
     ({"slurm.account": "proj123"}, "unknown key in .*slurm"),
     ({"node.device": "tpu"}, "unknown node.device"),
+    ({"slurm.time_min": "30; reboot"}, r"\[slurm\]: time_min must be an integer >= 0"),
+    ({"slurm.partitions.debug.max_nodes": 2.5}, "max_nodes must be an integer >= 0"),
+    ({"node.gpus": -1}, "gpus must be an integer >= 0"),
+    ({"slurm.exclusive": "yes"}, "exclusive must be true or false"),
+    ({"node.memory_gb": "lots"}, "memory_gb must be a number"),
+    ({"python": 'python3 "unclosed'}, "No closing quotation"),
 ])
 def test_bad_profiles_are_refused(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -93,6 +99,18 @@ def test_bad_profiles_are_refused(changes, message):
 def test_env_values_with_shell_characters_are_kept_for_quoting():
     s = parse_system(_minimal(**{"environment.vars": {"NCCL_NET": "AWS Libfabric; $(x)"}}), "t.toml")
     assert ("NCCL_NET", "AWS Libfabric; $(x)") in s.env  # quoted when written (test_slurm_jobspec)
+
+
+def test_python_command_from_a_profile_is_requoted_word_by_word(tmp_path):
+    import subprocess
+
+    marker = tmp_path / "pwned"
+    s = parse_system(_minimal(python=f"echo run; touch {marker}"), "t.toml")
+    assert s.python == f"echo 'run;' touch {marker}"  # the ';' is now a literal argument
+    out = subprocess.run(["bash", "-c", s.python], check=True, capture_output=True, text=True).stdout
+    assert out == f"run; touch {marker}\n" and not marker.exists()
+    container = parse_system(_minimal(python="singularity exec --nv /img/pt.sif python3"), "t.toml")
+    assert container.python == "singularity exec --nv /img/pt.sif python3"
 
 
 def test_profile_file_by_path(tmp_path):

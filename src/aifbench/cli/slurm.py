@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_submit(sub)
     p = sub.add_parser("jobs", help="state of submitted runs (squeue/sacct, bounded)",
                        description="State of submitted runs: " + TERMINAL_NOTE)
-    p.add_argument("runs", nargs="*", metavar="RUN_ID", help="run ids or unique prefixes (default: the latest 10)")
+    p.add_argument("runs", nargs="*", metavar="RUN_ID", help="run ids or unique prefixes (default: the latest runs)")
+    p.add_argument("--last", type=int, default=10, metavar="N", help="without RUN_ID: the latest N runs (0: all; default 10)")
     _results_arg(p)
     p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="bound per Slurm command (default 20)")
     p.set_defaults(func=cmd_jobs)
@@ -129,6 +130,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from aifbench.launch import slurm
 
     plan, req = build_submission(args)
+    _positive("--wait-timeout", args.wait_timeout)
     ntasks = len(slurm.task_plans(plan, req))
     what = (f"{len(plan.cases)} case(s) of suite {plan.suite} on {req.system.name}/{req.queue.name}: "
             f"{req.mode}, {req.nodes} node(s) x {req.tasks_per_node} task(s)"
@@ -196,12 +198,13 @@ def _cases_done(run_dir: Path) -> int:
 
 # --- jobs, cancel, collect ------------------------------------------------------------------
 
-def submitted_runs(root: Path, wanted: list[str], latest: int = 10) -> list[Path]:
-    from aifbench.launch.slurm import SUBMISSION_FILE
+def submitted_runs(root: Path, wanted: list[str]) -> list[Path]:
+    """Run directories with a submission record: `wanted` ids (or unique prefixes), else all, oldest first."""
+    from aifbench.launch.jobspec import SUBMISSION_FILE
 
     dirs = sorted(p.parent for p in Path(root).glob(f"*/{SUBMISSION_FILE}"))
     if not wanted:
-        return dirs[-latest:]
+        return dirs
     out = []
     for run_id in wanted:
         exact = [d for d in dirs if d.name == run_id]
@@ -220,22 +223,37 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from aifbench.cli.output import console
     from aifbench.launch import slurm
 
+    _positive("--timeout", args.timeout)
+    if args.last < 0:
+        raise ConfigError(f"--last must be >= 0 (0: all runs), got {args.last}")
+    every = submitted_runs(args.results, [])
+    runs = submitted_runs(args.results, args.runs) if args.runs else every[-args.last:] if args.last else every
+    if not runs:
+        console.print(f"no submitted runs under {args.results}")
+        return 0
+    records = [slurm.Submission.load(d) for d in runs]
+    current = slurm.states_of(records, timeout_s=args.timeout)
     table = Table(title=f"submitted runs under {args.results}")
     for col in ("run", "system/partition", "mode", "job", "state", "reason / exit", "nodes", "elapsed", "source"):
         table.add_column(col)
-    runs = submitted_runs(args.results, args.runs)
-    for run_dir in runs:
-        record = slurm.Submission.load(run_dir)
-        current = slurm.states(record, timeout_s=args.timeout)
+    for record in records:
         for i, job in enumerate(record.jobs):
-            info = current[job.job_id]
+            info = current[record.run_id][job.job_id]
             detail = info.reason or (info.exit_code if info.exit_code not in ("", "0:0") else "")
             style = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow"}.get(info.state, "bold red")
-            table.add_row(record.run_id if i == 0 else "", f"{record.system}/{record.partition}" if i == 0 else "",
-                          record.mode if i == 0 else "", job.job_id, f"[{style}]{info.state}[/{style}]", detail,
+            first = i == 0
+            table.add_row(record.run_id if first else "", f"{record.system}/{record.partition}" if first else "",
+                          record.mode if first else "", job.job_id, f"[{style}]{info.state}[/{style}]", detail,
                           info.nodes, info.elapsed, info.source)
-    console.print(table if runs else f"no submitted runs under {args.results}")
+    console.print(table)
+    if not args.runs and len(every) > len(runs):
+        console.print(f"showing the latest {len(runs)} of {len(every)} submitted runs (--last N, or name run ids)")
     return 0
+
+
+def _positive(flag: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigError(f"{flag} must be > 0 seconds, got {value:g}")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -306,8 +324,9 @@ def _describe(s) -> str:
     from rich.markup import escape
 
     lines = [f"[bold]{s.name}[/bold] — {escape(s.site)}", escape(s.description), "",
-             f"node: {s.node.gpus}x {s.node.gpu_sku} ({s.node.device}), {escape(s.node.cpu)}, "
-             f"{s.node.cpu_cores} cores, {s.node.memory_gb} GB, {escape(s.node.network)}, {s.node.count} nodes"]
+             f"node: {s.node.gpus}x {s.node.gpu_sku} (torch device {s.node.device}), {escape(s.node.cpu)}, "
+             f"{s.node.cpu_cores} CPU cores, {s.node.memory_gb} GB host memory, {escape(s.node.network)}; "
+             f"{s.node.count} nodes"]
     if s.slurm:
         sl = s.slurm
         lines.append(f"slurm: GPUs by {sl.gpu_request} ({sl.gpus_per_node}/node), {sl.default_tasks_per_node} "
@@ -320,6 +339,8 @@ def _describe(s) -> str:
     lines += [f"env: {k}={escape(v)}" for k, v in s.env]
     lines += ["sources:"] + [f"  {u}" for u in s.sources]
     lines += ["unconfirmed:"] + [f"  - {escape(u)}" for u in s.unconfirmed] if s.unconfirmed else []
+    refs = s.acceptance.get("reference", []) if isinstance(s.acceptance, dict) else []
+    lines.append(f"acceptance references: {len(refs)} (aifbench validate)")
     lines.append(f"account: --account or AIFBENCH_ACCOUNT ({'set' if os.environ.get('AIFBENCH_ACCOUNT') else 'unset'})")
     return "\n".join(lines)
 
@@ -330,6 +351,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from aifbench.cli.output import console
     from aifbench.launch import cluster
 
+    _positive("--timeout", args.timeout)
     if not cluster.slurm_available():
         raise LaunchError("no Slurm here (sinfo not found); see scripts/local-slurm.sh for a local cluster")
     parts, nodes = cluster.partitions(args.timeout), cluster.nodes(args.timeout)

@@ -160,18 +160,22 @@ def nodes(timeout_s: float = COMMAND_TIMEOUT_S) -> list[NodeInfo]:
     return parse_sinfo_nodes(run_command(["sinfo", "-h", "-a", "-N", "-o", NODE_FORMAT], timeout_s))
 
 
-def jobs(job_ids: Iterable[str], timeout_s: float = COMMAND_TIMEOUT_S) -> dict[str, JobInfo]:
-    """State of each job id (array ids expand to their tasks: '12' -> '12_0', '12_1', ...).
+def jobs(job_ids: Iterable[str], timeout_s: float = COMMAND_TIMEOUT_S) -> tuple[dict[str, JobInfo], bool]:
+    """(state of each job id, whether the controller answered); each command bounded by `timeout_s`.
 
-    Live jobs from squeue (or pyslurm), finished ones from sacct; each command bounded by
-    `timeout_s`. Ids neither knows are absent from the result.
+    Ids are plain ('12') or array tasks ('12_3'); a plain array id expands to its tasks. Live
+    jobs come from squeue (or pyslurm); every id squeue does not list — including finished
+    tasks of an array whose other tasks still run — is looked up in sacct. Ids neither knows
+    are absent from the result.
     """
     ids = sorted({str(j) for j in job_ids})
-    found = dict(queue(ids, timeout_s) or {})
-    missing = [i for i in ids if not any(_belongs(k, i) for k in found)]
-    for key, info in (accounting(missing, timeout_s) or {}).items():
+    bases = sorted({_base(i) for i in ids})
+    live = queue(bases, timeout_s)
+    found = dict(live or {})
+    unlisted = sorted({_base(i) for i in ids if i not in found and not any(_base(k) == i for k in found)})
+    for key, info in (accounting(unlisted, timeout_s) or {}).items():
         found.setdefault(key, info)
-    return found
+    return found, live is not None
 
 
 def queue(job_ids: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> dict[str, JobInfo] | None:
@@ -202,8 +206,9 @@ def accounting(job_ids: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> 
     return parse_sacct(text)
 
 
-def _belongs(key: str, job_id: str) -> bool:
-    return key == job_id or key.split("_")[0] == job_id
+def _base(job_id: str) -> str:
+    """'12_3' -> '12' (the array's job id), '12' -> '12'."""
+    return job_id.split("_")[0]
 
 
 # --- sinfo / squeue / sacct text ------------------------------------------------------------
@@ -251,14 +256,26 @@ def parse_sacct(text: str) -> dict[str, JobInfo]:
     """Lines of `sacct -X -n -P -o JobID,State,JobName,Partition,NodeList,Reason,ExitCode,Elapsed`."""
     out = {}
     for job_id, state, name, part, nodelist, reason, code, elapsed in _lines(text, 8):
-        if "[" in job_id:  # a pending array range '12_[2-3]' is listed task by task by squeue
-            continue
         norm = normalize_state(state)
-        # sacct's Reason of an ended job is its last *pending* reason (BeginTime, ...): not why it ended
-        out[job_id] = JobInfo(job_id=job_id, state=norm, raw_state=state, name=name,
-                              partition=part, nodes="" if nodelist == "None assigned" else nodelist,
-                              reason="" if reason == "None" or norm in FINAL_STATES else reason,
-                              exit_code=code, elapsed=elapsed, source="sacct")
+        # array tasks that never started share one record '12_[2-3%1]' (pending, or cancelled while pending)
+        for key in expand_array_tasks(job_id):
+            # sacct's Reason of an ended job is its last *pending* reason (BeginTime, ...): not why it ended
+            out[key] = JobInfo(job_id=key, state=norm, raw_state=state, name=name,
+                               partition=part, nodes="" if nodelist == "None assigned" else nodelist,
+                               reason="" if reason == "None" or norm in FINAL_STATES else reason,
+                               exit_code=code, elapsed=elapsed, source="sacct")
+    return out
+
+
+def expand_array_tasks(job_id: str) -> list[str]:
+    """'12_[2-4,7%2]' -> 12_2, 12_3, 12_4, 12_7 (the %N throttle dropped); other ids unchanged."""
+    m = re.fullmatch(r"(\d+)_\[([0-9,\-]+)(?:%\d+)?\]", job_id)
+    if not m:
+        return [job_id]
+    out = []
+    for item in m.group(2).split(","):
+        lo, _, hi = item.partition("-")
+        out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
     return out
 
 
@@ -348,6 +365,7 @@ def jobs_from_pyslurm(objs: Iterable[Any], ids: Sequence[str]) -> dict[str, JobI
             continue
         out[key] = JobInfo(job_id=key, state=normalize_state(j.state), raw_state=str(j.state),
                            name=j.name or "", partition=j.partition or "",
-                           nodes=getattr(j, "allocated_nodes", None) or "", reason=j.state_reason or "",
+                           nodes=getattr(j, "allocated_nodes", None) or "",
+                           reason="" if j.state_reason in (None, "None") else j.state_reason,
                            exit_code=str(getattr(j, "exit_code", "") or ""), source="pyslurm")
     return out

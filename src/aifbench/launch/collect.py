@@ -4,8 +4,9 @@ Every (job, rank, part) that `submit` expected is checked against the shard that
 When the job has ended (any final Slurm state) and cases are missing — the task was killed,
 timed out, ran out of memory, or never started — each missing case becomes status=failed
 rows carrying the Slurm state, exit code and the tail of the task's stderr, written to a
-shard of its own (part '<part>-collected'), so the task's own shard is never touched and a
-later requeue that completes the cases makes the next collect drop those rows again.
+shard of its own (part '<part>-collected'), so the task's own shard is never touched. A task
+that runs again (requeued by Slurm, submitit or `scontrol requeue`) deletes that shard when it
+starts and when it ends, so no stale failed row outlives a successful rerun, collected or not.
 Jobs still pending or running are reported and left alone.
 """
 
@@ -23,9 +24,9 @@ from aifbench import SCHEMA_VERSION, registry
 from aifbench import metrics as metric_dict
 from aifbench.config import Case
 from aifbench.launch.cluster import JobInfo
-from aifbench.launch.slurm import Submission, states
+from aifbench.launch.slurm import Submission, collected_shard, states
 from aifbench.plan import Plan
-from aifbench.results.store import ShardWriter, shard_name, write_shard
+from aifbench.results.store import ShardWriter, write_shard
 
 STDERR_LINES = 8
 STDERR_CHARS = 1500
@@ -93,7 +94,7 @@ def collect(record: Submission, now: datetime | None = None) -> CollectReport:
         report.tasks.append(outcome)
         if not info.final:
             continue
-        target = record.run_dir / shard_name("metrics", rank, f"{part}-collected")
+        target = collected_shard(record.run_dir, rank, part)
         if not missing:
             target.unlink(missing_ok=True)
             continue

@@ -1,4 +1,5 @@
-"""Job requests: suite x system profile x nodes x time, from a job file, flags and a profile.
+"""Job requests: suite x system profile x nodes x time, from a job file, flags and a profile;
+and the record a submission leaves in its run directory (Submission, submission.json).
 
 A job file (jobs/<name>.toml; format documented in each file's header):
 
@@ -25,12 +26,14 @@ private: --account / AIFBENCH_ACCOUNT, --reservation / AIFBENCH_RESERVATION, nev
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from aifbench.atomic import atomic_write_text
 from aifbench.config import data_dir, read_toml
 from aifbench.errors import ConfigError, one_of
 from aifbench.systems import Queue, System, check_safe, load_system
@@ -43,6 +46,9 @@ MODES = {
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _JOB_KEYS = {"suite", "system", "partition", "nodes", "tasks_per_node", "time_min", "mode",
              "array_parallelism", "cases_per_task", "name", "set", "only", "qos", "constraint", "exclusive"}
+SUBMISSION_FILE = "submission.json"
+LOG_DIR = "slurm"
+"""submitit's folder inside the run directory: pickled tasks, sbatch script, per-task logs"""
 _PRIVATE = {"account": "--account or AIFBENCH_ACCOUNT", "reservation": "--reservation or AIFBENCH_RESERVATION"}
 
 
@@ -200,3 +206,69 @@ def _safe(what: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{what} must be text, got {value!r}")
     return check_safe(what, value)
+
+
+# --- the record of a submission -------------------------------------------------------------
+
+@dataclass
+class TaskRecord:
+    job_id: str
+    """Slurm job id, '<array id>_<index>' for array tasks, or submitit's local id"""
+    part: str
+    """shard part it writes: 'main', 'a<i>', or 'p' (packed: one part 'p<task>' per task)"""
+    case_indices: list[int]
+    ranks: int
+    """processes of this job: world size (single, array) or independent tasks (packed)"""
+
+
+@dataclass
+class Submission:
+    run_id: str
+    system: str
+    partition: str
+    scheduler: str
+    mode: str
+    folder: str
+    results_root: str
+    jobs: list[TaskRecord] = field(default_factory=list)
+    submitted_utc: str = ""
+    nodes: int = 1
+    tasks_per_node: int = 1
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.results_root) / self.run_id
+
+    def save(self) -> Path:
+        return atomic_write_text(self.run_dir / SUBMISSION_FILE, json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "Submission":
+        path = Path(run_dir) / SUBMISSION_FILE
+        if not path.is_file():
+            raise ConfigError(f"{run_dir} was not submitted with 'aifbench submit' (no {SUBMISSION_FILE})")
+        data = json.loads(path.read_text())
+        data["jobs"] = [TaskRecord(**j) for j in data["jobs"]]
+        return cls(**data)
+
+    def expected(self) -> list[tuple[TaskRecord, str, int, int, list[int]]]:
+        """(job, part, rank, log task index, case indices) of every shard the jobs should write."""
+        out = []
+        for job in self.jobs:
+            if self.mode == "packed":
+                for t in range(job.ranks):
+                    out.append((job, f"p{t}", 0, t, job.case_indices[t::job.ranks]))
+            else:
+                out.extend((job, job.part, r, r, job.case_indices) for r in range(job.ranks))
+        return out
+
+    def log_path(self, job_id: str, task: int, kind: str = "err") -> Path:
+        """submitit's per-task log: <folder>/<job id>_<task>_log.<out|err>."""
+        return Path(self.folder) / f"{job_id}_{task}_log.{kind}"
+
+
+def collected_shard(run_dir: Path, rank: int, part: str) -> Path:
+    """Where `collect` writes failed rows for a task's missing cases (never the task's own shard)."""
+    from aifbench.results.store import shard_name  # pandas: not at `aifbench --help` time
+
+    return Path(run_dir) / shard_name("metrics", rank, f"{part}-collected")

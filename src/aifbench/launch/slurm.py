@@ -5,7 +5,7 @@
     cancel(record)                        # scancel
     sbatch_script(plan, request)          # what --dry-run prints
 
-Layout under the run directory: submission.json (this module's record: job ids, parts, case
+Layout under the run directory: submission.json (jobspec.Submission: job ids, parts, case
 subsets), plan.json, and slurm/ — submitit's folder with the pickled task, the generated
 sbatch script and per-task logs `<jobid>_<task>_log.{out,err}` (arrays: `<arrayid>_<index>_...`).
 The results directory must be on a file system the compute nodes share.
@@ -21,38 +21,41 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import shlex
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from aifbench.errors import ConfigError, LaunchError
 from aifbench.launch import cluster
 from aifbench.launch.cluster import JobInfo
-from aifbench.launch.jobspec import JobRequest
+from aifbench.launch.jobspec import (  # noqa: F401  (Submission, TaskRecord, SUBMISSION_FILE: re-exported)
+    LOG_DIR, SUBMISSION_FILE, JobRequest, Submission, TaskRecord, collected_shard)
 from aifbench.plan import Plan
 
 log = logging.getLogger(__name__)
 
-SUBMISSION_FILE = "submission.json"
-LOG_DIR = "slurm"
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 # --- what runs inside the job ---------------------------------------------------------------
 
 class SlurmTask:
-    """The callable submitit pickles: runs this task's share of the plan (one per rank)."""
+    """The callable submitit pickles: runs this task's share of the plan (one per rank).
 
-    def __init__(self, plan_json: str, packed: bool = False):
+    `slots` > 0 (local executor, array mode): at most that many array tasks measure at once —
+    submitit's local executor starts them all, so each waits for a free lock file first.
+    """
+
+    def __init__(self, plan_json: str, packed: bool = False, slots: int = 0):
         self.plan_json = plan_json
         self.packed = packed
+        self.slots = slots
 
     def __call__(self) -> dict[str, Any]:
         import submitit
@@ -66,87 +69,56 @@ class SlurmTask:
         if "OMP_NUM_THREADS" not in os.environ and os.environ.get("SLURM_CPUS_PER_TASK"):
             os.environ["OMP_NUM_THREADS"] = os.environ["SLURM_CPUS_PER_TASK"]
         plan = Plan.from_json(self.plan_json)
+        # failed rows that `collect` wrote for this task's missing cases are stale once it runs
+        # again (requeue): it reports those cases itself now, or collect writes them anew
+        stale = collected_shard(plan.run_dir, 0 if self.packed else rank, f"p{rank}" if self.packed else plan.part)
+        stale.unlink(missing_ok=True)
+        with _slot(plan.run_dir / LOG_DIR, self.slots if job_env.cluster == "local" else 0):
+            summary = self._run(plan, rank, world, local)
+        stale.unlink(missing_ok=True)  # a collect that raced with the start may have rewritten it
+        return {"rank": rank, "part": summary[0], "failed": summary[1].failed, "statuses": summary[1].statuses}
+
+    def _run(self, plan: Plan, rank: int, world: int, local: int) -> tuple[str, Any]:
         if self.packed:
             from aifbench.runner import RankInfo, execute
 
             mine = tuple(c.index for c in plan.cases)[rank::world]
             plan = plan.replace(case_indices=mine, part=f"p{rank}")
-            summary = execute(plan, RankInfo(rank=0, world_size=1, local_rank=local))
-        else:
-            from aifbench.worker import run_plan
+            return plan.part, execute(plan, RankInfo(rank=0, world_size=1, local_rank=local))
+        from aifbench.worker import run_plan
 
-            os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
-            summary = run_plan(plan)
-        return {"rank": rank, "part": plan.part, "failed": summary.failed, "statuses": summary.statuses}
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
+        return plan.part, run_plan(plan)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit calls this on preemption/timeout: requeue the same task; the runner resumes."""
         from submitit.helpers import DelayedSubmission
 
-        return DelayedSubmission(SlurmTask(self.plan_json, self.packed))
+        return DelayedSubmission(SlurmTask(self.plan_json, self.packed, self.slots))
 
 
-# --- the record of a submission -------------------------------------------------------------
+@contextlib.contextmanager
+def _slot(folder: Path, slots: int, poll_s: float = 0.5) -> Iterator[None]:
+    """Hold one of `slots` lock files under `folder` (flock; freed when the process dies)."""
+    if slots <= 0:
+        yield
+        return
+    import fcntl
 
-@dataclass
-class TaskRecord:
-    job_id: str
-    """Slurm job id, '<array id>_<index>' for array tasks, or submitit's local id"""
-    part: str
-    """shard part it writes: 'main', 'a<i>', or 'p' (packed: one part 'p<task>' per task)"""
-    case_indices: list[int]
-    ranks: int
-    """processes of this job: world size (single, array) or independent tasks (packed)"""
-
-
-@dataclass
-class Submission:
-    run_id: str
-    system: str
-    partition: str
-    scheduler: str
-    mode: str
-    folder: str
-    results_root: str
-    jobs: list[TaskRecord] = field(default_factory=list)
-    submitted_utc: str = ""
-    nodes: int = 1
-    tasks_per_node: int = 1
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.results_root) / self.run_id
-
-    def save(self) -> Path:
-        path = self.run_dir / SUBMISSION_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
-        return path
-
-    @classmethod
-    def load(cls, run_dir: Path) -> "Submission":
-        path = Path(run_dir) / SUBMISSION_FILE
-        if not path.is_file():
-            raise ConfigError(f"{run_dir} was not submitted with 'aifbench submit' (no {SUBMISSION_FILE})")
-        data = json.loads(path.read_text())
-        data["jobs"] = [TaskRecord(**j) for j in data["jobs"]]
-        return cls(**data)
-
-    def expected(self) -> list[tuple[TaskRecord, str, int, int, list[int]]]:
-        """(job, part, rank, log task index, case indices) of every shard the jobs should write."""
-        out = []
-        for job in self.jobs:
-            if self.mode == "packed":
-                for t in range(job.ranks):
-                    out.append((job, f"p{t}", 0, t, job.case_indices[t::job.ranks]))
-            else:
-                out.extend((job, job.part, r, r, job.case_indices) for r in range(job.ranks))
-        return out
-
-    def log_path(self, job_id: str, task: int, kind: str = "err") -> Path:
-        """submitit's per-task log: <folder>/<job id>_<task>_log.<out|err>."""
-        return Path(self.folder) / f"{job_id}_{task}_log.{kind}"
+    while True:
+        for k in range(slots):
+            handle = open(folder / f"array-slot{k}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield
+            finally:
+                handle.close()
+            return
+        time.sleep(poll_s)
 
 
 # --- building the sbatch request ------------------------------------------------------------
@@ -261,13 +233,14 @@ def _submit_tasks(req: JobRequest, folder: Path, tasks: list[tuple[str, Plan]]) 
 
     executor = make_executor(req, folder)
     packed = req.mode == "packed"
+    slots = req.array_parallelism if req.system.scheduler == "local" and req.mode == "array" else 0
     captured = io.StringIO()  # submitit prints sbatch's stderr itself; we report it once
     try:  # clean_env: submitting from inside a Slurm job must not inherit its SLURM_* variables
         with contextlib.redirect_stderr(captured), clean_env():
             if len(tasks) == 1:
-                return [executor.submit(SlurmTask(tasks[0][1].to_json(), packed))]
+                return [executor.submit(SlurmTask(tasks[0][1].to_json(), packed, slots))]
             with executor.batch():
-                jobs = [executor.submit(SlurmTask(p.to_json(), packed)) for _, p in tasks]
+                jobs = [executor.submit(SlurmTask(p.to_json(), packed, slots)) for _, p in tasks]
             return jobs
     except FailedJobError as exc:
         message = str(exc).strip() or captured.getvalue().strip()
@@ -283,30 +256,34 @@ def _remove_run_dir(run_dir: Path) -> None:
 # --- state, cancel --------------------------------------------------------------------------
 
 def states(record: Submission, timeout_s: float = cluster.COMMAND_TIMEOUT_S) -> dict[str, JobInfo]:
-    """State of every job of `record`, keyed by TaskRecord.job_id; never blocks past the bound.
+    """State of every job of `record`, keyed by TaskRecord.job_id; never blocks past the bound."""
+    return states_of([record], timeout_s)[record.run_id]
+
+
+def states_of(records: list[Submission], timeout_s: float = cluster.COMMAND_TIMEOUT_S,
+              ) -> dict[str, dict[str, JobInfo]]:
+    """run id -> job id -> JobInfo for many runs, with one squeue and at most one sacct call.
 
     squeue for live jobs, sacct for ended ones (each bounded by `timeout_s`); where neither
     knows the job (accounting off, record purged), submitit's result files decide, and a job
     that squeue no longer lists and that left no result is reported FAILED ('gone').
     """
-    ids = [j.job_id for j in record.jobs]
-    if record.scheduler == "local":
-        return {i: _local_state(record, i) for i in ids}
-    bases = sorted({i.split("_")[0] for i in ids})
-    live = cluster.queue(bases, timeout_s)
-    found = dict(live or {})
-    unlisted = [b for b in bases if not any(k.split("_")[0] == b for k in found)]
-    for key, info in (cluster.accounting(unlisted, timeout_s) or {}).items():
-        found.setdefault(key, info)
-    out = {}
-    for job in record.jobs:
-        info = found.get(job.job_id)
-        if info is None or info.state == "UNKNOWN":
-            info = _state_from_files(record, job) or info
-        if info is None and live is not None:
-            info = JobInfo(job.job_id, "FAILED", "GONE (not in squeue, no accounting record, no result)",
-                           source="squeue")
-        out[job.job_id] = info or JobInfo(job.job_id, "UNKNOWN", "", source="none")
+    ids = [j.job_id for r in records if r.scheduler != "local" for j in r.jobs]
+    found, queue_answered = cluster.jobs(ids, timeout_s) if ids else ({}, True)
+    out: dict[str, dict[str, JobInfo]] = {}
+    for record in records:
+        if record.scheduler == "local":
+            out[record.run_id] = {j.job_id: _local_state(record, j) for j in record.jobs}
+            continue
+        mine = out[record.run_id] = {}
+        for job in record.jobs:
+            info = found.get(job.job_id)
+            if info is None or info.state == "UNKNOWN":
+                info = _state_from_files(record, job) or info
+            if info is None and queue_answered:
+                info = JobInfo(job.job_id, "FAILED", "GONE (not in squeue, no accounting record, no result)",
+                               source="squeue")
+            mine[job.job_id] = info or JobInfo(job.job_id, "UNKNOWN", "", source="none")
     return out
 
 
@@ -349,19 +326,27 @@ def _state_from_files(record: Submission, job: TaskRecord) -> JobInfo | None:
     return JobInfo(job.job_id, state, state, source="submitit")
 
 
-def _local_state(record: Submission, job_id: str) -> JobInfo:
-    """submitit's local job id is the pid of its controller process."""
-    job = next(j for j in record.jobs if j.job_id == job_id)
+def _local_state(record: Submission, job: TaskRecord) -> JobInfo:
+    """submitit's local job id is the pid of its controller (`python -m submitit.local._local`)."""
     done = _state_from_files(record, job)
     if done is not None:
         return done
+    if _local_controller_alive(job.job_id, record.run_id):
+        return JobInfo(job.job_id, "RUNNING", "RUNNING", source="submitit")
+    return JobInfo(job.job_id, "FAILED", "process gone without a result", source="submitit")
+
+
+def _local_controller_alive(job_id: str, run_id: str) -> bool:
+    """True while pid `job_id` is still submitit's controller for `run_id` (not a reused pid)."""
+    import psutil
+
     try:
-        os.kill(int(job_id), 0)
-    except ProcessLookupError:
-        return JobInfo(job_id, "FAILED", "process gone without a result", source="submitit")
-    except (PermissionError, ValueError):
-        pass
-    return JobInfo(job_id, "RUNNING", "RUNNING", source="submitit")
+        cmdline = psutil.Process(int(job_id)).cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, ValueError):
+        return False
+    except psutil.AccessDenied:  # cannot tell: assume it is ours
+        return True
+    return "submitit.local._local" in cmdline and any(run_id in arg for arg in cmdline)
 
 
 def cancel(record: Submission) -> list[str]:

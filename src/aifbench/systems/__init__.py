@@ -11,12 +11,13 @@ NCCL variables, each with its source and a list of what could not be confirmed. 
 values (account, reservation) come from the user: a flag or AIFBENCH_ACCOUNT /
 AIFBENCH_RESERVATION, never a profile. Every string that reaches an sbatch line is checked
 against SAFE_VALUE here, so a profile cannot smuggle shell syntax into a job script.
-File format: see local-slurm.toml (the smallest complete example) and README.md beside it.
+File format: see the header of local-slurm.toml (the smallest complete example).
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,9 +176,43 @@ def _keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
             raise one_of(f"key in {where}", key, allowed)
 
 
+_INTS = {"gpus", "cpu_cores", "count", "gpus_per_node", "tasks_per_node", "cpus_per_task", "time_min",
+         "signal_delay_s", "max_nodes", "max_time_min"}
+_BOOLS = {"exclusive"}
+_NUMBERS = {"memory_gb"}
+
+
+def _types(where: str, table: Mapping[str, Any]) -> None:
+    """Integers >= 0, booleans, numbers and text where the format says so (one line naming the key)."""
+    for key, value in table.items():
+        if key in _INTS:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            want = "an integer >= 0"
+        elif key in _BOOLS:
+            ok, want = isinstance(value, bool), "true or false"
+        elif key in _NUMBERS:
+            ok, want = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, "a number >= 0"
+        elif isinstance(value, (Mapping, list)):
+            continue
+        else:
+            ok, want = isinstance(value, str), "text"
+        if not ok:
+            raise ConfigError(f"{where}: {key} must be {want}, got {value!r}")
+
+
+def _python(where: str, value: Any) -> str:
+    """The compute nodes' interpreter command, re-quoted word by word: shell syntax stays literal."""
+    try:
+        words = shlex.split(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: python {value!r}: {exc}") from None
+    return shlex.join(words)
+
+
 def parse_system(raw: Mapping[str, Any], where: str) -> System:
     """Validate a profile dictionary (as read from TOML) into a System."""
     _keys(where, raw, _TOP)
+    _types(where, raw)
     for key in ("name", "site", "scheduler"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigError(f"{where}: '{key}' (a non-empty string) is required")
@@ -193,13 +228,14 @@ def parse_system(raw: Mapping[str, Any], where: str) -> System:
     env = tuple((_env_name(where, k), str(v)) for k, v in envt.get("vars", {}).items())
     return System(name=raw["name"], site=raw["site"], description=str(raw.get("description", "")),
                   scheduler=raw["scheduler"], node=node, slurm=slurm, setup=setup, env=env,
-                  python=str(raw.get("python", "")), sources=tuple(raw.get("sources", [])),
+                  python=_python(where, raw.get("python", "")), sources=tuple(raw.get("sources", [])),
                   unconfirmed=tuple(raw.get("unconfirmed", [])), acceptance=dict(raw.get("acceptance", {})),
                   path=where)
 
 
 def _node(raw: Mapping[str, Any], where: str) -> Node:
     _keys(f"{where} [node]", raw, _NODE)
+    _types(f"{where} [node]", raw)
     for key in ("arch", "gpu_sku", "gpus", "device"):
         if key not in raw:
             raise ConfigError(f"{where} [node]: '{key}' is required")
@@ -219,9 +255,11 @@ def _check_sku(sku: str, where: str) -> None:
 
 def _slurm(raw: Mapping[str, Any], where: str) -> SlurmDefaults:
     _keys(f"{where} [slurm]", raw, _SLURM)
+    _types(f"{where} [slurm]", raw)
     queues = []
     for name, q in raw.get("partitions", {}).items():
         _keys(f"{where} [slurm.partitions.{name}]", q, _QUEUE)
+        _types(f"{where} [slurm.partitions.{name}]", q)
         check_safe(f"{where}: partition name", name)
         for key in ("partition", "qos"):
             if q.get(key):
