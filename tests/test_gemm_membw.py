@@ -53,7 +53,7 @@ def test_gemm_cpu_rotates_buffers_and_reports_tflops(dtype):
     t, tf = rows(out, "time_s"), rows(out, "tflops")
     assert set(t) >= {"median", "iqr", "min"} and len(out.samples["time_s"]) == FAST.repeats
     assert tf["median"].value == pytest.approx(2 * 32 * 64 * 16 / t["median"].value * 1e-12)
-    assert "m=32 n=64 k=16 buffers=3" == tf["median"].detail
+    assert tf["median"].detail.startswith("m=32 n=64 k=16 buffers=3 inner=")
     assert tf["median"].peak is None and "generic CPU" in tf["median"].peak_source
     bare = rows(out, "bare_loop_tflops")["mean"]
     assert bare.value > 0 and bare.peak_source == tf["median"].peak_source
@@ -69,7 +69,8 @@ def test_bare_loop_times_torch_called_directly_and_reports_the_difference():
     median, bare = rows(out, "tflops")["median"], rows(out, "bare_loop_tflops")["mean"]
     overhead = rows(out, "harness_overhead_pct")["value"]
     assert overhead.value == pytest.approx(100 * (bare.value - median.value) / bare.value)
-    assert bare.n_samples == FAST.repeats and "torch.matmul" in bare.detail and overhead.detail == bare.detail
+    inner = int(median.detail.split("inner=")[1].split()[0])
+    assert bare.n_samples == FAST.repeats * inner and "torch.matmul" in bare.detail and overhead.detail == bare.detail
 
 
 def test_a_wrong_direct_call_fails_the_check_before_timing():
@@ -78,6 +79,17 @@ def test_a_wrong_direct_call_fails_the_check_before_timing():
     bench.direct = lambda o: torch.zeros_like(o.c)
     with pytest.raises(CorrectnessError, match="relative error"):
         bench.check()
+
+
+def test_samples_hold_enough_calls_to_amortise_the_launch():
+    import time
+
+    slow = lambda: time.sleep(0.002)  # noqa: E731  (2 ms per call: one call fills a 1 ms sample)
+    assert gemm_mod.calls_per_sample(slow, "cpu", 1e-3, floor=1) == 1
+    assert gemm_mod.calls_per_sample(slow, "cpu", 1e-3, floor=5) == 5  # never below timing.inner
+    assert gemm_mod.calls_per_sample(slow, "cpu", 0.0, floor=3) == 3  # 0: timing.inner as it is
+    assert 2 <= gemm_mod.calls_per_sample(slow, "cpu", 0.01, floor=1) <= 5
+    assert gemm_mod.calls_per_sample(lambda: None, "cpu", 10.0, floor=1) == 10000  # capped
 
 
 def test_warmup_s_settles_before_timing():

@@ -15,6 +15,8 @@ loop with one event pair around all calls, and reports how far the harness's med
 (harness_overhead_pct; the partition acceptance wants |value| <= 3 %). `warmup_s` adds untimed
 calls for that many seconds first, so GPU clocks and power draw settle before anything is timed.
 `gpu_only` skips a case on a CPU device (cases sized for GPUs, such as the acceptance suite's).
+A timed sample holds enough back-to-back calls to last `min_sample_s` (1 ms), so a small GEMM is
+not timed as one kernel launch on an idle GPU; the count is in the detail column (inner=).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class GemmConfig:
     warmup_s: float = param(0.0, "seconds of untimed calls after the suite's warm-up count, so clocks and "
                             "power settle before timing (s)", min=0.0, max=600.0)
     gpu_only: bool = param(False, "skip this case on a CPU device, with the reason (cases sized for a GPU)")
+    min_sample_s: float = param(1e-3, "shortest timed sample (s): calls per sample rise above the suite's "
+                                "timing.inner until one sample lasts this long, so launch latency is amortised; "
+                                "0 = timing.inner", min=0.0, max=10.0)
     check_size: int = param(64, "edge of the square correctness check against float64", min=16, max=4096)
 
 
@@ -220,6 +225,23 @@ def settle(call: Callable[[], object], seconds: float, device: str) -> int:
     return calls
 
 
+def calls_per_sample(call: Callable[[], object], device: str, min_sample_s: float, floor: int) -> int:
+    """Calls per timed sample so that one sample lasts >= `min_sample_s` (at least `floor`, at
+    most 10000), from the host time of 4 calls after a first one (an overestimate for tiny
+    kernels: it includes the launch and the synchronisation)."""
+    if min_sample_s <= 0:
+        return floor
+    sync = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else (lambda: None)
+    call()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(4):
+        call()
+    sync()
+    per_call = (time.perf_counter() - t0) / 4
+    return max(floor, min(10000, math.ceil(min_sample_s / max(per_call, 1e-9))))
+
+
 def bare_loop_s(call: Callable[[], object], calls: int, device: str) -> float:
     """Mean seconds per call of `calls` back-to-back calls: one event (or clock) pair around all."""
     if device.startswith("cuda"):
@@ -306,12 +328,14 @@ class Gemm(Benchmark):
         def step() -> object:
             return call(next(order))
 
-        detail = f"m={m} n={n} k={k} buffers={len(self.sets)}"
         with Tf32(c.dtype):
+            settled = settle(step, c.warmup_s, dev)
+            inner = calls_per_sample(step, dev, c.min_sample_s, timer.config.inner)
+            detail = f"m={m} n={n} k={k} buffers={len(self.sets)} inner={inner}"
             if c.warmup_s:
-                detail += f" settled={settle(step, c.warmup_s, dev)} calls in {c.warmup_s:g}s"
-            stats = timer.time(step)
-            bare = self._bare_loop_s(timer) if c.bare_loop else None
+                detail += f" settled={settled} calls in {c.warmup_s:g}s"
+            stats = timer.time(step, inner=inner)
+            bare = self._bare_loop_s(timer.config.warmup, timer.config.repeats * inner) if c.bare_loop else None
         flops = 2.0 * m * n * k
         peak = self.ctx.peak(f"tflops:{c.dtype}")
         out = time_metrics(stats)
@@ -319,24 +343,24 @@ class Gemm(Benchmark):
         if bare is not None:
             bare_tflops = flops / bare * 1e-12
             median = flops / stats.median_s * 1e-12
-            calls = timer.config.repeats * timer.config.inner
+            calls = timer.config.repeats * inner
             how = f"{detail}; bare loop: {calls} direct calls ({'torch._scaled_mm' if c.dtype == 'fp8' else 'torch.matmul'})"
             out.metrics += [Metric("bare_loop_tflops", bare_tflops, "mean", calls, None, *peak, how),
                             Metric("harness_overhead_pct", 100.0 * (bare_tflops - median) / bare_tflops, "value",
                                    stats.n, stats.noisy, detail=how)]
         return out
 
-    def _bare_loop_s(self, timer: Timer) -> float:
-        """Mean s per call of the direct call over the same rotated sets, after its own warm-up
-        (the first allocating call may reach cudaMalloc)."""
+    def _bare_loop_s(self, warmup: int, calls: int) -> float:
+        """Mean s per call of `calls` direct calls over the same rotated sets, after their own
+        warm-up (the first allocating call may reach cudaMalloc)."""
         direct, order, dev = self.direct, itertools.cycle(self.sets), self.ctx.device
 
         def step() -> object:
             return direct(next(order))
 
-        for _ in range(max(timer.config.warmup, len(self.sets))):
+        for _ in range(max(warmup, len(self.sets))):
             step()
-        return bare_loop_s(step, timer.config.repeats * timer.config.inner, dev)
+        return bare_loop_s(step, calls, dev)
 
     def teardown(self) -> None:
         self.sets = []
