@@ -144,6 +144,23 @@ def test_shape_that_does_not_fit_is_skipped_with_the_estimate(tmp_path):
     assert "does not fit: llama3-405b inference needs about" in row["reason"] and "RAM available" in row["reason"]
 
 
+def test_out_of_memory_at_run_time_is_a_skip_with_the_estimate(tmp_path, monkeypatch):
+    """The estimate said it fits, the GPU disagreed: skipped with the reason, not failed.
+    (No GPU here: the allocator's error is raised where the model is built.)"""
+    from aifbench.models import llama
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
+
+    monkeypatch.setattr(llama, "build_model", oom)
+    suite = _suite(tmp_path, 'model = "tiny", prompt_len = 16, gen_tokens = 4')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    row = load([tmp_path / "res"]).metrics.iloc[0]
+    assert row["status"] == "skipped"
+    assert row["reason"].startswith("does not fit: tiny inference ran out of device memory at run time "
+                                    "(CUDA out of memory)") and "estimate 0.0 GiB" in row["reason"]
+
+
 @pytest.mark.parametrize("params, message", [
     ('model = "gpt2"', "unknown model shape (or a path to a config.json) 'gpt2'; allowed: llama3-1b"),
     ('model = "tiny", prompt_len = 500, gen_tokens = 13', "prompt_len + gen_tokens 513 exceeds tiny's"),

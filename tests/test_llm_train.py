@@ -190,13 +190,22 @@ TIED_TINY = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 160, "nu
 
 @pytest.mark.slow
 def test_fsdp2_across_two_gloo_ranks(tmp_path):
-    """Untied (tiny) and tied (llama3-1b/3b style) embeddings, sharded over two gloo ranks."""
+    """Untied (tiny) and tied (llama3-1b/3b style) embeddings sharded over two gloo ranks, the
+    tied one compiled per block with 2 accumulated micro-batches; the reference is refused there."""
     tied = write(tmp_path / "tied" / "config.json", json.dumps(TIED_TINY))
-    suite = _suite(tmp_path, 'seq_len = 32, micro_batch = 2, dtype = "bf16"', f'model = ["tiny", "{tied}"]')
-    code = main(["run", suite, "--results", str(tmp_path / "res"), "--nproc", "2", "--device", "cpu",
+    case = '[[case]]\nbenchmark = "llm_train"\nparams = {{ seq_len = 32, dtype = "bf16", {} }}\n'
+    suite = write(tmp_path / "fsdp.toml", '[suite]\nname = "fsdp"\n[timing]\nwarmup = 1\nrepeats = 3\n'
+                  + case.format('model = "tiny", micro_batch = 2')
+                  + case.format(f'model = "{tied}", micro_batch = 1, grad_accum = 2, compile = true, '
+                                'compile_backend = "eager"')
+                  + case.format('model = "tiny", reference = "transformers"'))
+    code = main(["run", str(suite), "--results", str(tmp_path / "res"), "--nproc", "2", "--device", "cpu",
                  "--telemetry-hz", "0"])
     assert code == 0
     m = load([tmp_path / "res"]).metrics
+    skipped = m[m["status"] == "skipped"]
+    assert set(skipped["rank"]) == {0, 1} and skipped["reason"].str.contains("timed on one device").all()
+    m = m[m["status"] != "skipped"]
     assert set(m["status"]) == {"ok"} and set(m["rank"]) == {0, 1} and set(m["world_size"]) == {2}
     assert m["case_id"].nunique() == 2
     for _, r in m.groupby(["case_id", "rank"]):

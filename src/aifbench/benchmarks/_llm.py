@@ -5,12 +5,13 @@ A leading underscore keeps the registry from importing this module as a benchmar
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, SkipCase
 from aifbench.models.shapes import LlamaShape, resolve_shape, with_layers
 from aifbench.timing import Timer
 from aifbench.units import GiB
@@ -54,6 +55,18 @@ def fit_reason(need_bytes: int, device: str, what: str) -> str | None:
         return (f"does not fit: {what} needs about {need_bytes / GiB:.1f} GiB (estimate, "
                 f"aifbench.models.flops), {have / GiB:.1f} GiB {where}")
     return None
+
+
+@contextlib.contextmanager
+def oom_as_skip(what: str, need_bytes: int) -> Iterator[None]:
+    """A CUDA out-of-memory error inside becomes SkipCase with the estimate: the estimate said it
+    fits, the device disagreed (fragmentation, other processes, compiler workspaces)."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        first = str(exc).split("\n")[0].split(". ")[0]
+        raise SkipCase(f"does not fit: {what} ran out of device memory at run time ({first}); "
+                       f"estimate {need_bytes / GiB:.1f} GiB (aifbench.models.flops)") from None
 
 
 class PeakMemory:

@@ -99,11 +99,22 @@ class LlmInfer(Benchmark):
         reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
         if reason:
             return reason
-        need = flops.infer_memory_bytes(self.shape, batch=c.batch_size, prompt_len=c.prompt_len,
+        return _llm.fit_reason(self.memory_estimate_bytes, self.ctx.device, f"{self.shape.name} inference")
+
+    @property
+    def memory_estimate_bytes(self) -> int:
+        c = self.config
+        return flops.infer_memory_bytes(self.shape, batch=c.batch_size, prompt_len=c.prompt_len,
                                         gen_tokens=c.gen_tokens, dtype_bytes=self.dtype_bytes)
-        return _llm.fit_reason(need, self.ctx.device, f"{self.shape.name} inference")
+
+    def _oom_as_skip(self):
+        return _llm.oom_as_skip(f"{self.shape.name} inference", self.memory_estimate_bytes)
 
     def setup(self) -> None:
+        with self._oom_as_skip():
+            self._setup()
+
+    def _setup(self) -> None:
         from aifbench.models.llama import build_model
 
         c, dev = self.config, self.ctx.device
@@ -154,7 +165,7 @@ class LlmInfer(Benchmark):
     def check(self) -> None:
         c = self.config
         n = min(c.check_tokens, c.gen_tokens)
-        with torch.no_grad():
+        with torch.no_grad(), self._oom_as_skip():
             first_logits = self.model.prefill(self.prompt).float()
             tokens = [self.prompt, first_logits.argmax(-1, keepdim=True)]
             cached = [first_logits] + self.decode_steps(tokens[-1], n, keep_logits=True)
@@ -172,7 +183,7 @@ class LlmInfer(Benchmark):
 
     def measure(self, timer: Timer) -> Measurement:
         c = self.config
-        with torch.no_grad(), _llm.PeakMemory(self.ctx.device) as mem:
+        with torch.no_grad(), self._oom_as_skip(), _llm.PeakMemory(self.ctx.device) as mem:
             ttft = timer.time(self.first_token)
             itl, per_generation = self._decode_repeats(timer)
         out = time_metrics(ttft, "ttft_s")

@@ -155,11 +155,21 @@ class LlmTrain(Benchmark):
         reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
         if reason:
             return reason
-        need = flops.train_memory_bytes(self.shape, micro_batch=c.micro_batch, seq_len=c.seq_len,
-                                        world_size=self.ctx.world_size,
-                                        checkpointing=c.activation_checkpointing,
+        return _llm.fit_reason(self.memory_estimate_bytes, self.ctx.device, f"{self.shape.name} training")
+
+    @property
+    def memory_estimate_bytes(self) -> int:
+        c = self.config
+        return flops.train_memory_bytes(self.shape, micro_batch=c.micro_batch, seq_len=c.seq_len,
+                                        world_size=self.ctx.world_size, checkpointing=c.activation_checkpointing,
                                         mixed_precision=c.dtype == "bf16")
-        return _llm.fit_reason(need, self.ctx.device, f"{self.shape.name} training")
+
+    def _oom_as_skip(self):
+        """One device: out of memory = skipped with the estimate. FSDP: other ranks would wait in a
+        collective, so there it stays an error (setup's rank agreement still applies)."""
+        if self.fsdp:
+            return contextlib.nullcontext()
+        return _llm.oom_as_skip(f"{self.shape.name} training", self.memory_estimate_bytes)
 
     def _agree(self, problem: str | None, what: str) -> None:
         """Raise on every rank when any rank has a problem (FSDP ranks must not wait on a dead one)."""
@@ -173,7 +183,8 @@ class LlmTrain(Benchmark):
     def setup(self) -> None:
         problem = None
         try:
-            self._setup()
+            with self._oom_as_skip():
+                self._setup()
         except Exception as exc:  # e.g. out of memory on this rank only
             if not self.fsdp:
                 raise
@@ -218,12 +229,17 @@ class LlmTrain(Benchmark):
     # --- check and measure ------------------------------------------------------------------
     def check(self) -> None:
         """Loss finite and falling over CHECK_STEPS steps on the repeated batch (also compiles)."""
-        for _ in range(CHECK_STEPS):
-            self.step()
+        with self._oom_as_skip():
+            for _ in range(CHECK_STEPS):
+                self.step()
         self.check_losses = [v.item() for v in self.losses]
         self._agree(_loss_problem(self.check_losses, "training"), "check")
 
     def measure(self, timer: Timer) -> Measurement:
+        with self._oom_as_skip():
+            return self._measure(timer)
+
+    def _measure(self, timer: Timer) -> Measurement:
         self.losses = []
         with _llm.PeakMemory(self.ctx.device) as mem:
             stats = timer.time(self.step)
