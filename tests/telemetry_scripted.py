@@ -49,6 +49,33 @@ class Profile:
     field_errors: dict[str, int] = field(default_factory=dict)   # 'fid@scope' -> NVML error code
 
 
+class Cursor:
+    """Steps through scripted windows (one time line): the states of every GPU at each poll,
+    and the energy each GPU drew so far (trapezoid of its power between polls, gaps included)."""
+
+    def __init__(self, windows: list[tuple[str, list[dict]]]):
+        self.windows, self._w, self._i = windows, -1, 0
+        self.energy_j: list[float] = []
+        self._last: list[dict] = []
+
+    def begin(self) -> None:
+        self._w, self._i = self._w + 1, 0
+
+    def next(self) -> list[dict] | None:
+        polls = self.windows[self._w][1]
+        if self._i >= len(polls):
+            return None
+        s = polls[self._i]
+        self._i += 1
+        states = [s] + s.get("others", [])
+        self._last = self._last or list(states)
+        self.energy_j = self.energy_j or [0.0] * len(states)
+        for k, (a, b) in enumerate(zip(self._last, states)):
+            self.energy_j[k] += (b["t"] - a["t"]) * (a["power_w"] + b["power_w"]) / 2
+        self._last = states
+        return states
+
+
 class ScriptedDevice:
     """A DeviceAccess answering from scripted states: list of windows of per-poll dicts, one
     profile per GPU (slot); a poll's "others" holds the states of slots 1.. at the same time."""
@@ -61,15 +88,11 @@ class ScriptedDevice:
         self.profiles = profiles if isinstance(profiles, list) else [profiles]
         self.slots = len(self.profiles)
         self.windows = windows
-        self._w = -1
-        self._i = 0
+        self.cursor = Cursor(windows)
         self._state: list[dict] = [{} for _ in self.profiles]
-        self._energy_mj = [8_123_456_789.0 + 1e9 * k for k in range(self.slots)]  # since driver load
-        self._last: list[tuple[float, float] | None] = [None] * self.slots
 
     def begin_window(self, case_id: str) -> None:
-        self._w += 1
-        self._i = 0
+        self.cursor.begin()
 
     def end_window(self, case_id: str) -> None:
         pass
@@ -78,17 +101,11 @@ class ScriptedDevice:
         pass
 
     def poll_start(self) -> float | None:
-        polls = self.windows[self._w][1]
-        if self._i >= len(polls):
+        states = self.cursor.next()
+        if states is None:
             return None
-        s = polls[self._i]
-        self._i += 1
-        for k, state in enumerate([s] + s.get("others", [])):
-            last = self._last[k] or (state["t"], IDLE_W)
-            self._energy_mj[k] += (state["t"] - last[0]) * (last[1] + state["power_w"]) / 2 * 1e3  # integral of power
-            self._last[k] = (state["t"], state["power_w"])
-            self._state[k] = state
-        return s["t"]
+        self._state = states
+        return states[0]["t"]
 
     def read(self, query: str, *args: Any, slot: int = 0) -> Any:
         key = call_key(query, args)
@@ -102,7 +119,8 @@ class ScriptedDevice:
         if query == "fields":
             return {k: self._field(slot, k) for k in args[0]}
         answers = {
-            "energy": lambda: int(self._energy_mj[slot]), "power_usage": lambda: int(s["power_avg_w"] * 1e3),
+            "energy": lambda: int(8_123_456_789.0 + 1e9 * slot + self.cursor.energy_j[slot] * 1e3),  # mJ since load
+            "power_usage": lambda: int(s["power_avg_w"] * 1e3),
             "clock:1": lambda: s["sm"], "clock:2": lambda: s["mem"], "temperature": lambda: s["temp"],
             "utilization": lambda: [s["util"], s["mem_util"]], "memory_used": lambda: s["mem_used"],
             "clocks_event_reasons": lambda: s["reasons"], "processes": lambda: list(s["pids"]),
@@ -321,25 +339,22 @@ class ScriptedAmdSmi(AmdSmiDevice):
 
     def __init__(self, smi: FakeAmdSmi, windows: list[tuple[str, list[dict]]]):
         super().__init__(smi, smi.handles, list(range(len(smi.handles))), "matched by PCI address (scripted)")
-        self.fake, self.windows, self._w, self._i = smi, windows, -1, 0
+        self.fake, self.cursor = smi, Cursor(windows)
+        self.base_uj = list(smi.energy_uj)
 
     def begin_window(self, case_id: str) -> None:
-        self._w, self._i = self._w + 1, 0
+        self.cursor.begin()
 
     def _q_pid(self, h: str) -> int:
         return OWN_PID  # the scripted process, not the generator's
 
     def poll_start(self) -> float | None:
-        polls = self.windows[self._w][1]
-        if self._i >= len(polls):
+        states = self.cursor.next()
+        if states is None:
             return None
-        s = polls[self._i]
-        self._i += 1
-        for k, state in enumerate([s] + s.get("others", [])):
-            dt = state["t"] - self.fake.state[k].get("t", state["t"])
-            self.fake.energy_uj[k] += dt * (self.fake.state[k]["power_w"] + state["power_w"]) / 2 * 1e6
-            self.fake.state[k] = state
-        return s["t"]
+        self.fake.state = states
+        self.fake.energy_uj = [b + e * 1e6 for b, e in zip(self.base_uj, self.cursor.energy_j)]
+        return states[0]["t"]
 
 
 def mi250x() -> tuple[ScriptedAmdSmi, list, str]:
@@ -377,6 +392,20 @@ def write_trace(name: str, out_dir: Path) -> Path:
             pass
     sampler.close()
     return path
+
+
+def replay_shipped(name: str) -> tuple[Any, dict]:
+    """(sampler, case id -> Window) of every window of the shipped trace `name`, replayed."""
+    from aifbench.telemetry.select import open_sampler
+
+    sampler = open_sampler("cpu", 0.1, trace_path=Path(__file__).parent / "data" / "telemetry" / f"{name}.jsonl")
+    wins = {}
+    for case_id, _ in sampler.dev.windows:
+        with sampler.window(case_id) as win:
+            pass
+        wins[case_id] = win
+    sampler.close()
+    return sampler, wins
 
 
 if __name__ == "__main__":

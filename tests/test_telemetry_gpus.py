@@ -22,13 +22,7 @@ DATA = Path(__file__).parent / "data" / "telemetry"
 
 
 def replay(name: str) -> tuple[object, dict]:
-    sampler = open_sampler("cpu", 0.1, trace_path=DATA / f"{name}.jsonl")
-    wins = {}
-    for case_id, _ in sampler.dev.windows:
-        with sampler.window(case_id) as win:
-            pass
-        wins[case_id] = win
-    return sampler, wins
+    return scripted.replay_shipped(name)
 
 
 def metric(win, name):
@@ -83,35 +77,6 @@ def test_four_gpus_sampled_metrics_and_flags_of_the_own_one():
     assert metric(win, "temperature_max_c").value == 58  # not GPU 1's 88
     assert wins["gemm-bf16-16384-powercap"].flags == ["power_throttle"]
     assert "also sampled: index 0" in sampler.describe() and "index 3" in sampler.describe()
-
-
-@pytest.mark.parametrize("name", ["h100_node_4gpu", "mi250x_amdsmi"])
-def test_record_then_replay_several_gpus(tmp_path, name):
-    from aifbench.telemetry.nvml import NvmlSampler
-    from aifbench.telemetry.trace import RecordingDevice, ReplayDevice
-
-    device, windows, _ = scripted.SCENARIOS[name]()
-    direct = NvmlSampler(device, 0.1)
-    recorded = NvmlSampler(RecordingDevice(scripted.SCENARIOS[name]()[0], tmp_path / "t.jsonl"), 0.1)
-    replayed_later = []
-    for case_id, _ in windows:
-        for s in (direct, recorded):
-            with s.window(case_id) as win:
-                pass
-        replayed_later.append(win)
-    recorded.close()
-    replay = NvmlSampler(ReplayDevice(tmp_path / "t.jsonl"), 0.1)
-    assert len(replay.gpus) == device.slots == (4 if name == "h100_node_4gpu" else 2)
-    for (case_id, _), want in zip(windows, replayed_later):
-        with replay.window(case_id) as got:
-            pass
-        assert got.flags == want.flags
-        assert [(m.metric, m.detail) for m in got.metrics] == [(m.metric, m.detail) for m in want.metrics]
-        # the recording rebases times to its first poll (rounded to 1 us): rates agree to that
-        assert [(r["gpu_index"], r["gpu_uuid"], r["field"]) for r in got.rows] == \
-            [(r["gpu_index"], r["gpu_uuid"], r["field"]) for r in want.rows]
-        assert [r["value"] for r in got.rows] == [None if r["value"] is None else pytest.approx(r["value"], rel=1e-9)
-                                                  for r in want.rows]
 
 
 def test_version_1_trace_reads_as_one_gpu(tmp_path):

@@ -21,14 +21,7 @@ DATA = Path(__file__).parent / "data" / "telemetry"
 
 def replay_all(name: str) -> dict:
     """case id -> Window for every window of a shipped trace."""
-    sampler = open_sampler("cpu", 0.1, trace_path=DATA / f"{name}.jsonl")
-    out = {}
-    for case_id, _ in sampler.dev.windows:
-        with sampler.window(case_id) as win:
-            pass
-        out[case_id] = win
-    sampler.close()
-    return out
+    return scripted.replay_shipped(name)[1]
 
 
 def metric(win, name: str):
@@ -129,10 +122,12 @@ def test_shipped_traces_are_what_the_generator_writes(tmp_path):
         assert written.read_text() == (DATA / f"{name}.jsonl").read_text(), f"regenerate {name}: see tests/telemetry_scripted.py"
 
 
-def test_record_then_replay_gives_the_same_windows(tmp_path):
-    device, windows, _ = scripted.h100_pcie_ecc()
+@pytest.mark.parametrize("name", list(scripted.SCENARIOS))
+def test_record_then_replay_gives_the_same_windows(tmp_path, name):
+    """Every scenario, one GPU or several, NVML or amdsmi: the replay of a recording is the session."""
+    device, windows, _ = scripted.SCENARIOS[name]()
     direct = NvmlSampler(device, 0.1)
-    recorded = NvmlSampler(RecordingDevice(scripted.h100_pcie_ecc()[0], tmp_path / "t.jsonl"), 0.1)
+    recorded = NvmlSampler(RecordingDevice(scripted.SCENARIOS[name]()[0], tmp_path / "t.jsonl"), 0.1)
     first = []
     for case_id, _ in windows:
         for s in (direct, recorded):
@@ -141,6 +136,7 @@ def test_record_then_replay_gives_the_same_windows(tmp_path):
             first.append(win)
     recorded.close()
     replay = NvmlSampler(ReplayDevice(tmp_path / "t.jsonl"), 0.1)
+    assert len(replay.gpus) == device.slots
     for i, (case_id, _) in enumerate(windows):
         with replay.window(case_id) as win:
             pass

@@ -14,16 +14,16 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from aifbench.benchmarks import gemm
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
 from aifbench.errors import ConfigError, CorrectnessError
 from aifbench.metrics import define
 from aifbench.registry import register
 from aifbench.telemetry import fields as _telemetry_fields  # noqa: F401  (telemetry metrics join the dictionary)
-from aifbench.timing import Timer, quantile
+from aifbench.timing import Timer, summarize
 
 SETTINGS = ("off", "low", "high")
-DTYPES = ("fp32", "tf32", "bf16", "fp16")
-TOLERANCE = {"fp32": 1e-4, "tf32": 5e-3, "bf16": 2e-2, "fp16": 5e-3}  # relative Frobenius error vs float64
+DTYPES = ("fp32", "tf32", "bf16", "fp16")  # gemm's dtypes that need no scaling (fp8) or fp64 units
 for _s in SETTINGS:
     define(f"overhead_{_s}_tflops", "TFLOP/s", True,
            f"telemetry_overhead: GEMM 2*N^3 / segment time with the sampler {'off' if _s == 'off' else 'at ' + _s + '_hz'}, median over rounds")
@@ -60,26 +60,20 @@ class TelemetryOverhead(Benchmark):
         if config.high_hz <= config.low_hz:
             raise ConfigError(f"telemetry_overhead: high_hz ({config.high_hz}) must exceed low_hz ({config.low_hz})")
 
-    def _dtype(self):
-        import torch
-
-        return {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.config.dtype]
-
     def skip_reason(self) -> str | None:
         import torch
 
         c, dev = self.config, self.ctx.device
-        if c.dtype == "tf32" and not dev.startswith("cuda"):
-            return "tf32 is a CUDA tensor-core mode; on CPU use fp32"
+        why = gemm.dtype_skip_reason(c.dtype, dev)
+        if why:
+            return why
         probe = self._sampler(c.low_hz)
         live, what = getattr(probe, "live", False), probe.describe()
         probe.close()
         if not live:  # off, unavailable, or a replayed trace (no thread, nothing to cost)
             return f"no live telemetry sampler to measure here ({what})"
         if dev.startswith("cuda"):
-            if c.dtype == "bf16" and not torch.cuda.is_bf16_supported():
-                return "bf16 needs compute capability 8.0 or newer"
-            need = 3 * c.size * c.size * torch.finfo(self._dtype()).bits // 8
+            need = 3 * c.size * c.size * gemm.ELEMENT_BYTES[c.dtype]
             free = torch.cuda.mem_get_info(dev)[0]
             if need > 0.9 * free:
                 return f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {dev}"
@@ -88,24 +82,25 @@ class TelemetryOverhead(Benchmark):
     def setup(self) -> None:
         import torch
 
-        n, dev, dt = self.config.size, self.ctx.device, self._dtype()
+        n, dev, dt = self.config.size, self.ctx.device, gemm.DTYPES[self.config.dtype]
         gen = torch.Generator(device="cpu").manual_seed(0)
         self.a = torch.randn(n, n, generator=gen).to(dev, dt)
         self.b = torch.randn(n, n, generator=gen).to(dev, dt)
         self.c = torch.empty(n, n, device=dev, dtype=dt)
 
     def check(self) -> None:
+        """A small matmul of the same dtype against float64 (gemm's tolerances)."""
         import torch
 
-        s, dev, dt = self.config.check_size, self.ctx.device, self._dtype()
+        c = self.config
+        s, dev, dt = c.check_size, self.ctx.device, gemm.DTYPES[c.dtype]
         gen = torch.Generator(device="cpu").manual_seed(1)
         a64, b64 = (torch.randn(s, s, generator=gen, dtype=torch.float64) for _ in range(2))
-        with _Tf32(self.config.dtype):
+        with gemm.Tf32(c.dtype):
             got = torch.matmul(a64.to(dev, dt), b64.to(dev, dt)).double().cpu()
-        ref = a64.to(dt).double() @ b64.to(dt).double()
-        err = (torch.linalg.norm(got - ref) / torch.linalg.norm(ref)).item()
-        if not err <= TOLERANCE[self.config.dtype]:
-            raise CorrectnessError(f"{self.config.dtype} matmul relative error {err:.2e} > {TOLERANCE[self.config.dtype]:.0e}")
+        err = gemm.relative_error(got, a64.to(dt).double() @ b64.to(dt).double())
+        if not err <= gemm.TOLERANCE[c.dtype]:
+            raise CorrectnessError(f"{c.dtype} matmul relative error {err:.2e} > {gemm.TOLERANCE[c.dtype]:.0e}")
 
     def teardown(self) -> None:
         self.a = self.b = self.c = None
@@ -126,7 +121,7 @@ class TelemetryOverhead(Benchmark):
 
         c = self.config
         flop = 2.0 * c.size ** 3
-        with suspended(), _Tf32(c.dtype):
+        with suspended(), gemm.Tf32(c.dtype):
             samplers = {"low": self._sampler(c.low_hz), "high": self._sampler(c.high_hz)}
             try:
                 one = timer.time(self._call, warmup=max(1, timer.config.warmup), repeats=3).median_s
@@ -176,24 +171,4 @@ class TelemetryOverhead(Benchmark):
 
 
 def _noisy(values: list[float]) -> bool:
-    s = sorted(values)
-    med = quantile(s, 0.5)
-    return med > 0 and (quantile(s, 0.75) - quantile(s, 0.25)) / med > 0.10
-
-
-class _Tf32:
-    """Allow TF32 matmul math only for dtype 'tf32' (restored on exit)."""
-
-    def __init__(self, dtype: str):
-        self.allow = dtype == "tf32"
-
-    def __enter__(self):
-        import torch
-
-        self.saved = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = self.allow
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = self.saved
+    return summarize(values).noisy  # IQR / median above timing's threshold (ratios are unit-free)

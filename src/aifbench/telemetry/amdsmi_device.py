@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 from aifbench.telemetry.gpus import TelemetryUnavailable, cuda_index, pci_location, visible_indices
 from aifbench.telemetry.nvml_device import (NVML_ERROR_NO_PERMISSION, NVML_ERROR_NOT_SUPPORTED,
-                                            NVML_ERROR_UNKNOWN, NvmlCallError)
+                                            NVML_ERROR_UNKNOWN, LiveAccess, NvmlCallError)
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +58,29 @@ def _num(value: Any, what: str) -> float:
     return value
 
 
-class AmdSmiDevice:
+class AmdSmiDevice(LiveAccess):
     """Live AMD GPUs through amdsmi: one processor handle per slot (slot 0: the rank's own)."""
 
-    live = True
     source = origin = "amdsmi"
 
     def __init__(self, smi: Any, handles: list[Any], indices: list[int], note: str = ""):
+        super().__init__(handles, note)
         self._smi = smi
-        self._handles = list(handles)
         self._indices = list(indices)
-        self.slots = len(self._handles)
         self._powered = [self._reports_power(h) for h in self._handles]
         unpowered = [i for i, p in zip(indices, self._powered) if not p]
         self.note = note + (f"; no power reading on amdsmi index {unpowered} ({NO_POWER})" if unpowered else "")
 
     def read(self, query: str, *args: Any, slot: int = 0) -> Any:
-        fn = getattr(self, f"_q_{query}", None)
-        if fn is None:
-            raise NvmlCallError(NVML_ERROR_NOT_SUPPORTED, f"no amdsmi counterpart of {query!r}")
         if query in ("energy", "power_usage") and not self._powered[slot]:
             raise NvmlCallError(NVML_ERROR_NOT_SUPPORTED, NO_POWER)
         try:
-            return fn(self._handles[slot], *args)
+            return self._query(query, slot, args)
         except Exception as exc:
             raise self._error(query, exc) from None
+
+    def _shutdown(self) -> None:
+        self._smi.amdsmi_shut_down()
 
     def _error(self, what: str, exc: Exception) -> NvmlCallError:
         """Any failure of one amdsmi call as the NvmlCallError the sampler understands."""
@@ -108,21 +105,6 @@ class AmdSmiDevice:
             except NvmlCallError:
                 usable.append(False)
         return any(usable)
-
-    def poll_start(self) -> float:
-        return time.monotonic()
-
-    def begin_window(self, case_id: str) -> None:
-        pass
-
-    def end_window(self, case_id: str) -> None:
-        pass
-
-    def close(self) -> None:
-        try:
-            self._smi.amdsmi_shut_down()
-        except Exception:
-            pass
 
     # --- queries, answered in NVML units -------------------------------------------------
     def _q_name(self, h: Any) -> str:

@@ -90,26 +90,22 @@ def _field_value(v: Any) -> float | int | None:
     return None if member != "dVal" and value in NOT_AVAILABLE else value
 
 
-class PynvmlDevice:
-    """Live GPUs through nvidia-ml-py: one NVML handle per slot, NVML initialised for this object's life."""
+class LiveAccess:
+    """Base of the hardware backends: handles per slot, readings taken at the time of the poll;
+    a query `q` is the method `_q_<q>(handle, *args)`."""
 
     live = True
-    source = origin = "nvml"
 
-    def __init__(self, nv: Any, handles: list[Any], note: str = ""):
-        self._nv = nv
+    def __init__(self, handles: list[Any], note: str = ""):
         self._handles = list(handles)
         self.slots = len(self._handles)
         self.note = note
 
-    def read(self, query: str, *args: Any, slot: int = 0) -> Any:
+    def _query(self, query: str, slot: int, args: tuple) -> Any:
         fn = getattr(self, f"_q_{query}", None)
         if fn is None:
-            raise NvmlCallError(NVML_ERROR_NOT_SUPPORTED, f"unknown query {query!r}")
-        try:
-            return fn(self._handles[slot], *args)
-        except self._nv.NVMLError as exc:
-            raise NvmlCallError(getattr(exc, "value", NVML_ERROR_UNKNOWN), str(exc)) from None
+            raise NvmlCallError(NVML_ERROR_NOT_SUPPORTED, f"no {self.source} query {query!r}")
+        return fn(self._handles[slot], *args)
 
     def poll_start(self) -> float:
         return time.monotonic()
@@ -122,9 +118,31 @@ class PynvmlDevice:
 
     def close(self) -> None:
         try:
-            self._nv.nvmlShutdown()
+            self._shutdown()
         except Exception:  # shutting down twice or after a driver loss is harmless
             pass
+
+    def _shutdown(self) -> None:
+        raise NotImplementedError
+
+
+class PynvmlDevice(LiveAccess):
+    """Live GPUs through nvidia-ml-py: one NVML handle per slot, NVML initialised for this object's life."""
+
+    source = origin = "nvml"
+
+    def __init__(self, nv: Any, handles: list[Any], note: str = ""):
+        super().__init__(handles, note)
+        self._nv = nv
+
+    def read(self, query: str, *args: Any, slot: int = 0) -> Any:
+        try:
+            return self._query(query, slot, args)
+        except self._nv.NVMLError as exc:
+            raise NvmlCallError(getattr(exc, "value", NVML_ERROR_UNKNOWN), str(exc)) from None
+
+    def _shutdown(self) -> None:
+        self._nv.nvmlShutdown()
 
     # --- queries (NVML units), each on one handle --------------------------------------------
     def _q_name(self, h: Any) -> str:

@@ -50,9 +50,13 @@ def suspended() -> Iterator[None]:
 
 
 def check_interval(interval_s: float) -> float:
-    if not (MIN_INTERVAL_S <= float(interval_s) <= MAX_INTERVAL_S):
-        raise ConfigError(f"telemetry interval must be {MIN_INTERVAL_S}..{MAX_INTERVAL_S} s, got {interval_s}")
-    return float(interval_s)
+    """The interval in s, or ConfigError naming the allowed range in s and in Hz."""
+    value = float(interval_s)
+    if not (MIN_INTERVAL_S <= value <= MAX_INTERVAL_S):  # also rejects NaN
+        rate = f" ({1 / value:g} Hz)" if value > 0 else ""
+        raise ConfigError(f"telemetry interval must be {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} s "
+                          f"({1 / MAX_INTERVAL_S:.3g}..{1 / MIN_INTERVAL_S:g} Hz), got {value:g} s{rate}")
+    return value
 
 
 @dataclass

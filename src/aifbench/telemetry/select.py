@@ -87,6 +87,21 @@ def open_gpu_access(device: str, gpus: str = "own"):
     return open_nvml_device(device, gpus)
 
 
+def check_settings(interval_s: float) -> None:
+    """Validate the telemetry settings (interval and environment) where a run is planned, so a
+    bad value is one clear error (exit 2) there and not a failure in every rank's process."""
+    if interval_s <= 0:
+        return  # telemetry disabled
+    check_interval(interval_s)
+    _min_clock_fraction(None)
+    check_policy(None)
+    trace_path = os.environ.get("AIFBENCH_TELEMETRY_REPLAY")
+    if trace_path:
+        from aifbench.telemetry.trace import read_trace
+
+        read_trace(Path(trace_path))
+
+
 def _open_gpu(device: str, interval_s: float, fraction: float, record_path: str | Path | None,
               gpus: str) -> Sampler:
     from aifbench.telemetry.gpus import TelemetryUnavailable
