@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 
+from aifbench.benchmarks.base import param
 from aifbench.errors import ConfigError, SkipCase
 from aifbench.models.shapes import LlamaShape, resolve_shape, with_layers
 from aifbench.timing import Timer
@@ -28,8 +30,21 @@ def shape_of(model: str, layers: int) -> LlamaShape:
     return with_layers(shape, layers) if layers else shape
 
 
-def check_positions(shape: LlamaShape, positions: int, what: str) -> None:
-    shape.check_positions(positions, what)
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelConfig:
+    """The config fields both LLM benchmarks start with: which shape, and how much of it."""
+
+    model: str = param("tiny", "shape name (tiny, llama3-1b, llama3-3b, llama3-8b, llama3-70b, "
+                               "llama3-405b) or path to a Hugging Face config.json (no weights)")
+    layers: int = param(0, "use only the first N layers of the shape (0 = all)", min=0)
+
+    def shape(self) -> LlamaShape:
+        """ConfigError for an unknown name, an unreadable or malformed config.json, bad heads."""
+        return shape_of(self.model, self.layers)
+
+    def check_positions(self, positions: int, what: str) -> None:
+        """ConfigError when `positions` exceed the shape's max_position_embeddings."""
+        self.shape().check_positions(positions, what)
 
 
 def dtype_skip_reason(dtype: str, device: str) -> str | None:

@@ -60,10 +60,7 @@ define("decode_roofline_pct", "%", True, "decode speed as % of the HBM weight-st
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class LlmInferConfig:
-    model: str = param("tiny", "shape name (tiny, llama3-1b, llama3-3b, llama3-8b, llama3-70b, "
-                               "llama3-405b) or path to a Hugging Face config.json (no weights)")
-    layers: int = param(0, "use only the first N layers of the shape (0 = all)", min=0)
+class LlmInferConfig(_llm.ModelConfig):
     batch_size: int = param(1, "sequences decoded together", min=1)
     prompt_len: int = param(128, "prompt tokens per sequence (prefill length)", min=1)
     gen_tokens: int = param(64, "decode steps per generation (tokens per sequence after the first)", min=1)
@@ -75,8 +72,7 @@ class LlmInferConfig:
     seed: int = param(0, "seed of the synthetic weights and prompt", min=0)
 
     def __post_init__(self) -> None:
-        shape = _llm.shape_of(self.model, self.layers)
-        _llm.check_positions(shape, self.prompt_len + self.gen_tokens, "prompt_len + gen_tokens")
+        self.check_positions(self.prompt_len + self.gen_tokens, "prompt_len + gen_tokens")
 
 
 @register
@@ -89,7 +85,7 @@ class LlmInfer(Benchmark):
 
     def __init__(self, config: LlmInferConfig, ctx):
         super().__init__(config, ctx)
-        self.shape = _llm.shape_of(config.model, config.layers)
+        self.shape = config.shape()
         self.dtype_bytes = flops.DTYPE_BYTES[config.dtype]
 
     def skip_reason(self) -> str | None:

@@ -70,10 +70,7 @@ define("speedup_vs_ref", "x", True, "tokens_per_s / ref_tokens_per_s (medians of
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class LlmTrainConfig:
-    model: str = param("tiny", "shape name (tiny, llama3-1b, llama3-3b, llama3-8b, llama3-70b, "
-                               "llama3-405b) or path to a Hugging Face config.json (no weights)")
-    layers: int = param(0, "use only the first N layers of the shape (0 = all)", min=0)
+class LlmTrainConfig(_llm.ModelConfig):
     micro_batch: int = param(1, "sequences per micro-batch per device", min=1)
     seq_len: int = param(2048, "tokens per sequence", min=2)
     grad_accum: int = param(1, "micro-batches per optimizer step", min=1)
@@ -87,8 +84,7 @@ class LlmTrainConfig:
     seed: int = param(0, "seed of the synthetic weights and tokens", min=0)
 
     def __post_init__(self) -> None:
-        shape = _llm.shape_of(self.model, self.layers)  # ConfigError: unknown name, bad file, bad heads
-        _llm.check_positions(shape, self.seq_len, "seq_len")
+        self.check_positions(self.seq_len, "seq_len")
 
 
 def train_step(loss_fn, batches, optimizer, autocast, before_micro=None) -> torch.Tensor:
@@ -119,7 +115,7 @@ class LlmTrain(Benchmark):
 
     def __init__(self, config: LlmTrainConfig, ctx):
         super().__init__(config, ctx)
-        self.shape = _llm.shape_of(config.model, config.layers)
+        self.shape = config.shape()
         self.fsdp = ctx.world_size > 1
         self.losses: list[torch.Tensor] = []
         self.check_losses: list[float] = []
