@@ -91,9 +91,10 @@ def test_malformed_config_json_is_a_config_error(tmp_path, text, message):
 def test_missing_config_json_and_unknown_name_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="cannot read model config"):
         resolve_shape(str(tmp_path / "nope" / "config.json"))
-    with pytest.raises(ConfigError) as err:
-        resolve_shape("llama3-7b")
-    assert "llama3-1b, llama3-3b, llama3-405b, llama3-70b, llama3-8b, tiny" in str(err.value)
+    for name in ("llama3-7b", "", " "):
+        with pytest.raises(ConfigError) as err:
+            resolve_shape(name)
+        assert "allowed: llama3-1b, llama3-3b, llama3-405b, llama3-70b, llama3-8b, tiny" in str(err.value)
 
 
 def test_positions_over_the_maximum_are_refused():

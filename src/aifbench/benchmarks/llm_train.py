@@ -252,7 +252,9 @@ class LlmTrain(Benchmark):
                                          f"steps ({losses[0]:.4g} -> {losses[-1]:.4g})"))
         out.samples["loss"] = losses
         if self.config.reference != "none":
-            out.extend(self._reference(timer, stats))
+            with _llm.oom_as_skip(f"the {self.config.reference} reference of {self.shape.name} training",
+                                  self.memory_estimate_bytes):
+                out.extend(self._reference(timer, stats))
         return out
 
     def _throughput(self, stats: TimingStats) -> list[Metric]:

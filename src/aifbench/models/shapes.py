@@ -120,7 +120,7 @@ def resolve_shape(spec: str) -> LlamaShape:
     if spec in SHAPES:
         return SHAPES[spec]
     path = Path(spec)
-    if spec.endswith(".json") or "/" in spec or path.exists():
+    if spec.strip() and (spec.endswith(".json") or "/" in spec or path.exists()):
         if path.is_dir():
             path = path / "config.json"
         return shape_from_hf_config(path)
