@@ -80,3 +80,10 @@ def test_import_and_help_stay_light():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_bad_telemetry_setting_is_one_error_before_any_rank_starts(aifbench_cli, tmp_path):
+    proc = aifbench_cli("run", "smoke", "--only", "gemm", "--nproc", "2", "--results", "res",
+                        env={"AIFBENCH_TELEMETRY_GPUS": "everything"})
+    assert proc.returncode == 2, proc.stderr
+    assert "AIFBENCH_TELEMETRY_GPUS" in proc.stderr and not (tmp_path / "res").exists()

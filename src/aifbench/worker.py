@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 from aifbench import distributed
+from aifbench.errors import AifbenchError
 from aifbench.plan import Plan
 from aifbench.runner import RunSummary, execute
 
@@ -38,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("AIFBENCH_LOG", "WARNING"),
                         format="%(asctime)s rank%(process)d %(name)s: %(message)s")
-    summary = run_plan(Plan.load(args.plan))
+    try:
+        summary = run_plan(Plan.load(args.plan))
+    except AifbenchError as exc:
+        print(f"aifbench worker: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 1 if summary.failed else 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aifbench.errors import ConfigError, UnsupportedHardwareError
+from aifbench.errors import ConfigError, LaunchError, UnsupportedHardwareError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,6 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=args.results,
                            system=args.system, launcher="inprocess" if args.nproc == 1 else "local",
                            telemetry_interval_s=1.0 / args.telemetry_hz if args.telemetry_hz else 0.0)
+    from aifbench.telemetry.select import check_settings
+
+    check_settings(plan.telemetry_interval_s)  # a bad setting is one error here, not one per rank
     failed = _run_inprocess(plan) if args.nproc == 1 else _run_local(plan, args.nproc)
     return _summarize(plan, failed)
 
@@ -138,6 +141,10 @@ def _summarize(plan, failed: bool) -> int:
 
     results = load([plan.run_dir])
     df = results.metrics
+    if not len(df):
+        logs = sorted(plan.run_dir.glob("worker.rank*.log"))
+        tail = logs[0].read_text()[-1500:] if logs else ""
+        raise LaunchError(f"no measurements were written under {plan.run_dir}" + (f"; {logs[0].name}:\n{tail}" if tail else ""))
     print_metrics(df, f"run {plan.run_id}", by_rank=df["rank"].nunique() > 1 if len(df) else False)
     counts = df.drop_duplicates(["case_id", "rank"])["status"].value_counts().to_dict() if len(df) else {}
     console.print(f"results: {plan.run_dir}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
