@@ -44,13 +44,17 @@ def test_sweep_records_prefill_decode_latency_and_bandwidth(tmp_path):
         assert v["decode_tokens_per_s", "median"] == pytest.approx(batch * v["decode_tokens_per_s_per_seq", "median"])
         assert v["itl_s", "p50"] <= v["itl_s", "p90"] <= v["itl_s", "p99"]
         samples = res.samples[res.samples["case_id"] == case_id]
-        itl = samples[samples["metric"] == "itl_s"]["value"]
+        itl = samples[samples["metric"] == "itl_s"].sort_values("sample_index")["value"]
         assert len(itl) == 8 * 3  # gen_tokens x timed generations, warm-up excluded
         decode_s = v["decode_tokens_per_s_per_seq", "median"] ** -1 * 8  # median generation time
         moved = sum(flops.decode_bytes_per_step(SHAPES["tiny"], batch=batch, context_len=16 + i + 1, dtype_bytes=4)
                     for i in range(8))
         assert v["hbm_gbps", "median"] == pytest.approx(moved / decode_s / 1e9)
         assert len(samples[samples["metric"] == "ttft_s"]) == 3
+        decode_times = samples[samples["metric"] == "decode_time_s"].sort_values("sample_index")["value"].tolist()
+        per_generation = [sum(itl.tolist()[i:i + 8]) for i in range(0, 24, 8)]  # samples in the order taken
+        assert decode_times == pytest.approx(per_generation)
+        assert v["decode_time_s", "median"] == pytest.approx(decode_s)
 
 
 def test_hbm_percent_and_the_weight_roofline_use_the_catalog_peak():
@@ -69,6 +73,7 @@ def test_hbm_percent_and_the_weight_roofline_use_the_catalog_peak():
     assert roof.value < hbm.pct_of_peak  # the KV bytes are only in hbm_gbps
     assert roof.peak_source == "test catalog" and f"{weights / 1e9:.4g} GB weights / 0.5 GB/s" in roof.detail
     assert rows["decode_roofline_pct", "max"].value >= roof.value
+    assert f"||diff||/||ref|| = {b.check_error:.3g} (tolerance 0.0001, fp32)" in rows["decode_tokens_per_s", "median"].detail
 
 
 def test_no_roofline_row_without_an_hbm_peak():

@@ -13,7 +13,8 @@ wrong position, mask or cache entry moves the logits by 10-30 %, far above the t
 Metrics (definitions in aifbench.metrics):
   ttft_s                 prefill of the prompt + argmax of the first token; stats over repeats
   prefill_tokens_per_s   batch_size * prompt_len / TTFT
-  decode_tokens_per_s    batch_size * gen_tokens / decode time of one generation (per-seq: / batch)
+  decode_time_s          gen_tokens decode steps of one generation; stats and raw samples per repeat
+  decode_tokens_per_s    batch_size * gen_tokens / decode_time_s (per-seq: / batch)
   itl_s                  p50/p90/p99 of the time between consecutive decode steps, all repeats;
                          raw samples kept. GPU: CUDA events between steps, no host sync per token
   hbm_gbps               sum over steps of (weights + useful KV bytes) / decode time; per step:
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 4e-2}
 CHECK_ROWS = 2  # sequences of the batch compared against the full forward
 
+define("decode_time_s", "s", False, "decode time of one generation: its gen_tokens decode steps after the first "
+       "token (the time behind decode_tokens_per_s, hbm_gbps and decode_roofline_pct)")
 define("decode_roofline_pct", "%", True, "decode speed as % of the HBM weight-streaming roofline: 100 x (weight "
        "bytes read per decode step / HBM datasheet peak) / median decode step time; KV-cache bytes not counted")
 
@@ -81,7 +84,7 @@ class LlmInfer(Benchmark):
     description = "Llama prefill + KV-cache decode: prefill tokens/s, decode tokens/s, TTFT, ITL, HBM GB/s"
     Config = LlmInferConfig
     emits = ("decode_tokens_per_s", "decode_tokens_per_s_per_seq", "prefill_tokens_per_s", "ttft_s", "itl_s",
-             "hbm_gbps", "decode_roofline_pct", "peak_memory_bytes")
+             "decode_time_s", "hbm_gbps", "decode_roofline_pct", "peak_memory_bytes")
 
     def __init__(self, config: LlmInferConfig, ctx):
         super().__init__(config, ctx)
@@ -185,7 +188,11 @@ class LlmInfer(Benchmark):
         out = time_metrics(ttft, "ttft_s")
         out.metrics += rate_metrics("prefill_tokens_per_s", c.batch_size * c.prompt_len, ttft, 1.0)
         gen = summarize(per_generation)
-        out.metrics += rate_metrics("decode_tokens_per_s", c.batch_size * c.gen_tokens, gen, 1.0)
+        out.extend(time_metrics(gen, "decode_time_s"))
+        checked = (f"checked before timing: cached decode vs full forward ||diff||/||ref|| = "
+                   f"{getattr(self, 'check_error', float('nan')):.3g} (tolerance {TOLERANCE[c.dtype]:g}, {c.dtype})")
+        out.metrics += [replace(m, detail=checked)
+                        for m in rate_metrics("decode_tokens_per_s", c.batch_size * c.gen_tokens, gen, 1.0)]
         out.metrics += rate_metrics("decode_tokens_per_s_per_seq", c.gen_tokens, gen, 1.0)
         ordered = sorted(itl)
         for q in (50, 90, 99):
