@@ -170,10 +170,10 @@ class LlmTrain(Benchmark):
     def _agree(self, problem: str | None, what: str) -> None:
         """Raise on every rank when any rank has a problem (FSDP ranks must not wait on a dead one)."""
         bad = ranks_flagging(problem is not None, self.ctx) if self.fsdp else []
+        if bad and problem is None:
+            problem = f"{what} failed on rank(s) {bad} (their rows give the reason)"
         if problem is not None:
             raise CorrectnessError(problem) if what == "check" else RuntimeError(problem)
-        if bad:
-            raise RuntimeError(f"{what} failed on rank(s) {bad} (their rows give the reason)")
 
     # --- setup ----------------------------------------------------------------------------
     def setup(self) -> None:
