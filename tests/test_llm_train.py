@@ -16,10 +16,13 @@ from aifbench.models import flops
 from aifbench.models.shapes import SHAPES
 from aifbench.results.store import load
 from aifbench.timing import Timer, TimingConfig
-from tests.conftest import write
+from tests.conftest import REPO, write
 
 FAST = TimingConfig(warmup=1, repeats=3)
 SMALL = dict(model="tiny", seq_len=32, micro_batch=2, dtype="fp32")
+TIED_TINY = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+             "rope_theta": 500000.0, "tie_word_embeddings": True}  # config.json of a tied tiny shape
 
 
 def _bench(ctx: Context | None = None, **params) -> LlmTrain:
@@ -178,14 +181,30 @@ def test_reference_without_transformers_is_skipped_with_the_reason(tmp_path, mon
     assert (rows[rows["status"] == "ok"]["metric"] == "tokens_per_s").any()
 
 
+def test_compare_script_records_the_side_by_side(tmp_path):
+    """scripts/compare_hf_llama.py: a one-case suite run through aifbench, verdict as JSON."""
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_hf_llama", REPO / "scripts" / "compare_hf_llama.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shape = write(tmp_path / "a dir" / "config.json", json.dumps(TIED_TINY))  # a path TOML must quote
+    out = tmp_path / "cmp.json"
+    assert script.main(["--model", str(shape), "--seq-len", "32", "--dtype", "fp32", "--no-compile", "--steps", "2",
+                        "--warmup", "0", "--device", "cpu", "--results", str(tmp_path / "res"), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    rows = load([tmp_path / "res"]).metrics
+    assert json.loads(rows["params"].iloc[0])["model"] == str(shape) and set(rows["status"]) == {"ok"}
+    assert doc["median"]["speedup_vs_ref"] == pytest.approx(
+        doc["median"]["tokens_per_s"] / doc["median"]["ref_tokens_per_s"])
+    assert doc["verdict"]["aifbench_at_least_as_fast"] == (doc["median"]["speedup_vs_ref"] >= 1)
+    assert doc["verdict"]["mfu_at_least_45_pct"] is None  # no bf16 peak for a CPU
+
+
 def test_config_is_validated_at_construction():
     with pytest.raises(ConfigError):
         LlmTrainConfig(model="tiny", seq_len=4096)
-
-
-TIED_TINY = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
-             "rope_theta": 500000.0, "tie_word_embeddings": True}
 
 
 @pytest.mark.slow
