@@ -46,6 +46,14 @@ def test_squeue_array_tasks():
     assert not jobs["13_0"].final
 
 
+def test_squeue_all_states_lists_ended_jobs_without_stale_reasons():
+    # `squeue -t all` on the local cluster: a killed task and never-started tasks cancelled in a pending range
+    jobs = cluster.parse_squeue("33_0|FAILED|aifbench|debug|n1|NonZeroExitCode|0:04\n"
+                                "33_2|CANCELLED|aifbench|debug||JobArrayTaskLimit|0:00\n")
+    assert (jobs["33_0"].state, jobs["33_0"].reason, jobs["33_0"].final) == ("FAILED", "", True)
+    assert (jobs["33_2"].state, jobs["33_2"].reason) == ("CANCELLED", "")
+
+
 def test_sacct_states_exit_codes_and_stale_reasons():
     jobs = cluster.parse_sacct(SACCT)
     assert jobs["9"].state == "CANCELLED" and jobs["9"].raw_state == "CANCELLED by 0" and jobs["9"].final

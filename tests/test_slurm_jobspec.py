@@ -136,3 +136,15 @@ def test_task_plans_per_mode():
     assert [(part, rank, task, cases) for _, part, rank, task, cases in record.expected()] == [
         ("p0", 0, 0, [0, 2]), ("p1", 0, 1, [1, 3])]
     assert str(record.log_path("7", 1)) == "/f/7_1_log.err"
+
+
+def test_stderr_tail_reads_only_the_end_of_a_big_log(tmp_path):
+    from aifbench.launch.collect import STDERR_CHARS, stderr_tail
+
+    log = tmp_path / "7_0_log.err"
+    log.write_text("noise\n" * 200_000 + "\n  \nTraceback (most recent call last):\nRuntimeError: CUDA error: out of memory\n")
+    tail = stderr_tail(log, lines=2)
+    assert tail == "Traceback (most recent call last): | RuntimeError: CUDA error: out of memory"
+    assert len(stderr_tail(log)) <= STDERR_CHARS and stderr_tail(tmp_path / "absent.err") == "(no stderr file absent.err)"
+    (tmp_path / "empty.err").write_text("")
+    assert stderr_tail(tmp_path / "empty.err") == "(stderr empty)"

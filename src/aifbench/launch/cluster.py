@@ -163,31 +163,33 @@ def nodes(timeout_s: float = COMMAND_TIMEOUT_S) -> list[NodeInfo]:
 def jobs(job_ids: Iterable[str], timeout_s: float = COMMAND_TIMEOUT_S) -> tuple[dict[str, JobInfo], bool]:
     """(state of each job id, whether the controller answered); each command bounded by `timeout_s`.
 
-    Ids are plain ('12') or array tasks ('12_3'); a plain array id expands to its tasks. Live
-    jobs come from squeue (or pyslurm); every id squeue does not list — including finished
-    tasks of an array whose other tasks still run — is looked up in sacct. Ids neither knows
-    are absent from the result.
+    Ids are plain ('12') or array tasks ('12_3'). squeue (or pyslurm) knows every job the
+    controller still holds — pending, running, and ended ones for MinJobAge seconds (accounting
+    records reach slurmdbd seconds late, so a just-ended job is never reported lost). sacct
+    gives the rest, and replaces squeue's record of an ended job once it has one (exit code,
+    elapsed). Ids neither knows are absent from the result.
     """
     ids = sorted({str(j) for j in job_ids})
-    bases = sorted({_base(i) for i in ids})
-    live = queue(bases, timeout_s)
+    live = queue(sorted({_base(i) for i in ids}), timeout_s)
     found = dict(live or {})
-    unlisted = sorted({_base(i) for i in ids if i not in found and not any(_base(k) == i for k in found)})
-    for key, info in (accounting(unlisted, timeout_s) or {}).items():
-        found.setdefault(key, info)
+    ask = sorted({_base(i) for i in ids if i not in found or found[i].final})
+    for key, info in (accounting(ask, timeout_s) or {}).items():
+        if key not in found or (info.final and found[key].final):
+            found[key] = info
     return found, live is not None
 
 
 def queue(job_ids: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> dict[str, JobInfo] | None:
-    """Pending and running jobs among `job_ids`; None when the controller could not be asked."""
+    """Jobs among `job_ids` the controller holds (any state); None when it could not be asked."""
     if not job_ids:
         return {}
     if backend() == "pyslurm":
         return jobs_from_pyslurm(_import_pyslurm().Jobs.load().values(), job_ids)
     try:
-        text = run_command(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", SQUEUE_FORMAT], timeout_s)
+        text = run_command(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", SQUEUE_FORMAT],
+                           timeout_s)
     except LaunchError as exc:
-        if "Invalid job id" in str(exc):  # every id has left the queue: an answer, not a failure
+        if "Invalid job id" in str(exc):  # every id has left the controller: an answer, not a failure
             return {}
         log.warning("squeue: %s", exc)
         return None
@@ -243,11 +245,14 @@ def parse_sinfo_nodes(text: str) -> list[NodeInfo]:
 
 
 def parse_squeue(text: str) -> dict[str, JobInfo]:
-    """Lines of `squeue -h -r -o '%i|%T|%j|%P|%N|%r|%M'`."""
+    """Lines of `squeue -h -r -t all -o '%i|%T|%j|%P|%N|%r|%M'`."""
     out = {}
     for job_id, state, name, part, nodelist, reason, elapsed in _lines(text, 7):
-        out[job_id] = JobInfo(job_id=job_id, state=normalize_state(state), raw_state=state, name=name,
-                              partition=part, nodes=nodelist, reason="" if reason == "None" else reason,
+        norm = normalize_state(state)
+        # an ended job's reason is its last pending reason (JobArrayTaskLimit, ...) or a vague
+        # NonZeroExitCode: not why it ended (sacct's exit code says that)
+        out[job_id] = JobInfo(job_id=job_id, state=norm, raw_state=state, name=name, partition=part,
+                              nodes=nodelist, reason="" if reason == "None" or norm in FINAL_STATES else reason,
                               elapsed=elapsed, source="squeue")
     return out
 

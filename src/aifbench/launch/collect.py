@@ -6,14 +6,16 @@ timed out, ran out of memory, or never started — each missing case becomes sta
 rows carrying the Slurm state, exit code and the tail of the task's stderr, written to a
 shard of its own (part '<part>-collected'), so the task's own shard is never touched. A task
 that runs again (requeued by Slurm, submitit or `scontrol requeue`) deletes that shard when it
-starts and when it ends, so no stale failed row outlives a successful rerun, collected or not.
-Jobs still pending or running are reported and left alone.
+starts and when it ends, and collect itself deletes it while the job is pending or running
+again, so no stale failed row outlives a rerun. Jobs still pending or running are reported,
+never given failed rows; a job Slurm cannot be asked about (UNKNOWN) is left as it is.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +32,9 @@ from aifbench.results.store import ShardWriter, write_shard
 
 STDERR_LINES = 8
 STDERR_CHARS = 1500
+TAIL_BYTES = 65536
+RUNNING_AGAIN = ("PENDING", "RUNNING", "REQUEUED", "SUSPENDED")
+"""states in which a task will still write its own rows (UNKNOWN: Slurm not reachable, leave alone)"""
 
 
 @dataclass
@@ -56,7 +61,7 @@ class CollectReport:
 
     @property
     def pending(self) -> list[TaskOutcome]:
-        return [t for t in self.tasks if t.state in ("PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "UNKNOWN")]
+        return [t for t in self.tasks if t.state in (*RUNNING_AGAIN, "UNKNOWN")]
 
     @property
     def failed(self) -> int:
@@ -66,7 +71,9 @@ class CollectReport:
 def stderr_tail(path: Path, lines: int = STDERR_LINES, limit: int = STDERR_CHARS) -> str:
     """The last non-empty lines of a log, joined by ' | ' (at most `limit` characters)."""
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as handle:  # the end only: a log can be gigabytes
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - TAIL_BYTES))
+            text = handle.read().decode(errors="replace")
     except OSError:
         return f"(no stderr file {path.name})"
     tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
@@ -92,9 +99,11 @@ def collect(record: Submission, now: datetime | None = None) -> CollectReport:
                               failed_reported=int((seen["status"] == "failed").sum()) if len(seen) else 0,
                               stderr=record.log_path(job.job_id, task))
         report.tasks.append(outcome)
+        target = collected_shard(record.run_dir, rank, part)
+        if info.state in RUNNING_AGAIN:  # requeued or still going: it reports its cases itself
+            target.unlink(missing_ok=True)
         if not info.final:
             continue
-        target = collected_shard(record.run_dir, rank, part)
         if not missing:
             target.unlink(missing_ok=True)
             continue

@@ -264,9 +264,10 @@ def states_of(records: list[Submission], timeout_s: float = cluster.COMMAND_TIME
               ) -> dict[str, dict[str, JobInfo]]:
     """run id -> job id -> JobInfo for many runs, with one squeue and at most one sacct call.
 
-    squeue for live jobs, sacct for ended ones (each bounded by `timeout_s`); where neither
-    knows the job (accounting off, record purged), submitit's result files decide, and a job
-    that squeue no longer lists and that left no result is reported FAILED ('gone').
+    squeue for jobs the controller holds, sacct for older ones (cluster.jobs; each command
+    bounded by `timeout_s`); where neither knows a job (accounting off, record purged),
+    submitit's result files decide, and a job that left neither a record nor a result is
+    reported FAILED ('gone').
     """
     ids = [j.job_id for r in records if r.scheduler != "local" for j in r.jobs]
     found, queue_answered = cluster.jobs(ids, timeout_s) if ids else ({}, True)
