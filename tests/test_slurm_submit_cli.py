@@ -133,7 +133,8 @@ def test_local_system_through_submitit_local_executor(aifbench_cli, tmp_path):
     (array,) = [d for d in (tmp_path / "results").iterdir() if d != single]
     windows = load([array]).metrics.groupby("case_id").agg(start=("started_utc", "min"), end=("ended_utc", "max"))
     windows = windows.sort_values("start")
-    assert len(windows) == 4 and (windows["start"].iloc[1:].values >= windows["end"].iloc[:-1].values).all()
+    starts, ends = windows["start"].iloc[1:].reset_index(drop=True), windows["end"].iloc[:-1].reset_index(drop=True)
+    assert len(windows) == 4 and (starts >= ends).all(), windows  # never two tasks measuring at once
     jobs = aifbench_cli("jobs")  # no arguments: every submitted run under ./results
     assert jobs.returncode == 0 and single.name in jobs.stdout and array.name in jobs.stdout, jobs.stdout
     assert jobs.stdout.count("COMPLETED") == 3 and "FAILED" not in jobs.stdout, jobs.stdout
