@@ -20,6 +20,7 @@ from aifbench.results.store import ShardWriter
 
 H100 = ("NVIDIA H100 80GB HBM3", "0x2330")
 A100 = ("NVIDIA A100-SXM4-80GB", "0x20b2")
+GH200 = ("NVIDIA GH200 480GB", "0x2342")
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 
 
@@ -34,9 +35,10 @@ class CaseSpec:
 
 
 def gemm(m: int, dtype: str = "bf16", tflops: float = 700.0, peak: float | None = 989.0) -> CaseSpec:
+    """An m^3 GEMM stored as the benchmark stores shape "square": n and k keep their unused defaults."""
     work = 2.0 * m ** 3
-    return CaseSpec("gemm", {"m": m, "n": m, "k": m, "dtype": dtype, "check_size": 64}, work / (tflops * 1e12),
-                    [("tflops", tflops, peak)])
+    return CaseSpec("gemm", {"shape": "square", "m": m, "n": 1024, "k": 1024, "dtype": dtype, "check_size": 64},
+                    work / (tflops * 1e12), [("tflops", tflops, peak)])
 
 
 def membw(size: int, gbps: float = 3000.0, peak: float | None = 3350.0) -> CaseSpec:

@@ -205,16 +205,30 @@ def energy(h: pd.DataFrame) -> tuple[Figure | None, str]:
     return fig, f"median per case and system (at most {MAX_CATEGORIES} cases per panel)"
 
 
+def gemm_dims(p: dict) -> tuple[int, int, int] | None:
+    """(M, N, K) a stored gemm case multiplied, by the benchmark's own rule (shape square or an
+    LLM projection leaves the stored n and k at unused defaults); None if it cannot be told."""
+    import dataclasses
+
+    from aifbench.benchmarks.gemm import GemmConfig, dims
+
+    known = {f.name for f in dataclasses.fields(GemmConfig)}
+    try:
+        return dims(GemmConfig(**{k: v for k, v in p.items() if k in known}))
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
 def _roof_inputs(part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, str]], tuple[float, str] | None]:
     g = part[(part["benchmark"] == "gemm") & (part["metric"] == "tflops")]
     pts = []
     for r in g.itertuples(index=False):
         p = r.p
         b = DTYPE_BYTES.get(p.get("dtype"))
-        if b and all(k in p for k in "mnk"):
-            flops = 2.0 * p["m"] * p["n"] * p["k"]
-            moved = (p["m"] * p["k"] + p["k"] * p["n"] + p["m"] * p["n"]) * b
-            pts.append((p["dtype"], flops / moved, r.value, r.peak))
+        mnk = gemm_dims(p) if b else None
+        if mnk:
+            m, n, k = mnk
+            pts.append((p["dtype"], 2.0 * m * n * k / ((m * k + k * n + m * n) * b), r.value, r.peak))
     pts = pd.DataFrame(pts, columns=["dtype", "ai", "tflops", "peak"])
     roofs = {}
     for dtype, d in pts.groupby("dtype"):
@@ -231,7 +245,7 @@ def _roof_inputs(part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[floa
 def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
     systems = [s for s in sorted(h["series"].unique()) if len(_roof_inputs(h[h["series"] == s])[0])]
     if not systems:
-        return None, "no roofline: needs GEMM results with m, n, k and dtype (memory bandwidth adds the slope)"
+        return None, "no roofline: needs GEMM results with their shape and dtype (memory bandwidth adds the slope)"
     ncols = min(len(systems), 3)
     fig, ax = _figure(ncols=ncols, nrows=math.ceil(len(systems) / ncols), width=5.5, height=4.2)
     for axis in ax.flat[len(systems):]:

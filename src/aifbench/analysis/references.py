@@ -18,9 +18,17 @@ model; DESIGN.md §3):
     # upper = 3350.0
     source = "cuBLAS BF16 8192^3 reaches 797.8 TFLOP/s (fast.cu README)"
 
+    estimate = true                         # threshold not derived from a measurement of this SKU
+
 A reference needs `fraction_of_peak`, `lower` or `upper`; `value` alone is not a check.
-Generic references per GPU SKU ship in acceptance.toml beside this module; a profile adds its
-own and may turn the generic ones off with `[acceptance] defaults = false`.
+`params` and `params_min` may also name the layout of the case in the run (LAYOUT_KEYS):
+`nodes` (distinct hosts), `ranks_per_node` (fewest ranks on one host) and `world_size`, so
+that, e.g., an intra-node collective reference (nodes = 1, ranks_per_node = 4) is kept apart
+from a multi-node one (nodes >= 2). Names are checked against the benchmark registry and the
+metric dictionary (`check_names`): a typo is an error, not a reference that never matches.
+Generic references per GPU SKU ship in acceptance.toml beside this module. A system profile
+adds its own; a profile reference replaces the generic one for the same benchmark, metric,
+stat and `params` (its `key`), and `[acceptance] defaults = false` drops the generic ones.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ class Reference:
     upper: float | None = None
     fraction_of_peak: float | None = None
     source: str = ""
+    estimate: bool = False
 
     def __post_init__(self) -> None:
         if self.fraction_of_peak is None and self.lower is None and self.upper is None:
@@ -77,8 +86,13 @@ class Reference:
     def applies_to(self, sku: str | None) -> bool:
         return not self.gpus or sku in self.gpus
 
+    @property
+    def key(self) -> tuple:
+        """What a reference checks, regardless of threshold: a profile's replaces a generic one."""
+        return (self.benchmark, self.metric, self.stat, tuple(sorted((k, repr(v)) for k, v in self.params.items())))
+
     def describe(self) -> str:
-        p = " ".join([f"{k}={v}" for k, v in sorted(self.params.items())]
+        p = " ".join([f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(self.params.items())]
                      + [f"{k}>={int(v) if float(v).is_integer() else v}" for k, v in sorted(self.params_min.items())])
         gpu = f" on {'/'.join(self.gpus)}" if self.gpus else ""
         return f"{self.benchmark} {p} {self.metric}{gpu}".replace("  ", " ")
@@ -91,15 +105,18 @@ class Reference:
             parts.append(f">= {self.lower:g}")
         if self.upper is not None:
             parts.append(f"<= {self.upper:g}")
-        return " and ".join(parts)
+        return " and ".join(parts) + (" (estimate)" if self.estimate else "")
 
-    def matches_params(self, params_json: str) -> bool:
-        params = json.loads(params_json)
+    def matches_params(self, params_json: str, layout: Mapping[str, int] | None = None) -> bool:
+        """Whether a case (its stored parameters JSON, and its layout in the run) is judged."""
+        params = {**(layout or {}), **json.loads(params_json)}
         if not all(k in params and params[k] == v for k, v in self.params.items()):
             return False
         return all(isinstance(params.get(k), (int, float)) and params[k] >= v for k, v in self.params_min.items())
 
 
+LAYOUT_KEYS = ("nodes", "ranks_per_node", "world_size")
+"""match keys describing where a case ran, computed by validate from the run's rows"""
 _FIELDS = {f.name for f in fields(Reference)}
 _NUMBERS = ("value", "lower", "upper", "fraction_of_peak")
 
@@ -125,6 +142,8 @@ def from_mapping(raw: Mapping[str, Any], where: str) -> Reference:
     mins = raw.get("params_min", {})
     if not isinstance(mins, Mapping) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in mins.values()):
         raise ConfigError(f"{where}: 'params_min' must be a table of parameter = number")
+    if not isinstance(raw.get("estimate", False), bool):
+        raise ConfigError(f"{where}: 'estimate' must be true or false")
     gpu = raw.get("gpu")
     if gpu is not None and not (isinstance(gpu, str) or (isinstance(gpu, list) and all(isinstance(g, str) for g in gpu))):
         raise ConfigError(f"{where}: 'gpu' must be a hardware catalog id or a list of them")
@@ -167,8 +186,8 @@ def defaults() -> list[Reference]:
 
 
 def for_system(name: str) -> list[Reference]:
-    """A system profile's `[[acceptance.reference]]` entries plus the generic ones (unless
-    the profile sets `[acceptance] defaults = false`)."""
+    """A system profile's `[[acceptance.reference]]` entries, then the generic ones for its GPU
+    model that it does not replace (same `key`), unless it sets `[acceptance] defaults = false`."""
     from aifbench.systems import load_system
 
     profile = load_system(name)
@@ -177,10 +196,44 @@ def for_system(name: str) -> list[Reference]:
     if unknown:
         raise ConfigError(f"system {name} [acceptance]: unknown key(s) {', '.join(sorted(unknown))}; "
                           "allowed: defaults, reference")
+    if not isinstance(acceptance.get("defaults", True), bool):
+        raise ConfigError(f"system {name} [acceptance]: 'defaults' must be true or false")
     items = acceptance.get("reference", [])
     if not isinstance(items, list):
         raise ConfigError(f"system {name} [acceptance]: 'reference' must be an array of tables ([[acceptance.reference]])")
     refs = parse(items, f"system {name}")
     if acceptance.get("defaults", True):
-        refs += defaults()
+        own, sku = {r.key for r in refs}, profile_gpu(name)
+        refs += [r for r in defaults() if r.key not in own and (sku is None or r.applies_to(sku))]
     return refs
+
+
+def profile_gpu(name: str) -> str | None:
+    """The hardware catalog id a system profile's nodes carry; None where the profile does not
+    fix one (device "auto": whatever this machine has)."""
+    from aifbench.systems import load_system
+
+    node = load_system(name).node
+    return None if node.device == "auto" else node.gpu_sku
+
+
+def check_names(refs: Iterable[Reference]) -> None:
+    """Refuse references naming an unknown benchmark, parameter, parameter value or metric
+    (each error lists what is allowed): such a reference would silently never match."""
+    from aifbench import metrics, registry
+    from aifbench.errors import one_of
+
+    for ref in refs:
+        cls = registry.get(ref.benchmark)
+        fields_ = {f.name: f for f in fields(cls.Config)}
+        for key in list(ref.params) + list(ref.params_min):
+            if key not in fields_ and key not in LAYOUT_KEYS:
+                raise one_of(f"parameter of {ref.benchmark} in reference {ref.describe()}", key,
+                             sorted(fields_) + list(LAYOUT_KEYS))
+        for key, value in ref.params.items():
+            choices = fields_[key].metadata.get("choices") if key in fields_ else None
+            if choices and value not in choices:
+                raise one_of(f"{ref.benchmark}.{key} in reference {ref.describe()}", value, choices)
+        if ref.metric not in metrics.METRICS:
+            raise one_of(f"metric in reference {ref.describe()}", ref.metric,
+                         getattr(cls, "emits", ()) or sorted(metrics.METRICS))

@@ -24,7 +24,7 @@ import pandas as pd
 from aifbench import metrics as metric_dict
 from aifbench.analysis.compare import CompareOptions, compare, is_merit
 from aifbench.analysis.data import Selection, case_label, headline
-from aifbench.analysis.references import Reference
+from aifbench.analysis.references import Reference, check_names
 from aifbench.analysis.stats import OUTLIER_Z, robust_z
 from aifbench.errors import ConfigError
 from aifbench.results.store import Results
@@ -42,11 +42,13 @@ class ValidateOptions:
     """an outlier must also be this far (%) from the median: robust z alone flags tiny spreads"""
     outlier_z: float = OUTLIER_Z
     alpha: float = 0.05
+    strict: bool = False
+    """a reference that judges nothing in the run (skip) fails: acceptance must measure everything"""
 
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    kind: str       # ran | reference | outliers-gpu | outliers-node | drift
+    kind: str       # ran | gpu | reference | outliers-gpu | outliers-node | drift
     name: str
     status: str     # pass | fail | skip
     message: str
@@ -67,6 +69,13 @@ class Report:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
+
+    def summary(self) -> str:
+        """'3 passed, 1 failed, 2 skipped; references: 4 of 6 judged'."""
+        refs = [c for c in self.checks if c.kind == "reference"]
+        judged = sum(c.status != "skip" for c in refs)
+        return (f"{sum(c.status == 'pass' for c in self.checks)} passed, {len(self.failed)} failed, "
+                f"{sum(c.status == 'skip' for c in self.checks)} skipped; references: {judged} of {len(refs)} judged")
 
 
 def gpu_skus(runs: pd.DataFrame) -> dict[int, str | None]:
@@ -131,18 +140,41 @@ def _bound_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[int, str]) -
     return fails, unjudged
 
 
+def case_layouts(metrics: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """case_id -> {nodes, ranks_per_node, world_size}: where the case ran (references.LAYOUT_KEYS)."""
+    out = {}
+    for case_id, part in metrics.groupby("case_id", sort=False):
+        per_node = part.drop_duplicates("rank").groupby("node")["rank"].count()
+        out[str(case_id)] = {"nodes": int(len(per_node)), "ranks_per_node": int(per_node.min()),
+                             "world_size": int(part["world_size"].max())}
+    return out
+
+
+def _unmatched(ref: Reference, rows: pd.DataFrame, matched: pd.DataFrame, skus: dict[int, str | None]) -> str:
+    """Why no row is judged by `ref`: nothing measured, other parameters, or other GPUs."""
+    if not len(rows):
+        return f"no ok {ref.benchmark} {ref.metric} ({ref.stat}) rows in this run"
+    if not len(matched):
+        return (f"none of the run's {rows['case_id'].nunique()} {ref.benchmark} case(s) with ok {ref.metric} "
+                f"rows has these parameters")
+    seen = sorted({str(skus.get(int(r))) for r in matched["rank"]})
+    return f"measured on {', '.join(seen)} only; this reference applies to {'/'.join(ref.gpus)}"
+
+
 def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[int, str | None],
-                    uuids: dict[int, str], opts: ValidateOptions) -> Check:
+                    uuids: dict[int, str], opts: ValidateOptions,
+                    layouts: dict[str, dict[str, int]] | None = None) -> Check:
     name = f"reference: {ref.describe()} {ref.criterion()}"
     rows = metrics[(metrics["benchmark"] == ref.benchmark) & (metrics["metric"] == ref.metric)
                    & (metrics["stat"] == ref.stat) & (metrics["status"] == "ok")]
-    rows = rows[[ref.matches_params(p) for p in rows["params"]]]
-    if ref.gpus:
-        rows = rows[[ref.applies_to(skus.get(int(r))) for r in rows["rank"]]]
-    if not len(rows):
-        return Check("reference", name, "skip", "not measured in this run"
-                     + (f" on {'/'.join(ref.gpus)}" if ref.gpus else "") + " (no matching ok case)")
-    use, flagged = _flag_filter(rows, opts)
+    layouts = layouts if layouts is not None else case_layouts(metrics)
+    # boolean masks as arrays: a plain empty list would select no columns instead of no rows
+    matched = rows[np.array([ref.matches_params(p, layouts.get(c)) for p, c in zip(rows["params"], rows["case_id"])],
+                            dtype=bool)]
+    judged = matched[np.array([ref.applies_to(skus.get(int(r))) for r in matched["rank"]], dtype=bool)]
+    if not len(judged):
+        return Check("reference", name, "skip", _unmatched(ref, rows, matched, skus))
+    use, flagged = _flag_filter(judged, opts)
     if len(flagged) and opts.flags == "fail":
         return Check("reference", name, "fail", "telemetry flags: " + "; ".join(
             f"{_where(r, uuids)} [{r.flags}]" for r in flagged.itertuples(index=False)))
@@ -158,9 +190,26 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[int, str |
                      median, unit)
     if unjudged and len(unjudged) == len(use):
         return Check("reference", name, "skip", "; ".join(unjudged[:3]) + note, median, unit)
+    peak = use["peak"].dropna()
     nominal = f" ({100 * median / ref.value:.1f} % of nominal {ref.value:g})" if ref.value else ""
-    return Check("reference", name, "pass", f"{len(use)} rank(s) pass, median {median:.4g} {unit}{nominal}{note}",
+    if len(peak) and ref.fraction_of_peak is not None:
+        nominal += f" = {100 * median / float(peak.median()):.1f} % of peak {float(peak.median()):g}"
+    return Check("reference", name, "pass", f"{len(use)} row(s) pass, median {median:.4g} {unit}{nominal}{note}",
                  median, unit)
+
+
+def gpu_check(expected: str, system: str, skus: dict[int, str | None], runs: pd.DataFrame) -> Check:
+    """Whether every rank ran on the GPU model the system profile has: its references assume it."""
+    name = f"gpu model: {system} has {expected}"
+    names = {int(r.rank): str(r.device_name) for r in runs.itertuples(index=False)}
+    other = {rank: sku for rank, sku in sorted(skus.items()) if sku != expected}
+    if not skus:
+        return Check("gpu", name, "skip", "the run has no provenance rows (runs table)")
+    if not other:
+        return Check("gpu", name, "pass", f"all {len(skus)} rank(s) on {expected}")
+    seen = sorted({f"{sku or 'not in the catalog'} ({names.get(rank, '?')})" for rank, sku in other.items()})
+    return Check("gpu", name, "fail", f"{len(other)} of {len(skus)} rank(s) ran on {', '.join(seen)}: "
+                                      f"this run cannot accept a {system} partition")
 
 
 def _figures(h: pd.DataFrame) -> pd.DataFrame:
@@ -223,10 +272,14 @@ def drift_checks(sel: Selection, baseline: Results, describe: str, opts: Validat
 
 
 def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
-             baseline: tuple[str, Results] | None = None) -> Report:
-    """All checks of one run (the selection holds exactly that run)."""
+             baseline: tuple[str, Results] | None = None, expected_gpu: str | None = None,
+             system: str | None = None) -> Report:
+    """All checks of one run (the selection holds exactly that run). `system`: the profile the
+    references come from (default: the run's); `expected_gpu`: the catalog id its nodes carry,
+    which every rank is checked to have run on."""
     if opts.flags not in FLAG_POLICIES:
         raise ConfigError(f"unknown flag policy {opts.flags!r}; allowed: {', '.join(FLAG_POLICIES)}")
+    check_names(refs)
     metrics = sel.metrics
     run_ids = sorted(set(metrics["run_id"]))
     if len(run_ids) != 1:
@@ -234,9 +287,16 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     runs = sel.results.tables["runs"]
     uuids = {int(r.rank): str(r.gpu_uuid) for r in runs.itertuples(index=False) if not pd.isna(r.gpu_uuid)}
     skus = gpu_skus(runs)
-    system = str(metrics["system"].iloc[0])
+    system = system or str(metrics["system"].iloc[0])
     report = Report(run_ids[0], system, ran_checks(metrics))
-    report.checks += [reference_check(ref, metrics, skus, uuids, opts) for ref in refs]
+    if expected_gpu is not None:
+        report.checks.append(gpu_check(expected_gpu, system, skus, runs))
+    layouts = case_layouts(metrics)
+    checks = [reference_check(ref, metrics, skus, uuids, opts, layouts) for ref in refs]
+    if opts.strict:
+        checks = [Check(c.kind, c.name, "fail", f"strict: not judged: {c.message}", c.value, c.unit)
+                  if c.status == "skip" else c for c in checks]
+    report.checks += checks
     report.checks += outlier_checks(headline(metrics), uuids, opts)
     if baseline is not None:
         report.checks += drift_checks(sel, baseline[1], baseline[0], opts)
@@ -248,8 +308,7 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
 def to_markdown(report: Report) -> str:
     verdict = "FAIL" if report.failed else "PASS"
     lines = [f"# aifbench validate: run {report.run_id} on {report.system}: {verdict}", "",
-             f"{sum(c.status == 'pass' for c in report.checks)} passed, {len(report.failed)} failed, "
-             f"{sum(c.status == 'skip' for c in report.checks)} skipped", "",
+             report.summary(), "",
              "| status | check | detail |", "|---|---|---|"]
     for c in report.checks:
         lines.append(f"| {c.status} | {_md(c.name)} | {_md(c.message)} |")

@@ -62,6 +62,8 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                    help="rows with telemetry validity flags: exclude (default) | fail | ignore")
     p.add_argument("--min-deviation", type=float, default=5.0, metavar="PCT",
                    help="an outlier must also be this many %% from the median (default 5)")
+    p.add_argument("--strict", action="store_true",
+                   help="a reference that judges nothing in the run fails (default: it is skipped)")
     p.add_argument("--format", default="table", metavar="FMT", help="table | markdown | junit")
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
@@ -217,10 +219,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not len(run.tables["metrics"]):
         raise ConfigError(f"run {run_dir.name} has no metrics")
     system = args.system or str(run.tables["metrics"]["system"].iloc[0])
-    refs = references.load_file(args.references) if args.references else references.for_system(system)
+    if args.references:
+        refs, gpu = references.load_file(args.references), None
+    else:
+        refs, gpu = references.for_system(system), references.profile_gpu(system)
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
-    opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation)
-    report = validate.validate(Selection(run), refs, opts, baseline=base)
+    opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation, strict=args.strict)
+    report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system)
     if args.junit:
         args.junit.parent.mkdir(parents=True, exist_ok=True)
         args.junit.write_text(validate.to_junit(report))
@@ -231,8 +236,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         console.print(_validate_table(report))
     verdict = "[bold red]FAIL[/]" if report.failed else "[bold green]PASS[/]"
-    err_console.print(f"validate {report.run_id} on {system}: {verdict} "
-                      f"({len(report.failed)} of {len(report.checks)} checks failed)")
+    err_console.print(f"validate {report.run_id} on {system}: {verdict} ({report.summary()})", highlight=False)
     return report.exit_code
 
 
