@@ -231,6 +231,10 @@ def test_baseline_save_list_and_drift(tmp_path, capsys):
     assert (run_dir.parent / "baselines" / "booster-2026" / run_dir.name / "metrics.rank00000.main.parquet").is_file()
     assert main(["baseline", "save", run_dir.name, "--name", "booster-2026", "--results", root]) == 2
     assert "exists" in capsys.readouterr().err
+    assert main(["baseline", "save", run_dir.name, "--name", "booster 2026", "--results", root]) == 2
+    assert "invalid baseline name 'booster 2026'" in capsys.readouterr().err
+    assert main(["baseline", "check", run_dir.name, "--name", "booster-2026", "--results", root]) == 2
+    assert "the selection is the baseline run itself" in capsys.readouterr().err
     assert main(["baseline", "list", "--results", root]) == 0
     assert "booster-2026" in capsys.readouterr().out
     # a later run, 15 % slower in GEMM everywhere: drift fails in validate and baseline check
@@ -441,6 +445,8 @@ def test_reference_name_errors_list_choices():
         references.check_names(references.parse([{"benchmark": "gem", "metric": "tflops", "lower": 1}], "t"))
     with pytest.raises(ConfigError, match="'estimate' must be true or false"):
         references.parse([{"benchmark": "gemm", "metric": "tflops", "lower": 1, "estimate": "yes"}], "t")
+    with pytest.raises(ConfigError, match="unknown gpu .*'gh200-96g'; allowed: .*gh200-96gb"):
+        references.check_names([Reference(benchmark="gemm", metric="tflops", gpu="gh200-96g", lower=1)])
 
 
 def test_reference_on_a_benchmark_the_run_lacks_is_skipped(healthy):

@@ -56,7 +56,9 @@ def _describe(name: str, run: Results, note: str) -> BaselineInfo:
 
 def save(results: Path, run_id: str | None, name: str, *, note: str = "", force: bool = False) -> BaselineInfo:
     """Freeze run `run_id` (prefix ok; latest when None) as baseline `name`."""
-    store.check_run_id(name)
+    if not store.RUN_ID_RE.match(name):
+        raise ConfigError(f"invalid baseline name {name!r}: a letter or digit first, then letters, digits, "
+                          "'.', '_' and '-' (at most 128)")
     run_dir = store.resolve_run(results, run_id)
     run = load_runs([run_dir])
     if run.skipped:

@@ -163,7 +163,11 @@ def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = Non
     h = headline(sel.metrics)
     check_options(opts, set(h["metric"]) | set(sel.metrics["metric"]))
     if baseline is not None:
-        h = h[~h["run_id"].isin(set(baseline.tables["metrics"]["run_id"]))]
+        base_runs = set(baseline.tables["metrics"]["run_id"])
+        if set(h["run_id"]) and set(h["run_id"]) <= base_runs:
+            raise ConfigError(f"the selection is the baseline run itself ({', '.join(sorted(base_runs))}): "
+                              "nothing to compare with it; select a later run")
+        h = h[~h["run_id"].isin(base_runs)]
     h = _shown(normalised(h, sel.results.tables["runs"]), opts)
     if not len(h):
         raise ConfigError("nothing to compare: no ok rows of the selected metrics"

@@ -7,8 +7,8 @@ model; DESIGN.md §3):
     [[reference]]
     benchmark = "gemm"                      # registered benchmark name
     metric = "tflops"                       # metric dictionary name
-    params = { dtype = "bf16" }             # these case parameters must be equal (others free)
-    params_min = { m = 4096 }               # these must be at least this large (sizes)
+    params = { shape = "square", dtype = "bf16" }   # these case parameters must be equal (others free)
+    params_min = { m = 8192 }               # these must be at least this large (sizes)
     gpu = "h100-sxm5-80gb"                  # hardware catalog id, or a list of ids; omitted: any
     stat = "median"                         # statistic checked (default median)
     fraction_of_peak = 0.70                 # value >= 0.70 x the datasheet peak stored with the row
@@ -17,9 +17,10 @@ model; DESIGN.md §3):
     # lower = 2600.0
     # upper = 3350.0
     source = "cuBLAS BF16 8192^3 reaches 797.8 TFLOP/s (fast.cu README)"
+    estimate = false                        # true: no measurement of this SKU behind the threshold
 
-    estimate = true                         # threshold not derived from a measurement of this SKU
-
+Parameters are matched as the runner stores them (the case's full effective config, JSON): a
+gemm of shape "square" is m^3 and keeps n and k at their unused defaults, so match it by m.
 A reference needs `fraction_of_peak`, `lower` or `upper`; `value` alone is not a check.
 `params` and `params_min` may also name the layout of the case in the run (LAYOUT_KEYS):
 `nodes` (distinct hosts), `ranks_per_node` (fewest ranks on one host) and `world_size`, so
@@ -218,12 +219,17 @@ def profile_gpu(name: str) -> str | None:
 
 
 def check_names(refs: Iterable[Reference]) -> None:
-    """Refuse references naming an unknown benchmark, parameter, parameter value or metric
-    (each error lists what is allowed): such a reference would silently never match."""
+    """Refuse references naming an unknown benchmark, parameter, parameter value, metric or GPU
+    model (each error lists what is allowed): such a reference would silently never match."""
     from aifbench import metrics, registry
     from aifbench.errors import one_of
+    from aifbench.hardware import catalog
 
+    skus = catalog.load().ids()
     for ref in refs:
+        for sku in ref.gpus:
+            if sku not in skus:
+                raise one_of(f"gpu (hardware catalog id) in reference {ref.describe()}", sku, skus)
         cls = registry.get(ref.benchmark)
         fields_ = {f.name: f for f in fields(cls.Config)}
         for key in list(ref.params) + list(ref.params_min):
