@@ -77,6 +77,7 @@ class RunSpec:
     noise: float = 0.01
     seed: int = 0
     status: dict[int, str] = field(default_factory=dict)       # rank -> failed (all cases)
+    part: str = "main"                                          # shard part: an array task ("a3")
 
 
 def _time_rows(name: str, t: np.ndarray) -> list[tuple[str, str, float]]:
@@ -107,7 +108,7 @@ def write_run(root: Path, spec: RunSpec) -> Path:
     rng = np.random.default_rng(spec.seed)
     for rank in range(world):
         node, local = spec.nodes[rank // spec.gpus_per_node], rank % spec.gpus_per_node
-        w = ShardWriter(root, spec.run_id, rank)
+        w = ShardWriter(root, spec.run_id, rank, part=spec.part)
         base = {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "rank": rank}
         w.add("runs", [_run_row(spec, base, node, local, world)])
         for i, case in enumerate(spec.cases):
@@ -139,7 +140,7 @@ def _unit(metric: str) -> str:
 
 
 def _run_row(spec: RunSpec, base: dict, node: str, local: int, world: int) -> dict:
-    return dict(base, world_size=world, task="main", suite="test", system=spec.system, partition=spec.partition,
+    return dict(base, world_size=world, task=spec.part, suite="test", system=spec.system, partition=spec.partition,
                 launcher="slurm", status="ok", started_utc=T0, ended_utc=T0 + timedelta(minutes=1),
                 config="{}", config_hash="0" * 16, node=node, platform="Linux x86_64", cpu_model="test",
                 cpu_cores=64, memory_bytes=2**40, device=f"cuda:{local}", device_name=spec.device[0],

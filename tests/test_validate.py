@@ -454,3 +454,13 @@ def test_reference_on_a_benchmark_the_run_lacks_is_skipped(healthy):
     ref = Reference(benchmark="hostlink", metric="link_gbps", gpu="h100-sxm5-80gb", lower=40.0)
     (check,) = _by_kind(validate(Selection(load_runs([run_dir])), [ref], ValidateOptions()), "reference")
     assert check.status == "skip" and check.message == "no ok hostlink link_gbps (median) rows in this run"
+
+
+def test_array_tasks_name_their_own_gpu(tmp_path):
+    """Array jobs: every task has its own rank 0 on its own node; a failure names that task's GPU."""
+    common = dict(run_id="20260105T120000Z-arr-00000a", gpus_per_node=1)
+    write_run(tmp_path, RunSpec(nodes=("n1",), part="a0", cases=[gemm(8192, tflops=400)], **common))
+    run_dir = write_run(tmp_path, RunSpec(nodes=("n2",), part="a1", cases=[gemm(16384, tflops=800)], **common))
+    ref = Reference(benchmark="gemm", metric="tflops", gpu="h100-sxm5-80gb", fraction_of_peak=0.6)
+    (check,) = _by_kind(validate(Selection(load_runs([run_dir])), [ref], ValidateOptions()), "reference")
+    assert check.status == "fail" and "1 of 2 failed: rank 0 (n1 cuda:0 GPU-000a-n1-0)" in check.message

@@ -78,23 +78,32 @@ class Report:
                 f"{sum(c.status == 'skip' for c in self.checks)} skipped; references: {judged} of {len(refs)} judged")
 
 
-def gpu_skus(runs: pd.DataFrame) -> dict[int, str | None]:
-    """rank -> hardware catalog id of its device (exact name / PCI id match), None if unknown."""
+Slot = tuple[int, str]
+"""(rank, node): who measured a row. A rank number alone is ambiguous in array jobs, where every
+array task has its own rank 0 on its own node."""
+
+
+def slot(r) -> Slot:
+    return int(r.rank), str(r.node)
+
+
+def gpu_skus(runs: pd.DataFrame) -> dict[Slot, str | None]:
+    """(rank, node) -> hardware catalog id of its device (exact name / PCI id match), None if unknown."""
     try:
         from aifbench.hardware import catalog
     except ImportError:
         return {}
     cat = catalog.load()
-    out: dict[int, str | None] = {}
+    out: dict[Slot, str | None] = {}
     for r in runs.itertuples(index=False):
         pci = None if pd.isna(r.gpu_pci_device_id) else r.gpu_pci_device_id
         m = cat.match(name=r.device_name, pci_device_id=pci, device=r.device)
-        out[int(r.rank)] = m.entry.id if m.entry else None
+        out[slot(r)] = m.entry.id if m.entry else None
     return out
 
 
-def _where(r, uuids: dict[int, str]) -> str:
-    uuid = uuids.get(int(r.rank))
+def _where(r, uuids: dict[Slot, str]) -> str:
+    uuid = uuids.get(slot(r))
     return f"rank {r.rank} ({r.node} {r.device}{' ' + uuid if uuid else ''})"
 
 
@@ -122,7 +131,7 @@ def ran_checks(metrics: pd.DataFrame) -> list[Check]:
     return out
 
 
-def _bound_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[int, str]) -> tuple[list[str], list[str]]:
+def _bound_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[Slot, str]) -> tuple[list[str], list[str]]:
     """(failure texts, reasons a rank could not be judged)."""
     fails, unjudged = [], []
     for r in rows.itertuples(index=False):
@@ -150,19 +159,19 @@ def case_layouts(metrics: pd.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-def _unmatched(ref: Reference, rows: pd.DataFrame, matched: pd.DataFrame, skus: dict[int, str | None]) -> str:
+def _unmatched(ref: Reference, rows: pd.DataFrame, matched: pd.DataFrame, skus: dict[Slot, str | None]) -> str:
     """Why no row is judged by `ref`: nothing measured, other parameters, or other GPUs."""
     if not len(rows):
         return f"no ok {ref.benchmark} {ref.metric} ({ref.stat}) rows in this run"
     if not len(matched):
         return (f"none of the run's {rows['case_id'].nunique()} {ref.benchmark} case(s) with ok {ref.metric} "
                 f"rows has these parameters")
-    seen = sorted({str(skus.get(int(r))) for r in matched["rank"]})
+    seen = sorted({str(skus.get(slot(r))) for r in matched.itertuples(index=False)})
     return f"measured on {', '.join(seen)} only; this reference applies to {'/'.join(ref.gpus)}"
 
 
-def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[int, str | None],
-                    uuids: dict[int, str], opts: ValidateOptions,
+def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[Slot, str | None],
+                    uuids: dict[Slot, str], opts: ValidateOptions,
                     layouts: dict[str, dict[str, int]] | None = None) -> Check:
     name = f"reference: {ref.describe()} {ref.criterion()}"
     rows = metrics[(metrics["benchmark"] == ref.benchmark) & (metrics["metric"] == ref.metric)
@@ -171,7 +180,7 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[int, str |
     # boolean masks as arrays: a plain empty list would select no columns instead of no rows
     matched = rows[np.array([ref.matches_params(p, layouts.get(c)) for p, c in zip(rows["params"], rows["case_id"])],
                             dtype=bool)]
-    judged = matched[np.array([ref.applies_to(skus.get(int(r))) for r in matched["rank"]], dtype=bool)]
+    judged = matched[np.array([ref.applies_to(skus.get(slot(r))) for r in matched.itertuples(index=False)], dtype=bool)]
     if not len(judged):
         return Check("reference", name, "skip", _unmatched(ref, rows, matched, skus))
     use, flagged = _flag_filter(judged, opts)
@@ -198,16 +207,16 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[int, str |
                  median, unit)
 
 
-def gpu_check(expected: str, system: str, skus: dict[int, str | None], runs: pd.DataFrame) -> Check:
+def gpu_check(expected: str, system: str, skus: dict[Slot, str | None], runs: pd.DataFrame) -> Check:
     """Whether every rank ran on the GPU model the system profile has: its references assume it."""
     name = f"gpu model: {system} has {expected}"
-    names = {int(r.rank): str(r.device_name) for r in runs.itertuples(index=False)}
-    other = {rank: sku for rank, sku in sorted(skus.items()) if sku != expected}
+    names = {slot(r): str(r.device_name) for r in runs.itertuples(index=False)}
+    other = {key: sku for key, sku in sorted(skus.items()) if sku != expected}
     if not skus:
         return Check("gpu", name, "skip", "the run has no provenance rows (runs table)")
     if not other:
         return Check("gpu", name, "pass", f"all {len(skus)} rank(s) on {expected}")
-    seen = sorted({f"{sku or 'not in the catalog'} ({names.get(rank, '?')})" for rank, sku in other.items()})
+    seen = sorted({f"{sku or 'not in the catalog'} ({names.get(key, '?')})" for key, sku in other.items()})
     return Check("gpu", name, "fail", f"{len(other)} of {len(skus)} rank(s) ran on {', '.join(seen)}: "
                                       f"this run cannot accept a {system} partition")
 
@@ -234,7 +243,7 @@ def _outlier_lines(values: pd.Series, labels: list[str], metric: str, unit: str,
     return lines
 
 
-def outlier_checks(h: pd.DataFrame, uuids: dict[int, str], opts: ValidateOptions) -> list[Check]:
+def outlier_checks(h: pd.DataFrame, uuids: dict[Slot, str], opts: ValidateOptions) -> list[Check]:
     out = []
     use, _ = _flag_filter(_figures(h), opts)
     for (case_id, metric), part in use.groupby(["case_id", "metric"], sort=True):
@@ -285,7 +294,7 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     if len(run_ids) != 1:
         raise ConfigError(f"validate takes one run, got {len(run_ids)}: {', '.join(run_ids[:5])}")
     runs = sel.results.tables["runs"]
-    uuids = {int(r.rank): str(r.gpu_uuid) for r in runs.itertuples(index=False) if not pd.isna(r.gpu_uuid)}
+    uuids = {slot(r): str(r.gpu_uuid) for r in runs.itertuples(index=False) if not pd.isna(r.gpu_uuid)}
     skus = gpu_skus(runs)
     system = system or str(metrics["system"].iloc[0])
     report = Report(run_ids[0], system, ran_checks(metrics))
