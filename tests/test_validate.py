@@ -464,3 +464,11 @@ def test_array_tasks_name_their_own_gpu(tmp_path):
     ref = Reference(benchmark="gemm", metric="tflops", gpu="h100-sxm5-80gb", fraction_of_peak=0.6)
     (check,) = _by_kind(validate(Selection(load_runs([run_dir])), [ref], ValidateOptions()), "reference")
     assert check.status == "fail" and "1 of 2 failed: rank 0 (n1 cuda:0 GPU-000a-n1-0)" in check.message
+
+
+def test_run_of_an_unprofiled_system_needs_system_or_references(healthy, capsys):
+    run_dir, _ = healthy  # recorded as system "sysA", which has no profile
+    assert main(["validate", "--results", str(run_dir.parent)]) == 2
+    assert "unknown system 'sysA'; allowed: alps-gh200" in capsys.readouterr().err
+    assert main(["validate", "--results", str(run_dir.parent), "--system", "local", "--format", "markdown"]) == 0
+    assert "references: 2 of 10 judged" in capsys.readouterr().out  # generic H100 GEMM and STREAM copy

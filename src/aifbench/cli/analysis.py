@@ -222,7 +222,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.references:
         refs, gpu = references.load_file(args.references), None
     else:
-        refs, gpu = references.for_system(system), references.profile_gpu(system)
+        try:
+            refs, gpu = references.for_system(system), references.profile_gpu(system)
+        except ConfigError as exc:
+            hint = "" if args.system else f" (the run's system is {system!r}: give --system NAME or --references FILE)"
+            raise ConfigError(f"{exc}{hint}") from None
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
     opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation, strict=args.strict)
     report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system)
