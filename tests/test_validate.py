@@ -346,7 +346,7 @@ def _cases_at(figures: dict, suite_cases: list, nodes: int, scale: float = 1.0) 
         p = c.params
         key = (c.benchmark, p.get("dtype") if c.benchmark == "gemm" else p.get("op", p.get("direction")))
         key += (nodes,) if nodes > 1 else ()
-        if key in figures and (c.benchmark != "hostlink" or p["memory"] == "pinned"):
+        if key in figures and p.get("memory", "pinned") == "pinned" and p.get("size_bytes", 1 << 30) >= 1 << 28:
             value, peak = figures[key]
             out.append(CaseSpec(c.benchmark, p, 1e-3, [(metric[c.benchmark], value * scale, peak)]))
     return out
