@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import pyarrow.parquet as pq
 
 from aifbench import SCHEMA_VERSION, __version__
 from aifbench.analysis.data import KEYS, load_runs
+from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError, SchemaError
 from aifbench.results import schema, store
 from aifbench.results.store import Results
@@ -57,17 +56,7 @@ def export(results: Results, path: Path) -> dict[str, int]:
             "created_utc": datetime.now(timezone.utc).isoformat(), "rows": rows}
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     return rows
 
 

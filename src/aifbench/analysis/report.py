@@ -12,8 +12,6 @@ import html
 import io
 import json
 import logging
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from aifbench import __version__
 from aifbench.analysis.compare import CompareOptions, compare, drop_empty, fmt
 from aifbench.analysis.data import Selection, headline
 from aifbench.analysis.plots import PLOTS, palette
+from aifbench.atomic import atomic_write_text
 from aifbench.errors import AifbenchError
 
 log = logging.getLogger(__name__)
@@ -134,15 +133,5 @@ def render(sel: Selection, title: str = "aifbench report") -> tuple[str, int]:
 def write(sel: Selection, path: Path, title: str = "aifbench report") -> int:
     """Write the report atomically; returns the number of plots drawn."""
     text, images = render(sel, title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
     return images
