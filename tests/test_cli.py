@@ -87,3 +87,13 @@ def test_bad_telemetry_setting_is_one_error_before_any_rank_starts(aifbench_cli,
                         env={"AIFBENCH_TELEMETRY_GPUS": "everything"})
     assert proc.returncode == 2, proc.stderr
     assert "AIFBENCH_TELEMETRY_GPUS" in proc.stderr and not (tmp_path / "res").exists()
+
+
+def test_an_unwritable_output_path_is_one_line_exit_2(aifbench_cli, tmp_path):
+    assert aifbench_cli("run", "smoke", "--only", "membw", "--results", "res", "--telemetry-hz", "0").returncode == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = aifbench_cli("export", "res", "-o", str(blocker / "bundle.parquet"))
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "bundle.parquet" in lines[0] and "Traceback" not in proc.stderr
