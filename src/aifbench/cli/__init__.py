@@ -47,11 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     except AifbenchError as exc:
         print(f"aifbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        # a path the user gave cannot be read or written: bad input, one line
-        logging.getLogger(__name__).debug("path error", exc_info=True)
-        print(f"aifbench: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 2
+    except OSError as exc:
+        # a path that cannot be read or written is the user's input (exit 2); other OS errors, 1
+        logging.getLogger(__name__).debug("OS error", exc_info=True)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"aifbench: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2 if exc.filename else 1
     except KeyboardInterrupt:
         print("aifbench: interrupted", file=sys.stderr)
         return 130
