@@ -2,7 +2,8 @@
 
 Every row a benchmark emits names a metric from here; the store refuses unknown names, so a
 figure can never appear without its definition. `aifbench schema` prints this table.
-Benchmarks with metrics of their own call `define()` at import time.
+Every metric is defined here, none at import time of a benchmark, so analysis (compare,
+validate) knows every unit and direction without importing torch or the benchmarks.
 """
 
 from __future__ import annotations
@@ -69,3 +70,44 @@ define("temperature_max_c", "C", False, "highest GPU temperature in the timed wi
 define("tflops_per_w", "TFLOP/s/W", True, "tflops / power_mean_w")
 define("gbps_per_w", "GB/s/W", True, "gbps / power_mean_w")
 define("tokens_per_j", "1/J", True, "tokens per second of this device (tokens_per_s_per_device where emitted) / power_mean_w of its window: tokens per joule")
+# --- partition kernels ----------------------------------------------------------------------
+define("bare_loop_tflops", "TFLOP/s", True,
+       "GEMM FLOPs / mean time per call of the operation called directly (torch.matmul(a, b); fp8: "
+       "torch._scaled_mm) on the same inputs in a bare loop, one timer pair around all calls, no harness")
+define("harness_overhead_pct", "%", False,
+       "(bare_loop_tflops - tflops median) / bare_loop_tflops * 100 of the same case in the same run: how much "
+       "slower the harness's timed calls are than torch called directly (negative: faster)")
+define("link_gbps", "GB/s", True,
+       "bytes copied across the host-device link / median time, in 1e9 B/s (bidir: both directions summed)")
+# --- LLM ------------------------------------------------------------------------------------
+define("decode_time_s", "s", False, "decode time of one generation: its gen_tokens decode steps after the first "
+       "token (the time behind decode_tokens_per_s, hbm_gbps and decode_roofline_pct)")
+define("decode_roofline_pct", "%", True, "decode speed as % of the HBM weight-streaming roofline: 100 x (weight "
+       "bytes read per decode step / HBM datasheet peak) / median decode step time; KV-cache bytes not counted")
+define("ref_step_time_s", "s", False, "step_time_s of the reference implementation (llm_train reference=...) "
+       "timed in the same case on the same shape, weights, batch and optimizer")
+define("ref_tokens_per_s", "1/s", True, "tokens_per_s of the reference implementation (llm_train reference=...)")
+define("ref_mfu_pct", "%", True, "mfu_pct of the reference implementation: the same FLOPs per token "
+       "(6*N + 12*L*d_attn*T) x ref_tokens_per_s / bf16 dense peak")
+define("ref_peak_memory_bytes", "B", False, "peak_memory_bytes of the reference implementation's timed steps")
+define("speedup_vs_ref", "x", True, "tokens_per_s / ref_tokens_per_s (medians of the same case): "
+       ">= 1 when aifbench's step is at least as fast as the reference implementation's")
+# --- telemetry windows ----------------------------------------------------------------------
+define("module_power_mean_w", "W", False, "mean instantaneous module power (GH200: GPU + Grace CPU + memory) over the timed window; never added to a CPU reading")
+define("module_power_peak_w", "W", False, "highest instantaneous module power sample in the timed window")
+define("module_energy_j", "J", False, "integrated module power samples over the timed window (trapezoid), scope module")
+define("throttle_pct", "%", False, "share of telemetry samples in the window with a throttling clock-event reason set (power, thermal, hardware or software slowdown); the reasons seen are in detail")
+define("process_cpu_util_mean_pct", "%", False, "mean CPU utilisation of the measuring process over the window, % of one core (psutil)")
+define("system_cpu_util_mean_pct", "%", False, "mean CPU utilisation of the whole node over the window, % of all cores (psutil)")
+define("process_rss_max_bytes", "B", False, "highest resident set size of the measuring process sampled in the window")
+# --- telemetry_overhead benchmark -----------------------------------------------------------
+for _s in ("off", "low", "high"):
+    define(f"overhead_{_s}_tflops", "TFLOP/s", True,
+           f"telemetry_overhead: GEMM 2*N^3 / segment time with the sampler {'off' if _s == 'off' else 'at ' + _s + '_hz'}, median over rounds")
+for _s in ("low", "high"):
+    define(f"overhead_ratio_{_s}", "1", True,
+           f"telemetry_overhead: GEMM throughput with the sampler at {_s}_hz / throughput with it off, same round; median over rounds (1 = no loss)")
+    define(f"overhead_loss_pct_{_s}", "%", False, f"telemetry_overhead: (1 - overhead_ratio_{_s}) * 100")
+    define(f"overhead_polls_per_s_{_s}", "1/s", True,
+           f"telemetry_overhead: sampler polls achieved per second at {_s}_hz (requested rate vs what the thread managed)")
+del _s

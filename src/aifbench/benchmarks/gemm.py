@@ -32,7 +32,6 @@ import torch
 
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
-from aifbench.metrics import define
 from aifbench.registry import register
 from aifbench.timing import Timer
 from aifbench.units import MiB
@@ -45,13 +44,6 @@ TOLERANCE = {"fp64": 1e-12, "fp32": 1e-4, "tf32": 5e-3, "bf16": 2e-2, "fp16": 5e
 SHAPES = ("mnk", "square", "qkv", "attn_out", "mlp_up", "mlp_down")
 FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
 MAX_BUFFERS = 16
-
-define("bare_loop_tflops", "TFLOP/s", True,
-       "GEMM FLOPs / mean time per call of the operation called directly (torch.matmul(a, b); fp8: "
-       "torch._scaled_mm) on the same inputs in a bare loop, one timer pair around all calls, no harness")
-define("harness_overhead_pct", "%", False,
-       "(bare_loop_tflops - tflops median) / bare_loop_tflops * 100 of the same case in the same run: how much "
-       "slower the harness's timed calls are than torch called directly (negative: faster)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -20,16 +20,12 @@ import torch
 
 from aifbench.benchmarks.base import Benchmark, Measurement, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
-from aifbench.metrics import define
 from aifbench.registry import register
 from aifbench.timing import Timer
 from aifbench.units import MiB
 
 DIRECTIONS = ("h2d", "d2h", "bidir")
 MEMORY = ("pinned", "pageable")
-
-define("link_gbps", "GB/s", True,
-       "bytes copied across the host-device link / median time, in 1e9 B/s (bidir: both directions summed)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

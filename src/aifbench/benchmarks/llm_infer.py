@@ -44,7 +44,6 @@ import torch
 from aifbench.benchmarks import _llm
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
-from aifbench.metrics import define
 from aifbench.models import flops
 from aifbench.registry import register
 from aifbench.timing import Timer, TimingStats, quantile, summarize
@@ -55,11 +54,6 @@ log = logging.getLogger(__name__)
 # gave 13-35 %. The bounds leave room for more layers and other kernels (flash vs efficient).
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 4e-2}
 CHECK_ROWS = 2  # sequences of the batch compared against the full forward
-
-define("decode_time_s", "s", False, "decode time of one generation: its gen_tokens decode steps after the first "
-       "token (the time behind decode_tokens_per_s, hbm_gbps and decode_roofline_pct)")
-define("decode_roofline_pct", "%", True, "decode speed as % of the HBM weight-streaming roofline: 100 x (weight "
-       "bytes read per decode step / HBM datasheet peak) / median decode step time; KV-cache bytes not counted")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -46,7 +46,6 @@ from aifbench.benchmarks import _llm
 from aifbench.benchmarks._collective_ops import ranks_flagging
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
-from aifbench.metrics import define
 from aifbench.models import flops
 from aifbench.registry import register
 from aifbench.timing import Timer, TimingStats
@@ -58,15 +57,6 @@ MFU_FORMULA = "mfu = (6*N + 12*L*d_attn*T) * tokens_per_s_per_device / peak_bf16
 # batch through two implementations (measured on CPU, tiny: fp32 ~1e-7, bf16 autocast ~1e-3).
 LOSS_MATCH = {"fp32": 1e-4, "bf16": 2e-2}
 REFERENCES = ("none", "transformers")
-
-define("ref_step_time_s", "s", False, "step_time_s of the reference implementation (llm_train reference=...) "
-       "timed in the same case on the same shape, weights, batch and optimizer")
-define("ref_tokens_per_s", "1/s", True, "tokens_per_s of the reference implementation (llm_train reference=...)")
-define("ref_mfu_pct", "%", True, "mfu_pct of the reference implementation: the same FLOPs per token "
-       "(6*N + 12*L*d_attn*T) x ref_tokens_per_s / bf16 dense peak")
-define("ref_peak_memory_bytes", "B", False, "peak_memory_bytes of the reference implementation's timed steps")
-define("speedup_vs_ref", "x", True, "tokens_per_s / ref_tokens_per_s (medians of the same case): "
-       ">= 1 when aifbench's step is at least as fast as the reference implementation's")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

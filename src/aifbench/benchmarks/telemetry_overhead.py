@@ -17,22 +17,11 @@ from dataclasses import dataclass
 from aifbench.benchmarks import gemm
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
 from aifbench.errors import ConfigError, CorrectnessError
-from aifbench.metrics import define
 from aifbench.registry import register
-from aifbench.telemetry import fields as _telemetry_fields  # noqa: F401  (telemetry metrics join the dictionary)
 from aifbench.timing import Timer, summarize
 
 SETTINGS = ("off", "low", "high")
 DTYPES = ("fp32", "tf32", "bf16", "fp16")  # gemm's dtypes that need no scaling (fp8) or fp64 units
-for _s in SETTINGS:
-    define(f"overhead_{_s}_tflops", "TFLOP/s", True,
-           f"telemetry_overhead: GEMM 2*N^3 / segment time with the sampler {'off' if _s == 'off' else 'at ' + _s + '_hz'}, median over rounds")
-for _s in ("low", "high"):
-    define(f"overhead_ratio_{_s}", "1", True,
-           f"telemetry_overhead: GEMM throughput with the sampler at {_s}_hz / throughput with it off, same round; median over rounds (1 = no loss)")
-    define(f"overhead_loss_pct_{_s}", "%", False, f"telemetry_overhead: (1 - overhead_ratio_{_s}) * 100")
-    define(f"overhead_polls_per_s_{_s}", "1/s", True,
-           f"telemetry_overhead: sampler polls achieved per second at {_s}_hz (requested rate vs what the thread managed)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

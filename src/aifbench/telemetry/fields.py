@@ -8,7 +8,6 @@ checks that they still match).
 
 from __future__ import annotations
 
-from aifbench.metrics import define
 
 # --- time-series fields: name -> (unit, scope) ---------------------------------------------
 FIELDS: dict[str, tuple[str, str]] = {
@@ -88,10 +87,3 @@ def reason_flags(mask: int) -> list[str]:
 
 
 # --- metrics of a telemetry window beyond metrics.py's energy_j ... temperature_max_c --------
-define("module_power_mean_w", "W", False, "mean instantaneous module power (GH200: GPU + Grace CPU + memory) over the timed window; never added to a CPU reading")
-define("module_power_peak_w", "W", False, "highest instantaneous module power sample in the timed window")
-define("module_energy_j", "J", False, "integrated module power samples over the timed window (trapezoid), scope module")
-define("throttle_pct", "%", False, "share of telemetry samples in the window with a throttling clock-event reason set (power, thermal, hardware or software slowdown); the reasons seen are in detail")
-define("process_cpu_util_mean_pct", "%", False, "mean CPU utilisation of the measuring process over the window, % of one core (psutil)")
-define("system_cpu_util_mean_pct", "%", False, "mean CPU utilisation of the whole node over the window, % of all cores (psutil)")
-define("process_rss_max_bytes", "B", False, "highest resident set size of the measuring process sampled in the window")
