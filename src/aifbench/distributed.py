@@ -8,19 +8,28 @@ other nodes); the init timeout is finite so a broken rendezvous fails in minutes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Mapping
 
 from aifbench.errors import LaunchError
-from aifbench.runner import RankInfo
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RankInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    distributed: bool = False
 
 
 def rank_info(env: Mapping[str, str] | None = None) -> RankInfo:
@@ -75,9 +84,14 @@ def master_address(env: Mapping[str, str] | None = None) -> tuple[str, int]:
         raise LaunchError(f"cannot resolve master node {host!r}: {exc}") from None
     if "MASTER_PORT" in env:
         port = int(env["MASTER_PORT"])
-    else:  # one port per job, so two jobs sharing a node do not collide
-        port = 20000 + int(env.get("SLURM_JOB_ID", "0") or 0) % 20000
+    else:
+        port = default_port(env.get("SLURM_JOB_ID"))
     return addr, port
+
+
+def default_port(job_id: str | int | None) -> int:
+    """Rendezvous port of a Slurm job: one per job, so two jobs sharing a node do not collide."""
+    return 20000 + int(job_id or 0) % 20000
 
 
 def init(info: RankInfo, device: str, timeout_s: float = 300.0,
@@ -95,7 +109,7 @@ def init(info: RankInfo, device: str, timeout_s: float = 300.0,
                                 world_size=info.world_size, timeout=timedelta(seconds=timeout_s))
     except Exception as exc:
         raise LaunchError(f"rendezvous at {addr}:{port} failed on rank {info.rank}: {exc}") from None
-    return RankInfo(rank=info.rank, world_size=info.world_size, local_rank=info.local_rank, distributed=True)
+    return dataclasses.replace(info, distributed=True)
 
 
 def teardown() -> None:

@@ -22,6 +22,7 @@ from aifbench import SCHEMA_VERSION, provenance, registry
 from aifbench import metrics as metric_dict
 from aifbench.benchmarks.base import Benchmark, Context, Measurement, Metric
 from aifbench.config import Case, build_config
+from aifbench.distributed import RankInfo
 from aifbench.errors import LaunchError, SkipCase
 from aifbench.plan import Plan
 from aifbench.results.store import ShardWriter
@@ -32,14 +33,6 @@ from aifbench.timing import Timer
 log = logging.getLogger(__name__)
 
 CaseCallback = Callable[[Case, str, str], None]  # (case, status, reason)
-
-
-@dataclass
-class RankInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    distributed: bool = False
 
 
 @dataclass

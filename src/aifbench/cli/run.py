@@ -57,8 +57,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from aifbench.plan import Plan
     from aifbench.results.store import new_run_id
 
-    if args.telemetry_hz < 0:
-        raise ConfigError(f"--telemetry-hz must be >= 0, got {args.telemetry_hz}")
+    from aifbench.telemetry.select import interval_from_hz
+
+    interval_s = interval_from_hz(args.telemetry_hz)
     suite = load_suite(args.suite, args.overrides, args.only)
     if args.dry_run:
         return _print_cases(suite)
@@ -66,10 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_nproc(args.nproc, device)
     plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=args.results,
                            system=args.system, launcher="inprocess" if args.nproc == 1 else "local",
-                           telemetry_interval_s=1.0 / args.telemetry_hz if args.telemetry_hz else 0.0)
-    from aifbench.telemetry.select import check_settings
-
-    check_settings(plan.telemetry_interval_s)  # a bad setting is one error here, not one per rank
+                           telemetry_interval_s=interval_s)
     failed = _run_inprocess(plan) if args.nproc == 1 else _run_local(plan, args.nproc)
     return _summarize(plan, failed)
 

@@ -80,7 +80,8 @@ class SlurmTask:
 
     def _run(self, plan: Plan, rank: int, world: int, local: int) -> tuple[str, Any]:
         if self.packed:
-            from aifbench.runner import RankInfo, execute
+            from aifbench.distributed import RankInfo
+            from aifbench.runner import execute
 
             mine = tuple(c.index for c in plan.cases)[rank::world]
             plan = plan.replace(case_indices=mine, part=f"p{rank}")

@@ -87,6 +87,17 @@ def open_gpu_access(device: str, gpus: str = "own"):
     return open_nvml_device(device, gpus)
 
 
+def interval_from_hz(hz: float) -> float:
+    """--telemetry-hz -> sampling interval in s (0 Hz = disabled), every telemetry setting checked.
+
+    Called where a run is planned (run, submit), so a bad value is one error there, exit 2."""
+    if hz < 0:
+        raise ConfigError(f"--telemetry-hz must be >= 0 (0 disables telemetry), got {hz}")
+    interval_s = 1.0 / hz if hz else 0.0
+    check_settings(interval_s)
+    return interval_s
+
+
 def check_settings(interval_s: float) -> None:
     """Validate the telemetry settings (interval and environment) where a run is planned, so a
     bad value is one clear error (exit 2) there and not a failure in every rank's process."""
