@@ -85,6 +85,18 @@ def test_submit_without_dry_run_refuses_bad_input_before_anything(aifbench_cli, 
     assert proc.returncode == 2 and not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("env,hz,message", [
+    ({}, "1e6", "telemetry interval must be"),
+    ({"AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION": "abc"}, "10", "AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION must be"),
+])
+def test_bad_telemetry_settings_refused_before_submitting(in_process, monkeypatch, tmp_path, env, hz, message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code, out, err = in_process("submit", "smoke", "--system", "local", "--telemetry-hz", hz)
+    assert code == 2 and message in err, out + err
+    assert not (tmp_path / "results").exists()
+
+
 def test_systems_commands(in_process):
     code, out, _ = in_process("systems")
     assert code == 0 and "jupiter-booster" in out and "lumi-g" in out

@@ -83,6 +83,7 @@ def build_submission(args: argparse.Namespace):
     from aifbench.plan import Plan
     from aifbench.results.store import new_run_id
     from aifbench.systems import list_systems, load_system
+    from aifbench.telemetry.select import interval_from_hz
 
     path = jobspec.find_job_file(args.target)
     job = jobspec.load_job_file(path) if path else {}
@@ -95,16 +96,15 @@ def build_submission(args: argparse.Namespace):
                                            "reservation", "qos", "mode", "array_parallelism", "cases_per_task", "name")}
     options = {**{k: v for k, v in job.items() if k not in ("suite", "system", "set", "only")},
                **{k: v for k, v in flags.items() if v is not None}}
+    telemetry_interval_s = interval_from_hz(args.telemetry_hz)
     device = _local_device() if system.scheduler == "local" and system.node.device == "auto" else None
     req = jobspec.resolve(system, options, device=device)
-    if args.telemetry_hz < 0:
-        raise ConfigError(f"--telemetry-hz must be >= 0, got {args.telemetry_hz}")
     suite = load_suite(suite_name, [*job.get("set", []), *args.overrides], args.only or job.get("only"))
     results = _safe_results(args.results)
     plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=req.device, results_root=results,
                            system=system.name, partition=req.queue.partition or req.queue.name,
                            launcher="slurm" if system.scheduler == "slurm" else "local",
-                           telemetry_interval_s=1.0 / args.telemetry_hz if args.telemetry_hz else 0.0)
+                           telemetry_interval_s=telemetry_interval_s)
     return plan, req
 
 
