@@ -90,3 +90,15 @@ def test_shards_get_the_permissions_of_a_plain_file(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644  # readable by the project, not mkstemp's 0600
+
+
+def test_flush_rewrites_only_changed_tables_and_removes_emptied_ones(tmp_path):
+    w = ShardWriter(tmp_path, "r1")
+    w.add("metrics", [metric_row()])
+    (path,) = w.flush()
+    before = path.stat().st_mtime_ns
+    assert w.flush() == []  # nothing changed: nothing rewritten
+    assert path.stat().st_mtime_ns == before
+    w.replace("metrics", [])  # e.g. a resume that keeps none of an earlier attempt's rows
+    w.flush()
+    assert not path.exists()

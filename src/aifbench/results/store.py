@@ -77,6 +77,8 @@ class ShardWriter:
     rank: int = 0
     part: str = "main"
     rows: dict[str, list[dict]] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    """tables changed since the last flush"""
 
     @property
     def run_dir(self) -> Path:
@@ -84,17 +86,28 @@ class ShardWriter:
 
     def add(self, table: str, rows: Iterable[dict]) -> None:
         schema.table(table)
-        self.rows.setdefault(table, []).extend(rows)
+        new = list(rows)
+        if new:
+            self.rows.setdefault(table, []).extend(new)
+            self.dirty.add(table)
 
     def replace(self, table: str, rows: Iterable[dict]) -> None:
+        schema.table(table)
         self.rows[table] = list(rows)
+        self.dirty.add(table)
 
     def flush(self) -> list[Path]:
+        """Rewrite the shards of tables changed since the last flush; an emptied table's shard
+        is removed, so no rows of an earlier attempt outlive a resume."""
         written = []
-        for table, rows in self.rows.items():
+        for table in sorted(self.dirty):
+            path = self.run_dir / shard_name(table, self.rank, self.part)
+            rows = self.rows.get(table, [])
             if rows:
-                path = self.run_dir / shard_name(table, self.rank, self.part)
                 written.append(write_shard(path, table, pd.DataFrame(rows)))
+            else:
+                path.unlink(missing_ok=True)
+        self.dirty.clear()
         return written
 
     def load_existing(self, table: str) -> pd.DataFrame:
