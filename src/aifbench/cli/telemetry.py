@@ -48,7 +48,6 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
 
 
 def _table(df, run_id: str):
-    import pandas as pd
     from rich.table import Table
 
     from aifbench.cli.output import fmt_value

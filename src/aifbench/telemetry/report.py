@@ -8,12 +8,11 @@ case ended (teardown is short), i.e. at ended_utc - window length + t_s.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError
 
 WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
@@ -70,17 +69,15 @@ def timeline(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
 
 def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str) -> Path:
     """PNG of power, clocks, temperature (and CPU utilisation) over time; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
     data = timeline(metrics, telemetry).dropna(subset=["value"])
     panels = [(label, [f for f in names if (data["field"] == f).any()]) for label, names in PANELS]
     panels = [(label, names) for label, names in panels if names]
     if not panels:
         raise ConfigError("the run's telemetry has no power, clock, temperature or CPU series to plot")
-    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(10, 2.6 * len(panels)), squeeze=False)
+    fig = Figure(figsize=(10, 2.6 * len(panels)))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)
     spans = data.groupby("case_id")["x_s"].agg(["min", "max"]).sort_values("min")
     for ax, (label, names) in zip(axes[:, 0], panels):
         for i, (case_id, span) in enumerate(spans.iterrows()):  # shade every other case window
@@ -95,7 +92,7 @@ def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str)
     axes[-1, 0].set_xlabel("seconds since the run's first case started")
     axes[0, 0].set_title(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def _plot_series(ax, data: pd.DataFrame) -> None:
@@ -120,22 +117,3 @@ def _dedupe_legend(ax) -> None:
     if seen:
         ax.legend(list(seen.values()), list(seen), fontsize=7, loc="best")
 
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a plot is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-    return path
