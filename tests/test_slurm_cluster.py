@@ -129,11 +129,17 @@ def test_backend_uses_pyslurm_only_when_versions_match(monkeypatch):
     monkeypatch.setattr(cluster, "slurm_available", lambda: True)
     monkeypatch.setattr(cluster, "slurm_version", lambda timeout_s=0: "22.05.8")
     fake.__version__ = "25.11.0"
+    cluster._detect_backend.cache_clear()
     assert cluster.backend() == "cli"
     fake.__version__ = "22.5.0"
+    cluster._detect_backend.cache_clear()
     assert cluster.backend() == "cli"
     fake.__version__ = "22.05.1"
+    cluster._detect_backend.cache_clear()
     assert cluster.backend() == "pyslurm"
+    fake.__version__ = "25.11.0"  # decided once per process: no re-import, no sinfo every poll
+    assert cluster.backend() == "pyslurm"
+    cluster._detect_backend.cache_clear()
     monkeypatch.setenv("AIFBENCH_CLUSTER_BACKEND", "cli")
     assert cluster.backend() == "cli"
     monkeypatch.setenv("AIFBENCH_CLUSTER_BACKEND", "magic")

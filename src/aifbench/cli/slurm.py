@@ -9,13 +9,13 @@ from pathlib import Path
 
 from aifbench.errors import ConfigError, LaunchError
 
-TERMINAL_NOTE = "states: PENDING RUNNING COMPLETED FAILED TIMEOUT CANCELLED PREEMPTED NODE_FAIL OUT_OF_MEMORY"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from aifbench.launch.cluster import STATES
+
     _register_submit(sub)
     p = sub.add_parser("jobs", help="state of submitted runs (squeue/sacct, bounded)",
-                       description="State of submitted runs: " + TERMINAL_NOTE)
+                       description="State of submitted runs: states: " + " ".join(STATES))
     p.add_argument("runs", nargs="*", metavar="RUN_ID", help="run ids or unique prefixes (default: the latest runs)")
     p.add_argument("--last", type=int, default=10, metavar="N", help="without RUN_ID: the latest N runs (0: all; default 10)")
     _results_arg(p)
@@ -355,7 +355,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if not cluster.slurm_available():
         raise LaunchError("no Slurm here (sinfo not found); see scripts/local-slurm.sh for a local cluster")
     parts, nodes = cluster.partitions(args.timeout), cluster.nodes(args.timeout)
-    t = Table(title=f"partitions (via {cluster.backend()}, Slurm {cluster.slurm_version()})")
+    t = Table(title=f"partitions (via {cluster.backend()}, Slurm {cluster.slurm_version(args.timeout)})")
     for col in ("partition", "state", "nodes", "max nodes/job", "time limit (min)", "default"):
         t.add_column(col)
     for p in parts:

@@ -10,6 +10,7 @@ forces one. Finished jobs always come from sacct (pyslurm.db needs the same vers
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -18,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from aifbench.errors import ConfigError, LaunchError
+from aifbench.errors import LaunchError, one_of
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ SEP = "|"
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED",
           "NODE_FAIL", "OUT_OF_MEMORY", "REQUEUED", "SUSPENDED", "UNKNOWN")
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL",
-                          "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"})
+                          "OUT_OF_MEMORY"})
 _ALIASES = {"CONFIGURING": "PENDING", "REQUEUE_HOLD": "PENDING", "REQUEUE_FED": "PENDING",
             "RESV_DEL_HOLD": "PENDING", "COMPLETING": "RUNNING", "STAGE_OUT": "RUNNING",
             "SIGNALING": "RUNNING", "RESIZING": "RUNNING", "STOPPED": "SUSPENDED",
@@ -135,8 +136,14 @@ def backend() -> str:
     forced = os.environ.get("AIFBENCH_CLUSTER_BACKEND", "")
     if forced:
         if forced not in ("cli", "pyslurm"):
-            raise ConfigError(f"AIFBENCH_CLUSTER_BACKEND={forced!r}; allowed: cli, pyslurm")
+            raise one_of("AIFBENCH_CLUSTER_BACKEND", forced, ("cli", "pyslurm"))
         return forced
+    return _detect_backend()
+
+
+@functools.cache
+def _detect_backend() -> str:
+    """Decided once per process: imports pyslurm and runs `sinfo --version`."""
     mod = _import_pyslurm()
     if mod is None or not slurm_available():
         return "cli"

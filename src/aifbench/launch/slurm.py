@@ -60,12 +60,14 @@ class SlurmTask:
     def __call__(self) -> dict[str, Any]:
         import submitit
 
+        from aifbench.distributed import default_port
+
         job_env = submitit.JobEnvironment()
         rank, world, local = job_env.global_rank, job_env.num_tasks, job_env.local_rank
         for name in _RANK_VARS:  # never trust values inherited from the submitting shell
             os.environ.pop(name, None)
         if job_env.cluster == "local":  # one machine: rendezvous on loopback, port from the job id
-            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(20000 + int(job_env.job_id) % 20000))
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(default_port(job_env.job_id)))
         if "OMP_NUM_THREADS" not in os.environ and os.environ.get("SLURM_CPUS_PER_TASK"):
             os.environ["OMP_NUM_THREADS"] = os.environ["SLURM_CPUS_PER_TASK"]
         plan = Plan.from_json(self.plan_json)
@@ -214,7 +216,7 @@ def submit(plan: Plan, req: JobRequest) -> Submission:
         plan.save(run_dir / "plan.json")
         jobs = _submit_tasks(req, folder, tasks)
     except BaseException:
-        _remove_run_dir(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
         raise
     ranks = req.world_size
     record = Submission(run_id=plan.run_id, system=req.system.name, partition=req.queue.name,
@@ -248,10 +250,6 @@ def _submit_tasks(req: JobRequest, folder: Path, tasks: list[tuple[str, Plan]]) 
         raise ConfigError(f"Slurm rejected the job: {message.splitlines()[-1] if message else 'no message'}") from None
     except (OSError, ValueError) as exc:
         raise LaunchError(f"submission failed: {exc}") from None
-
-
-def _remove_run_dir(run_dir: Path) -> None:
-    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 # --- state, cancel --------------------------------------------------------------------------
@@ -299,7 +297,7 @@ def check_live(req: JobRequest, timeout_s: float = cluster.COMMAND_TIMEOUT_S) ->
     if not req.queue.partition:
         return
     try:
-        parts = {p.name: p for p in cluster.partitions()}
+        parts = {p.name: p for p in cluster.partitions(timeout_s)}
     except LaunchError as exc:
         raise LaunchError(f"cannot reach Slurm to check partition {req.queue.partition!r}: {exc}") from None
     part = parts.get(req.queue.partition)
