@@ -97,16 +97,16 @@ def time_metrics(stats: TimingStats, name: str = "time_s") -> Measurement:
 
 
 def rate_metrics(name: str, amount: float, stats: TimingStats, scale: float,
-                 peak: tuple[float | None, str] = (None, "")) -> list[Metric]:
+                 peak: tuple[float | None, str] = (None, ""), detail: str = "") -> list[Metric]:
     """Throughput rows: amount / median time (stat median) and amount / min time (stat max).
 
     `scale` converts to the metric's unit (1e-12 for TFLOP/s, 1e-9 for GB/s); `peak` is the
-    datasheet value in that unit and its source, from Context.peak().
+    datasheet value in that unit and its source, from Context.peak(); `detail` goes on both rows.
     """
     value, source = peak
     return [
-        Metric(name, amount / stats.median_s * scale, "median", stats.n, stats.noisy, value, source),
-        Metric(name, amount / stats.min_s * scale, "max", stats.n, stats.noisy, value, source),
+        Metric(name, amount / stats.median_s * scale, "median", stats.n, stats.noisy, value, source, detail),
+        Metric(name, amount / stats.min_s * scale, "max", stats.n, stats.noisy, value, source, detail),
     ]
 
 

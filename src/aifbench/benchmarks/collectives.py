@@ -24,7 +24,6 @@ NCCL on GPUs, gloo on CPU (the process group the worker initialised).
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from dataclasses import dataclass
 
@@ -134,9 +133,8 @@ class Collectives(Benchmark):
         detail = f"S={size} B n={self.n} nodes={len(set(self.hosts))} factor={factor:.4g} inner={inner}"
         out = time_metrics(stats)
         alg_peak = (peak / factor if peak else None, f"GPU link / busbw factor {factor:.4g}: {source}" if peak else source)
-        bus = rate_metrics("busbw_gbps", size * factor, stats, 1e-9, (peak, source))
-        alg = rate_metrics("algbw_gbps", size, stats, 1e-9, alg_peak)
-        out.metrics += [dataclasses.replace(r, detail=detail) for r in bus + alg]
+        out.metrics += rate_metrics("busbw_gbps", size * factor, stats, 1e-9, (peak, source), detail)
+        out.metrics += rate_metrics("algbw_gbps", size, stats, 1e-9, alg_peak, detail)
         out.metrics += self._slowest_rank_rows(stats.median_s, size, (peak, source), alg_peak, detail)
         return out
 

@@ -12,7 +12,6 @@ Every copy is checked byte for byte before timing. GPU only: a CPU device has no
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -130,7 +129,7 @@ class Hostlink(Benchmark):
         detail = f"{self.config.direction} {self.config.memory}; " + link_detail(detected, getattr(entry, "host_link", ""))
         moved = len(self.pairs) * self.config.size_bytes
         out = time_metrics(stats)
-        out.metrics += [dataclasses.replace(r, detail=detail) for r in rate_metrics("link_gbps", moved, stats, 1e-9, peak)]
+        out.metrics += rate_metrics("link_gbps", moved, stats, 1e-9, peak, detail)
         return out
 
     def teardown(self) -> None:

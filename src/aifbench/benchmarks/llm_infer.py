@@ -37,7 +37,7 @@ Metrics (definitions in aifbench.metrics):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -185,8 +185,7 @@ class LlmInfer(Benchmark):
         out.extend(time_metrics(gen, "decode_time_s"))
         checked = (f"checked before timing: cached decode vs full forward ||diff||/||ref|| = "
                    f"{getattr(self, 'check_error', float('nan')):.3g} (tolerance {TOLERANCE[c.dtype]:g}, {c.dtype})")
-        out.metrics += [replace(m, detail=checked)
-                        for m in rate_metrics("decode_tokens_per_s", c.batch_size * c.gen_tokens, gen, 1.0)]
+        out.metrics += rate_metrics("decode_tokens_per_s", c.batch_size * c.gen_tokens, gen, 1.0, detail=checked)
         out.metrics += rate_metrics("decode_tokens_per_s_per_seq", c.gen_tokens, gen, 1.0)
         ordered = sorted(itl)
         for q in (50, 90, 99):
@@ -203,8 +202,7 @@ class LlmInfer(Benchmark):
         c, peak = self.config, self.ctx.peak("hbm_gbps")
         moved = sum(flops.decode_bytes_per_step(self.shape, batch=c.batch_size, context_len=c.prompt_len + i + 1,
                                                 dtype_bytes=self.dtype_bytes) for i in range(c.gen_tokens))
-        rows = [replace(m, detail=f"{moved / c.gen_tokens / 1e9:.4g} GB per step (weights + KV)")
-                for m in rate_metrics("hbm_gbps", moved, gen, 1e-9, peak)]
+        rows = rate_metrics("hbm_gbps", moved, gen, 1e-9, peak, f"{moved / c.gen_tokens / 1e9:.4g} GB per step (weights + KV)")
         peak_gbps, source = peak
         if not peak_gbps:
             log.info("decode_roofline_pct not reported: %s", source)
@@ -213,8 +211,8 @@ class LlmInfer(Benchmark):
         roofline_s = weights / (peak_gbps * 1e9)
         detail = (f"roofline {roofline_s * 1e3:.4g} ms/step = {weights / 1e9:.4g} GB weights / {peak_gbps:g} GB/s "
                   f"= {1 / roofline_s:.4g} tokens/s per sequence")
-        pct = rate_metrics("decode_roofline_pct", weights * c.gen_tokens, gen, 100.0 / (peak_gbps * 1e9))
-        return rows + [replace(m, peak_source=source, detail=detail) for m in pct]
+        return rows + rate_metrics("decode_roofline_pct", weights * c.gen_tokens, gen, 100.0 / (peak_gbps * 1e9),
+                                   (None, source), detail)
 
     def _decode_repeats(self, timer: Timer) -> tuple[list[float], list[float]]:
         """Warm-up generations, then timed ones: (every inter-token time, decode time per generation)."""

@@ -34,7 +34,6 @@ Without transformers the case is skipped with the reason (cases without referenc
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import logging
 import math
@@ -253,8 +252,9 @@ class LlmTrain(Benchmark):
         peak = self.ctx.peak("tflops:bf16")
         rows = rate_metrics("tokens_per_s", self.tokens_per_step, stats, 1.0)
         rows += rate_metrics("tokens_per_s_per_device", per_device, stats, 1.0)
-        model_rows = rate_metrics("model_tflops_per_device", flops_per_token * per_device, stats, 1e-12, peak)
-        rows += [_with_detail(m, f"F = {flops_per_token:.6g} FLOP/token (6*N + 12*L*d_attn*T)") for m in model_rows]
+        model_rows = rate_metrics("model_tflops_per_device", flops_per_token * per_device, stats, 1e-12, peak,
+                                  f"F = {flops_per_token:.6g} FLOP/token (6*N + 12*L*d_attn*T)")
+        rows += model_rows
         return rows + _mfu_rows("mfu_pct", model_rows, peak)
 
     # --- reference implementation -------------------------------------------------------------
@@ -302,8 +302,7 @@ class LlmTrain(Benchmark):
     def _reference_rows(self, stats: TimingStats, own: TimingStats, mem, detail: str) -> Measurement:
         out = time_metrics(stats, "ref_step_time_s")
         flops_per_token = flops.train_flops_per_token(self.shape, self.config.seq_len)
-        rates = rate_metrics("ref_tokens_per_s", self.tokens_per_step, stats, 1.0)
-        out.metrics += [_with_detail(m, detail) for m in rates]
+        out.metrics += rate_metrics("ref_tokens_per_s", self.tokens_per_step, stats, 1.0, detail=detail)
         model_rows = rate_metrics("model_tflops_per_device", flops_per_token * self.tokens_per_step, stats, 1e-12,
                                   self.ctx.peak("tflops:bf16"))
         out.metrics += _mfu_rows("ref_mfu_pct", model_rows, self.ctx.peak("tflops:bf16"))
@@ -345,9 +344,6 @@ def _mfu_rows(name: str, model_rows: list[Metric], peak: tuple[float | None, str
                    peak_source=source, detail=MFU_FORMULA)
             for m in model_rows]
 
-
-def _with_detail(m: Metric, detail: str) -> Metric:
-    return dataclasses.replace(m, detail=detail)
 
 
 def _shard(model, mixed_bf16: bool) -> None:

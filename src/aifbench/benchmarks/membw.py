@@ -17,7 +17,6 @@ is under 4x the last-level cache is still measured, with a note in the detail co
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -107,8 +106,7 @@ class Membw(Benchmark):
         out = time_metrics(stats)
         detail = f"op={self.config.op} moved={moved} B per call ({ARRAYS_MOVED[self.config.op]} arrays)"
         detail += self._cache_note(3 * n_bytes)
-        out.metrics += [dataclasses.replace(r, detail=detail)
-                        for r in rate_metrics("gbps", moved, stats, 1e-9, self.ctx.peak("hbm_gbps"))]
+        out.metrics += rate_metrics("gbps", moved, stats, 1e-9, self.ctx.peak("hbm_gbps"), detail)
         return out
 
     def _cache_note(self, working_set: int) -> str:
