@@ -89,7 +89,7 @@ def test_every_shipped_job_file_resolves():
     names = jobspec.job_names()
     systems = set()
     for name in names:
-        job = jobspec.load_job_file(jobspec.find_job_file(name))
+        job = jobspec.find_job(name)
         options = {k: v for k, v in job.items() if k not in ("suite", "system", "set", "only")}
         req = jobspec.resolve(job["system"], options, env={})
         systems.add(req.system.name)
@@ -113,8 +113,8 @@ def test_bad_job_files(tmp_path, body, message):
 
 
 def test_a_suite_file_is_not_a_job_file(tmp_path):
-    assert jobspec.find_job_file(str(data_dir("suites") / "smoke.toml")) is None
-    assert jobspec.find_job_file("smoke") is None and jobspec.find_job_file("local-slurm-smoke") is not None
+    assert jobspec.find_job(str(data_dir("suites") / "smoke.toml")) is None
+    assert jobspec.find_job("smoke") is None and jobspec.find_job("local-slurm-smoke") is not None
 
 
 def test_task_plans_per_mode():

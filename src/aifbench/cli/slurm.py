@@ -85,8 +85,7 @@ def build_submission(args: argparse.Namespace):
     from aifbench.systems import list_systems, load_system
     from aifbench.telemetry.select import interval_from_hz
 
-    path = jobspec.find_job_file(args.target)
-    job = jobspec.load_job_file(path) if path else {}
+    job = jobspec.find_job(args.target) or {}
     suite_name = job.get("suite", args.target)
     system_name = args.system or job.get("system")
     if not system_name:
@@ -157,8 +156,7 @@ def _wait(record, timeout_s: float | None, poll_s: float = 2.0) -> None:
     from aifbench.launch import slurm
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    total = sum(len(j.case_indices) * j.ranks for j in record.jobs) if record.mode != "packed" else \
-        sum(len(j.case_indices) for j in record.jobs)
+    total = sum(len(cases) for *_, cases in record.expected())
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as progress:
         bar = progress.add_task("submitted", total=total)
@@ -182,12 +180,14 @@ def _count(states) -> str:
 
 
 def _cases_done(run_dir: Path) -> int:
-    """(case, rank) pairs with rows in the tasks' own metrics shards."""
-    from aifbench.results.store import read_parquet
+    """(case, rank) pairs with rows in the tasks' own metrics shards (not those collect wrote)."""
+    from aifbench.launch.jobspec import is_collected_part
+    from aifbench.results.store import SHARD_RE, read_parquet
 
     done = 0
-    for shard in run_dir.glob("metrics.rank*.parquet"):
-        if shard.name.endswith("-collected.parquet"):
+    for shard in run_dir.iterdir():
+        m = SHARD_RE.match(shard.name)
+        if not m or m["table"] != "metrics" or is_collected_part(m["part"]):
             continue
         try:
             done += len(set(read_parquet(shard, columns=["case_id"]).column(0).to_pylist()))
@@ -201,20 +201,12 @@ def _cases_done(run_dir: Path) -> int:
 def submitted_runs(root: Path, wanted: list[str]) -> list[Path]:
     """Run directories with a submission record: `wanted` ids (or unique prefixes), else all, oldest first."""
     from aifbench.launch.jobspec import SUBMISSION_FILE
+    from aifbench.results.store import match_run
 
     dirs = sorted(p.parent for p in Path(root).glob(f"*/{SUBMISSION_FILE}"))
     if not wanted:
         return dirs
-    out = []
-    for run_id in wanted:
-        exact = [d for d in dirs if d.name == run_id]
-        matches = exact or [d for d in dirs if d.name.startswith(run_id)]
-        if len(matches) != 1:
-            known = ", ".join(d.name for d in dirs[-5:]) or "(none)"
-            raise ConfigError(f"{'no' if not matches else 'ambiguous'} submitted run {run_id!r} under {root}; "
-                              f"latest: {known}")
-        out.append(matches[0])
-    return out
+    return [match_run(dirs, run_id, root, what="submitted run") for run_id in wanted]
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

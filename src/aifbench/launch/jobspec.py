@@ -89,22 +89,27 @@ def job_names() -> list[str]:
     return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
 
 
-def find_job_file(name_or_path: str) -> Path | None:
-    """A job file by path (a TOML with a [job] table) or shipped name; None if it is not one."""
+def find_job(name_or_path: str) -> dict[str, Any] | None:
+    """The checked [job] table of a job file given by path (a TOML with a [job] table) or shipped
+    name; None if it is not one. The file is parsed once."""
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.is_file():
-        return path if "job" in read_toml(path) else None
+        raw = read_toml(path)
+        return _check_job(path, raw) if "job" in raw else None
     candidate = data_dir("jobs") / f"{name_or_path}.toml"
-    return candidate if candidate.is_file() else None
+    return load_job_file(candidate) if candidate.is_file() else None
 
 
 def load_job_file(path: Path) -> dict[str, Any]:
     """The [job] table, checked for unknown keys, private values and types."""
-    raw = read_toml(path)
+    return _check_job(path, read_toml(path))
+
+
+def _check_job(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     extra = set(raw) - {"job"}
     if extra:
         raise one_of(f"top-level table in {path.name}", sorted(extra)[0], ["job"])
-    job = dict(raw["job"])
+    job = dict(raw.get("job", {}))
     for key, where in _PRIVATE.items():
         if key in job:
             raise ConfigError(f"{path.name}: '{key}' is private and never read from a file; give it with {where}")
@@ -267,8 +272,16 @@ class Submission:
         return Path(self.folder) / f"{job_id}_{task}_log.{kind}"
 
 
+COLLECTED_SUFFIX = "-collected"
+
+
 def collected_shard(run_dir: Path, rank: int, part: str) -> Path:
     """Where `collect` writes failed rows for a task's missing cases (never the task's own shard)."""
     from aifbench.results.store import shard_name  # pandas: not at `aifbench --help` time
 
-    return Path(run_dir) / shard_name("metrics", rank, f"{part}-collected")
+    return Path(run_dir) / shard_name("metrics", rank, f"{part}{COLLECTED_SUFFIX}")
+
+
+def is_collected_part(part: str) -> bool:
+    """Whether a shard's part is one `collect` wrote (collected_shard), not a task's own."""
+    return part.endswith(COLLECTED_SUFFIX)

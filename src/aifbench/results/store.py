@@ -196,11 +196,17 @@ def resolve_run(root: Path, run_id: str | None) -> Path:
         raise ConfigError(f"no runs under {root}")
     if run_id is None:
         return dirs[-1]
+    return match_run(dirs, run_id, root)
+
+
+def match_run(dirs: list[Path], run_id: str, root: Path, what: str = "run") -> Path:
+    """The one of `dirs` (oldest first) named `run_id`, else the one it is a unique prefix of;
+    a ConfigError naming the latest runs (none) or the candidates (ambiguous) otherwise."""
     exact = [d for d in dirs if d.name == run_id]
     matches = exact or [d for d in dirs if d.name.startswith(run_id)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise ConfigError(f"no run {run_id!r} under {root}; latest runs: "
-                          + ", ".join(d.name for d in dirs[-5:]))
-    raise ConfigError(f"run id prefix {run_id!r} is ambiguous: " + ", ".join(d.name for d in matches))
+        raise ConfigError(f"no {what} {run_id!r} under {root}; latest runs: "
+                          + (", ".join(d.name for d in dirs[-5:]) or "(none)"))
+    raise ConfigError(f"{what} id prefix {run_id!r} is ambiguous: " + ", ".join(d.name for d in matches))
