@@ -146,7 +146,7 @@ def test_shape_that_does_not_fit_is_skipped_with_the_estimate(tmp_path):
     assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
     row = load([tmp_path / "res"]).metrics.iloc[0]
     assert row["status"] == "skipped"
-    assert "does not fit: llama3-405b inference needs about" in row["reason"] and "RAM available" in row["reason"]
+    assert "does not fit: llama3-405b inference needs " in row["reason"] and "GiB free on cpu" in row["reason"]
 
 
 def test_out_of_memory_at_run_time_is_a_skip_with_the_estimate(tmp_path, monkeypatch):

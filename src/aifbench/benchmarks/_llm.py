@@ -53,23 +53,14 @@ def dtype_skip_reason(dtype: str, device: str) -> str | None:
     return None
 
 
-def free_memory_bytes(device: str) -> tuple[int, str]:
-    """Memory this case may use and what it is: CUDA free + torch's own reserve; CPU available RAM."""
-    if device.startswith("cuda"):
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device), f"free on {device}"
-    import psutil
+def fit_reason(need_bytes: int, ctx, what: str) -> str | None:
+    """'does not fit: <what> needs ...' when the rough estimate exceeds what is free
+    (aifbench.hardware.detect, host RAM split among the ranks), or None."""
+    from aifbench.hardware.detect import memory_skip_reason
 
-    return psutil.virtual_memory().available, "RAM available"
-
-
-def fit_reason(need_bytes: int, device: str, what: str) -> str | None:
-    """'does not fit' skip reason with the estimate, or None when the estimate fits."""
-    have, where = free_memory_bytes(device)
-    if need_bytes > have:
-        return (f"does not fit: {what} needs about {need_bytes / GiB:.1f} GiB (estimate, "
-                f"aifbench.models.flops), {have / GiB:.1f} GiB {where}")
-    return None
+    reason = memory_skip_reason(need_bytes, ctx.device, ctx.world_size, " (estimate, aifbench.models.flops)",
+                                fraction=1.0)
+    return f"does not fit: {what} {reason}" if reason else None
 
 
 @contextlib.contextmanager

@@ -92,7 +92,7 @@ class LlmInfer(Benchmark):
         reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
         if reason:
             return reason
-        return _llm.fit_reason(self.memory_estimate_bytes, self.ctx.device, f"{self.shape.name} inference")
+        return _llm.fit_reason(self.memory_estimate_bytes, self.ctx, f"{self.shape.name} inference")
 
     @property
     def memory_estimate_bytes(self) -> int:

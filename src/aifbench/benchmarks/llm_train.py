@@ -140,7 +140,7 @@ class LlmTrain(Benchmark):
         reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
         if reason:
             return reason
-        return _llm.fit_reason(self.memory_estimate_bytes, self.ctx.device, f"{self.shape.name} training")
+        return _llm.fit_reason(self.memory_estimate_bytes, self.ctx, f"{self.shape.name} training")
 
     @property
     def memory_estimate_bytes(self) -> int:

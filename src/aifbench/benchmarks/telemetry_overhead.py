@@ -50,7 +50,7 @@ class TelemetryOverhead(Benchmark):
             raise ConfigError(f"telemetry_overhead: high_hz ({config.high_hz}) must exceed low_hz ({config.low_hz})")
 
     def skip_reason(self) -> str | None:
-        import torch
+        from aifbench.hardware.detect import memory_skip_reason
 
         c, dev = self.config, self.ctx.device
         why = gemm.dtype_skip_reason(c.dtype, dev)
@@ -61,12 +61,8 @@ class TelemetryOverhead(Benchmark):
         probe.close()
         if not live:  # off, unavailable, or a replayed trace (no thread, nothing to cost)
             return f"no live telemetry sampler to measure here ({what})"
-        if dev.startswith("cuda"):
-            need = 3 * c.size * c.size * gemm.ELEMENT_BYTES[c.dtype]
-            free = torch.cuda.mem_get_info(dev)[0]
-            if need > 0.9 * free:
-                return f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {dev}"
-        return None
+        return memory_skip_reason(3 * c.size * c.size * gemm.ELEMENT_BYTES[c.dtype], dev, self.ctx.world_size,
+                                  " for A, B, C")
 
     def setup(self) -> None:
         import torch

@@ -212,12 +212,14 @@ def host_link(device: str, root: Path = SYSFS_PCI) -> HostLink:
 # --- memory -----------------------------------------------------------------------------------
 
 def free_bytes(device: str, share: int = 1) -> int:
-    """Bytes a benchmark may allocate on `device` now: free GPU memory (cuda), or host memory
-    available (psutil) divided among `share` ranks that allocate from it (cpu)."""
+    """Bytes a benchmark may allocate on `device` now: free GPU memory plus the blocks torch's
+    caching allocator holds unused (reserved - allocated) (cuda), or host memory available
+    (psutil) divided among `share` ranks that allocate from it (cpu)."""
     if str(device).startswith("cuda"):
         import torch
 
-        return int(torch.cuda.mem_get_info(device)[0])
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0] + cached)
     return host_available_bytes(share)
 
 
