@@ -294,3 +294,30 @@ def test_settings_checked_where_the_run_is_planned(monkeypatch, tmp_path):
     monkeypatch.setenv("AIFBENCH_TELEMETRY_GPUS", "some")
     with pytest.raises(ConfigError, match="choose one of auto, own, visible"):
         check_settings(0.1)
+
+
+def test_nvml_fields_refused_for_good_are_not_requested_again():
+    """A field NVML refuses with a permanent error leaves the request; it still answers its error."""
+    pynvml = pytest.importorskip("pynvml")
+    from types import SimpleNamespace
+
+    requests = []
+
+    def get_field_values(handle, ids):
+        requests.append(list(ids))
+        out = []
+        for fid, _ in ids:
+            v = pynvml.c_nvmlFieldValue_t()
+            v.nvmlReturn = 3 if fid == 186 else 0  # NOT_SUPPORTED
+            v.valueType, v.value.uiVal = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, 7
+            out.append(v)
+        return out
+
+    nv = SimpleNamespace(nvmlDeviceGetFieldValues=get_field_values, NVMLError=pynvml.NVMLError)
+    device = PynvmlDevice(nv, ["gpu0", "gpu1"])
+    keys = ("186@0", "3@0")
+    for _ in range(2):
+        assert device.read("fields", keys) == {"186@0": [3, None], "3@0": [0, 7]}
+    assert requests == [[(186, 0), (3, 0)], [(3, 0)]]
+    device.read("fields", keys, slot=1)  # refusals are per GPU
+    assert requests[-1] == [(186, 0), (3, 0)]

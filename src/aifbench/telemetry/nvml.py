@@ -52,14 +52,19 @@ COUNTER_FIELDS = (
     ("nvlink_tx_gbps", 138, UINT_MAX, 1024e-9), # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, KiB, all links
     ("nvlink_rx_gbps", 139, UINT_MAX, 1024e-9), # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX
 )
-FIELD_KEYS = tuple(f"{fid}@{scope}" for _, fid, scope, _ in INSTANT_FIELDS + COUNTER_FIELDS)
+# what one poll needs per field: (field, 'fieldId@scopeId', factor, is a counter)
+_FIELD_SPECS = tuple((name, f"{fid}@{scope}", factor, counter) for fields, counter in
+                     ((INSTANT_FIELDS, False), (COUNTER_FIELDS, True)) for name, fid, scope, factor in fields)
+FIELD_KEYS = tuple(spec[1] for spec in _FIELD_SPECS)
 ERROR_COUNTERS = ("ecc_corrected_volatile", "ecc_uncorrected_volatile", "retired_pages_sbe", "retired_pages_dbe",
                   "remapped_rows_correctable", "remapped_rows_uncorrectable")
 CLOCK_SM, CLOCK_MEM = 1, 2  # nvmlClockType_t
-# (field, query, args, factor to the field's unit)
-SIMPLE_READS = (("energy_counter_j", "energy", (), 1e-3), ("sm_clock_mhz", "clock", (CLOCK_SM,), 1),
-                ("mem_clock_mhz", "clock", (CLOCK_MEM,), 1), ("temperature_c", "temperature", (), 1),
-                ("memory_used_bytes", "memory_used", (), 1), ("clocks_event_reasons", "clocks_event_reasons", (), 1))
+# (field, query, args, factor to the field's unit, the call's trace key)
+SIMPLE_READS = tuple((name, query, args, factor, call_key(query, args)) for name, query, args, factor in (
+    ("energy_counter_j", "energy", (), 1e-3), ("sm_clock_mhz", "clock", (CLOCK_SM,), 1),
+    ("mem_clock_mhz", "clock", (CLOCK_MEM,), 1), ("temperature_c", "temperature", (), 1),
+    ("memory_used_bytes", "memory_used", (), 1), ("clocks_event_reasons", "clocks_event_reasons", (), 1)))
+_MISSING = (None, None)
 
 
 class _Gpu:
@@ -72,9 +77,10 @@ class _Gpu:
         self.info = {q: self.read(q) for q in ("name", "uuid", "index", "pid", "power_limit")}
         self.info["max_sm_clock"] = self.read("max_clock", CLOCK_SM)
 
-    def read(self, query: str, *args: Any) -> Any:
-        """One read; None when it fails. Permanent failures are remembered and not retried."""
-        key = call_key(query, args)
+    def read(self, query: str, *args: Any, key: str | None = None) -> Any:
+        """One read (`key`: its call_key when known); None when it fails. Permanent failures
+        are remembered and not retried."""
+        key = key or call_key(query, args)
         if key in self.unsupported:
             return None
         try:
@@ -128,8 +134,8 @@ class NvmlSampler(PollingSampler):
             mw = g.read("power_usage")
             if mw is not None:
                 v["power_avg_1s_w"] = mw * 1e-3
-        for name, query, args, factor in SIMPLE_READS:
-            raw = g.read(query, *args)
+        for name, query, args, factor, key in SIMPLE_READS:
+            raw = g.read(query, *args, key=key)
             if raw is not None:
                 v[name] = raw * factor
         util = g.read("utilization")
@@ -140,14 +146,18 @@ class NvmlSampler(PollingSampler):
         return v
 
     def _read_fields(self, g: _Gpu, t: float, v: dict[str, float]) -> None:
-        got = g.read("fields", FIELD_KEYS) or {}
-        for name, fid, scope, factor in INSTANT_FIELDS + COUNTER_FIELDS:
-            ret, raw = got.get(f"{fid}@{scope}", (None, None))
+        # every poll asks for every field (so a recording is the same whatever the device refuses);
+        # the live device leaves the ones it refused for good out of the NVML request
+        got = g.read("fields", FIELD_KEYS, key="fields") or {}
+        for name, key, factor, counter in _FIELD_SPECS:
+            ret, raw = got.get(key, _MISSING)
             if ret != 0 or raw is None:
-                if ret is not None and ret in PERMANENT_ERRORS | {0}:
-                    g.unsupported.setdefault(name, f"NVML error {ret}" if ret else "value not available")
+                if ret in PERMANENT_ERRORS:
+                    g.unsupported.setdefault(name, f"NVML error {ret}")
+                elif ret == 0:
+                    g.unsupported.setdefault(name, "value not available")
                 continue
-            if (name, fid, scope, factor) in INSTANT_FIELDS:
+            if not counter:
                 v[name] = raw * factor
                 continue
             prev = g.prev.get(name)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import lru_cache
 from typing import Any, Protocol
 
 from aifbench.telemetry.gpus import TelemetryUnavailable, cuda_index, pci_location, visible_indices
@@ -78,16 +79,28 @@ class DeviceAccess(Protocol):
 
 def call_key(query: str, args: tuple) -> str:
     """How a call is named in a trace: 'clock:1', 'energy', 'fields'."""
-    return "".join([query, *(f":{a}" for a in args)]) if query != "fields" else "fields"
+    if not args or query == "fields":
+        return query
+    return "".join([query, *(f":{a}" for a in args)])
+
+
+_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+"""nvmlValueType_t -> the member of nvmlValue_t holding the value"""
 
 
 def _field_value(v: Any) -> float | int | None:
     """Decode one nvmlFieldValue_t by its valueType (nvmlValueType_t)."""
-    member = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}.get(int(v.valueType))
+    member = _VALUE_MEMBERS.get(int(v.valueType))
     if member is None:
         return None
     value = getattr(v.value, member)
     return None if member != "dVal" and value in NOT_AVAILABLE else value
+
+
+@lru_cache(maxsize=64)
+def field_ids(keys: tuple[str, ...]) -> list[tuple[int, int]]:
+    """('186@0', ...) -> [(186, 0), ...]: parsed once per distinct request list."""
+    return [tuple(int(x) for x in k.split("@")) for k in keys]
 
 
 class LiveAccess:
@@ -100,9 +113,10 @@ class LiveAccess:
         self._handles = list(handles)
         self.slots = len(self._handles)
         self.note = note
+        self._queries = {name[3:]: getattr(self, name) for name in dir(type(self)) if name.startswith("_q_")}
 
     def _query(self, query: str, slot: int, args: tuple) -> Any:
-        fn = getattr(self, f"_q_{query}", None)
+        fn = self._queries.get(query)
         if fn is None:
             raise NvmlCallError(NVML_ERROR_NOT_SUPPORTED, f"no {self.source} query {query!r}")
         return fn(self._handles[slot], *args)
@@ -134,6 +148,10 @@ class PynvmlDevice(LiveAccess):
     def __init__(self, nv: Any, handles: list[Any], note: str = ""):
         super().__init__(handles, note)
         self._nv = nv
+        self._refused: dict[int, dict[str, int]] = {id(h): {} for h in self._handles}
+        """per handle: field key -> the permanent error it was refused with; never asked again"""
+        self._asks: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}
+        """(handle, keys asked for) -> the keys sent to NVML (those not refused)"""
 
     def read(self, query: str, *args: Any, slot: int = 0) -> Any:
         try:
@@ -164,13 +182,22 @@ class PynvmlDevice(LiveAccess):
         return int(self._nv.nvmlDeviceGetEnforcedPowerLimit(h))
 
     def _q_fields(self, h: Any, keys: tuple[str, ...]) -> dict[str, list]:
-        ids = [tuple(int(x) for x in k.split("@")) for k in keys]
-        values = self._nv.nvmlDeviceGetFieldValues(h, ids)
-        out = {}
-        for key, v in zip(keys, values):
+        """One nvmlDeviceGetFieldValues call for the keys not refused for good; the refused
+        ones answer their recorded error, so a caller (and a recording) sees every key."""
+        keys = tuple(keys)
+        refused = self._refused[id(h)]
+        ask = self._asks.get((id(h), keys))
+        if ask is None:
+            ask = self._asks[(id(h), keys)] = tuple(k for k in keys if k not in refused)
+        values = self._nv.nvmlDeviceGetFieldValues(h, field_ids(ask)) if ask else ()
+        got = {}
+        for key, v in zip(ask, values):
             ret = int(v.nvmlReturn)
-            out[key] = [ret, _field_value(v) if ret == NVML_SUCCESS else None]
-        return out
+            got[key] = [ret, _field_value(v) if ret == NVML_SUCCESS else None]
+            if ret in PERMANENT_ERRORS:
+                refused[key] = ret
+                self._asks.clear()
+        return {k: got[k] if k in got else [refused.get(k, NVML_ERROR_NOT_SUPPORTED), None] for k in keys}
 
     def _q_energy(self, h: Any) -> int:
         return int(self._nv.nvmlDeviceGetTotalEnergyConsumption(h))
