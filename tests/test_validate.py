@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -229,6 +230,9 @@ def test_baseline_save_list_and_drift(tmp_path, capsys):
     root = str(run_dir.parent)
     assert main(["baseline", "save", run_dir.name, "--name", "booster-2026", "--results", root, "--note", "accepted"]) == 0
     assert (run_dir.parent / "baselines" / "booster-2026" / run_dir.name / "metrics.rank00000.main.parquet").is_file()
+    mask = os.umask(0o022)
+    os.umask(mask)  # a saved baseline is as readable as a plain mkdir makes it (not mkdtemp's 0700)
+    assert (run_dir.parent / "baselines" / "booster-2026").stat().st_mode & 0o777 == 0o777 & ~mask
     assert main(["baseline", "save", run_dir.name, "--name", "booster-2026", "--results", root]) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["baseline", "save", run_dir.name, "--name", "booster 2026", "--results", root]) == 2

@@ -7,10 +7,12 @@ one, never a half-written one. The file gets the permissions a plain open() woul
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def _umask() -> int:
@@ -40,3 +42,22 @@ def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary directory beside `path` to fill; on success it gets a plain mkdir's
+    permissions (0777 minus the umask, not mkdtemp's 0700) and replaces `path` (an existing
+    one is removed first); on failure it is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

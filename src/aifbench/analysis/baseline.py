@@ -10,9 +10,7 @@ raw samples and the bootstrap interval of the median ratio both say so (stats.py
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from aifbench.analysis.data import BASELINES_DIR, load_runs
+from aifbench.atomic import atomic_dir
 from aifbench.errors import ConfigError
 from aifbench.results import store
 from aifbench.results.store import Results
@@ -70,17 +69,9 @@ def save(results: Path, run_id: str | None, name: str, *, note: str = "", force:
     if dest.exists() and not force:
         raise ConfigError(f"baseline {name!r} exists ({dest}); choose another name or pass --force")
     info = _describe(name, run, note)
-    root(results).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root(results)))
-    try:
+    with atomic_dir(dest) as tmp:
         shutil.copytree(run_dir, tmp / run_dir.name, ignore=shutil.ignore_patterns(".*"))
         (tmp / META).write_text(json.dumps(asdict(info), indent=1) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
 
 
