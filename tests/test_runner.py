@@ -116,3 +116,26 @@ def test_rank_device_follows_gpu_binding():
     assert rank_device("cuda", 3, visible=1) == "cuda:0"  # one GPU bound per task by the scheduler
     with pytest.raises(LaunchError, match="local rank 5 has no GPU"):
         rank_device("cuda", 5, visible=4)
+
+
+def test_interrupted_run_and_empty_measurement_are_not_ok(tmp_path, monkeypatch):
+    from aifbench.runner import _run_case
+
+    suite = load_suite(str(write(tmp_path / "probe.toml", SUITE)))
+    plan = Plan.from_suite(suite, run_id="int-run", device="cpu", results_root=tmp_path, telemetry_interval_s=0)
+    monkeypatch.setattr(Probe, "measure", lambda self, timer: Measurement())
+    calls = []
+
+    def stop_after_two(case, *args):
+        calls.append(case)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as a preemption signal would
+        return _run_case(case, *args)
+
+    monkeypatch.setattr("aifbench.runner._run_case", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        execute(plan)
+    res = load([tmp_path])
+    assert res.runs.iloc[0]["status"] == "interrupted"
+    first = res.metrics[res.metrics["case_id"] == plan.cases[0].case_id].iloc[0]
+    assert first["status"] == "failed" and first["reason"] == "benchmark returned no metrics"

@@ -27,7 +27,7 @@ import itertools
 import json
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -163,7 +163,6 @@ class Suite:
     timing: TimingConfig
     cases: tuple[Case, ...]
     overrides: tuple[str, ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def config_dict(self) -> dict[str, Any]:
         return {"suite": self.name, "path": self.path, "overrides": list(self.overrides),
@@ -216,7 +215,7 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
             cfg = build_config(cls.Config, params, block["benchmark"])
             cases.append(Case(index=len(cases), benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
     return Suite(name=str(meta.get("name", path.stem)), path=str(path), description=str(meta.get("description", "")),
-                 timing=timing, cases=tuple(cases), overrides=tuple(overrides), raw=raw)
+                 timing=timing, cases=tuple(cases), overrides=tuple(overrides))
 
 
 def _check_block(block: Any, where: str, i: int) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -138,7 +137,3 @@ def collect(device: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     row.update({col: env.get(var) for col, var in SLURM_VARS.items()})
     row.update(device_info(device))
     return row
-
-
-def python_executable() -> str:
-    return sys.executable

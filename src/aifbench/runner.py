@@ -38,7 +38,6 @@ CaseCallback = Callable[[Case, str, str], None]  # (case, status, reason)
 @dataclass
 class RunSummary:
     run_id: str
-    rank: int
     statuses: dict[str, str] = field(default_factory=dict)  # case_id -> ok|failed|skipped
 
     @property
@@ -75,20 +74,16 @@ def build_context(plan: Plan, info: RankInfo, device: str, device_name: str, pci
 
 
 def _peak_lookup(device_name: str, pci_id: str | None, device: str):
-    try:
-        from aifbench.hardware import catalog
-    except ImportError:
-        return Context().peak_lookup
+    from aifbench.hardware import catalog
+
     return catalog.peak_lookup_for(device_name, pci_id, device=device)
 
 
 def _open_sampler(device: str, interval_s: float):
     if interval_s <= 0:
         return NullSampler("telemetry disabled (interval 0)")
-    try:
-        from aifbench.telemetry.select import open_sampler
-    except ImportError:
-        return NullSampler("no telemetry backend installed")
+    from aifbench.telemetry.select import open_sampler
+
     return open_sampler(device, interval_s)
 
 
@@ -108,7 +103,7 @@ def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | No
     run_row = _run_row(plan, info, prov, sampler.describe())
     writer.replace("runs", [run_row])
     writer.flush()
-    summary = RunSummary(plan.run_id, info.rank)
+    summary = RunSummary(plan.run_id)
     try:
         for case in plan.cases:
             status = kept.get(case.case_id)
@@ -124,7 +119,9 @@ def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | No
                 _barrier()
     finally:
         sampler.close()
-        run_row.update(ended_utc=now_utc(), status="failed" if summary.failed else "ok")
+        finished = len(summary.statuses) == len(plan.cases)
+        run_row.update(ended_utc=now_utc(),
+                       status="interrupted" if not finished else "failed" if summary.failed else "ok")
         writer.replace("runs", [run_row])
         writer.flush()
     return summary
@@ -190,11 +187,15 @@ def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler
     finally:
         if bench is not None:
             _teardown(bench)
+    if status == "ok" and not measurement.metrics:  # telemetry rows alone are no measurement
+        status, reason = "failed", "benchmark returned no metrics"
     rows = _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason, started)
     writer.add("metrics", rows)
     base = {"schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank}
-    writer.add("samples", [dict(base, metric=name, sample_index=i, value=float(v), unit=metric_dict.get(name).unit)
-                           for name, values in measurement.samples.items() for i, v in enumerate(values)])
+    for name, values in measurement.samples.items():
+        unit = metric_dict.get(name).unit
+        writer.add("samples", [dict(base, metric=name, sample_index=i, value=float(v), unit=unit)
+                               for i, v in enumerate(values)])
     writer.add("telemetry", [dict(base, **r) for r in window.rows])
     return status, reason
 
@@ -213,11 +214,9 @@ def _teardown(bench: Benchmark) -> None:
 
 def _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason, started) -> list[dict]:
     metrics = list(measurement.metrics) + list(window.metrics) + efficiency_metrics(measurement.metrics, window.metrics)
-    if status != "ok" or not metrics:
+    if status != "ok":  # one placeholder row carries the status and reason
         first = cls.emits[0] if getattr(cls, "emits", None) else "time_s"
         metrics = [Metric(first, math.nan, stat="median", n_samples=0)]
-        if status == "ok":
-            status, reason = "failed", "benchmark returned no metrics"
     common = {
         "schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank,
         "benchmark": case.benchmark, "params": json.dumps(case.params, sort_keys=True),

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("plan", type=Path, help="plan JSON written by the launcher")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("AIFBENCH_LOG", "WARNING"),
-                        format="%(asctime)s rank%(process)d %(name)s: %(message)s")
+                        format="%(asctime)s pid%(process)d %(name)s: %(message)s")
     try:
         summary = run_plan(Plan.load(args.plan))
     except AifbenchError as exc:

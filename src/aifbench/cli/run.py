@@ -113,7 +113,7 @@ def _run_inprocess(plan) -> bool:
 
 def _run_local(plan, nproc: int) -> bool:
     from aifbench.launch.local import launch
-    from aifbench.results.store import shard_name
+    from aifbench.results.store import read_parquet, shard_name
 
     shard = plan.run_dir / shard_name("metrics", 0, plan.part)
     with _progress() as progress:
@@ -122,8 +122,6 @@ def _run_local(plan, nproc: int) -> bool:
         def poll():
             if shard.exists():
                 try:
-                    from aifbench.results.store import read_parquet
-
                     done = len(set(read_parquet(shard, columns=["case_id"]).column(0).to_pylist()))
                     progress.update(task, completed=done)
                 except Exception:  # being replaced right now; next poll
@@ -143,7 +141,7 @@ def _summarize(plan, failed: bool) -> int:
         logs = sorted(plan.run_dir.glob("worker.rank*.log"))
         tail = logs[0].read_text()[-1500:] if logs else ""
         raise LaunchError(f"no measurements were written under {plan.run_dir}" + (f"; {logs[0].name}:\n{tail}" if tail else ""))
-    print_metrics(df, f"run {plan.run_id}", by_rank=df["rank"].nunique() > 1 if len(df) else False)
-    counts = df.drop_duplicates(["case_id", "rank"])["status"].value_counts().to_dict() if len(df) else {}
+    print_metrics(df, f"run {plan.run_id}", by_rank=df["rank"].nunique() > 1)
+    counts = df.drop_duplicates(["case_id", "rank"])["status"].value_counts().to_dict()
     console.print(f"results: {plan.run_dir}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return 1 if failed or counts.get("failed") else 0

@@ -24,8 +24,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
-           timeout_s: float | None = None) -> list[int]:
+def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None) -> list[int]:
     """Start `nproc` workers for `plan`, wait for all; returns their exit codes by rank.
 
     `poll` is called about twice a second while waiting (progress display). When one
@@ -41,7 +40,6 @@ def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
         with open(log_path, "w") as log_file:
             procs.append(subprocess.Popen([sys.executable, "-m", "aifbench.worker", str(plan_path)],
                                           env=env, stdout=log_file, stderr=subprocess.STDOUT))
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     first_failure: float | None = None
     while any(p.poll() is None for p in procs):
         if poll:
@@ -49,8 +47,7 @@ def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
         now = time.monotonic()
         if first_failure is None and any(p.returncode not in (None, 0, 1) for p in procs):
             first_failure = now
-        expired = deadline is not None and now > deadline
-        if expired or (first_failure is not None and now - first_failure > plan.dist_timeout_s):
+        if first_failure is not None and now - first_failure > plan.dist_timeout_s:
             for p in procs:
                 p.kill()
             break

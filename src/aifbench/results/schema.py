@@ -102,7 +102,7 @@ RUNS_TABLE = Table("runs", "provenance: one row per rank (and array task) of a r
     _c("system", "string", "", "system profile name"),
     _c("partition", "string", "", "Slurm partition", required=False),
     _c("launcher", "string", "", "inprocess | local | slurm"),
-    _c("status", "string", "", "ok when every case ended ok or skipped, else failed"),
+    _c("status", "string", "", "running; then ok (every case ended ok or skipped), failed (a case failed) or interrupted (stopped before its last case)"),
     _c("started_utc", "timestamp", "UTC", "start of the run on this rank"),
     _c("ended_utc", "timestamp", "UTC", "end of the run on this rank", required=False),
     _c("config", "string", "", "the effective configuration (suite, overrides, cases), JSON"),
