@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import Any
 
 from aifbench.telemetry.gpus import TelemetryUnavailable, cuda_index, pci_location, visible_indices
@@ -68,6 +69,10 @@ class AmdSmiDevice(LiveAccess):
         self._smi = smi
         self._indices = list(indices)
         self._powered = [self._reports_power(h) for h in self._handles]
+        self._slot_of = {id(h): slot for slot, h in enumerate(self._handles)}
+        self._field_readers = {"186@0": self._instant_mw, "3@0": partial(self._ecc, key="correctable_count"),
+                               "4@0": partial(self._ecc, key="uncorrectable_count")}
+        """field key -> reader(handle): the NVML fields amdsmi answers; every other is NOT_SUPPORTED"""
         unpowered = [i for i, p in zip(indices, self._powered) if not p]
         self.note = note + (f"; no power reading on amdsmi index {unpowered} ({NO_POWER})" if unpowered else "")
 
@@ -114,7 +119,7 @@ class AmdSmiDevice(LiveAccess):
         return str(self._smi.amdsmi_get_gpu_device_uuid(h))
 
     def _q_index(self, h: Any) -> int:
-        return self._indices[self._handles.index(h)]
+        return self._indices[self._slot_of[id(h)]]
 
     def _q_pid(self, h: Any) -> int:
         return os.getpid()
@@ -134,9 +139,7 @@ class AmdSmiDevice(LiveAccess):
 
     def _q_fields(self, h: Any, keys: tuple[str, ...]) -> dict[str, list]:
         out = {k: [NVML_ERROR_NOT_SUPPORTED, None] for k in keys}
-        wanted = {"186@0": self._instant_mw, "3@0": lambda h: self._ecc(h, "correctable_count"),
-                  "4@0": lambda h: self._ecc(h, "uncorrectable_count")}
-        for key, fn in wanted.items():
+        for key, fn in self._field_readers.items():
             if key in out:
                 try:
                     out[key] = [0, fn(h)]
@@ -145,7 +148,7 @@ class AmdSmiDevice(LiveAccess):
         return out
 
     def _instant_mw(self, h: Any) -> int:
-        if not self._powered[self._handles.index(h)]:
+        if not self._powered[self._slot_of[id(h)]]:
             raise NvmlCallError(NVML_ERROR_NOT_SUPPORTED, NO_POWER)
         return round(_num(self._smi.amdsmi_get_power_info(h).get("current_socket_power"), "current_socket_power") * 1e3)
 
