@@ -36,17 +36,15 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from aifbench.config import read_toml
+from aifbench.errors import ConfigError, one_of
 
-from aifbench.errors import ConfigError
+if TYPE_CHECKING:
+    from aifbench.systems import System
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +128,7 @@ def from_mapping(raw: Mapping[str, Any], where: str) -> Reference:
         raise ConfigError(f"{where}: a reference must be a table, got {type(raw).__name__}")
     unknown = set(raw) - _FIELDS
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_FIELDS))}")
+        raise one_of(f"key in {where}", sorted(unknown)[0], _FIELDS)
     for key in ("benchmark", "metric"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigError(f"{where}: '{key}' (a name) is required")
@@ -165,14 +163,7 @@ def parse(items: Iterable[Any], where: str) -> list[Reference]:
 
 def load_file(path: Path) -> list[Reference]:
     """`[[reference]]` tables of a TOML file."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read references {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"references {path}: TOML syntax error: {exc}") from None
-    items = data.get("reference", [])
+    items = read_toml(path).get("reference", [])
     if not isinstance(items, list) or not items:
         raise ConfigError(f"references {path}: no [[reference]] tables")
     return parse(items, str(path))
@@ -186,17 +177,16 @@ def defaults() -> list[Reference]:
     return load_file(DEFAULTS)
 
 
-def for_system(name: str) -> list[Reference]:
+def for_system(system: str | System) -> list[Reference]:
     """A system profile's `[[acceptance.reference]]` entries, then the generic ones for its GPU
-    model that it does not replace (same `key`), unless it sets `[acceptance] defaults = false`."""
-    from aifbench.systems import load_system
-
-    profile = load_system(name)
+    model that it does not replace (same `key`), unless it sets `[acceptance] defaults = false`.
+    `system`: a loaded profile, or a name or path to load."""
+    profile = _profile(system)
+    name = system if isinstance(system, str) else profile.name
     acceptance = getattr(profile, "acceptance", None) or {}
     unknown = set(acceptance) - {"reference", "defaults"}
     if unknown:
-        raise ConfigError(f"system {name} [acceptance]: unknown key(s) {', '.join(sorted(unknown))}; "
-                          "allowed: defaults, reference")
+        raise one_of(f"key in system {name} [acceptance]", sorted(unknown)[0], ("defaults", "reference"))
     if not isinstance(acceptance.get("defaults", True), bool):
         raise ConfigError(f"system {name} [acceptance]: 'defaults' must be true or false")
     items = acceptance.get("reference", [])
@@ -204,25 +194,28 @@ def for_system(name: str) -> list[Reference]:
         raise ConfigError(f"system {name} [acceptance]: 'reference' must be an array of tables ([[acceptance.reference]])")
     refs = parse(items, f"system {name}")
     if acceptance.get("defaults", True):
-        own, sku = {r.key for r in refs}, profile_gpu(name)
+        own, sku = {r.key for r in refs}, profile_gpu(profile)
         refs += [r for r in defaults() if r.key not in own and (sku is None or r.applies_to(sku))]
     return refs
 
 
-def profile_gpu(name: str) -> str | None:
+def profile_gpu(system: str | System) -> str | None:
     """The hardware catalog id a system profile's nodes carry; None where the profile does not
     fix one (device "auto": whatever this machine has)."""
+    node = _profile(system).node
+    return None if node.device == "auto" else node.gpu_sku
+
+
+def _profile(system: str | System) -> System:
     from aifbench.systems import load_system
 
-    node = load_system(name).node
-    return None if node.device == "auto" else node.gpu_sku
+    return load_system(system) if isinstance(system, str) else system
 
 
 def check_names(refs: Iterable[Reference]) -> None:
     """Refuse references naming an unknown benchmark, parameter, parameter value, metric or GPU
     model (each error lists what is allowed): such a reference would silently never match."""
     from aifbench import metrics, registry
-    from aifbench.errors import one_of
     from aifbench.hardware import catalog
 
     skus = catalog.load().ids()

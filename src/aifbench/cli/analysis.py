@@ -222,8 +222,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.references:
         refs, gpu = references.load_file(args.references), None
     else:
+        from aifbench.systems import load_system
+
         try:
-            refs, gpu = references.for_system(system), references.profile_gpu(system)
+            profile = load_system(system)  # parsed once, for the references and the GPU model
+            refs, gpu = references.for_system(profile), references.profile_gpu(profile)
         except ConfigError as exc:
             hint = "" if args.system else f" (the run's system is {system!r}: give --system NAME or --references FILE)"
             raise ConfigError(f"{exc}{hint}") from None

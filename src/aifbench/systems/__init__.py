@@ -18,16 +18,11 @@ from __future__ import annotations
 
 import re
 import shlex
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from aifbench.config import read_toml
 from aifbench.errors import ConfigError, one_of
 
 SYSTEMS_DIR = Path(__file__).resolve().parent
@@ -152,11 +147,7 @@ def load_system(name_or_path: str) -> System:
             raise one_of("system", name_or_path, list_systems())
     elif not path.is_file():
         raise ConfigError(f"system profile not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    return parse_system(raw, str(path))
+    return parse_system(read_toml(path), str(path))
 
 
 _TOP = {"name", "site", "description", "scheduler", "python", "sources", "unconfirmed",
