@@ -229,3 +229,17 @@ def test_amdsmi_not_importable_here_is_a_reason_not_a_crash():
         pass
     with pytest.raises(TelemetryUnavailable, match="amdsmi is not importable"):
         open_amdsmi_device("cuda:0")
+
+
+def test_trace_path_per_rank_follows_rank_info(monkeypatch):
+    from aifbench.telemetry.trace import rank_path
+
+    for var in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(var, raising=False)
+    assert rank_path("t.{rank}.jsonl").name == "t.0.jsonl"
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert rank_path("t.{rank}.jsonl").name == "t.3.jsonl"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # the launcher's rank comes before Slurm's
+    assert rank_path("t.{rank}.jsonl").name == "t.1.jsonl"

@@ -7,10 +7,10 @@ Policy (`gpus`):
   auto     'visible' when the rank is alone on its node, else 'own': when every GPU of a
            node has its own rank, each rank samples its own GPU and none is sampled twice
 
-Ranks on this node, in aifbench.distributed's precedence: with RANK/WORLD_SIZE set,
-LOCAL_WORLD_SIZE (torchrun, submitit) else WORLD_SIZE (aifbench's local launcher starts every
-rank on this node); with SLURM_PROCID/SLURM_NTASKS, Slurm's per-node task count
-(SLURM_STEP_TASKS_PER_NODE or SLURM_TASKS_PER_NODE at SLURM_NODEID) else SLURM_NTASKS; else 1.
+Ranks on this node: the world size of aifbench.distributed.rank_info, narrowed with RANK/WORLD_SIZE
+set by LOCAL_WORLD_SIZE (torchrun, submitit; aifbench's local launcher starts every rank on this
+node), with SLURM_PROCID/SLURM_NTASKS by Slurm's per-node task count (SLURM_STEP_TASKS_PER_NODE
+or SLURM_TASKS_PER_NODE at SLURM_NODEID).
 Metrics and validity flags always describe the rank's own device; the other GPUs only add
 rows to the telemetry table (tagged with their gpu_index and gpu_uuid).
 """
@@ -22,6 +22,7 @@ import os
 import re
 from typing import Mapping
 
+from aifbench.distributed import rank_info
 from aifbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,15 @@ def resolve_policy(policy: str, env: Mapping[str, str] | None = None) -> str:
 
 
 def ranks_on_node(env: Mapping[str, str] | None = None) -> int:
-    """How many ranks of this job run on this node; same precedence as aifbench.distributed."""
+    """How many ranks of this job run on this node: aifbench.distributed.rank_info's world size,
+    narrowed by LOCAL_WORLD_SIZE (RANK/WORLD_SIZE set) or by Slurm's per-node task count."""
     env = os.environ if env is None else env
-    if "RANK" in env and "WORLD_SIZE" in env:  # local launcher (all ranks here), torchrun, submitit
-        return _int(env.get("LOCAL_WORLD_SIZE")) or _int(env.get("WORLD_SIZE")) or 1
-    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
-        return _slurm_tasks_here(env) or _int(env.get("SLURM_NTASKS")) or 1
-    return 1
+    world = rank_info(env).world_size
+    if world == 1:
+        return 1
+    if "RANK" in env and "WORLD_SIZE" in env:  # rank_info's precedence: launcher/torchrun before Slurm
+        return _int(env.get("LOCAL_WORLD_SIZE")) or world
+    return _slurm_tasks_here(env) or world
 
 
 def _slurm_tasks_here(env: Mapping[str, str]) -> int | None:

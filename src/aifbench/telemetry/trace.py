@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from aifbench.distributed import rank_info
 from aifbench.errors import ConfigError
 from aifbench.telemetry.nvml_device import NVML_ERROR_NOT_SUPPORTED, DeviceAccess, NvmlCallError, call_key
 
@@ -275,6 +276,5 @@ def _poll(obj: dict, last: dict | None, version: int, slots: int, bad) -> dict:
 
 
 def rank_path(template: str | os.PathLike) -> Path:
-    """Expand '{rank}' in a trace path from RANK / SLURM_PROCID (one file per rank)."""
-    rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or "0"
-    return Path(str(template).replace("{rank}", rank))
+    """Expand '{rank}' in a trace path to this process's rank (aifbench.distributed.rank_info)."""
+    return Path(str(template).replace("{rank}", str(rank_info().rank)))
