@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from aifbench import SCHEMA_VERSION, __version__
 from aifbench.analysis.data import KEYS, load_runs
 from aifbench.atomic import atomic_write
-from aifbench.errors import ConfigError, SchemaError
+from aifbench.errors import ConfigError, SchemaError, one_of
 from aifbench.results import schema, store
 from aifbench.results.store import Results
 
@@ -86,8 +86,7 @@ def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
         raise ConfigError(f"{path}: no '{TABLE_COLUMN}' column; not an aifbench bundle")
     unknown = set(df[TABLE_COLUMN].dropna().unique()) - set(schema.TABLES)
     if unknown:
-        raise SchemaError(f"{path}: unknown table(s) {', '.join(sorted(map(str, unknown)))}; "
-                          f"allowed: {', '.join(schema.TABLES)}")
+        raise SchemaError(f"{path}: {one_of('table', sorted(map(str, unknown))[0], schema.TABLES)}")
     out = {}
     for name in schema.TABLES:
         part = df[df[TABLE_COLUMN] == name].drop(columns=TABLE_COLUMN)
@@ -96,41 +95,14 @@ def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
             continue
         # a column without any value in this table's rows belongs to another table (or is an
         # empty optional one, which validate() restores); an older version's columns stay for
-        # its migration
+        # its migration (validate migrates each version's rows)
         part = part[[c for c in part.columns if part[c].notna().any()]]
         try:
-            valid = schema.validate(name, _migrate_by_version(name, part))
+            valid = schema.validate(name, part)
         except SchemaError as exc:
             raise SchemaError(f"{path}: {exc}") from None
         out[name] = valid.drop_duplicates(list(KEYS[name]))
     return out
-
-
-def _migrate_by_version(name: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Each schema version's rows through schema.MIGRATIONS alone, then stacked.
-
-    Done here rather than by schema.migrate() on the whole frame, because that concatenates the
-    rows it did not touch (with every old column) back onto the migrated ones, so a renamed
-    column would come back. Newer versions go to schema.migrate, which refuses them by name.
-    """
-    if "schema_version" not in df.columns:
-        raise SchemaError(f"{name}: no schema_version column")
-    versions = pd.to_numeric(df["schema_version"], errors="coerce")
-    if versions.isna().any():
-        raise SchemaError(f"{name}.schema_version: empty or not a number in {int(versions.isna().sum())} row(s)")
-    if (versions == SCHEMA_VERSION).all():
-        return df
-    parts = []
-    for version, part in df.groupby(versions, sort=True):
-        part = part[[c for c in part.columns if part[c].notna().any()]]
-        if version > SCHEMA_VERSION:
-            schema.migrate(name, part)  # raises SchemaError: newer than this aifbench supports
-        for step in range(int(version), SCHEMA_VERSION):
-            if step not in schema.MIGRATIONS:
-                raise SchemaError(f"{name}: no migration from schema version {step}")
-            part = schema.MIGRATIONS[step](name, part)
-        parts.append(part)
-    return pd.concat(parts, ignore_index=True)
 
 
 def _new_rows(df: pd.DataFrame, existing: pd.DataFrame, key: list[str]) -> pd.DataFrame:
