@@ -10,6 +10,7 @@ import socket
 import pytest
 
 from aifbench.benchmarks import _collective_ops as ops
+from aifbench.benchmarks._shared import torch_dtype
 from aifbench.benchmarks.base import Context
 from aifbench.benchmarks.collectives import OPS, Collectives, CollectivesConfig, algbw_busbw, busbw_factor
 from aifbench.cli import main
@@ -59,7 +60,7 @@ def test_one_rank_is_skipped_with_the_reason():
 def test_check_patterns_are_exact_in_every_dtype():
     import torch
 
-    for dt in ops.DTYPES.values():
+    for dt in map(torch_dtype, ops.DTYPES):
         p = ops.periodic(40, 11, dt, "cpu")
         assert p.tolist() == [float((11 + i) % 13) for i in range(40)]
 

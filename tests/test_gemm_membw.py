@@ -85,11 +85,11 @@ def test_samples_hold_enough_calls_to_amortise_the_launch():
     import time
 
     slow = lambda: time.sleep(0.002)  # noqa: E731  (2 ms per call: one call fills a 1 ms sample)
-    assert gemm_mod.calls_per_sample(slow, "cpu", 1e-3, floor=1) == 1
-    assert gemm_mod.calls_per_sample(slow, "cpu", 1e-3, floor=5) == 5  # never below timing.inner
-    assert gemm_mod.calls_per_sample(slow, "cpu", 0.0, floor=3) == 3  # 0: timing.inner as it is
-    assert 2 <= gemm_mod.calls_per_sample(slow, "cpu", 0.01, floor=1) <= 5
-    assert gemm_mod.calls_per_sample(lambda: None, "cpu", 10.0, floor=1) == 10000  # capped
+    assert Timer().calls_lasting(slow, 1e-3, floor=1, cap=10000) == 1
+    assert Timer().calls_lasting(slow, 1e-3, floor=5, cap=10000) == 5  # never below timing.inner
+    assert Timer().calls_lasting(slow, 0.0, floor=3, cap=10000) == 3  # 0: timing.inner as it is
+    assert 2 <= Timer().calls_lasting(slow, 0.01, floor=1, cap=10000) <= 5
+    assert Timer().calls_lasting(lambda: None, 10.0, floor=1, cap=10000) == 10000  # capped
 
 
 def test_warmup_s_settles_before_timing():
@@ -97,7 +97,7 @@ def test_warmup_s_settles_before_timing():
     detail = rows(run(bench), "tflops")["median"].detail
     calls = int(detail.split("settled=")[1].split()[0])
     assert calls >= 8 and calls % 8 == 0 and detail.endswith("in 0.05s")
-    assert gemm_mod.settle(lambda: None, 0.0, "cpu") == 0
+    assert gemm_mod.settle(Timer(), lambda: None, 0.0) == 0
 
 
 @pytest.mark.parametrize("bench", [Gemm(GemmConfig(shape="square", m=8192, gpu_only=True), CPU),

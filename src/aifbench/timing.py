@@ -7,6 +7,7 @@ torch.utils.benchmark's own tests do, so the statistics are checked without real
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -108,10 +109,13 @@ class Timer:
                 before_each()
             fn()
         self.synchronize()
-        samples = [self._one(fn, inner, before_each) / inner for _ in range(repeats)]
+        samples = [self.time_once(fn, inner, before_each) / inner for _ in range(repeats)]
         return summarize(samples)
 
-    def _one(self, fn: Callable[[], object], inner: int, before_each) -> float:
+    def time_once(self, fn: Callable[[], object], inner: int = 1,
+                  before_each: Callable[[], object] | None = None) -> float:
+        """Seconds of `inner` back-to-back calls as one sample (one event or clock pair around
+        all of them), no warm-up; `before_each` runs first, untimed."""
         if before_each:
             before_each()
         if self.uses_cuda_events:
@@ -138,7 +142,11 @@ class Timer:
 
             torch.cuda.synchronize(self.device)
 
-    def now_s(self) -> float:
-        """Host time in seconds for spans the benchmark times itself (e.g. one decode token)."""
-        self.synchronize()
-        return self.clock() / NS_PER_S
+    def calls_lasting(self, fn: Callable[[], object], seconds: float, floor: int = 1,
+                      cap: int | None = None) -> int:
+        """Back-to-back calls of `fn` that last about `seconds` (at least `floor`, at most `cap`),
+        from one call to warm up, then one sample of 4 calls."""
+        fn()
+        per_call = self.time_once(fn, 4) / 4
+        calls = max(floor, math.ceil(seconds / max(per_call, 1e-9)))
+        return min(cap, calls) if cap else calls

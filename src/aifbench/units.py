@@ -12,6 +12,9 @@ GiB = 2**30
 TFLOP = 10**12
 NS_PER_S = 10**9
 
+# bytes per element of each precision name used in configs (fp8 = e4m3/e5m2; tf32 is stored as fp32)
+DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+
 
 def parse_bytes(text: str | int) -> int:
     """'4KiB' -> 4096, '2GB' -> 2e9, 1024 -> 1024. Binary (KiB) and decimal (KB) suffixes."""

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 SIZE_KEYS = ("size_bytes", "message_bytes", "bytes", "size")
 OP_KEYS = ("op", "collective")
 SHAPE_KEYS = ("model", "shape")
@@ -210,7 +209,7 @@ def gemm_dims(p: dict) -> tuple[int, int, int] | None:
     LLM projection leaves the stored n and k at unused defaults); None if it cannot be told."""
     import dataclasses
 
-    from aifbench.benchmarks.gemm import GemmConfig, dims
+    from aifbench.benchmarks._gemm_shape import GemmConfig, dims  # torch-free
 
     known = {f.name for f in dataclasses.fields(GemmConfig)}
     try:
@@ -220,15 +219,17 @@ def gemm_dims(p: dict) -> tuple[int, int, int] | None:
 
 
 def _roof_inputs(part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, str]], tuple[float, str] | None]:
+    from aifbench.benchmarks._gemm_shape import bytes_moved
+    from aifbench.units import DTYPE_BYTES
+
     g = part[(part["benchmark"] == "gemm") & (part["metric"] == "tflops")]
     pts = []
     for r in g.itertuples(index=False):
         p = r.p
-        b = DTYPE_BYTES.get(p.get("dtype"))
-        mnk = gemm_dims(p) if b else None
+        mnk = gemm_dims(p) if p.get("dtype") in DTYPE_BYTES else None
         if mnk:
             m, n, k = mnk
-            pts.append((p["dtype"], 2.0 * m * n * k / ((m * k + k * n + m * n) * b), r.value, r.peak))
+            pts.append((p["dtype"], 2.0 * m * n * k / bytes_moved(m, n, k, p["dtype"]), r.value, r.peak))
     pts = pd.DataFrame(pts, columns=["dtype", "ai", "tflops", "peak"])
     roofs = {}
     for dtype, d in pts.groupby("dtype"):
@@ -243,7 +244,8 @@ def _roof_inputs(part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[floa
 
 
 def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
-    systems = [s for s in sorted(h["series"].unique()) if len(_roof_inputs(h[h["series"] == s])[0])]
+    inputs = {s: _roof_inputs(h[h["series"] == s]) for s in sorted(h["series"].unique())}
+    systems = [s for s, (pts, _, _) in inputs.items() if len(pts)]
     if not systems:
         return None, "no roofline: needs GEMM results with their shape and dtype (memory bandwidth adds the slope)"
     ncols = min(len(systems), 3)
@@ -251,7 +253,7 @@ def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
     for axis in ax.flat[len(systems):]:
         axis.set_visible(False)
     for axis, system in zip(ax.flat, systems):
-        pts, roofs, bw = _roof_inputs(h[h["series"] == system])
+        pts, roofs, bw = inputs[system]
         ridges = [peak * 1000.0 / bw[0] for peak, _ in roofs.values()] if bw else []  # FLOP/byte at the knee
         lo, hi = min([pts["ai"].min()] + ridges) / 4, max([pts["ai"].max()] + ridges) * 4
         ai = np.logspace(math.log10(max(lo, 1e-2)), math.log10(hi), 200)

@@ -17,8 +17,10 @@ from typing import Callable
 
 import torch
 
+from aifbench.benchmarks._shared import torch_dtype
+
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = ("fp32", "bf16", "fp16")
 PERIOD = 13
 CHUNK = 1 << 24  # elements per pattern chunk (64 MiB in fp32)
 _CHUNKED = ("all_gather", "reduce_scatter", "all_to_all")
@@ -81,7 +83,7 @@ def barrier(ctx) -> None:
 # --- buffers and calls ----------------------------------------------------------------------------
 
 def allocate(op: str, count: int, dtype: str, ctx) -> dict[str, torch.Tensor]:
-    n, dt, dev = ctx.world_size, DTYPES[dtype], ctx.device
+    n, dt, dev = ctx.world_size, torch_dtype(dtype), ctx.device
     c = count // n
     shapes = {"all_reduce": {"buf": count}, "broadcast": {"buf": count},
               "all_gather": {"inp": c, "out": count}, "reduce_scatter": {"inp": count, "out": c},
@@ -177,7 +179,7 @@ def verify(op: str, bufs: dict[str, torch.Tensor], dtype: str, ctx) -> str | Non
     """None when every received/reduced element is right, else what is wrong (first mismatch)."""
     if ctx.is_cuda:
         torch.cuda.synchronize(ctx.device)
-    rtol = 0.0 if dtype == "fp32" else ctx.world_size * torch.finfo(DTYPES[dtype]).eps
+    rtol = 0.0 if dtype == "fp32" else ctx.world_size * torch.finfo(torch_dtype(dtype)).eps
     for seg, offset, scale, add in expectations(op, bufs, ctx):
         for start in range(0, seg.numel(), CHUNK):
             got = seg[start:start + CHUNK].float()

@@ -18,7 +18,7 @@ from aifbench.models.shapes import LlamaShape, resolve_shape, with_layers
 from aifbench.timing import Timer
 from aifbench.units import GiB
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES = ("bf16", "fp16", "fp32")
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 

@@ -28,11 +28,12 @@ import socket
 from dataclasses import dataclass
 
 from aifbench.benchmarks import _collective_ops as ops
+from aifbench.benchmarks._shared import torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.registry import register
 from aifbench.timing import Timer
-from aifbench.units import MiB
+from aifbench.units import DTYPE_BYTES, MiB
 
 OPS = ops.OPS
 
@@ -60,7 +61,7 @@ class CollectivesConfig:
                     "(from rank 0), send_recv (ring: to rank+1, from rank-1)", choices=OPS)
     size_bytes: int = param(64 * MiB, "message size S in nccl-tests' sense (see module docs); rounded down to "
                             "whole elements, and to a multiple of ranks for all_gather/reduce_scatter/all_to_all", min=1)
-    dtype: str = param("fp32", "element type", choices=tuple(ops.DTYPES))
+    dtype: str = param("fp32", "element type", choices=ops.DTYPES)
     inner: int = param(0, "calls per timed sample; 0 = the suite's timing.inner", min=0)
 
 
@@ -77,12 +78,12 @@ class Collectives(Benchmark):
         return self.ctx.world_size
 
     def _count(self) -> int:
-        return ops.element_count(self.config.op, self.config.size_bytes, self.n, ops.DTYPES[self.config.dtype])
+        return ops.element_count(self.config.op, self.config.size_bytes, self.n, torch_dtype(self.config.dtype))
 
     def _local_skip_reason(self) -> str | None:
         from aifbench.hardware.detect import memory_skip_reason
 
-        need = ops.memory_factor(self.config.op, self.n) * self._count() * ops.DTYPES[self.config.dtype].itemsize
+        need = ops.memory_factor(self.config.op, self.n) * self._count() * DTYPE_BYTES[self.config.dtype]
         if self.ctx.is_cuda:
             need += 256 * MiB  # NCCL's own buffers and the check's chunk
         return memory_skip_reason(need, self.ctx.device, self.n, " per rank")
@@ -127,7 +128,7 @@ class Collectives(Benchmark):
         c = self.config
         inner = c.inner or timer.config.inner
         stats = timer.time(self.call, inner=inner, before_each=lambda: ops.barrier(self.ctx))
-        size = self._count() * ops.DTYPES[c.dtype].itemsize
+        size = self._count() * DTYPE_BYTES[c.dtype]
         factor = busbw_factor(c.op, self.n)
         peak, source = self._peak()
         detail = f"S={size} B n={self.n} nodes={len(set(self.hosts))} factor={factor:.4g} inner={inner}"

@@ -23,60 +23,22 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
+from aifbench.benchmarks._gemm_shape import MAX_BUFFERS, GemmConfig, bytes_moved, dims, out_dtype
+from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.registry import register
 from aifbench.timing import Timer
-from aifbench.units import MiB
+from aifbench.units import DTYPE_BYTES, MiB
 
-DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
-          "fp16": torch.float16, "fp8": torch.bfloat16}  # fp8: bf16 is the output dtype
-ELEMENT_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 # relative Frobenius error allowed against float64 on the same rounded inputs
 TOLERANCE = {"fp64": 1e-12, "fp32": 1e-4, "tf32": 5e-3, "bf16": 2e-2, "fp16": 5e-3, "fp8": 2e-2}
-SHAPES = ("mnk", "square", "qkv", "attn_out", "mlp_up", "mlp_down")
 FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
-MAX_BUFFERS = 16
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class GemmConfig:
-    shape: str = param("mnk", "how M, N, K are chosen: mnk (m, n, k), square (M = N = K = m), or an LLM projection "
-                       "from tokens and hidden: qkv, attn_out, mlp_up, mlp_down", choices=SHAPES)
-    m: int = param(1024, "rows of A and C (shape mnk); the edge for shape square", min=1)
-    n: int = param(1024, "columns of B and C (shape mnk)", min=1)
-    k: int = param(1024, "inner dimension (shape mnk)", min=1)
-    tokens: int = param(4096, "M of the LLM shapes: tokens per step (batch x sequence)", min=1)
-    hidden: int = param(4096, "model width of the LLM shapes", min=1)
-    ffn_hidden: int = param(0, "MLP width of mlp_up/mlp_down; 0 = 4 x hidden", min=0)
-    dtype: str = param("bf16", "input precision (fp8: e4m3 inputs, bf16 output)", choices=tuple(DTYPES))
-    buffers: int = param(0, "input/output sets rotated between calls; 0 = enough to exceed 4x the "
-                         "last-level cache (at most 16)", min=0, max=MAX_BUFFERS)
-    fp8_fast_accum: bool = param(False, "fp8 only: torch._scaled_mm use_fast_accum (Hopper's faster, less "
-                                 "precise accumulation)")
-    bare_loop: bool = param(False, "also time torch.matmul (fp8: torch._scaled_mm) called directly in a bare loop "
-                            "and report bare_loop_tflops and harness_overhead_pct")
-    warmup_s: float = param(0.0, "seconds of untimed calls after the suite's warm-up count, so clocks and "
-                            "power settle before timing (s)", min=0.0, max=600.0)
-    gpu_only: bool = param(False, "skip this case on a CPU device, with the reason (cases sized for a GPU)")
-    min_sample_s: float = param(1e-3, "shortest timed sample (s): calls per sample rise above the suite's "
-                                "timing.inner until one sample lasts this long, so launch latency is amortised; "
-                                "0 = timing.inner", min=0.0, max=10.0)
-    check_size: int = param(64, "edge of the square correctness check against float64", min=16, max=4096)
-
-
-def dims(c: GemmConfig) -> tuple[int, int, int]:
-    """(M, N, K) of a config."""
-    ffn = c.ffn_hidden or 4 * c.hidden
-    return {"mnk": (c.m, c.n, c.k), "square": (c.m, c.m, c.m),
-            "qkv": (c.tokens, 3 * c.hidden, c.hidden), "attn_out": (c.tokens, c.hidden, c.hidden),
-            "mlp_up": (c.tokens, ffn, c.hidden), "mlp_down": (c.tokens, c.hidden, ffn)}[c.shape]
 
 
 def fp8_dtype(device: str) -> tuple[torch.dtype | None, str]:
@@ -166,7 +128,7 @@ def make_operands(m: int, n: int, k: int, dtype: str, device: str, seed: int, fp
         # _scaled_mm wants B column-major: B = (N×K row-major).t()
         return Operands(qa.to(device), qb.to(device).t(), torch.empty(m, n, device=device, dtype=torch.bfloat16),
                         sa.to(device), sb.to(device))
-    dt = DTYPES[dtype]
+    dt = torch_dtype(dtype)
     return Operands(a.to(device, dt), b_t.t().contiguous().to(device, dt), torch.empty(m, n, device=device, dtype=dt))
 
 
@@ -204,50 +166,13 @@ def auto_buffers(set_bytes: int, cache_bytes: int | None) -> int:
     return max(1, min(MAX_BUFFERS, math.ceil(4 * cache / max(1, set_bytes))))
 
 
-def settle(call: Callable[[], object], seconds: float, device: str) -> int:
-    """Call `call` untimed for at least `seconds` (synchronising every 8 calls); returns the calls."""
-    calls, end = 0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for _ in range(8):
-            call()
+def settle(timer: Timer, call: Callable[[], object], seconds: float) -> int:
+    """Call `call` untimed for at least `seconds` of timer time, 8 calls per span; returns the calls."""
+    calls, spent = 0, 0.0
+    while spent < seconds:
+        spent += timer.time_once(call, 8)
         calls += 8
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(device)
     return calls
-
-
-def calls_per_sample(call: Callable[[], object], device: str, min_sample_s: float, floor: int) -> int:
-    """Calls per timed sample so that one sample lasts >= `min_sample_s` (at least `floor`, at
-    most 10000), from the host time of 4 calls after a first one (an overestimate for tiny
-    kernels: it includes the launch and the synchronisation)."""
-    if min_sample_s <= 0:
-        return floor
-    sync = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else (lambda: None)
-    call()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(4):
-        call()
-    sync()
-    per_call = (time.perf_counter() - t0) / 4
-    return max(floor, min(10000, math.ceil(min_sample_s / max(per_call, 1e-9))))
-
-
-def bare_loop_s(call: Callable[[], object], calls: int, device: str) -> float:
-    """Mean seconds per call of `calls` back-to-back calls: one event (or clock) pair around all."""
-    if device.startswith("cuda"):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        for _ in range(calls):
-            call()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3 / calls
-    t0 = time.perf_counter_ns()
-    for _ in range(calls):
-        call()
-    return (time.perf_counter_ns() - t0) / 1e9 / calls
 
 
 @register
@@ -257,38 +182,29 @@ class Gemm(Benchmark):
     Config = GemmConfig
     emits = ("tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct")
 
-    def _out_bytes(self) -> int:
-        """Bytes of one M x N result (fp8 GEMMs write bf16)."""
-        m, n, _ = dims(self.config)
-        return m * n * (2 if self.config.dtype == "fp8" else ELEMENT_BYTES[self.config.dtype])
-
-    def _set_bytes(self) -> int:
-        m, n, k = dims(self.config)
-        return (m * k + k * n) * ELEMENT_BYTES[self.config.dtype] + self._out_bytes()
-
     def _n_buffers(self) -> int:
         if self.config.buffers:
             return self.config.buffers
         from aifbench.hardware.detect import last_level_cache_bytes
 
-        return auto_buffers(self._set_bytes(), last_level_cache_bytes(self.ctx.device))
+        return auto_buffers(bytes_moved(*dims(self.config), self.config.dtype),
+                            last_level_cache_bytes(self.ctx.device))
 
     def skip_reason(self) -> str | None:
         c = self.config
-        if c.gpu_only and not self.ctx.is_cuda:
-            return f"gpu_only: this case is sized for a GPU ({'x'.join(map(str, dims(c)))} {c.dtype}); device is {self.ctx.device}"
-        reason = dtype_skip_reason(c.dtype, self.ctx.device)
+        m, n, k = dims(c)
+        reason = gpu_only_reason(c.gpu_only, self.ctx, f"{m}x{n}x{k} {c.dtype}") or dtype_skip_reason(c.dtype, self.ctx.device)
         if reason:
             return reason
-        m, n, k = dims(c)
         if c.dtype == "fp8" and (m % 16 or n % 16 or k % 16):
             return f"fp8 GEMM (torch._scaled_mm) needs M, N, K divisible by 16; got {m}x{n}x{k}"
         from aifbench.hardware.detect import memory_skip_reason
 
         # inputs and outputs, plus the results the bare loop allocates (the caching allocator keeps two)
-        need = self._n_buffers() * self._set_bytes() + (2 * self._out_bytes() if c.bare_loop else 0)
+        buffers, out_bytes = self._n_buffers(), m * n * DTYPE_BYTES[out_dtype(c.dtype)]
+        need = buffers * bytes_moved(m, n, k, c.dtype) + (2 * out_bytes if c.bare_loop else 0)
         return memory_skip_reason(need, self.ctx.device, self.ctx.world_size,
-                                  f" ({m}x{n}x{k} {c.dtype}, {self._n_buffers()} buffer sets)")
+                                  f" ({m}x{n}x{k} {c.dtype}, {buffers} buffer sets)")
 
     def setup(self) -> None:
         c, dev = self.config, self.ctx.device
@@ -314,19 +230,20 @@ class Gemm(Benchmark):
         c = self.config
         m, n, k = dims(c)
         order = itertools.cycle(self.sets)
-        call, dev = self.call, self.ctx.device
+        call = self.call
 
         def step() -> object:
             return call(next(order))
 
         with Tf32(c.dtype):
-            settled = settle(step, c.warmup_s, dev)
-            inner = calls_per_sample(step, dev, c.min_sample_s, timer.config.inner)
+            settled = settle(timer, step, c.warmup_s)
+            inner = (timer.calls_lasting(step, c.min_sample_s, floor=timer.config.inner, cap=10000)
+                     if c.min_sample_s > 0 else timer.config.inner)
             detail = f"m={m} n={n} k={k} buffers={len(self.sets)} inner={inner}"
             if c.warmup_s:
                 detail += f" settled={settled} calls in {c.warmup_s:g}s"
             stats = timer.time(step, inner=inner)
-            bare = self._bare_loop_s(timer.config.warmup, timer.config.repeats * inner) if c.bare_loop else None
+            bare = self._bare_loop_s(timer, timer.config.repeats * inner) if c.bare_loop else None
         flops = 2.0 * m * n * k
         peak = self.ctx.peak(f"tflops:{c.dtype}")
         out = time_metrics(stats)
@@ -341,17 +258,17 @@ class Gemm(Benchmark):
                                    stats.n, stats.noisy, detail=how)]
         return out
 
-    def _bare_loop_s(self, warmup: int, calls: int) -> float:
-        """Mean s per call of `calls` direct calls over the same rotated sets, after their own
-        warm-up (the first allocating call may reach cudaMalloc)."""
-        direct, order, dev = self.direct, itertools.cycle(self.sets), self.ctx.device
+    def _bare_loop_s(self, timer: Timer, calls: int) -> float:
+        """Mean s per call of `calls` direct calls over the same rotated sets in one sample, after
+        their own warm-up (the first allocating call may reach cudaMalloc)."""
+        direct, order = self.direct, itertools.cycle(self.sets)
 
         def step() -> object:
             return direct(next(order))
 
-        for _ in range(max(warmup, len(self.sets))):
+        for _ in range(max(timer.config.warmup, len(self.sets))):
             step()
-        return bare_loop_s(step, calls, dev)
+        return timer.time_once(step, calls) / calls
 
     def teardown(self) -> None:
         self.sets = []

@@ -42,11 +42,13 @@ from dataclasses import dataclass
 import torch
 
 from aifbench.benchmarks import _llm
+from aifbench.benchmarks._shared import torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.models import flops
 from aifbench.registry import register
 from aifbench.timing import Timer, TimingStats, quantile, summarize
+from aifbench.units import DTYPE_BYTES
 
 log = logging.getLogger(__name__)
 # ||cached - full|| / ||full|| allowed. Measured on CPU (tiny; llama3-1b cut to 4 layers): fp32 ~5e-7,
@@ -61,7 +63,7 @@ class LlmInferConfig(_llm.ModelConfig):
     batch_size: int = param(1, "sequences decoded together", min=1)
     prompt_len: int = param(128, "prompt tokens per sequence (prefill length)", min=1)
     gen_tokens: int = param(64, "decode steps per generation (tokens per sequence after the first)", min=1)
-    dtype: str = param("bf16", "weight and activation precision", choices=tuple(_llm.DTYPES))
+    dtype: str = param("bf16", "weight and activation precision", choices=_llm.DTYPES)
     compile: bool = param(False, "torch.compile the decode step (with cuda_graphs: mode reduce-overhead)")
     compile_backend: str = param("inductor", "torch.compile backend (eager: tests)", choices=_llm.COMPILE_BACKENDS)
     cuda_graphs: bool = param(False, "capture the decode step in a CUDA graph (CUDA only)")
@@ -83,7 +85,7 @@ class LlmInfer(Benchmark):
     def __init__(self, config: LlmInferConfig, ctx):
         super().__init__(config, ctx)
         self.shape = config.shape()
-        self.dtype_bytes = flops.DTYPE_BYTES[config.dtype]
+        self.dtype_bytes = DTYPE_BYTES[config.dtype]
 
     def skip_reason(self) -> str | None:
         c = self.config
@@ -112,7 +114,7 @@ class LlmInfer(Benchmark):
 
         c, dev = self.config, self.ctx.device
         total = c.prompt_len + c.gen_tokens
-        self.model = build_model(self.shape, device=dev, dtype=_llm.DTYPES[c.dtype], max_seq_len=total, seed=c.seed)
+        self.model = build_model(self.shape, device=dev, dtype=torch_dtype(c.dtype), max_seq_len=total, seed=c.seed)
         self.model.eval()
         self.model.setup_cache(c.batch_size, total)
         gen = torch.Generator(device="cpu").manual_seed(c.seed + 1)

@@ -22,15 +22,16 @@ from typing import Callable
 
 import torch
 
+from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.registry import register
 from aifbench.timing import Timer
-from aifbench.units import GiB, MiB
+from aifbench.units import DTYPE_BYTES, GiB, MiB
 
 OPS = ("copy", "scale", "add", "triad")
 ARRAYS_MOVED = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
-DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
+DTYPES = ("fp32", "fp64")
 INIT = {"a": 1.0, "b": 2.0, "c": 0.5}
 Q = 3.0
 # (output array, expected value) after one kernel from INIT
@@ -43,7 +44,7 @@ class MembwConfig:
     size_bytes: int = param(1 * GiB, "bytes of each of the three arrays a, b, c", min=4096)
     op: str = param("triad", "STREAM kernel: copy (c=a), scale (b=q*c), add (c=a+b), triad (a=b+q*c)", choices=OPS)
     dtype: str = param("fp32", "element type (STREAM's reference uses fp64; bandwidth is the same)",
-                       choices=tuple(DTYPES))
+                       choices=DTYPES)
     gpu_only: bool = param(False, "skip this case on a CPU device, with the reason (cases sized for a GPU)")
 
 
@@ -78,18 +79,16 @@ class Membw(Benchmark):
     emits = ("gbps", "time_s")
 
     def _elements(self) -> int:
-        return self.config.size_bytes // DTYPES[self.config.dtype].itemsize
+        return self.config.size_bytes // DTYPE_BYTES[self.config.dtype]
 
     def skip_reason(self) -> str | None:
         from aifbench.hardware.detect import memory_skip_reason
 
-        need = 3 * self._elements() * DTYPES[self.config.dtype].itemsize
-        if self.config.gpu_only and not self.ctx.is_cuda:
-            return f"gpu_only: this case is sized for a GPU ({need / GiB:.1f} GiB); device is {self.ctx.device}"
-        return memory_skip_reason(need, self.ctx.device, self.ctx.world_size, " for 3 arrays")
+        need = 3 * self._elements() * DTYPE_BYTES[self.config.dtype]
+        return gpu_only_reason(self.config.gpu_only, self.ctx, f"{need / GiB:.1f} GiB") or memory_skip_reason(need, self.ctx.device, self.ctx.world_size, " for 3 arrays")
 
     def setup(self) -> None:
-        n, dt, dev = self._elements(), DTYPES[self.config.dtype], self.ctx.device
+        n, dt, dev = self._elements(), torch_dtype(self.config.dtype), self.ctx.device
         self.arrays = {name: torch.empty(n, device=dev, dtype=dt) for name in INIT}
         self.call = kernel(self.config.op, self.arrays)
 
@@ -101,7 +100,7 @@ class Membw(Benchmark):
     def measure(self, timer: Timer) -> Measurement:
         stats = timer.time(self.call)
         check_result(self.config.op, self.arrays)  # repeats leave the output as it was
-        n_bytes = self._elements() * DTYPES[self.config.dtype].itemsize
+        n_bytes = self._elements() * DTYPE_BYTES[self.config.dtype]
         moved = ARRAYS_MOVED[self.config.op] * n_bytes
         out = time_metrics(stats)
         detail = f"op={self.config.op} moved={moved} B per call ({ARRAYS_MOVED[self.config.op]} arrays)"

@@ -11,14 +11,14 @@ Ratio = throughput with the sampler / throughput without, per round, median over
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 from aifbench.benchmarks import gemm
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
-from aifbench.errors import ConfigError, CorrectnessError
+from aifbench.errors import ConfigError
 from aifbench.registry import register
 from aifbench.timing import Timer, summarize
+from aifbench.units import DTYPE_BYTES
 
 SETTINGS = ("off", "low", "high")
 DTYPES = ("fp32", "tf32", "bf16", "fp16")  # gemm's dtypes that need no scaling (fp8) or fp64 units
@@ -61,45 +61,31 @@ class TelemetryOverhead(Benchmark):
         probe.close()
         if not live:  # off, unavailable, or a replayed trace (no thread, nothing to cost)
             return f"no live telemetry sampler to measure here ({what})"
-        return memory_skip_reason(3 * c.size * c.size * gemm.ELEMENT_BYTES[c.dtype], dev, self.ctx.world_size,
+        return memory_skip_reason(3 * c.size * c.size * DTYPE_BYTES[c.dtype], dev, self.ctx.world_size,
                                   " for A, B, C")
 
     def setup(self) -> None:
-        import torch
-
-        n, dev, dt = self.config.size, self.ctx.device, gemm.DTYPES[self.config.dtype]
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        self.a = torch.randn(n, n, generator=gen).to(dev, dt)
-        self.b = torch.randn(n, n, generator=gen).to(dev, dt)
-        self.c = torch.empty(n, n, device=dev, dtype=dt)
+        n = self.config.size
+        self.operands = gemm.make_operands(n, n, n, self.config.dtype, self.ctx.device, seed=0)
+        matmul = gemm.matmul_fn(self.config.dtype)
+        self._call = lambda: matmul(self.operands)
 
     def check(self) -> None:
-        """A small matmul of the same dtype against float64 (gemm's tolerances)."""
-        import torch
-
+        """gemm's check: the same call at a small size, then a corner of the real C, against float64."""
         c = self.config
-        s, dev, dt = c.check_size, self.ctx.device, gemm.DTYPES[c.dtype]
-        gen = torch.Generator(device="cpu").manual_seed(1)
-        a64, b64 = (torch.randn(s, s, generator=gen, dtype=torch.float64) for _ in range(2))
         with gemm.Tf32(c.dtype):
-            got = torch.matmul(a64.to(dev, dt), b64.to(dev, dt)).double().cpu()
-        err = gemm.relative_error(got, a64.to(dt).double() @ b64.to(dt).double())
-        if not err <= gemm.TOLERANCE[c.dtype]:
-            raise CorrectnessError(f"{c.dtype} matmul relative error {err:.2e} > {gemm.TOLERANCE[c.dtype]:.0e}")
+            small = gemm.make_operands(c.check_size, c.check_size, c.check_size, c.dtype, self.ctx.device, seed=1)
+            gemm.check_operands(small, gemm.matmul_fn(c.dtype), c.dtype, rows=c.check_size, cols=c.check_size)
+            gemm.check_operands(self.operands, gemm.matmul_fn(c.dtype), c.dtype)
 
     def teardown(self) -> None:
-        self.a = self.b = self.c = None
+        self.operands = self._call = None
 
     def _sampler(self, hz: float):
         """A sampler like the runner's for this device, polling at `hz`, never recording a trace."""
         from aifbench.telemetry.select import open_sampler
 
         return open_sampler(self.ctx.device, 1.0 / hz, record=False)
-
-    def _call(self) -> None:
-        import torch
-
-        torch.matmul(self.a, self.b, out=self.c)
 
     def measure(self, timer: Timer) -> Measurement:
         from aifbench.telemetry.sampling import suspended
@@ -109,8 +95,9 @@ class TelemetryOverhead(Benchmark):
         with suspended(), gemm.Tf32(c.dtype):
             samplers = {"low": self._sampler(c.low_hz), "high": self._sampler(c.high_hz)}
             try:
-                one = timer.time(self._call, warmup=max(1, timer.config.warmup), repeats=3).median_s
-                calls = max(1, round(c.round_s / one))
+                for _ in range(timer.config.warmup):
+                    self._call()
+                calls = timer.calls_lasting(self._call, c.round_s)
                 tflops, polls = self._rounds(timer, samplers, calls, flop)
             finally:
                 for s in samplers.values():
@@ -124,36 +111,34 @@ class TelemetryOverhead(Benchmark):
             order = SETTINGS[r % 3:] + SETTINGS[:r % 3]
             for setting in order:
                 if setting == "off":
-                    t = timer.time(self._call, warmup=0, repeats=1, inner=calls).median_s
+                    t = timer.time_once(self._call, calls) / calls
                 else:
                     sampler = samplers[setting]
                     with sampler.window(f"overhead-{setting}-{r}"):
-                        t = timer.time(self._call, warmup=0, repeats=1, inner=calls).median_s
+                        t = timer.time_once(self._call, calls) / calls
                     # intervals between the window's polls per second (its opening and closing polls included)
                     polls[setting].append(max(getattr(sampler, "polls", 0) - 1, 0) / (t * calls))
                 tflops[setting].append(flop / t * 1e-12)
         return tflops, polls
 
     def _metrics(self, tflops: dict, polls: dict, sampler: str, calls: int) -> Measurement:
+        """Median over rounds; noisy = IQR / median above timing's threshold (ratios are unit-free)."""
         n = self.config.rounds
         detail = f"sampler: {sampler}; {calls} calls per segment"
         out = Measurement()
         for setting, values in tflops.items():
-            out.metrics.append(Metric(f"overhead_{setting}_tflops", statistics.median(values), "median", n,
-                                      _noisy(values), detail=detail))
+            st = summarize(values)
+            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median_s, "median", n, st.noisy, detail=detail))
             out.samples[f"overhead_{setting}_tflops"] = values
         for setting in ("low", "high"):
             ratios = [a / b for a, b in zip(tflops[setting], tflops["off"])]
-            ratio = statistics.median(ratios)
+            st = summarize(ratios)
             hz = self.config.low_hz if setting == "low" else self.config.high_hz
             d = f"{hz:g} Hz; {detail}"
-            out.metrics += [Metric(f"overhead_ratio_{setting}", ratio, "median", n, _noisy(ratios), detail=d),
-                            Metric(f"overhead_loss_pct_{setting}", (1 - ratio) * 100, "median", n, _noisy(ratios), detail=d),
-                            Metric(f"overhead_polls_per_s_{setting}", statistics.median(polls[setting]), "median", n,
+            out.metrics += [Metric(f"overhead_ratio_{setting}", st.median_s, "median", n, st.noisy, detail=d),
+                            Metric(f"overhead_loss_pct_{setting}", (1 - st.median_s) * 100, "median", n, st.noisy,
+                                   detail=d),
+                            Metric(f"overhead_polls_per_s_{setting}", summarize(polls[setting]).median_s, "median", n,
                                    detail=f"requested {hz:g} Hz")]
             out.samples[f"overhead_ratio_{setting}"] = ratios
         return out
-
-
-def _noisy(values: list[float]) -> bool:
-    return summarize(values).noisy  # IQR / median above timing's threshold (ratios are unit-free)

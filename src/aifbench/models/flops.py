@@ -74,7 +74,6 @@ def forward_flops_per_token(shape: LlamaShape, context_len: int) -> int:
 # --- memory --------------------------------------------------------------------------------
 
 BF16_BYTES = 2
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 def kv_cache_bytes(shape: LlamaShape, batch: int, positions: int, dtype_bytes: int = BF16_BYTES) -> int:
