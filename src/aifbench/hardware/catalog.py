@@ -277,11 +277,11 @@ def peak_lookup_for(device_name: str | None, pci_device_id: str | int | None = N
                     device: str | None = None) -> PeakTable:
     """Peak lookup for one device. `device` ('cpu', 'cuda:0') selects the generic CPU entry for
     non-GPU devices; on CUDA, a PCI id the caller lacks is detected (aifbench.hardware.detect)."""
-    if device is not None and str(device).startswith("cuda"):
+    if pci_device_id is None and device is not None and str(device).startswith("cuda"):
         try:
             from aifbench.hardware import detect
 
-            pci_device_id = detect.pci_device_id(device) or pci_device_id
+            pci_device_id = detect.pci_device_id(device)
         except Exception:  # detection is best effort; the name still matches
             pass
     try:

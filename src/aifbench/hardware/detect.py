@@ -12,6 +12,7 @@ All functions degrade to None/'unknown' without NVML, sysfs or a GPU; none raise
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +255,7 @@ def parse_cache_size(text: str) -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=None)
 def last_level_cache_bytes(device: str, root: Path = SYSFS_CPU_CACHE) -> int | None:
     """L2 of a GPU (torch property), or the highest-level CPU cache of cpu0 from sysfs; None if unknown."""
     if str(device).startswith("cuda"):
