@@ -13,6 +13,7 @@ No weights are ever read: a shape is only numbers.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -115,8 +116,10 @@ SHAPES: dict[str, LlamaShape] = {s.name: s for s in (
 )}
 
 
+@functools.lru_cache(maxsize=64)
 def resolve_shape(spec: str) -> LlamaShape:
-    """A shape by name (SHAPES) or from a local HF config.json (a file, or a folder holding one)."""
+    """A shape by name (SHAPES) or from a local HF config.json (a file, or a folder holding one).
+    Cached per spec (shapes are frozen): a config.json is read once per process."""
     if spec in SHAPES:
         return SHAPES[spec]
     path = Path(spec)
