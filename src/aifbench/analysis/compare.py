@@ -158,9 +158,11 @@ def baseline_samples(baseline: Results) -> dict[tuple[str, str], np.ndarray]:
     return out
 
 
-def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = None) -> pd.DataFrame:
-    """The comparison table (columns COLUMNS), sorted by case, metric and group."""
-    h = headline(sel.metrics)
+def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = None,
+            rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The comparison table (columns COLUMNS), sorted by case, metric and group. `rows`:
+    headline(sel.metrics) where the caller has it already (read, never changed)."""
+    h = headline(sel.metrics) if rows is None else rows
     check_options(opts, set(h["metric"]) | set(sel.metrics["metric"]))
     if baseline is not None:
         base_runs = set(baseline.tables["metrics"]["run_id"])

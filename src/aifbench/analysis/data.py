@@ -138,9 +138,5 @@ def case_label(benchmark: str, params_json: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def params_of(params_json: str) -> dict:
-    return json.loads(params_json)
-
-
 def skipped_lines(skipped: list[tuple[Path, str]]) -> list[str]:
     return [f"skipped invalid shard {path}: {why}" for path, why in skipped]

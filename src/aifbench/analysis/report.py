@@ -121,7 +121,7 @@ def render(sel: Selection, title: str = "aifbench report") -> tuple[str, int]:
     sections, images = _plot_sections(h)
     parts += sections
     try:
-        table = drop_empty(compare(sel, CompareOptions(by="system")))
+        table = drop_empty(compare(sel, CompareOptions(by="system"), rows=h))
         numeric = {c for c in table.columns if c not in ("group", "case", "metric", "unit", "verdict")}
         parts += ["<h2>Figures of merit by system</h2>", _table(table, numeric)]
     except AifbenchError as exc:

@@ -26,7 +26,7 @@ from aifbench.analysis.compare import CompareOptions, compare, is_merit
 from aifbench.analysis.data import Selection, case_label, headline
 from aifbench.analysis.references import Reference, check_names
 from aifbench.analysis.stats import OUTLIER_Z, robust_z
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, one_of
 from aifbench.results.store import Results
 
 log = logging.getLogger(__name__)
@@ -266,8 +266,10 @@ def _outlier_check(kind: str, name: str, lines: list[str], n: int, what: str) ->
     return Check(kind, name, "pass", f"no outlier among {n} {what}s")
 
 
-def drift_checks(sel: Selection, baseline: Results, describe: str, opts: ValidateOptions) -> list[Check]:
-    table = compare(sel, CompareOptions(by="system", alpha=opts.alpha), baseline=baseline)
+def drift_checks(sel: Selection, baseline: Results, describe: str, opts: ValidateOptions,
+                 rows: pd.DataFrame | None = None) -> list[Check]:
+    """`rows`: headline(sel.metrics) where the caller has it already."""
+    table = compare(sel, CompareOptions(by="system", alpha=opts.alpha), baseline=baseline, rows=rows)
     out = []
     for r in table.itertuples(index=False):
         name = f"drift vs {describe}: {r.case} {r.metric}"
@@ -287,7 +289,7 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     references come from (default: the run's); `expected_gpu`: the catalog id its nodes carry,
     which every rank is checked to have run on."""
     if opts.flags not in FLAG_POLICIES:
-        raise ConfigError(f"unknown flag policy {opts.flags!r}; allowed: {', '.join(FLAG_POLICIES)}")
+        raise one_of("flag policy", opts.flags, FLAG_POLICIES)
     check_names(refs)
     metrics = sel.metrics
     run_ids = sorted(set(metrics["run_id"]))
@@ -306,9 +308,10 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
         checks = [Check(c.kind, c.name, "fail", f"strict: not judged: {c.message}", c.value, c.unit)
                   if c.status == "skip" else c for c in checks]
     report.checks += checks
-    report.checks += outlier_checks(headline(metrics), uuids, opts)
+    h = headline(metrics)
+    report.checks += outlier_checks(h, uuids, opts)
     if baseline is not None:
-        report.checks += drift_checks(sel, baseline[1], baseline[0], opts)
+        report.checks += drift_checks(sel, baseline[1], baseline[0], opts, rows=h)
     return report
 
 
