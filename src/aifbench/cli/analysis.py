@@ -120,19 +120,28 @@ def _select(args: argparse.Namespace):
     from aifbench.cli.output import err_console
 
     sel = select(args.results, include_reference=args.reference, reference_dir=args.reference_dir)
-    for path, why in sel.skipped:
-        err_console.print(f"[yellow]skipped invalid shard {path}: {why}[/]", highlight=False, soft_wrap=True)
+    _warn_skipped(sel.skipped)
     return sel
 
 
+def _warn_skipped(skipped) -> None:
+    from rich.markup import escape
+
+    from aifbench.analysis.data import skipped_lines
+    from aifbench.cli.output import err_console
+
+    for line in skipped_lines(skipped):
+        err_console.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
+
+
 def _emit(text: str, output: Path | None) -> None:
+    from aifbench.atomic import atomic_write_text
     from aifbench.cli.output import err_console
 
     if output is None:
         print(text, end="" if text.endswith("\n") else "\n")
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text if text.endswith("\n") else text + "\n")
+    atomic_write_text(output, text if text.endswith("\n") else text + "\n")
     err_console.print(f"wrote {output}", highlight=False, soft_wrap=True)
 
 
@@ -154,7 +163,7 @@ def _rich_table(df, title: str):
 
 
 def _comparison_out(df, fmt_name: str, title: str, output: Path | None) -> None:
-    from aifbench.analysis.compare import FORMATS, display_frame, drop_empty, to_json, to_markdown
+    from aifbench.analysis.compare import display_frame, drop_empty, to_json, to_markdown
     from aifbench.cli.output import console
 
     shown = drop_empty(df)
@@ -165,13 +174,12 @@ def _comparison_out(df, fmt_name: str, title: str, output: Path | None) -> None:
         _emit(f"{title}\n\n{to_markdown(shown)}\n", output)
     elif fmt_name == "csv":
         _emit(df.to_csv(index=False), output)
-    elif fmt_name == "json":
+    else:  # json: the format was checked (_check_format) before any work
         _emit(to_json(df), output)
-    else:
-        raise ConfigError(f"unknown format {fmt_name!r}; allowed: {', '.join(FORMATS)}")
 
 
 def _check_format(value: str, allowed: tuple[str, ...]) -> None:
+    """Formats are listed in their own order (table first), which one_of would sort away."""
     if value not in allowed:
         raise ConfigError(f"unknown format {value!r}; allowed: {', '.join(allowed)}")
 
@@ -208,14 +216,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from aifbench.analysis import references, validate
     from aifbench.analysis.data import Selection, load_runs
+    from aifbench.atomic import atomic_write_text
     from aifbench.cli.output import console, err_console
     from aifbench.results.store import resolve_run
 
     _check_format(args.format, ("table", "markdown", "junit"))
     run_dir = resolve_run(args.results, args.run_id)
     run = load_runs([run_dir])
-    for path, why in run.skipped:
-        err_console.print(f"[yellow]skipped invalid shard {path}: {why}[/]", highlight=False, soft_wrap=True)
+    _warn_skipped(run.skipped)
     if not len(run.tables["metrics"]):
         raise ConfigError(f"run {run_dir.name} has no metrics")
     system = args.system or str(run.tables["metrics"]["system"].iloc[0])
@@ -233,11 +241,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
     opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation, strict=args.strict)
     report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system)
+    junit = validate.to_junit(report) if args.junit or args.format == "junit" else ""
     if args.junit:
-        args.junit.parent.mkdir(parents=True, exist_ok=True)
-        args.junit.write_text(validate.to_junit(report))
+        atomic_write_text(args.junit, junit)
     if args.format == "junit":
-        _emit(validate.to_junit(report), args.output)
+        _emit(junit, args.output)
     elif args.format == "markdown" or args.output is not None:
         _emit(validate.to_markdown(report), args.output)
     else:
