@@ -6,8 +6,8 @@ A leading underscore keeps the registry from importing this module as a benchmar
 from __future__ import annotations
 
 import contextlib
-import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -79,12 +79,14 @@ class PeakMemory:
     """Peak memory over a `with` region, in bytes.
 
     CUDA: torch.cuda.max_memory_allocated after resetting the peak at entry (memory held before
-    the region, e.g. weights, is included). CPU: highest process RSS seen by a thread sampling
-    every `interval_s`, minus RSS at entry (the metric dictionary's "peak RSS growth").
+    the region, e.g. weights, is included). CPU (the metric dictionary's "peak RSS growth"): peak
+    RSS minus RSS at entry; on Linux the kernel's VmHWM after resetting it at entry (write "5"
+    to /proc/self/clear_refs, Linux >= 4.0; proc(5)), so no thread runs while timing; elsewhere
+    getrusage's lifetime peak, an upper bound.
     """
 
-    def __init__(self, device: str, interval_s: float = 0.005):
-        self.device, self.interval_s = device, interval_s
+    def __init__(self, device: str):
+        self.device = device
         self.peak_bytes = 0
         self.detail = ""
 
@@ -96,27 +98,39 @@ class PeakMemory:
             return self
         import psutil
 
-        self._proc = psutil.Process()
-        self._start = self._max = self._proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="aifbench-rss", daemon=True)
-        self._thread.start()
-        self.detail = f"cpu: peak RSS (sampled every {self.interval_s * 1e3:g} ms) - RSS at start"
+        self._start = psutil.Process().memory_info().rss
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self._hwm = True
+            self.detail = "cpu: VmHWM (peak RSS, reset at start via /proc/self/clear_refs) - RSS at start"
+        except OSError:
+            self._hwm = False
+            self.detail = "cpu: lifetime peak RSS (getrusage, an upper bound) - RSS at start"
         return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._max = max(self._max, self._proc.memory_info().rss)
 
     def __exit__(self, *exc) -> None:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize(self.device)
             self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
             return
-        self._stop.set()
-        self._thread.join()
-        self._max = max(self._max, self._proc.memory_info().rss)
-        self.peak_bytes = int(self._max - self._start)
+        self.peak_bytes = max(0, (_vm_hwm_bytes() if self._hwm else _max_rss_bytes()) - self._start)
+
+
+def _vm_hwm_bytes() -> int:
+    """Peak resident set size from /proc/self/status ('VmHWM:   218392 kB')."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return _max_rss_bytes()
+
+
+def _max_rss_bytes() -> int:
+    """Lifetime peak RSS from getrusage (KiB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def token_times(step: Callable[[int], object], n: int, timer: Timer) -> list[float]:
