@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from aifbench.models.llama import _unwrap, build_model
 from aifbench.models.shapes import LlamaShape
 
 INSTALL_HINT = "pip install 'aifbench[reference]' (transformers)"
@@ -63,8 +64,6 @@ def build(shape: LlamaShape, *, device: str | torch.device = "cpu", seed: int = 
     build_model(shape, seed=seed) would have: the two implementations start from one model."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from aifbench.models.llama import build_model
-
     config = LlamaConfig.from_dict(config_json(shape))
     with torch.device(device):
         hf = LlamaForCausalLM._from_config(config, attn_implementation="sdpa")
@@ -84,7 +83,7 @@ def copy_weights(ours: torch.nn.Module, hf: torch.nn.Module) -> None:
     split_qkv = [shape.q_dim, shape.kv_dim, shape.kv_dim]
     hf.model.embed_tokens.weight.copy_(ours.tok_embeddings.weight)
     for mine, theirs in zip(ours.layers, hf.model.layers):
-        mine = getattr(mine, "_orig_mod", mine)
+        mine = _unwrap(mine)
         q, k, v = mine.attention.wqkv.weight.split(split_qkv, dim=0)
         attn, mlp = theirs.self_attn, theirs.mlp
         for target, source in ((attn.q_proj, q), (attn.k_proj, k), (attn.v_proj, v),

@@ -21,6 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from aifbench.models.shapes import LlamaShape
 
@@ -224,8 +225,6 @@ class Llama(nn.Module):
         x = self.tok_embeddings(tokens)
         for layer in self.layers:
             if self.activation_checkpointing and torch.is_grad_enabled():
-                from torch.utils.checkpoint import checkpoint
-
                 x = checkpoint(layer, x, cos, sin, use_reentrant=False)
             else:
                 x = layer(x, cos, sin)
@@ -268,8 +267,9 @@ class Llama(nn.Module):
     def prefill(self, tokens: torch.Tensor) -> torch.Tensor:
         """Write positions 0..T-1 of the cache from a prompt (B, T); logits of the last position (B, V)."""
         t = tokens.shape[1]
-        cos, sin = self.rope_cos[:t], self.rope_sin[:t]
         x = self.tok_embeddings(tokens)
+        # no autocast when serving: q and k have x's dtype, so the tables are cast once, not per layer
+        cos, sin = self.rope_cos[:t].to(x.dtype), self.rope_sin[:t].to(x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, "prefill")
         return self.lm_head(self.norm(x[:, -1]))
@@ -280,9 +280,9 @@ class Llama(nn.Module):
         Attends over the whole static cache with a mask keeping positions <= input_pos, so every
         call has the same shapes (what CUDA graphs and torch.compile need).
         """
-        cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]
         mask = (self.cache_positions <= input_pos).view(1, 1, 1, -1)
         x = self.tok_embeddings(tokens)
+        cos, sin = self.rope_cos[input_pos].to(x.dtype), self.rope_sin[input_pos].to(x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, "decode", input_pos, mask)
         return self.lm_head(self.norm(x[:, -1]))
