@@ -95,3 +95,9 @@ def test_a_migration_may_rename_columns_in_a_mixed_version_frame(monkeypatch):
     monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION - 1, rename)
     out = schema.validate("samples", pd.DataFrame([current, old]))
     assert sorted(out["value"]) == [1.0, 2.0] and set(out["schema_version"]) == {SCHEMA_VERSION}
+
+
+@pytest.mark.parametrize("bad", ["abc", None, 1.5])
+def test_a_missing_or_non_integer_schema_version_is_refused(bad):
+    with pytest.raises(SchemaError, match="schema_version"):
+        schema.validate("metrics", pd.DataFrame([metric_row(), metric_row(schema_version=bad)]))

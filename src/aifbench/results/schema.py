@@ -165,7 +165,11 @@ def migrate(name: str, df: pd.DataFrame) -> pd.DataFrame:
     """Bring a table to SCHEMA_VERSION; refuse a newer one."""
     if "schema_version" not in df.columns:
         raise SchemaError(f"{name}: no schema_version column")
-    versions = set(int(v) for v in df["schema_version"].dropna().unique())
+    numeric = pd.to_numeric(df["schema_version"], errors="coerce")
+    if numeric.isna().any() or (numeric % 1 != 0).any():
+        raise SchemaError(f"{name}.schema_version: empty or not an integer in some rows")
+    df = df.assign(schema_version=numeric.astype("int64"))
+    versions = set(int(v) for v in df["schema_version"].unique())
     newer = [v for v in versions if v > SCHEMA_VERSION]
     if newer:
         raise SchemaError(
