@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pandas as pd
 from rich.console import Console
@@ -12,17 +11,17 @@ from rich.table import Table
 console = Console()
 err_console = Console(stderr=True)
 
-HEADLINE_STATS = ("median", "value", "p50", "p90", "p99", "total", "last")
+# the statistics shown in the run summary (all percentiles of ITL, for instance); analysis picks
+# one headline per metric from aifbench.analysis.data.HEADLINE_STATS instead
+SUMMARY_STATS = ("median", "value", "p50", "p90", "p99")
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
 
 
 def fmt_value(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    a = abs(value)
-    if a != 0 and (a < 1e-3 or a >= 1e6):
-        return f"{value:.3e}"
-    return f"{value:.4g}"
+    """A value as analysis tables print it (4 significant digits, 1e-3..1e6 plain), '-' when empty."""
+    from aifbench.analysis.compare import fmt
+
+    return fmt(value) or "-"
 
 
 def short_params(params: dict, keys: list[str] | None = None) -> str:
@@ -41,7 +40,7 @@ def varying_keys(df: pd.DataFrame) -> dict[str, list[str] | None]:
 
 
 def _select(df: pd.DataFrame, all_stats: bool, by_rank: bool) -> pd.DataFrame:
-    rows = df if all_stats else df[(df["stat"].isin(HEADLINE_STATS) & (df["metric"] != "time_s")) | (df["status"] != "ok")]
+    rows = df if all_stats else df[(df["stat"].isin(SUMMARY_STATS) & (df["metric"] != "time_s")) | (df["status"] != "ok")]
     if not all_stats:  # a case whose only metric is time_s still shows it
         shown = set(rows["case_id"])
         rows = pd.concat([rows, df[~df["case_id"].isin(shown) & (df["stat"] == "median")]]).sort_index()
