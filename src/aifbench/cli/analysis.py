@@ -117,7 +117,6 @@ def _add_exchange(sub: argparse._SubParsersAction) -> None:
 
 def _select(args: argparse.Namespace):
     from aifbench.analysis.data import select
-    from aifbench.cli.output import err_console
 
     sel = select(args.results, include_reference=args.reference, reference_dir=args.reference_dir)
     _warn_skipped(sel.skipped)
