@@ -20,7 +20,7 @@ from aifbench.results.store import load
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
-SLOW = ["--only", "membw", "--set", "timing.repeats=100000", "--telemetry-hz", "0"]
+SLOW = ["--only", "membw", "--set", "timing.repeats=100000000", "--telemetry-hz", "0"]
 QUICK = ["--only", "membw", "--set", "timing.repeats=6000", "--telemetry-hz", "0"]
 
 
