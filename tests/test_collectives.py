@@ -58,8 +58,6 @@ def test_one_rank_is_skipped_with_the_reason():
 
 
 def test_check_patterns_are_exact_in_every_dtype():
-    import torch
-
     for dt in map(torch_dtype, ops.DTYPES):
         p = ops.periodic(40, 11, dt, "cpu")
         assert p.tolist() == [float((11 + i) % 13) for i in range(40)]

@@ -1,6 +1,5 @@
 """The store: atomic shards, many concurrent writers, invalid shards skipped and named."""
 
-import json
 import logging
 import multiprocessing as mp
 from pathlib import Path

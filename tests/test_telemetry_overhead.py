@@ -8,7 +8,6 @@ from aifbench import registry
 from aifbench.benchmarks.base import Context
 from aifbench.config import build_config
 from aifbench.errors import ConfigError
-from aifbench.telemetry.sampling import suspended
 from aifbench.telemetry.select import open_sampler
 from aifbench.timing import Timer, TimingConfig
 

@@ -214,9 +214,6 @@ def _teardown(bench: Benchmark) -> None:
 
 def _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason, started) -> list[dict]:
     metrics = list(measurement.metrics) + list(window.metrics) + efficiency_metrics(measurement.metrics, window.metrics)
-    if status != "ok":  # one placeholder row carries the status and reason
-        first = cls.emits[0] if getattr(cls, "emits", None) else "time_s"
-        metrics = [Metric(first, math.nan, stat="median", n_samples=0)]
     common = {
         "schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank,
         "benchmark": case.benchmark, "params": json.dumps(case.params, sort_keys=True),
@@ -225,13 +222,21 @@ def _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason
         "started_utc": started, "ended_utc": now_utc(), "status": status, "reason": reason,
         "flags": ",".join(window.flags),
     }
-    rows = []
-    for m in metrics:
-        value = m.value if status == "ok" else math.nan
-        rows.append(dict(common, metric=m.metric, value=value, unit=m.unit, stat=m.stat,
-                         n_samples=m.n_samples, noisy=m.noisy, peak=m.peak, peak_source=m.peak_source,
-                         pct_of_peak=m.pct_of_peak if status == "ok" else None, detail=m.detail))
-    return rows
+    return metric_rows(common, metrics if status == "ok" else [placeholder_metric(cls)], ok=status == "ok")
+
+
+def placeholder_metric(cls: type) -> Metric:
+    """The one row of a case that measured nothing (failed or skipped): its first metric, no value."""
+    first = cls.emits[0] if getattr(cls, "emits", None) else "time_s"
+    return Metric(first, math.nan, stat="median", n_samples=0)
+
+
+def metric_rows(common: dict[str, Any], metrics: list[Metric], ok: bool) -> list[dict]:
+    """Metrics-table rows: `common` (the case's columns) plus each metric's own; no value unless ok."""
+    return [dict(common, metric=m.metric, value=m.value if ok else math.nan, unit=m.unit, stat=m.stat,
+                 n_samples=m.n_samples, noisy=m.noisy, peak=m.peak, peak_source=m.peak_source,
+                 pct_of_peak=m.pct_of_peak if ok else None, detail=m.detail)
+            for m in metrics]
 
 
 def _barrier() -> None:

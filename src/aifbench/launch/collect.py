@@ -14,7 +14,6 @@ never given failed rows; a job Slurm cannot be asked about (UNKNOWN) is left as 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,12 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 from aifbench import SCHEMA_VERSION, registry
-from aifbench import metrics as metric_dict
 from aifbench.config import Case
 from aifbench.launch.cluster import JobInfo
 from aifbench.launch.slurm import Submission, collected_shard, states
 from aifbench.plan import Plan
 from aifbench.results.store import ShardWriter, write_shard
+from aifbench.runner import metric_rows, placeholder_metric
 
 STDERR_LINES = 8
 STDERR_CHARS = 1500
@@ -122,15 +121,13 @@ def failure_reason(info: JobInfo, task: int, stderr: Path) -> str:
 def failed_row(case: Case, plan: Plan, record: Submission, info: JobInfo, rank: int, reason: str,
                now: datetime) -> dict:
     """One metrics row (status failed, value empty) for a case the task never reported."""
-    emits = getattr(registry.get(case.benchmark), "emits", ()) or ("time_s",)
     submitted = datetime.fromisoformat(record.submitted_utc) if record.submitted_utc else now
-    return {
+    common = {
         "schema_version": SCHEMA_VERSION, "run_id": record.run_id, "case_id": case.case_id, "rank": rank,
         "benchmark": case.benchmark, "params": json.dumps(case.params, sort_keys=True),
-        "metric": emits[0], "value": math.nan, "unit": metric_dict.get(emits[0]).unit, "stat": "median",
-        "n_samples": 0, "noisy": None, "pct_of_peak": None, "peak": None, "peak_source": "", "detail": "",
         "world_size": 1 if record.mode == "packed" else record.nodes * record.tasks_per_node,
         "node": info.nodes or "unknown", "device": plan.device, "device_name": "unknown (task reported nothing)",
         "system": record.system, "partition": record.partition, "started_utc": submitted, "ended_utc": now,
         "status": "failed", "reason": reason, "flags": "",
     }
+    return metric_rows(common, [placeholder_metric(registry.get(case.benchmark))], ok=False)[0]
