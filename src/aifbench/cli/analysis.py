@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aifbench.cli.args import STORE, add_results_option
 from aifbench.errors import ConfigError
-
-STORE = Path("results")
 
 
 def _selection_args(p: argparse.ArgumentParser, reference_default: bool = True) -> None:
@@ -54,7 +53,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                                    "nodes (robust z-score), honour telemetry validity flags, check drift against a "
                                    "baseline. Exit 0 when every check passes, 1 when any fails.")
     p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: the latest run)")
-    p.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    add_results_option(p)
     p.add_argument("--system", metavar="NAME", help="system profile whose acceptance references apply (default: the run's system)")
     p.add_argument("--references", type=Path, metavar="FILE", help="TOML file of [[reference]] entries (instead of the profile)")
     p.add_argument("--baseline", metavar="NAME|RUN_ID", help="also check drift against this baseline")
@@ -78,16 +77,16 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--name", required=True, help="baseline name (letters, digits, '.', '_', '-')")
     b.add_argument("--note", default="", help="free text kept with the baseline")
     b.add_argument("--force", action="store_true", help="replace an existing baseline of that name")
-    b.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    add_results_option(b)
     b.set_defaults(func=cmd_baseline_save)
     b = bsub.add_parser("list", help="saved baselines")
-    b.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    add_results_option(b)
     b.set_defaults(func=cmd_baseline_list)
     b = bsub.add_parser("check", help="drift of a run against a baseline (exit 1 when worse)")
     b.add_argument("run_id", nargs="?", help="run id or unique prefix (default: latest)")
     b.add_argument("--name", required=True, help="baseline name (or a run id)")
     b.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    b.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    add_results_option(b)
     b.add_argument("--format", default="table", metavar="FMT", help="table | csv | markdown | json")
     b.set_defaults(func=cmd_baseline_check)
 
@@ -109,7 +108,7 @@ def _add_exchange(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help="add a bundle's runs to a results store (idempotent)")
     p.add_argument("bundle", type=Path, metavar="BUNDLE.parquet")
-    p.add_argument("--results", type=Path, default=STORE, metavar="DIR", help="results store (default: results)")
+    add_results_option(p)
     p.set_defaults(func=cmd_import)
 
 

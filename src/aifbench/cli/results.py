@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from aifbench.cli.args import add_results_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("show", help="a run's metrics (the latest by default)")
     p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: latest)")
-    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    add_results_option(p)
     p.add_argument("--all", action="store_true", help="every statistic (iqr, p5, p95, min, ...) and every rank")
     p.set_defaults(func=cmd_show)
 

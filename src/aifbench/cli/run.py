@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from aifbench.cli.args import add_results_option
 from aifbench.errors import ConfigError, LaunchError, UnsupportedHardwareError
 
 
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override: timing.repeats=3, gemm.m=256, 'gemm.dtype=[\"fp32\",\"bf16\"]' (repeatable)")
     p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None,
                    metavar="B1,B2", help="run only these benchmarks of the suite")
-    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="results store (default: results)")
+    add_results_option(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="cuda when a GPU is visible (auto), or force one")
     p.add_argument("--nproc", type=int, default=1, metavar="N", help="ranks on this machine (collectives; one per GPU)")

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from aifbench.cli.args import add_results_option
 from aifbench.errors import ConfigError, LaunchError
 
 
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _results_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="results store (default: results)")
+    add_results_option(p)
 
 
 def _register_submit(sub: argparse._SubParsersAction) -> None:

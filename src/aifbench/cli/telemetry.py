@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aifbench.cli.args import add_results_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("telemetry", help="a run's telemetry: summary table and a plot over time",
                        description="Summarise a run's telemetry per case and plot power, clocks and "
                                    "temperature over time (PNG).")
     p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: latest)")
-    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="results store (default: results)")
+    add_results_option(p)
     p.add_argument("-o", "--output", type=Path, default=None, metavar="PLOT.png",
                    help="where to write the plot (default: telemetry-<run_id>.png)")
     p.add_argument("--no-plot", action="store_true", help="only the summary table")
