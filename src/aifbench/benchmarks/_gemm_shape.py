@@ -29,9 +29,9 @@ def bytes_moved(m: int, n: int, k: int, dtype: str) -> int:
 class GemmConfig:
     shape: str = param("mnk", "how M, N, K are chosen: mnk (m, n, k), square (M = N = K = m), or an LLM projection "
                        "from tokens and hidden: qkv, attn_out, mlp_up, mlp_down", choices=SHAPES)
-    m: int = param(1024, "rows of A and C (shape mnk); the edge for shape square", min=1)
-    n: int = param(1024, "columns of B and C (shape mnk)", min=1)
-    k: int = param(1024, "inner dimension (shape mnk)", min=1)
+    m: int = param(1024, "rows of A and C (shape mnk); the edge for shape square; other shapes set it", min=1)
+    n: int = param(1024, "columns of B and C (shape mnk); other shapes set it", min=1)
+    k: int = param(1024, "inner dimension (shape mnk); other shapes set it", min=1)
     tokens: int = param(4096, "M of the LLM shapes: tokens per step (batch x sequence)", min=1)
     hidden: int = param(4096, "model width of the LLM shapes", min=1)
     ffn_hidden: int = param(0, "MLP width of mlp_up/mlp_down; 0 = 4 x hidden", min=0)
@@ -49,6 +49,12 @@ class GemmConfig:
                                 "timing.inner until one sample lasts this long, so launch latency is amortised; "
                                 "0 = timing.inner", min=0.0, max=10.0)
     check_size: int = param(64, "edge of the square correctness check against float64", min=16, max=4096)
+
+    def __post_init__(self) -> None:
+        # m, n, k always hold the GEMM's own dimensions, so stored params and labels never show
+        # defaults the shape ignores (square: N = K = m; LLM shapes: from tokens and hidden)
+        for name, value in zip("mnk", dims(self)):
+            object.__setattr__(self, name, value)
 
 
 def dims(c: GemmConfig) -> tuple[int, int, int]:
