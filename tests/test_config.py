@@ -91,7 +91,15 @@ def test_toml_syntax_error_names_file_and_line(tmp_path):
     ('[[case]]\nparams = {}\n', "needs a 'benchmark' name"),
     ('[suite]\nname = "x"\n', "needs at least one"),
     ('[sweet]\n[[case]]\nbenchmark = "gemm"\n', "unknown top-level table"),
+    ('[suite]\nbogus = 1\n[[case]]\nbenchmark = "gemm"\n', "unknown key in \\[suite\\].*allowed: description, name"),
 ])
 def test_bad_suite_files(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_suite(str(write(tmp_path / "bad.toml", text)))
+
+
+def test_a_binary_suite_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(ConfigError, match=r"binary.toml: not a TOML file \(not UTF-8"):
+        load_suite(str(path))

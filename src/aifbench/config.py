@@ -83,6 +83,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; a binary or Latin-1 file lands here
+        raise ConfigError(f"{path}: not a TOML file (not UTF-8 text: byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -190,6 +192,11 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
     if unknown:
         raise one_of(f"top-level table in {where}", sorted(unknown)[0], ["suite", "timing", "case"])
     meta = raw.get("suite", {})
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: [suite] must be a table (name, description)")
+    if set(meta) - {"name", "description"}:
+        raise one_of(f"key in [suite] of {where}", sorted(set(meta) - {"name", "description"})[0],
+                     ["name", "description"])
     timing_raw = dict(raw.get("timing", {}))
     blocks = raw.get("case", [])
     if not isinstance(blocks, list) or not blocks:

@@ -136,7 +136,3 @@ def case_label(benchmark: str, params_json: str, limit: int = 90) -> str:
                     if not k.startswith("check") and v not in (False, 0, "", None))
     text = f"{benchmark} {text}".strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def skipped_lines(skipped: list[tuple[Path, str]]) -> list[str]:
-    return [f"skipped invalid shard {path}: {why}" for path, why in skipped]

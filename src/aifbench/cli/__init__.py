@@ -31,11 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbosity: int) -> None:
-    from rich.logging import RichHandler
-
+    """Log records as single lines on stderr (stdout is left to data: tables, JSON, CSV)."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
-    logging.basicConfig(level=level, format="%(message)s",
-                        handlers=[RichHandler(show_time=False, show_path=False, markup=False)])
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("aifbench: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:

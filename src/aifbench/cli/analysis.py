@@ -117,19 +117,7 @@ def _add_exchange(sub: argparse._SubParsersAction) -> None:
 def _select(args: argparse.Namespace):
     from aifbench.analysis.data import select
 
-    sel = select(args.results, include_reference=args.reference, reference_dir=args.reference_dir)
-    _warn_skipped(sel.skipped)
-    return sel
-
-
-def _warn_skipped(skipped) -> None:
-    from rich.markup import escape
-
-    from aifbench.analysis.data import skipped_lines
-    from aifbench.cli.output import err_console
-
-    for line in skipped_lines(skipped):
-        err_console.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
+    return select(args.results, include_reference=args.reference, reference_dir=args.reference_dir)
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -221,7 +209,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     _check_format(args.format, ("table", "markdown", "junit"))
     run_dir = resolve_run(args.results, args.run_id)
     run = load_runs([run_dir])
-    _warn_skipped(run.skipped)
     if not len(run.tables["metrics"]):
         raise ConfigError(f"run {run_dir.name} has no metrics")
     system = args.system or str(run.tables["metrics"]["system"].iloc[0])

@@ -77,8 +77,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     run_dir = resolve_run(args.results, args.run_id)
     results = load([run_dir])
-    for path, why in results.skipped:
-        console.print(f"[yellow]skipped invalid shard {path}: {why}[/]")
     if not len(results.metrics):
         raise ConfigError(f"run {run_dir.name} has no metrics")
     runs = results.runs

@@ -30,8 +30,6 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {args.output}: the plot is a PNG; give a path ending in .png")
     run_dir = resolve_run(args.results, args.run_id)
     results = load([run_dir])
-    for path, why in results.skipped:
-        console.print(f"[yellow]skipped invalid shard {path}: {why}[/]")
     metrics, telemetry, runs = results.metrics, results.telemetry, results.runs
     sources = sorted(set(runs["telemetry"].dropna())) if len(runs) else []
     for text in sources:

@@ -170,7 +170,7 @@ def load(paths: Iterable[Path | str]) -> Results:
         try:
             table, df = read_shard(path)
         except SchemaError as exc:
-            log.warning("skipping invalid shard %s: %s", path, exc)
+            log.warning("skipping invalid shard %s: %s", path, exc)  # the CLI shows it on stderr
             skipped.append((path, str(exc)))
             continue
         parts[table].append(df)
