@@ -98,3 +98,9 @@ def test_an_unwritable_output_path_is_one_line_exit_2(aifbench_cli, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "bundle.parquet" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_run_refuses_an_unknown_system_name(aifbench_cli, tmp_path):
+    proc = aifbench_cli("run", "smoke", "--system", "jupiter-boster", "--results", "res")
+    assert proc.returncode == 2 and "unknown system 'jupiter-boster'; allowed: " in proc.stderr
+    assert "jupiter-booster" in proc.stderr and not (tmp_path / "res").exists()

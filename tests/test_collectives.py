@@ -57,6 +57,11 @@ def test_one_rank_is_skipped_with_the_reason():
     assert "at least 2 ranks" in reason and "--nproc" in reason
 
 
+def test_gpu_sized_cases_are_skipped_on_cpu_before_any_rank_talks():
+    bench = Collectives(CollectivesConfig(gpu_only=True, size_bytes=1 << 32), Context(device="cpu", world_size=2))
+    assert bench.skip_reason().startswith("gpu_only: this case is sized for a GPU (all_reduce of 4294967296 B)")
+
+
 def test_check_patterns_are_exact_in_every_dtype():
     for dt in map(torch_dtype, ops.DTYPES):
         p = ops.periodic(40, 11, dt, "cpu")

@@ -28,7 +28,7 @@ import socket
 from dataclasses import dataclass
 
 from aifbench.benchmarks import _collective_ops as ops
-from aifbench.benchmarks._shared import torch_dtype
+from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.registry import register
@@ -63,6 +63,7 @@ class CollectivesConfig:
                             "whole elements, and to a multiple of ranks for all_gather/reduce_scatter/all_to_all", min=1)
     dtype: str = param("fp32", "element type", choices=ops.DTYPES)
     inner: int = param(0, "calls per timed sample; 0 = the suite's timing.inner", min=0)
+    gpu_only: bool = param(False, "skip this case on CPU devices, with the reason (gloo sweeps sized for NCCL)")
 
 
 @register
@@ -89,6 +90,9 @@ class Collectives(Benchmark):
         return memory_skip_reason(need, self.ctx.device, self.n, " per rank")
 
     def skip_reason(self) -> str | None:
+        sized = gpu_only_reason(self.config.gpu_only, self.ctx, f"{self.config.op} of {self.config.size_bytes} B")
+        if sized:  # the same on every rank (one device kind per run): no agreement needed
+            return sized
         if self.n < 2:
             return "collectives need at least 2 ranks: run with --nproc N (N >= 2) or through Slurm"
         if not self.ctx.distributed:

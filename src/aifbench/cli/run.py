@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="cuda when a GPU is visible (auto), or force one")
     p.add_argument("--nproc", type=int, default=1, metavar="N", help="ranks on this machine (collectives; one per GPU)")
-    p.add_argument("--system", default="local", help="system name recorded with the results (default: local)")
+    p.add_argument("--system", default="local", metavar="NAME|PROFILE.toml",
+                   help="system profile whose name is recorded with the results (default: local; see 'aifbench systems')")
     p.add_argument("--telemetry-hz", type=float, default=10.0, metavar="HZ",
                    help="telemetry sampling rate during timed regions; 0 disables (default: 10)")
     p.add_argument("--dry-run", action="store_true", help="print the cases that would run, run nothing")
@@ -56,17 +57,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from aifbench.config import load_suite
     from aifbench.plan import Plan
     from aifbench.results.store import new_run_id
+    from aifbench.systems import load_system
 
     from aifbench.telemetry.select import interval_from_hz
 
     interval_s = interval_from_hz(args.telemetry_hz)
     suite = load_suite(args.suite, args.overrides, args.only)
+    system = load_system(args.system).name  # a typo would mislabel the results: unknown names are refused
     if args.dry_run:
         return _print_cases(suite)
     device = resolve_device(args.device)
     check_nproc(args.nproc, device)
     plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=args.results,
-                           system=args.system, launcher="inprocess" if args.nproc == 1 else "local",
+                           system=system, launcher="inprocess" if args.nproc == 1 else "local",
                            telemetry_interval_s=interval_s)
     failed = _run_inprocess(plan) if args.nproc == 1 else _run_local(plan, args.nproc)
     return _summarize(plan, failed)
