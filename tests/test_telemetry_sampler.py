@@ -44,6 +44,54 @@ def test_cpu_window_polls_in_a_thread_and_fits_the_schema(tmp_path):
     assert set(schema.validate("telemetry", df)["scope"]) == {"process", "system"}
 
 
+def test_cpu_utilisation_is_absent_for_a_short_window_and_bounded_for_a_busy_one(tmp_path):
+    """Real psutil counters (10 ms ticks) while every usable CPU is busy in this process: an 8 ms
+    window once gave 496 % on 2 CPUs. A window shorter than MIN_SPAN_S has no utilisation; a
+    longer one, and each per-sample value, stays within [0, 100 x usable CPUs]."""
+    import hashlib
+    import threading
+
+    from aifbench.telemetry.cpu import MIN_SPAN_S, usable_cpus
+
+    cpus = usable_cpus()
+    bound = {"process_cpu_util_mean_pct": 100.0 * cpus, "system_cpu_util_mean_pct": 100.0}
+    stop, data = threading.Event(), bytes(1 << 20)
+
+    def hash_loop():  # hashlib releases the GIL on large buffers: these threads use real cores
+        while not stop.is_set():
+            hashlib.sha256(data).digest()
+
+    threads = [threading.Thread(target=hash_loop) for _ in range(cpus)]
+    for t in threads:
+        t.start()
+    sampler = CpuSampler(0.002, powercap_root=tmp_path)
+    try:
+        for _ in range(20):  # short windows of a multi-threaded process, straddling tick boundaries
+            with sampler.window("short") as win:
+                busy(0.008)
+            if win.rows[-1]["t_s"] < MIN_SPAN_S:  # a descheduled main thread can stretch a window
+                names = {m.metric for m in win.metrics}
+                assert not names & set(bound) and "process_rss_max_bytes" in names
+                assert not {r["field"] for r in win.rows} & {"process_cpu_pct", "system_cpu_pct"}
+        with sampler.window("busy") as win:
+            busy(0.4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    got = {m.metric: m for m in win.metrics if m.metric in bound}
+    assert set(got) == set(bound)
+    for name, m in got.items():
+        assert 0.0 <= m.value <= bound[name], m
+        assert "method=counter" in m.detail and "window_s=" in m.detail
+    process = got["process_cpu_util_mean_pct"]
+    assert process.value > 10 and f"usable_cpus={cpus}" in process.detail  # shared cores: far from 100 x cpus guaranteed
+    samples = [r for r in win.rows if r["field"] in ("process_cpu_pct", "system_cpu_pct")]
+    assert samples and all(0.0 <= r["value"] <= bound[r["field"].replace("_pct", "_util_mean_pct")] for r in samples)
+    times = sorted({r["t_s"] for r in samples if r["field"] == "process_cpu_pct"})
+    assert all(b - a >= MIN_SPAN_S - 1e-6 for a, b in zip(times, times[1:]))  # each value spans >= MIN_SPAN_S
+
+
 def test_short_window_still_has_first_and_last_sample(tmp_path):
     sampler = CpuSampler(1.0, powercap_root=tmp_path)
     with sampler.window("c") as win:

@@ -5,18 +5,53 @@ wrapping at max_energy_range_uj; AMD Zen CPUs appear there too). Only top-level 
 zones are summed: their sub-zones (core, uncore, dram) are parts of them. Since Linux 5.10
 energy_uj is readable by root only, so on most machines energy stays empty and the sampler
 says why. Module power of a GH200 is never added here: it is an NVML reading of its own.
+
+CPU utilisation comes from the kernel's CPU-time counters (psutil's Process.cpu_times and
+cpu_times: /proc/<pid>/stat and /proc/stat on Linux), which advance in clock ticks of
+1/USER_HZ = 10 ms. A value is the counter delta over the wall time between two readings, so
+its quantisation error is up to 2 ticks (user and system time are truncated separately)
+divided by that time: 250 % of a core over an 8 ms window, 20 % over 0.1 s, 2 % over 1 s. Hence:
+
+- the window means (process_cpu_util_mean_pct, system_cpu_util_mean_pct) are one delta over
+  the whole window, not an average of per-poll ratios, and are not emitted at all for a window
+  shorter than MIN_SPAN_S: a number whose error can exceed the quantity itself would sit in
+  the results beside real measurements and be compared with them, and a clamp would only
+  replace one meaningless value with another;
+- per-sample values (the telemetry rows) cover at least MIN_SPAN_S each: a poll that comes
+  sooner after the last value carries none, and the next value spans both intervals;
+- every value is clamped to what is physically possible, [0, 100 x the CPUs this process may
+  run on] for the process and [0, 100] for the node: the true value lies in that range, so
+  clamping a quantised reading can only bring it closer. A window mean says in its detail
+  when it was clamped (clamped_from=...).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from aifbench.benchmarks.base import Metric
 from aifbench.telemetry import fields as F
-from aifbench.telemetry.sampling import DEFAULT_INTERVAL_S, PollingSampler, Sample, Summary, rows_of, series, time_mean
+from aifbench.telemetry.sampling import DEFAULT_INTERVAL_S, PollingSampler, Sample, Summary, rows_of, series
 
 POWERCAP_ROOT = Path("/sys/class/powercap")
+MIN_SPAN_S = 0.095
+"""shortest time one CPU-utilisation value may cover: ~10 ticks of 10 ms (error <= ~20 % of a
+core), a little under 0.1 s so that polls on the default 10 Hz grid, which wake a few ms late
+or early relative to each other, each still carry a value"""
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: a Slurm cpuset, taskset), else all."""
+    try:
+        return len(os.sched_getaffinity(0)) or os.cpu_count() or 1
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def clamp(value: float, high: float) -> float:
+    return min(max(value, 0.0), high)
 
 
 class Rapl:
@@ -74,44 +109,50 @@ class CpuSampler(PollingSampler):
         self._psutil = psutil
         self._proc = psutil.Process()
         self.rapl, self.energy_reason = Rapl.open(powercap_root)
-        self._first = True
+        self._cpus = usable_cpus()
+        self._start = self._last = self._ref = self._cpu_counters()
         self._rapl_start: list[int] | None = None
         self._rapl_prev: tuple[float, list[int]] | None = None
 
     def _begin(self, case_id: str) -> None:
-        self._proc.cpu_percent(None)  # primes this Process object: the next call measures from here
-        self._cpu_times = self._system_times()
-        self._first = True
+        self._cpus = usable_cpus()
+        self._start = self._last = self._ref = self._cpu_counters()
         self._rapl_start = self._rapl_prev = None
 
     def _poll(self) -> Sample:
-        t = time.monotonic()
+        now = self._cpu_counters()
+        t = now[0]
         v: dict[str, float] = {}
-        if not self._first:
-            v["process_cpu_pct"] = float(self._proc.cpu_percent(None))
-            v["system_cpu_pct"] = self._system_pct()
-        self._first = False
+        self._last = now
+        if t - self._ref[0] >= MIN_SPAN_S:  # sooner: this poll carries no utilisation (module docstring)
+            (v["process_cpu_pct"], _), (v["system_cpu_pct"], _) = self._utilisation(self._ref, now)
+            self._ref = now
         v["process_rss_bytes"] = float(self._proc.memory_info().rss)
         v["system_memory_used_bytes"] = float(self._psutil.virtual_memory().used)
         if self.rapl is not None:
             self._read_rapl(t, v)
         return Sample(t, v)
 
-    def _system_times(self) -> tuple[float, float]:
-        """(busy + idle, idle) CPU seconds of the node since boot, all cores.
+    def _cpu_counters(self) -> tuple[float, float, float, float]:
+        """(monotonic time, this process's CPU s, node busy + idle CPU s, node idle CPU s).
 
-        Our own counters, not psutil.cpu_percent(None), whose module-wide state every other
-        sampler in the process would reset. Linux counts guest time inside user time.
+        The node's counters are our own, not psutil.cpu_percent(None), whose module-wide state
+        every other sampler in the process would reset. Linux counts guest time inside user time.
         """
-        t = self._psutil.cpu_times()
-        total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
-        return total, t.idle + getattr(t, "iowait", 0.0)
+        t = time.monotonic()
+        p = self._proc.cpu_times()
+        c = self._psutil.cpu_times()
+        total = sum(c) - getattr(c, "guest", 0.0) - getattr(c, "guest_nice", 0.0)
+        return t, p.user + p.system, total, c.idle + getattr(c, "iowait", 0.0)
 
-    def _system_pct(self) -> float:
-        total, idle = self._system_times()
-        d_total, d_idle = total - self._cpu_times[0], idle - self._cpu_times[1]
-        self._cpu_times = (total, idle)
-        return 100.0 * (1.0 - d_idle / d_total) if d_total > 0 else 0.0
+    def _utilisation(self, a: tuple, b: tuple) -> tuple[tuple[float, float], tuple[float, float]]:
+        """((process %, unclamped), (system %, unclamped)) between counter readings a and b
+        (b at least MIN_SPAN_S later). Process: % of one core, at most 100 x usable CPUs;
+        system: % of all the node's cores (iowait counts as idle; it can step backwards)."""
+        proc = 100.0 * (b[1] - a[1]) / (b[0] - a[0])
+        d_total = b[2] - a[2]
+        system = 100.0 * (1.0 - (b[3] - a[3]) / d_total) if d_total > 0 else 0.0
+        return (clamp(proc, 100.0 * self._cpus), proc), (clamp(system, 100.0), system)
 
     def _read_rapl(self, t: float, v: dict[str, float]) -> None:
         try:
@@ -127,11 +168,16 @@ class CpuSampler(PollingSampler):
 
     def _summarize(self, samples: list[Sample]) -> Summary:
         out = Summary(rows=rows_of(samples, self.source, F.FIELDS))
-        for field, metric in (("process_cpu_pct", "process_cpu_util_mean_pct"),
-                              ("system_cpu_pct", "system_cpu_util_mean_pct")):
-            ts, vs = series(samples, field)
-            if vs:
-                out.metrics.append(Metric(metric, time_mean(ts, vs), "mean", len(vs), detail="scope=" + F.FIELDS[field][1]))
+        span = self._last[0] - self._start[0]
+        if samples and span >= MIN_SPAN_S:  # shorter: no value worth recording (module docstring)
+            proc, system = self._utilisation(self._start, self._last)
+            for metric, (value, raw), detail in (
+                    ("process_cpu_util_mean_pct", proc, f"scope=process usable_cpus={self._cpus}"),
+                    ("system_cpu_util_mean_pct", system, "scope=system")):
+                detail += f" method=counter window_s={span:.3f}"
+                if raw != value:
+                    detail += f" clamped_from={raw:.1f}"
+                out.metrics.append(Metric(metric, value, "mean", 2, detail=detail))
         _, rss = series(samples, "process_rss_bytes")
         if rss:
             out.metrics.append(Metric("process_rss_max_bytes", max(rss), "max", len(rss), detail="scope=process"))
