@@ -104,3 +104,14 @@ def test_run_refuses_an_unknown_system_name(aifbench_cli, tmp_path):
     proc = aifbench_cli("run", "smoke", "--system", "jupiter-boster", "--results", "res")
     assert proc.returncode == 2 and "unknown system 'jupiter-boster'; allowed: " in proc.stderr
     assert "jupiter-booster" in proc.stderr and not (tmp_path / "res").exists()
+
+
+def test_output_into_a_closed_pipe_exits_0_quietly(tmp_path):
+    """`aifbench list | head -1`: the reader stops early; that is no error of aifbench's."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "aifbench", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `head` that has gone away before aifbench writes: every write hits EPIPE
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""

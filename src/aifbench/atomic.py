@@ -24,6 +24,8 @@ def _umask() -> int:
 def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)` to produce the content, then rename it to `path`."""
     path = Path(path)
+    if path.is_dir():  # os.replace would fail only after the work, naming our temporary file
+        raise IsADirectoryError(21, "Is a directory (give a file name)", str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -34,6 +36,11 @@ def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename == tmp:  # name the file the user asked for, not our temporary one
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

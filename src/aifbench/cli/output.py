@@ -8,8 +8,16 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`aifbench show | head`: leave the exit code to cli.main (0), not rich's SystemExit(1)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 # the statistics shown in the run summary (all percentiles of ITL, for instance); analysis picks
 # one headline per metric from aifbench.analysis.data.HEADLINE_STATS instead
