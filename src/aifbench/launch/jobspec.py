@@ -191,12 +191,18 @@ def _common(opts: Mapping[str, Any], device: str) -> dict[str, Any]:
             "cases_per_task": _int_opt(opts, "cases_per_task", 1, 1)}
 
 
+_FLAGS = {"time_min": "--time", "nodes": "--nodes", "tasks_per_node": "--tasks-per-node",
+          "array_parallelism": "--array-parallelism", "cases_per_task": "--cases-per-task"}
+
+
 def _int_opt(opts: Mapping[str, Any], key: str, default: int, lowest: int) -> int:
+    """An integer option from a flag or a job file; errors name both spellings (--time / time_min)."""
     value = opts.get(key, default)
+    name = f"{_FLAGS[key]} ({key} in a job file)" if key in _FLAGS else key
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
     if value < lowest:
-        raise ConfigError(f"{key} must be >= {lowest}, got {value}")
+        raise ConfigError(f"{name} must be >= {lowest}, got {value}")
     return value
 
 
