@@ -92,3 +92,10 @@ def test_run_without_telemetry_says_why(tmp_path):
     assert proc.returncode == 0, proc.stderr
     proc = cli(tmp_path, "telemetry", "--results", "res")
     assert proc.returncode == 2 and "no telemetry rows" in proc.stderr and "AIFBENCH_TELEMETRY=off" in proc.stderr
+
+
+def test_a_misspelt_telemetry_switch_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "two.toml").write_text(SUITE)
+    proc = cli(tmp_path, "run", "two.toml", "--device", "cpu", "--results", "res", AIFBENCH_TELEMETRY="of")
+    assert proc.returncode == 2 and "AIFBENCH_TELEMETRY='of': choose on or off" in proc.stderr
+    assert not (tmp_path / "res").exists()

@@ -45,6 +45,18 @@ def _min_clock_fraction(value: float | None) -> float:
     return value
 
 
+_OFF, _ON = ("off", "0", "none", "false", "no"), ("", "on", "1", "true", "yes", "auto")
+
+
+def telemetry_enabled() -> bool:
+    """AIFBENCH_TELEMETRY: unset/on/1/true/yes/auto, or off/0/none/false/no; anything else is an error."""
+    text = os.environ.get("AIFBENCH_TELEMETRY", "")
+    value = text.strip().lower()
+    if value not in _OFF + _ON:
+        raise ConfigError(f"AIFBENCH_TELEMETRY={text!r}: choose on or off")
+    return value in _ON
+
+
 def open_sampler(device: str, interval_s: float = DEFAULT_INTERVAL_S, *, trace_path: str | Path | None = None,
                  record_path: str | Path | None = None, min_clock_fraction: float | None = None,
                  gpus: str | None = None, record: bool = True) -> Sampler:
@@ -53,7 +65,7 @@ def open_sampler(device: str, interval_s: float = DEFAULT_INTERVAL_S, *, trace_p
     interval_s = check_interval(interval_s)
     fraction = _min_clock_fraction(min_clock_fraction)
     policy = check_policy(gpus)
-    if os.environ.get("AIFBENCH_TELEMETRY", "").strip().lower() in ("off", "0", "none", "false"):
+    if not telemetry_enabled():
         return NullSampler("disabled by AIFBENCH_TELEMETRY=off")
     trace_path = trace_path or os.environ.get("AIFBENCH_TELEMETRY_REPLAY") or None
     if trace_path:
