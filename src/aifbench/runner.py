@@ -101,10 +101,10 @@ def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | No
     kept = _resume(writer, info.distributed)
     sampler = _open_sampler(device, plan.telemetry_interval_s)
     run_row = _run_row(plan, info, prov, sampler.describe())
-    writer.replace("runs", [run_row])
-    writer.flush()
     summary = RunSummary(plan.run_id)
-    try:
+    try:  # from the first runs row on: an interrupt (KeyboardInterrupt) still ends in status=interrupted
+        writer.replace("runs", [run_row])
+        writer.flush()
         for case in plan.cases:
             status = kept.get(case.case_id)
             if status is None:

@@ -2,21 +2,99 @@
 
 Launchers (local processes, Slurm through submitit) start this on every rank; it reads its
 rank from the environment, joins the process group when there are several ranks, and runs
-the plan. Exit code 0 when every case ended ok or skipped, 1 otherwise.
+the plan. Exit code 0 when every case ended ok or skipped, 1 otherwise, 128 + the signal
+number (130 SIGINT, 143 SIGTERM) when it was stopped.
+
+Stopping: SIGINT or SIGTERM raises `Interrupted` (a KeyboardInterrupt) in the main thread, so
+the runner's `finally` writes the completed cases and status=interrupted; a second SIGTERM
+then stops the process at once (further SIGINTs are ignored while it cleans up). Under
+submitit (Slurm jobs) nothing is changed: submitit's own SIGTERM/SIGUSR2 handlers drive
+checkpoint and requeue. A worker of the local launcher also asks the kernel for SIGTERM
+when its launcher dies (Linux), so it never outlives it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Iterator
 
 from aifbench import distributed
 from aifbench.errors import AifbenchError
 from aifbench.plan import Plan
 from aifbench.runner import RunSummary, execute
+
+LAUNCHER_PID_ENV = "AIFBENCH_LAUNCHER_PID"
+"""set by the local launcher: the pid whose death must stop this worker"""
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop request (SIGINT or SIGTERM) as an exception; `exit_code` is 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signame(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def under_submitit() -> bool:
+    """True inside a submitit job, whose signal handlers (checkpoint, requeue) must stay."""
+    return bool(os.environ.get("SUBMITIT_EXECUTOR"))
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise `Interrupted` (once; then SIGTERM is the
+    default again and SIGINT is ignored, so cleanup is not cut short by a repeated Ctrl-C).
+    No-op under submitit or off the main thread; the previous handlers come back on exit."""
+    if under_submitit() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Interrupted(signum)
+
+    for s in STOP_SIGNALS:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def _die_with_launcher() -> bool:
+    """Ask for SIGTERM when the launcher named in the environment dies; False if it is gone."""
+    pid = os.environ.get(LAUNCHER_PID_ENV)
+    if not pid:
+        return True
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    return os.getppid() == int(pid)  # checked after prctl: no window where its death goes unseen
 
 
 def run_plan(plan: Plan) -> RunSummary:
@@ -41,7 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("AIFBENCH_LOG", "WARNING"),
                         format="%(asctime)s pid%(process)d %(name)s: %(message)s")
     try:
-        summary = run_plan(Plan.load(args.plan))
+        with stop_on_signals():
+            if not _die_with_launcher():
+                print("aifbench worker: its launcher is gone; not starting", file=sys.stderr)
+                return 128 + signal.SIGTERM
+            summary = run_plan(Plan.load(args.plan))
+    except Interrupted as exc:
+        print(f"aifbench worker: interrupted by {exc.signame}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # a SIGINT after the handlers were restored
+        return 128 + signal.SIGINT
     except AifbenchError as exc:
         print(f"aifbench worker: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from aifbench.cli.args import add_results_option
 from aifbench.errors import ConfigError, LaunchError, UnsupportedHardwareError
@@ -71,7 +72,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=args.results,
                            system=system, launcher="inprocess" if args.nproc == 1 else "local",
                            telemetry_interval_s=interval_s)
-    failed = _run_inprocess(plan) if args.nproc == 1 else _run_local(plan, args.nproc)
+    from aifbench.worker import Interrupted, stop_on_signals
+
+    try:  # SIGINT/SIGTERM: completed cases stay, the runs rows say interrupted (launch stops the workers)
+        with stop_on_signals():
+            failed = _run_inprocess(plan) if args.nproc == 1 else _run_local(plan, args.nproc)
+    except Interrupted as exc:
+        print(f"aifbench: interrupted by {exc.signame}; completed cases kept in {plan.run_dir}", file=sys.stderr)
+        return exc.exit_code
     return _summarize(plan, failed)
 
 

@@ -2,19 +2,33 @@
 
 Each process gets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1 and a free
 MASTER_PORT, and runs `python -m aifbench.worker plan.json`; on GPUs rank i uses cuda:i.
+
+Stopping: while the workers run, SIGINT or SIGTERM to the launcher is forwarded to every
+worker as SIGINT (each writes its completed cases and status=interrupted), then SIGTERM after
+`grace_s` and SIGKILL `KILL_AFTER_S` later for any still alive; once all have exited,
+`launch` raises worker.Interrupted (exit code 130 or 143). A second signal skips the grace
+period. Workers run in their own session (a terminal's Ctrl-C reaches them only through the
+launcher, once) and get SIGTERM from the kernel should the launcher itself die (Linux).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable
 
 from aifbench.errors import LaunchError
 from aifbench.plan import Plan
+
+STOP_GRACE_S = 10.0
+"""seconds the workers get to stop after the forwarded SIGINT before SIGTERM"""
+KILL_AFTER_S = 5.0
+"""seconds after that SIGTERM before SIGKILL"""
 
 
 def free_port() -> int:
@@ -23,36 +37,101 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None) -> list[int]:
+class _StopRequests:
+    """Records SIGINT/SIGTERM sent to this process while installed (main thread only; never
+    inside a submitit job, whose own handlers drive checkpoint and requeue)."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopRequests:
+        from aifbench.worker import under_submitit
+
+        if threading.current_thread() is threading.main_thread() and not under_submitit():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+    def _record(self, signum, frame) -> None:
+        self.signals.append(signum)
+
+
+def _send(procs: list[subprocess.Popen], sig: int) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+
+def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
+           grace_s: float = STOP_GRACE_S) -> list[int]:
     """Start `nproc` workers for `plan`, wait for all; returns their exit codes by rank.
 
     `poll` is called about twice a second while waiting (progress display). When one
     worker fails, the others get `plan.dist_timeout_s` to finish before they are killed.
+    Raises worker.Interrupted after stopping every worker when this process gets SIGINT or
+    SIGTERM; no worker outlives this call, whatever it raises.
     """
+    from aifbench.worker import LAUNCHER_PID_ENV, Interrupted
+
     plan_path = plan.save(plan.run_dir / "plan.json")
     port = free_port()
-    procs = []
-    for rank in range(nproc):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        log_path = plan.run_dir / f"worker.rank{rank:05d}.log"
-        with open(log_path, "w") as log_file:
-            procs.append(subprocess.Popen([sys.executable, "-m", "aifbench.worker", str(plan_path)],
-                                          env=env, stdout=log_file, stderr=subprocess.STDOUT))
-    first_failure: float | None = None
-    while any(p.poll() is None for p in procs):
-        if poll:
-            poll()
-        now = time.monotonic()
-        if first_failure is None and any(p.returncode not in (None, 0, 1) for p in procs):
-            first_failure = now
-        if first_failure is not None and now - first_failure > plan.dist_timeout_s:
-            for p in procs:
-                p.kill()
-            break
-        time.sleep(0.5)
-    codes = [p.wait() for p in procs]
+    procs: list[subprocess.Popen] = []
+    with _StopRequests() as stops:
+        try:
+            for rank in range(nproc):
+                if stops.signals:
+                    break
+                env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
+                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{LAUNCHER_PID_ENV: str(os.getpid())})
+                log_path = plan.run_dir / f"worker.rank{rank:05d}.log"
+                with open(log_path, "w") as log_file:
+                    procs.append(subprocess.Popen([sys.executable, "-m", "aifbench.worker", str(plan_path)],
+                                                  env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                                  start_new_session=True))
+            _wait(procs, plan, poll, stops, grace_s)
+        finally:
+            _send(procs, signal.SIGKILL)  # only those still alive: an exception left the wait early
+            codes = [p.wait() for p in procs]
+    if stops.signals:
+        raise Interrupted(stops.signals[0])
     if all(c not in (0, 1) for c in codes):
         tail = (plan.run_dir / "worker.rank00000.log").read_text()[-2000:]
         raise LaunchError(f"all {nproc} workers died (exit codes {codes}); rank 0 log:\n{tail}")
     return codes
+
+
+def _wait(procs: list[subprocess.Popen], plan: Plan, poll: Callable[[], None] | None,
+          stops: _StopRequests, grace_s: float) -> None:
+    first_failure: float | None = None
+    pending: list[tuple[float, int]] = []  # (monotonic deadline, signal) still to send to the workers
+    stopping = hurried = False
+    while any(p.poll() is None for p in procs):
+        now = time.monotonic()
+        if stops.signals and not stopping:
+            stopping = True
+            pending = [(now, signal.SIGINT), (now + grace_s, signal.SIGTERM),
+                       (now + grace_s + KILL_AFTER_S, signal.SIGKILL)]
+        if len(stops.signals) > 1 and not hurried:  # asked twice: no grace period
+            hurried = True
+            pending = [(now, signal.SIGTERM), (now + KILL_AFTER_S, signal.SIGKILL)]
+        while pending and now >= pending[0][0]:
+            _send(procs, pending.pop(0)[1])
+        if stopping:
+            time.sleep(0.1)
+            continue
+        if poll:
+            poll()
+        if first_failure is None and any(p.returncode not in (None, 0, 1) for p in procs):
+            first_failure = now
+        if first_failure is not None and now - first_failure > plan.dist_timeout_s:
+            _send(procs, signal.SIGKILL)
+            break
+        time.sleep(0.5)
