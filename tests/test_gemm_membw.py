@@ -196,3 +196,75 @@ def test_suite_through_the_runner_records_skips_and_peak_reasons(tmp_path):
     assert set(fp8["status"]) == {"skipped"} and "CPU" in fp8["reason"].iloc[0]
     ok = df[(df["status"] == "ok") & df["metric"].isin(["tflops", "gbps"])]
     assert len(ok) == 6 and ok["pct_of_peak"].isna().all() and ok["peak_source"].str.contains("generic CPU").all()
+
+
+SHAPES_SUITE = """
+[suite]
+name = "shapes"
+[timing]
+warmup = 1
+repeats = 3
+[[case]]
+benchmark = "gemm"
+params = { shape = "mnk", m = 16, n = 24, k = 8, dtype = "fp32", buffers = 1 }
+[[case]]
+benchmark = "gemm"
+params = { shape = "mlp_up", tokens = 16, dtype = "fp32", buffers = 1 }
+"""
+
+
+def test_stored_gemm_params_hold_only_what_the_shape_used(tmp_path):
+    """--set gemm.hidden reaches both blocks: the mnk case ignores it and stores no tokens/hidden/
+    ffn_hidden; the mlp_up case stores its resolved dimensions; stored params rebuild the config."""
+    import dataclasses
+    import json
+
+    from aifbench.analysis.plots import gemm_dims
+
+    suite = write(tmp_path / "s.toml", SHAPES_SUITE)
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--telemetry-hz", "0", "--device", "cpu",
+                 "--set", "gemm.hidden=8"]) == 0
+    df = load([tmp_path / "res"]).metrics
+    stored = {p["shape"]: p for p in map(json.loads, df[df["metric"] == "tflops"]["params"].unique())}
+    assert {k: stored["mnk"][k] for k in ("m", "n", "k", "tokens", "hidden", "ffn_hidden")} == \
+        {"m": 16, "n": 24, "k": 8, "tokens": None, "hidden": None, "ffn_hidden": None}
+    assert {k: stored["mlp_up"][k] for k in ("m", "n", "k", "tokens", "hidden", "ffn_hidden")} == \
+        {"m": 16, "n": 32, "k": 8, "tokens": 16, "hidden": 8, "ffn_hidden": 32}
+    for params in stored.values():
+        c = GemmConfig(**params)
+        assert dataclasses.asdict(c) == params and GemmConfig(**dataclasses.asdict(c)) == c
+        assert gemm_dims(params) == (params["m"], params["n"], params["k"])
+
+
+@pytest.mark.parametrize("shape", ["mnk", "square", "qkv", "attn_out", "mlp_up", "mlp_down"])
+def test_gemm_config_round_trips_and_resolves_llm_defaults(shape):
+    import dataclasses
+
+    c = GemmConfig(shape=shape, m=12, n=20, k=28, tokens=None if shape == "qkv" else 64, hidden=32, ffn_hidden=0)
+    assert GemmConfig(**dataclasses.asdict(c)) == c
+    if shape in ("mnk", "square"):
+        assert (c.tokens, c.hidden, c.ffn_hidden) == (None, None, None)
+    else:
+        assert c.tokens == (4096 if shape == "qkv" else 64) and c.hidden == 32
+        assert c.ffn_hidden == (128 if shape.startswith("mlp") else None)  # 0: rows stored before said 4 x hidden
+    assert dataclasses.asdict(GemmConfig(shape="mlp_down"))["ffn_hidden"] == 4 * 4096
+
+
+def test_older_stored_gemm_rows_still_give_their_dimensions():
+    """Rows stored before: integer tokens/hidden/ffn_hidden=0 on every shape, default m/n/k on LLM shapes."""
+    from aifbench.analysis.plots import gemm_dims
+
+    old = {"m": 1024, "n": 1024, "k": 1024, "tokens": 4096, "hidden": 4096, "ffn_hidden": 0, "dtype": "bf16"}
+    assert gemm_dims(dict(old, shape="square", m=512)) == (512, 512, 512)
+    assert gemm_dims(dict(old, shape="mnk", n=256)) == (1024, 256, 1024)
+    assert gemm_dims(dict(old, shape="mlp_down", tokens=8192)) == (8192, 4096, 16384)
+    assert gemm_dims(dict(old, shape="no-such-shape")) is None
+
+
+def test_gemm_llm_widths_are_validated_and_none_is_allowed():
+    from aifbench.config import build_config
+    from aifbench.errors import ConfigError
+
+    assert build_config(GemmConfig, {"shape": "qkv", "hidden": None}, "gemm").hidden == 4096
+    with pytest.raises(ConfigError, match="minimum"):
+        build_config(GemmConfig, {"shape": "mlp_up", "ffn_hidden": 0}, "gemm")

@@ -205,8 +205,9 @@ def energy(h: pd.DataFrame) -> tuple[Figure | None, str]:
 
 
 def gemm_dims(p: dict) -> tuple[int, int, int] | None:
-    """(M, N, K) a stored gemm case multiplied, by the benchmark's own rule (shape square or an
-    LLM projection leaves the stored n and k at unused defaults); None if it cannot be told."""
+    """(M, N, K) a stored gemm case multiplied, by the benchmark's own rule (GemmConfig resolves
+    them from the shape, also for rows stored before m, n, k held the real dimensions and before
+    unused tokens/hidden/ffn_hidden were stored empty); None if it cannot be told."""
     import dataclasses
 
     from aifbench.benchmarks._gemm_shape import GemmConfig, dims  # torch-free

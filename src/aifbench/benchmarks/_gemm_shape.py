@@ -12,6 +12,8 @@ from aifbench.benchmarks.base import param
 from aifbench.units import DTYPE_BYTES
 
 SHAPES = ("mnk", "square", "qkv", "attn_out", "mlp_up", "mlp_down")
+DEFAULT_TOKENS = 4096
+DEFAULT_HIDDEN = 4096
 MAX_BUFFERS = 16
 
 
@@ -32,9 +34,12 @@ class GemmConfig:
     m: int = param(1024, "rows of A and C (shape mnk); the edge for shape square; other shapes set it", min=1)
     n: int = param(1024, "columns of B and C (shape mnk); other shapes set it", min=1)
     k: int = param(1024, "inner dimension (shape mnk); other shapes set it", min=1)
-    tokens: int = param(4096, "M of the LLM shapes: tokens per step (batch x sequence)", min=1)
-    hidden: int = param(4096, "model width of the LLM shapes", min=1)
-    ffn_hidden: int = param(0, "MLP width of mlp_up/mlp_down; 0 = 4 x hidden", min=0)
+    tokens: int | None = param(None, "M of the LLM shapes: tokens per step (batch x sequence); None = 4096; "
+                               "mnk and square ignore it and store None", min=1)
+    hidden: int | None = param(None, "model width of the LLM shapes; None = 4096; mnk and square ignore it and "
+                               "store None", min=1)
+    ffn_hidden: int | None = param(None, "MLP width of mlp_up/mlp_down; None = 4 x hidden; the other shapes ignore "
+                                   "it and store None", min=1)
     dtype: str = param("bf16", "input precision (fp8: e4m3 inputs, bf16 output)", choices=tuple(DTYPE_BYTES))
     buffers: int = param(0, "input/output sets rotated between calls; 0 = enough to exceed 4x the "
                          "last-level cache (at most 16)", min=0, max=MAX_BUFFERS)
@@ -51,15 +56,30 @@ class GemmConfig:
     check_size: int = param(64, "edge of the square correctness check against float64", min=16, max=4096)
 
     def __post_init__(self) -> None:
-        # m, n, k always hold the GEMM's own dimensions, so stored params and labels never show
-        # defaults the shape ignores (square: N = K = m; LLM shapes: from tokens and hidden)
-        for name, value in zip("mnk", dims(self)):
+        # Stored params (and the labels made of them) hold what the GEMM really used and
+        # nothing it ignored: m, n, k are always the GEMM's own dimensions; tokens and hidden
+        # are resolved for the LLM shapes and empty (None) for mnk/square, ffn_hidden resolved
+        # for mlp_up/mlp_down and empty otherwise. A value the shape ignores is dropped, not
+        # refused: `--set gemm.hidden=X` reaches every gemm block of a suite. Idempotent, so
+        # GemmConfig(**asdict(c)) == c; rows stored before this rule (integer tokens/hidden on
+        # mnk shapes, ffn_hidden=0 for "4 x hidden") load to the same dimensions.
+        tokens = hidden = ffn = None
+        if self.shape == "mnk":
+            m, n, k = self.m, self.n, self.k
+        elif self.shape == "square":
+            m = n = k = self.m
+        elif self.shape in SHAPES:
+            tokens = DEFAULT_TOKENS if self.tokens is None else self.tokens
+            hidden = DEFAULT_HIDDEN if self.hidden is None else self.hidden
+            if self.shape in ("mlp_up", "mlp_down"):
+                ffn = self.ffn_hidden or 4 * hidden  # 0: how rows stored before said "4 x hidden"
+            m, n, k = {"qkv": (tokens, 3 * hidden, hidden), "attn_out": (tokens, hidden, hidden),
+                       "mlp_up": (tokens, ffn, hidden), "mlp_down": (tokens, hidden, ffn)}[self.shape]
+        else:
+            raise ValueError(f"gemm shape {self.shape!r} not in {', '.join(SHAPES)}")
+        for name, value in (("m", m), ("n", n), ("k", k), ("tokens", tokens), ("hidden", hidden), ("ffn_hidden", ffn)):
             object.__setattr__(self, name, value)
 
-
 def dims(c: GemmConfig) -> tuple[int, int, int]:
-    """(M, N, K) of a config."""
-    ffn = c.ffn_hidden or 4 * c.hidden
-    return {"mnk": (c.m, c.n, c.k), "square": (c.m, c.m, c.m),
-            "qkv": (c.tokens, 3 * c.hidden, c.hidden), "attn_out": (c.tokens, c.hidden, c.hidden),
-            "mlp_up": (c.tokens, ffn, c.hidden), "mlp_down": (c.tokens, c.hidden, ffn)}[c.shape]
+    """(M, N, K) of a config (its m, n, k: __post_init__ sets them from the shape)."""
+    return c.m, c.n, c.k
