@@ -77,9 +77,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     run_dir = resolve_run(args.results, args.run_id)
     results = load([run_dir])
-    if not len(results.metrics):
-        raise ConfigError(f"run {run_dir.name} has no metrics")
     runs = results.runs
+    if not len(results.metrics):
+        states = ", ".join(sorted(set(runs["status"].astype(str)))) if len(runs) else "no runs row either"
+        raise ConfigError(f"run {run_dir.name} has no metrics: no case finished (run status: {states})")
     if len(runs):
         r = runs.sort_values("rank").iloc[0]
         console.print(f"[bold]{r['run_id']}[/]  suite {r['suite']}  system {r['system']}  node {r['node']}  "
