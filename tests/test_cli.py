@@ -115,3 +115,22 @@ def test_output_into_a_closed_pipe_exits_0_quietly(tmp_path):
     proc.stdout.close()  # like `head` that has gone away before aifbench writes: every write hits EPIPE
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+def test_a_results_store_that_is_a_file_is_refused_before_any_work(aifbench_cli, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    proc = aifbench_cli("run", "smoke", "--results", "afile/sub")
+    assert proc.returncode == 2 and proc.stderr.strip() == f"aifbench: error: --results afile/sub: {tmp_path / 'afile'} is not a directory"
+
+
+def test_a_skipped_shard_is_one_stderr_line_and_stdout_stays_data(aifbench_cli, tmp_path):
+    import json
+
+    assert aifbench_cli("run", "smoke", "--only", "membw", "--set", "timing.repeats=2", "--telemetry-hz", "0",
+                        "--results", "res").returncode == 0
+    run_dir = next((tmp_path / "res").iterdir())
+    (run_dir / "metrics.rank00001.main.parquet").write_bytes(b"garbage")
+    proc = aifbench_cli("compare", "res", "--format", "json")
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)) > 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "skipping invalid shard" in lines[0] and "metrics.rank00001.main.parquet" in lines[0]

@@ -34,7 +34,8 @@ def fmt_value(value: float) -> str:
 
 def short_params(params: dict, keys: list[str] | None = None) -> str:
     """'k=v k=v' of the given keys (all when None), without internal knobs."""
-    return " ".join(f"{k}={v}" for k, v in params.items() if (keys is None or k in keys) and k != "check_size")
+    return " ".join(f"{k}={v}" for k, v in params.items()
+                    if (keys is None or k in keys) and k != "check_size" and v is not None)
 
 
 def varying_keys(df: pd.DataFrame) -> dict[str, list[str] | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aifbench.cli.args import add_results_option
+from aifbench.cli.args import add_results_option, check_store
 from aifbench.errors import ConfigError, LaunchError, UnsupportedHardwareError
 
 
@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _print_cases(suite)
     device = resolve_device(args.device)
     check_nproc(args.nproc, device)
-    plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=args.results,
+    plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=check_store(args.results),
                            system=system, launcher="inprocess" if args.nproc == 1 else "local",
                            telemetry_interval_s=interval_s)
     from aifbench.worker import Interrupted, stop_on_signals

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from aifbench.cli.args import add_results_option
+from aifbench.cli.args import add_results_option, check_store
 from aifbench.errors import ConfigError, LaunchError
 
 
@@ -118,7 +118,7 @@ def _safe_results(path: Path) -> Path:
     """Absolute results root; refused when it would need quoting inside #SBATCH lines."""
     from aifbench.systems import SAFE_VALUE
 
-    resolved = path.expanduser().absolute()
+    resolved = check_store(path.expanduser()).absolute()
     if not all(SAFE_VALUE.match(part) or part == "/" for part in resolved.parts):
         raise ConfigError(f"--results {str(path)!r} refused: path parts may contain only letters, digits and "
                           "_ . : + @ , = / - (it is written into the sbatch script)")
