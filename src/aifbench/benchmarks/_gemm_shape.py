@@ -80,6 +80,7 @@ class GemmConfig:
         for name, value in (("m", m), ("n", n), ("k", k), ("tokens", tokens), ("hidden", hidden), ("ffn_hidden", ffn)):
             object.__setattr__(self, name, value)
 
+
 def dims(c: GemmConfig) -> tuple[int, int, int]:
     """(M, N, K) of a config (its m, n, k: __post_init__ sets them from the shape)."""
     return c.m, c.n, c.k
