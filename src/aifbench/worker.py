@@ -6,8 +6,8 @@ the plan. Exit code 0 when every case ended ok or skipped, 1 otherwise, 128 + th
 number (130 SIGINT, 143 SIGTERM) when it was stopped.
 
 Stopping: SIGINT or SIGTERM raises `Interrupted` (a KeyboardInterrupt) in the main thread, so
-the runner's `finally` writes the completed cases and status=interrupted; a second SIGTERM
-then stops the process at once (further SIGINTs are ignored while it cleans up). Under
+the runner's `finally` writes the completed cases and status=interrupted; repeats in the next
+REPEAT_GRACE_S are ignored, a later SIGTERM stops the process at once. Under
 submitit (Slurm jobs) nothing is changed: submitit's own SIGTERM/SIGUSR2 handlers drive
 checkpoint and requeue. A worker of the local launcher also asks the kernel for SIGTERM
 when its launcher dies (Linux), so it never outlives it.
@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -34,6 +35,8 @@ LAUNCHER_PID_ENV = "AIFBENCH_LAUNCHER_PID"
 """set by the local launcher: the pid whose death must stop this worker"""
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REPEAT_GRACE_S = 2.0
+"""seconds after a first stop signal during which repeats are ignored (see stop_on_signals)"""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -57,20 +60,32 @@ def under_submitit() -> bool:
     return bool(os.environ.get("SUBMITIT_EXECUTOR"))
 
 
+def may_handle_stop_signals() -> bool:
+    """Whether aifbench may install SIGINT/SIGTERM handlers here: the main thread (Python's
+    rule), never inside a submitit job."""
+    return threading.current_thread() is threading.main_thread() and not under_submitit()
+
+
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise `Interrupted` (once; then SIGTERM is the
-    default again and SIGINT is ignored, so cleanup is not cut short by a repeated Ctrl-C).
-    No-op under submitit or off the main thread; the previous handlers come back on exit."""
-    if under_submitit() or threading.current_thread() is not threading.main_thread():
+    """Within the block, the first SIGINT or SIGTERM raises `Interrupted`. Repeats within
+    REPEAT_GRACE_S are ignored, so cleanup (writing the completed cases) is not cut short: a
+    multi-threaded launcher's death delivers the parent-death SIGTERM once per exiting thread,
+    and a Ctrl-C is often pressed twice. A SIGTERM after that grace stops the process at once
+    (exit 143); SIGKILL always does. No-op under submitit or off the main thread; the previous
+    handlers come back on exit."""
+    if not may_handle_stop_signals():
         yield
         return
     previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    first: list[float] = []
 
     def handler(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise Interrupted(signum)
+        if not first:
+            first.append(time.monotonic())
+            raise Interrupted(signum)
+        if signum == signal.SIGTERM and time.monotonic() - first[0] > REPEAT_GRACE_S:
+            os._exit(128 + signal.SIGTERM)  # asked again, well after the first: stop now
 
     for s in STOP_SIGNALS:
         signal.signal(s, handler)

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from typing import Callable
 
@@ -46,9 +45,9 @@ class _StopRequests:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> _StopRequests:
-        from aifbench.worker import under_submitit
+        from aifbench.worker import may_handle_stop_signals
 
-        if threading.current_thread() is threading.main_thread() and not under_submitit():
+        if may_handle_stop_signals():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._previous[s] = signal.signal(s, self._record)
         return self
