@@ -113,7 +113,8 @@ class ScriptedDevice:
         if key in p.errors:
             raise NvmlCallError(p.errors[key])
         static = {"name": p.name, "uuid": p.uuid, "index": p.index, "pid": OWN_PID,
-                  "max_clock:1": p.max_sm, "max_clock:2": p.max_mem, "power_limit": p.power_limit_mw}
+                  "max_clock:1": p.max_sm, "max_clock:2": p.max_mem, "power_limit": p.power_limit_mw,
+                  "power_limit_default": p.power_limit_mw}  # every scripted GPU runs at its default limit
         if key in static:
             return static[key]
         if query == "fields":

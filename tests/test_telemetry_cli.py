@@ -54,7 +54,11 @@ def test_run_stores_window_metrics_flags_and_series(replayed_run):
     m = res.metrics
     assert res.runs["telemetry"].iloc[0].startswith("replay: h100_node_4gpu.jsonl")
     flags = m.drop_duplicates("case_id").set_index("case_id")["flags"].fillna("")
-    assert sorted(flags) == ["", "power_throttle"]  # the trace's 1st window is clean, the 2nd power-capped
+    assert sorted(flags) == ["", ""]  # the trace's 1st window is clean, the 2nd power-capped at the default limit
+    capped = m[m["metric"] == "power_capped_pct"].set_index("case_id").sort_index()
+    # 2nd window: 1.5 s at 0.1 s = 16 polls, SwPowerCap from t = 0.4 s on: 12 of 16
+    assert capped["value"].tolist() == [0.0, 75.0]
+    assert capped["detail"].str.startswith("state=").all() and "state=capped_at_default" in capped["detail"].iloc[1]
     energy = m[m["metric"] == "energy_j"]
     assert len(energy) == 2 and energy["detail"].str.contains("method=counter scope=gpu").all()
     eff = m[m["metric"] == "tflops_per_w"]
@@ -68,11 +72,12 @@ def test_run_stores_window_metrics_flags_and_series(replayed_run):
 def test_telemetry_command_prints_summary_and_writes_png(workdir, replayed_run):
     proc = cli(workdir, "telemetry", "--results", "res", "-o", "out/plot.png")
     assert proc.returncode == 0, proc.stderr
-    assert "power_throttle" in proc.stdout and "method=counter" in proc.stdout
+    assert "method=counter" in proc.stdout
     header = next(line for line in proc.stdout.splitlines() if "samples" in line)
-    row = next(line for line in proc.stdout.splitlines() if "power_throttle" in line)
+    row = next(line for line in proc.stdout.splitlines() if "0001-gemm" in line)  # the power-capped case
     cells = dict(zip([c.strip() for c in header.split("┃")], [c.strip() for c in row.split("│")]))
     assert (cells["gpu"], cells["gpus"]) == ("2", "4")
+    assert float(cells["capped %"]) == 75.0 and float(cells["limit W"]) == 700.0 and cells["flags"] == ""
     png = workdir / "out" / "plot.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     proc = cli(workdir, "telemetry", replayed_run.name[:18], "--results", "res", "--no-plot")

@@ -75,7 +75,9 @@ def test_four_gpus_sampled_metrics_and_flags_of_the_own_one():
     own_power = [v for v in by_gpu[2]["power_w"] if v is not None]
     assert 540 < metric(win, "power_mean_w").value < 580 and max(own_power) == metric(win, "power_peak_w").value
     assert metric(win, "temperature_max_c").value == 58  # not GPU 1's 88
-    assert wins["gemm-bf16-16384-powercap"].flags == ["power_throttle"]
+    assert wins["gemm-bf16-16384-powercap"].flags == []  # capped at the default limit: a state, no flag
+    capped = metric(wins["gemm-bf16-16384-powercap"], "power_capped_pct")
+    assert capped.detail.startswith("state=capped_at_default")
     assert "also sampled: index 0" in sampler.describe() and "index 3" in sampler.describe()
 
 

@@ -32,7 +32,7 @@ def metric(win, name: str):
 
 @pytest.mark.parametrize("trace, case_id, flags", [
     ("h100_sxm_throttle", "gemm-bf16-4096-clean", []),
-    ("h100_sxm_throttle", "gemm-bf16-16384-powercap", ["power_throttle"]),
+    ("h100_sxm_throttle", "gemm-bf16-16384-powercap", []),  # capped at the default limit: a state, no flag
     ("h100_sxm_throttle", "gemm-bf16-16384-thermal", ["thermal_throttle"]),
     ("h100_sxm_throttle", "gemm-app-clocks-1005", ["low_sm_clock", "sw_slowdown"]),
     ("h100_sxm_throttle", "allreduce-short", []),
@@ -52,8 +52,13 @@ def test_power_capped_window_metrics():
     assert metric(win, "power_peak_w").value <= 700.0  # the 700 W limit of an H100 SXM5
     assert 1650 < metric(win, "sm_clock_mean_mhz").value < 1800
     assert metric(win, "temperature_max_c").value == 71
-    throttle = metric(win, "throttle_pct")
-    assert 80 < throttle.value < 95 and "SwPowerCap" in throttle.detail
+    throttle = metric(win, "throttle_pct")  # SwPowerCap is no throttling reason: 0 %, but it is named
+    assert throttle.value == 0.0 and "SwPowerCap" in throttle.detail
+    # 3.0 s window at 0.1 s: 31 polls, SwPowerCap from t = 0.4 s on (polls 4..30) -> 27 of 31
+    capped = metric(win, "power_capped_pct")
+    assert capped.value == pytest.approx(100 * 27 / 31) and capped.n_samples == 31
+    assert capped.detail == "state=capped_at_default (SwPowerCap in 27 of 31 samples at the 700 W limit = default)"
+    assert metric(win, "power_limit_w").value == 700.0 and metric(win, "power_limit_default_w").value == 700.0
 
 
 def test_energy_counter_for_long_windows_integration_for_short():

@@ -212,7 +212,8 @@ def test_reason_bits_match_pynvml_constants():
         assert getattr(pynvml, f"nvmlClocksEventReason{name}") == bit
     assert F.decode_reasons(0x44) == ["SwPowerCap", "HwThermalSlowdown"]
     assert F.reason_flags(0x1 | 0x10) == []  # idle and sync boost are not throttling
-    assert sorted(F.reason_flags(0x8 | 0x80)) == ["hw_slowdown", "power_throttle"]
+    assert sorted(F.reason_flags(0x8 | 0x80)) == ["hw_slowdown", "power_brake"]
+    assert F.reason_flags(0x4) == []  # SwPowerCap is a power state, never an invalidating flag
 
 
 def test_field_value_decoding_uses_the_value_type():

@@ -56,7 +56,7 @@ def _table(df, run_id: str):
             ("samples", "samples"), ("window s", "window_s"), ("energy J", "energy_j"),
             ("power mean W", "power_mean_w"), ("peak W", "power_peak_w"), ("module W", "module_power_mean_w"),
             ("SM MHz", "sm_clock_mean_mhz"), ("max C", "temperature_max_c"), ("throttle %", "throttle_pct"),
-            ("CPU %", "process_cpu_util_mean_pct")]
+            ("capped %", "power_capped_pct"), ("limit W", "power_limit_w"), ("CPU %", "process_cpu_util_mean_pct")]
     cols = [(h, c) for h, c in cols if c in df.columns and df[c].notna().any()]
     cols = [(h, c) for h, c in cols if c != "gpus" or (df[c] > 1).any()]  # only when a rank sampled several
     t = Table(title=f"telemetry of {run_id}", title_justify="left", header_style="bold")

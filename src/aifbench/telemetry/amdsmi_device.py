@@ -9,6 +9,7 @@ amdsmi.h):
   uuid, index   amdsmi_get_gpu_device_uuid(); position in amdsmi_get_processor_handles()
   max_clock     amdsmi_get_clock_info(GFX | MEM)["max_clk"], MHz
   power_limit   amdsmi_get_power_cap_info()["power_cap"], uW -> mW
+  power_limit_default  amdsmi_get_power_cap_info()["default_power_cap"], uW -> mW
   fields        186@0 (instant power) <- amdsmi_get_power_info()["current_socket_power"], W -> mW
                 (MI300 and later); 3@0 / 4@0 (ECC) <- amdsmi_get_gpu_total_ecc_count()
                 correctable / uncorrectable counts; every other field NOT_SUPPORTED
@@ -23,7 +24,9 @@ amdsmi.h):
   processes     pids of amdsmi_get_gpu_process_list()
   clocks_event_reasons  NOT_SUPPORTED: amdsmi 7 reports throttling only as a yes/no
                 (gpu_metrics throttle_status) and older versions as ASIC-specific bits, so no
-                reason is decoded and no throttle flag is raised on AMD; low_sm_clock still is.
+                reason is decoded and no throttle flag is raised on AMD (the power state is
+                "unknown"); low_sm_clock, power_limit_below_default, ecc_errors and
+                other_processes still are.
 
 amdsmi marks unsupported values "N/A" or with an all-ones sentinel; either reads as
 NOT_SUPPORTED (the field stays empty). MI250X: each GCD is its own device, and the package
@@ -136,6 +139,9 @@ class AmdSmiDevice(LiveAccess):
 
     def _q_power_limit(self, h: Any) -> int:
         return round(_num(self._smi.amdsmi_get_power_cap_info(h)["power_cap"], "power_cap") / 1e3)
+
+    def _q_power_limit_default(self, h: Any) -> int:
+        return round(_num(self._smi.amdsmi_get_power_cap_info(h)["default_power_cap"], "default_power_cap") / 1e3)
 
     def _q_fields(self, h: Any, keys: tuple[str, ...]) -> dict[str, list]:
         out = {k: [NVML_ERROR_NOT_SUPPORTED, None] for k in keys}

@@ -1,9 +1,10 @@
-"""The telemetry vocabulary: time-series fields, clock-event reasons, validity flags, metrics.
+"""The telemetry vocabulary: time-series fields, clock-event reasons, power states, validity flags.
 
 Everything a sampler writes is named here once, with its unit and scope, so the telemetry
 table, the window metrics and `aifbench telemetry` agree. Reason bits are NVML's
 `nvmlClocksEventReason*` values (nvml.h; pynvml exposes the same constants, and a test
-checks that they still match).
+checks that they still match). The rules that turn readings into a power state and into
+invalidating flags are in aifbench.telemetry.validity.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ FIELDS: dict[str, tuple[str, str]] = {
     "mem_util_pct": ("%", "gpu"),
     "memory_used_bytes": ("B", "gpu"),
     "clocks_event_reasons": ("bitmask", "gpu"),   # nvmlDeviceGetCurrentClocksEventReasons
+    "power_limit_w": ("W", "gpu"),                # nvmlDeviceGetEnforcedPowerLimit: the limit in force
+    "power_limit_default_w": ("W", "gpu"),        # nvmlDeviceGetPowerManagementDefaultLimit
     "ecc_corrected_volatile": ("count", "gpu"),   # NVML_FI_DEV_ECC_SBE_VOL_TOTAL
     "ecc_uncorrected_volatile": ("count", "gpu"), # NVML_FI_DEV_ECC_DBE_VOL_TOTAL
     "retired_pages_sbe": ("count", "gpu"),        # NVML_FI_DEV_RETIRED_SBE (pre-Ampere)
@@ -57,23 +60,40 @@ REASON_BITS: dict[str, int] = {
     "DisplayClockSetting": 0x100,
 }
 
-# --- validity flags: name -> (reason bits that raise it, meaning) ----------------------------
+SW_POWER_CAP = 0x4
+"""SwPowerCap: clocks lowered to hold the enforced power limit. At the default limit this is the
+normal sustained state of an SXM part under dense compute (a power STATE, never a flag)."""
+
+# --- power states of a window (not faults; stored in the detail of power_capped_pct and power_limit_w)
+STATES: dict[str, str] = {
+    "capped_at_default": "clocks held by the power limit (SwPowerCap) while the enforced limit equals the "
+                         "default limit: the normal sustained state of a GPU under dense compute",
+    "capped_above_default": "SwPowerCap at an enforced limit raised above the default limit",
+    "capped_below_default": "SwPowerCap at an enforced limit set below the default limit (also the "
+                            "invalidating flag power_limit_below_default)",
+    "uncapped": "no sample of the window had SwPowerCap set",
+    "unknown": "the state cannot be told (no clock-event reasons, or the enforced or default limit is "
+               "not readable: older drivers, AMD, a trace recorded without them); the reason follows",
+}
+
+# --- invalidating validity flags: name -> (reason bits that raise it, meaning) ---------------
 REASON_FLAGS: dict[str, tuple[int, str]] = {
-    "power_throttle": (0x4 | 0x80, "clocks lowered to hold the power limit (SwPowerCap) or by the power brake (HwPowerBrakeSlowdown)"),
     "thermal_throttle": (0x20 | 0x40, "clocks lowered for temperature (SwThermalSlowdown, HwThermalSlowdown)"),
     "hw_slowdown": (0x8, "hardware slowdown (HwSlowdown: thermal, power brake or external signal)"),
+    "power_brake": (0x80, "clocks lowered by the external power brake (HwPowerBrakeSlowdown)"),
     "sw_slowdown": (0x2 | 0x100, "clocks held below maximum by a software setting (ApplicationsClocksSetting, DisplayClockSetting)"),
 }
 FLAGS: dict[str, str] = {name: meaning for name, (_, meaning) in REASON_FLAGS.items()}
 FLAGS.update({
-    "low_sm_clock": "mean SM clock of busy samples below the configured fraction of the maximum SM clock",
+    "power_limit_below_default": "the enforced power limit was set below the GPU's default limit during the window",
+    "low_sm_clock": "mean SM clock of busy samples below the configured fraction (default 0.6) of the maximum SM clock",
     "other_processes": "another process had a compute context on the GPU during the window",
     "ecc_errors": "volatile ECC counts, retired pages or remapped rows increased during the window",
     "telemetry_suspended": "sampling was suspended during part of the window (telemetry_overhead benchmark)",
     "telemetry_error": "a sampling call failed unexpectedly; the window's telemetry may be incomplete",
 })
-THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x2 | 0x100
-"""reasons counted by throttle_pct: every flagged reason (not GpuIdle, not SyncBoost)"""
+THROTTLE_MASK = 0x2 | 0x8 | 0x20 | 0x40 | 0x80 | 0x100
+"""reasons counted by throttle_pct: every invalidating reason (not SwPowerCap, GpuIdle or SyncBoost)"""
 
 
 def decode_reasons(mask: int) -> list[str]:
@@ -86,4 +106,16 @@ def reason_flags(mask: int) -> list[str]:
     return [flag for flag, (bits, _) in REASON_FLAGS.items() if mask & bits]
 
 
-# --- metrics of a telemetry window beyond metrics.py's energy_j ... temperature_max_c --------
+def validity_markdown() -> str:
+    """The validity model as Markdown (part of `aifbench schema`)."""
+    lines = ["## telemetry validity", "",
+             "Every telemetry window records the power state it ran in (power_limit_w, power_limit_default_w, "
+             "power_capped_pct, sm_clock_mean_mhz; the state token in the detail of power_capped_pct and "
+             "power_limit_w as `state=...`). A state is shown beside the figures and never invalidates them. "
+             "The metrics `flags` column holds invalidating flags only; `aifbench validate` excludes "
+             "(or, with --flags fail, fails) flagged rows.", "",
+             "| power state | meaning |", "|---|---|"]
+    lines += [f"| {name} | {meaning} |" for name, meaning in STATES.items()]
+    lines += ["", "| invalidating flag | meaning |", "|---|---|"]
+    lines += [f"| {name} | {meaning} |" for name, meaning in FLAGS.items()]
+    return "\n".join(lines) + "\n"

@@ -11,7 +11,8 @@ Any call the device does not support leaves its field empty and is not asked aga
 
 Every poll reads every slot of the access (the rank's own GPU and, by policy, the other
 visible GPUs; see aifbench.telemetry.gpus). Window metrics and validity flags describe the
-own GPU (slot 0); the other GPUs only add rows to the telemetry table.
+own GPU (slot 0); the other GPUs only add rows to the telemetry table. The power state and
+the invalidating flags follow aifbench.telemetry.validity.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from aifbench.telemetry.nvml_device import (PERMANENT_ERRORS, UINT_MAX, DeviceAc
                                             call_key)
 from aifbench.telemetry.sampling import (DEFAULT_INTERVAL_S, PollingSampler, Sample, Summary, integrate,
                                          rows_of, series, time_mean)
+from aifbench.telemetry.validity import DEFAULT_MIN_CLOCK_FRACTION, window_validity
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_CLOCK_FRACTION = 0.6
-"""low_sm_clock below this share of the max SM clock; power-capped H100 GEMMs run ~0.75-0.9"""
+__all__ = ["DEFAULT_MIN_CLOCK_FRACTION", "NvmlSampler"]
+
 ENERGY_COUNTER_MIN_S = 1.0
-PROCESS_EVERY_S = 1.0  # process lists are the costliest query (ms): once a second is enough
+PROCESS_EVERY_S = 1.0  # process lists are the costliest query (ms): once a second is enough (limits too)
 
 # (field, NVML field id, scopeId, factor to the field's unit)
 INSTANT_FIELDS = (
@@ -64,6 +66,9 @@ SIMPLE_READS = tuple((name, query, args, factor, call_key(query, args)) for name
     ("energy_counter_j", "energy", (), 1e-3), ("sm_clock_mhz", "clock", (CLOCK_SM,), 1),
     ("mem_clock_mhz", "clock", (CLOCK_MEM,), 1), ("temperature_c", "temperature", (), 1),
     ("memory_used_bytes", "memory_used", (), 1), ("clocks_event_reasons", "clocks_event_reasons", (), 1)))
+# read on the first poll of a window and once a second after (with the process list)
+SLOW_READS = tuple((name, query, (), 1e-3, query) for name, query in
+                   (("power_limit_w", "power_limit"), ("power_limit_default_w", "power_limit_default")))
 _MISSING = (None, None)
 
 
@@ -87,7 +92,7 @@ class _Gpu:
             return self.dev.read(query, *args, slot=self.slot)
         except NvmlCallError as exc:
             if exc.code in PERMANENT_ERRORS:
-                self.unsupported[key] = f"NVML error {exc.code}"
+                self.unsupported[key] = exc.why
             else:
                 log.debug("%s %s (slot %d) failed: %s", self.dev.source, key, self.slot, exc)
             return None
@@ -134,7 +139,7 @@ class NvmlSampler(PollingSampler):
             mw = g.read("power_usage")
             if mw is not None:
                 v["power_avg_1s_w"] = mw * 1e-3
-        for name, query, args, factor, key in SIMPLE_READS:
+        for name, query, args, factor, key in SIMPLE_READS + (SLOW_READS if processes else ()):
             raw = g.read(query, *args, key=key)
             if raw is not None:
                 v[name] = raw * factor
@@ -184,8 +189,10 @@ class NvmlSampler(PollingSampler):
             out.rows += self._rows(g, mine)
         if samples:
             out.metrics += self._power_metrics(samples)
-            out.metrics += self._state_metrics(samples, out.flags)
-            out.flags += self._event_flags(samples)
+            state, flags = window_validity(samples, self.info.get("max_sm_clock"), self._missing(),
+                                           self.min_clock_fraction)
+            out.metrics += state
+            out.flags += flags + self._event_flags(samples)
         return out
 
     def _rows(self, g: _Gpu, samples: list[Sample]) -> list[dict]:
@@ -238,33 +245,11 @@ class NvmlSampler(PollingSampler):
         return Metric("energy_j", integral, "value", len(ps),
                       detail=f"method=integrated scope=gpu source={source} ({why})")
 
-    def _state_metrics(self, samples: list[Sample], flags: list[str]) -> list[Metric]:
-        out: list[Metric] = []
-        ts, clocks = series(samples, "sm_clock_mhz")
-        _, masks = series(samples, "clocks_event_reasons")
-        masks = [int(m) for m in masks]
-        max_sm = self.info.get("max_sm_clock")
-        if clocks:
-            busy = [c for s in samples if (c := s.values.get("sm_clock_mhz")) is not None
-                    and not int(s.values.get("clocks_event_reasons", 0)) & F.REASON_BITS["GpuIdle"]]
-            detail = f"max={max_sm} MHz" if max_sm else "max unknown"
-            if max_sm and busy and sum(busy) / len(busy) < self.min_clock_fraction * max_sm:
-                flags.append("low_sm_clock")
-                detail += f"; busy mean {sum(busy) / len(busy):.0f} < {self.min_clock_fraction:g} x max"
-            out.append(Metric("sm_clock_mean_mhz", time_mean(ts, clocks), "mean", len(clocks), detail=detail))
-        _, temps = series(samples, "temperature_c")
-        if temps:
-            out.append(Metric("temperature_max_c", max(temps), "max", len(temps)))
-        if masks:
-            union = 0
-            for m in masks:
-                union |= m
-            throttled = sum(1 for m in masks if m & F.THROTTLE_MASK)
-            reasons = ",".join(F.decode_reasons(union)) or "none"
-            out.append(Metric("throttle_pct", 100.0 * throttled / len(masks), "value", len(masks),
-                              detail=f"reasons={reasons}"))
-            flags += F.reason_flags(union)
-        return out
+    def _missing(self) -> dict[str, str]:
+        """Why the own GPU's state readings are absent: field -> reason (see validity.power_state)."""
+        keys = {"clocks_event_reasons": "clocks_event_reasons", "power_limit_w": "power_limit",
+                "power_limit_default_w": "power_limit_default"}
+        return {field: self.unsupported[key] for field, key in keys.items() if key in self.unsupported}
 
     def _event_flags(self, samples: list[Sample]) -> list[str]:
         flags = []

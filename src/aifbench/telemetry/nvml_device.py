@@ -11,9 +11,10 @@ the other GPUs visible to the process (see aifbench.telemetry.gpus). Every read 
 slot; one poll (`poll_start`) reads every slot at the same time point.
 
 Queries (args) -> result:
-  static:  name, uuid, index, pid (this process), max_clock (kind: 1 SM, 2 memory) -> MHz,
-           power_limit -> mW (enforced)
-  polled:  fields (keys 'fieldId@scopeId') -> {key: [nvmlReturn, value]}  (field API, one call)
+  static:  name, uuid, index, pid (this process), max_clock (kind: 1 SM, 2 memory) -> MHz
+  polled:  power_limit -> mW (enforced: nvmlDeviceGetEnforcedPowerLimit), power_limit_default -> mW
+           (nvmlDeviceGetPowerManagementDefaultLimit; absent on older drivers); read once a second
+           fields (keys 'fieldId@scopeId') -> {key: [nvmlReturn, value]}  (field API, one call)
            energy -> mJ since driver load; power_usage -> mW (1 s average)
            clock (kind) -> MHz; temperature -> C; utilization -> [gpu %, memory %]
            memory_used -> bytes; clocks_event_reasons -> bitmask; processes -> [pid, ...]
@@ -47,12 +48,19 @@ NOT_AVAILABLE = {0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF}  # NVML_VALUE_NOT_AVAILABLE sen
 UINT_MAX = 0xFFFFFFFF  # scopeId: aggregate over all NVLink links (nvml.h)
 
 
-class NvmlCallError(Exception):
-    """One NVML call failed; `code` is the nvmlReturn_t."""
+ERROR_WORDS = {NVML_ERROR_NOT_SUPPORTED: "not supported", NVML_ERROR_NO_PERMISSION: "no permission",
+               NVML_ERROR_FUNCTION_NOT_FOUND: "not in this driver (older driver)"}
 
-    def __init__(self, code: int, message: str = ""):
+
+class NvmlCallError(Exception):
+    """One NVML call failed; `code` is the nvmlReturn_t; `why`: short text for a reading that
+    stays unknown, from the code alone (so a replay says what the recorded session said)."""
+
+    def __init__(self, code: int, message: str = "", why: str = ""):
         super().__init__(message or f"NVML error {code}")
         self.code = int(code)
+        words = ERROR_WORDS.get(self.code)
+        self.why = why or f"NVML error {self.code}" + (f" ({words})" if words else "")
 
 
 class DeviceAccess(Protocol):
@@ -180,6 +188,12 @@ class PynvmlDevice(LiveAccess):
 
     def _q_power_limit(self, h: Any) -> int:
         return int(self._nv.nvmlDeviceGetEnforcedPowerLimit(h))
+
+    def _q_power_limit_default(self, h: Any) -> int:
+        fn = getattr(self._nv, "nvmlDeviceGetPowerManagementDefaultLimit", None)
+        if fn is None:  # an nvidia-ml-py without the binding
+            raise NvmlCallError(NVML_ERROR_FUNCTION_NOT_FOUND, "nvidia-ml-py has no nvmlDeviceGetPowerManagementDefaultLimit")
+        return int(fn(h))
 
     def _q_fields(self, h: Any, keys: tuple[str, ...]) -> dict[str, list]:
         """One nvmlDeviceGetFieldValues call for the keys not refused for good; the refused

@@ -16,7 +16,8 @@ from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError
 
 WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
-                  "throttle_pct", "module_power_mean_w", "process_cpu_util_mean_pct")
+                  "throttle_pct", "power_capped_pct", "power_limit_w", "module_power_mean_w",
+                  "process_cpu_util_mean_pct")
 GAP_S = 0.1  # least space between two windows of one rank on the plot
 PANELS = (
     ("power (W)", ("power_w", "power_avg_1s_w", "module_power_w", "cpu_power_w")),

@@ -17,7 +17,9 @@ then the other visible GPUs it sampled. Every read is `[nvmlReturn, value]` in N
 units (mW, mJ, MHz, bytes; see aifbench.telemetry.nvml_device for the query vocabulary; an
 amdsmi session is recorded in the same vocabulary); a failed call is `[code, null]`.
 `t` is seconds since the first poll of the recording. Reads outside any poll (device name,
-UUID, max clocks) are in "static". Version 1 (one GPU: "static" and "reads" are single
+UUID, max clocks) are in "static"; a polled read missing from a poll is answered from "static"
+(older traces hold the enforced power limit there), and one missing from both fails as
+NOT_SUPPORTED "not in the trace". Version 1 (one GPU: "static" and "reads" are single
 objects) is still read. A replay serves the windows in order (cycling when more are asked
 than recorded) and every recorded poll of a window, independent of wall time, so tests are
 deterministic.
@@ -160,7 +162,10 @@ class ReplayDevice:
     def read(self, query: str, *args: Any, slot: int = 0) -> Any:
         key = call_key(query, args)
         reads = self._reads[slot] if slot < len(self._reads) else {}
-        ret, value = reads.get(key) or self.header["static"][slot].get(key) or (NVML_ERROR_NOT_SUPPORTED, None)
+        found = reads.get(key) or self.header["static"][slot].get(key)
+        if found is None:  # e.g. a trace recorded before aifbench read the default power limit
+            raise NvmlCallError(NVML_ERROR_NOT_SUPPORTED, f"{key}: not in the trace", why="not in the trace")
+        ret, value = found
         if ret != 0:
             raise NvmlCallError(ret, f"{key}: NVML error {ret} (recorded)")
         if query == "fields":
