@@ -102,18 +102,23 @@ def _case_rows(spec: RunSpec, case: CaseSpec, rank: int, rng) -> tuple[list[tupl
     return rows, ({case.time_metric: t} if case.samples else {})
 
 
+def case_ids(spec: RunSpec) -> list[str]:
+    """The case id of every case of the spec, in plan order."""
+    return [f"{i:04d}-{c.benchmark}-{hashlib.sha256(json.dumps(c.params, sort_keys=True).encode()).hexdigest()[:8]}"
+            for i, c in enumerate(spec.cases)]
+
+
 def write_run(root: Path, spec: RunSpec) -> Path:
     """Write every rank's shards of one run; returns the run directory."""
     world = len(spec.nodes) * spec.gpus_per_node
     rng = np.random.default_rng(spec.seed)
+    ids = case_ids(spec)
     for rank in range(world):
         node, local = spec.nodes[rank // spec.gpus_per_node], rank % spec.gpus_per_node
         w = ShardWriter(root, spec.run_id, rank, part=spec.part)
         base = {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "rank": rank}
         w.add("runs", [_run_row(spec, base, node, local, world)])
-        for i, case in enumerate(spec.cases):
-            digest = hashlib.sha256(json.dumps(case.params, sort_keys=True).encode()).hexdigest()[:8]
-            case_id = f"{i:04d}-{case.benchmark}-{digest}"
+        for i, (case, case_id) in enumerate(zip(spec.cases, ids)):
             rows, samples = _case_rows(spec, case, rank, rng)
             status = spec.status.get(rank, "ok")
             common = dict(base, case_id=case_id, benchmark=case.benchmark,
@@ -142,7 +147,9 @@ def _unit(metric: str) -> str:
 def _run_row(spec: RunSpec, base: dict, node: str, local: int, world: int) -> dict:
     return dict(base, world_size=world, task=spec.part, suite="test", system=spec.system, partition=spec.partition,
                 launcher="slurm", status="ok", started_utc=T0, ended_utc=T0 + timedelta(minutes=1),
-                config="{}", config_hash="0" * 16, node=node, platform="Linux x86_64", cpu_model="test",
+                config=json.dumps({"suite": "test", "cases": [  # the plan, as the runner stores it
+                    {"case_id": cid, "benchmark": c.benchmark, "params": c.params}
+                    for c, cid in zip(spec.cases, case_ids(spec))]}, sort_keys=True), config_hash="0" * 16, node=node, platform="Linux x86_64", cpu_model="test",
                 cpu_cores=64, memory_bytes=2**40, device=f"cuda:{local}", device_name=spec.device[0],
                 gpu_uuid=f"GPU-{spec.run_id[-4:]}-{node}-{local}", gpu_memory_bytes=80 * 2**30,
                 gpu_count=spec.gpus_per_node, gpu_pci_device_id=spec.device[1], torch_version="2.13",

@@ -1,6 +1,10 @@
 """An operator's acceptance of a partition: references, outliers, telemetry flags, drift.
 
-Checks, each pass / fail / skip:
+Verdict: PASS only for a complete, fully judged run with no failed check; FAIL when any check
+fails; else INCOMPLETE (exit 1 like FAIL). Checks, each pass / fail / skip / incomplete:
+- complete: every case of the run's plan (runs.config) has rows from every rank of its world
+  size (runs.world_size); missing, empty or unreadable shards count as missing; and every
+  selected reference (one that applies to a GPU model the run ran on) was judged
 - ran: every case ended ok (failed cases fail, skipped cases are skipped)
 - reference: each [[reference]] (references.py) against every rank's value; the failing ranks
   are named with node, device and GPU UUID
@@ -14,9 +18,11 @@ Telemetry validity flags (the metrics `flags` column) are honoured: flagged rows
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,9 +54,9 @@ class ValidateOptions:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    kind: str       # ran | gpu | reference | outliers-gpu | outliers-node | drift
+    kind: str       # complete | ran | gpu | reference | outliers-gpu | outliers-node | drift
     name: str
-    status: str     # pass | fail | skip
+    status: str     # pass | fail | skip | incomplete (kind complete only)
     message: str
     value: float | None = None
     unit: str = ""
@@ -61,21 +67,37 @@ class Report:
     run_id: str
     system: str
     checks: list[Check] = field(default_factory=list)
+    refs_elsewhere: int = 0
+    """references for GPU models the run did not run on (not selected: skipped, not unjudged)"""
 
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if c.status == "fail"]
 
     @property
+    def incomplete(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "incomplete"]
+
+    @property
+    def verdict(self) -> str:
+        """FAIL (a check failed), INCOMPLETE (cases, ranks or references missing), else PASS."""
+        return "FAIL" if self.failed else "INCOMPLETE" if self.incomplete else "PASS"
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 0 if self.verdict == "PASS" else 1
 
     def summary(self) -> str:
-        """'3 passed, 1 failed, 2 skipped; references: 4 of 6 judged'."""
+        """'3 passed, 1 failed, 2 skipped, 1 incomplete; references: 4 of 6 judged, 1 left unjudged, 1 for other GPUs'."""
         refs = [c for c in self.checks if c.kind == "reference"]
         judged = sum(c.status != "skip" for c in refs)
-        return (f"{sum(c.status == 'pass' for c in self.checks)} passed, {len(self.failed)} failed, "
-                f"{sum(c.status == 'skip' for c in self.checks)} skipped; references: {judged} of {len(refs)} judged")
+        text = (f"{sum(c.status == 'pass' for c in self.checks)} passed, {len(self.failed)} failed, "
+                f"{sum(c.status == 'skip' for c in self.checks)} skipped")
+        text += f", {len(self.incomplete)} incomplete" if self.incomplete else ""
+        text += f"; references: {judged} of {len(refs)} judged"
+        unjudged = len(refs) - judged - self.refs_elsewhere
+        text += f", {unjudged} left unjudged" if unjudged else ""
+        return text + (f", {self.refs_elsewhere} for other GPUs" if self.refs_elsewhere else "")
 
 
 Slot = tuple[int, str]
@@ -282,6 +304,89 @@ def drift_checks(sel: Selection, baseline: Results, describe: str, opts: Validat
     return out
 
 
+# --- completeness: the plan ran everywhere, every selected reference judged ---------------
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What the run meant to do: its cases (case id -> label, plan order) and its world size."""
+
+    cases: dict[str, str]
+    world_size: int
+
+
+def read_plan(runs: pd.DataFrame, run_id: str) -> RunPlan:
+    """The plan every rank recorded (runs.config: its cases; runs.world_size), the union over
+    ranks and array tasks. ConfigError (one line) when it cannot be read."""
+    why = f"run {run_id}: its plan cannot be read, so validate cannot tell which cases and ranks to expect"
+    if not len(runs):
+        raise ConfigError(f"{why} (no runs rows: every runs.rank*.parquet shard is missing or unreadable)")
+    from aifbench.config import Case
+
+    cases: dict[str, str] = {}
+    for text in dict.fromkeys(runs["config"].dropna()):
+        try:
+            listed = json.loads(text)["cases"]
+            for i, c in enumerate(listed):
+                params = c["params"]
+                case_id = c.get("case_id") or Case(index=i, benchmark=c["benchmark"], params=params).case_id
+                cases.setdefault(str(case_id), case_label(c["benchmark"], json.dumps(params, sort_keys=True)))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"{why} (runs.config is not a plan with cases: {type(exc).__name__}: {exc})") from None
+    if not cases:
+        raise ConfigError(f"{why} (runs.config lists no cases)")
+    return RunPlan(cases, int(runs["world_size"].max()))
+
+
+def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame,
+                        unreadable: list[tuple[Path, str]] = ()) -> list[Check]:
+    """One check for the whole plan, and one per case missing on some rank (a case has a rank when
+    that rank stored any row of it: ok, failed or skipped)."""
+    ranks = metrics.groupby("case_id")["rank"].agg(lambda r: set(int(x) for x in r)).to_dict() if len(metrics) else {}
+    expected = set(range(plan.world_size))
+    out = []
+    for case_id, label in plan.cases.items():
+        missing = sorted(expected - ranks.get(case_id, set()))
+        if not missing:
+            continue
+        where = (f"never ran: no rows from any of its {plan.world_size} rank(s)" if len(missing) == plan.world_size
+                 else f"no rows from rank(s) {', '.join(map(str, missing))} of {plan.world_size}")
+        out.append(Check("complete", f"complete: {label}", "incomplete", f"{where} ({case_id})"))
+    notes = _run_notes(runs, unreadable)
+    name = "complete: every case of the plan on every rank"
+    if out or unreadable:
+        msg = f"{len(out)} of {len(plan.cases)} case(s) missing on some rank" + (f"; {notes}" if notes else "")
+        return [Check("complete", name, "incomplete", msg)] + out
+    msg = f"all {len(plan.cases)} case(s) on all {plan.world_size} rank(s)" + (f"; {notes}" if notes else "")
+    return [Check("complete", name, "pass", msg)]
+
+
+def _run_notes(runs: pd.DataFrame, unreadable: list[tuple[Path, str]]) -> str:
+    """Ranks whose runs row is not ok/failed (interrupted, still running) and unreadable shards."""
+    notes = [f"run status {status} on rank(s) {', '.join(str(r) for r in sorted(part['rank']))}"
+             for status, part in runs.groupby("status") if status not in ("ok", "failed")]
+    if unreadable:
+        notes.append("unreadable shard(s), counted as missing: " + "; ".join(f"{Path(p).name}: {why}"
+                                                                             for p, why in unreadable))
+    return "; ".join(notes)
+
+
+def selected(ref: Reference, skus: dict[Slot, str | None]) -> bool:
+    """Whether `ref` applies to a GPU model some rank of the run ran on (no gpu list: any)."""
+    return not ref.gpus or any(ref.applies_to(sku) for sku in skus.values())
+
+
+def references_judged_check(refs: list[Reference], checks: list[Check], skus: dict[Slot, str | None]) -> Check:
+    """Incomplete when a selected reference (see `selected`) judged nothing; `checks` are the
+    reference checks in the order of `refs`."""
+    left = [c for ref, c in zip(refs, checks) if c.status == "skip" and selected(ref, skus)]
+    name = "complete: every reference that applies to the run judged"
+    n = sum(selected(ref, skus) for ref in refs)
+    if left:
+        return Check("complete", name, "incomplete", f"{len(left)} of {n} reference(s) not judged: "
+                     + "; ".join(f"{c.name.removeprefix('reference: ')}: {c.message}" for c in left))
+    return Check("complete", name, "pass", f"all {n} reference(s) that apply judged")
+
+
 def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
              baseline: tuple[str, Results] | None = None, expected_gpu: str | None = None,
              system: str | None = None) -> Report:
@@ -292,14 +397,16 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
         raise one_of("flag policy", opts.flags, FLAG_POLICIES)
     check_names(refs)
     metrics = sel.metrics
-    run_ids = sorted(set(metrics["run_id"]))
+    runs = sel.results.tables["runs"]
+    run_ids = sorted(set(metrics["run_id"]) | set(runs["run_id"]))
     if len(run_ids) != 1:
         raise ConfigError(f"validate takes one run, got {len(run_ids)}: {', '.join(run_ids[:5])}")
-    runs = sel.results.tables["runs"]
+    plan = read_plan(runs, run_ids[0])
     uuids = {slot(r): str(r.gpu_uuid) for r in runs.itertuples(index=False) if not pd.isna(r.gpu_uuid)}
     skus = gpu_skus(runs)
-    system = system or str(metrics["system"].iloc[0])
-    report = Report(run_ids[0], system, ran_checks(metrics))
+    system = system or str((metrics if len(metrics) else runs)["system"].iloc[0])
+    report = Report(run_ids[0], system, completeness_checks(plan, metrics, runs, sel.skipped))
+    report.checks += ran_checks(metrics)
     if expected_gpu is not None:
         report.checks.append(gpu_check(expected_gpu, system, skus, runs))
     layouts = case_layouts(metrics)
@@ -307,6 +414,8 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     if opts.strict:
         checks = [Check(c.kind, c.name, "fail", f"strict: not judged: {c.message}", c.value, c.unit)
                   if c.status == "skip" else c for c in checks]
+    report.refs_elsewhere = sum(c.status == "skip" and not selected(ref, skus) for ref, c in zip(refs, checks))
+    report.checks.insert(1, references_judged_check(refs, checks, skus))
     report.checks += checks
     h = headline(metrics)
     report.checks += outlier_checks(h, uuids, opts)
@@ -318,8 +427,7 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
 # --- output ---------------------------------------------------------------------------------
 
 def to_markdown(report: Report) -> str:
-    verdict = "FAIL" if report.failed else "PASS"
-    lines = [f"# aifbench validate: run {report.run_id} on {report.system}: {verdict}", "",
+    lines = [f"# aifbench validate: run {report.run_id} on {report.system}: {report.verdict}", "",
              report.summary(), "",
              "| status | check | detail |", "|---|---|---|"]
     for c in report.checks:
@@ -332,22 +440,27 @@ def _md(text: str) -> str:
 
 
 def to_junit(report: Report) -> str:
-    """JUnit XML (the schema Jenkins / GitLab read): one testsuite per check kind."""
+    """JUnit XML (the schema Jenkins / GitLab read): one testsuite per check kind; an incomplete
+    check is an <error type="incomplete">; the verdict and summary are in the root's name."""
     import xml.etree.ElementTree as ET
 
-    root = ET.Element("testsuites", name=f"aifbench validate {report.run_id}",
-                      tests=str(len(report.checks)), failures=str(len(report.failed)))
+    root = ET.Element("testsuites", name=f"aifbench validate {report.run_id}: {report.verdict} ({report.summary()})",
+                      tests=str(len(report.checks)), failures=str(len(report.failed)),
+                      errors=str(len(report.incomplete)))
     kinds: dict[str, list[Check]] = {}
     for c in report.checks:
         kinds.setdefault(c.kind, []).append(c)
     for kind, checks in kinds.items():
         suite = ET.SubElement(root, "testsuite", name=f"{report.system}.{kind}", tests=str(len(checks)),
                               failures=str(sum(c.status == "fail" for c in checks)),
-                              skipped=str(sum(c.status == "skip" for c in checks)), errors="0")
+                              skipped=str(sum(c.status == "skip" for c in checks)),
+                              errors=str(sum(c.status == "incomplete" for c in checks)))
         for c in checks:
             case = ET.SubElement(suite, "testcase", name=c.name, classname=f"aifbench.{report.system}.{kind}")
             if c.status == "fail":
                 ET.SubElement(case, "failure", message=c.message[:500], type=kind).text = c.message
+            elif c.status == "incomplete":
+                ET.SubElement(case, "error", message=c.message[:500], type="incomplete").text = c.message
             elif c.status == "skip":
                 ET.SubElement(case, "skipped", message=c.message[:500])
             else:

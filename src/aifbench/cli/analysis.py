@@ -48,10 +48,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="acceptance of a partition: references, outliers, flags (exit 1 on failure)",
+    p = sub.add_parser("validate", help="acceptance of a partition: complete, references, outliers, flags (exit 1 unless PASS)",
                        description="Check one run against the references of a system profile, find slow GPUs and "
                                    "nodes (robust z-score), honour telemetry validity flags, check drift against a "
-                                   "baseline. Exit 0 when every check passes, 1 when any fails.")
+                                   "baseline. PASS (exit 0) only when every case of the run's plan ran on every rank, "
+                                   "every reference that applies was judged and no check failed; else FAIL or "
+                                   "INCOMPLETE (exit 1); a run whose plan cannot be read exits 2.")
     p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: the latest run)")
     add_results_option(p)
     p.add_argument("--system", metavar="NAME", help="system profile whose acceptance references apply (default: the run's system)")
@@ -209,9 +211,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     _check_format(args.format, ("table", "markdown", "junit"))
     run_dir = resolve_run(args.results, args.run_id)
     run = load_runs([run_dir])
-    if not len(run.tables["metrics"]):
-        raise ConfigError(f"run {run_dir.name} has no metrics")
-    system = args.system or str(run.tables["metrics"]["system"].iloc[0])
+    known = run.tables["metrics"] if len(run.tables["metrics"]) else run.tables["runs"]
+    if not len(known):  # neither metrics nor the plan (runs rows): nothing to judge
+        validate.read_plan(run.tables["runs"], run_dir.name)
+    system = args.system or str(known["system"].iloc[0])
     if args.references:
         refs, gpu = references.load_file(args.references), None
     else:
@@ -235,7 +238,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _emit(validate.to_markdown(report), args.output)
     else:
         console.print(_validate_table(report))
-    verdict = "[bold red]FAIL[/]" if report.failed else "[bold green]PASS[/]"
+    color = {"PASS": "bold green", "FAIL": "bold red", "INCOMPLETE": "bold yellow"}[report.verdict]
+    verdict = f"[{color}]{report.verdict}[/]"
     err_console.print(f"validate {report.run_id} on {system}: {verdict} ({report.summary()})", highlight=False)
     return report.exit_code
 
@@ -247,7 +251,7 @@ def _validate_table(report):
     t.add_column("status")
     t.add_column("check", overflow="fold", ratio=2)
     t.add_column("detail", overflow="fold", ratio=3)
-    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    style = {"pass": "green", "fail": "bold red", "skip": "yellow", "incomplete": "bold yellow"}
     for c in report.checks:
         t.add_row(f"[{style[c.status]}]{c.status}[/]", c.name, c.message)
     return t
