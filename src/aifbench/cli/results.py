@@ -94,9 +94,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from aifbench import metrics
     from aifbench.results import schema
 
+    from aifbench.telemetry.validity import validity_markdown
+
     lines = [] if args.metrics else [schema.reference_markdown()]
     lines += ["## metric dictionary", "", "| metric | unit | better | definition |", "|---|---|---|---|"]
     for m in sorted(metrics.METRICS.values(), key=lambda m: m.name):
         lines.append(f"| {m.name} | {m.unit} | {'higher' if m.higher_is_better else 'lower'} | {m.definition} |")
+    lines += [] if args.metrics else ["", validity_markdown()]
     print("\n".join(lines))
     return 0

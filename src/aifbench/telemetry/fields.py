@@ -104,18 +104,3 @@ def decode_reasons(mask: int) -> list[str]:
 def reason_flags(mask: int) -> list[str]:
     """Validity flags raised by a clock-event reason mask."""
     return [flag for flag, (bits, _) in REASON_FLAGS.items() if mask & bits]
-
-
-def validity_markdown() -> str:
-    """The validity model as Markdown (part of `aifbench schema`)."""
-    lines = ["## telemetry validity", "",
-             "Every telemetry window records the power state it ran in (power_limit_w, power_limit_default_w, "
-             "power_capped_pct, sm_clock_mean_mhz; the state token in the detail of power_capped_pct and "
-             "power_limit_w as `state=...`). A state is shown beside the figures and never invalidates them. "
-             "The metrics `flags` column holds invalidating flags only; `aifbench validate` excludes "
-             "(or, with --flags fail, fails) flagged rows.", "",
-             "| power state | meaning |", "|---|---|"]
-    lines += [f"| {name} | {meaning} |" for name, meaning in STATES.items()]
-    lines += ["", "| invalidating flag | meaning |", "|---|---|"]
-    lines += [f"| {name} | {meaning} |" for name, meaning in FLAGS.items()]
-    return "\n".join(lines) + "\n"

@@ -132,3 +132,22 @@ def _limit_metrics(limits: list[float], defaults: list[float], state: PowerState
         out.append(Metric("power_limit_w", min(limits), "value", len(limits),
                           detail=f"enforced, lowest read in the window; {default}; {state.text()}"))
     return out
+
+
+def validity_markdown() -> str:
+    """The validity model as Markdown (part of `aifbench schema`)."""
+    lines = ["## telemetry validity", "",
+             "Every telemetry window records the power state of the rank's GPU: power_limit_w (the enforced "
+             "limit), power_limit_default_w, power_capped_pct (share of samples with SwPowerCap) and "
+             "sm_clock_mean_mhz; the state token is in the detail of power_capped_pct and power_limit_w as "
+             "`state=NAME (evidence)`. A state is shown beside the figures and never invalidates them. The "
+             "metrics `flags` column holds invalidating flags only; `aifbench validate` excludes flagged rows "
+             "(--flags fail: fails them), and a reference left with no row to judge makes the verdict INCOMPLETE.",
+             "", "| power state | meaning |", "|---|---|"]
+    lines += [f"| {name} | {meaning} |" for name, meaning in F.STATES.items()]
+    lines += ["", "| invalidating flag | meaning |", "|---|---|"]
+    lines += [f"| {name} | {meaning} |" for name, meaning in F.FLAGS.items()]
+    lines += ["", f"Rule: {LOW_CLOCK_RULE}. Limits within {LIMIT_TOLERANCE_W:g} W of each other are equal. "
+              "Runs recorded before this model carry the old flag power_throttle (SwPowerCap or power brake, "
+              "not told apart); validate still excludes those rows."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""validate says PASS only for a complete run: every case of the stored plan on every rank.
+
+Real runs on this CPU: an interrupted run (the runner stopped by an interrupt after its first
+case) and a 2-rank run whose second rank's metrics shard is deleted, truncated or emptied.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from aifbench.cli import main
+from aifbench.config import load_suite
+from aifbench.plan import Plan
+from aifbench.results.store import load
+from aifbench.runner import execute
+
+from .conftest import write
+
+SUITE = """
+[suite]
+name = "three"
+[timing]
+warmup = 1
+repeats = 2
+[[case]]
+benchmark = "membw"
+params = { op = "copy", gpu_only = false }
+sweep = { size_bytes = [4096, 8192, 16384] }
+"""
+
+
+def _validate(root: Path, *extra: str) -> int:
+    return main(["validate", "--results", str(root), "--system", "local", *extra])
+
+
+def test_interrupted_run_is_incomplete(tmp_path, capsys):
+    """The runner stops after its first case (as Ctrl-C would): 2 of 3 cases never ran."""
+    suite = load_suite(str(write(tmp_path / "three.toml", SUITE)))
+    plan = Plan.from_suite(suite, run_id="20261204T200000Z-three-00000a", device="cpu",
+                           results_root=tmp_path / "res", telemetry_interval_s=0)
+
+    def stop_after_first(case, status, reason):
+        assert status == "ok", reason
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(plan, on_case=stop_after_first)
+    assert list(load([plan.run_dir]).runs["status"]) == ["interrupted"]
+    assert _validate(tmp_path / "res", "--format", "markdown") == 1
+    out, err = capsys.readouterr()
+    assert "INCOMPLETE" in err and "PASS" not in err
+    missing = [c.case_id for c in plan.cases[1:]]
+    assert "| incomplete | complete: every case of the plan on every rank | 2 of 3 case(s) missing on some rank; " \
+           "run status interrupted on rank(s) 0 |" in out
+    for case_id in missing:  # each missing case named, with its id
+        assert f"never ran: no rows from any of its 1 rank(s) ({case_id})" in out
+    assert out.count("| incomplete | complete: membw") == 2
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> Path:
+    """A real 2-process run (gloo collectives, GEMM on both ranks): its run directory."""
+    root = tmp_path_factory.mktemp("two_ranks") / "res"
+    proc = subprocess.run([sys.executable, "-m", "aifbench", "run", "smoke", "--nproc", "2", "--only",
+                           "collectives,gemm", "--telemetry-hz", "0", "--results", str(root)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = root.iterdir()
+    return run_dir
+
+
+def _copy(run_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "res" / run_dir.name
+    shutil.copytree(run_dir, target)
+    return target
+
+
+def test_complete_two_rank_run_passes(two_ranks, tmp_path, capsys):
+    run_dir = _copy(two_ranks, tmp_path)
+    assert _validate(run_dir.parent) == 0
+    err = capsys.readouterr().err
+    assert "PASS" in err and "references: 0 of 10 judged, 10 for other GPUs" in " ".join(err.split())
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "empty"])
+def test_missing_rank_shard_is_incomplete(two_ranks, tmp_path, capsys, damage):
+    run_dir = _copy(two_ranks, tmp_path)
+    shard = run_dir / "metrics.rank00001.main.parquet"
+    cases = load([run_dir]).metrics["case_id"].nunique()
+    if damage == "deleted":
+        shard.unlink()
+    elif damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    else:
+        shard.write_bytes(b"")
+    junit = tmp_path / "junit.xml"
+    assert _validate(run_dir.parent, "--format", "markdown", "--junit", str(junit)) == 1
+    out, err = capsys.readouterr()
+    assert "INCOMPLETE" in err
+    assert f"| incomplete | complete: every case of the plan on every rank | {cases} of {cases} case(s) missing" in out
+    assert out.count("no rows from rank(s) 1 of 2") == cases  # every case named, rank 1 missing
+    if damage != "deleted":  # an unreadable shard is named
+        assert "unreadable shard(s), counted as missing: metrics.rank00001.main.parquet" in out
+    root = ET.parse(junit).getroot()
+    errors = root.findall(".//error")
+    assert int(root.get("errors")) == len(errors) == cases + 1 and int(root.get("failures")) == 0
+    assert all(e.get("type") == "incomplete" for e in errors)
+    assert sum("no rows from rank(s) 1 of 2" in (e.text or "") for e in errors) == cases
+    assert ": INCOMPLETE (" in root.get("name") and "references: 0 of 10 judged" in root.get("name")
+
+
+def test_run_whose_plan_cannot_be_read_exits_2(two_ranks, tmp_path, capsys):
+    run_dir = _copy(two_ranks, tmp_path)
+    for shard in run_dir.glob("runs.rank*.parquet"):
+        shard.unlink()
+    assert _validate(run_dir.parent) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its plan cannot be read" in err and "no runs rows" in err
+
+
+def test_plan_that_is_not_a_plan_exits_2(two_ranks, tmp_path, capsys):
+    run_dir = _copy(two_ranks, tmp_path)
+    for shard in run_dir.glob("runs.rank*.parquet"):
+        df = pd.read_parquet(shard)
+        df["config"] = '{"suite": "smoke"}'  # no case list
+        df.to_parquet(shard)
+    assert _validate(run_dir.parent) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "runs.config is not a plan with cases: KeyError" in err
+    assert not (tmp_path / "junit.xml").exists()
