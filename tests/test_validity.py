@@ -195,6 +195,21 @@ def test_amd_limit_below_default_and_no_reasons():
         "state=unknown (no clock-event reasons: NVML error 3 (not supported))")
 
 
+def test_recorder_prints_flags_and_state(tmp_path, capsys):
+    """The recorder's per-window line (its GPU path needs NVML; the window loop is the same)."""
+    import argparse
+
+    from aifbench.telemetry.nvml import NvmlSampler
+    from aifbench.telemetry.record import _record
+    from aifbench.telemetry.trace import ReplayDevice
+
+    args = argparse.Namespace(windows=2, seconds=0.0, load="idle", device="cpu", size=1, output=tmp_path / "x")
+    assert _record(args, NvmlSampler(ReplayDevice(_edited(tmp_path, DEFAULT_700)))) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("window 0: flags=- state=capped_at_default power_mean_w=")
+    assert lines[1].startswith("window 1: flags=- state=capped_at_default ")
+
+
 def test_schema_describes_the_model(capsys):
     assert main(["schema"]) == 0
     out = capsys.readouterr().out

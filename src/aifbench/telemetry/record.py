@@ -6,7 +6,8 @@
 Each window is sampled exactly as a benchmark's would be (NVML; amdsmi on a ROCm build of
 torch); with --load gemm a bf16 matmul loop keeps the device busy during the window (power,
 clocks and perhaps throttling worth recording); --gpus visible also records the other GPUs
-this process sees. The trace format is described in aifbench.telemetry.trace. Exit codes:
+this process sees; each window's line shows its invalidating flags and power state
+(aifbench.telemetry.validity). The trace format is described in aifbench.telemetry.trace. Exit codes:
 0 written, 2 bad input, no NVML/amdsmi here, or an unwritable output.
 """
 
@@ -87,7 +88,8 @@ def _record(args: argparse.Namespace, sampler) -> int:
         for i in range(args.windows):
             with sampler.window(f"{args.load}-{i}") as win:
                 work(args.seconds)
-            print(f"window {i}: flags={','.join(win.flags) or '-'} "
+            state = next((m.detail for m in win.metrics if m.metric in ("power_capped_pct", "power_limit_w")), "")
+            print(f"window {i}: flags={','.join(win.flags) or '-'} {state.split(' (')[0] or 'state=?'} "
                   + " ".join(f"{m.metric}={m.value:.4g}" for m in win.metrics))
     finally:
         sampler.close()
