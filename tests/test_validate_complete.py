@@ -131,7 +131,8 @@ def test_plan_that_is_not_a_plan_exits_2(two_ranks, tmp_path, capsys):
         df = pd.read_parquet(shard)
         df["config"] = '{"suite": "smoke"}'  # no case list
         df.to_parquet(shard)
-    assert _validate(run_dir.parent) == 2
+    junit = tmp_path / "junit.xml"
+    assert _validate(run_dir.parent, "--junit", str(junit)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "runs.config is not a plan with cases: KeyError" in err
-    assert not (tmp_path / "junit.xml").exists()
+    assert not junit.exists()  # nothing half-written
