@@ -299,3 +299,22 @@ def test_edited_trace_run_is_judged_by_the_flag_rule(tmp_path, monkeypatch, caps
     assert _validate(root, refs, "--flags", "fail") == 1
     out, err = capsys.readouterr()
     assert "FAIL" in err and f"telemetry flags: rank 0" in out and f"[{flag}]" in out
+
+
+@pytest.mark.parametrize("flags, judged", [
+    ("", True), ("telemetry_insufficient", True),  # a note: the measured figure stands
+    ("telemetry_insufficient,thermal_throttle", False), ("power_throttle", False),  # old runs' flag still excludes
+])
+def test_validate_excludes_only_invalidating_flags(tmp_path, flags, judged):
+    from aifbench.analysis.data import Selection, load_runs
+    from aifbench.analysis.references import Reference
+    from aifbench.analysis.validate import ValidateOptions, validate
+    from tests._analysis_data import RunSpec, gemm, write_run
+
+    run_dir = write_run(tmp_path, RunSpec(run_id="20261204T210000Z-v-00000a", cases=[gemm(4096)], flags={0: flags}))
+    ref = Reference(benchmark="gemm", metric="tflops", lower=1.0)
+    report = validate(Selection(load_runs([run_dir])), [ref], ValidateOptions())
+    (check,) = [c for c in report.checks if c.kind == "reference"]
+    assert (check.status == "pass") == judged and report.verdict == ("PASS" if judged else "INCOMPLETE")
+    if not judged:
+        assert check.message == "all 1 row(s) excluded by telemetry flags"

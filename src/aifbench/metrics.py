@@ -133,6 +133,7 @@ REGIONS = {
 }
 WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
                   "module_power_mean_w", "module_power_peak_w", "module_energy_j", "throttle_pct",
+                  "power_capped_pct", "power_limit_w", "power_limit_default_w",
                   "process_cpu_util_mean_pct", "system_cpu_util_mean_pct", "process_rss_max_bytes",
                   "telemetry_window_s")
 REGION_EFFICIENCY = {

@@ -130,8 +130,11 @@ def _where(r, uuids: dict[Slot, str]) -> str:
 
 
 def _flag_filter(rows: pd.DataFrame, opts: ValidateOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows to use, flagged rows) under the flag policy."""
-    flagged = rows["flags"].fillna("").astype(str) != ""
+    """(rows to use, flagged rows) under the flag policy; only invalidating flags count (a note such
+    as telemetry_insufficient leaves the row in)."""
+    from aifbench.telemetry.fields import invalidating
+
+    flagged = rows["flags"].map(lambda f: bool(invalidating(None if pd.isna(f) else f))).astype(bool)
     if opts.flags == "ignore":
         return rows, rows.iloc[0:0]
     return rows[~flagged], rows[flagged]

@@ -92,6 +92,18 @@ FLAGS.update({
     "telemetry_suspended": "sampling was suspended during part of the window (telemetry_overhead benchmark)",
     "telemetry_error": "a sampling call failed unexpectedly; the window's telemetry may be incomplete",
 })
+NOTE_FLAGS: dict[str, str] = {
+    "telemetry_insufficient": "the timed region was too short for its telemetry to be judged (aifbench.telemetry."
+                              "regions): no power, energy or clock figures; the measured figures stand",
+}
+"""in the flags column but not invalidating: validate does not exclude a row for these"""
+
+
+def invalidating(flags: str | None) -> list[str]:
+    """The invalidating flags of a `flags` cell ('a,b'): every flag but the NOTE_FLAGS."""
+    return [f for f in str(flags or "").split(",") if f and f not in NOTE_FLAGS]
+
+
 THROTTLE_MASK = 0x2 | 0x8 | 0x20 | 0x40 | 0x80 | 0x100
 """reasons counted by throttle_pct: every invalidating reason (not SwPowerCap, GpuIdle or SyncBoost)"""
 

@@ -147,6 +147,8 @@ def validity_markdown() -> str:
     lines += [f"| {name} | {meaning} |" for name, meaning in F.STATES.items()]
     lines += ["", "| invalidating flag | meaning |", "|---|---|"]
     lines += [f"| {name} | {meaning} |" for name, meaning in F.FLAGS.items()]
+    lines += ["", "| note (in flags, not invalidating) | meaning |", "|---|---|"]
+    lines += [f"| {name} | {meaning} |" for name, meaning in F.NOTE_FLAGS.items()]
     lines += ["", f"Rule: {LOW_CLOCK_RULE}. Limits within {LIMIT_TOLERANCE_W:g} W of each other are equal. "
               "Runs recorded before this model carry the old flag power_throttle (SwPowerCap or power brake, "
               "not told apart); validate still excludes those rows."]
