@@ -136,3 +136,15 @@ def test_plan_that_is_not_a_plan_exits_2(two_ranks, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "runs.config is not a plan with cases: KeyError" in err
     assert not junit.exists()  # nothing half-written
+
+
+def test_run_without_any_metrics_is_incomplete(two_ranks, tmp_path, capsys):
+    """Stopped before its first case ended: no metrics shard at all, but the plan is readable."""
+    run_dir = _copy(two_ranks, tmp_path)
+    cases = load([run_dir]).metrics["case_id"].nunique()
+    for shard in run_dir.glob("metrics.rank*.parquet"):
+        shard.unlink()
+    assert _validate(run_dir.parent, "--format", "markdown") == 1
+    out = capsys.readouterr().out
+    assert f"{cases} of {cases} case(s) missing on some rank" in out
+    assert out.count("never ran: no rows from any of its 2 rank(s)") == cases

@@ -408,7 +408,8 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     uuids = {slot(r): str(r.gpu_uuid) for r in runs.itertuples(index=False) if not pd.isna(r.gpu_uuid)}
     skus = gpu_skus(runs)
     system = system or str((metrics if len(metrics) else runs)["system"].iloc[0])
-    report = Report(run_ids[0], system, completeness_checks(plan, metrics, runs, sel.skipped))
+    unreadable = [(p, why) for p, why in sel.skipped if run_ids[0] in Path(p).parts]  # this run's shards only
+    report = Report(run_ids[0], system, completeness_checks(plan, metrics, runs, unreadable))
     report.checks += ran_checks(metrics)
     if expected_gpu is not None:
         report.checks.append(gpu_check(expected_gpu, system, skus, runs))
@@ -421,6 +422,8 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     report.checks.insert(1, references_judged_check(refs, checks, skus))
     report.checks += checks
     h = headline(metrics)
+    if not len(h):  # no case ended ok (e.g. stopped before the first): nothing to compare
+        return report
     report.checks += outlier_checks(h, uuids, opts)
     if baseline is not None:
         report.checks += drift_checks(sel, baseline[1], baseline[0], opts, rows=h)
