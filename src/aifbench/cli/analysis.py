@@ -203,6 +203,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from aifbench.analysis import references, validate
+    from aifbench.analysis.completeness import read_plan
     from aifbench.analysis.data import Selection, load_runs
     from aifbench.atomic import atomic_write_text
     from aifbench.cli.output import console, err_console
@@ -213,7 +214,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     run = load_runs([run_dir])
     known = run.tables["metrics"] if len(run.tables["metrics"]) else run.tables["runs"]
     if not len(known):  # neither metrics nor the plan (runs rows): nothing to judge
-        validate.read_plan(run.tables["runs"], run_dir.name)
+        read_plan(run.tables["runs"], run_dir.name)
     system = args.system or str(known["system"].iloc[0])
     if args.references:
         refs, gpu = references.load_file(args.references), None

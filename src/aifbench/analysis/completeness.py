@@ -1,0 +1,104 @@
+"""validate's completeness: every case of the run's plan on every rank, every selected reference judged.
+
+A run is complete when every case of the plan its ranks recorded (runs.config: the cases with
+their ids, the union over ranks and array tasks) has rows from every rank 0 .. world_size - 1
+(runs.world_size); a rank "has" a case when it stored any row of it (ok, failed or skipped), so
+missing, empty or unreadable shards count as missing. It is fully judged when every reference
+that applies to a GPU model the run ran on judged at least one row. Otherwise validate's
+verdict is INCOMPLETE (validate.Report.verdict). A plan that cannot be read is a ConfigError
+(one line, exit 2). Imported by validate.validate() at call time (this module uses its Check).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from aifbench.analysis.data import case_label
+from aifbench.analysis.references import Reference
+from aifbench.analysis.validate import Check, Slot
+from aifbench.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What the run meant to do: its cases (case id -> label, plan order) and its world size."""
+
+    cases: dict[str, str]
+    world_size: int
+
+
+def read_plan(runs: pd.DataFrame, run_id: str) -> RunPlan:
+    """The plan every rank recorded (runs.config: its cases; runs.world_size), the union over
+    ranks and array tasks. ConfigError (one line) when it cannot be read."""
+    why = f"run {run_id}: its plan cannot be read, so validate cannot tell which cases and ranks to expect"
+    if not len(runs):
+        raise ConfigError(f"{why} (no runs rows: every runs.rank*.parquet shard is missing or unreadable)")
+    from aifbench.config import Case
+
+    cases: dict[str, str] = {}
+    for text in dict.fromkeys(runs["config"].dropna()):
+        try:
+            listed = json.loads(text)["cases"]
+            for i, c in enumerate(listed):
+                params = c["params"]
+                case_id = c.get("case_id") or Case(index=i, benchmark=c["benchmark"], params=params).case_id
+                cases.setdefault(str(case_id), case_label(c["benchmark"], json.dumps(params, sort_keys=True)))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"{why} (runs.config is not a plan with cases: {type(exc).__name__}: {exc})") from None
+    if not cases:
+        raise ConfigError(f"{why} (runs.config lists no cases)")
+    return RunPlan(cases, int(runs["world_size"].max()))
+
+
+def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame,
+                        unreadable: list[tuple[Path, str]] = ()) -> list[Check]:
+    """One check for the whole plan, and one per case missing on some rank (a case has a rank when
+    that rank stored any row of it: ok, failed or skipped)."""
+    ranks = metrics.groupby("case_id")["rank"].agg(lambda r: set(int(x) for x in r)).to_dict() if len(metrics) else {}
+    expected = set(range(plan.world_size))
+    out = []
+    for case_id, label in plan.cases.items():
+        missing = sorted(expected - ranks.get(case_id, set()))
+        if not missing:
+            continue
+        where = (f"never ran: no rows from any of its {plan.world_size} rank(s)" if len(missing) == plan.world_size
+                 else f"no rows from rank(s) {', '.join(map(str, missing))} of {plan.world_size}")
+        out.append(Check("complete", f"complete: {label}", "incomplete", f"{where} ({case_id})"))
+    notes = _run_notes(runs, unreadable)
+    name = "complete: every case of the plan on every rank"
+    if out or unreadable:
+        msg = f"{len(out)} of {len(plan.cases)} case(s) missing on some rank" + (f"; {notes}" if notes else "")
+        return [Check("complete", name, "incomplete", msg)] + out
+    msg = f"all {len(plan.cases)} case(s) on all {plan.world_size} rank(s)" + (f"; {notes}" if notes else "")
+    return [Check("complete", name, "pass", msg)]
+
+
+def _run_notes(runs: pd.DataFrame, unreadable: list[tuple[Path, str]]) -> str:
+    """Ranks whose runs row is not ok/failed (interrupted, still running) and unreadable shards."""
+    notes = [f"run status {status} on rank(s) {', '.join(str(r) for r in sorted(part['rank']))}"
+             for status, part in runs.groupby("status") if status not in ("ok", "failed")]
+    if unreadable:
+        notes.append("unreadable shard(s), counted as missing: " + "; ".join(f"{Path(p).name}: {why}"
+                                                                             for p, why in unreadable))
+    return "; ".join(notes)
+
+
+def selected(ref: Reference, skus: dict[Slot, str | None]) -> bool:
+    """Whether `ref` applies to a GPU model some rank of the run ran on (no gpu list: any)."""
+    return not ref.gpus or any(ref.applies_to(sku) for sku in skus.values())
+
+
+def references_judged_check(refs: list[Reference], checks: list[Check], skus: dict[Slot, str | None]) -> Check:
+    """Incomplete when a selected reference (see `selected`) judged nothing; `checks` are the
+    reference checks in the order of `refs`."""
+    left = [c for ref, c in zip(refs, checks) if c.status == "skip" and selected(ref, skus)]
+    name = "complete: every reference that applies to the run judged"
+    n = sum(selected(ref, skus) for ref in refs)
+    if left:
+        return Check("complete", name, "incomplete", f"{len(left)} of {n} reference(s) not judged: "
+                     + "; ".join(f"{c.name.removeprefix('reference: ')}: {c.message}" for c in left))
+    return Check("complete", name, "pass", f"all {n} reference(s) that apply judged")
