@@ -93,7 +93,8 @@ def test_complete_two_rank_run_passes(two_ranks, tmp_path, capsys):
 def test_missing_rank_shard_is_incomplete(two_ranks, tmp_path, capsys, damage):
     run_dir = _copy(two_ranks, tmp_path)
     shard = run_dir / "metrics.rank00001.main.parquet"
-    cases = load([run_dir]).metrics["case_id"].nunique()
+    metrics = load([run_dir]).metrics
+    cases, ok = metrics["case_id"].nunique(), metrics.loc[metrics["status"] == "ok", "case_id"].nunique()
     if damage == "deleted":
         shard.unlink()
     elif damage == "truncated":
@@ -106,6 +107,7 @@ def test_missing_rank_shard_is_incomplete(two_ranks, tmp_path, capsys, damage):
     assert "INCOMPLETE" in err
     assert f"| incomplete | complete: every case of the plan on every rank | {cases} of {cases} case(s) missing" in out
     assert out.count("no rows from rank(s) 1 of 2") == cases  # every case named, rank 1 missing
+    assert out.count("| ok on 1 of 2 rank(s) |") == ok and "ok on 2 of 2" not in out  # (fp8 GEMM: skipped on CPU)
     if damage != "deleted":  # an unreadable shard is named
         assert "unreadable shard(s), counted as missing: metrics.rank00001.main.parquet" in out
     root = ET.parse(junit).getroot()

@@ -151,7 +151,8 @@ def ran_checks(metrics: pd.DataFrame) -> list[Check]:
         elif len(skipped):
             out.append(Check("ran", f"ran: {label}", "skip", f"skipped: {skipped['reason'].iloc[0]}"))
         else:
-            out.append(Check("ran", f"ran: {label}", "pass", f"ok on {part['rank'].nunique()} rank(s)"))
+            out.append(Check("ran", f"ran: {label}", "pass",
+                             f"ok on {part['rank'].nunique()} of {int(part['world_size'].max())} rank(s)"))
     return out
 
 
