@@ -279,6 +279,20 @@ def test_real_trace_run_judges_gemm_references_on_their_values(tmp_path, monkeyp
     assert _validate(root, one) == 0 and "PASS" in capsys.readouterr().err
 
 
+def test_gemm_capped_at_default_is_valid_and_passes(tmp_path, monkeypatch, capsys):
+    root = _run_replayed(tmp_path, _edited(tmp_path, DEFAULT_700), monkeypatch)
+    m = load([root]).metrics
+    assert set(m["flags"].fillna("")) == {""}
+    state = m.loc[m["metric"] == "power_capped_pct", "detail"]
+    assert len(state) >= 1 and state.str.startswith("state=capped_at_default (SwPowerCap in ").all()
+    assert (m.loc[m["metric"] == "power_limit_default_w", "value"] == 700.0).all()
+    refs = write(tmp_path / "refs.toml", REFS.split("\n\n")[0] + "\n")
+    capsys.readouterr()
+    assert _validate(root, refs) == 0
+    out, err = capsys.readouterr()
+    assert "PASS" in err and "references: 1 of 1 judged" in out and "excluded" not in out
+
+
 @pytest.mark.parametrize("static, poll, flag", [
     ({"power_limit": [0, 500_000], **DEFAULT_700}, None, "power_limit_below_default"),
     (DEFAULT_700, _bits(0x20, 0, 21), "thermal_throttle"),

@@ -54,17 +54,21 @@ def read_plan(runs: pd.DataFrame, run_id: str) -> RunPlan:
     return RunPlan(cases, int(runs["world_size"].max()))
 
 
-def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame,
-                        unreadable: list[tuple[Path, str]] = ()) -> list[Check]:
-    """One check for the whole plan, and one per case missing on some rank (a case has a rank when
-    that rank stored any row of it: ok, failed or skipped)."""
+def missing_ranks(plan: RunPlan, metrics: pd.DataFrame) -> dict[str, list[int]]:
+    """case id -> the ranks with no row of it (a rank has a case when it stored any row of it:
+    ok, failed or skipped), for every case of the plan missing somewhere, in plan order."""
     ranks = metrics.groupby("case_id")["rank"].agg(lambda r: set(int(x) for x in r)).to_dict() if len(metrics) else {}
     expected = set(range(plan.world_size))
+    out = {case_id: sorted(expected - ranks.get(case_id, set())) for case_id in plan.cases}
+    return {case_id: missing for case_id, missing in out.items() if missing}
+
+
+def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame,
+                        unreadable: list[tuple[Path, str]] = ()) -> list[Check]:
+    """One check for the whole plan, and one per case missing on some rank."""
     out = []
-    for case_id, label in plan.cases.items():
-        missing = sorted(expected - ranks.get(case_id, set()))
-        if not missing:
-            continue
+    for case_id, missing in missing_ranks(plan, metrics).items():
+        label = plan.cases[case_id]
         where = (f"never ran: no rows from any of its {plan.world_size} rank(s)" if len(missing) == plan.world_size
                  else f"no rows from rank(s) {', '.join(map(str, missing))} of {plan.world_size}")
         out.append(Check("complete", f"complete: {label}", "incomplete", f"{where} ({case_id})"))
