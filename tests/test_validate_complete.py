@@ -122,6 +122,9 @@ def test_run_whose_plan_cannot_be_read_exits_2(two_ranks, tmp_path, capsys):
     run_dir = _copy(two_ranks, tmp_path)
     for shard in run_dir.glob("runs.rank*.parquet"):
         shard.unlink()
+    assert _validate(run_dir.parent) == 0  # the launcher's plan.json still names the cases
+    capsys.readouterr()
+    (run_dir / "plan.json").unlink()
     assert _validate(run_dir.parent) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "its plan cannot be read" in err and "no runs rows" in err
@@ -150,3 +153,27 @@ def test_run_without_any_metrics_is_incomplete(two_ranks, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{cases} of {cases} case(s) missing on some rank" in out
     assert out.count("never ran: no rows from any of its 2 rank(s)") == cases
+
+
+def test_no_runs_rows_reads_the_plan_file(tmp_path, capsys):
+    """Slurm tasks that died before writing any runs row: `collect` wrote their (failed) metrics
+    rows; the plan comes from the run's plan.json, the world size from the metrics rows."""
+    import json
+
+    from tests._analysis_data import RunSpec, case_ids, gemm, membw, write_run
+
+    spec = RunSpec(run_id="20261204T210000Z-slurm-00000a", nodes=("n1",), gpus_per_node=2,
+                   cases=[gemm(4096), membw(1 << 30)], status={1: "failed"})
+    run_dir = write_run(tmp_path / "res", spec)
+    for shard in run_dir.glob("runs.rank*.parquet"):
+        shard.unlink()
+    assert _validate(run_dir.parent) == 2  # no runs rows, no plan.json: the plan cannot be read
+    assert "its plan cannot be read" in capsys.readouterr().err
+    listed = [{"case_id": cid, "benchmark": c.benchmark, "params": c.params} for c, cid in zip(spec.cases, case_ids(spec))]
+    third = {"case_id": "0002-hostlink-0000beef", "benchmark": "hostlink", "params": {"direction": "h2d"}}
+    (run_dir / "plan.json").write_text(json.dumps({"suite_config": {"cases": listed + [third]}}))
+    assert _validate(run_dir.parent, "--format", "markdown") == 1
+    out = capsys.readouterr().out
+    assert "| incomplete | complete: every case of the plan on every rank | 1 of 3 case(s) missing on some rank |" in out
+    assert "never ran: no rows from any of its 2 rank(s) (0002-hostlink-0000beef)" in out
+    assert out.count("| fail | ran: ") == 2  # rank 1's failed rows still fail their cases

@@ -31,27 +31,44 @@ class RunPlan:
     world_size: int
 
 
-def read_plan(runs: pd.DataFrame, run_id: str) -> RunPlan:
+def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = None,
+              plan_file: Path | None = None) -> RunPlan:
     """The plan every rank recorded (runs.config: its cases; runs.world_size), the union over
-    ranks and array tasks. ConfigError (one line) when it cannot be read."""
+    ranks and array tasks. Without runs rows (Slurm tasks that died before writing any; `collect`
+    wrote failed metrics rows for them): the cases of `plan_file` (the run's plan.json) and the
+    world size of the metrics rows. ConfigError (one line) when neither can be read."""
     why = f"run {run_id}: its plan cannot be read, so validate cannot tell which cases and ranks to expect"
-    if not len(runs):
+    if len(runs):
+        texts, where = list(dict.fromkeys(runs["config"].dropna())), "runs.config"
+        world = int(runs["world_size"].max())
+    elif plan_file is not None and plan_file.is_file() and metrics is not None and len(metrics):
+        try:
+            texts, where = [json.dumps(json.loads(plan_file.read_text())["suite_config"])], plan_file.name
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{why} (no runs rows, and {plan_file}: {type(exc).__name__}: {exc})") from None
+        world = int(metrics["world_size"].max())
+    else:
         raise ConfigError(f"{why} (no runs rows: every runs.rank*.parquet shard is missing or unreadable)")
+    cases = _cases(texts, f"{why} ({where} is not a plan with cases")
+    return RunPlan(cases, world)
+
+
+def _cases(texts: list[str], error: str) -> dict[str, str]:
+    """case id -> label of every case listed in these JSON plans (Suite.config_dict())."""
     from aifbench.config import Case
 
     cases: dict[str, str] = {}
-    for text in dict.fromkeys(runs["config"].dropna()):
+    for text in texts:
         try:
-            listed = json.loads(text)["cases"]
-            for i, c in enumerate(listed):
+            for i, c in enumerate(json.loads(text)["cases"]):
                 params = c["params"]
                 case_id = c.get("case_id") or Case(index=i, benchmark=c["benchmark"], params=params).case_id
                 cases.setdefault(str(case_id), case_label(c["benchmark"], json.dumps(params, sort_keys=True)))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ConfigError(f"{why} (runs.config is not a plan with cases: {type(exc).__name__}: {exc})") from None
+            raise ConfigError(f"{error}: {type(exc).__name__}: {exc})") from None
     if not cases:
-        raise ConfigError(f"{why} (runs.config lists no cases)")
-    return RunPlan(cases, int(runs["world_size"].max()))
+        raise ConfigError(f"{error}: it lists no cases)")
+    return cases
 
 
 def missing_ranks(plan: RunPlan, metrics: pd.DataFrame) -> dict[str, list[int]]:

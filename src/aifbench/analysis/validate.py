@@ -309,10 +309,11 @@ def drift_checks(sel: Selection, baseline: Results, describe: str, opts: Validat
 
 def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
              baseline: tuple[str, Results] | None = None, expected_gpu: str | None = None,
-             system: str | None = None) -> Report:
+             system: str | None = None, plan_file: Path | None = None) -> Report:
     """All checks of one run (the selection holds exactly that run). `system`: the profile the
     references come from (default: the run's); `expected_gpu`: the catalog id its nodes carry,
-    which every rank is checked to have run on."""
+    which every rank is checked to have run on; `plan_file`: the run's plan.json, read when no
+    runs row is left (completeness.read_plan)."""
     if opts.flags not in FLAG_POLICIES:
         raise one_of("flag policy", opts.flags, FLAG_POLICIES)
     from aifbench.analysis.completeness import completeness_checks, read_plan, references_judged_check, selected
@@ -323,7 +324,7 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     run_ids = sorted(set(metrics["run_id"]) | set(runs["run_id"]))
     if len(run_ids) != 1:
         raise ConfigError(f"validate takes one run, got {len(run_ids)}: {', '.join(run_ids[:5])}")
-    plan = read_plan(runs, run_ids[0])
+    plan = read_plan(runs, run_ids[0], metrics, plan_file)
     uuids = {slot(r): str(r.gpu_uuid) for r in runs.itertuples(index=False) if not pd.isna(r.gpu_uuid)}
     skus = gpu_skus(runs)
     system = system or str((metrics if len(metrics) else runs)["system"].iloc[0])

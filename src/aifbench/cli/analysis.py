@@ -229,7 +229,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise ConfigError(f"{exc}{hint}") from None
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
     opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation, strict=args.strict)
-    report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system)
+    report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system,
+                               plan_file=run_dir / "plan.json")
     junit = validate.to_junit(report) if args.junit or args.format == "junit" else ""
     if args.junit:
         atomic_write_text(args.junit, junit)
