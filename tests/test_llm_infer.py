@@ -99,7 +99,7 @@ def test_check_passes_for_the_compiled_decode_step():
 
 def _shift_position(b):
     step = b.decode_fn
-    b.decode_fn = lambda tokens, pos: step(tokens, pos + 1)
+    b.decode_fn = lambda tokens, i: step(tokens, i + 1)  # the next position's tensor and window
 
 
 def _drop_cache_layer(b):
