@@ -185,3 +185,68 @@ def test_teardown_releases_the_cache():
     b.teardown()
     assert attn.cache_k is None and b.model is None
     assert torch.is_tensor(attn.wqkv.weight)
+
+
+# --- issue 14: decode levers through the benchmark, and the transformers peer ------------------------
+
+@pytest.mark.parametrize("levers", [dict(decode_window=16), dict(decode_attention="math", decode_window=8),
+                                    dict(compile=True, compile_backend="eager", decode_window=16)],
+                         ids=["window", "math-window", "compiled-window"])
+def test_check_passes_with_the_decode_levers(levers):
+    b = _bench(**levers)
+    b.check()
+    assert b.check_error < 1e-5
+
+
+def test_reference_transformers_generates_the_same_tokens_in_the_same_case(tmp_path):
+    """Issue 14's inference peer: transformers (StaticCache + torch.compile) on the same weights
+    and prompt; the same greedy tokens, and speedup_vs_ref is the ratio of the decode medians."""
+    pytest.importorskip("transformers")
+    suite = _suite(tmp_path, 'model = "tiny", prompt_len = 16, gen_tokens = 8, batch_size = 2, dtype = "fp32", '
+                             'compile_backend = "eager", reference = "transformers"')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    res = load([tmp_path / "res"])
+    assert set(res.metrics["status"]) == {"ok"}
+    m = res.metrics.set_index(["metric", "stat"])
+    ref_decode = m.loc[("ref_decode_tokens_per_s", "median"), "value"]
+    assert m.loc[("speedup_vs_ref", "median"), "value"] == pytest.approx(
+        m.loc[("decode_tokens_per_s", "median"), "value"] / ref_decode)
+    assert m.loc[("ref_ttft_s", "median"), "value"] > 0
+    detail = m.loc[("ref_decode_tokens_per_s", "median"), "detail"]
+    assert "StaticCache" in detail and "torch.compile eager" in detail
+    assert "first 5 of 5 greedy tokens equal" in detail  # check_tokens 4 decode steps + the first token
+    samples = res.samples
+    assert len(samples[samples["metric"] == "ref_ttft_s"]) == 3
+
+
+def test_reference_with_different_weights_fails_the_check(monkeypatch):
+    pytest.importorskip("transformers")
+    from aifbench.models import hf_reference
+
+    real = hf_reference.build
+    monkeypatch.setattr(hf_reference, "build", lambda shape, **kw: real(shape, **dict(kw, seed=kw["seed"] + 1)))
+    b = _bench(reference="transformers", compile_backend="eager")
+    b.check()
+    with pytest.raises(CorrectnessError, match="reference differs from aifbench: .*first-token logits"):
+        b.measure(Timer("cpu", TimingConfig(warmup=0, repeats=1)))
+
+
+def test_inference_reference_without_transformers_is_skipped_with_the_reason(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    b = LlmInfer(build_config(LlmInferConfig, {**SMALL, "reference": "transformers"}, "llm_infer"), Context())
+    assert "reference transformers not importable" in b.skip_reason()
+    assert LlmInfer(build_config(LlmInferConfig, SMALL, "llm_infer"), Context()).skip_reason() is None
+
+
+@pytest.mark.parametrize("params, message", [
+    ('model = "tiny", decode_window = -1', "llm_infer.decode_window"),
+    ('model = "tiny", compile_mode = "turbo"', "allowed: default, max-autotune"),
+    ('model = "tiny", decode_attention = "flash"', "allowed: sdpa, math"),
+    ('model = "tiny", reference = "vllm"', "allowed: none, transformers"),
+])
+def test_bad_lever_values_are_config_errors(tmp_path, capsys, params, message):
+    assert main(["run", _suite(tmp_path, params), "--results", str(tmp_path / "res")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()

@@ -64,6 +64,7 @@ class HfGreedy:
         self.prompt_pos = torch.arange(c.prompt_len, device=dev)
         params = inspect.signature(self.hf.forward).parameters
         self.keep = {k: 1 for k in ("logits_to_keep", "num_logits_to_keep") if k in params}
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.2x
         if bench.ctx.is_cuda and c.compile_backend == "inductor":
             self.compiled = torch.compile(self._decode, mode="reduce-overhead", fullgraph=True)
             self.how = "torch.compile inductor reduce-overhead (CUDA graphs)"
@@ -72,8 +73,8 @@ class HfGreedy:
             self.how = f"torch.compile {c.compile_backend}"
 
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        out = self.hf(input_ids=tokens, past_key_values=self.cache, cache_position=positions, use_cache=True,
-                      **self.keep)
+        out = self.hf(input_ids=tokens, cache_position=positions, use_cache=True,
+                      **{self.cache_kw: self.cache}, **self.keep)
         return out.logits[:, -1]
 
     def _decode(self, tokens: torch.Tensor, position: torch.Tensor):
