@@ -157,3 +157,17 @@ def test_settings_describe_the_step():
     text = DecodeSettings(compile=True, window=64, attention="math").describe()
     assert "compile=True (inductor, default)" in text and "decode_window=64" in text and "math" in text
     assert _llm_decode.COMPILE_MODES == ("default", "max-autotune")
+
+
+def test_profile_helper_counts_operators_per_step_and_shows_the_fused_projections(capsys):
+    """The documented profiling procedure runs (CPU: aten operators stand in for kernels), and a
+    step reads each layer's weights in 4 GEMMs (wqkv, wo, w13, w2; unfused would be 7) + lm_head."""
+    from aifbench.benchmarks._llm_profile import main, profile_decode
+
+    out = profile_decode(dict(model="tiny", prompt_len=16, gen_tokens=8, dtype="fp32", decode_window=8), steps=4)
+    assert out["steps"] == 4 and out["kernels_per_step"] > 0 and out["wall_per_step_ms"] > 0
+    calls = {row["name"]: row["calls_per_step"] for row in out["top"]}
+    assert calls["aten::linear"] == 4 * TINY.num_layers + 1
+    assert out["params"]["decode_window"] == 8
+    assert main(["model=tiny", "prompt_len=8", "gen_tokens=2", "dtype=fp32", "--steps", "2", "--device", "cpu"]) == 0
+    assert "per step" in capsys.readouterr().out
