@@ -32,6 +32,10 @@ Metrics (definitions in aifbench.metrics):
                          (1.05 GB) is not counted: a step reads only B of its rows. Counting all
                          16.06 GB of weights would give 209 tokens/s (issue 4's "about 165" = 79 %).
   peak_memory_bytes      over the timed prefills and generations
+With reference = "transformers": ref_ttft_s, ref_decode_tokens_per_s, speedup_vs_ref from Hugging Face
+generation on the same weights and prompt after this model is freed (_llm_ref). The timed step and its
+levers (decode_attention, decode_window, compile_mode, greedy argmax inside the step) are built in
+_llm_decode; python -m aifbench.benchmarks._llm_profile shows its kernels per step.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ from torch import nn
 INSTALL_HINT = "pip install 'aifbench[fp8]' (torchao)"
 MIN_CAPABILITY = (8, 9)
 # |fp8 loss - bf16 loss| / bf16 loss allowed at every check step (same weights, batch, steps).
-# A stated bound, not yet measured on a GPU: tensorwise fp8 training tracks bf16 loss curves to
-# well under 1 % in torchao's published runs; 3 % leaves room for the first steps from random init.
+# A stated bound, not yet measured on a GPU. On CPU (torch's _scaled_mm, torchao 0.18, tiny shape,
+# unit-variance init): 0.8 % max over 3 steps against bf16 at lr 3e-4, 1.7 % against fp32 at lr 3e-3;
+# 3 % leaves room for bigger shapes and longer runs.
 LOSS_TOLERANCE = 3e-2
 
 
