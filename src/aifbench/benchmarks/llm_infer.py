@@ -36,6 +36,10 @@ With reference = "transformers": ref_ttft_s, ref_decode_tokens_per_s, speedup_vs
 generation on the same weights and prompt after this model is freed (_llm_ref). The timed step and its
 levers (decode_attention, decode_window, compile_mode, greedy argmax inside the step) are built in
 _llm_decode; python -m aifbench.benchmarks._llm_profile shows its kernels per step.
+Telemetry: the timed prefills are region "prefill" (its warm-up outside), the timed decode steps
+of every generation region "decode" (one segment per generation; its prefill outside): the
+case has prefill_energy_j, prefill_power_mean_w, prefill_tokens_per_j, decode_energy_j,
+decode_power_mean_w, decode_tokens_per_j, decode_gbps_per_w, ... and no region "main".
 """
 
 from __future__ import annotations
@@ -189,7 +193,7 @@ class LlmInfer(Benchmark):
     def measure(self, timer: Timer) -> Measurement:
         c = self.config
         with torch.no_grad(), self._oom_as_skip(), _llm.PeakMemory(self.ctx.device) as mem:
-            ttft = timer.time(self.first_token)
+            ttft = timer.time(self.first_token, region="prefill")  # prefill_* telemetry; no region "main"
             itl, per_generation = self._decode_repeats(timer)
         out = time_metrics(ttft, "ttft_s")
         out.metrics += rate_metrics("prefill_tokens_per_s", c.batch_size * c.prompt_len, ttft, 1.0)
@@ -239,7 +243,8 @@ class LlmInfer(Benchmark):
         for _ in range(cfg.repeats):
             token = self.first_token()
             timer.synchronize()
-            times = self.decode_steps(token, self.config.gen_tokens, timer=timer)
+            with timer.region("decode"):  # decode_* telemetry, accumulated over the generations
+                times = self.decode_steps(token, self.config.gen_tokens, timer=timer)
             itl += times
             totals.append(sum(times))
         return itl, totals
