@@ -250,3 +250,21 @@ def test_bad_lever_values_are_config_errors(tmp_path, capsys, params, message):
     assert main(["run", _suite(tmp_path, params), "--results", str(tmp_path / "res")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "res").exists()
+
+
+def test_inference_reference_decode_has_its_own_telemetry_window(tmp_path, monkeypatch):
+    """The peer's timed decode steps are region "ref" (one segment per generation), apart from
+    aifbench's prefill and decode; its prefills open no window; ref_tokens_per_j from its decode."""
+    pytest.importorskip("transformers")
+    from tests.test_telemetry_regions import build_trace
+
+    windows = [("p", 1.0, 150.0, 0)] + [(f"d{i}", 1.0, 450.0, 0) for i in range(3)] \
+        + [(f"r{i}", 1.0, 600.0, 0) for i in range(3)]
+    monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(build_trace(tmp_path / "trace.jsonl", windows)))
+    suite = _suite(tmp_path, 'model = "tiny", prompt_len = 16, gen_tokens = 4, dtype = "fp32", '
+                             'compile_backend = "eager", reference = "transformers"')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "10"]) == 0
+    m = load([tmp_path / "res"]).metrics.set_index(["metric", "stat"])["value"]
+    assert m["decode_power_mean_w"].iloc[0] == pytest.approx(450.0)
+    assert m["ref_power_mean_w"].iloc[0] == pytest.approx(600.0)
+    assert m["ref_tokens_per_j"].iloc[0] == pytest.approx(m["ref_decode_tokens_per_s", "median"] / 600.0)
