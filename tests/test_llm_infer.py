@@ -268,3 +268,15 @@ def test_inference_reference_decode_has_its_own_telemetry_window(tmp_path, monke
     assert m["decode_power_mean_w"].iloc[0] == pytest.approx(450.0)
     assert m["ref_power_mean_w"].iloc[0] == pytest.approx(600.0)
     assert m["ref_tokens_per_j"].iloc[0] == pytest.approx(m["ref_decode_tokens_per_s", "median"] / 600.0)
+
+
+def test_the_model_and_its_compiled_step_are_freed_before_the_reference():
+    """teardown_model (what measure() calls before building the peer) leaves nothing holding the
+    model: not the compiled step, not dynamo's guards."""
+    import weakref
+
+    b = _bench(compile=True, compile_backend="aot_eager", decode_window=8)
+    b.check()
+    model = weakref.ref(b.model)
+    b.teardown_model()
+    assert model() is None and b.prompt is not None and b.decode_pos is not None

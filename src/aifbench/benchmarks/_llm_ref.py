@@ -43,6 +43,9 @@ def skip_reason(reference: str) -> str | None:
 
 
 def release_memory(cuda: bool) -> None:
+    """Drop compiled graphs (their guards and CUDA-graph pools can keep a freed model's tensors
+    alive), collect, and return cached device memory."""
+    torch._dynamo.reset()
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
