@@ -139,10 +139,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     what = (f"{len(plan.cases)} case(s) of suite {plan.suite} on {req.system.name}/{req.queue.name}: "
             f"{req.mode}, {req.nodes} node(s) x {req.tasks_per_node} task(s)"
             + (f", array of {ntasks}" if req.mode == "array" else ""))
+    need = _account_needed(req)
     if args.dry_run:
-        err_console.print(f"dry run: {what}; nothing submitted")
+        err_console.print(f"dry run: {what}; nothing submitted", markup=False, soft_wrap=True)
+        if need:
+            err_console.print(f"note: {need} (the script below has no --account line)", markup=False, soft_wrap=True)
         print(slurm.sbatch_script(plan, req), end="")
         return 0
+    if need:
+        raise ConfigError(need)
     slurm.check_live(req)
     record = slurm.submit(plan, req)
     console.print(f"submitted run [bold]{record.run_id}[/bold]: {what}; job(s) "
@@ -152,6 +157,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 0
     _wait(record, args.wait_timeout)
     return _print_collect(record, args.format)
+
+
+def _account_needed(req) -> str:
+    """What to say when the profile needs a Slurm account and none was given, else ''."""
+    sl = req.system.slurm
+    if sl is None or not sl.account_required or req.account:
+        return ""
+    return (f"system {req.system.name} needs a Slurm account to submit: give --account ACCOUNT "
+            "or set AIFBENCH_ACCOUNT")
 
 
 def _wait(record, timeout_s: float | None, poll_s: float = 2.0) -> None:
