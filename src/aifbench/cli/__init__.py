@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
     output.configure()
     try:
+        from aifbench.cli.args import check_format
+
+        check_format(args)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return code

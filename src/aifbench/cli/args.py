@@ -34,8 +34,15 @@ def add_format_option(parser: argparse.ArgumentParser, extra: tuple[str, ...] = 
     from aifbench.cli.output import FORMATS
 
     allowed = (*FORMATS, *extra)
-    parser.add_argument("--format", default="table", choices=allowed, metavar="FMT",
-                        help=" | ".join(allowed) + " (default: table)")
+    parser.add_argument("--format", default="table", metavar="FMT", help=" | ".join(allowed) + " (default: table)")
+    parser.set_defaults(format_choices=allowed)
+
+
+def check_format(args: argparse.Namespace) -> None:
+    """One line naming the allowed formats (exit 2), before any work; called by cli.main."""
+    allowed = getattr(args, "format_choices", None)
+    if allowed and args.format not in allowed:
+        raise ConfigError(f"unknown format {args.format!r}; allowed: {', '.join(allowed)}")
 
 
 def add_results_selection(parser: argparse.ArgumentParser) -> None:
