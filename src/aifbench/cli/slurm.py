@@ -76,6 +76,7 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script; submit nothing")
     p.add_argument("--wait", action="store_true", help="block until the jobs end, then collect")
     p.add_argument("--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds")
+    add_format_option(p)  # of the collect table that --wait prints
     p.set_defaults(func=cmd_submit)
 
 
@@ -146,9 +147,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
             err_console.print(f"note: {need} (the script below has no --account line)", markup=False, soft_wrap=True)
         print(slurm.sbatch_script(plan, req), end="")
         return 0
+    slurm.check_live(req)
     if need:
         raise ConfigError(need)
-    slurm.check_live(req)
     record = slurm.submit(plan, req)
     console.print(f"submitted run [bold]{record.run_id}[/bold]: {what}; job(s) "
                   + ", ".join(j.job_id for j in record.jobs))
