@@ -7,6 +7,7 @@ that need other runs make their own stores.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -106,7 +107,9 @@ def test_every_table_command_prints_json_rows(work, first, args):
     rows = json.loads(proc.stdout)
     assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
     csv = cli(work, *args, "--format", "csv")
-    assert csv.returncode == proc.returncode and (not rows or len(pd.read_csv(__import__("io").StringIO(csv.stdout))) == len(rows))
+    assert csv.returncode == proc.returncode and (not rows or len(pd.read_csv(io.StringIO(csv.stdout))) == len(rows))
+    markdown = cli(work, *args, "--format", "markdown")
+    assert markdown.returncode == proc.returncode and (not rows or "|---|" in markdown.stdout), markdown.stderr
 
 
 @pytest.mark.parametrize("columns", ["", "60"])

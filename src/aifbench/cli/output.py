@@ -276,9 +276,7 @@ def print_metrics(df: pd.DataFrame, title: str, all_stats: bool = False, by_rank
             Col("value", kind="num", show=figure),
             Col("pct_of_peak", "% peak", kind="num", show=lambda r: "-" if r["pct_of_peak"] is None else f"{r['pct_of_peak']:.1f}"),
             Col("status"), Col("note", show=note)]
-    plain = [{k: v for k, v in r.items() if k != "_number"} for r in rows]
     reasons = [f"  [{n}] {reason}" for reason, n in notes.items()]
-    if fmt == "table":
-        emit(rows, cols, fmt, title, notes=reasons)
-    else:
-        emit(plain, cols, fmt, title, notes=reasons)
+    if fmt in ("json", "csv"):  # the reason is a field of every row; no note numbers
+        rows = [{k: v for k, v in r.items() if k != "_number"} for r in rows]
+    emit(rows, cols, fmt, title, notes=reasons)
