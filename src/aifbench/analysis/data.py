@@ -17,7 +17,7 @@ from typing import Iterable
 import pandas as pd
 
 from aifbench.errors import ConfigError
-from aifbench.results import store
+from aifbench.results import schema, store
 from aifbench.results.store import Results
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,14 @@ KEYS: dict[str, tuple[str, ...]] = {
 # the single value (energy, loss), the p50 (latency percentiles), the mean (telemetry power,
 # clocks), the max (peak memory, temperature).
 HEADLINE_STATS = ("median", "value", "p50", "mean", "max")
+# What analysis reads (results/read.py pushes both down into the Parquet scan): the headline
+# statistics (and max, from which samples.py checks a rate's timing base) of every row, every
+# row that did not end ok, and no case timestamps; raw samples only of runs up to
+# SAMPLES_MAX_RANKS ranks: beyond, a partition's spread is its ranks' spread (compare pools the
+# ranks' values when samples are absent), and reading 600 samples per rank would dominate.
+ANALYSIS_STATS = HEADLINE_STATS
+UNREAD_COLUMNS = ("started_utc", "ended_utc", "detail")
+SAMPLES_MAX_RANKS = 256
 
 
 @dataclass
@@ -75,12 +83,40 @@ def _shards(paths: Iterable[Path], exclude: Iterable[Path]) -> list[Path]:
     return out
 
 
+def analysis_columns(table: str) -> list[str]:
+    return [c for c in schema.table(table).names if c not in UNREAD_COLUMNS]
+
+
+def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS):
+    """Rows analysis needs: the given statistics, and every row that did not end ok."""
+    import pyarrow.dataset as ds
+
+    return ds.field("stat").isin(sorted(set(stats))) | (ds.field("status") != "ok")
+
+
+def load_analysis(shards: list[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = False) -> Results:
+    """Metrics and runs of `shards` with analysis' columns and rows; samples of runs up to
+    SAMPLES_MAX_RANKS ranks; no telemetry. `full`: every table, column and row (export)."""
+    if full:
+        return store.load(shards)
+    cols = {"metrics": analysis_columns("metrics")}
+    main = store.load(shards, tables=("metrics", "runs"), columns=cols, filters={"metrics": analysis_filter(stats)})
+    ranks = main.tables["metrics"].groupby("run_id")["rank"].nunique()
+    small = {str(r) for r, n in ranks.items() if n <= SAMPLES_MAX_RANKS}
+    few = [s for s in shards if s.parent.name in small]
+    samples = store.load(few, tables=("samples",)).tables["samples"] if few else schema.empty("samples")
+    tables = dict(main.tables, samples=samples)
+    return Results(tables, main.skipped)
+
+
 def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
-           reference_dir: Path | None = None) -> Selection:
+           reference_dir: Path | None = None, stats: Iterable[str] = ANALYSIS_STATS,
+           full: bool = False) -> Selection:
     """Load results below `paths` (default `results/`) and the reference runs.
 
     Reference runs are those under `reference_dir` (default `results/reference`) and under
-    `<path>/reference` of every given directory. Raises ConfigError when nothing at all is
+    `<path>/reference` of every given directory. Reads what analysis needs (load_analysis):
+    `stats` adds statistics (a reference may judge p5), `full` reads everything (export). Raises ConfigError when nothing at all is
     found (an empty selection).
     """
     paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
@@ -94,7 +130,7 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     exclude = [p / BASELINES_DIR for p in existing if p.is_dir()] + ref_dirs
     shards = _shards(existing, exclude)
     ref_shards = _shards(ref_dirs, []) if include_reference else []
-    loaded = dedupe(store.load(sorted(set(shards) | set(ref_shards))))
+    loaded = dedupe(load_analysis(sorted(set(shards) | set(ref_shards)), stats, full))
     ref_runs = {s.parent.name for s in ref_shards}
     if not len(loaded.tables["metrics"]):
         where = ", ".join(str(p) for p in paths)
@@ -103,9 +139,10 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     return Selection(loaded, ref_runs)
 
 
-def load_runs(paths: Iterable[Path]) -> Results:
-    """Load exactly these paths (a run directory, a baseline) without defaults; deduplicated."""
-    return dedupe(store.load(list(paths)))
+def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS) -> Results:
+    """Load exactly these paths (a run directory, a baseline) without defaults, with analysis'
+    columns and rows (load_analysis); deduplicated."""
+    return dedupe(load_analysis(store.find_shards(list(paths)), stats))
 
 
 def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
@@ -121,7 +158,9 @@ def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
     df["_o"] = df["stat"].map(order)
     df = df.sort_values("_o").drop_duplicates(["run_id", "case_id", "rank", "metric"]).drop(columns="_o")
     df["case_key"] = df["benchmark"] + " " + df["params"]
-    df["label"] = [case_label(b, p) for b, p in zip(df["benchmark"], df["params"])]
+    labels = {k: case_label(b, p) for k, b, p in  # once per case, not per rank
+              df[["case_key", "benchmark", "params"]].drop_duplicates("case_key").itertuples(index=False)}
+    df["label"] = df["case_key"].map(labels)
     return df.sort_index().reset_index(drop=True)
 
 

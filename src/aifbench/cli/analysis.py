@@ -114,10 +114,10 @@ def _add_exchange(sub: argparse._SubParsersAction) -> None:
 
 # --- helpers --------------------------------------------------------------------------------
 
-def _select(args: argparse.Namespace):
+def _select(args: argparse.Namespace, full: bool = False):
     from aifbench.analysis.data import select
 
-    return select(args.results, include_reference=args.reference, reference_dir=args.reference_dir)
+    return select(args.results, include_reference=args.reference, reference_dir=args.reference_dir, full=full)
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -201,17 +201,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from aifbench.analysis import references, validate
-    from aifbench.analysis.data import Selection, load_runs
+    from aifbench.analysis.data import ANALYSIS_STATS, Selection, load_runs
     from aifbench.atomic import atomic_write_text
     from aifbench.cli.output import console, err_console
     from aifbench.results.store import resolve_run
 
     _check_format(args.format, ("table", "markdown", "junit"))
     run_dir = resolve_run(args.results, args.run_id)
-    run = load_runs([run_dir])
-    if not len(run.tables["metrics"]):
-        raise ConfigError(f"run {run_dir.name} has no metrics")
-    system = args.system or str(run.tables["metrics"]["system"].iloc[0])
+    system = args.system or _run_system(run_dir)
     if args.references:
         refs, gpu = references.load_file(args.references), None
     else:
@@ -223,6 +220,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             hint = "" if args.system else f" (the run's system is {system!r}: give --system NAME or --references FILE)"
             raise ConfigError(f"{exc}{hint}") from None
+    run = load_runs([run_dir], stats=ANALYSIS_STATS + tuple(r.stat for r in refs))
+    if not len(run.tables["metrics"]):
+        raise ConfigError(f"run {run_dir.name} has no metrics")
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
     opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation, strict=args.strict)
     report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system)
@@ -238,6 +238,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     verdict = "[bold red]FAIL[/]" if report.failed else "[bold green]PASS[/]"
     err_console.print(f"validate {report.run_id} on {system}: {verdict} ({report.summary()})", highlight=False)
     return report.exit_code
+
+
+def _run_system(run_dir: Path) -> str:
+    """The system a run was measured on, from its provenance (runs) or metrics rows."""
+    from aifbench.results.store import load
+
+    for table in ("runs", "metrics"):
+        df = load([run_dir], tables=(table,), columns={table: ["system"]}).tables[table]
+        if len(df):
+            return str(df["system"].iloc[0])
+    raise ConfigError(f"run {run_dir.name} has no metrics")
 
 
 def _validate_table(report):
@@ -312,7 +323,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from aifbench.analysis import exchange
     from aifbench.cli.output import console
 
-    sel = _select(args)
+    sel = _select(args, full=True)
     rows = exchange.export(sel.results, args.output)
     counts = ", ".join(f"{n} {t}" for t, n in rows.items())
     console.print(f"wrote {args.output}: {len(sel.results.run_ids)} run(s), {counts} rows", highlight=False, soft_wrap=True)

@@ -214,7 +214,8 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
         try:
             frames = {}
             for name in tables:
-                t = read.read_table(rf, name, columns.get(name), filters.get(name), source=name == "runs")
+                twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
+                t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice)
                 frames[name] = read.to_frame(t)
             break
         except FileNotFoundError:
@@ -224,7 +225,7 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
     bad = list(rf.bad)
     if "metrics" in frames:
         bad += [(run_dir, f"metrics.params not JSON: {t!r}") for t in read.check_params(frames["metrics"])]
-    if "runs" in frames:
+    if "runs" in frames and {"rank", "task"} <= set(frames["runs"].columns):
         frames["runs"], twice = _rank_twice(frames["runs"])
         bad += twice
     return frames, bad
@@ -239,6 +240,7 @@ def _rank_twice(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[Path, str]
         out.append((Path(str(run_id)), f"rank {rank} (task {task}) present twice: {shards}; the first is read"))
     keep = ~runs.duplicated(["run_id", "rank", "task"], keep="first")
     return runs[keep].drop(columns=[layout.SOURCE_COL]).reset_index(drop=True), out
+
 
 
 def run_dirs(root: Path) -> list[Path]:
