@@ -267,7 +267,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return _print_collect(record)
 
 
+TASKS_LISTED = 32
+
+
 def _print_collect(record) -> int:
+    from collections import Counter
+
     from rich.table import Table
 
     from aifbench.cli.output import console
@@ -277,14 +282,27 @@ def _print_collect(record) -> int:
     table = Table(title=f"run {record.run_id}")
     for col in ("job", "part", "rank", "state", "reported", "failed", "missing", "reason"):
         table.add_column(col)
-    for t in report.tasks:
+    many = len(report.tasks) > TASKS_LISTED
+    shown = [t for t in report.tasks if not many or t.missing or t.failed_reported or t.state != "COMPLETED"]
+    for t in shown[:TASKS_LISTED]:
         table.add_row(t.job_id, t.part, str(t.rank), t.state, str(t.reported), str(t.failed_reported),
                       str(t.missing), t.reason[:200])
+    if many:  # thousands of tasks: counts per state, and only the tasks with something to say
+        states = ", ".join(f"{k} {v}" for k, v in sorted(Counter(t.state for t in report.tasks).items()))
+        table.caption = (f"{len(report.tasks)} tasks: {states}; listed: tasks with failed or missing cases or "
+                         f"not COMPLETED (first {TASKS_LISTED} of {len(shown)})")
     console.print(table)
     if report.pending:
-        console.print(f"{len(report.pending)} task(s) not finished yet: collect again later")
-    for path in report.written:
+        console.print(f"{len(report.pending)} task(s) not finished yet: collect again later (the run is compacted "
+                      "once every task has ended)")
+    for path in report.written[:TASKS_LISTED]:
         console.print(f"wrote {path}")
+    if report.compaction is not None:
+        c = report.compaction
+        console.print(f"compacted: {len(c.written)} file(s) written, {c.removed} merged file(s) removed"
+                      if c.changed else "compacted already: nothing changed")
+        for path, why in c.bad:
+            console.print(f"[red]not compacted (left in place): {path}: {why}[/]", highlight=False, soft_wrap=True)
     console.print(f"results: {record.run_dir}")
     return 1 if report.failed else 0
 
