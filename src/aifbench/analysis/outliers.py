@@ -138,3 +138,47 @@ def below_median(rows: pd.DataFrame, pct: float) -> pd.DataFrame:
     higher = rows["metric"].map(higher_is_better).astype(bool)
     bad = (higher & (ratio < pct)) | (~higher & (ratio > 200.0 - pct))
     return rows[bad].assign(median=med[bad], pct_of_median=ratio[bad])
+
+
+def for_selection(metrics: pd.DataFrame, runs: pd.DataFrame, rule: Rule = Rule()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, outliers) of every run with >= 3 ranks in a selection, figures of merit only
+    (compare.is_merit), ok rows without telemetry flags; both get a run_id column."""
+    from aifbench.analysis.compare import is_merit
+    from aifbench.analysis.data import headline
+
+    h = headline(metrics)
+    h = h[h["metric"].map(is_merit) & (h["flags"].fillna("").astype(str) == "")]
+    uuids = {(int(r.rank), str(r.node)): str(r.gpu_uuid) for r in
+             runs[["rank", "node", "gpu_uuid"]].dropna().itertuples(index=False)} if len(runs) else {}
+    summaries, found = [], []
+    for run_id, part in h.groupby("run_id", sort=True):
+        if part["rank"].nunique() < 3:
+            continue
+        own = uuids if not len(runs) or runs["run_id"].nunique() <= 1 else \
+            {(int(r.rank), str(r.node)): str(r.gpu_uuid) for r in
+             runs[runs["run_id"] == run_id][["rank", "node", "gpu_uuid"]].dropna().itertuples(index=False)}
+        s, o = partition(part, own, rule)
+        summaries.append(s.assign(run_id=run_id))
+        found.append(o.assign(run_id=run_id))
+    if not summaries:
+        return pd.DataFrame(), pd.DataFrame()
+    return pd.concat(summaries, ignore_index=True), pd.concat(found, ignore_index=True)
+
+
+def to_text(summary: pd.DataFrame, found: pd.DataFrame, rule: Rule = Rule(), n: int = WORST) -> str:
+    """Markdown: per run, case and metric the partition's median and spread, slow GPUs and nodes
+    counted, and the worst `n` named."""
+    if not len(summary):
+        return ""
+    lines = [f"## Slow GPUs and nodes ({rule.text()})", "",
+             "| run | case | metric | GPUs | median | robust spread % | p5 | min | slow GPUs | slow nodes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summary.itertuples(index=False):
+        lines.append(f"| {s.run_id} | {s.case} | {s.metric} | {s.n_gpus} | {s.median:.4g} {s.unit} | "
+                     f"{s.spread_pct:.2g} | {s.p5:.4g} | {s.min:.4g} | {s.slow_gpus} | {s.slow_nodes} |")
+    if len(found):
+        lines += ["", f"Worst {min(n, len(found))} of {len(found)} (nodes first, then GPUs on nodes that are not slow):", ""]
+        for kind in ("node", "gpu"):
+            part = worst(found[found["kind"] == kind], n)
+            lines += [f"- {o.case} {o.metric}: {describe(o)}" for o in part.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

@@ -147,7 +147,21 @@ def _bound_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[Slot, str]) 
             fails.append(f"{_where(r, uuids)} {v:.4g} {r.unit} < lower {ref.lower:g}")
         if ref.upper is not None and v > ref.upper:
             fails.append(f"{_where(r, uuids)} {v:.4g} {r.unit} > upper {ref.upper:g}")
-    return fails, unjudged
+    return fails + median_floor_failures(ref, rows, uuids), unjudged
+
+
+def median_floor_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[Slot, str]) -> list[str]:
+    """`min_pct_of_median`: the ranks below that % of their case's partition median, worst first
+    (outliers.WORST named, the rest counted)."""
+    if ref.min_pct_of_median is None or not len(rows):
+        return []
+    low = outliers.below_median(rows, ref.min_pct_of_median)
+    low = low.reindex((low["pct_of_median"] - 100).abs().sort_values(ascending=False).index)
+    out = [f"{_where(r, uuids)} {r.value:.4g} {r.unit} = {r.pct_of_median:.1f} % of the partition median "
+           f"{r.median:.4g} < {ref.min_pct_of_median:g} %" for r in low.head(outliers.WORST).itertuples(index=False)]
+    if len(low) > outliers.WORST:
+        out.append(f"and {len(low) - outliers.WORST} more GPU(s) below {ref.min_pct_of_median:g} % of the median")
+    return out
 
 
 def case_layouts(metrics: pd.DataFrame) -> dict[str, dict[str, int]]:

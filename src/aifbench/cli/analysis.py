@@ -195,8 +195,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         describe, base = _find_baseline(args.baseline, roots)
         title += f" vs {describe}"
     opts = CompareOptions(by=args.by, metrics=tuple(args.metrics), alpha=args.alpha)
-    _comparison_out(compare(sel, opts, baseline=base), args.format, title, args.output)
+    table = compare(sel, opts, baseline=base)
+    extra = _outliers_text(sel) if args.format in ("table", "markdown") else ""
+    if extra and args.output is not None:
+        from aifbench.analysis.compare import drop_empty, to_markdown
+
+        _emit(f"{title}\n\n{to_markdown(drop_empty(table))}\n\n{extra}", args.output)
+        return 0
+    _comparison_out(table, args.format, title, args.output)
+    if extra:
+        print("\n" + extra, end="")
     return 0
+
+
+def _outliers_text(sel) -> str:
+    """Slow GPUs and nodes of every run of >= 3 ranks (outliers.py), as Markdown; '' when none."""
+    from aifbench.analysis import outliers
+
+    summary, found = outliers.for_selection(sel.metrics, sel.results.tables["runs"])
+    return outliers.to_text(summary, found)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
