@@ -7,8 +7,9 @@ and a GPU is an outlier when z_i < -Z (Z = 3.5; > +Z for lower-is-better metrics
 latencies) AND it is at least `min_deviation_pct` (default 5 %) from the median in the bad
 direction: the robust z alone flags tiny deviations when a partition is very uniform.
 Per node: the median of its GPUs' values, judged by the same rule against the other nodes'
-medians (needs >= 3 nodes). A slow node is named as the node (with how many of its GPUs are
-slow); its GPUs are not listed again. A slow GPU on a node that is not slow is named as the
+medians (needs >= 3 nodes); a node is named as the node when it is such an outlier AND more
+than half of its GPUs are slow GPUs (4 slow of 4, 3 of 4, 2 of 2), with how many; its GPUs are
+not listed again. A slow GPU on a node that is not slow is named as the
 GPU: node, GPU index, UUID, value and its deviation from the partition median.
 Cost: vectorised over the rows of each (case, metric) group: linear in ranks.
 """
@@ -25,7 +26,8 @@ from aifbench import metrics as metric_dict
 from aifbench.analysis.stats import OUTLIER_Z, robust_z
 
 RULE = ("slow = robust z 0.6745 (x - median) / MAD below -{z:g} and at least {pct:g} % below the partition "
-        "median (above, for latencies); a node is judged by the median of its GPUs against the other nodes")
+        "median (above, for latencies); a node is slow when the median of its GPUs is such an outlier among "
+        "the nodes and more than half of its GPUs are slow")
 WORST = 10
 """outliers listed by name per check; the rest are counted"""
 
@@ -86,8 +88,9 @@ def _one(part: pd.DataFrame, metric: str, uuids: dict, rule: Rule) -> tuple[dict
     nodes = part.groupby("node", sort=True)["value"].median()
     nbad, nz, ndev, nmed = _flag(nodes.to_numpy(dtype=float), higher, rule) if len(nodes) >= 3 else \
         (np.zeros(len(nodes), bool), np.zeros(len(nodes)), np.zeros(len(nodes)), math.nan)
+    per_node = part.assign(_bad=bad).groupby("node", sort=True)["_bad"].agg(["sum", "size"]).reindex(nodes.index)
+    nbad = nbad & (per_node["sum"] > per_node["size"] / 2).to_numpy()  # most of its GPUs: the node
     slow_nodes = set(nodes.index[nbad])
-    per_node = part.assign(_bad=bad).groupby("node")["_bad"].agg(["sum", "size"])
     label, unit = str(part["label"].iloc[0]), str(part["unit"].iloc[0])
     common = {"case_id": str(part["case_id"].iloc[0]), "case": label, "metric": metric, "unit": unit}
     out = []

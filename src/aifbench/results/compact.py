@@ -48,6 +48,7 @@ class CompactReport:
 
 def compact(run_dir: Path, batch: int = BATCH_SHARDS) -> CompactReport:
     """Compact every table of one run directory; see the module docstring."""
+    _remove_stale_temporaries(Path(run_dir))
     rf = layout.scan(Path(run_dir))
     report = CompactReport(Path(run_dir), bad=list(rf.bad), notes=rf.notes())
     for table in sorted(rf.tables):
@@ -108,6 +109,22 @@ def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactRep
             report.removed += 1
     loose = [p for p in tf.loose + tf.leftovers if p.name in sources]
     report.removed += _remove_loose(loose, {final: sources})
+
+
+STALE_TMP_S = 3600.0
+"""a temporary file of a compaction untouched this long was left by a crash"""
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files of crashed compactions (never read: their names start with a dot)."""
+    import time
+
+    for p in run_dir.glob(".*.compact-tmp-*.parquet"):
+        try:
+            if time.time() - p.stat().st_mtime > STALE_TMP_S:
+                p.unlink()
+        except FileNotFoundError:
+            continue
 
 
 def _remove_loose(paths: list[Path], recorded: dict[Path, dict[str, layout.Signature]]) -> int:
