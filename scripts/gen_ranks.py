@@ -60,7 +60,7 @@ def _set(t: pa.Table, name: str, values) -> pa.Table:
 def _const(t: pa.Table, name: str, value) -> pa.Table:
     if name not in t.column_names:
         return t
-    return _set(t, name, pa.array([value] * t.num_rows, t.schema.field(name).type))
+    return _set(t, name, pa.repeat(pa.scalar(value, t.schema.field(name).type), t.num_rows))
 
 
 def rank_table(seed: pa.Table, table: str, run_id: str, rank: int, n: int, gpn: int, f: float) -> pa.Table:
@@ -88,8 +88,8 @@ def rank_table(seed: pa.Table, table: str, run_id: str, rank: int, n: int, gpn: 
 
 
 def _write(args: tuple) -> int:
-    seed_dir, out_dir, run_id, ranks, n, gpn, fs = args
-    seeds = {t: pq.read_table(next(Path(seed_dir).glob(f"{t}.rank*.parquet"))) for t in TABLES}
+    seed_dir, out_dir, run_id, ranks, n, gpn, fs, tables = args
+    seeds = {t: pq.read_table(next(Path(seed_dir).glob(f"{t}.rank*.parquet"))) for t in tables}
     for rank, f in zip(ranks, fs):
         for table, seed in seeds.items():
             path = Path(out_dir) / shard_name(table, rank)
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slow-factor", type=float, default=0.8)
     p.add_argument("--jitter-pct", type=float, default=1.0)
     p.add_argument("--jobs", type=int, default=2, help="writer processes")
+    p.add_argument("--tables", default=",".join(TABLES),
+                   help="tables to write (default all; analysis never reads telemetry)")
     a = p.parse_args(argv)
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     slow_gpus, slow_nodes = ints(a.slow_gpus), ints(a.slow_nodes)
@@ -120,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out_root / run_id
     out.mkdir(parents=True, exist_ok=False)
     fs = factors(a.ranks, a.gpus_per_node, slow_gpus, slow_nodes, a.slow_factor, a.jitter_pct)
-    chunks = np.array_split(np.arange(a.ranks), max(1, a.jobs * 8))
-    work = [(str(a.seed_run), str(out), run_id, [int(r) for r in c], a.ranks, a.gpus_per_node, fs[c])
+    chunks = np.array_split(np.arange(a.ranks), max(1, min(a.ranks, a.jobs * 8)))
+    tables = [t for t in a.tables.split(",") if t]
+    if not tables or set(tables) - set(TABLES):
+        p.error(f"--tables: a comma-separated subset of {', '.join(TABLES)}")
+    work = [(str(a.seed_run), str(out), run_id, [int(r) for r in c], a.ranks, a.gpus_per_node, fs[c], tables)
             for c in chunks if len(c)]
     with ProcessPoolExecutor(a.jobs) as pool:
         written = sum(pool.map(_write, work))
