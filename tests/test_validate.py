@@ -145,7 +145,7 @@ def test_junit_xml_is_valid_and_counts(tmp_path):
 
 
 def test_reference_format_errors():
-    with pytest.raises(ConfigError, match="needs fraction_of_peak, lower or upper"):
+    with pytest.raises(ConfigError, match="needs fraction_of_peak, lower, upper or min_pct_of_median"):
         references.parse([{"benchmark": "gemm", "metric": "tflops", "value": 1.0}], "t")
     with pytest.raises(ConfigError, match="unknown key.*tolerance.*allowed: benchmark"):
         references.parse([{"benchmark": "gemm", "metric": "tflops", "lower": 1, "tolerance": 0.1}], "t")

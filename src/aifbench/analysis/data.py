@@ -106,7 +106,24 @@ def load_analysis(shards: list[Path], stats: Iterable[str] = ANALYSIS_STATS, ful
     few = [s for s in shards if s.parent.name in small]
     samples = store.load(few, tables=("samples",)).tables["samples"] if few else schema.empty("samples")
     tables = dict(main.tables, samples=samples)
+    tables["metrics"] = categorical(tables["metrics"])
     return Results(tables, main.skipped)
+
+
+CATEGORICAL = ("run_id", "case_id", "benchmark", "params", "metric", "unit", "stat", "peak_source", "node",
+               "device", "device_name", "system", "partition", "status", "reason", "flags")
+
+
+def categorical(df: pd.DataFrame) -> pd.DataFrame:
+    """Repetitive text columns as categories (sorted, with "" among them so fillna("") works):
+    selecting rows then moves integer codes, not strings — what keeps 10^5-rank runs fast."""
+    for c in CATEGORICAL:
+        if c in df.columns and len(df):
+            values = df[c].astype("category")
+            if "" not in values.cat.categories:
+                values = values.cat.add_categories([""])
+            df[c] = values.cat.reorder_categories(sorted(values.cat.categories))
+    return df
 
 
 def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
@@ -157,7 +174,7 @@ def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
     order = {s: i for i, s in enumerate(HEADLINE_STATS)}
     df["_o"] = df["stat"].map(order)
     df = df.sort_values("_o").drop_duplicates(["run_id", "case_id", "rank", "metric"]).drop(columns="_o")
-    df["case_key"] = df["benchmark"] + " " + df["params"]
+    df["case_key"] = df["benchmark"].astype(str) + " " + df["params"].astype(str)
     labels = {k: case_label(b, p) for k, b, p in  # once per case, not per rank
               df[["case_key", "benchmark", "params"]].drop_duplicates("case_key").itertuples(index=False)}
     df["label"] = df["case_key"].map(labels)

@@ -50,7 +50,7 @@ def plot_frame(sel: Selection) -> pd.DataFrame:
     """Headline rows with parsed params and the series name (system; reference runs marked)."""
     h = headline(sel.metrics)
     parsed = {p: json.loads(p) for p in h["params"].unique()}  # once per case, not per rank
-    h["p"] = h["params"].map(parsed)
+    h["p"] = [parsed[p] for p in h["params"]]
     ref = h["run_id"].isin(sel.reference_runs)
     h["series"] = h["system"].astype(str).where(~ref, h["system"].astype(str) + " (reference)")
     h.attrs["palette"] = palette(h["series"])

@@ -193,8 +193,9 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[Slot, str 
                    & (metrics["stat"] == ref.stat) & (metrics["status"] == "ok")]
     layouts = layouts if layouts is not None else case_layouts(metrics)
     # boolean masks as arrays: a plain empty list would select no columns instead of no rows
-    matched = rows[np.array([ref.matches_params(p, layouts.get(c)) for p, c in zip(rows["params"], rows["case_id"])],
-                            dtype=bool)]
+    cases = rows[["params", "case_id"]].drop_duplicates()  # once per case, not per rank
+    hit = {c for p, c in zip(cases["params"], cases["case_id"]) if ref.matches_params(p, layouts.get(c))}
+    matched = rows[rows["case_id"].isin(hit).to_numpy(dtype=bool)]
     judged = matched[np.array([ref.applies_to(skus.get(slot(r))) for r in matched.itertuples(index=False)], dtype=bool)]
     if not len(judged):
         return Check("reference", name, "skip", _unmatched(ref, rows, matched, skus))
