@@ -100,7 +100,8 @@ def load_analysis(shards: list[Path], stats: Iterable[str] = ANALYSIS_STATS, ful
     if full:
         return store.load(shards)
     cols = {"metrics": analysis_columns("metrics")}
-    main = store.load(shards, tables=("metrics", "runs"), columns=cols, filters={"metrics": analysis_filter(stats)})
+    main = store.load(shards, tables=("metrics", "runs"), columns=cols, filters={"metrics": analysis_filter(stats)},
+                      categorical=True)
     ranks = main.tables["metrics"].groupby("run_id")["rank"].nunique()
     small = {str(r) for r, n in ranks.items() if n <= SAMPLES_MAX_RANKS}
     few = [s for s in shards if s.parent.name in small]
@@ -117,12 +118,11 @@ CATEGORICAL = ("run_id", "case_id", "benchmark", "params", "metric", "unit", "st
 def categorical(df: pd.DataFrame) -> pd.DataFrame:
     """Repetitive text columns as categories (sorted, with "" among them so fillna("") works):
     selecting rows then moves integer codes, not strings — what keeps 10^5-rank runs fast."""
+    from aifbench.results.read import sorted_categories
+
     for c in CATEGORICAL:
         if c in df.columns and len(df):
-            values = df[c].astype("category")
-            if "" not in values.cat.categories:
-                values = values.cat.add_categories([""])
-            df[c] = values.cat.reorder_categories(sorted(values.cat.categories))
+            df[c] = sorted_categories(df[c])
     return df
 
 

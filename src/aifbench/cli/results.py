@@ -96,7 +96,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     cols = [c for c in ("case_id", "rank", "benchmark", "params", "metric", "value", "unit", "stat", "noisy",
                         "pct_of_peak", "status", "reason", "flags", "node", "device")]
     results = load([run_dir], tables=("metrics", "runs"), columns={"metrics": cols, "runs": SHOW_RUNS_COLUMNS},
-                   filters={"metrics": keep} if keep is not None else None)
+                   filters={"metrics": keep} if keep is not None else None, categorical=True)
     runs, metrics = results.runs, results.metrics
     if not len(metrics):
         states = ", ".join(sorted(set(runs["status"].astype(str)))) if len(runs) else "no runs row either"

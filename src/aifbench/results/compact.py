@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from aifbench.results import layout, read, schema
 from aifbench.results.layout import META_KEY, TableFiles
 
-BATCH_SHARDS = 512
+BATCH_SHARDS = 256
 """loose shards read per batch (one row group each): bounds memory while compacting"""
 
 

@@ -28,12 +28,24 @@ from aifbench.results.layout import SOURCE_COL, RunFiles, TableFiles
 ARROW_TYPES = {"string": pa.large_string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
                "timestamp": pa.timestamp("us", tz="UTC")}
 CHECKED = ("run_id", "schema_version")
+READAHEAD = {"batch_readahead": 2, "fragment_readahead": 2}
+"""the scanner's defaults (16 batches, 4 files) hold many decoded row groups of a compacted file at
+once; this keeps the peak near the kept rows' size at a small cost in time"""
 FILENAME = "__filename"
 
 
-def arrow_schema(table: str, source: bool = False) -> pa.Schema:
-    """The table's columns as Arrow types (plus the compacted files' source column)."""
-    fields = [pa.field(c.name, ARROW_TYPES[c.type]) for c in schema.table(table).columns]
+PLAIN = CHECKED + ("stat", "status", "task", "rank")
+"""text columns always read as plain strings: checked and filtered on with compute kernels"""
+DICT = pa.dictionary(pa.int32(), pa.large_string())
+
+
+def arrow_schema(table: str, source: bool = False, dictionary: bool = False) -> pa.Schema:
+    """The table's columns as Arrow types (plus the compacted files' source column);
+    `dictionary`: text columns other than PLAIN dictionary-encoded (each distinct text once)."""
+    def kind(c):
+        t = ARROW_TYPES[c.type]
+        return DICT if dictionary and t == pa.large_string() and c.name not in PLAIN else t
+    fields = [pa.field(c.name, kind(c)) for c in schema.table(table).columns]
     return pa.schema(fields + ([pa.field(SOURCE_COL, pa.large_string())] if source else []))
 
 
@@ -42,37 +54,40 @@ def _columns(table: str, columns: list[str] | None) -> list[str]:
     return names if columns is None else [c for c in names if c in columns or c in CHECKED]
 
 
-def _scan_loose(paths: list[Path], table: str, cols: list[str], flt) -> pa.Table:
-    dset = ds.dataset([str(p) for p in paths], schema=arrow_schema(table), format="parquet")
-    return dset.to_table(columns=cols + [FILENAME], filter=flt)
+def _scan_loose(paths: list[Path], table: str, cols: list[str], flt, dictionary: bool = False) -> pa.Table:
+    dset = ds.dataset([str(p) for p in paths], schema=arrow_schema(table, dictionary=dictionary), format="parquet")
+    return dset.to_table(columns=cols + [FILENAME], filter=flt, **READAHEAD)
 
 
-def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]]) -> pa.Table:
+def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]],
+           dictionary: bool = False) -> pa.Table:
     """Loose shards in one scan; when a file cannot be cast, file by file to name it."""
     if not paths:
-        return arrow_schema(table).empty_table().select(cols).append_column(FILENAME, pa.array([], pa.string()))
+        return arrow_schema(table, dictionary=dictionary).empty_table().select(cols).append_column(
+            FILENAME, pa.array([], pa.string()))
     try:
-        t = _scan_loose(paths, table, cols, flt)
+        t = _scan_loose(paths, table, cols, flt, dictionary)
     except (OSError, pa.ArrowException):
         parts = []
         for p in paths:
             try:
-                parts.append(_scan_loose([p], table, cols, flt))
+                parts.append(_scan_loose([p], table, cols, flt, dictionary))
             except (OSError, pa.ArrowException) as exc:
                 bad.append((p, f"unreadable or not {table} schema v{SCHEMA_VERSION}: {exc}"))
-        return _loose([], table, cols, flt, bad) if not parts else pa.concat_tables(parts)
+        return _loose([], table, cols, flt, bad, dictionary) if not parts else pa.concat_tables(parts)
     return t
 
 
-def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool) -> list[pa.Table]:
+def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
+               dictionary: bool = False) -> list[pa.Table]:
     out = []
     for path, excluded in tf.compacted.items():
         f = flt
         if excluded:
             keep = ~pc.field(SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string()))
             f = keep if f is None else (f & keep)
-        dset = ds.dataset(str(path), schema=arrow_schema(table, source=True), format="parquet")
-        out.append(dset.to_table(columns=cols + ([SOURCE_COL] if source else []), filter=f))
+        dset = ds.dataset(str(path), schema=arrow_schema(table, source=True, dictionary=dictionary), format="parquet")
+        out.append(dset.to_table(columns=cols + ([SOURCE_COL] if source else []), filter=f, **READAHEAD))
     return out
 
 
@@ -117,35 +132,52 @@ def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, 
 
 
 def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filter=None,
-               source: bool = False, bad: list[tuple[Path, str]] | None = None) -> pa.Table:
+               source: bool = False, bad: list[tuple[Path, str]] | None = None,
+               dictionary: bool = False) -> pa.Table:
     """One table of one run: the requested columns (+ run_id, schema_version) of rows passing
     `filter` (a pyarrow.dataset expression), each source shard once. `source`: add SOURCE_COL,
-    the loose shard a row came from. Bad files are appended to `bad` and left out."""
+    the loose shard a row came from. Bad files are appended to `bad` and left out. `dictionary`:
+    text columns stay dictionary-encoded (to_frame(categorical=True) keeps them so)."""
     bad = rf.bad if bad is None else bad
     tf = rf.tables.get(table)
     cols = _columns(table, columns)
     if tf is None:
-        return arrow_schema(table, source).empty_table().select(cols + ([SOURCE_COL] if source else []))
+        return arrow_schema(table, source, dictionary).empty_table().select(cols + ([SOURCE_COL] if source else []))
     run_id = rf.run_dir.name
-    loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad), table, run_id, bad, rf.run_dir)
+    loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary), table, run_id, bad, rf.run_dir)
     names = pc.replace_substring_regex(loose[FILENAME], r"^.*/", "").cast(pa.large_string())
     loose = loose.drop_columns([FILENAME])
     if source:
         loose = loose.append_column(SOURCE_COL, names)
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
-                       for c in _compacted(tf, table, cols, filter, source)]
+                       for c in _compacted(tf, table, cols, filter, source, dictionary)]
     return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
 
 
-def to_frame(t: pa.Table) -> pd.DataFrame:
-    """Arrow to pandas with the schema's dtypes (Int64, boolean, string, datetime64[ns, UTC])."""
+def to_frame(t: pa.Table, categorical: bool = False) -> pd.DataFrame:
+    """Arrow to pandas with the schema's dtypes (Int64, boolean, string, datetime64[ns, UTC]).
+    `categorical`: dictionary columns become pandas categories (sorted, "" among them, so
+    fillna("") and sorting behave as on strings); otherwise they are decoded to strings."""
+    if not categorical:
+        t = t.cast(pa.schema([pa.field(f.name, pa.large_string()) if pa.types.is_dictionary(f.type) else f
+                              for f in t.schema]))
     mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype(),
                pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}
     df = t.to_pandas(types_mapper=mapping.get, self_destruct=True)
     for c in df.columns:
         if isinstance(df[c].dtype, pd.DatetimeTZDtype):
             df[c] = df[c].astype("datetime64[ns, UTC]")
+        elif isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = sorted_categories(df[c])
     return df
+
+
+def sorted_categories(values: pd.Series) -> pd.Series:
+    """A categorical with its categories sorted and "" among them."""
+    values = values.astype("category")
+    if "" not in values.cat.categories:
+        values = values.cat.add_categories([""])
+    return values.cat.reorder_categories(sorted(values.cat.categories))
 
 
 def check_params(df: pd.DataFrame) -> list[str]:

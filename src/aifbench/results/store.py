@@ -171,13 +171,14 @@ Columns = dict[str, list[str]]
 
 
 def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, columns: Columns | None = None,
-         filters: dict | None = None) -> Results:
+         filters: dict | None = None, categorical: bool = False) -> Results:
     """Load `tables` (default all) below `paths`, run directory by run directory, reading only
     `columns` per table and the rows passing `filters` per table (pyarrow.dataset expressions).
 
     Loose shards and compacted files are read exactly once each (layout.py); files that are not
     this run's, of another schema version, or unreadable are skipped with a warning, as are the
-    duplicate provenance rows of a rank present twice.
+    duplicate provenance rows of a rank present twice. `categorical`: repetitive text columns
+    of the metrics table come as sorted pandas categories (each distinct text held once).
     """
     tables = list(tables or schema.TABLES)
     columns, filters = columns or {}, filters or {}
@@ -187,7 +188,7 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in tables}
     skipped: list[tuple[Path, str]] = []
     for run_dir, files in sorted(by_dir.items()):
-        frames, bad = _load_run(run_dir, files, tables, columns, filters)
+        frames, bad = _load_run(run_dir, files, tables, columns, filters, categorical)
         skipped += bad
         for name, df in frames.items():
             parts[name].append(df)
@@ -206,8 +207,8 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     return Results(out, skipped)
 
 
-def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns,
-              filters: dict) -> tuple[dict[str, pd.DataFrame], list[tuple[Path, str]]]:
+def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict,
+              categorical: bool = False) -> tuple[dict[str, pd.DataFrame], list[tuple[Path, str]]]:
     """One run directory's tables; rescans once when a concurrent compaction moved a file."""
     for attempt in range(3):
         rf = layout.scan(run_dir, [f for f in files if f.exists()] if attempt else files)
@@ -215,8 +216,9 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
             frames = {}
             for name in tables:
                 twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
-                t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice)
-                frames[name] = read.to_frame(t)
+                cat = categorical and name == "metrics"
+                t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice, dictionary=cat)
+                frames[name] = read.to_frame(t, categorical=cat)
             break
         except FileNotFoundError:
             files = find_shards([run_dir])
