@@ -9,13 +9,15 @@ gpus-per-node), device `cuda:<rank % gpus-per-node>`, a GPU UUID derived from th
 every throughput (a higher-is-better rate of the metric dictionary, its pct_of_peak, and the
 time samples it derives from) multiplied by a factor: 1 + N(0, jitter) noise, times
 `slow-factor` on a planted slow GPU or on all GPUs of a planted slow node. Times are divided by
-the same factor. Written as loose shards, one per rank and table, exactly as ranks write them.
+the same factor. Written as loose shards, one per rank and table, exactly as ranks write them,
+or with --compacted as `aifbench compact` leaves a run (one file per table).
 The new run id is `<seed run id>-x<N>`; the planted ranks are printed as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -99,6 +101,31 @@ def _write(args: tuple) -> int:
     return len(ranks)
 
 
+def write_compacted(seed_dir: Path, out: Path, run_id: str, n: int, gpn: int, fs: np.ndarray, tables: list[str],
+                    batch: int = 512) -> None:
+    """The run as `aifbench compact` would leave it: one file per table, rows tagged with the
+    shard each rank would have written (for runs too large to write as 10^5 loose files here)."""
+    from aifbench.results.layout import META_KEY, SOURCE_COL
+    from aifbench.results.read import arrow_schema
+
+    for table in tables:
+        seed = pq.read_table(next(Path(seed_dir).glob(f"{table}.rank*.parquet")))
+        target = arrow_schema(table, source=True)
+        names = [shard_name(table, r) for r in range(n)]
+        meta = {"run_id": run_id, "table": table, "schema_version": 1, "sources": {k: [0, 0] for k in names}}
+        digest = hashlib.sha256(json.dumps(meta["sources"], sort_keys=True).encode()).hexdigest()[:16]
+        with pq.ParquetWriter(out / f".{table}.tmp", target, compression="zstd") as w:
+            for start in range(0, n, batch):
+                parts = []
+                for r in range(start, min(n, start + batch)):
+                    t = rank_table(seed, table, run_id, r, n, gpn, float(fs[r]))
+                    parts.append(t.append_column(SOURCE_COL, pa.repeat(pa.scalar(names[r], pa.large_string()),
+                                                                       t.num_rows)).cast(target))
+                w.write_table(pa.concat_tables(parts))
+            w.add_key_value_metadata({META_KEY: json.dumps(meta)})
+        os.replace(out / f".{table}.tmp", out / f"{table}.compact-{digest}.parquet")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("seed_run", type=Path, help="a run directory with rank 0's shards")
@@ -110,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slow-factor", type=float, default=0.8)
     p.add_argument("--jitter-pct", type=float, default=1.0)
     p.add_argument("--jobs", type=int, default=2, help="writer processes")
+    p.add_argument("--compacted", action="store_true",
+                   help="write the compacted layout directly (one file per table) instead of loose shards")
     p.add_argument("--tables", default=",".join(TABLES),
                    help="tables to write (default all; analysis never reads telemetry)")
     a = p.parse_args(argv)
@@ -128,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--tables: a comma-separated subset of {', '.join(TABLES)}")
     work = [(str(a.seed_run), str(out), run_id, [int(r) for r in c], a.ranks, a.gpus_per_node, fs[c], tables)
             for c in chunks if len(c)]
-    with ProcessPoolExecutor(a.jobs) as pool:
-        written = sum(pool.map(_write, work))
+    if a.compacted:
+        write_compacted(a.seed_run, out, run_id, a.ranks, a.gpus_per_node, fs, tables)
+        written = a.ranks
+    else:
+        with ProcessPoolExecutor(a.jobs) as pool:
+            written = sum(pool.map(_write, work))
     print(json.dumps({"run_id": run_id, "dir": str(out), "ranks": written, "slow_gpus": slow_gpus,
                       "slow_nodes": slow_nodes, "slow_factor": a.slow_factor}))
     return 0

@@ -203,7 +203,7 @@ def test_foreign_newer_and_duplicate_shards_are_named_and_not_counted(tmp_path):
     res = store.load([run_dir])
     why = {p.name: w for p, w in res.skipped}
     assert "belongs to run 20260101T000000Z-other-ffffff" in why["metrics.rank00007.main.parquet"]
-    assert "schema version 2" in why["metrics.rank00008.main.parquet"]
+    assert "schema version 2 is newer" in why["metrics.rank00008.main.parquet"]
     twice = [w for w in why.values() if "present twice" in w]
     assert len(twice) == 1 and "runs.rank000001.main.parquet" in twice[0] and "runs.rank00001.main.parquet" in twice[0]
     assert len(res.metrics) == len(good.metrics) and len(res.runs) == len(good.runs)

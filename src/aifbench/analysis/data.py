@@ -128,12 +128,13 @@ def categorical(df: pd.DataFrame) -> pd.DataFrame:
 
 def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
            reference_dir: Path | None = None, stats: Iterable[str] = ANALYSIS_STATS,
-           full: bool = False) -> Selection:
+           full: bool = True) -> Selection:
     """Load results below `paths` (default `results/`) and the reference runs.
 
     Reference runs are those under `reference_dir` (default `results/reference`) and under
-    `<path>/reference` of every given directory. Reads what analysis needs (load_analysis):
-    `stats` adds statistics (a reference may judge p5), `full` reads everything (export). Raises ConfigError when nothing at all is
+    `<path>/reference` of every given directory. `full` (default) reads every table, column and
+    row; full=False only what analysis needs (load_analysis: what compare, report and validate
+    use at 10^5 ranks), `stats` adding statistics (a reference may judge p5). Raises ConfigError when nothing at all is
     found (an empty selection).
     """
     paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
@@ -156,10 +157,10 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     return Selection(loaded, ref_runs)
 
 
-def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS) -> Results:
-    """Load exactly these paths (a run directory, a baseline) without defaults, with analysis'
-    columns and rows (load_analysis); deduplicated."""
-    return dedupe(load_analysis(store.find_shards(list(paths)), stats))
+def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = True) -> Results:
+    """Load exactly these paths (a run directory, a baseline) without defaults; deduplicated.
+    full=False: only analysis' columns and rows (load_analysis)."""
+    return dedupe(load_analysis(store.find_shards(list(paths)), stats, full))
 
 
 def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:

@@ -73,7 +73,7 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
             try:
                 parts.append(_scan_loose([p], table, cols, flt, dictionary))
             except (OSError, pa.ArrowException) as exc:
-                bad.append((p, f"unreadable or not {table} schema v{SCHEMA_VERSION}: {exc}"))
+                bad.append((p, f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
         return _loose([], table, cols, flt, bad, dictionary) if not parts else pa.concat_tables(parts)
     return t
 
@@ -110,8 +110,11 @@ def _why(t: pa.Table, run_id: str) -> str:
     runs = sorted(set(t["run_id"].drop_null().to_pylist()))
     if runs and runs != [run_id]:
         return f"belongs to run {', '.join(map(str, runs[:3]))}, not to the run {run_id} it is stored in"
+    if versions and max(versions) > SCHEMA_VERSION:
+        return (f"schema version {max(versions)} is newer than this aifbench reads ({SCHEMA_VERSION}); "
+                "upgrade aifbench to read it")
     if versions and versions != [SCHEMA_VERSION]:
-        return f"schema version {versions[0]}; this aifbench reads version {SCHEMA_VERSION} (upgrade or migrate)"
+        return f"schema version {versions[0]}: no migration to version {SCHEMA_VERSION}"
     return "empty required column or a status/value that breaks schema v1"
 
 
