@@ -105,6 +105,7 @@ def write_compacted(seed_dir: Path, out: Path, run_id: str, n: int, gpn: int, fs
                     batch: int = 512) -> None:
     """The run as `aifbench compact` would leave it: one file per table, rows tagged with the
     shard each rank would have written (for runs too large to write as 10^5 loose files here)."""
+    from aifbench.results.compact import ROW_GROUP_ROWS
     from aifbench.results.layout import META_KEY, SOURCE_COL
     from aifbench.results.read import arrow_schema
 
@@ -121,7 +122,7 @@ def write_compacted(seed_dir: Path, out: Path, run_id: str, n: int, gpn: int, fs
                     t = rank_table(seed, table, run_id, r, n, gpn, float(fs[r]))
                     parts.append(t.append_column(SOURCE_COL, pa.repeat(pa.scalar(names[r], pa.large_string()),
                                                                        t.num_rows)).cast(target))
-                w.write_table(pa.concat_tables(parts))
+                w.write_table(pa.concat_tables(parts), row_group_size=ROW_GROUP_ROWS)
             w.add_key_value_metadata({META_KEY: json.dumps(meta)})
         os.replace(out / f".{table}.tmp", out / f"{table}.compact-{digest}.parquet")
 

@@ -175,10 +175,19 @@ def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
     order = {s: i for i, s in enumerate(HEADLINE_STATS)}
     df["_o"] = df["stat"].map(order)
     df = df.sort_values("_o").drop_duplicates(["run_id", "case_id", "rank", "metric"]).drop(columns="_o")
-    df["case_key"] = df["benchmark"].astype(str) + " " + df["params"].astype(str)
-    labels = {k: case_label(b, p) for k, b, p in  # once per case, not per rank
-              df[["case_key", "benchmark", "params"]].drop_duplicates("case_key").itertuples(index=False)}
-    df["label"] = df["case_key"].map(labels)
+    # once per case, not per rank: one text per case id, mapped (categorical in, categorical out)
+    cases = df[["case_id", "benchmark", "params"]].drop_duplicates()
+    if cases["case_id"].is_unique:
+        keys = {str(c): f"{b} {p}" for c, b, p in cases.itertuples(index=False)}
+        labels = {str(c): case_label(str(b), str(p)) for c, b, p in cases.itertuples(index=False)}
+        case = df["case_id"].astype("category").cat.remove_unused_categories()
+        for col, text in (("case_key", keys), ("label", labels)):
+            names = [text[str(c)] for c in case.cat.categories]
+            df[col] = pd.Categorical.from_codes(case.cat.codes, names) if len(set(names)) == len(names) \
+                else case.astype(str).map(text)
+    else:
+        df["case_key"] = df["benchmark"].astype(str) + " " + df["params"].astype(str)
+        df["label"] = [case_label(b, p) for b, p in zip(df["benchmark"].astype(str), df["params"].astype(str))]
     return df.sort_index().reset_index(drop=True)
 
 

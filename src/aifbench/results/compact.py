@@ -29,6 +29,8 @@ from aifbench.results import layout, read, schema
 from aifbench.results.layout import META_KEY, TableFiles
 
 BATCH_SHARDS = 256
+ROW_GROUP_ROWS = 65536
+"""rows per Parquet row group: what a reader decodes at once (bounds its peak memory)"""
 """loose shards read per batch (one row group each): bounds memory while compacting"""
 
 
@@ -92,7 +94,7 @@ def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactRep
         with pq.ParquetWriter(tmp, target, compression="zstd") as writer:
             for t in _batches(run_dir, table, tf, batch, report.bad, sources):
                 if t.num_rows:
-                    writer.write_table(t.cast(target))
+                    writer.write_table(t.cast(target), row_group_size=ROW_GROUP_ROWS)
             meta = {"run_id": run_dir.name, "table": table, "schema_version": schema.SCHEMA_VERSION,
                     "sources": {k: list(v) for k, v in sorted(sources.items())}}
             writer.add_key_value_metadata({META_KEY: json.dumps(meta)})
