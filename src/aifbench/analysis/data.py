@@ -45,6 +45,8 @@ HEADLINE_STATS = ("median", "value", "p50", "mean", "max")
 ANALYSIS_STATS = HEADLINE_STATS
 UNREAD_COLUMNS = ("started_utc", "ended_utc", "detail")
 SAMPLES_MAX_RANKS = 256
+RUNS_UNREAD = ("config", "platform", "cpu_model", "slurm_nodelist")
+"""provenance text no analysis reads (config: the effective configuration JSON, kilobytes a rank)"""
 
 
 @dataclass
@@ -87,21 +89,39 @@ def analysis_columns(table: str) -> list[str]:
     return [c for c in schema.table(table).names if c not in UNREAD_COLUMNS]
 
 
-def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS):
-    """Rows analysis needs: the given statistics, and every row that did not end ok."""
+TIME_AND_POWER = ("time_s", "step_time_s", "power_mean_w")
+"""read besides figures of merit: a case's time when it has nothing else, power for per-watt"""
+
+
+def analysis_metrics(extra: Iterable[str] = ()) -> list[str]:
+    """Metrics analysis reads: figures of merit (compare.is_merit), TIME_AND_POWER, and `extra`
+    (a --metric asked for, a reference's metric)."""
+    from aifbench import metrics as metric_dict
+    from aifbench.analysis.compare import is_merit
+
+    return sorted({m for m in metric_dict.METRICS if is_merit(m)} | set(TIME_AND_POWER) | set(extra))
+
+
+def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS, metrics: Iterable[str] | None = None):
+    """Rows analysis needs: the given statistics of `metrics` (default analysis_metrics()), and
+    every row that did not end ok."""
     import pyarrow.dataset as ds
 
-    return ds.field("stat").isin(sorted(set(stats))) | (ds.field("status") != "ok")
+    wanted = analysis_metrics() if metrics is None else sorted(set(metrics))
+    return (ds.field("stat").isin(sorted(set(stats))) & ds.field("metric").isin(wanted)) | (ds.field("status") != "ok")
 
 
-def load_analysis(shards: list[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = False) -> Results:
-    """Metrics and runs of `shards` with analysis' columns and rows; samples of runs up to
-    SAMPLES_MAX_RANKS ranks; no telemetry. `full`: every table, column and row (export)."""
+def load_analysis(shards: list[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = False,
+                  metrics: Iterable[str] = ()) -> Results:
+    """Metrics and runs of `shards` with analysis' columns and rows (analysis_filter; `metrics`
+    added to analysis_metrics()); samples of runs up to SAMPLES_MAX_RANKS ranks; no telemetry.
+    `full`: every table, column and row (export)."""
     if full:
         return store.load(shards)
-    cols = {"metrics": analysis_columns("metrics")}
-    main = store.load(shards, tables=("metrics", "runs"), columns=cols, filters={"metrics": analysis_filter(stats)},
-                      categorical=True)
+    cols = {"metrics": analysis_columns("metrics"), "runs": [c for c in schema.table("runs").names if c not in
+                                                             RUNS_UNREAD]}
+    main = store.load(shards, tables=("metrics", "runs"), columns=cols, categorical=True,
+                      filters={"metrics": analysis_filter(stats, analysis_metrics(metrics))})
     ranks = main.tables["metrics"].groupby("run_id")["rank"].nunique()
     small = {str(r) for r, n in ranks.items() if n <= SAMPLES_MAX_RANKS}
     few = [s for s in shards if s.parent.name in small]
@@ -128,7 +148,7 @@ def categorical(df: pd.DataFrame) -> pd.DataFrame:
 
 def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
            reference_dir: Path | None = None, stats: Iterable[str] = ANALYSIS_STATS,
-           full: bool = True) -> Selection:
+           full: bool = True, metrics: Iterable[str] = ()) -> Selection:
     """Load results below `paths` (default `results/`) and the reference runs.
 
     Reference runs are those under `reference_dir` (default `results/reference`) and under
@@ -148,7 +168,7 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     exclude = [p / BASELINES_DIR for p in existing if p.is_dir()] + ref_dirs
     shards = _shards(existing, exclude)
     ref_shards = _shards(ref_dirs, []) if include_reference else []
-    loaded = dedupe(load_analysis(sorted(set(shards) | set(ref_shards)), stats, full))
+    loaded = dedupe(load_analysis(sorted(set(shards) | set(ref_shards)), stats, full, metrics))
     ref_runs = {s.parent.name for s in ref_shards}
     if not len(loaded.tables["metrics"]):
         where = ", ".join(str(p) for p in paths)
@@ -157,10 +177,11 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     return Selection(loaded, ref_runs)
 
 
-def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = True) -> Results:
+def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = True,
+              metrics: Iterable[str] = ()) -> Results:
     """Load exactly these paths (a run directory, a baseline) without defaults; deduplicated.
     full=False: only analysis' columns and rows (load_analysis)."""
-    return dedupe(load_analysis(store.find_shards(list(paths)), stats, full))
+    return dedupe(load_analysis(store.find_shards(list(paths)), stats, full, metrics))
 
 
 def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:

@@ -118,7 +118,8 @@ def _select(args: argparse.Namespace, full: bool = False):
     """The lean read (data.load_analysis) unless `full`: what compare and report use."""
     from aifbench.analysis.data import select
 
-    return select(args.results, include_reference=args.reference, reference_dir=args.reference_dir, full=full)
+    return select(args.results, include_reference=args.reference, reference_dir=args.reference_dir, full=full,
+                  metrics=tuple(getattr(args, "metrics", ()) or ()))
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -238,7 +239,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             hint = "" if args.system else f" (the run's system is {system!r}: give --system NAME or --references FILE)"
             raise ConfigError(f"{exc}{hint}") from None
-    run = load_runs([run_dir], stats=ANALYSIS_STATS + tuple(r.stat for r in refs), full=False)
+    run = load_runs([run_dir], stats=ANALYSIS_STATS + tuple(r.stat for r in refs), full=False,
+                    metrics=tuple(r.metric for r in refs))
     if not len(run.tables["metrics"]):
         raise ConfigError(f"run {run_dir.name} has no metrics")
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None

@@ -91,8 +91,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     from aifbench.errors import ConfigError
     from aifbench.results.store import load, resolve_run
 
+    from aifbench.analysis.data import analysis_metrics
+
     run_dir = resolve_run(args.results, args.run_id)
-    keep = None if args.all else (ds.field("stat").isin(list(SUMMARY_STATS)) | (ds.field("status") != "ok"))
+    first = load([run_dir], tables=("runs",), columns={"runs": ["rank"]}).runs["rank"]
+    # every row of the first rank; of the others only what the distribution table shows
+    mine = ds.field("rank") == int(first.min()) if len(first) else ds.scalar(True)
+    keep = None if args.all else (ds.field("stat").isin(list(SUMMARY_STATS)) & (
+        mine | ds.field("metric").isin(analysis_metrics())) | (ds.field("status") != "ok"))
     cols = [c for c in ("case_id", "rank", "benchmark", "params", "metric", "value", "unit", "stat", "noisy",
                         "pct_of_peak", "status", "reason", "flags", "node", "device")]
     results = load([run_dir], tables=("metrics", "runs"), columns={"metrics": cols, "runs": SHOW_RUNS_COLUMNS},
