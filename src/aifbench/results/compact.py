@@ -28,6 +28,8 @@ import pyarrow.parquet as pq
 from aifbench.results import layout, read, schema
 from aifbench.results.layout import META_KEY, TableFiles
 
+RETRIES = 5
+"""rescans when a racing compaction removed a file while this one read it"""
 BATCH_SHARDS = 256
 ROW_GROUP_ROWS = 65536
 """rows per Parquet row group: what a reader decodes at once (bounds its peak memory)"""
@@ -58,11 +60,16 @@ def compact(run_dir: Path, batch: int = BATCH_SHARDS) -> CompactReport:
             report.bad.append((Path(run_dir) / f"{table}.*", f"unknown table {table!r}; allowed: "
                                + ", ".join(schema.TABLES)))
             continue
-        tf = rf.tables[table]
-        if not tf.loose and len(tf.compacted) <= 1 and not any(tf.compacted.values()):
-            report.removed += _remove_loose(tf.leftovers, tf.sources)  # finish a half-done compaction
-            continue
-        _compact_table(rf.run_dir, table, tf, report, batch)
+        for attempt in range(RETRIES):
+            tf = rf.tables.get(table, TableFiles())
+            if not tf.loose and len(tf.compacted) <= 1 and not any(tf.compacted.values()):
+                report.removed += _remove_loose(tf.leftovers, tf.sources)  # finish a half-done compaction
+                break
+            try:
+                _compact_table(rf.run_dir, table, tf, report, batch)
+                break
+            except FileNotFoundError:  # a racing compaction merged a file we were reading: its rows
+                rf = layout.scan(Path(run_dir))  # are in that compaction's output; look again
     return report
 
 
