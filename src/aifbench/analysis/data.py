@@ -45,8 +45,9 @@ HEADLINE_STATS = ("median", "value", "p50", "mean", "max")
 ANALYSIS_STATS = HEADLINE_STATS
 UNREAD_COLUMNS = ("started_utc", "ended_utc", "detail")
 SAMPLES_MAX_RANKS = 256
-RUNS_UNREAD = ("config", "platform", "cpu_model", "slurm_nodelist")
-"""provenance text no analysis reads (config: the effective configuration JSON, kilobytes a rank)"""
+RUNS_UNREAD = ("platform", "cpu_model", "slurm_nodelist")
+"""provenance text no analysis reads (the effective configuration, kilobytes a rank, is read
+dictionary-encoded: once per distinct text)"""
 
 
 @dataclass
@@ -175,6 +176,18 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
         hint = "" if include_reference else " (reference runs excluded)"
         raise ConfigError(f"no results found under {where}{hint}; run 'aifbench run smoke' first")
     return Selection(loaded, ref_runs)
+
+
+def load(paths: Iterable[Path | str] = (), *, baselines: bool = False) -> Results:
+    """The Python API: every run below `paths` (default `results/`), deduplicated.
+
+    Frozen baseline copies (any `baselines/` directory below a given directory) are read only
+    with baselines=True, so a run saved as a baseline is not counted twice. A baseline directory
+    named directly in `paths` is read (it was asked for).
+    """
+    paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
+    exclude = [] if baselines else [b for p in paths if p.is_dir() for b in p.rglob(BASELINES_DIR) if b.is_dir()]
+    return dedupe(store.load(_shards(paths, exclude)))
 
 
 def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = True,

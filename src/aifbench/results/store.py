@@ -178,7 +178,7 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     Loose shards and compacted files are read exactly once each (layout.py); files that are not
     this run's, of another schema version, or unreadable are skipped with a warning, as are the
     duplicate provenance rows of a rank present twice. `categorical`: repetitive text columns
-    of the metrics table come as sorted pandas categories (each distinct text held once).
+    of the metrics and runs tables come as sorted pandas categories (each distinct text held once).
     """
     tables = list(tables or schema.TABLES)
     columns, filters = columns or {}, filters or {}
@@ -216,7 +216,7 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
             frames = {}
             for name in tables:
                 twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
-                cat = categorical and name == "metrics"
+                cat = categorical and name in ("metrics", "runs")
                 t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice, dictionary=cat)
                 frames[name] = read.to_frame(t, categorical=cat)
             break
