@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError, SchemaError
 from aifbench.results import layout, read, schema
-from aifbench.results.layout import COMPACT_RE, SHARD_RE
+from aifbench.results.layout import SHARD_RE
 
 log = logging.getLogger(__name__)
 
