@@ -49,7 +49,7 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
         world = int(metrics["world_size"].max())
     else:
         raise ConfigError(f"{why} (no runs rows: every runs.rank*.parquet shard is missing or unreadable)")
-    cases = _cases(texts, f"{why} ({where} is not a plan with cases")
+    cases = _cases([str(t) for t in texts], f"{why} ({where} is not a plan with cases")
     return RunPlan(cases, world)
 
 
@@ -74,7 +74,8 @@ def _cases(texts: list[str], error: str) -> dict[str, str]:
 def missing_ranks(plan: RunPlan, metrics: pd.DataFrame) -> dict[str, list[int]]:
     """case id -> the ranks with no row of it (a rank has a case when it stored any row of it:
     ok, failed or skipped), for every case of the plan missing somewhere, in plan order."""
-    ranks = metrics.groupby("case_id")["rank"].agg(lambda r: set(int(x) for x in r)).to_dict() if len(metrics) else {}
+    ranks = (metrics.groupby("case_id", observed=True)["rank"].agg(lambda r: set(int(x) for x in r)).to_dict()
+             if len(metrics) else {})
     expected = set(range(plan.world_size))
     out = {case_id: sorted(expected - ranks.get(case_id, set())) for case_id in plan.cases}
     return {case_id: missing for case_id, missing in out.items() if missing}
@@ -101,7 +102,7 @@ def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame
 def _run_notes(runs: pd.DataFrame, unreadable: list[tuple[Path, str]]) -> str:
     """Ranks whose runs row is not ok/failed (interrupted, still running) and unreadable shards."""
     notes = [f"run status {status} on rank(s) {', '.join(str(r) for r in sorted(part['rank']))}"
-             for status, part in runs.groupby("status") if status not in ("ok", "failed")]
+             for status, part in runs.groupby("status", observed=True) if status not in ("ok", "failed")]
     if unreadable:
         notes.append("unreadable shard(s), counted as missing: " + "; ".join(f"{Path(p).name}: {why}"
                                                                              for p, why in unreadable))
