@@ -77,8 +77,21 @@ def two_ranks(tmp_path_factory) -> Path:
 
 
 def _copy(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the run with each rank's own shards, as the ranks wrote them before the launcher
+    compacted the run into one file per table (results/compact.py): the same rows, per rank."""
+    from aifbench.results.store import ShardWriter
+
     target = tmp_path / "res" / run_dir.name
     shutil.copytree(run_dir, target)
+    tables = load([target]).tables
+    for compacted in target.glob("*.compact-*.parquet"):
+        compacted.unlink()
+    for rank in (0, 1):
+        writer = ShardWriter(target.parent, target.name, rank, "main")
+        for name in ("metrics", "samples", "runs"):
+            df = tables[name]
+            writer.replace(name, df[df["rank"] == rank].to_dict("records"))
+        writer.flush()
     return target
 
 
@@ -87,6 +100,19 @@ def test_complete_two_rank_run_passes(two_ranks, tmp_path, capsys):
     assert _validate(run_dir.parent) == 0
     err = capsys.readouterr().err
     assert "PASS" in err and "references: 0 of 10 judged, 10 for other GPUs" in " ".join(err.split())
+
+
+def test_truncated_compacted_file_is_incomplete(two_ranks, tmp_path, capsys):
+    """After the launcher's compaction, one file holds every rank's metrics: truncated, every case is missing."""
+    run_dir = tmp_path / "res" / two_ranks.name
+    shutil.copytree(two_ranks, run_dir)
+    cases = load([run_dir]).metrics["case_id"].nunique()
+    (compacted,) = run_dir.glob("metrics.compact-*.parquet")
+    compacted.write_bytes(compacted.read_bytes()[:100])
+    assert _validate(run_dir.parent, "--format", "markdown") == 1
+    out = capsys.readouterr().out
+    assert f"{cases} of {cases} case(s) missing on some rank" in out and compacted.name in out
+    assert out.count("never ran: no rows from any of its 2 rank(s)") == cases
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated", "empty"])
