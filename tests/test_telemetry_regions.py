@@ -18,6 +18,7 @@ from aifbench import metrics as metric_dict
 from aifbench.cli import main
 from aifbench.results.store import load
 from aifbench.telemetry import regions as R
+from aifbench.telemetry import report
 from aifbench.telemetry.base import NullSampler
 from aifbench.telemetry.efficiency import SOURCES
 from aifbench.telemetry.nvml import NvmlSampler
@@ -102,6 +103,12 @@ def test_llm_train_and_its_reference_each_get_the_energy_of_their_own_window(tmp
     power = tel[tel["field"] == "power_w"]
     assert power.groupby("window")["value"].mean().to_dict() == pytest.approx({"main": 300.0, "ref": 600.0})
     assert set(power["segment"]) == {0}
+    # `aifbench telemetry`: one summary row per window, each with its own power and flags
+    rows = report.summary(m, tel).set_index("window")
+    assert rows.loc["main", "power_mean_w"] == pytest.approx(300.0) and rows.loc["main", "flags"] == ""
+    assert rows.loc["ref", "power_mean_w"] == pytest.approx(600.0) and "thermal" in rows.loc["ref", "flags"]
+    spans = report.timeline(m, tel).groupby("window")["x_s"].agg(["min", "max"])
+    assert spans.loc["main", "max"] < spans.loc["ref", "min"]  # the plot puts them one after the other
 
 
 def test_llm_infer_prefill_and_decode_have_separate_windows(tmp_path, monkeypatch):
