@@ -31,6 +31,7 @@ STATIC = {"index": [0, 0], "max_clock:1": [0, 1980], "name": [0, "NVIDIA H200"],
 POWER_CAP = 0x4  # nvmlClocksEventReasonSwPowerCap
 THERMAL = 0x20  # nvmlClocksEventReasonSwThermalSlowdown
 DT = 0.1
+DATA = Path(__file__).parent / "data" / "telemetry"
 
 
 def _poll(t: float, watts: float, energy_mj: int, reasons: int) -> dict:
@@ -226,11 +227,35 @@ def test_extend_adds_repeats_until_the_region_lasts_its_minimum():
     assert timer.time(lambda: None).n == 2
 
 
+@pytest.mark.parametrize("trace", sorted(p.name for p in DATA.glob("*.jsonl")))
+def test_every_metric_a_window_emits_has_its_region_variants(trace):
+    """What a sampler reports for a window (any shipped trace) can be stored for every region."""
+    sampler = NvmlSampler(ReplayDevice(DATA / trace), DT)
+    names = set()
+    for _ in sampler.dev.windows:
+        with sampler.window("w") as win:
+            pass
+        names |= {m.metric for m in win.metrics}
+    names.add("telemetry_window_s")
+    for region in metric_dict.REGIONS:
+        for name in names:
+            assert metric_dict.get(f"{region}_{name}").unit == metric_dict.get(name).unit
+
+
+def test_every_metric_a_cpu_window_emits_has_its_region_variants():
+    psutil = pytest.importorskip("psutil")
+    from aifbench.telemetry.cpu import CpuSampler
+
+    with CpuSampler(0.01).window("w") as win:
+        sum(range(10**6))
+    assert win.metrics and psutil
+    for region in metric_dict.REGIONS:
+        for m in win.metrics:
+            assert f"{region}_{m.metric}" in metric_dict.METRICS
+
+
 def test_every_region_metric_is_defined():
     assert set(metric_dict.REGIONS) == set(R.REGIONS) - {R.MAIN}
-    for region in metric_dict.REGIONS:
-        for name in metric_dict.WINDOW_METRICS:
-            assert metric_dict.get(f"{region}_{name}").unit == metric_dict.get(name).unit
     for region, targets in SOURCES.items():
         for target, rates in targets.items():
             assert R.prefixed(region, target) in metric_dict.METRICS
