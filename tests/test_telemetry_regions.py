@@ -128,6 +128,21 @@ def test_llm_infer_prefill_and_decode_have_separate_windows(tmp_path, monkeypatc
     assert not {"power_mean_w", "energy_j", "tokens_per_j"} & set(m["metric"])
 
 
+def test_gemm_harness_and_bare_loop_have_separate_windows(tmp_path, monkeypatch):
+    """The harness's timed calls (main) and the bare loop (bare) each take their own window's
+    power (replay windows alternate main, bare, ... however many rounds the benchmark runs)."""
+    trace = build_trace(tmp_path / "trace.jsonl", [("h", 1.0, 400.0, 0), ("b", 1.0, 420.0, 0)])
+    monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(trace))
+    suite = _suite(tmp_path, "gemm", 'm = 64, n = 64, k = 64, dtype = "fp32", bare_loop = true')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "10"]) == 0
+    m = load([tmp_path / "res"]).metrics
+    assert _value(m, "power_mean_w") == pytest.approx(400.0)
+    assert _value(m, "bare_power_mean_w") == pytest.approx(420.0)
+    assert _value(m, "tflops_per_w") == pytest.approx(_value(m, "tflops", "median") / 400.0)
+    bare = m[m["metric"] == "bare_loop_tflops"].iloc[0]
+    assert _value(m, "bare_tflops_per_w") == pytest.approx(bare["value"] / 420.0)
+
+
 def test_re_entered_region_accumulates_as_computed_by_hand(tmp_path):
     """Three segments of region decode (1 s at 200 W, 2 s at 500 W, 0.5 s at 400 W): energy is
     the sum, mean power weights each segment by its duration (not the plain mean, 366.7 W)."""
