@@ -128,7 +128,7 @@ del _s
 # and efficiency are stored as R_<name>. Keep REGIONS in step with aifbench.telemetry.regions.REGIONS
 # (a test checks); a window metric added above must be added to WINDOW_METRICS too.
 REGIONS = {
-    "ref": "the reference implementation's timed steps (llm_train reference=...)",
+    "ref": "the reference implementation's timed work (llm_train reference=...; llm_infer's inference peer decode)",
     "prefill": "the timed prefills of llm_infer",
     "decode": "the timed decode steps of llm_infer",
     "bare": "the bare loop of direct calls (gemm bare_loop)",
@@ -139,7 +139,7 @@ WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz
                   "telemetry_window_s", "power_capped_pct", "power_limit_w", "power_limit_default_w")
 """window metrics with R_ variants; a name not (yet) defined above is skipped"""
 REGION_EFFICIENCY = {
-    "ref": {"tokens_per_j": "ref_tokens_per_s"},
+    "ref": {"tokens_per_j": "ref_tokens_per_s (llm_infer: ref_decode_tokens_per_s)"},
     "prefill": {"tokens_per_j": "prefill_tokens_per_s"},
     "decode": {"tokens_per_j": "decode_tokens_per_s", "gbps_per_w": "hbm_gbps"},
     "bare": {"tflops_per_w": "bare_loop_tflops"},

@@ -46,7 +46,7 @@ from aifbench.telemetry.base import Window
 MAIN = "main"
 REGIONS = {
     MAIN: "the benchmark's own timed work (the figures without a prefix)",
-    "ref": "the reference implementation's timed steps (llm_train reference=...)",
+    "ref": "the reference implementation's timed work (llm_train reference=...; llm_infer's inference peer decode)",
     "prefill": "the timed prefills (llm_infer)",
     "decode": "the timed decode steps (llm_infer)",
     "bare": "the bare loop of direct calls (gemm bare_loop)",
