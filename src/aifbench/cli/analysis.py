@@ -235,7 +235,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _emit(validate.to_markdown(report), args.output)
     else:
         console.print(_validate_table(report))
-    verdict = "[bold red]FAIL[/]" if report.failed else "[bold green]PASS[/]"
+    colour = {"FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "PASS": "bold green"}[report.verdict]
+    verdict = f"[{colour}]{report.verdict}[/]"
     err_console.print(f"validate {report.run_id} on {system}: {verdict} ({report.summary()})", highlight=False)
     return report.exit_code
 
@@ -247,7 +248,7 @@ def _validate_table(report):
     t.add_column("status")
     t.add_column("check", overflow="fold", ratio=2)
     t.add_column("detail", overflow="fold", ratio=3)
-    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    style = {"pass": "green", "fail": "bold red", "skip": "yellow", "inconclusive": "bold yellow"}
     for c in report.checks:
         t.add_row(f"[{style[c.status]}]{c.status}[/]", c.name, c.message)
     return t
