@@ -274,7 +274,7 @@ class Gemm(Benchmark):
             bare()
         calls = max(inner, timer.calls_lasting(step, c.ab_round_s, cap=100000)) if c.ab_round_s > 0 else inner
         return run_ab(timer, step, bare, rounds=c.ab_rounds, calls_a=calls, paired=harness_overhead_pct,
-                      regions=("harness", "bare_loop"))
+                      regions=("main", "bare"))
 
     def _harness_rows(self, ab: ABResult, flops: float, peak: tuple[float | None, str], detail: str) -> Measurement:
         """bare_loop_tflops (median over rounds) and harness_overhead_pct (mean, ci_low, ci_high)."""

@@ -29,6 +29,9 @@ model. Its first loss must equal aifbench's first loss (LOSS_MATCH[dtype]) and f
 are timed in `ab_rounds` A/B rounds (aifbench.ab: ABBA order, each side about `ab_round_s` of
 steps per round), so drift in clocks and power hits both alike:
   ref_step_time_s, ref_tokens_per_s, ref_mfu_pct   as above, from the reference's A/B segments
+  (telemetry: aifbench's timed steps, its A/B segments included, are region "main", the
+  reference's segments region "ref", so energy_j/tokens_per_j and ref_energy_j/ref_tokens_per_j
+  each cover only that model's steps)
   ref_peak_memory_bytes  over the reference's check steps, minus what aifbench's model held
   speedup_vs_ref        per round: ref s/step / aifbench s/step (= tokens_per_s / ref_tokens_per_s);
                         stats mean, ci_low, ci_high (95 % paired t interval; >= 1: aifbench faster)
@@ -296,7 +299,7 @@ class LlmTrain(Benchmark):
         self._check_reference(first, what)
         calls = max(1, math.ceil(c.ab_round_s / own.median_s))
         ab = run_ab(timer, self.step, step, rounds=c.ab_rounds, calls_a=calls, paired=lambda own_s, ref_s: ref_s / own_s,
-                    regions=("aifbench", "reference"))
+                    regions=("main", "ref"))
         del hf, optimizer, loss_fn
         self._free_model()
         detail = (f"{what}; same weights, batch, AdamW; compile={c.compile} ({c.compile_backend}, forward+loss); "

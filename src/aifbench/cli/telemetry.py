@@ -52,7 +52,7 @@ def _table(df, run_id: str):
 
     from aifbench.cli.output import fmt_value
 
-    cols = [("case", "case_id"), ("benchmark", "benchmark"), ("rank", "rank"), ("gpu", "gpu_index"), ("gpus", "gpus"),
+    cols = [("case", "case_id"), ("benchmark", "benchmark"), ("window", "window"), ("rank", "rank"), ("gpu", "gpu_index"), ("gpus", "gpus"),
             ("samples", "samples"), ("window s", "window_s"), ("energy J", "energy_j"),
             ("power mean W", "power_mean_w"), ("peak W", "power_peak_w"), ("module W", "module_power_mean_w"),
             ("SM MHz", "sm_clock_mean_mhz"), ("max C", "temperature_max_c"), ("throttle %", "throttle_pct"),
@@ -61,11 +61,11 @@ def _table(df, run_id: str):
     cols = [(h, c) for h, c in cols if c != "gpus" or (df[c] > 1).any()]  # only when a rank sampled several
     t = Table(title=f"telemetry of {run_id}", title_justify="left", header_style="bold")
     for h, c in cols:
-        t.add_column(h, justify="left" if c in ("case_id", "benchmark") else "right")
+        t.add_column(h, justify="left" if c in ("case_id", "benchmark", "window") else "right")
     t.add_column("energy method")
     t.add_column("flags", style="yellow")
     for _, r in df.iterrows():
-        cells = [str(r[c])[:28] if c == "case_id" else (str(r[c]) if c == "benchmark" else _cell(r[c], fmt_value))
+        cells = [str(r[c])[:28] if c == "case_id" else (str(r[c]) if c in ("benchmark", "window") else _cell(r[c], fmt_value))
                  for _, c in cols]
         detail = r.get("energy_detail")
         method = " ".join(p for p in str(detail).split() if p.startswith(("method=", "scope="))) if isinstance(detail, str) else "-"
