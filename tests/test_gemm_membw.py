@@ -275,3 +275,20 @@ def test_gemm_llm_widths_are_validated_and_none_is_allowed():
     assert build_config(GemmConfig, {"shape": "qkv", "hidden": None}, "gemm").hidden == 4096
     with pytest.raises(ConfigError, match="minimum"):
         build_config(GemmConfig, {"shape": "mlp_up", "ffn_hidden": 0}, "gemm")
+
+
+def test_burst_times_each_call_of_a_short_window_before_settling():
+    """burst = true: burst_tflops from per-call times of a window of >= 10 calls (median, and max
+    from the fastest call), raw per-call samples kept, beside the sustained tflops."""
+    bench = Gemm(GemmConfig(shape="square", m=32, dtype="fp32", buffers=1, burst=True, burst_idle_s=0.0,
+                            burst_s=0.0, warmup_s=0.01), CPU)
+    out = run(bench)
+    burst, sustained = rows(out, "burst_tflops"), rows(out, "tflops")
+    per_call = out.samples["burst_tflops"]
+    assert set(burst) == {"median", "max"} and len(per_call) == 10 == burst["median"].n_samples
+    assert burst["max"].value == pytest.approx(max(per_call))
+    times = sorted(2 * 32 ** 3 * 1e-12 / r for r in per_call)  # s per call
+    assert burst["median"].value == pytest.approx(2 * 32 ** 3 / ((times[4] + times[5]) / 2) * 1e-12)
+    assert "burst: 0 s idle, 3 untimed calls, 10 calls timed one by one" in burst["median"].detail
+    assert sustained["median"].value > 0 and "burst_tflops" not in {m.metric for m in run(
+        Gemm(GemmConfig(shape="square", m=32, dtype="fp32", buffers=1), CPU)).metrics}

@@ -17,6 +17,11 @@ one event pair; harness_overhead_pct is the mean of the per-round (1 - bare/harn
 its 95 % paired t interval (stats mean, ci_low, ci_high; noisy when the half-width exceeds the
 ±3 % band the partition acceptance judges it against). `warmup_s` adds untimed
 calls for that many seconds first, so GPU clocks and power draw settle before anything is timed.
+Sustained and burst: `tflops` is the sustained figure (after `warmup_s` of settling, at the
+clocks and power the device then holds: a power-capped GPU runs below its boost clock). With
+`burst`, the case first idles `burst_idle_s`, makes 3 untimed calls, then times every call of a
+`burst_s` window alone (at least 10) in telemetry region "burst": burst_tflops (median and max
+over the calls, raw per-call samples kept), the figure vendor and blog peaks are comparable to.
 `gpu_only` skips a case on a CPU device (cases sized for GPUs, such as the acceptance suite's).
 A timed sample holds enough back-to-back calls to last `min_sample_s` (1 ms), so a small GEMM is
 not timed as one kernel launch on an idle GPU; the count is in the detail column (inner=).
@@ -26,22 +31,24 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from aifbench.ab import ABResult, interval_metrics, run_ab
+from aifbench.ab import ABResult, interval_metrics, region_of, run_ab
 from aifbench.benchmarks._gemm_shape import MAX_BUFFERS, GemmConfig, bytes_moved, dims, out_dtype
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.registry import register
-from aifbench.timing import Timer, summarize
+from aifbench.timing import Timer, TimingStats, summarize
 from aifbench.units import DTYPE_BYTES, MiB
 
 # relative Frobenius error allowed against float64 on the same rounded inputs
 TOLERANCE = {"fp64": 1e-12, "fp32": 1e-4, "tf32": 5e-3, "bf16": 2e-2, "fp16": 5e-3, "fp8": 2e-2}
+BURST_MIN_CALLS, BURST_MAX_CALLS = 10, 100000  # calls timed in a burst window
 HARNESS_TOL_PCT = 3.0  # the acceptance band of harness_overhead_pct is ±3 %: wider intervals are noisy
 FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
 
@@ -190,7 +197,7 @@ class Gemm(Benchmark):
     name = "gemm"
     description = "dense matmul TFLOP/s (fp64, fp32, tf32, bf16, fp16, fp8), square and LLM shapes, checked against float64"
     Config = GemmConfig
-    emits = ("tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct")
+    emits = ("tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct", "burst_tflops")
 
     def _n_buffers(self) -> int:
         if self.config.buffers:
@@ -246,6 +253,7 @@ class Gemm(Benchmark):
             return call(next(order))
 
         with Tf32(c.dtype):
+            burst = self._burst(timer, step) if c.burst else None
             settled = settle(timer, step, c.warmup_s)
             inner = (timer.calls_lasting(step, c.min_sample_s, floor=timer.config.inner, cap=10000)
                      if c.min_sample_s > 0 else timer.config.inner)
@@ -260,7 +268,27 @@ class Gemm(Benchmark):
         out.metrics += rate_metrics("tflops", flops, stats, 1e-12, peak, detail)
         if ab is not None:
             out.extend(self._harness_rows(ab, flops, peak, detail))
+        if burst is not None:
+            out.metrics += rate_metrics("burst_tflops", flops, burst, 1e-12, peak,
+                                        f"m={m} n={n} k={k}; burst: {c.burst_idle_s:g} s idle, 3 untimed calls, "
+                                        f"{burst.n} calls timed one by one over {sum(burst.samples_s):.3g} s")
+            out.samples["burst_tflops"] = [flops / t * 1e-12 for t in burst.samples_s]
         return out
+
+    def _burst(self, timer: Timer, step: Callable[[], object]) -> TimingStats:
+        """Per-call times of a `burst_s` window (at least BURST_MIN_CALLS calls) from an idle GPU:
+        nothing queued for `burst_idle_s`, 3 untimed calls, then each call timed alone in telemetry
+        region "burst" (its clocks and power kept apart from the sustained figure's)."""
+        c = self.config
+        timer.synchronize()
+        time.sleep(c.burst_idle_s)
+        for _ in range(3):
+            step()
+        samples: list[float] = []
+        with region_of(timer)("burst"):
+            while (sum(samples) < c.burst_s or len(samples) < BURST_MIN_CALLS) and len(samples) < BURST_MAX_CALLS:
+                samples.append(timer.time_once(step))
+        return summarize(samples)
 
     def _harness_ab(self, timer: Timer, step: Callable[[], object], inner: int) -> ABResult:
         """A/B rounds: the harness's timed call (into C) vs the direct call, same rotated sets and
