@@ -127,3 +127,13 @@ def test_fewer_than_two_rounds_has_no_interval_and_is_noisy():
         paired_t_interval([])
     with pytest.raises(ValueError):
         run_ab(Timer("cpu"), lambda: None, lambda: None, rounds=0, calls_a=1, paired=pct)
+
+
+def test_speedup_vs_ref_is_reference_time_over_own_time():
+    from aifbench.ab import speedup_vs_ref
+
+    clock = SideClock([1_000_000] * 4, [1_250_000, 1_260_000, 1_240_000, 1_250_000])
+    ab = speedup_vs_ref(Timer("cpu", clock=clock), clock.op("A"), clock.op("B"), rounds=4, calls=1, regions=None)
+    assert ab.values == pytest.approx((1.25, 1.26, 1.24, 1.25))
+    # sd sqrt(0.0002 / 3), t(0.975, 3) = 3.18245: half-width 0.012992
+    assert (ab.interval.low, ab.interval.high) == pytest.approx((1.237008, 1.262992), abs=1e-6)

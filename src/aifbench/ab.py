@@ -175,3 +175,12 @@ def interval_metrics(metric: str, result: ABResult, tol: float, detail: str = ""
     rows = [Metric(metric, v, stat, i.n, noisy, detail=text)
             for stat, v in (("mean", f(i.mean)), ("ci_low", lo), ("ci_high", hi)) if not math.isnan(v)]
     return Measurement(rows, {metric: tuple(f(v) for v in result.values)})
+
+
+def speedup_vs_ref(timer: Timer, own: Callable[[], object], ref: Callable[[], object], *, rounds: int,
+                   calls: int, regions: tuple[str, str] | None = ("main", "ref")) -> ABResult:
+    """aifbench (A) vs a reference implementation (B) of the same work: per round ref s/call /
+    own s/call (> 1: aifbench faster). What llm_train's speedup_vs_ref uses, and what an inference
+    reference calls; report it with interval_metrics(name, result, tol)."""
+    return run_ab(timer, own, ref, rounds=rounds, calls_a=calls, paired=lambda own_s, ref_s: ref_s / own_s,
+                  regions=regions)

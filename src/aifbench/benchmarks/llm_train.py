@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aifbench.ab import ABResult, interval_metrics, run_ab
+from aifbench.ab import ABResult, interval_metrics, speedup_vs_ref
 from aifbench.benchmarks import _llm
 from aifbench.benchmarks._collective_ops import ranks_flagging
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
@@ -298,8 +298,7 @@ class LlmTrain(Benchmark):
         what = f"transformers {hf_reference.version()} LlamaForCausalLM (sdpa)"
         self._check_reference(first, what)
         calls = max(1, math.ceil(c.ab_round_s / own.median_s))
-        ab = run_ab(timer, self.step, step, rounds=c.ab_rounds, calls_a=calls, paired=lambda own_s, ref_s: ref_s / own_s,
-                    regions=("main", "ref"))
+        ab = speedup_vs_ref(timer, self.step, step, rounds=c.ab_rounds, calls=calls)
         del hf, optimizer, loss_fn
         self._free_model()
         detail = (f"{what}; same weights, batch, AdamW; compile={c.compile} ({c.compile_backend}, forward+loss); "
