@@ -33,17 +33,21 @@ def test_one_sided_band_and_fraction_of_peak():
     assert intervals.band(None, 3.0, None, None) == (None, 3.0)
 
 
-@pytest.mark.parametrize("bare_ns, status", [
-    ([990_000, 980_000, 990_000, 960_000], "inconclusive"),   # 1, 2, 1, 4 %: [-0.25, 4.25]
-    ([990_000, 988_000, 992_000, 990_000], "pass"),           # 1.0, 1.2, 0.8, 1.0 %: [0.70, 1.30]
-    ([940_000, 950_000, 930_000, 940_000], "fail"),           # 6, 5, 7, 6 %: [4.70, 7.30]
+@pytest.mark.parametrize("bare_ns, interval, status", [
+    # per-round overhead 1, 2, 1, 4 %: mean 2, sd 1.41421, half-width 3.18245 x 0.70711 = 2.25033
+    ([990_000, 980_000, 990_000, 960_000], (-0.25033, 4.25033), "inconclusive"),
+    # 1.0, 1.2, 0.8, 1.0 %: mean 1, sd 0.16330, half-width 3.18245 x 0.08165 = 0.25985
+    ([990_000, 988_000, 992_000, 990_000], (0.74015, 1.25985), "pass"),
+    # 6, 5, 7, 6 %: mean 6, sd 0.81650, half-width 3.18245 x 0.40825 = 1.29925
+    ([940_000, 950_000, 930_000, 940_000], (4.70075, 7.29925), "fail"),
 ])
-def test_injected_clock_interval_and_verdict(bare_ns, status):
+def test_injected_clock_interval_and_verdict(bare_ns, interval, status):
     """The harness at 1 ms per call vs a bare loop on a fake clock, through the A/B protocol and
-    the ±3 % band of the harness target."""
+    the ±3 % band of the harness target: the stored bounds and the verdict, by hand."""
     clock = SideClock([1_000_000] * 4, bare_ns)
     ab = run_ab(Timer("cpu", clock=clock), clock.op("A"), clock.op("B"), rounds=4, calls_a=1, paired=pct)
     rows = {m.stat: m.value for m in interval_metrics("harness_overhead_pct", ab, 3.0).metrics}
+    assert (rows["ci_low"], rows["ci_high"]) == pytest.approx(interval, abs=1e-4)
     assert intervals.judge(rows["ci_low"], rows["ci_high"], -3.0, 3.0) == status
 
 
