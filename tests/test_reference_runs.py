@@ -77,3 +77,23 @@ def test_h200_targets_judge_power_capped_gemm_by_default(run):
     checks = _reference_checks(run, ValidateOptions())
     gemm = [c for n, c in checks.items() if n.startswith("reference: gemm") and "tflops" in n]
     assert len(gemm) == 2 and all(c.status == "pass" for c in gemm), [c.message for c in gemm]
+
+
+def test_h200_targets_name_real_things_and_select_acceptance_cases():
+    import json
+
+    from aifbench import registry
+    from aifbench.analysis.references import check_names
+    from aifbench.config import load_suite
+
+    refs = load_file(TARGETS)
+    check_names(refs)  # benchmark, parameters, metric and GPU model all exist
+    suite = load_suite("acceptance")
+    for ref in refs:
+        assert ref.gpus == ("h200-sxm-141gb",) and ref.source, ref.describe()
+        assert ref.metric in registry.get(ref.benchmark).emits
+        assert any(c.benchmark == ref.benchmark and ref.matches_params(json.dumps(c.params)) for c in suite.cases), \
+            f"{ref.describe()}: no acceptance case records it"
+    harness = [r for r in refs if r.metric == "harness_overhead_pct"]
+    assert {r.params["dtype"] for r in harness} == {"bf16", "fp8"}
+    assert all((r.stat, r.lower, r.upper) == ("mean", -3.0, 3.0) for r in harness)
