@@ -72,3 +72,20 @@ def test_skipped_without_a_live_sampler(monkeypatch, env, why):
         monkeypatch.setenv(key, value)
     reason = bench(size=64, dtype="fp32").skip_reason()
     assert reason.startswith("no live telemetry sampler to measure here") and why in reason
+
+
+def test_runs_through_the_runner_with_its_telemetry_regions(tmp_path):
+    """End to end: the runner's Timer carries telemetry regions; the A/B rounds open none (the
+    runner's telemetry is suspended) and the interval rows land in the store."""
+    from aifbench.cli import main
+    from aifbench.results.store import load
+    from tests.conftest import write
+
+    suite = write(tmp_path / "s.toml", '[suite]\nname = "t"\n[timing]\nwarmup = 1\n[[case]]\n'
+                                       'benchmark = "telemetry_overhead"\n'
+                                       'params = { size = 64, dtype = "fp32", rounds = 2, round_s = 0.02 }\n')
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--device", "cpu"]) == 0
+    m = load([tmp_path / "res"]).metrics
+    assert set(m["status"]) == {"ok"}
+    stats = set(m[m["metric"] == "overhead_loss_pct_low"]["stat"])
+    assert stats == {"mean", "ci_low", "ci_high"}
