@@ -3,7 +3,8 @@
 #   1. the GPU tests (pytest -m gpu with AIFBENCH_TEST_GPU=1, tests/test_gpu.py),
 #   2. a short acceptance subset (scripts/gpu-check.toml: GEMM bf16/fp8 with burst and the harness
 #      A/B interval, triad, pinned host link, small llm_train and llm_infer, telemetry overhead),
-#   3. the GEMM cases once more (two consecutive runs: does harness_overhead_pct agree?),
+#   3. the GEMM cases once more (two consecutive runs: does harness_overhead_pct agree?), sampling
+#      telemetry at 100 Hz so the 0.1 s burst window has its own clocks and power,
 #   4. validate of both runs against benchmarks/targets/<detected catalog id>.toml where one exists,
 # and leaves ONE archive, gpu-check-<UTC stamp>.tar.gz, of the results stores and every log under
 # the output directory: the first argument, else $OUT, else the current directory.
@@ -63,7 +64,7 @@ else
     step gpu-tests env AIFBENCH_TEST_GPU=1 "$py" -m pytest -q -p no:cacheprovider -m gpu tests \
         --junitxml="$dir/gpu-tests.junit.xml"
     step acceptance "$py" -m aifbench run scripts/gpu-check.toml --results "$dir/results"
-    step gemm-again "$py" -m aifbench run scripts/gpu-check.toml --only gemm --results "$dir/results"
+    step gemm-again "$py" -m aifbench run scripts/gpu-check.toml --only gemm --results "$dir/results" --telemetry-hz 100
     sku=$("$py" -c 'import torch; from aifbench.hardware import catalog
 m = catalog.load().match(name=torch.cuda.get_device_name(0), pci_device_id=None, device="cuda:0")
 print(m.entry.id if m.entry else "")' 2>>"$dir/steps.log")
