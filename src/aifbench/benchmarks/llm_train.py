@@ -27,7 +27,9 @@ transformers' LlamaForCausalLM (attn_implementation sdpa) built with the SAME sy
 compile backend (torch.compile of its forward + loss as one function), beside aifbench's own
 model. Its first loss must equal aifbench's first loss (LOSS_MATCH[dtype]) and fall. Then both
 are timed in `ab_rounds` A/B rounds (aifbench.ab: ABBA order, each side about `ab_round_s` of
-steps per round), so drift in clocks and power hits both alike:
+steps per round), so drift in clocks and power hits both alike. Both models and optimizers stay
+resident for the rounds (about twice the memory of the case without reference; running out of
+memory there skips the case with the estimate):
   ref_step_time_s, ref_tokens_per_s, ref_mfu_pct   as above, from the reference's A/B segments
   (telemetry: aifbench's timed steps, its A/B segments included, are region "main", the
   reference's segments region "ref", so energy_j/tokens_per_j and ref_energy_j/ref_tokens_per_j
