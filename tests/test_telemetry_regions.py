@@ -79,23 +79,28 @@ def _suite(tmp_path, benchmark: str, params: str) -> str:
 def test_llm_train_and_its_reference_each_get_the_energy_of_their_own_window(tmp_path, monkeypatch):
     """Done-when of issue 10: aifbench's model (region main) and the transformers reference
     (region ref) take energy, power and tokens/J from their own windows, which differ as the
-    trace says; compilation, checks and warm-up open no window (two windows serve the case)."""
+    trace says; compilation, checks and warm-up open no window. The windows, in order: main's
+    timed repeats, then two A/B rounds of speedup_vs_ref in ABBA order (main, ref; ref, main):
+    main accumulates three segments, ref two."""
     pytest.importorskip("transformers")
-    trace = build_trace(tmp_path / "trace.jsonl", [("a", 2.0, 300.0, 0), ("b", 3.0, 600.0, THERMAL)])
+    trace = build_trace(tmp_path / "trace.jsonl", [("a", 2.0, 300.0, 0), ("a1", 1.0, 300.0, 0),
+                                                   ("b1", 1.5, 600.0, THERMAL), ("b2", 1.5, 600.0, THERMAL),
+                                                   ("a2", 1.0, 300.0, 0)])
     monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(trace))
     suite = _suite(tmp_path, "llm_train", 'model = "tiny", seq_len = 32, micro_batch = 2, dtype = "fp32", '
-                                          'compile = true, compile_backend = "eager", reference = "transformers"')
+                                          'compile = true, compile_backend = "eager", reference = "transformers", '
+                                          'ab_rounds = 2, ab_round_s = 0.0')
     assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "10"]) == 0
     res = load([tmp_path / "res"])
     m = res.metrics
     assert set(m["status"]) == {"ok"}
-    assert _value(m, "energy_j") == pytest.approx(2.0 * 300.0)      # counter delta of window a
+    assert _value(m, "energy_j") == pytest.approx(4.0 * 300.0)      # windows a, a1, a2
     assert _value(m, "power_mean_w") == pytest.approx(300.0)
-    assert _value(m, "ref_energy_j") == pytest.approx(3.0 * 600.0)  # counter delta of window b
+    assert _value(m, "ref_energy_j") == pytest.approx(3.0 * 600.0)  # windows b1, b2
     assert _value(m, "ref_power_mean_w") == pytest.approx(600.0)
     assert _value(m, "tokens_per_j") == pytest.approx(_value(m, "tokens_per_s_per_device", "median") / 300.0)
     assert _value(m, "ref_tokens_per_j") == pytest.approx(_value(m, "ref_tokens_per_s", "median") / 600.0)
-    assert _value(m, "telemetry_window_s") == pytest.approx(2.0)
+    assert _value(m, "telemetry_window_s") == pytest.approx(4.0)
     assert _value(m, "ref_telemetry_window_s") == pytest.approx(3.0)
     # the case's flags are main's (clean); the reference's thermal slowdown shows in its own window's detail
     assert set(m["flags"].fillna("")) == {""}
@@ -103,7 +108,8 @@ def test_llm_train_and_its_reference_each_get_the_energy_of_their_own_window(tmp
     tel = res.telemetry
     power = tel[tel["field"] == "power_w"]
     assert power.groupby("window")["value"].mean().to_dict() == pytest.approx({"main": 300.0, "ref": 600.0})
-    assert set(power["segment"]) == {0}
+    assert power.groupby("window")["segment"].agg(lambda s: sorted(set(s))).to_dict() == {"main": [0, 1, 2],
+                                                                                          "ref": [0, 1]}
     # `aifbench telemetry`: one summary row per window, each with its own power and flags
     rows = report.summary(m, tel).set_index("window")
     assert rows.loc["main", "power_mean_w"] == pytest.approx(300.0) and rows.loc["main", "flags"] == ""

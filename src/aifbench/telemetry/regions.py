@@ -50,6 +50,7 @@ REGIONS = {
     "prefill": "the timed prefills (llm_infer)",
     "decode": "the timed decode steps (llm_infer)",
     "bare": "the bare loop of direct calls (gemm bare_loop)",
+    "burst": "the burst window from an idle GPU (gemm burst = true)",
 }
 """the region names (metrics.py defines R_<metric> for each); metrics of main keep their names"""
 MIN_POLLS = 3
