@@ -106,12 +106,14 @@ def test_loss_that_does_not_fall_fails_the_check():
         b.check()
 
 
-def test_shape_that_does_not_fit_is_skipped_with_the_estimate(tmp_path):
+def test_shape_that_does_not_fit_is_skipped_with_the_estimate(tmp_path, capsys):
+    """The only case is skipped with the memory estimate; a run whose every case is skipped says
+    so (with the first reason) and stores nothing."""
     suite = _suite(tmp_path, 'model = "llama3-405b", seq_len = 4096')
     assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
-    row = load([tmp_path / "res"]).metrics.iloc[0]
-    assert row["status"] == "skipped"
-    assert "does not fit: llama3-405b training needs " in row["reason"] and "GiB" in row["reason"]
+    err = capsys.readouterr().err
+    assert "would be skipped" in err and "does not fit: llama3-405b training needs " in err and "GiB" in err
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").rglob("*.parquet"))
 
 
 @pytest.mark.parametrize("params, message", [
