@@ -244,8 +244,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _emit(validate.to_markdown(report), args.output)
     else:
         _validate_rows(report, "table", None)
-    color = {"PASS": "bold green", "FAIL": "bold red", "INCOMPLETE": "bold yellow"}[report.verdict]
-    verdict = f"[{color}]{report.verdict}[/]"
+    colour = {"FAIL": "bold red", "INCOMPLETE": "bold yellow", "INCONCLUSIVE": "bold yellow",
+              "PASS": "bold green"}[report.verdict]
+    verdict = f"[{colour}]{report.verdict}[/]"
     err_console.print(f"validate {report.run_id} on {system}: {verdict} ({report.summary()})", highlight=False)
     return report.exit_code
 
