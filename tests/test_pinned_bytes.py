@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aifbench.benchmarks.base import Context
+from aifbench.benchmarks.base import Context, rate_metrics
 from aifbench.benchmarks.collectives import algbw_busbw, busbw_factor
 from aifbench.benchmarks.hostlink import Hostlink, HostlinkConfig
 from aifbench.benchmarks.llm_infer import LlmInfer, LlmInferConfig
@@ -25,6 +25,13 @@ def microsecond_timer(repeats: int = 3) -> Timer:
 
 def rows(measurement) -> dict:
     return {(m.metric, m.stat): m for m in measurement.metrics}
+
+
+def test_rate_is_work_over_the_median_and_best_is_work_over_the_fastest():
+    stats = summarize([10.0, 3.0, 1.0, 4.0, 2.0])  # median 3 s, mean 4 s, min 1 s
+    median, best = rate_metrics("gbps", 6e9, stats, 1e-9, (12.0, "test datasheet"))
+    assert (median.stat, median.value, median.pct_of_peak) == ("median", pytest.approx(2.0), pytest.approx(100 / 6))
+    assert (best.stat, best.value) == ("max", pytest.approx(6.0))
 
 
 # 4096 B per array in 1 us: 2 arrays -> 8192 B / 1e-6 s = 8.192 GB/s; 3 arrays -> 12.288 GB/s
