@@ -17,7 +17,7 @@ NOT_SUPPORTED = 3
 
 
 class HandDevice:
-    """One GPU, one window of polls (t in s, power in W, energy counter in mJ or None)."""
+    """One GPU, one window of polls (t in s, power in W, energy counter in mJ or None[, module power in W])."""
 
     live, source, slots = False, "nvml", 1
 
@@ -45,7 +45,10 @@ class HandDevice:
         if query in static:
             return static[query]
         if query == "fields":
-            return {"186@0": [0, round(self.cur[1] * 1000)]}  # NVML_FI_DEV_POWER_INSTANT, mW
+            got = {"186@0": [0, round(self.cur[1] * 1000)]}  # NVML_FI_DEV_POWER_INSTANT, scope GPU, mW
+            if len(self.cur) > 3:
+                got["186@1"] = [0, round(self.cur[3] * 1000)]  # scope module (GH200)
+            return got
         if query == "energy" and self.cur[2] is not None:
             return self.cur[2]
         raise NvmlCallError(NOT_SUPPORTED)
@@ -80,6 +83,17 @@ def test_a_counter_that_disagrees_more_than_3x_falls_back_to_the_samples():
     polls = [(20.0, 200.0, 7_000_000), (20.5, 400.0, 7_000_100), (21.5, 300.0, 7_000_100)]  # 0.1 J: stalled
     e = window_metrics(polls)["energy_j"]
     assert e.value == pytest.approx(500.0) and "method=integrated" in e.detail and "disagrees" in e.detail
+
+
+def test_module_power_and_energy_by_trapezoid():
+    # module (GH200: GPU + Grace + memory): 400 W, 800 W, 600 W at 0, 0.5, 1.5 s
+    m = window_metrics([(1.0, 100.0, None, 400.0), (1.5, 300.0, None, 800.0), (2.5, 200.0, None, 600.0)])
+    # 0.5 * (400 + 800) / 2 + 1.0 * (800 + 600) / 2 = 300 + 700 = 1000 J over 1.5 s
+    assert m["module_energy_j"].value == pytest.approx(1000.0) and "scope=module" in m["module_energy_j"].detail
+    assert m["module_power_mean_w"].value == pytest.approx(1000.0 / 1.5)
+    assert m["module_power_peak_w"].value == 800.0
+    # the GPU's own figures stay apart: 0.5 * 200 + 1.0 * 250 = 350 J, no energy counter
+    assert m["energy_j"].value == pytest.approx(350.0) and "no energy counter" in m["energy_j"].detail
 
 
 def test_integrate_and_time_mean_by_hand():
