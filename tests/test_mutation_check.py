@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from tests.conftest import REPO, write
 
 spec = importlib.util.spec_from_file_location("mutation_check", REPO / "scripts" / "mutation_check.py")
 mc = importlib.util.module_from_spec(spec)
+sys.modules["mutation_check"] = mc  # dataclasses look their module up while the file executes
 spec.loader.exec_module(mc)
 
 
