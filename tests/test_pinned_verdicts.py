@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from aifbench.analysis import references
@@ -190,3 +191,23 @@ def test_per_gpu_per_node_per_watt_by_hand(tmp_path):
     assert t.loc["tokens_per_s", "per_w"] == pytest.approx(job / 2 / 500.0)
     dev = (m["tokens_per_s_per_device", "median", 0] + m["tokens_per_s_per_device", "median", 1]) / 2
     assert t.loc["tokens_per_s_per_device", "per_gpu"] == pytest.approx(dev)  # already per device
+
+
+def test_one_slow_gpu_does_not_make_its_node_slow(tmp_path):
+    """A node's value is the median of its GPUs: one GPU at half speed is a slow GPU, not a slow node."""
+    sel = _sel(tmp_path, nodes=("n1", "n2", "n3", "n4"), gpus_per_node=3, factor={3: 2.0})  # rank 3: first of n2
+    checks = validate(sel, [], ValidateOptions()).checks
+    (gpu,) = [c for c in checks if c.kind == "outliers-gpu" and c.name.endswith("tflops")]
+    (node,) = [c for c in checks if c.kind == "outliers-node" and c.name.endswith("tflops")]
+    assert gpu.status == "fail" and "slow rank 3" in gpu.message
+    assert node.status == "pass", node.message
+
+
+def test_spread_is_the_iqr_of_the_raw_samples_in_percent_of_the_median(tmp_path):
+    spec = RunSpec(run_id="20260105T120000Z-sprd-0000a", cases=[TIME_ONLY], noise=0.05)  # one rank, 9 repeats
+    sel = Selection(load_runs([write_run(tmp_path / "results", spec)]))
+    raw = sel.results.tables["samples"]["value"].to_numpy()
+    q1, median, q3 = np.percentile(raw, [25, 50, 75])  # numpy as the independent reference
+    (row,) = compare(sel, CompareOptions(metrics=("time_s",))).itertuples(index=False)
+    assert row.median == pytest.approx(median) and (row.q1, row.q3) == (pytest.approx(q1), pytest.approx(q3))
+    assert row.spread_pct == pytest.approx((q3 - q1) / median * 100) and 1 < row.spread_pct < 20
