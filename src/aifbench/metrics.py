@@ -62,14 +62,17 @@ define("hbm_gbps", "GB/s", True, "achieved HBM bandwidth during decode: (weight 
 define("peak_memory_bytes", "B", False, "peak device memory allocated during the timed region (torch.cuda.max_memory_allocated; CPU: peak RSS growth)")
 define("loss", "1", False, "training loss (cross entropy) at the last timed step")
 # --- telemetry (filled by the sampler) ------------------------------------------------------
-define("energy_j", "J", False, "NVML total-energy counter delta (window >= 1 s), else integrated power samples; method and scope stored in the detail column")
-define("power_mean_w", "W", False, "mean instantaneous power over the timed window")
+# Each figure covers one timed region's window(s) only (main: the benchmark's own timed repeats,
+# no warm-up or compilation); a region timed in several stretches sums energy over them and
+# weights means by each stretch's duration (aifbench.telemetry.regions).
+define("energy_j", "J", False, "NVML total-energy counter delta (window >= 1 s), else integrated power samples; method and scope stored in the detail column; summed over a region's segments")
+define("power_mean_w", "W", False, "mean instantaneous power over the timed window (time-weighted; over several segments weighted by their durations, i.e. integrated energy / sampled time)")
 define("power_peak_w", "W", False, "highest instantaneous power sample in the timed window")
 define("sm_clock_mean_mhz", "MHz", True, "mean SM clock over the timed window")
 define("temperature_max_c", "C", False, "highest GPU temperature in the timed window")
 define("tflops_per_w", "TFLOP/s/W", True, "tflops / power_mean_w")
 define("gbps_per_w", "GB/s/W", True, "gbps / power_mean_w")
-define("tokens_per_j", "1/J", True, "tokens per second of this device (tokens_per_s_per_device where emitted) / power_mean_w of its window: tokens per joule")
+define("tokens_per_j", "1/J", True, "tokens per second of this device (tokens_per_s_per_device where emitted) / power_mean_w of its own region's window: tokens per joule")
 # --- partition kernels ----------------------------------------------------------------------
 define("bare_loop_tflops", "TFLOP/s", True,
        "GEMM FLOPs / mean time per call of the operation called directly (torch.matmul(a, b); fp8: "
@@ -100,6 +103,9 @@ define("throttle_pct", "%", False, "share of telemetry samples in the window wit
 define("process_cpu_util_mean_pct", "%", False, "mean CPU utilisation of the measuring process over the window, % of one core (psutil)")
 define("system_cpu_util_mean_pct", "%", False, "mean CPU utilisation of the whole node over the window, % of all cores (psutil)")
 define("process_rss_max_bytes", "B", False, "highest resident set size of the measuring process sampled in the window")
+define("telemetry_window_s", "s", False, "seconds of telemetry sampled in the timed region (first to last poll, "
+       "summed over the region's segments); n_samples: polls; the detail names the segments, the region's flags "
+       "and, when too short to judge, telemetry_insufficient with the reason (then no power, energy or clock figures)")
 # --- telemetry_overhead benchmark -----------------------------------------------------------
 for _s in ("off", "low", "high"):
     define(f"overhead_{_s}_tflops", "TFLOP/s", True,
@@ -111,3 +117,39 @@ for _s in ("low", "high"):
     define(f"overhead_polls_per_s_{_s}", "1/s", True,
            f"telemetry_overhead: sampler polls achieved per second at {_s}_hz (requested rate vs what the thread managed)")
 del _s
+
+# --- per-region variants (aifbench.telemetry.regions) ----------------------------------------
+# Region "main" (a benchmark's own timed work) keeps the names above; region R's window metrics
+# and efficiency are stored as R_<name>. Keep REGIONS in step with aifbench.telemetry.regions.REGIONS
+# (a test checks); a window metric added above must be added to WINDOW_METRICS too.
+REGIONS = {
+    "ref": "the reference implementation's timed steps (llm_train reference=...)",
+    "prefill": "the timed prefills of llm_infer",
+    "decode": "the timed decode steps of llm_infer",
+    "bare": "the bare loop of direct calls (gemm bare_loop)",
+}
+WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
+                  "module_power_mean_w", "module_power_peak_w", "module_energy_j", "throttle_pct",
+                  "process_cpu_util_mean_pct", "system_cpu_util_mean_pct", "process_rss_max_bytes",
+                  "telemetry_window_s")
+REGION_EFFICIENCY = {
+    "ref": {"tokens_per_j": "ref_tokens_per_s"},
+    "prefill": {"tokens_per_j": "prefill_tokens_per_s"},
+    "decode": {"tokens_per_j": "decode_tokens_per_s", "gbps_per_w": "hbm_gbps"},
+    "bare": {"tflops_per_w": "bare_loop_tflops"},
+}
+
+
+def _define_region_variants() -> None:
+    for region, what in REGIONS.items():
+        for name in WINDOW_METRICS:
+            base = METRICS[name]
+            define(f"{region}_{name}", base.unit, base.higher_is_better,
+                   f"{name} of the telemetry window(s) of region '{region}' only: {what}. {base.definition}")
+        for target, rate in REGION_EFFICIENCY[region].items():
+            base = METRICS[target]
+            define(f"{region}_{target}", base.unit, base.higher_is_better,
+                   f"{rate} / {region}_power_mean_w: {what}, at the power drawn while it ran")
+
+
+_define_region_variants()

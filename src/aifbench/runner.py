@@ -1,7 +1,9 @@
 """The worker loop on every rank: cases -> benchmark -> timing + telemetry -> result rows.
 
-For each case: skip_reason -> setup -> check (correctness, before timing) -> measure inside a
-telemetry window -> rows. A failure (out of memory, a wrong result, a bug) becomes
+For each case: skip_reason -> setup -> check (correctness, before timing) -> measure, whose
+timed regions (Timer.time's repeats: "main"; timer.region(name): others) are each sampled into
+their own telemetry window(s) (aifbench.telemetry.regions) -> rows. Region main's figures keep
+their names and give the `flags` column; region R's are stored as R_<metric>. A failure (out of memory, a wrong result, a bug) becomes
 status=failed rows with the reason; the suite goes on. The rank's shards are rewritten
 atomically after every case, so a crash loses at most the case in flight, and a requeued
 worker resumes: cases already ok or skipped in its shard are kept, not re-run.
@@ -9,6 +11,7 @@ worker resumes: cases already ok or skipped in its shard are kept, not re-run.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -26,8 +29,9 @@ from aifbench.distributed import RankInfo
 from aifbench.errors import LaunchError, SkipCase
 from aifbench.plan import Plan
 from aifbench.results.store import ShardWriter
-from aifbench.telemetry.base import NullSampler, Window
-from aifbench.telemetry.efficiency import efficiency_metrics
+from aifbench.telemetry.base import NullSampler
+from aifbench.telemetry.efficiency import region_efficiency
+from aifbench.telemetry.regions import MAIN, RegionResult, Regions, prefixed
 from aifbench.timing import Timer
 
 log = logging.getLogger(__name__)
@@ -167,7 +171,7 @@ def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler
     """Run one case; add its rows to the writer. Returns (status, reason)."""
     started = now_utc()
     cls = registry.get(case.benchmark)
-    window = Window(case.case_id)
+    regions = Regions(sampler, case.case_id)
     bench: Benchmark | None = None
     try:
         bench = cls(build_config(cls.Config, case.params, case.benchmark), ctx)
@@ -176,8 +180,7 @@ def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler
             raise SkipCase(reason)
         bench.setup()
         bench.check()
-        with sampler.window(case.case_id) as window:
-            measurement = bench.measure(Timer(ctx.device, ctx.timing))
+        measurement = bench.measure(Timer(ctx.device, ctx.timing, regions=regions))
         status, reason = "ok", ""
     except SkipCase as exc:
         status, reason, measurement = "skipped", str(exc), Measurement()
@@ -189,14 +192,15 @@ def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler
             _teardown(bench)
     if status == "ok" and not measurement.metrics:  # telemetry rows alone are no measurement
         status, reason = "failed", "benchmark returned no metrics"
-    rows = _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason, started)
+    results = regions.results()
+    rows = _metric_rows(case, cls, ctx, plan, prov, measurement, results, status, reason, started)
     writer.add("metrics", rows)
     base = {"schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank}
     for name, values in measurement.samples.items():
         unit = metric_dict.get(name).unit
         writer.add("samples", [dict(base, metric=name, sample_index=i, value=float(v), unit=unit)
                                for i, v in enumerate(values)])
-    writer.add("telemetry", [dict(base, **r) for r in window.rows])
+    writer.add("telemetry", [dict(base, **r) for res in results.values() for r in res.rows])
     return status, reason
 
 
@@ -212,15 +216,36 @@ def _teardown(bench: Benchmark) -> None:
         torch.cuda.empty_cache()
 
 
-def _metric_rows(case, cls, ctx, plan, prov, measurement, window, status, reason, started) -> list[dict]:
-    metrics = list(measurement.metrics) + list(window.metrics) + efficiency_metrics(measurement.metrics, window.metrics)
+def region_metrics(measurement_metrics: list[Metric], results: dict[str, RegionResult]) -> list[Metric]:
+    """Every region's telemetry metrics (R_<metric> outside main), then the efficiency metrics,
+    each throughput over the power of its own region."""
+    out = []
+    for name, res in results.items():
+        for m in res.metrics:
+            stored = prefixed(name, m.metric)
+            if stored not in metric_dict.METRICS:  # a window metric metrics.py has no R_ variant of
+                log.warning("telemetry metric %s of region %s not stored: %s is not defined", m.metric, name, stored)
+                continue
+            out.append(dataclasses.replace(m, metric=stored))
+    return out + region_efficiency(measurement_metrics, {n: r.metrics for n, r in results.items()})
+
+
+def case_flags(results: dict[str, RegionResult]) -> list[str]:
+    """The case's `flags`: region main's; in a case without main (llm_infer) every region's."""
+    if MAIN in results:
+        return results[MAIN].flags
+    return list(dict.fromkeys(f for r in results.values() for f in r.flags))
+
+
+def _metric_rows(case, cls, ctx, plan, prov, measurement, results, status, reason, started) -> list[dict]:
+    metrics = list(measurement.metrics) + region_metrics(measurement.metrics, results)
     common = {
         "schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank,
         "benchmark": case.benchmark, "params": json.dumps(case.params, sort_keys=True),
         "world_size": ctx.world_size, "node": prov["node"], "device": ctx.device,
         "device_name": ctx.device_name, "system": plan.system, "partition": plan.partition,
         "started_utc": started, "ended_utc": now_utc(), "status": status, "reason": reason,
-        "flags": ",".join(window.flags),
+        "flags": ",".join(case_flags(results)),
     }
     return metric_rows(common, metrics if status == "ok" else [placeholder_metric(cls)], ok=status == "ok")
 

@@ -3,21 +3,40 @@
 GPU: one pair of CUDA events per repeat (device time of the enqueued work, no host jitter).
 CPU: time.perf_counter_ns around each repeat. Tests inject a fake clock (`clock=`), as
 torch.utils.benchmark's own tests do, so the statistics are checked without real time.
+
+Telemetry regions: a Timer given a `regions` object (the runner's, aifbench.telemetry.regions)
+samples timed work into named telemetry windows. `time()` puts its timed repeats (not its
+warm-up) in region "main" (or `region=`) unless the caller is already inside a region; `with
+timer.region("bare"):` scopes other timed work. `time_once` and `calls_lasting` open none.
+Without a regions object (tests, benchmarks used directly) region() does nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, ContextManager, Protocol, Sequence
 
 from aifbench.units import NS_PER_S
 
 NOISE_THRESHOLD = 0.10  # IQR / median above this flags a measurement as noisy
 
 Clock = Callable[[], int]  # returns nanoseconds
+MAIN_REGION = "main"
+EXTEND_CAP = 100
+"""extend=True adds at most this many times the configured repeats"""
+
+
+class RegionSink(Protocol):
+    """What a Timer needs of the runner's telemetry regions (aifbench.telemetry.regions.Regions)."""
+
+    active: str | None
+    min_timed_s: float
+
+    def region(self, name: str) -> ContextManager[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +106,39 @@ class TimingConfig:
 class Timer:
     """Times a callable on `device` ('cpu' or 'cuda[:i]')."""
 
-    def __init__(self, device: str = "cpu", config: TimingConfig | None = None, clock: Clock | None = None):
+    def __init__(self, device: str = "cpu", config: TimingConfig | None = None, clock: Clock | None = None,
+                 regions: RegionSink | None = None):
         self.device = str(device)
         self.config = config or TimingConfig()
         self.clock = clock or time.perf_counter_ns
         self.uses_cuda_events = self.device.startswith("cuda") and clock is None
+        self.regions = regions
+
+    @contextlib.contextmanager
+    def region(self, name: str):
+        """Sample the block's work into telemetry region `name` (entering it again accumulates);
+        the device is synchronised on entry and exit so only the block's work is inside. A
+        region inside a region is a ValueError. No-op without a regions object."""
+        if self.regions is None:
+            yield
+            return
+        self.synchronize()
+        with self.regions.region(name):
+            try:
+                yield
+            finally:
+                self.synchronize()
 
     def time(self, fn: Callable[[], object], *, warmup: int | None = None, repeats: int | None = None,
-             inner: int | None = None, before_each: Callable[[], object] | None = None) -> TimingStats:
+             inner: int | None = None, before_each: Callable[[], object] | None = None,
+             extend: bool = False, region: str | None = None) -> TimingStats:
         """Warm up, then time `repeats` samples of `inner` calls each; returns their statistics.
 
         `before_each` runs before every repeat, outside the timed region (e.g. to reset state).
+        The repeats (not the warm-up) run in telemetry region `region` (default "main", and
+        none when already inside a region; naming a region there is the nesting ValueError).
+        `extend`: add repeats (up to EXTEND_CAP x repeats) until they last the regions object's
+        min_timed_s, so a short operation's telemetry window is long enough to judge.
         """
         warmup = self.config.warmup if warmup is None else warmup
         repeats = self.config.repeats if repeats is None else repeats
@@ -109,8 +150,13 @@ class Timer:
                 before_each()
             fn()
         self.synchronize()
-        samples = [self.time_once(fn, inner, before_each) / inner for _ in range(repeats)]
-        return summarize(samples)
+        own = self.regions is not None and (self.regions.active is None or region is not None)
+        with self.region(region or MAIN_REGION) if own else contextlib.nullcontext():
+            samples = [self.time_once(fn, inner, before_each) for _ in range(repeats)]
+            floor_s = self.regions.min_timed_s if extend and self.regions is not None else 0.0
+            while sum(samples) < floor_s and len(samples) < EXTEND_CAP * repeats:
+                samples.append(self.time_once(fn, inner, before_each))
+        return summarize([s / inner for s in samples])
 
     def time_once(self, fn: Callable[[], object], inner: int = 1,
                   before_each: Callable[[], object] | None = None) -> float:

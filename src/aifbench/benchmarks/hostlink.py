@@ -122,7 +122,7 @@ class Hostlink(Benchmark):
     def measure(self, timer: Timer) -> Measurement:
         from aifbench.hardware.detect import host_link
 
-        stats = timer.time(self.call)
+        stats = timer.time(self.call, extend=True)  # >= Regions.min_timed_s of telemetry
         detected = host_link(self.ctx.device)
         entry = getattr(self.ctx.peak_lookup, "entry", None)
         peak = link_peak(self.config.direction, self.ctx.peak("host_link_gbps"), detected)

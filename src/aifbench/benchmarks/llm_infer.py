@@ -32,6 +32,10 @@ Metrics (definitions in aifbench.metrics):
                          (1.05 GB) is not counted: a step reads only B of its rows. Counting all
                          16.06 GB of weights would give 209 tokens/s (issue 4's "about 165" = 79 %).
   peak_memory_bytes      over the timed prefills and generations
+Telemetry: the timed prefills are region "prefill" (its warm-up outside), the timed decode steps
+of every generation region "decode" (one segment per generation; its prefill outside): the
+case has prefill_energy_j, prefill_power_mean_w, prefill_tokens_per_j, decode_energy_j,
+decode_power_mean_w, decode_tokens_per_j, decode_gbps_per_w, ... and no region "main".
 """
 
 from __future__ import annotations
@@ -179,7 +183,7 @@ class LlmInfer(Benchmark):
     def measure(self, timer: Timer) -> Measurement:
         c = self.config
         with torch.no_grad(), self._oom_as_skip(), _llm.PeakMemory(self.ctx.device) as mem:
-            ttft = timer.time(self.first_token)
+            ttft = timer.time(self.first_token, region="prefill")  # prefill_* telemetry; no region "main"
             itl, per_generation = self._decode_repeats(timer)
         out = time_metrics(ttft, "ttft_s")
         out.metrics += rate_metrics("prefill_tokens_per_s", c.batch_size * c.prompt_len, ttft, 1.0)
@@ -225,7 +229,8 @@ class LlmInfer(Benchmark):
         for _ in range(cfg.repeats):
             token = self.first_token()
             timer.synchronize()
-            times = self.decode_steps(token, self.config.gen_tokens, timer=timer)
+            with timer.region("decode"):  # decode_* telemetry, accumulated over the generations
+                times = self.decode_steps(token, self.config.gen_tokens, timer=timer)
             itl += times
             totals.append(sum(times))
         return itl, totals

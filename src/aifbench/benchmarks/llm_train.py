@@ -27,6 +27,8 @@ transformers' LlamaForCausalLM (attn_implementation sdpa) built with the SAME sy
 compile backend (torch.compile of its forward + loss as one function), after aifbench's own
 model is freed. Its first loss must equal aifbench's first loss (LOSS_MATCH[dtype]) and fall:
   ref_step_time_s, ref_tokens_per_s, ref_mfu_pct, ref_peak_memory_bytes   as above
+  (telemetry: aifbench's timed steps are region "main", the reference's region "ref", so
+  energy_j/tokens_per_j and ref_energy_j/ref_tokens_per_j each cover only that model's steps)
   speedup_vs_ref        tokens_per_s / ref_tokens_per_s (medians; >= 1: aifbench is faster)
 Without transformers the case is skipped with the reason (cases without reference still run).
 """
@@ -282,8 +284,8 @@ class LlmTrain(Benchmark):
         first = [v.item() for v in losses]
         what = f"transformers {hf_reference.version()} LlamaForCausalLM (sdpa)"
         self._check_reference(first, what)
-        with _llm.PeakMemory(dev) as mem:
-            stats = timer.time(step)
+        with _llm.PeakMemory(dev) as mem:  # its own telemetry window: ref_energy_j, ref_tokens_per_j, ...
+            stats = timer.time(step, region="ref")
         del hf, optimizer, loss_fn
         detail = (f"{what}; same weights, batch, AdamW; compile={c.compile} ({c.compile_backend}, forward+loss); "
                   f"first loss {first[0]:.6g} (aifbench {self.check_losses[0]:.6g})")

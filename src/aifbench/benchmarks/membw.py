@@ -98,7 +98,7 @@ class Membw(Benchmark):
         check_result(self.config.op, self.arrays)
 
     def measure(self, timer: Timer) -> Measurement:
-        stats = timer.time(self.call)
+        stats = timer.time(self.call, extend=True)  # >= Regions.min_timed_s of telemetry
         check_result(self.config.op, self.arrays)  # repeats leave the output as it was
         n_bytes = self._elements() * DTYPE_BYTES[self.config.dtype]
         moved = ARRAYS_MOVED[self.config.op] * n_bytes

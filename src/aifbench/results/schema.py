@@ -140,7 +140,11 @@ TELEMETRY_TABLE = Table("telemetry", "time series sampled during each timed wind
     _c("gpu_index", "int", "", "NVML index of the GPU; empty for CPU sources", required=False),
     _c("gpu_uuid", "string", "", "GPU UUID (matches the CUDA device)", required=False),
     _c("scope", "string", "", "what a reading covers: gpu, module (GH200: + Grace CPU and memory), cpu-package, process, system"),
-    _c("t_s", "float", "s", "seconds since the start of the window"),
+    _c("window", "string", "", "timed region the reading was sampled in: main (the benchmark's own timed work), "
+       "ref, prefill, decode, bare (aifbench.telemetry.regions)", required=False),
+    _c("segment", "int", "", "0-based entry of that region: a region timed in several stretches has one segment "
+       "per stretch", required=False),
+    _c("t_s", "float", "s", "seconds since the region's first poll (gaps between segments included)"),
     _c("field", "string", "", "power_w, sm_clock_mhz, temperature_c, ..."),
     _c("value", "float", "see unit", "the reading", required=False),
     _c("unit", "string", "", "unit of value"),

@@ -1,11 +1,12 @@
-"""The sampler protocol the runner uses around every timed region.
+"""The sampler protocol: one window around one stretch of timed work.
 
     sampler = open_sampler(ctx, interval_s)          # once per rank
-    with sampler.window(case_id) as win:             # around Benchmark.measure()
-        measurement = bench.measure(timer)
-    win.metrics  -> list[Metric]  (energy_j, power_mean_w, ... attached to the case)
-    win.rows     -> list[dict]    (telemetry table rows: the full time series)
+    with sampler.window(label) as win:               # around one segment of a timed region
+        ...                                          # (aifbench.telemetry.regions opens these)
+    win.metrics  -> list[Metric]  (energy_j, power_mean_w, ... of this window)
+    win.rows     -> list[dict]    (telemetry table rows: the full time series, t_s from win.t0_s)
     win.flags    -> list[str]     (validity flags: 'thermal_throttle', 'ecc_errors', ...)
+    win.polls, win.duration_s, win.t0_s  (polls taken; s from first to last poll; first poll's time)
     sampler.describe() -> str     (runs.telemetry: 'nvml', 'cpu' or 'unavailable: <reason>')
     sampler.close()
 """
@@ -27,6 +28,12 @@ class Window:
     metrics: list[Metric] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    polls: int = 0
+    """samples taken in the window (its opening and closing polls included)"""
+    duration_s: float = 0.0
+    """seconds from the first to the last poll (recorded time in a replay)"""
+    t0_s: float = 0.0
+    """time of the first poll (monotonic s; recorded s in a replay): orders segments of a region"""
 
 
 class Sampler(Protocol):

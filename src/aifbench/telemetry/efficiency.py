@@ -1,25 +1,40 @@
-"""Efficiency metrics: a case's throughput divided by the power its telemetry window saw.
+"""Efficiency metrics: a throughput divided by the mean power of the window it was timed in.
 
-The runner calls `efficiency_metrics(measurement.metrics, window.metrics)` and stores the
-result with the case. tflops_per_w = tflops / power_mean_w; gbps_per_w = gbps / power_mean_w;
-tokens_per_j = tokens per second of this device / power_mean_w (tokens/s over J/s). The
-throughput is the rank's (per device), the power its own device's: power_mean_w covers the
-whole window around measure(), warm-up included; its scope (gpu, cpu-package) is carried
-into the detail. Nothing is emitted without both a throughput and a mean power.
+The runner calls `region_efficiency(measurement.metrics, {region: region metrics})` once per
+case. Each throughput belongs to one timed region (aifbench.telemetry.regions): tflops,
+tokens_per_s ... to "main"; ref_tokens_per_s to "ref"; prefill_tokens_per_s to "prefill";
+decode_tokens_per_s and llm_infer's hbm_gbps to "decode"; bare_loop_tflops to "bare". It is
+divided by power_mean_w of that region only, never of another region or of the whole case:
+
+    tflops_per_w = tflops / power_mean_w; gbps_per_w = gbps / power_mean_w;
+    tokens_per_j = tokens per second of this device / power_mean_w (tokens/s over J/s)
+
+and named with the region's prefix outside main (ref_tokens_per_j, decode_tokens_per_j,
+prefill_tokens_per_j, decode_gbps_per_w, bare_tflops_per_w). The throughput is the rank's (per
+device), the power its own device's over the region's timed work (warm-up and compilation
+excluded); its scope (gpu, cpu-package) is carried into the detail. Nothing is emitted without
+both a throughput and a mean power (a region marked telemetry_insufficient has no power).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from aifbench.benchmarks.base import Metric
+from aifbench.telemetry.regions import MAIN, prefixed
 
-# target -> throughput metrics to divide, first present wins
-SOURCES = {
-    "tflops_per_w": ("tflops", "model_tflops_per_device"),
-    "gbps_per_w": ("gbps", "hbm_gbps", "busbw_gbps"),
-    # per device first: llm_train's tokens_per_s counts every rank's tokens, the power is one GPU's
-    "tokens_per_j": ("tokens_per_s_per_device", "tokens_per_s", "decode_tokens_per_s", "prefill_tokens_per_s"),
+# region -> target -> throughput metrics to divide, first present wins
+SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
+    MAIN: {
+        "tflops_per_w": ("tflops", "model_tflops_per_device"),
+        "gbps_per_w": ("gbps", "busbw_gbps"),
+        # per device first: llm_train's tokens_per_s counts every rank's tokens, the power is one GPU's
+        "tokens_per_j": ("tokens_per_s_per_device", "tokens_per_s"),
+    },
+    "ref": {"tokens_per_j": ("ref_tokens_per_s",)},  # the reference runs on one device
+    "prefill": {"tokens_per_j": ("prefill_tokens_per_s",)},
+    "decode": {"tokens_per_j": ("decode_tokens_per_s",), "gbps_per_w": ("hbm_gbps",)},
+    "bare": {"tflops_per_w": ("bare_loop_tflops",)},
 }
 STAT_PREFERENCE = ("median", "value", "mean", "p50")
 
@@ -39,17 +54,29 @@ def _scope(detail: str) -> str:
     return "scope=?"
 
 
-def efficiency_metrics(measurement_metrics: Sequence[Metric], window_metrics: Sequence[Metric]) -> list[Metric]:
-    """tflops_per_w, gbps_per_w, tokens_per_j of one case, where its metrics allow them."""
+def efficiency_metrics(measurement_metrics: Sequence[Metric], window_metrics: Sequence[Metric],
+                       region: str = MAIN) -> list[Metric]:
+    """tflops_per_w, gbps_per_w, tokens_per_j (prefixed outside main) of one region's throughput
+    over that region's power_mean_w, where the metrics allow them."""
     power = _pick(window_metrics, "power_mean_w")
     if power is None or not power.value or power.value <= 0:
         return []
     out = []
-    for target, names in SOURCES.items():
+    for target, names in SOURCES.get(region, {}).items():
         for name in names:
             rate = _pick(measurement_metrics, name)
             if rate is not None:
-                out.append(Metric(target, rate.value / power.value, "value", rate.n_samples, rate.noisy,
-                                  detail=f"{name}({rate.stat}) / power_mean_w; {_scope(power.detail)}"))
+                out.append(Metric(prefixed(region, target), rate.value / power.value, "value", rate.n_samples,
+                                  rate.noisy, detail=f"{name}({rate.stat}) / {prefixed(region, 'power_mean_w')}; "
+                                                     f"{_scope(power.detail)}"))
                 break
+    return out
+
+
+def region_efficiency(measurement_metrics: Sequence[Metric],
+                      regions: Mapping[str, Sequence[Metric]]) -> list[Metric]:
+    """Every region's efficiency metrics; `regions` maps region -> its unprefixed window metrics."""
+    out: list[Metric] = []
+    for region, metrics in regions.items():
+        out += efficiency_metrics(measurement_metrics, metrics, region)
     return out

@@ -183,6 +183,9 @@ class PollingSampler:
                         exc_info=log.isEnabledFor(logging.DEBUG))
             summary = Summary(flags=["telemetry_error"])
         win.metrics, win.rows, win.flags = summary.metrics, summary.rows, list(summary.flags)
+        win.polls = len(samples)
+        if samples:
+            win.t0_s, win.duration_s = samples[0].t, samples[-1].t - samples[0].t
         if paused and "telemetry_suspended" not in win.flags:
             win.flags.append("telemetry_suspended")
         if self._errors and "telemetry_error" not in win.flags:
