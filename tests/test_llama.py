@@ -254,3 +254,31 @@ def test_memory_estimates_shrink_with_sharding_and_checkpointing():
     assert one - sharded == 16 * flops.param_count(s).stored - 16 * flops.param_count(s).stored // 8
     assert flops.train_memory_bytes(s, micro_batch=1, seq_len=4096, checkpointing=True) < one
     assert flops.infer_memory_bytes(s, batch=1, prompt_len=128, gen_tokens=128) > 2 * flops.param_count(s).stored
+
+
+@pytest.mark.parametrize("shape", [TINY, TIED], ids=["untied", "tied"])
+def test_weights_load_from_the_unfused_transformers_layout(shape):
+    """load_from_hf fuses q/k/v and gate/up rows back: a model filled from transformers' layout
+    holds exactly the weights it came from and gives the same logits."""
+    pytest.importorskip("transformers")
+    from aifbench.models import hf_reference
+
+    source, hf = build_model(shape, seed=5), hf_reference.build(shape, seed=5)
+    target = build_model(shape, seed=6)
+    hf_reference.load_from_hf(hf, target)
+    for (name, a), (_, b) in zip(source.named_parameters(), target.named_parameters()):
+        assert torch.equal(a, b), name
+    tokens = torch.randint(shape.vocab_size, (1, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(target(tokens), hf(input_ids=tokens).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_transformers_reference_builds_in_the_requested_dtype():
+    pytest.importorskip("transformers")
+    from aifbench.models import hf_reference
+
+    hf = hf_reference.build(TINY, seed=5, dtype=torch.bfloat16)
+    ours = build_model(TINY, seed=5, dtype=torch.bfloat16)
+    assert hf.model.embed_tokens.weight.dtype == torch.bfloat16
+    q = ours.layers[0].attention.wqkv.weight[:TINY.q_dim]
+    assert torch.equal(hf.model.layers[0].self_attn.q_proj.weight, q)

@@ -99,7 +99,7 @@ def test_check_passes_for_the_compiled_decode_step():
 
 def _shift_position(b):
     step = b.decode_fn
-    b.decode_fn = lambda tokens, pos: step(tokens, pos + 1)
+    b.decode_fn = lambda tokens, i: step(tokens, i + 1)  # the next position's tensor and window
 
 
 def _drop_cache_layer(b):
@@ -185,3 +185,98 @@ def test_teardown_releases_the_cache():
     b.teardown()
     assert attn.cache_k is None and b.model is None
     assert torch.is_tensor(attn.wqkv.weight)
+
+
+# --- issue 14: decode levers through the benchmark, and the transformers peer ------------------------
+
+@pytest.mark.parametrize("levers", [dict(decode_window=16), dict(decode_attention="math", decode_window=8),
+                                    dict(compile=True, compile_backend="eager", decode_window=16)],
+                         ids=["window", "math-window", "compiled-window"])
+def test_check_passes_with_the_decode_levers(levers):
+    b = _bench(**levers)
+    b.check()
+    assert b.check_error < 1e-5
+
+
+def test_reference_transformers_generates_the_same_tokens_in_the_same_case(tmp_path):
+    """Issue 14's inference peer: transformers (StaticCache + torch.compile) on the same weights
+    and prompt; the same greedy tokens, and speedup_vs_ref is the ratio of the decode medians."""
+    pytest.importorskip("transformers")
+    suite = _suite(tmp_path, 'model = "tiny", prompt_len = 16, gen_tokens = 8, batch_size = 2, dtype = "fp32", '
+                             'compile_backend = "eager", reference = "transformers"')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "0"]) == 0
+    res = load([tmp_path / "res"])
+    assert set(res.metrics["status"]) == {"ok"}
+    m = res.metrics.set_index(["metric", "stat"])
+    ref_decode = m.loc[("ref_decode_tokens_per_s", "median"), "value"]
+    assert m.loc[("speedup_vs_ref", "median"), "value"] == pytest.approx(
+        m.loc[("decode_tokens_per_s", "median"), "value"] / ref_decode)
+    assert m.loc[("ref_ttft_s", "median"), "value"] > 0
+    detail = m.loc[("ref_decode_tokens_per_s", "median"), "detail"]
+    assert "StaticCache" in detail and "torch.compile eager" in detail
+    assert "first 5 of 5 greedy tokens equal" in detail  # check_tokens 4 decode steps + the first token
+    samples = res.samples
+    assert len(samples[samples["metric"] == "ref_ttft_s"]) == 3
+
+
+def test_reference_with_different_weights_fails_the_check(monkeypatch):
+    pytest.importorskip("transformers")
+    from aifbench.models import hf_reference
+
+    real = hf_reference.build
+    monkeypatch.setattr(hf_reference, "build", lambda shape, **kw: real(shape, **dict(kw, seed=kw["seed"] + 1)))
+    b = _bench(reference="transformers", compile_backend="eager")
+    b.check()
+    with pytest.raises(CorrectnessError, match="reference differs from aifbench: .*first-token logits"):
+        b.measure(Timer("cpu", TimingConfig(warmup=0, repeats=1)))
+
+
+def test_inference_reference_without_transformers_is_skipped_with_the_reason(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    b = LlmInfer(build_config(LlmInferConfig, {**SMALL, "reference": "transformers"}, "llm_infer"), Context())
+    assert "reference transformers not importable" in b.skip_reason()
+    assert LlmInfer(build_config(LlmInferConfig, SMALL, "llm_infer"), Context()).skip_reason() is None
+
+
+@pytest.mark.parametrize("params, message", [
+    ('model = "tiny", decode_window = -1', "llm_infer.decode_window"),
+    ('model = "tiny", compile_mode = "turbo"', "allowed: default, max-autotune"),
+    ('model = "tiny", decode_attention = "flash"', "allowed: sdpa, math"),
+    ('model = "tiny", reference = "vllm"', "allowed: none, transformers"),
+])
+def test_bad_lever_values_are_config_errors(tmp_path, capsys, params, message):
+    assert main(["run", _suite(tmp_path, params), "--results", str(tmp_path / "res")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+
+
+def test_inference_reference_decode_has_its_own_telemetry_window(tmp_path, monkeypatch):
+    """The peer's timed decode steps are region "ref" (one segment per generation), apart from
+    aifbench's prefill and decode; its prefills open no window; ref_tokens_per_j from its decode."""
+    pytest.importorskip("transformers")
+    from tests.test_telemetry_regions import build_trace
+
+    windows = [("p", 1.0, 150.0, 0)] + [(f"d{i}", 1.0, 450.0, 0) for i in range(3)] \
+        + [(f"r{i}", 1.0, 600.0, 0) for i in range(3)]
+    monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(build_trace(tmp_path / "trace.jsonl", windows)))
+    suite = _suite(tmp_path, 'model = "tiny", prompt_len = 16, gen_tokens = 4, dtype = "fp32", '
+                             'compile_backend = "eager", reference = "transformers"')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "10"]) == 0
+    m = load([tmp_path / "res"]).metrics.set_index(["metric", "stat"])["value"]
+    assert m["decode_power_mean_w"].iloc[0] == pytest.approx(450.0)
+    assert m["ref_power_mean_w"].iloc[0] == pytest.approx(600.0)
+    assert m["ref_tokens_per_j"].iloc[0] == pytest.approx(m["ref_decode_tokens_per_s", "median"] / 600.0)
+
+
+def test_the_model_and_its_compiled_step_are_freed_before_the_reference():
+    """teardown_model (what measure() calls before building the peer) leaves nothing holding the
+    model: not the compiled step, not dynamo's guards."""
+    import weakref
+
+    b = _bench(compile=True, compile_backend="aot_eager", decode_window=8)
+    b.check()
+    model = weakref.ref(b.model)
+    b.teardown_model()
+    assert model() is None and b.prompt is not None and b.decode_pos is not None

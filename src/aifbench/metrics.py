@@ -93,8 +93,13 @@ define("ref_tokens_per_s", "1/s", True, "tokens_per_s of the reference implement
 define("ref_mfu_pct", "%", True, "mfu_pct of the reference implementation: the same FLOPs per token "
        "(6*N + 12*L*d_attn*T) x ref_tokens_per_s / bf16 dense peak")
 define("ref_peak_memory_bytes", "B", False, "peak_memory_bytes of the reference implementation's timed steps")
-define("speedup_vs_ref", "x", True, "tokens_per_s / ref_tokens_per_s (medians of the same case): "
-       ">= 1 when aifbench's step is at least as fast as the reference implementation's")
+define("speedup_vs_ref", "x", True, "aifbench's throughput / the reference implementation's, medians of the "
+       "same case (llm_train: tokens_per_s / ref_tokens_per_s; llm_infer: decode_tokens_per_s / "
+       "ref_decode_tokens_per_s): >= 1 when aifbench is at least as fast")
+define("ref_ttft_s", "s", False, "ttft_s of the reference implementation (llm_infer reference=...): prefill of the "
+       "same prompt with the same weights + argmax of the first token")
+define("ref_decode_tokens_per_s", "1/s", True, "decode_tokens_per_s of the reference implementation (llm_infer "
+       "reference=...): batch_size * gen_tokens / decode time of one greedy generation, same weights and prompt")
 # --- telemetry windows ----------------------------------------------------------------------
 define("module_power_mean_w", "W", False, "mean instantaneous module power (GH200: GPU + Grace CPU + memory) over the timed window; never added to a CPU reading")
 define("module_power_peak_w", "W", False, "highest instantaneous module power sample in the timed window")

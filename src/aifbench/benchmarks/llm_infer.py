@@ -32,6 +32,10 @@ Metrics (definitions in aifbench.metrics):
                          (1.05 GB) is not counted: a step reads only B of its rows. Counting all
                          16.06 GB of weights would give 209 tokens/s (issue 4's "about 165" = 79 %).
   peak_memory_bytes      over the timed prefills and generations
+With reference = "transformers": ref_ttft_s, ref_decode_tokens_per_s, speedup_vs_ref from Hugging Face
+generation on the same weights and prompt after this model is freed (_llm_ref). The timed step and its
+levers (decode_attention, decode_window, compile_mode, greedy argmax inside the step) are built in
+_llm_decode; python -m aifbench.benchmarks._llm_profile shows its kernels per step.
 Telemetry: the timed prefills are region "prefill" (its warm-up outside), the timed decode steps
 of every generation region "decode" (one segment per generation; its prefill outside): the
 case has prefill_energy_j, prefill_power_mean_w, prefill_tokens_per_j, decode_energy_j,
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aifbench.benchmarks import _llm
+from aifbench.benchmarks import _llm, _llm_decode, _llm_ref
 from aifbench.benchmarks._shared import torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
@@ -68,9 +72,17 @@ class LlmInferConfig(_llm.ModelConfig):
     prompt_len: int = param(128, "prompt tokens per sequence (prefill length)", min=1)
     gen_tokens: int = param(64, "decode steps per generation (tokens per sequence after the first)", min=1)
     dtype: str = param("bf16", "weight and activation precision", choices=_llm.DTYPES)
-    compile: bool = param(False, "torch.compile the decode step (with cuda_graphs: mode reduce-overhead)")
+    compile: bool = param(False, "torch.compile the decode step (with cuda_graphs: inductor's CUDA graphs)")
     compile_backend: str = param("inductor", "torch.compile backend (eager: tests)", choices=_llm.COMPILE_BACKENDS)
+    compile_mode: str = param("default", "inductor mode of the decode step (max-autotune: GEMM autotuning)",
+                              choices=_llm_decode.COMPILE_MODES)
     cuda_graphs: bool = param(False, "capture the decode step in a CUDA graph (CUDA only)")
+    decode_attention: str = param("sdpa", "SDPA backend of decode attention (math: inductor generates it, as "
+                                          "gpt-fast)", choices=_llm_decode.DECODE_ATTENTION)
+    decode_window: int = param(0, "attend over the filled cache rounded up to a multiple of this (0 = whole cache)",
+                               min=0)
+    reference: str = param("none", "also time this implementation in the same case on the same weights and prompt "
+                                   "(transformers: static cache + torch.compile)", choices=_llm_ref.REFERENCES)
     check_tokens: int = param(4, "decode steps compared against a full forward before timing", min=1)
     seed: int = param(0, "seed of the synthetic weights and prompt", min=0)
 
@@ -84,7 +96,7 @@ class LlmInfer(Benchmark):
     description = "Llama prefill + KV-cache decode: prefill tokens/s, decode tokens/s, TTFT, ITL, HBM GB/s"
     Config = LlmInferConfig
     emits = ("decode_tokens_per_s", "decode_tokens_per_s_per_seq", "prefill_tokens_per_s", "ttft_s", "itl_s",
-             "decode_time_s", "hbm_gbps", "decode_roofline_pct", "peak_memory_bytes")
+             "decode_time_s", "hbm_gbps", "decode_roofline_pct", "peak_memory_bytes") + _llm_ref.EMITS
 
     def __init__(self, config: LlmInferConfig, ctx):
         super().__init__(config, ctx)
@@ -95,7 +107,7 @@ class LlmInfer(Benchmark):
         c = self.config
         if c.cuda_graphs and not self.ctx.is_cuda:
             return "cuda_graphs needs a CUDA device"
-        reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
+        reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device) or _llm_ref.skip_reason(c.reference)
         if reason:
             return reason
         return _llm.fit_reason(self.memory_estimate_bytes, self.ctx, f"{self.shape.name} inference")
@@ -128,14 +140,11 @@ class LlmInfer(Benchmark):
         with torch.no_grad():
             self.decode_fn = self._decode_fn()
 
-    def _decode_fn(self):
-        c, decode = self.config, self.model.decode
-        if c.compile:
-            mode = "reduce-overhead" if c.cuda_graphs else None
-            return torch.compile(decode, backend=c.compile_backend, mode=mode)
-        if c.cuda_graphs:
-            return GraphedDecode(decode, self.prompt[:, :1], self.decode_pos[0])
-        return decode
+    def _decode_fn(self) -> _llm_decode.Step:
+        c = self.config
+        settings = _llm_decode.DecodeSettings(c.compile, c.compile_backend, c.cuda_graphs, c.compile_mode,
+                                              c.decode_attention, c.decode_window)
+        return _llm_decode.build_step(self.model, settings, self.decode_pos, c.prompt_len, self.prompt[:, :1])
 
     # --- one generation ----------------------------------------------------------------------
     def first_token(self) -> torch.Tensor:
@@ -149,10 +158,9 @@ class LlmInfer(Benchmark):
         state = {"token": token}
 
         def step(i: int) -> None:
-            logits = self.decode_fn(state["token"], self.decode_pos[i])
+            state["token"], logits = self.decode_fn(state["token"], i)
             if keep_logits:
                 logits_out.append(logits.float().clone())
-            state["token"] = logits.argmax(-1, keepdim=True)
 
         if timer is not None:
             return _llm.token_times(step, n, timer)
@@ -174,6 +182,8 @@ class LlmInfer(Benchmark):
             h = self.model.hidden(seq)[:, c.prompt_len - 1:]
             full = self.model.lm_head(self.model.norm(h)).float()  # (rows, n + 1, V)
         got = torch.stack(cached, dim=1)[:rows]
+        self.generated = torch.cat(tokens[1:] + [cached[-1].argmax(-1, keepdim=True)], dim=1)  # (B, n + 1)
+        self.first_logits = first_logits
         err = (torch.linalg.vector_norm(got - full) / torch.linalg.vector_norm(full).clamp_min(1e-30)).item()
         self.check_error = err
         if not err <= TOLERANCE[c.dtype]:
@@ -201,6 +211,10 @@ class LlmInfer(Benchmark):
         out.metrics += self._bandwidth_rows(gen)
         out.metrics.append(Metric("peak_memory_bytes", mem.peak_bytes, stat="max", n_samples=gen.n,
                                   detail=mem.detail))
+        if c.reference != "none":
+            self.teardown_model()
+            with self._oom_as_skip():
+                out.extend(_llm_ref.measure_reference(self, timer, gen))
         return out
 
     def _bandwidth_rows(self, gen: TimingStats) -> list[Metric]:
@@ -235,32 +249,14 @@ class LlmInfer(Benchmark):
             totals.append(sum(times))
         return itl, totals
 
-    def teardown(self) -> None:
+    def teardown_model(self) -> None:
+        """Free the model, its cache and the compiled step (the prompt and positions stay)."""
         if getattr(self, "model", None) is not None:
             self.model.clear_cache()
-        self.model = self.decode_fn = self.prompt = self.decode_pos = None
+        self.model = self.decode_fn = None
+        _llm_ref.release_memory(self.ctx.is_cuda)
 
+    def teardown(self) -> None:
+        self.teardown_model()
+        self.prompt = self.decode_pos = None
 
-class GraphedDecode:
-    """The decode step captured once in a CUDA graph; replays copy inputs into static buffers.
-
-    The returned logits tensor is the graph's static output: read it before the next call.
-    """
-
-    def __init__(self, fn, tokens, input_pos):
-        self.tokens, self.input_pos = tokens.clone(), input_pos.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up outside the capture (allocator, lazy init)
-            for _ in range(2):
-                fn(self.tokens, self.input_pos)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = fn(self.tokens, self.input_pos)
-
-    def __call__(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-        self.tokens.copy_(tokens)
-        self.input_pos.copy_(input_pos)
-        self.graph.replay()
-        return self.logits

@@ -3,7 +3,10 @@
 One timed repeat = one optimizer step = `grad_accum` micro-batches of `micro_batch` x `seq_len`
 synthetic tokens (the same global batch every step, so the loss must fall), then AdamW.
 Precision: dtype bf16 = fp32 master weights with bf16 autocast on one device, or FSDP2's
-MixedPrecisionPolicy(param bf16, reduce fp32) across ranks; fp32 = no autocast.
+MixedPrecisionPolicy(param bf16, reduce fp32) across ranks; fp32 = no autocast; fp8 (one device,
+extra [fp8]) = bf16 with the block linears as torchao Float8Linear (aifbench.models.fp8), its
+check losses within fp8.LOSS_TOLERANCE of a bf16 run of the same steps (_llm_fp8), MFU against
+the bf16 dense peak; skipped with the reason without torchao or below compute capability 8.9.
 With world_size > 1 every rank runs the case together and the model is sharded with FSDP2
 (`fully_shard` per block, then the root); the global batch is world_size x the local one.
 
@@ -46,7 +49,7 @@ import torch
 from aifbench.benchmarks import _llm
 from aifbench.benchmarks._collective_ops import ranks_flagging
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
-from aifbench.errors import CorrectnessError
+from aifbench.errors import ConfigError, CorrectnessError
 from aifbench.models import flops
 from aifbench.registry import register
 from aifbench.timing import Timer, TimingStats
@@ -65,7 +68,8 @@ class LlmTrainConfig(_llm.ModelConfig):
     micro_batch: int = param(1, "sequences per micro-batch per device", min=1)
     seq_len: int = param(2048, "tokens per sequence", min=2)
     grad_accum: int = param(1, "micro-batches per optimizer step", min=1)
-    dtype: str = param("bf16", "bf16 mixed precision (fp32 master weights) or fp32", choices=("bf16", "fp32"))
+    dtype: str = param("bf16", "bf16 mixed precision (fp32 master weights), fp32, or fp8 (torchao float8 linear "
+                               "layers + bf16 autocast, one device, extra [fp8])", choices=("bf16", "fp32", "fp8"))
     compile: bool = param(False, "torch.compile every block and the head+loss")
     compile_backend: str = param("inductor", "torch.compile backend (eager: tests)", choices=_llm.COMPILE_BACKENDS)
     activation_checkpointing: bool = param(False, "recompute each block in backward (not counted in MFU)")
@@ -76,6 +80,9 @@ class LlmTrainConfig(_llm.ModelConfig):
 
     def __post_init__(self) -> None:
         self.check_positions(self.seq_len, "seq_len")
+        if self.dtype == "fp8" and self.reference != "none":
+            raise ConfigError(f"llm_train.reference: '{self.reference}' is compared in bf16 or fp32; "
+                              f"with dtype fp8 allowed: none")
 
 
 def train_step(loss_fn, batches, optimizer, autocast, before_micro=None) -> torch.Tensor:
@@ -139,7 +146,11 @@ class LlmTrain(Benchmark):
             reason = hf_reference.unavailable_reason()
             if reason:
                 return reason
-        reason = _llm.dtype_skip_reason(c.dtype, self.ctx.device)
+        if c.dtype == "fp8":
+            reason = _fp8_skip_reason(self.fsdp, self.ctx.device)
+            if reason:
+                return reason
+        reason = _llm.dtype_skip_reason("fp32" if c.dtype == "fp32" else "bf16", self.ctx.device)
         if reason:
             return reason
         return _llm.fit_reason(self.memory_estimate_bytes, self.ctx, f"{self.shape.name} training")
@@ -149,7 +160,7 @@ class LlmTrain(Benchmark):
         c = self.config
         return flops.train_memory_bytes(self.shape, micro_batch=c.micro_batch, seq_len=c.seq_len,
                                         world_size=self.ctx.world_size, checkpointing=c.activation_checkpointing,
-                                        mixed_precision=c.dtype == "bf16")
+                                        mixed_precision=c.dtype != "fp32")
 
     def _oom_as_skip(self):
         """One device: out of memory = skipped with the estimate. FSDP: other ranks would wait in a
@@ -182,12 +193,21 @@ class LlmTrain(Benchmark):
         from aifbench.models.llama import Llama, build_model
 
         c, dev = self.config, self.ctx.device
+        self.batches = self._make_batches()
+        if c.dtype == "fp8":  # the bf16 run it must agree with, before the fp8 model exists
+            from aifbench.benchmarks._llm_fp8 import bf16_losses
+
+            self.bf16_losses = bf16_losses(self)
         if self.fsdp:  # meta -> shard -> materialise only this rank's shards -> fill them
             with torch.device("meta"):
                 model = Llama(self.shape, max_seq_len=c.seq_len)
         else:
             model = build_model(self.shape, device=dev, max_seq_len=c.seq_len, seed=c.seed)
         model.activation_checkpointing = c.activation_checkpointing
+        if c.dtype == "fp8":
+            from aifbench.models import fp8
+
+            self.fp8_layers = fp8.convert(model)
         if c.compile:
             model.compile_parts(backend=c.compile_backend)
         if self.fsdp:
@@ -197,13 +217,16 @@ class LlmTrain(Benchmark):
         model.train()
         self.model = model
         self.optimizer = _adamw(model, c.lr, self.ctx.is_cuda)
+
+    def _make_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        c = self.config
         gen = torch.Generator(device="cpu").manual_seed(c.seed + 1000 + self.ctx.rank)
         data = torch.randint(self.shape.vocab_size, (c.grad_accum, c.micro_batch, c.seq_len + 1), generator=gen)
-        data = data.to(dev)
-        self.batches = [(data[i, :, :-1], data[i, :, 1:]) for i in range(c.grad_accum)]
+        data = data.to(self.ctx.device)
+        return [(data[i, :, :-1], data[i, :, 1:]) for i in range(c.grad_accum)]
 
     def _autocast(self):
-        if self.config.dtype != "bf16" or self.fsdp:  # FSDP2 casts parameters itself
+        if self.config.dtype == "fp32" or self.fsdp:  # FSDP2 casts parameters itself
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda" if self.ctx.is_cuda else "cpu", dtype=torch.bfloat16)
 
@@ -220,7 +243,12 @@ class LlmTrain(Benchmark):
             for _ in range(CHECK_STEPS):
                 self.step()
         self.check_losses = [v.item() for v in self.losses]
-        self._agree(_loss_problem(self.check_losses, "training"), "check")
+        problem = _loss_problem(self.check_losses, "training")
+        if problem is None and self.config.dtype == "fp8":
+            from aifbench.models import fp8
+
+            problem = fp8.loss_problem(self.check_losses, self.bf16_losses)
+        self._agree(problem, "check")
 
     def measure(self, timer: Timer) -> Measurement:
         with self._oom_as_skip():
@@ -238,9 +266,14 @@ class LlmTrain(Benchmark):
         out.metrics.append(Metric("peak_memory_bytes", mem.peak_bytes, stat="max", n_samples=stats.n,
                                   detail=mem.detail))
         verdict = "falling" if losses[-1] < losses[0] else "NOT falling"
-        out.metrics.append(Metric("loss", losses[-1], stat="value", n_samples=len(losses),
-                                  detail=f"sanity: finite, {verdict} on a repeated batch over {len(losses)} "
-                                         f"steps ({losses[0]:.4g} -> {losses[-1]:.4g})"))
+        detail = f"sanity: finite, {verdict} on a repeated batch over {len(losses)} steps ({losses[0]:.4g} -> " \
+                 f"{losses[-1]:.4g})"
+        if self.config.dtype == "fp8":
+            from aifbench.models import fp8
+
+            detail += f"; {len(self.fp8_layers)} Float8Linear layers; " + \
+                fp8.comparison(self.check_losses, self.bf16_losses) + "; mfu_pct against the bf16 dense peak"
+        out.metrics.append(Metric("loss", losses[-1], stat="value", n_samples=len(losses), detail=detail))
         out.samples["loss"] = losses
         if self.config.reference != "none":
             with _llm.oom_as_skip(f"the {self.config.reference} reference of {self.shape.name} training",
@@ -325,6 +358,14 @@ class LlmTrain(Benchmark):
     def teardown(self) -> None:
         self.model = self.optimizer = self.batches = None
         self.losses = []
+
+
+def _fp8_skip_reason(fsdp: bool, device: str) -> str | None:
+    if fsdp:
+        return "dtype fp8 is timed on one device; run it without --nproc/FSDP"
+    from aifbench.models import fp8
+
+    return fp8.unavailable_reason(device)
 
 
 def _loss_problem(losses: list[float], what: str) -> str | None:

@@ -59,15 +59,17 @@ def config_json(shape: LlamaShape) -> dict[str, Any]:
 
 
 def build(shape: LlamaShape, *, device: str | torch.device = "cpu", seed: int = 0,
-          max_seq_len: int | None = None) -> torch.nn.Module:
-    """LlamaForCausalLM (attn_implementation 'sdpa', fp32) with the weights aifbench's
-    build_model(shape, seed=seed) would have: the two implementations start from one model."""
+          max_seq_len: int | None = None, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """LlamaForCausalLM (attn_implementation 'sdpa') in `dtype` with the weights aifbench's
+    build_model(shape, seed=seed, dtype=dtype) has: the two implementations start from one model.
+    Both are built in `dtype` directly (no transient fp32 copy of a big model)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig.from_dict(config_json(shape))
+    dtype_kw = "dtype" if int(version().split(".")[0]) >= 5 else "torch_dtype"
     with torch.device(device):
-        hf = LlamaForCausalLM._from_config(config, attn_implementation="sdpa")
-    ours = build_model(shape, device=device, seed=seed, max_seq_len=max_seq_len)
+        hf = LlamaForCausalLM._from_config(config, attn_implementation="sdpa", **{dtype_kw: dtype})
+    ours = build_model(shape, device=device, seed=seed, max_seq_len=max_seq_len, dtype=dtype)
     copy_weights(ours, hf)
     return hf
 
@@ -111,3 +113,22 @@ def loss_fn(hf: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
     return loss
+
+
+@torch.no_grad()
+def load_from_hf(hf: torch.nn.Module, ours: torch.nn.Module) -> None:
+    """The inverse of copy_weights: fill an aifbench Llama from a LlamaForCausalLM (unfused
+    q/k/v and gate/up projections, as in published checkpoints) by concatenating the rows
+    into the fused `wqkv` (q | k | v) and `w13` (gate | up) weights."""
+    ours.tok_embeddings.weight.copy_(hf.model.embed_tokens.weight)
+    for mine, theirs in zip(ours.layers, hf.model.layers):
+        mine, attn, mlp = _unwrap(mine), theirs.self_attn, theirs.mlp
+        mine.attention.wqkv.weight.copy_(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
+        mine.attention.wo.weight.copy_(attn.o_proj.weight)
+        mine.feed_forward.w13.weight.copy_(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+        mine.feed_forward.w2.weight.copy_(mlp.down_proj.weight)
+        mine.attention_norm.weight.copy_(theirs.input_layernorm.weight)
+        mine.ffn_norm.weight.copy_(theirs.post_attention_layernorm.weight)
+    ours.norm.weight.copy_(hf.model.norm.weight)
+    if not ours.shape.tie_word_embeddings:
+        ours.lm_head.weight.copy_(hf.lm_head.weight)

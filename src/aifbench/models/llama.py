@@ -7,7 +7,9 @@ speed, none of which change the parameter count or the maths:
   - RoPE rotates the two halves of each head (HF's "rotate_half" convention);
   - attention goes through F.scaled_dot_product_attention: causal with `enable_gqa` for training
     and prefill (flash attention on GPU), and for one-token decode the query heads of each KV group
-    are folded into the query-length axis, so no backend has to expand K/V.
+    are folded into the query-length axis, so no backend has to expand K/V;
+  - decode may attend over only the filled part of the static cache (`kv_len`, bucketed by
+    decode_window()) and fuse the greedy argmax into the step (`decode_greedy`).
 Three entry points: `forward(tokens)` (full causal pass, logits at every position), `prefill`
 (fills the KV cache, logits of the last position) and `decode` (one token per sequence at a
 position given as a tensor: static shapes, so torch.compile and CUDA graphs can capture it).
@@ -107,13 +109,16 @@ class Attention(nn.Module):
         return self.wo(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
     def _decode(self, q, k, v, input_pos, mask) -> torch.Tensor:
-        """One new token per sequence: write it to the cache, attend over the cache under `mask`."""
+        """One new token per sequence: write it to the cache, attend over the first mask.shape[-1]
+        cache positions (the filled window; the whole cache by default) under `mask`."""
         self.cache_k.index_copy_(2, input_pos, k)
         self.cache_v.index_copy_(2, input_pos, v)
+        window = mask.shape[-1]
+        keys, values = self.cache_k[:, :, :window], self.cache_v[:, :, :window]
         b, group = q.shape[0], self.n_heads // self.n_kv
         # (B, H, 1, hd) -> (B, KV, G, hd): head h belongs to KV group h // G, as enable_gqa pairs them
         qg = q.reshape(b, self.n_kv, group, self.head_dim)
-        out = F.scaled_dot_product_attention(qg, self.cache_k, self.cache_v, attn_mask=mask)
+        out = F.scaled_dot_product_attention(qg, keys, values, attn_mask=mask)
         return out.reshape(b, self.n_heads, 1, self.head_dim)
 
 
@@ -274,18 +279,38 @@ class Llama(nn.Module):
             x = layer(x, cos, sin, "prefill")
         return self.lm_head(self.norm(x[:, -1]))
 
-    def decode(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+    def decode(self, tokens: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None = None) -> torch.Tensor:
         """One token per sequence (B, 1) at position input_pos (tensor of shape (1,)); logits (B, V).
 
-        Attends over the whole static cache with a mask keeping positions <= input_pos, so every
-        call has the same shapes (what CUDA graphs and torch.compile need).
+        Attends over the first `kv_len` cache positions (default: the whole static cache) with a
+        mask keeping positions <= input_pos. The position stays a device tensor and kv_len a host
+        int chosen by the caller (bucketed, see decode_window), so a step has fixed shapes and no
+        host synchronisation: what CUDA graphs and torch.compile need. kv_len must exceed input_pos.
         """
-        mask = (self.cache_positions <= input_pos).view(1, 1, 1, -1)
+        mask = (self.cache_positions[:kv_len] <= input_pos).view(1, 1, 1, -1)
         x = self.tok_embeddings(tokens)
         cos, sin = self.rope_cos[input_pos].to(x.dtype), self.rope_sin[input_pos].to(x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, "decode", input_pos, mask)
         return self.lm_head(self.norm(x[:, -1]))
+
+    def decode_greedy(self, tokens: torch.Tensor, input_pos: torch.Tensor,
+                      kv_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """decode() and the greedy next token in one call (one compiled graph, no extra launch):
+        (next tokens (B, 1), logits (B, V))."""
+        logits = self.decode(tokens, input_pos, kv_len)
+        return logits.argmax(-1, keepdim=True), logits
+
+
+def decode_window(position: int, window: int, cache_len: int) -> int | None:
+    """Cache positions a decode step at `position` attends over: position + 1 rounded up to a
+    multiple of `window`, at most cache_len; None (the whole cache) when window is 0.
+
+    Buckets bound the number of distinct shapes (compiled graphs, CUDA graphs) to
+    cache_len / window while reading at most window - 1 unfilled positions."""
+    if window <= 0:
+        return None
+    return min(cache_len, -(-(position + 1) // window) * window)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

@@ -2,7 +2,7 @@
 
 The runner calls `region_efficiency(measurement.metrics, {region: region metrics})` once per
 case. Each throughput belongs to one timed region (aifbench.telemetry.regions): tflops,
-tokens_per_s ... to "main"; ref_tokens_per_s to "ref"; prefill_tokens_per_s to "prefill";
+tokens_per_s ... to "main"; ref_tokens_per_s (llm_infer: ref_decode_tokens_per_s) to "ref"; prefill_tokens_per_s to "prefill";
 decode_tokens_per_s and llm_infer's hbm_gbps to "decode"; bare_loop_tflops to "bare". It is
 divided by power_mean_w of that region only, never of another region or of the whole case:
 
@@ -31,7 +31,7 @@ SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
         # per device first: llm_train's tokens_per_s counts every rank's tokens, the power is one GPU's
         "tokens_per_j": ("tokens_per_s_per_device", "tokens_per_s"),
     },
-    "ref": {"tokens_per_j": ("ref_tokens_per_s",)},  # the reference runs on one device
+    "ref": {"tokens_per_j": ("ref_tokens_per_s", "ref_decode_tokens_per_s")},  # one device; llm_train, llm_infer
     "prefill": {"tokens_per_j": ("prefill_tokens_per_s",)},
     "decode": {"tokens_per_j": ("decode_tokens_per_s",), "gbps_per_w": ("hbm_gbps",)},
     "bare": {"tflops_per_w": ("bare_loop_tflops",)},

@@ -1,0 +1,195 @@
+"""llm_infer's same-run inference peer: Hugging Face transformers generating on the same weights.
+
+With `reference = "transformers"`, after aifbench's own model is freed, LlamaForCausalLM
+(attn_implementation sdpa) is built in the case's dtype with the SAME synthetic weights
+(hf_reference.build), and greedy generation runs on the same prompt for the same number of
+tokens: prefill into a transformers StaticCache, then gen_tokens decode steps through
+torch.compile of the forward (fullgraph, static shapes; on CUDA with inductor in mode
+"reduce-overhead", the CUDA-graph setup transformers documents for a static cache; otherwise
+the case's compile_backend). Timed as aifbench's own generation is (bench._decode_repeats' protocol):
+
+  ref_ttft_s               prefill + argmax of the first token (emptying the cache before is untimed)
+                           (no telemetry region; the timed decode steps are region "ref")
+  ref_decode_tokens_per_s  batch_size * gen_tokens / decode time of one generation
+  speedup_vs_ref           decode_tokens_per_s / ref_decode_tokens_per_s (see speedup_rows)
+
+Correctness before timing: the reference's first-token logits must match aifbench's within
+llm_infer.TOLERANCE[dtype] (||diff|| / ||ours||), and its greedy tokens must equal aifbench's
+first check_tokens + 1 generated tokens in fp32. In bf16/fp16 a near-tie may flip an argmax,
+so there the count of equal leading tokens is reported in the detail, not judged.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+
+import torch
+
+from aifbench.benchmarks.base import Measurement, Metric, rate_metrics, time_metrics
+from aifbench.errors import CorrectnessError
+from aifbench.timing import Timer, TimingStats, summarize
+
+REFERENCES = ("none", "transformers")
+EMITS = ("ref_decode_tokens_per_s", "ref_ttft_s", "speedup_vs_ref")
+
+
+def skip_reason(reference: str) -> str | None:
+    if reference == "none":
+        return None
+    from aifbench.models import hf_reference
+
+    return hf_reference.unavailable_reason()
+
+
+def release_memory(cuda: bool) -> None:
+    """Drop compiled graphs (their guards and CUDA-graph pools can keep a freed model's tensors
+    alive), collect, and return cached device memory."""
+    torch._dynamo.reset()
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+
+
+class HfGreedy:
+    """Greedy generation with transformers on a StaticCache: prefill(prompt) and decode(token, pos)
+    each return (next tokens (B, 1), logits (B, V))."""
+
+    def __init__(self, bench):
+        from aifbench.models import hf_reference
+        from aifbench.benchmarks._shared import torch_dtype
+
+        c, dev = bench.config, bench.ctx.device
+        total = c.prompt_len + c.gen_tokens
+        self.what = f"transformers {hf_reference.version()} LlamaForCausalLM (sdpa, StaticCache)"
+        self.hf = hf_reference.build(bench.shape, device=dev, seed=c.seed, max_seq_len=total,
+                                     dtype=torch_dtype(c.dtype)).eval()
+        self.cache = _static_cache(self.hf, c.batch_size, total, dev, torch_dtype(c.dtype))
+        self.prompt_pos = torch.arange(c.prompt_len, device=dev)
+        params = inspect.signature(self.hf.forward).parameters
+        self.keep = {k: 1 for k in ("logits_to_keep", "num_logits_to_keep") if k in params}
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.2x
+        if bench.ctx.is_cuda and c.compile_backend == "inductor":
+            self.compiled = torch.compile(self._decode, mode="reduce-overhead", fullgraph=True)
+            self.how = "torch.compile inductor reduce-overhead (CUDA graphs)"
+        else:
+            self.compiled = torch.compile(self._decode, backend=c.compile_backend, fullgraph=True)
+            self.how = f"torch.compile {c.compile_backend}"
+
+    def _forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        out = self.hf(input_ids=tokens, cache_position=positions, use_cache=True,
+                      **{self.cache_kw: self.cache}, **self.keep)
+        return out.logits[:, -1]
+
+    def _decode(self, tokens: torch.Tensor, position: torch.Tensor):
+        logits = self._forward(tokens, position)
+        return logits.argmax(-1, keepdim=True), logits
+
+    def reset(self) -> None:
+        """Empty the static cache (transformers 5 also tracks its fill level in the cache)."""
+        self.cache.reset()
+
+    def prefill(self, prompt: torch.Tensor):
+        """Prompt into an empty cache (reset it first: reset())."""
+        logits = self._forward(prompt, self.prompt_pos)
+        return logits.argmax(-1, keepdim=True), logits
+
+    def decode(self, tokens: torch.Tensor, position: torch.Tensor):
+        return self.compiled(tokens, position)
+
+
+def _static_cache(hf, batch: int, max_len: int, device: str, dtype: torch.dtype):
+    """A StaticCache for transformers 5.x (lazily sized) or 4.x (batch, device and dtype given)."""
+    from transformers import StaticCache
+
+    params = inspect.signature(StaticCache.__init__).parameters
+    kwargs = {"config": hf.config, "max_cache_len": max_len}
+    if "max_batch_size" in params:
+        kwargs.update(max_batch_size=batch, device=device, dtype=dtype)
+    return StaticCache(**kwargs)
+
+
+def measure_reference(bench, timer: Timer, own: TimingStats) -> Measurement:
+    """Build, check and time the transformers peer (bench's model already freed)."""
+    c = bench.config
+    with torch.no_grad():
+        ref = HfGreedy(bench)
+        agree = _check(bench, ref)
+        ttft = _time_prefill(ref, bench.prompt, timer)
+        gen = summarize(_decode_repeats(bench, ref, timer))
+    del ref
+    release_memory(bench.ctx.is_cuda)
+    out = time_metrics(ttft, "ref_ttft_s")
+    detail = f"{agree}; same weights, prompt, {c.gen_tokens} greedy tokens"
+    out.metrics += rate_metrics("ref_decode_tokens_per_s", c.batch_size * c.gen_tokens, gen, 1.0, detail=detail)
+    out.metrics += speedup_rows(own, gen)
+    return out
+
+
+def _time_prefill(ref: HfGreedy, prompt: torch.Tensor, timer: Timer) -> TimingStats:
+    """ref_ttft_s samples (warm-up first, cache emptied before each, untimed), in no telemetry region."""
+    for _ in range(timer.config.warmup):
+        ref.reset()
+        ref.prefill(prompt)
+    return summarize([timer.time_once(lambda: ref.prefill(prompt)[0], 1, ref.reset)
+                      for _ in range(timer.config.repeats)])
+
+
+def _generate(bench, ref: HfGreedy, n: int, timer: Timer | None = None):
+    """Prefill, then n decode steps: the tokens (B, n + 1) and first logits, or per-step seconds."""
+    from aifbench.benchmarks._llm import token_times
+
+    ref.reset()
+    token, first_logits = ref.prefill(bench.prompt)
+    tokens = [token]
+
+    def step(i: int) -> None:
+        tokens.append(ref.decode(tokens[-1], bench.decode_pos[i])[0].clone())
+
+    if timer is not None:
+        timer.synchronize()
+        with timer.region("ref"):  # telemetry region "ref": the reference's timed decode steps
+            return token_times(step, n, timer)
+    for i in range(n):
+        step(i)
+    return torch.cat(tokens, dim=1), first_logits.float()
+
+
+def _decode_repeats(bench, ref: HfGreedy, timer: Timer) -> list[float]:
+    """Warm-up generations (they also compile), then per-generation decode times."""
+    for _ in range(max(timer.config.warmup, 1)):
+        _generate(bench, ref, bench.config.gen_tokens)
+    return [sum(_generate(bench, ref, bench.config.gen_tokens, timer)) for _ in range(timer.config.repeats)]
+
+
+def _check(bench, ref: HfGreedy) -> str:
+    """CorrectnessError unless the peer computes what aifbench computed in check(); the verdict line."""
+    from aifbench.benchmarks.llm_infer import TOLERANCE
+
+    c = bench.config
+    ours = getattr(bench, "generated", None)
+    if ours is None:
+        raise CorrectnessError("reference needs aifbench's own generated tokens: run check() first")
+    tokens, logits = _generate(bench, ref, ours.shape[1] - 1)
+    err = (torch.linalg.vector_norm(logits - bench.first_logits)
+           / torch.linalg.vector_norm(bench.first_logits).clamp_min(1e-30)).item()
+    same = (tokens == ours).all(dim=0).long()
+    equal = int(same.cumprod(0).sum().item())  # leading positions equal in every sequence
+    verdict = (f"{ref.what}, {ref.how}: first-token logits ||diff||/||ours|| = {err:.3g} "
+               f"(tolerance {TOLERANCE[c.dtype]:g}); first {equal} of {ours.shape[1]} greedy tokens equal")
+    if not err <= TOLERANCE[c.dtype]:
+        raise CorrectnessError(f"reference differs from aifbench: {verdict}")
+    if c.dtype == "fp32" and equal < ours.shape[1]:
+        raise CorrectnessError(f"reference greedy tokens differ from aifbench's (fp32): {verdict}")
+    return verdict
+
+
+def speedup_rows(own: TimingStats, ref: TimingStats) -> list[Metric]:
+    """speedup_vs_ref for llm_infer: ratio of medians (reference decode time / aifbench's).
+
+    INTEGRATION POINT (issue 11): this is the one place to switch to the interleaved A/B
+    protocol (aifbench.ab) once it is on main; today both sides are timed one after the other."""
+    return [Metric("speedup_vs_ref", ref.median_s / own.median_s, stat="median", n_samples=min(own.n, ref.n),
+                   noisy=own.noisy or ref.noisy,
+                   detail="decode_tokens_per_s / ref_decode_tokens_per_s = ref decode time / aifbench decode "
+                          "time (medians of generations timed one after the other, not interleaved)")]
