@@ -104,12 +104,13 @@ def copy_tree(dest: Path) -> None:
         shutil.copytree(REPO / "results" / "reference", dest / "results" / "reference", ignore=_skip)
 
 
-def pytest(cwd: Path, tests: tuple[str, ...], timeout: float) -> tuple[int | None, str]:
-    """(exit code or None on timeout, last lines of output) of pytest on `tests` in tree `cwd`."""
+def pytest(cwd: Path, tests: tuple[str, ...], timeout: float, basetemp: Path) -> tuple[int | None, str]:
+    """(exit code or None on timeout, first failure or last line of output) of pytest on `tests`
+    in tree `cwd`; `basetemp` keeps parallel runs' tmp_path directories apart."""
     env = dict(os.environ, PYTHONPATH=str(cwd / "src"), PYTHONDONTWRITEBYTECODE="1")
     try:
-        p = subprocess.run([sys.executable, *PYTEST, *tests], cwd=cwd, env=env, capture_output=True, text=True,
-                           timeout=timeout)
+        p = subprocess.run([sys.executable, *PYTEST, f"--basetemp={basetemp}", *tests], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout:g} s"
     lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
@@ -124,7 +125,7 @@ def run_one(m: Mutation, timeout: float) -> Outcome:
         copy_tree(tree)
         path = tree / m.file
         path.write_text(path.read_text().replace(m.original, m.replacement, 1))
-        code, last = pytest(tree, m.tests, timeout)
+        code, last = pytest(tree, m.tests, timeout, Path(tmp) / "basetemp")
     secs = time.monotonic() - t0
     if code is None:
         return Outcome(m, True, secs, last)  # a mutation that hangs the tests is caught (by the CI timeout)
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.no_baseline:
         targets = tuple(dict.fromkeys(t for m in mutations for t in m.tests))
-        code, last = pytest(REPO, targets, args.timeout * 2)
+        with tempfile.TemporaryDirectory(prefix="mut-baseline-") as tmp:
+            code, last = pytest(REPO, targets, args.timeout * 2, Path(tmp) / "basetemp")
         if code != 0:
             print(f"the listed tests fail WITHOUT any mutation (exit {code}): {last}", file=sys.stderr)
             return 2 if code in NO_TESTS else 3
