@@ -4,6 +4,8 @@ and the LLM decode roofline bytes. Timed with an injected clock, so rates are ex
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -83,6 +85,16 @@ def test_roofline_bytes_of_tiny_by_hand():
     assert flops.decode_weight_bytes(tiny, batch=3) == (TINY_N + 3 * 64) * 2
     assert flops.kv_cache_bytes(tiny, 1, 10) == 10 * TINY_KV_PER_POSITION_BF16
     assert flops.decode_bytes_per_step(tiny, batch=2, context_len=7) == (TINY_N + 2 * 64) * 2 + 2 * 7 * 256
+
+
+def test_a_tied_table_is_read_in_full_as_the_lm_head():
+    tied = dataclasses.replace(SHAPES["tiny"], tie_word_embeddings=True)
+    assert flops.decode_weight_bytes(tied, batch=1) == (TINY_N + 64) * 2  # table once (as lm_head) + 1 row
+    # Llama 3.2 1B, tied: d=2048, L=16, 32 x 64 query heads, 8 KV heads (kv_dim 512), f=8192, V=128256
+    per_layer = 2048 * (2048 + 2 * 512) + 2048 * 2048 + 3 * 2048 * 8192
+    stored = 16 * per_layer + 33 * 2048 + 128256 * 2048
+    assert stored == 1_235_814_400  # the published 1.24 B parameters
+    assert flops.decode_weight_bytes(SHAPES["llama3-1b"], batch=1) == (stored + 2048) * 2
 
 
 def test_llama3_8b_decode_weight_bytes_by_hand():
