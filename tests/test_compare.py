@@ -187,7 +187,7 @@ def test_cli_formats(two_systems, capsys):
     (["--by", "rack"], "allowed: gpu, node, partition, system"),
     (["--metric", "flops"], "metrics in the selection: gbps, gbps_per_w, power_mean_w"),
     (["--metric", "busbw_gbps"], "defined but not in the selected results"),
-    (["--format", "xml"], "allowed: table, csv, markdown, json"),
+    (["--format", "xml"], "allowed: table, json, csv, markdown"),
     (["--baseline", "nope"], "no baseline or run 'nope'"),
 ])
 def test_cli_bad_input_exits_2_and_lists_choices(two_systems, capsys, argv, needle):

@@ -65,7 +65,7 @@ def test_parse_value_reads_toml_literals_or_strings():
     (["gemm.mm=3"], "unknown parameter of gemm 'mm'; allowed: bare_loop, buffers, check_size"),
     (["nosuch.m=3"], "unknown benchmark in --set 'nosuch'"),
     (["timing.repeat=3"], "unknown timing field 'repeat'; allowed: inner, repeats, warmup"),
-    (["timing.repeats=0"], "repeats and inner must be >= 1"),
+    (["timing.repeats=0"], "--set timing.repeats=0: repeats must be >= 1"),
     (["m=3"], "expected KEY=VALUE"),
 ])
 def test_bad_overrides_name_what_is_allowed(suite_file, overrides, message):

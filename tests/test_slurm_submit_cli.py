@@ -142,6 +142,8 @@ def test_local_system_through_submitit_local_executor(aifbench_cli, tmp_path):
     proc = aifbench_cli("submit", "smoke", "--system", "local", *quick, "--mode", "array", "--array-parallelism", "1",
                         "--cases-per-task", "2", "--wait", "--wait-timeout", "240", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    ended = [line for line in proc.stderr.splitlines() if line.startswith("aifbench: [") and "Slurm task" in line]
+    assert len(ended) == 2 and "0 tasks left" in ended[-1] and "s elapsed" in ended[0], proc.stderr  # off a TTY
     (array,) = [d for d in (tmp_path / "results").iterdir() if d != single]
     windows = load([array]).metrics.groupby("case_id").agg(start=("started_utc", "min"), end=("ended_utc", "max"))
     windows = windows.sort_values("start")

@@ -75,3 +75,34 @@ def test_before_each_runs_outside_the_timed_region():
 def test_bad_repeat_counts_are_rejected():
     with pytest.raises(ValueError):
         Timer("cpu", TimingConfig(repeats=0)).time(lambda: None)
+
+
+def test_drift_between_first_and_last_third_flags_noisy_even_with_a_tight_iqr():
+    """The CPU case of issue 13: another job starts while timing and the fp32 128^3 GEMM gets
+    200x slower for the last few repeats. Too few slow samples to move the IQR; the drift rule
+    (|median(last third) - median(first third)| / median) sees them."""
+    fast = [1e-5 * (1 + 0.001 * (i % 3)) for i in range(16)]
+    stats = summarize(fast + [2e-3] * 4)  # 20 samples: thirds of 6, the last holds all 4 slow ones
+    assert stats.rel_iqr < 0.10
+    assert stats.rel_drift > 100  # (2e-3 - 1e-5) / 1e-5
+    assert stats.noisy
+
+
+def test_drift_rule_is_order_aware_and_needs_three_samples():
+    steady = summarize([1.0, 1.01, 0.99, 1.0, 1.02, 1.0])
+    assert steady.rel_drift == pytest.approx(abs(1.01 - 1.005) / 1.0, abs=0.01) and not steady.noisy
+    # the same values sorted ascending drift by 2 %: under the 10 % threshold
+    assert not summarize(sorted([1.0, 1.01, 0.99, 1.0, 1.02, 1.0])).noisy
+    assert summarize([1.0, 9.0]).rel_drift == 0.0  # two samples: no thirds (the IQR rule still applies)
+    creep = summarize([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.15, 1.15, 1.15])
+    assert creep.rel_drift == pytest.approx(0.15) and creep.noisy
+
+
+def test_a_bare_loop_slower_than_every_harness_sample_is_noise():
+    """harness_overhead_pct read -118.9 % on a loaded CPU: the bare loop (one sample) ran 2.19x
+    slower than the harness median, which only a change of load explains."""
+    harness = summarize([1.0, 1.01, 0.99, 1.0, 1.02])
+    assert not harness.noisy
+    assert harness.noisy_against(2.189)  # overhead = 1 - 2.189 / 1.0 = -118.9 %
+    assert not harness.noisy_against(0.9)  # a real 10 % harness overhead is a finding, not noise
+    assert not harness.noisy_against(1.05)  # within the threshold of the slowest sample

@@ -217,7 +217,7 @@ def test_cli_exit_codes_and_outputs(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--flags", "drop"], "allowed: exclude, fail, ignore"),
-    (["--format", "html"], "allowed: table, markdown, junit"),
+    (["--format", "html"], "allowed: table, json, csv, markdown, junit"),
     (["nope"], "no run 'nope'"),
 ])
 def test_cli_bad_input(healthy, capsys, argv, needle):

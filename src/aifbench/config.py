@@ -202,17 +202,17 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
     if not isinstance(blocks, list) or not blocks:
         raise ConfigError(f"{where}: needs at least one [[case]] block")
     blocks = [_check_block(b, where, i) for i, b in enumerate(blocks)]
+    file_timing = dict(timing_raw)
     for text in overrides:
         _apply_override(text, timing_raw, blocks)
+    set_by = {k for k in timing_raw if k not in file_timing or timing_raw[k] != file_timing[k]}
     if only:
         present = {b["benchmark"] for b in blocks}
         for name in only:
             if name not in present:
                 raise one_of("benchmark for --only", name, present)
         blocks = [b for b in blocks if b["benchmark"] in only]
-    timing = build_config(TimingConfig, timing_raw, f"{where}: [timing]")
-    if timing.repeats < 1 or timing.inner < 1 or timing.warmup < 0:
-        raise ConfigError(f"{where}: [timing] repeats and inner must be >= 1, warmup >= 0")
+    timing = _timing(timing_raw, set_by, where)
     cases = []
     for block in blocks:
         cls = registry.get(block["benchmark"])
@@ -223,6 +223,20 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
             cases.append(Case(index=len(cases), benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
     return Suite(name=str(meta.get("name", path.stem)), path=str(path), description=str(meta.get("description", "")),
                  timing=timing, cases=tuple(cases), overrides=tuple(overrides))
+
+
+def _timing(raw: dict[str, Any], set_by: set[str], where: str) -> TimingConfig:
+    """The [timing] table; a bad value is blamed on where it came from (--set or the suite file)."""
+    def source(field: str) -> str:
+        return f"--set timing.{field}={raw[field]}" if field in set_by else f"{where}: [timing]"
+
+    for name in set_by:  # a type error in an override names --set
+        build_config(TimingConfig, {name: raw[name]}, "--set timing")
+    timing = build_config(TimingConfig, raw, f"{where}: [timing]")
+    for name, low in (("repeats", 1), ("inner", 1), ("warmup", 0)):
+        if getattr(timing, name) < low:
+            raise ConfigError(f"{source(name)}: {name} must be >= {low}, got {getattr(timing, name)}")
+    return timing
 
 
 def _check_block(block: Any, where: str, i: int) -> dict[str, Any]:

@@ -22,7 +22,12 @@ from typing import Callable, ContextManager, Protocol, Sequence
 
 from aifbench.units import NS_PER_S
 
-NOISE_THRESHOLD = 0.10  # IQR / median above this flags a measurement as noisy
+NOISE_THRESHOLD = 0.10
+"""A series is noisy when its spread or its drift, relative to its median, exceeds this:
+- spread: IQR / median (p75 - p25 over the median);
+- drift: |median(last third) - median(first third)| / median, with thirds of floor(n / 3)
+  samples in the order they were taken (n >= 3; the machine got busier or quieter while timing,
+  e.g. another job starting: a 200x slowdown halfway through is drift far above 10 %)."""
 
 Clock = Callable[[], int]  # returns nanoseconds
 MAIN_REGION = "main"
@@ -58,12 +63,28 @@ class TimingStats:
 
     @property
     def noisy(self) -> bool:
-        """IQR / median > 10 %: the machine was busy or the operation is too short to time."""
-        return self.median_s > 0 and self.iqr_s / self.median_s > NOISE_THRESHOLD
+        """Spread or drift above NOISE_THRESHOLD: the machine was busy or the operation too short to time."""
+        return self.median_s > 0 and (self.rel_iqr > NOISE_THRESHOLD or self.rel_drift > NOISE_THRESHOLD)
 
     @property
     def rel_iqr(self) -> float:
         return self.iqr_s / self.median_s if self.median_s > 0 else float("nan")
+
+    @property
+    def rel_drift(self) -> float:
+        """|median(last third) - median(first third)| / median, samples in time order; 0 below 3 samples."""
+        third = len(self.samples_s) // 3
+        if third == 0 or self.median_s <= 0:
+            return 0.0
+        first, last = statistics.median(self.samples_s[:third]), statistics.median(self.samples_s[-third:])
+        return abs(last - first) / self.median_s
+
+    def noisy_against(self, floor_s: float) -> bool:
+        """Whether a comparison of this series with `floor_s`, a time that cannot honestly be slower
+        than the series (the same work without the harness: a bare loop), is noise: the series is
+        noisy, or floor_s > max_s * (1 + NOISE_THRESHOLD), slower than every timed sample by more
+        than the threshold, which only a change of load between the two can explain."""
+        return self.noisy or floor_s > self.max_s * (1 + NOISE_THRESHOLD)
 
 
 def quantile(sorted_values: Sequence[float], q: float) -> float:

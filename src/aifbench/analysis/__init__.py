@@ -11,3 +11,7 @@ plots.py      the report's plots, each present only when its data is
 report.py     one self-contained HTML file
 exchange.py   export / import of a one-file Parquet bundle between sites
 """
+
+from aifbench.analysis.data import load  # noqa: E402  the Python API: load(["results"]) -> Results
+
+__all__ = ["load"]

@@ -13,9 +13,14 @@ Rows shown by default are figures of merit (is_merit); --metric picks any metric
 - per_node: per_gpu x devices per node (GPUs visible on the node, at least the ranks there)
 - per_w: per_gpu / power_mean_w of the same case and rank (when telemetry recorded power)
 - pct_of_peak: median of the stored value / datasheet peak * 100
+- benchmark, params (JSON), case_ids, run_ids, suites: what the row pools, whole (the label
+  `case` is for reading; scripts key on benchmark + params)
 - vs_baseline_pct, ci_low_pct, ci_high_pct, p_value, verdict: median ratio to the baseline's
   pooled samples minus 1, its 95 % bootstrap interval, the Mann-Whitney p-value, and
   better / worse / same (significant at alpha with the interval excluding 0).
+
+Runs that are not complete (aifbench.analysis.runs: running, interrupted, incomplete) are left
+out of every pooled figure unless CompareOptions.include_incomplete; `excluded_runs()` names them.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import pandas as pd
 
 from aifbench import metrics as metric_dict
 from aifbench.analysis import samples as samp
-from aifbench.analysis.data import Selection, headline
+from aifbench.analysis import runs as run_info
+from aifbench.analysis.data import Selection, case_label, headline
 from aifbench.analysis.stats import DEFAULT_SEED, compare_samples
 from aifbench.errors import ConfigError, one_of
 from aifbench.results.store import Results
@@ -43,7 +49,10 @@ LATENCIES = ("ttft_s", "itl_s")
 NOT_MERITS = ("sm_clock_mean_mhz",)
 COLUMNS = ("group", "case", "metric", "unit", "median", "q1", "q3", "spread_pct", "per_gpu", "per_node",
            "per_w", "pct_of_peak", "n_runs", "n_ranks", "n_samples", "reference",
-           "vs_baseline_pct", "ci_low_pct", "ci_high_pct", "p_value", "verdict")
+           "vs_baseline_pct", "ci_low_pct", "ci_high_pct", "p_value", "verdict",
+           "benchmark", "params", "case_ids", "run_ids", "suites", "statuses")
+ID_LISTS = ("params", "case_ids", "run_ids")
+"""columns for scripts (JSON, CSV), left out of tables meant for reading"""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,6 +63,8 @@ class CompareOptions:
     alpha: float = 0.05
     """significance level of the baseline test"""
     seed: int = DEFAULT_SEED
+    include_incomplete: bool = False
+    """pool runs that are running, interrupted or incomplete too (default: left out)"""
 
 
 def check_options(opts: CompareOptions, present: set[str]) -> None:
@@ -158,12 +169,28 @@ def baseline_samples(baseline: Results) -> dict[tuple[str, str], np.ndarray]:
     return out
 
 
+def excluded_runs(sel: Selection, opts: CompareOptions) -> dict[str, str]:
+    """run_id -> status of the selected runs left out of pooled figures (not complete)."""
+    return {} if opts.include_incomplete else run_info.incomplete(sel.results)
+
+
+def complete_rows(h: pd.DataFrame, sel: Selection, opts: CompareOptions) -> pd.DataFrame:
+    """Headline rows without the runs excluded_runs() names; ConfigError when none is left."""
+    left_out = excluded_runs(sel, opts)
+    kept = h[~h["run_id"].isin(left_out)]
+    if len(h) and not len(kept):
+        names = ", ".join(f"{r} ({s})" for r, s in sorted(left_out.items()))
+        raise ConfigError(f"every selected run is incomplete: {names}; pool them anyway with --include-incomplete")
+    return kept
+
+
 def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = None,
             rows: pd.DataFrame | None = None) -> pd.DataFrame:
     """The comparison table (columns COLUMNS), sorted by case, metric and group. `rows`:
     headline(sel.metrics) where the caller has it already (read, never changed)."""
     h = headline(sel.metrics) if rows is None else rows
     check_options(opts, set(h["metric"]) | set(sel.metrics["metric"]))
+    h = complete_rows(h, sel, opts)
     if baseline is not None:
         base_runs = set(baseline.tables["metrics"]["run_id"])
         if set(h["run_id"]) and set(h["run_id"]) <= base_runs:
@@ -178,6 +205,8 @@ def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = Non
     maxes = samp.max_index(sel.metrics)
     base = baseline_samples(baseline) if baseline is not None else None
     col = GROUPINGS[opts.by]
+    info = run_info.summary(sel.results)
+    suite_of, status_of = dict(zip(info["run_id"], info["suite"])), dict(zip(info["run_id"], info["status"]))
     rows = []
     for (group, case_key, metric), part in h.groupby([h[col].fillna("").astype(str), "case_key", "metric"]):
         values = samp.pooled(idx, maxes, part)
@@ -185,14 +214,19 @@ def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = Non
         q1, q3, spread = _spread(values, median)
         b = None if base is None else base.get((case_key, metric), np.array([]))
         rows.append({
-            "group": group or "(none)", "case": part["label"].iloc[0], "metric": metric,
+            "group": group or "(none)", "metric": metric,
+            "case": case_label(part["benchmark"].iloc[0], part["params"].iloc[0], limit=1_000_000),
             "unit": part["unit"].iloc[0], "median": median, "q1": q1, "q3": q3, "spread_pct": spread,
             "per_gpu": part["per_gpu"].median(), "per_node": part["per_node"].median(),
             "per_w": part["per_w"].median(), "pct_of_peak": part["pct"].median(),
             "n_runs": part["run_id"].nunique(), "n_ranks": len(part),
             "n_samples": 0 if values is None else len(values),
             "reference": bool(part["run_id"].isin(sel.reference_runs).all()),
-            **_baseline_cols(values, b, metric, opts)})
+            **_baseline_cols(values, b, metric, opts),
+            "benchmark": part["benchmark"].iloc[0], "params": part["params"].iloc[0],
+            "case_ids": sorted(set(part["case_id"])), "run_ids": sorted(set(part["run_id"])),
+            "suites": sorted({str(suite_of[r]) for r in part["run_id"] if r in suite_of}),
+            "statuses": sorted({str(status_of[r]) for r in part["run_id"] if r in status_of})})
     out = pd.DataFrame(rows, columns=list(COLUMNS))
     return out.sort_values(["case", "metric", "group"], kind="stable").reset_index(drop=True)
 
@@ -212,8 +246,20 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def fmt_pct(value) -> str:
+    """A percentage for reading: '12 %', '3.4 %', '0.52 %', '250 %'; never exponent notation."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    a = abs(value)
+    return f"{value:.0f} %" if a >= 10 else f"{value:.1f} %" if a >= 1 else f"{value:.2f} %"
+
+
 def drop_empty(df: pd.DataFrame) -> pd.DataFrame:
-    """Leave out columns with no value in any row (no baseline, no power, no peaks)."""
+    """For reading: leave out columns with no value in any row (no baseline, no power, no peaks)
+    and the id lists (ID_LISTS); suites and statuses become comma-joined text."""
+    df = df.drop(columns=[c for c in ID_LISTS if c in df.columns])
+    df = df.assign(**{c: df[c].map(lambda x: ", ".join(x) if isinstance(x, list) else x)
+                      for c in ("suites", "statuses") if c in df.columns})
     keep = [c for c in df.columns if df[c].map(lambda v: fmt(v) != "").any() or c in ("group", "case", "metric")]
     return df[keep]
 
@@ -226,10 +272,19 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def records(df: pd.DataFrame) -> list[dict]:
+    """Rows for JSON: params parsed into an object, NaN as None."""
+    out = []
+    for row in df.to_dict("records"):
+        rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        if isinstance(rec.get("params"), str):
+            rec["params"] = json.loads(rec["params"])
+        out.append(rec)
+    return out
+
+
 def to_json(df: pd.DataFrame) -> str:
-    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-               for row in df.to_dict("records")]
-    return json.dumps(records, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    return json.dumps(records(df), indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
 
 
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -237,8 +292,8 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "case": df["case"].where(df["case"].ne(df["case"].shift()), ""),
         "metric": df["metric"], "group": df["group"] + df["reference"].map({True: " (ref)", False: ""}),
-        "median": [f"{fmt(v)} {u}" for v, u in zip(df["median"], df["unit"])],
-        "±IQR": [f"{fmt(v, 2)} %" if fmt(v) else "" for v in df["spread_pct"]],
+        "median": [fmt(v) if u in ("", "1") else f"{fmt(v)} {u}" for v, u in zip(df["median"], df["unit"])],
+        "±IQR": [fmt_pct(v) for v in df["spread_pct"]],
     })
     if (df["per_gpu"].notna() & (df["per_gpu"] != df["median"])).any():
         out["per GPU"] = df["per_gpu"].map(fmt)
@@ -248,6 +303,9 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
         out["per W"] = df["per_w"].map(fmt)
     if df["pct_of_peak"].notna().any():
         out["% peak"] = df["pct_of_peak"].map(lambda v: fmt(v, 3))
+    out["suite"] = [", ".join(x) for x in df["suites"]]
+    if df["statuses"].map(lambda x: bool(set(x) - {"ok", "failed"})).any():
+        out["run status"] = [", ".join(x) for x in df["statuses"]]
     out["n"] = [f"{a}/{b}/{c}" for a, b, c in zip(df["n_runs"], df["n_ranks"], df["n_samples"])]
     if (df["verdict"] != "").any():
         out["vs baseline (95 % CI)"] = [

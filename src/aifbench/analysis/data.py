@@ -103,6 +103,18 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     return Selection(loaded, ref_runs)
 
 
+def load(paths: Iterable[Path | str] = (), *, baselines: bool = False) -> Results:
+    """The Python API: every run below `paths` (default `results/`), deduplicated.
+
+    Frozen baseline copies (any `baselines/` directory below a given directory) are read only
+    with baselines=True, so a run saved as a baseline is not counted twice. A baseline directory
+    named directly in `paths` is read (it was asked for).
+    """
+    paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
+    exclude = [] if baselines else [b for p in paths if p.is_dir() for b in p.rglob(BASELINES_DIR) if b.is_dir()]
+    return dedupe(store.load(_shards(paths, exclude)))
+
+
 def load_runs(paths: Iterable[Path]) -> Results:
     """Load exactly these paths (a run directory, a baseline) without defaults; deduplicated."""
     return dedupe(store.load(list(paths)))

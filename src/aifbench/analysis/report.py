@@ -2,7 +2,9 @@
 
 No external file, script, font or stylesheet: the file can be mailed, archived or opened
 offline. Each plot of plots.PLOTS appears when its data exists; otherwise a note says which
-metric would fill it.
+metric would fill it. The Runs table shows every selected run with its suite and status; runs
+that are not complete (running, interrupted, incomplete) are marked there and left out of the
+plots and the comparison unless include_incomplete.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from aifbench import __version__
-from aifbench.analysis.compare import CompareOptions, compare, drop_empty, fmt
+from aifbench.analysis import runs as run_info
+from aifbench.analysis.compare import CompareOptions, compare, complete_rows, drop_empty, excluded_runs, fmt
 from aifbench.analysis.data import Selection, headline
 from aifbench.analysis.plots import PLOTS, palette
 from aifbench.atomic import atomic_write_text
@@ -46,9 +49,10 @@ def png_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def plot_frame(sel: Selection) -> pd.DataFrame:
-    """Headline rows with parsed params and the series name (system; reference runs marked)."""
-    h = headline(sel.metrics)
+def plot_frame(sel: Selection, opts: CompareOptions = CompareOptions()) -> pd.DataFrame:
+    """Headline rows of the complete runs (all with opts.include_incomplete) with parsed params
+    and the series name (system; reference runs marked)."""
+    h = complete_rows(headline(sel.metrics), sel, opts)
     h["p"] = [json.loads(p) for p in h["params"]]
     ref = h["run_id"].isin(sel.reference_runs)
     h["series"] = h["system"].astype(str).where(~ref, h["system"].astype(str) + " (reference)")
@@ -68,15 +72,22 @@ def _table(df: pd.DataFrame, numeric: set[str] = frozenset()) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
-def runs_table(sel: Selection) -> pd.DataFrame:
+def runs_table(sel: Selection, left_out: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per selected run: suite, status (and whether it is in the pooled figures)."""
     runs = sel.results.tables["runs"]
     m = sel.metrics
     src = runs if len(runs) else m
+    info = run_info.summary(sel.results)
+    status = dict(zip(info["run_id"], info["status"]))
+    left_out = left_out or {}
     rows = []
     for run_id, part in src.groupby("run_id", sort=True):
         first = part.sort_values("rank").iloc[0]
         cases = m[m["run_id"] == run_id]
-        rows.append({"run": run_id, "system": first["system"], "partition": first.get("partition") or "",
+        state = status.get(run_id, "unknown (no runs row)")
+        rows.append({"run": run_id, "suite": first.get("suite", ""), "status": state,
+                     "pooled": "no: not complete" if run_id in left_out else "yes",
+                     "system": first["system"], "partition": first.get("partition") or "",
                      "device": first["device_name"], "ranks": part["rank"].nunique(),
                      "nodes": part["node"].nunique(), "cases": cases["case_id"].nunique(),
                      "failed": cases[cases["status"] == "failed"]["case_id"].nunique(),
@@ -103,9 +114,14 @@ def _plot_sections(h: pd.DataFrame) -> tuple[list[str], int]:
     return out, images
 
 
-def render(sel: Selection, title: str = "aifbench report") -> tuple[str, int]:
+def render(sel: Selection, title: str = "aifbench report", include_incomplete: bool = False) -> tuple[str, int]:
     """(HTML text, number of plots drawn)."""
-    h = plot_frame(sel)
+    opts = CompareOptions(by="system", include_incomplete=include_incomplete)
+    left_out = excluded_runs(sel, opts)
+    try:
+        h = plot_frame(sel, opts)
+    except AifbenchError:  # every run incomplete: the Runs table still says so
+        h = plot_frame(sel, CompareOptions(include_incomplete=True)).iloc[0:0]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -117,11 +133,15 @@ def render(sel: Selection, title: str = "aifbench report") -> tuple[str, int]:
     if sel.skipped:
         items = "".join(f"<li>{html.escape(str(p))}: {html.escape(why)}</li>" for p, why in sel.skipped)
         parts.append(f'<p class="warn">Skipped invalid shards:</p><ul class="warn">{items}</ul>')
-    parts += ["<h2>Runs</h2>", _table(runs_table(sel), {"ranks", "nodes", "cases", "failed"})]
+    parts += ["<h2>Runs</h2>", _table(runs_table(sel, left_out), {"ranks", "nodes", "cases", "failed"})]
+    if left_out:
+        names = ", ".join(f"{r} ({s})" for r, s in sorted(left_out.items()))
+        parts.append(f'<p class="warn">Not complete, left out of the plots and tables below: {html.escape(names)} '
+                     "(aifbench report --include-incomplete pools them).</p>")
     sections, images = _plot_sections(h)
     parts += sections
     try:
-        table = drop_empty(compare(sel, CompareOptions(by="system"), rows=h))
+        table = drop_empty(compare(sel, opts, rows=h))
         numeric = {c for c in table.columns if c not in ("group", "case", "metric", "unit", "verdict")}
         parts += ["<h2>Figures of merit by system</h2>", _table(table, numeric)]
     except AifbenchError as exc:
@@ -130,8 +150,8 @@ def render(sel: Selection, title: str = "aifbench report") -> tuple[str, int]:
     return "\n".join(parts) + "\n", images
 
 
-def write(sel: Selection, path: Path, title: str = "aifbench report") -> int:
+def write(sel: Selection, path: Path, title: str = "aifbench report", include_incomplete: bool = False) -> int:
     """Write the report atomically; returns the number of plots drawn."""
-    text, images = render(sel, title)
+    text, images = render(sel, title, include_incomplete)
     atomic_write_text(path, text)
     return images

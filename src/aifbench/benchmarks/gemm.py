@@ -255,7 +255,7 @@ class Gemm(Benchmark):
             how = f"{detail}; bare loop: {calls} direct calls ({'torch._scaled_mm' if c.dtype == 'fp8' else 'torch.matmul'})"
             out.metrics += [Metric("bare_loop_tflops", bare_tflops, "mean", calls, None, *peak, how),
                             Metric("harness_overhead_pct", 100.0 * (bare_tflops - median) / bare_tflops, "value",
-                                   stats.n, stats.noisy, detail=how)]
+                                   stats.n, stats.noisy_against(bare), detail=how)]
         return out
 
     def _bare_loop_s(self, timer: Timer, calls: int) -> float:

@@ -43,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    from aifbench.cli import output
+
+    output.configure()
     try:
+        from aifbench.cli.args import check_format
+
+        check_format(args)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return code

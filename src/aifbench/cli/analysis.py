@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aifbench.cli.args import STORE, add_results_option
+from aifbench.cli.args import STORE, add_format_option, add_results_option, add_results_selection, selected_results
 from aifbench.errors import ConfigError
 
 
 def _selection_args(p: argparse.ArgumentParser, reference_default: bool = True) -> None:
-    p.add_argument("results", nargs="*", type=Path, metavar="RESULTS",
-                   help="results directories, run directories or shard files (default: results)")
+    add_results_selection(p)
     if reference_default:
         p.add_argument("--no-reference", dest="reference", action="store_false",
                        help="leave out the reference runs measured on real GPUs (results/reference)")
@@ -20,6 +19,8 @@ def _selection_args(p: argparse.ArgumentParser, reference_default: bool = True) 
                        help="include the reference runs (results/reference)")
     p.add_argument("--reference-dir", type=Path, default=None, metavar="DIR",
                    help="where the reference runs are (default: results/reference)")
+    p.add_argument("--include-incomplete", action="store_true",
+                   help="pool running, interrupted and incomplete runs too (default: left out, and named)")
 
 
 def _csv_list(text: str) -> list[str]:
@@ -42,7 +43,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    help="metrics to show (default: every figure of merit)")
     p.add_argument("--baseline", metavar="RUN_ID|NAME", help="run id (or prefix) or saved baseline name to compare against")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the baseline test (default 0.05)")
-    p.add_argument("--format", default="table", metavar="FMT", help="table | csv | markdown | json")
+    add_format_option(p)
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
     p.set_defaults(func=cmd_compare)
 
@@ -63,7 +64,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                    help="an outlier must also be this many %% from the median (default 5)")
     p.add_argument("--strict", action="store_true",
                    help="a reference that judges nothing in the run fails (default: it is skipped)")
-    p.add_argument("--format", default="table", metavar="FMT", help="table | markdown | junit")
+    add_format_option(p, extra=("junit",))
     p.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
     p.set_defaults(func=cmd_validate)
@@ -81,13 +82,14 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_baseline_save)
     b = bsub.add_parser("list", help="saved baselines")
     add_results_option(b)
+    add_format_option(b)
     b.set_defaults(func=cmd_baseline_list)
     b = bsub.add_parser("check", help="drift of a run against a baseline (exit 1 when worse)")
     b.add_argument("run_id", nargs="?", help="run id or unique prefix (default: latest)")
     b.add_argument("--name", required=True, help="baseline name (or a run id)")
     b.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     add_results_option(b)
-    b.add_argument("--format", default="table", metavar="FMT", help="table | csv | markdown | json")
+    add_format_option(b)
     b.set_defaults(func=cmd_baseline_check)
 
 
@@ -104,6 +106,7 @@ def _add_exchange(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="all tables of the selected runs in one Parquet bundle")
     _selection_args(p, reference_default=False)
     p.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE.parquet")
+    p.add_argument("--force", action="store_true", help="replace BUNDLE.parquet when it exists")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="add a bundle's runs to a results store (idempotent)")
@@ -117,57 +120,42 @@ def _add_exchange(sub: argparse._SubParsersAction) -> None:
 def _select(args: argparse.Namespace):
     from aifbench.analysis.data import select
 
-    return select(args.results, include_reference=args.reference, reference_dir=args.reference_dir)
+    return select(args.paths, include_reference=args.reference, reference_dir=args.reference_dir)
 
 
 def _emit(text: str, output: Path | None) -> None:
-    from aifbench.atomic import atomic_write_text
-    from aifbench.cli.output import err_console
+    from aifbench.cli.output import write_text
 
-    if output is None:
-        print(text, end="" if text.endswith("\n") else "\n")
-        return
-    atomic_write_text(output, text if text.endswith("\n") else text + "\n")
-    err_console.print(f"wrote {output}", highlight=False, soft_wrap=True)
+    write_text(text, output)
 
 
-def _rich_table(df, title: str):
-    from rich.table import Table
+def _comparison_out(df, fmt_name: str, title: str, output: Path | None, left_out: dict[str, str]) -> None:
+    from aifbench.analysis.compare import display_frame, drop_empty, fmt, records
+    from aifbench.cli.output import Col, emit
 
-    from aifbench.analysis.compare import fmt
+    notes = []
+    if left_out:
+        notes.append("left out (not complete; --include-incomplete pools them): "
+                     + ", ".join(f"{r} ({s})" for r, s in sorted(left_out.items())))
+        if fmt_name in ("json", "csv"):
+            import sys
 
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for c in df.columns:
-        t.add_column(str(c), justify="left" if c in ("group", "case", "metric", "unit", "verdict") else "right",
-                     overflow="fold", ratio=3 if c == "case" else None, no_wrap=c in ("verdict", "p", "metric"))
-    style = {"worse": "bold red", "better": "green"}
-    for row in df.itertuples(index=False):
-        cells = [fmt(v) for v in row]
-        verdict = getattr(row, "verdict", "")
-        t.add_row(*cells, style=style.get(verdict, ""))
-    return t
-
-
-def _comparison_out(df, fmt_name: str, title: str, output: Path | None) -> None:
-    from aifbench.analysis.compare import display_frame, drop_empty, to_json, to_markdown
-    from aifbench.cli.output import console
-
-    shown = drop_empty(df)
+            print(f"aifbench: {notes[-1]}", file=sys.stderr)
     if fmt_name == "table" and output is None:
-        console.print(_rich_table(display_frame(df), title))
-        console.print("n = runs/ranks/samples; ±IQR = (q3 - q1) / median of the raw samples", style="dim")
-    elif fmt_name in ("table", "markdown"):
-        _emit(f"{title}\n\n{to_markdown(shown)}\n", output)
-    elif fmt_name == "csv":
-        _emit(df.to_csv(index=False), output)
-    else:  # json: the format was checked (_check_format) before any work
-        _emit(to_json(df), output)
-
-
-def _check_format(value: str, allowed: tuple[str, ...]) -> None:
-    """Formats are listed in their own order (table first), which one_of would sort away."""
-    if value not in allowed:
-        raise ConfigError(f"unknown format {value!r}; allowed: {', '.join(allowed)}")
+        shown = display_frame(df)
+        cols = [Col(str(c), kind="text" if c == "case" else "num" if c not in ("metric", "group", "verdict", "suite", "run status") else "id")
+                for c in shown.columns]
+        style = {"worse": "bold red", "better": "green"}
+        emit(shown.to_dict("records"), cols, "table", title,
+             notes=["n = runs/ranks/samples; ±IQR = (q3 - q1) / median of the raw samples", *notes],
+             row_style=lambda r: style.get(r.get("verdict", ""), ""))
+        return
+    if fmt_name in ("table", "markdown"):
+        shown = drop_empty(df)
+        cols = [Col(str(c), show=lambda r, c=c: fmt(r[c])) for c in shown.columns]
+        emit(shown.to_dict("records"), cols, "markdown", title, notes=notes, output=output)
+    else:
+        emit(records(df), [Col(c) for c in df.columns], fmt_name, title, output=output)
 
 
 def _find_baseline(name: str, roots: list[Path]):
@@ -185,17 +173,19 @@ def _find_baseline(name: str, roots: list[Path]):
 # --- handlers -------------------------------------------------------------------------------
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from aifbench.analysis.compare import FORMATS, CompareOptions, compare
+    from aifbench.analysis.compare import CompareOptions, compare, excluded_runs
 
-    _check_format(args.format, FORMATS)
+    args.paths = selected_results(args)
     sel = _select(args)
     base, title = None, f"compare by {args.by}"
     if args.baseline:
-        roots = [p for p in args.results if p.is_dir()] or [STORE]
+        roots = [p for p in args.paths if p.is_dir()] or [STORE]
         describe, base = _find_baseline(args.baseline, roots)
         title += f" vs {describe}"
-    opts = CompareOptions(by=args.by, metrics=tuple(args.metrics), alpha=args.alpha)
-    _comparison_out(compare(sel, opts, baseline=base), args.format, title, args.output)
+    opts = CompareOptions(by=args.by, metrics=tuple(args.metrics), alpha=args.alpha,
+                          include_incomplete=args.include_incomplete)
+    table = compare(sel, opts, baseline=base)
+    _comparison_out(table, args.format, title, args.output, excluded_runs(sel, opts))
     return 0
 
 
@@ -206,7 +196,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from aifbench.cli.output import console, err_console
     from aifbench.results.store import resolve_run
 
-    _check_format(args.format, ("table", "markdown", "junit"))
     run_dir = resolve_run(args.results, args.run_id)
     run = load_runs([run_dir])
     if not len(run.tables["metrics"]):
@@ -231,26 +220,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
         atomic_write_text(args.junit, junit)
     if args.format == "junit":
         _emit(junit, args.output)
+    elif args.format in ("json", "csv"):
+        _validate_rows(report, args.format, args.output)
     elif args.format == "markdown" or args.output is not None:
         _emit(validate.to_markdown(report), args.output)
     else:
-        console.print(_validate_table(report))
+        _validate_rows(report, "table", None)
     verdict = "[bold red]FAIL[/]" if report.failed else "[bold green]PASS[/]"
     err_console.print(f"validate {report.run_id} on {system}: {verdict} ({report.summary()})", highlight=False)
     return report.exit_code
 
 
-def _validate_table(report):
-    from rich.table import Table
+def _validate_rows(report, fmt: str, output: Path | None) -> None:
+    """The checks as rows (run_id, system, kind, name, status, message, value, unit)."""
+    import dataclasses
 
-    t = Table(title=f"validate {report.run_id} ({report.system})", title_justify="left", header_style="bold")
-    t.add_column("status")
-    t.add_column("check", overflow="fold", ratio=2)
-    t.add_column("detail", overflow="fold", ratio=3)
-    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
-    for c in report.checks:
-        t.add_row(f"[{style[c.status]}]{c.status}[/]", c.name, c.message)
-    return t
+    from aifbench.cli.output import Col, emit
+
+    rows = [{"run_id": report.run_id, "system": report.system, **dataclasses.asdict(c)} for c in report.checks]
+    cols = [Col("status"), Col("name", "check", kind="text"), Col("message", "detail", kind="text")]
+    emit(rows, cols, fmt, f"validate {report.run_id} ({report.system})", output=output)
 
 
 def cmd_baseline_save(args: argparse.Namespace) -> int:
@@ -264,37 +253,37 @@ def cmd_baseline_save(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    import dataclasses
 
     from aifbench.analysis import baseline
-    from aifbench.cli.output import console
+    from aifbench.cli.output import Col, console, emit
 
     items = baseline.list_baselines(args.results)
-    if not items:
-        console.print(f"no baselines under {baseline.root(args.results)}; save one with 'aifbench baseline save RUN_ID --name NAME'")
+    if not items and args.format == "table":
+        console.print(f"no baselines under {baseline.root(args.results)}; save one with "
+                      "'aifbench baseline save RUN_ID --name NAME'", soft_wrap=True)
         return 0
-    t = Table(title="baselines", title_justify="left")
-    for col in ("name", "run", "system", "partition", "device", "ranks", "saved (UTC)", "note"):
-        t.add_column(col, no_wrap=col in ("name", "run"), overflow="fold")
-    for b in items:
-        t.add_row(b.name, b.run_id, b.system, b.partition, b.device_name, str(b.ranks), b.saved_utc[:19], b.note)
-    console.print(t)
+    rows = [dataclasses.asdict(b) for b in items]
+    cols = [Col("name"), Col("run_id", "run"), Col("system"), Col("partition"), Col("device_name", "device"),
+            Col("ranks", kind="num"), Col("saved_utc", "saved (UTC)", show=lambda r: r["saved_utc"][:19]),
+            Col("note", kind="text")]
+    emit(rows, cols, args.format, "baselines")
     return 0
 
 
 def cmd_baseline_check(args: argparse.Namespace) -> int:
-    from aifbench.analysis.compare import FORMATS, CompareOptions, compare
+    from aifbench.analysis.compare import CompareOptions, compare
     from aifbench.analysis.data import Selection, load_runs
     from aifbench.results.store import resolve_run
 
-    _check_format(args.format, FORMATS)
     describe, base = _find_baseline(args.name, [args.results])
     run_dir = resolve_run(args.results, args.run_id)
     run = load_runs([run_dir])
     if not len(run.tables["metrics"]):
         raise ConfigError(f"run {run_dir.name} has no metrics")
-    table = compare(Selection(run), CompareOptions(by="system", alpha=args.alpha), baseline=base)
-    _comparison_out(table, args.format, f"drift of {run_dir.name} vs {describe}", None)
+    opts = CompareOptions(by="system", alpha=args.alpha, include_incomplete=True)  # the run named, whatever its state
+    table = compare(Selection(run), opts, baseline=base)
+    _comparison_out(table, args.format, f"drift of {run_dir.name} vs {describe}", None, {})
     return 1 if (table["verdict"] == "worse").any() else 0
 
 
@@ -302,8 +291,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from aifbench.analysis import report
     from aifbench.cli.output import console
 
+    args.paths = selected_results(args)
     sel = _select(args)
-    images = report.write(sel, args.output, title=args.title)
+    images = report.write(sel, args.output, title=args.title, include_incomplete=args.include_incomplete)
     console.print(f"wrote {args.output} ({images} plot(s), {len(sel.results.run_ids)} run(s))", highlight=False, soft_wrap=True)
     return 0
 
@@ -312,6 +302,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from aifbench.analysis import exchange
     from aifbench.cli.output import console
 
+    args.paths = selected_results(args)
+    if args.output.exists() and not args.force:  # checked before any work; nothing is written
+        what = "a directory" if args.output.is_dir() else "a file"
+        raise ConfigError(f"-o {args.output}: {what} of that name exists; give a new name, or --force to replace a file")
+    if args.output.is_dir():
+        raise ConfigError(f"-o {args.output}: is a directory; give a file name (BUNDLE.parquet)")
     sel = _select(args)
     rows = exchange.export(sel.results, args.output)
     counts = ", ".join(f"{n} {t}" for t, n in rows.items())

@@ -26,3 +26,39 @@ def check_store(path: Path) -> Path:
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--results {path}: {existing} is not writable")
     return path
+
+
+def add_format_option(parser: argparse.ArgumentParser, extra: tuple[str, ...] = ()) -> None:
+    """`--format table|json|csv|markdown` (plus `extra`, e.g. junit): one declaration for every
+    command that prints a table. json rows carry ids and full parameters as fields."""
+    from aifbench.cli.output import FORMATS
+
+    allowed = (*FORMATS, *extra)
+    parser.add_argument("--format", default="table", metavar="FMT", help=" | ".join(allowed) + " (default: table)")
+    parser.set_defaults(format_choices=allowed)
+
+
+def check_format(args: argparse.Namespace) -> None:
+    """One line naming the allowed formats (exit 2), before any work; called by cli.main."""
+    allowed = getattr(args, "format_choices", None)
+    if allowed and args.format not in allowed:
+        raise ConfigError(f"unknown format {args.format!r}; allowed: {', '.join(allowed)}")
+
+
+def add_results_selection(parser: argparse.ArgumentParser) -> None:
+    """`--results DIR` (repeatable: stores, run directories or shard files) for commands that read
+    several; the older positional spelling still works for one release, with a warning."""
+    parser.add_argument("--results", dest="results_opt", action="append", type=Path, default=[], metavar="DIR",
+                        help="results store, run directory or shard file (repeatable; default: results)")
+    parser.add_argument("legacy_results", nargs="*", type=Path, metavar="RESULTS", help=argparse.SUPPRESS)
+
+
+def selected_results(args: argparse.Namespace) -> list[Path]:
+    """The paths of add_results_selection(); a one-line deprecation notice for positional ones."""
+    if args.legacy_results:
+        import sys
+
+        given = " ".join(str(p) for p in args.legacy_results)
+        print(f"aifbench: warning: positional results paths are deprecated; use --results {given.split()[0]}"
+              f"{' (once per path)' if len(args.legacy_results) > 1 else ''}", file=sys.stderr)
+    return [*args.results_opt, *args.legacy_results]

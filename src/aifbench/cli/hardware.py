@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from aifbench.cli.args import add_format_option
+
 COLUMNS = (("bf16", "tflops:bf16"), ("fp8", "tflops:fp8"), ("tf32", "tflops:tf32"), ("fp64", "tflops:fp64"),
            ("HBM GB/s", "hbm_gbps"), ("host GB/s", "host_link_gbps"), ("GPU link GB/s", "gpu_link_gbps"),
            ("TDP W", "tdp_w"))
@@ -15,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "or with --detect show this node's devices, their host link and catalog match.")
     p.add_argument("ids", nargs="*", metavar="ID", help="catalog ids to show with every source (default: a table of all)")
     p.add_argument("--detect", action="store_true", help="detect this node's GPUs and match them against the catalog")
+    add_format_option(p)
     p.set_defaults(func=cmd_hardware)
 
 
@@ -33,25 +36,28 @@ def cmd_hardware(args: argparse.Namespace) -> int:
         for entry in entries:
             _details(entry)
         return 0
-    _table(cat)
+    _table(cat, args.format)
     return 0
 
 
-def _table(cat) -> None:
-    from rich.table import Table
+def _table(cat, fmt: str) -> None:
+    from aifbench.cli.output import Col, emit
 
-    from aifbench.cli.output import console
-
-    table = Table(title="hardware catalog (dense TFLOP/s; bandwidth per direction; * = estimate; - = none, see 'aifbench hardware ID')")
-    for col in ("id", "model", *(c for c, _ in COLUMNS)):
-        table.add_column(col, justify="left" if col in ("id", "model") else "right")
+    rows = []
     for entry in cat.entries.values():
-        cells = []
+        row = {"id": entry.id, "model": entry.model}
         for _, kind in COLUMNS:
             peak = entry.peaks.get(kind)
-            cells.append("-" if peak is None else f"{peak.value:g}{'*' if peak.estimate else ''}")
-        table.add_row(entry.id, entry.model, *cells)
-    console.print(table)
+            row[kind] = None if peak is None else peak.value
+        row["estimates"] = [kind for kind, peak in entry.peaks.items() if peak.estimate]
+        rows.append(row)
+
+    def cell(kind: str):
+        return lambda r: "-" if r[kind] is None else f"{r[kind]:g}{'*' if kind in r['estimates'] else ''}"
+
+    cols = [Col("id"), Col("model", kind="text"), *(Col(kind, header, kind="num", show=cell(kind)) for header, kind in COLUMNS)]
+    emit(rows, cols, fmt, "hardware catalog (dense TFLOP/s; bandwidth per direction; * = estimate; "
+                          "- = none, see 'aifbench hardware ID')")
 
 
 def _details(entry) -> None:

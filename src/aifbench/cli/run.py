@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aifbench.cli.args import add_results_option, check_store
+from aifbench.cli.args import add_format_option, add_results_option, check_store
 from aifbench.errors import ConfigError, LaunchError, UnsupportedHardwareError
 
 
@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="system profile whose name is recorded with the results (default: local; see 'aifbench systems')")
     p.add_argument("--telemetry-hz", type=float, default=10.0, metavar="HZ",
                    help="telemetry sampling rate during timed regions; 0 disables (default: 10)")
-    p.add_argument("--dry-run", action="store_true", help="print the cases that would run, run nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the cases and which of them this device would skip; run nothing")
+    add_format_option(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -65,10 +67,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     interval_s = interval_from_hz(args.telemetry_hz)
     suite = load_suite(args.suite, args.overrides, args.only)
     system = load_system(args.system).name  # a typo would mislabel the results: unknown names are refused
-    if args.dry_run:
-        return _print_cases(suite)
     device = resolve_device(args.device)
     check_nproc(args.nproc, device)
+    skips = predicted_skips(suite, device, args.nproc)
+    if args.dry_run:
+        return _print_cases(suite, skips, device, args.format)
+    if all(skips):  # every case would skip: say so, store nothing (no empty run in the store)
+        print(f"aifbench: every case of suite {suite.name} ({len(skips)}) would be skipped on device {device}, so "
+              f"nothing ran and nothing was stored; first reason: {skips[0]}", file=sys.stderr)
+        return 0
     plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=check_store(args.results),
                            system=system, launcher="inprocess" if args.nproc == 1 else "local",
                            telemetry_interval_s=interval_s)
@@ -80,43 +87,100 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Interrupted as exc:
         print(f"aifbench: interrupted by {exc.signame}; completed cases kept in {plan.run_dir}", file=sys.stderr)
         return exc.exit_code
-    return _summarize(plan, failed)
+    return _summarize(plan, failed, args.format)
 
 
-def _print_cases(suite) -> int:
-    import json
+def predicted_skips(suite, device: str, nproc: int) -> list[str | None]:
+    """Per case, why this device would skip it (the benchmark's own skip_reason), else None.
 
-    from rich.table import Table
+    Checks that need the ranks to agree (torch.distributed) are made when the case runs."""
+    from aifbench.benchmarks.base import Context
+    from aifbench.config import build_config
+    from aifbench import registry
 
-    from aifbench.cli.output import console
+    name = "cpu"
+    if device.startswith("cuda"):
+        import torch
 
-    table = Table(title=f"suite {suite.name}: {len(suite.cases)} cases (timing {suite.timing})",
-                  title_justify="left")
-    for col in ("case", "benchmark", "params"):
-        table.add_column(col, overflow="fold")
-    for c in suite.cases:
-        table.add_row(c.case_id, c.benchmark, json.dumps(c.params, sort_keys=True))
-    console.print(table)
+        name = torch.cuda.get_device_name(0)
+    ctx = Context(device="cuda:0" if device == "cuda" else device, device_name=name, world_size=nproc)
+    out: list[str | None] = []
+    for case in suite.cases:
+        try:
+            cls = registry.get(case.benchmark)
+            reason = cls(build_config(cls.Config, case.params, case.benchmark), ctx).skip_reason()
+        except Exception:  # a check that cannot be made ahead of time: the run decides
+            reason = None
+        out.append(None if reason and "torch.distributed is not initialised" in reason else reason)
+    return out
+
+
+def _timing_text(timing) -> str:
+    import dataclasses
+
+    return " ".join(f"{f.name}={getattr(timing, f.name)}" for f in dataclasses.fields(timing))
+
+
+def _print_cases(suite, skips: list[str | None], device: str, fmt: str) -> int:
+    from aifbench.cli.output import Col, emit
+
+    rows = [{"case_id": c.case_id, "benchmark": c.benchmark, "params": c.params,
+             "would_skip": reason is not None, "skip_reason": reason or ""} for c, reason in zip(suite.cases, skips)]
+    runs = sum(r is None for r in skips)
+    title = (f"suite {suite.name}: {len(rows)} cases, {runs} would run and {len(rows) - runs} would be skipped "
+             f"on device {device} (timing: {_timing_text(suite.timing)}); dry run, nothing ran")
+    cols = [Col("case_id", "case"), Col("benchmark"),
+            Col("params", kind="text", show=lambda r: " ".join(f"{k}={v}" for k, v in r["params"].items())),
+            Col("skip_reason", "would skip because", kind="text")]
+    emit(rows, cols, fmt, title)
     return 0
 
 
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from aifbench.cli.output import err_console
+    from aifbench.cli.output import err_console, is_tty
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err_console, transient=True)
+                    console=err_console, transient=True, disable=not is_tty())
+
+
+class ProgressLines:
+    """Off a terminal (batch logs, pipes): one short stderr line per finished item, with the
+    elapsed time and what is left. On a terminal it prints nothing (the live bar shows it)."""
+
+    def __init__(self, total: int, what: str = "case"):
+        import time
+
+        from aifbench.cli.output import is_tty
+
+        self.total, self.what, self.done = total, what, 0
+        self.t0 = time.monotonic()
+        self.enabled = not is_tty()
+
+    def line(self, done: int, text: str) -> str:
+        import time
+
+        self.done = done
+        left = self.total - done
+        return (f"aifbench: [{done}/{self.total}] {text}  {time.monotonic() - self.t0:.1f} s elapsed, "
+                f"{left} {self.what}{'s' if left != 1 else ''} left")
+
+    def __call__(self, done: int, text: str) -> None:
+        if self.enabled:
+            print(self.line(done, text), file=sys.stderr, flush=True)
 
 
 def _run_inprocess(plan) -> bool:
     from aifbench.runner import execute
 
+    lines = ProgressLines(len(plan.cases))
     with _progress() as progress:
         task = progress.add_task(f"{plan.suite} on {plan.device}", total=len(plan.cases))
 
         def on_case(case, status, reason):
             progress.update(task, advance=1, description=f"{case.benchmark} {status}")
+            lines(lines.done + 1, f"{case.case_id} {status}")
 
         summary = execute(plan, on_case=on_case)
     return summary.failed > 0
@@ -127,22 +191,25 @@ def _run_local(plan, nproc: int) -> bool:
     from aifbench.results.store import read_parquet, shard_name
 
     shard = plan.run_dir / shard_name("metrics", 0, plan.part)
+    lines = ProgressLines(len(plan.cases))
     with _progress() as progress:
         task = progress.add_task(f"{plan.suite} on {nproc}x {plan.device}", total=len(plan.cases))
 
         def poll():
             if shard.exists():
                 try:
-                    done = len(set(read_parquet(shard, columns=["case_id"]).column(0).to_pylist()))
-                    progress.update(task, completed=done)
+                    seen = list(dict.fromkeys(read_parquet(shard, columns=["case_id"]).column(0).to_pylist()))
                 except Exception:  # being replaced right now; next poll
-                    pass
+                    return
+                progress.update(task, completed=len(seen))
+                for i in range(lines.done, len(seen)):
+                    lines(i + 1, f"{seen[i]} finished on rank 0")
 
         codes = launch(plan, nproc, poll=poll)
     return any(c != 0 for c in codes)
 
 
-def _summarize(plan, failed: bool) -> int:
+def _summarize(plan, failed: bool, fmt: str = "table") -> int:
     from aifbench.cli.output import console, print_metrics
     from aifbench.results.store import load
 
@@ -152,7 +219,11 @@ def _summarize(plan, failed: bool) -> int:
         logs = sorted(plan.run_dir.glob("worker.rank*.log"))
         tail = logs[0].read_text()[-1500:] if logs else ""
         raise LaunchError(f"no measurements were written under {plan.run_dir}" + (f"; {logs[0].name}:\n{tail}" if tail else ""))
-    print_metrics(df, f"run {plan.run_id}", by_rank=df["rank"].nunique() > 1)
+    print_metrics(df, f"run {plan.run_id}", by_rank=df["rank"].nunique() > 1, fmt=fmt)
     counts = df.drop_duplicates(["case_id", "rank"])["status"].value_counts().to_dict()
-    console.print(f"results: {plan.run_dir}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    summary = f"results: {plan.run_dir}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    if fmt == "table":
+        console.print(summary, soft_wrap=True, highlight=False)
+    else:  # stdout is data: the summary line goes to stderr
+        print(f"aifbench: {summary}", file=sys.stderr)
     return 1 if failed or counts.get("failed") else 0

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from aifbench.cli.args import add_results_option, check_store
+from aifbench.cli.args import add_format_option, add_results_option, check_store
 from aifbench.errors import ConfigError, LaunchError
 
 
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--last", type=int, default=10, metavar="N", help="without RUN_ID: the latest N runs (0: all; default 10)")
     _results_arg(p)
     p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="bound per Slurm command (default 20)")
+    add_format_option(p)
     p.set_defaults(func=cmd_jobs)
     p = sub.add_parser("cancel", help="cancel the Slurm jobs of a run")
     p.add_argument("run", metavar="RUN_ID", help="run id or unique prefix")
@@ -31,13 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "become status=failed rows with the Slurm state and the stderr tail.")
     p.add_argument("run", metavar="RUN_ID", help="run id or unique prefix")
     _results_arg(p)
+    add_format_option(p)
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("systems", help="AI-factory system profiles (list, or 'show NAME')")
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("name", nargs="?", help="system for 'show'")
+    add_format_option(p)
     p.set_defaults(func=cmd_systems)
     p = sub.add_parser("cluster", help="partitions, nodes, GPU gres and states of this Slurm cluster")
     p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="bound per Slurm command (default 20)")
+    add_format_option(p)
     p.set_defaults(func=cmd_cluster)
 
 
@@ -72,6 +76,7 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script; submit nothing")
     p.add_argument("--wait", action="store_true", help="block until the jobs end, then collect")
     p.add_argument("--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds")
+    add_format_option(p)  # of the collect table that --wait prints
     p.set_defaults(func=cmd_submit)
 
 
@@ -135,11 +140,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     what = (f"{len(plan.cases)} case(s) of suite {plan.suite} on {req.system.name}/{req.queue.name}: "
             f"{req.mode}, {req.nodes} node(s) x {req.tasks_per_node} task(s)"
             + (f", array of {ntasks}" if req.mode == "array" else ""))
+    need = _account_needed(req)
     if args.dry_run:
-        err_console.print(f"dry run: {what}; nothing submitted")
+        err_console.print(f"dry run: {what}; nothing submitted", markup=False, soft_wrap=True)
+        if need:
+            err_console.print(f"note: {need} (the script below has no --account line)", markup=False, soft_wrap=True)
         print(slurm.sbatch_script(plan, req), end="")
         return 0
     slurm.check_live(req)
+    if need:
+        raise ConfigError(need)
     record = slurm.submit(plan, req)
     console.print(f"submitted run [bold]{record.run_id}[/bold]: {what}; job(s) "
                   + ", ".join(j.job_id for j in record.jobs))
@@ -147,22 +157,39 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     _wait(record, args.wait_timeout)
-    return _print_collect(record)
+    return _print_collect(record, args.format)
+
+
+def _account_needed(req) -> str:
+    """What to say when the profile needs a Slurm account and none was given, else ''."""
+    sl = req.system.slurm
+    if sl is None or not sl.account_required or req.account:
+        return ""
+    return (f"system {req.system.name} needs a Slurm account to submit: give --account ACCOUNT "
+            "or set AIFBENCH_ACCOUNT")
 
 
 def _wait(record, timeout_s: float | None, poll_s: float = 2.0) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from aifbench.cli.output import err_console
+    from aifbench.cli.output import err_console, is_tty
+    from aifbench.cli.run import ProgressLines
     from aifbench.launch import slurm
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     total = sum(len(cases) for *_, cases in record.expected())
+    ended: set[str] = set()
+    lines: ProgressLines | None = None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as progress:
+                  console=err_console, transient=True, disable=not is_tty()) as progress:
         bar = progress.add_task("submitted", total=total)
         while True:
             current = slurm.states(record)
+            lines = lines or ProgressLines(len(current), "task")
+            for job_id, info in sorted(current.items()):  # off a TTY: one line per Slurm task that ended
+                if info.final and job_id not in ended:
+                    ended.add(job_id)
+                    lines(len(ended), f"Slurm task {job_id} {info.state}")
             counts = _count(s.state for s in current.values())
             progress.update(bar, completed=_cases_done(record.run_dir), description=counts)
             if all(s.final for s in current.values()):
@@ -211,8 +238,6 @@ def submitted_runs(root: Path, wanted: list[str]) -> list[Path]:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from aifbench.cli.output import console
     from aifbench.launch import slurm
 
@@ -222,25 +247,33 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     every = submitted_runs(args.results, [])
     runs = submitted_runs(args.results, args.runs) if args.runs else every[-args.last:] if args.last else every
     if not runs:
-        console.print(f"no submitted runs under {args.results}")
+        if args.format == "table":
+            console.print(f"no submitted runs under {args.results}", soft_wrap=True)
+        else:
+            from aifbench.cli.output import emit
+
+            emit([], [], args.format)
         return 0
     records = [slurm.Submission.load(d) for d in runs]
     current = slurm.states_of(records, timeout_s=args.timeout)
-    table = Table(title=f"submitted runs under {args.results}")
-    for col in ("run", "system/partition", "mode", "job", "state", "reason / exit", "nodes", "elapsed", "source"):
-        table.add_column(col)
+    rows = []
     for record in records:
-        for i, job in enumerate(record.jobs):
+        for job in record.jobs:
             info = current[record.run_id][job.job_id]
-            detail = info.reason or (info.exit_code if info.exit_code not in ("", "0:0") else "")
-            style = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow"}.get(info.state, "bold red")
-            first = i == 0
-            table.add_row(record.run_id if first else "", f"{record.system}/{record.partition}" if first else "",
-                          record.mode if first else "", job.job_id, f"[{style}]{info.state}[/{style}]", detail,
-                          info.nodes, info.elapsed, info.source)
-    console.print(table)
-    if not args.runs and len(every) > len(runs):
-        console.print(f"showing the latest {len(runs)} of {len(every)} submitted runs (--last N, or name run ids)")
+            rows.append({"run_id": record.run_id, "system": record.system, "partition": record.partition,
+                         "mode": record.mode, "job_id": job.job_id, "state": info.state, "reason": info.reason,
+                         "exit_code": info.exit_code, "nodes": info.nodes, "elapsed": info.elapsed, "source": info.source})
+    from aifbench.cli.output import Col
+
+    cols = [Col("run_id", "run"), Col("system/partition", show=lambda r: f"{r['system']}/{r['partition']}"),
+            Col("mode"), Col("job_id", "job"), Col("state"),
+            Col("reason / exit", kind="text", show=lambda r: r["reason"] or (r["exit_code"] if r["exit_code"] not in ("", "0:0") else "")),
+            Col("nodes", kind="text"), Col("elapsed"), Col("source")]
+    from aifbench.cli.output import emit
+
+    notes = [f"showing the latest {len(runs)} of {len(every)} submitted runs (--last N, or name run ids)"] \
+        if not args.runs and len(every) > len(runs) else []
+    emit(rows, cols, args.format, f"submitted runs under {args.results}", notes=notes)
     return 0
 
 
@@ -264,52 +297,49 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from aifbench.launch import slurm
 
     record = slurm.Submission.load(submitted_runs(args.results, [args.run])[0])
-    return _print_collect(record)
+    return _print_collect(record, args.format)
 
 
-def _print_collect(record) -> int:
-    from rich.table import Table
-
-    from aifbench.cli.output import console
+def _print_collect(record, fmt: str = "table") -> int:
+    from aifbench.cli.output import Col, emit, err_console
     from aifbench.launch.collect import collect
 
     report = collect(record)
-    table = Table(title=f"run {record.run_id}")
-    for col in ("job", "part", "rank", "state", "reported", "failed", "missing", "reason"):
-        table.add_column(col)
-    for t in report.tasks:
-        table.add_row(t.job_id, t.part, str(t.rank), t.state, str(t.reported), str(t.failed_reported),
-                      str(t.missing), t.reason[:200])
-    console.print(table)
-    if report.pending:
-        console.print(f"{len(report.pending)} task(s) not finished yet: collect again later")
-    for path in report.written:
-        console.print(f"wrote {path}")
-    console.print(f"results: {record.run_dir}")
+    rows = [{"run_id": record.run_id, "job_id": t.job_id, "part": t.part, "rank": t.rank, "state": t.state,
+             "reported": t.reported, "failed": t.failed_reported, "missing": t.missing, "reason": t.reason}
+            for t in report.tasks]
+    cols = [Col("job_id", "job"), Col("part"), Col("rank", kind="num"), Col("state"), Col("reported", kind="num"),
+            Col("failed", kind="num"), Col("missing", kind="num"), Col("reason", kind="text")]
+    notes = [f"{len(report.pending)} task(s) not finished yet: collect again later"] if report.pending else []
+    notes += [f"wrote {path}" for path in report.written] + [f"results: {record.run_dir}"]
+    if fmt == "table":
+        emit(rows, cols, fmt, f"run {record.run_id}", notes=notes)
+    else:  # stdout is data; the notes go to stderr
+        emit(rows, cols, fmt)
+        for note in notes:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     return 1 if report.failed else 0
 
 
 # --- systems, cluster -----------------------------------------------------------------------
 
 def cmd_systems(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from aifbench.cli.output import console
+    from aifbench.cli.output import Col, console, emit
     from aifbench.systems import list_systems, load_system
 
     if args.action == "show" or args.name:
         if not args.name:
             raise ConfigError("systems show NAME: allowed: " + ", ".join(list_systems()))
-        console.print(_describe(load_system(args.name)))
+        console.print(_describe(load_system(args.name)), soft_wrap=True)
         return 0
-    table = Table(title="system profiles (aifbench systems show NAME)")
-    for col in ("name", "site", "GPU", "per node", "arch", "partitions", "scheduler"):
-        table.add_column(col)
+    rows = []
     for name in list_systems():
         s = load_system(name)
-        table.add_row(name, s.site, s.node.gpu_sku, str(s.node.gpus), s.node.arch,
-                      ", ".join(s.queue_names) or "-", s.scheduler)
-    console.print(table)
+        rows.append({"name": name, "site": s.site, "gpu_sku": s.node.gpu_sku, "gpus_per_node": s.node.gpus,
+                     "arch": s.node.arch, "partitions": list(s.queue_names), "scheduler": s.scheduler})
+    cols = [Col("name"), Col("site", kind="text"), Col("gpu_sku", "GPU"), Col("gpus_per_node", "per node", kind="num"),
+            Col("arch"), Col("partitions", show=lambda r: ", ".join(r["partitions"]) or "-"), Col("scheduler")]
+    emit(rows, cols, args.format, "system profiles (aifbench systems show NAME)")
     return 0
 
 
@@ -339,26 +369,28 @@ def _describe(s) -> str:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from aifbench.cli.output import console
     from aifbench.launch import cluster
 
     _positive("--timeout", args.timeout)
     if not cluster.slurm_available():
         raise LaunchError("no Slurm here (sinfo not found); see scripts/local-slurm.sh for a local cluster")
     parts, nodes = cluster.partitions(args.timeout), cluster.nodes(args.timeout)
-    t = Table(title=f"partitions (via {cluster.backend()}, Slurm {cluster.slurm_version(args.timeout)})")
-    for col in ("partition", "state", "nodes", "max nodes/job", "time limit (min)", "default"):
-        t.add_column(col)
-    for p in parts:
-        t.add_row(p.name, p.state, str(p.total_nodes), str(p.max_nodes or "unlimited"),
-                  str(p.max_time_min or "unlimited"), "yes" if p.is_default else "")
-    n = Table(title="nodes")
-    for col in ("node", "state", "partitions", "CPUs", "GPUs", "gres"):
-        n.add_column(col)
-    for node in nodes:
-        n.add_row(node.name, node.state, ",".join(node.partitions), str(node.cpus), str(node.gpus), node.gres)
-    console.print(t)
-    console.print(n)
+    from aifbench.cli.output import Col, emit
+
+    rows = [{"kind": "partition", "name": p.name, "state": p.state, "nodes": p.total_nodes,
+             "max_nodes": p.max_nodes, "max_time_min": p.max_time_min, "default": p.is_default} for p in parts]
+    rows += [{"kind": "node", "name": n.name, "state": n.state, "partitions": list(n.partitions), "cpus": n.cpus,
+              "gpus": n.gpus, "gres": n.gres} for n in nodes]
+    if args.format != "table":
+        emit(rows, [Col("kind"), Col("name"), Col("state")], args.format)
+        return 0
+    title = f"partitions (via {cluster.backend()}, Slurm {cluster.slurm_version(args.timeout)})"
+    emit([r for r in rows if r["kind"] == "partition"],
+         [Col("name", "partition"), Col("state"), Col("nodes", kind="num"),
+          Col("max nodes/job", show=lambda r: str(r["max_nodes"] or "unlimited")),
+          Col("time limit (min)", show=lambda r: str(r["max_time_min"] or "unlimited")),
+          Col("default", show=lambda r: "yes" if r["default"] else "")], "table", title)
+    emit([r for r in rows if r["kind"] == "node"],
+         [Col("name", "node"), Col("state"), Col("partitions"), Col("cpus", "CPUs", kind="num"),
+          Col("gpus", "GPUs", kind="num"), Col("gres", kind="text")], "table", "nodes")
     return 0

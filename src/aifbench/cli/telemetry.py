@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aifbench.cli.args import add_results_option
+from aifbench.cli.args import add_format_option, add_results_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,13 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: latest)")
     add_results_option(p)
     p.add_argument("-o", "--output", type=Path, default=None, metavar="PLOT.png",
-                   help="where to write the plot (default: telemetry-<run_id>.png)")
+                   help="where to write the plot (default: telemetry.png in the run's directory)")
     p.add_argument("--no-plot", action="store_true", help="only the summary table")
+    add_format_option(p)
     p.set_defaults(func=cmd_telemetry)
 
 
 def cmd_telemetry(args: argparse.Namespace) -> int:
-    from aifbench.cli.output import console
+    from aifbench.cli.output import err_console
     from aifbench.errors import ConfigError
     from aifbench.results.store import load, resolve_run
     from aifbench.telemetry import report
@@ -33,24 +34,24 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
     metrics, telemetry, runs = results.metrics, results.telemetry, results.runs
     sources = sorted(set(runs["telemetry"].dropna())) if len(runs) else []
     for text in sources:
-        console.print(f"telemetry: {text}")
+        err_console.print(f"telemetry: {text}", markup=False, highlight=False, soft_wrap=True)
     if not len(metrics):
         raise ConfigError(f"run {run_dir.name} has no metrics")
     if not len(telemetry):
         why = "; ".join(sources) or "no telemetry recorded"
         raise ConfigError(f"run {run_dir.name} has no telemetry rows ({why})")
-    console.print(_table(report.summary(metrics, telemetry), run_dir.name))
+    _table(report.summary(metrics, telemetry), run_dir.name, args.format)
     if not args.no_plot:
-        out = args.output or Path(f"telemetry-{run_dir.name}.png")
+        out = args.output or run_dir / "telemetry.png"  # beside the run's shards, never the working directory
         report.plot(metrics, telemetry, out, f"aifbench telemetry: {run_dir.name}")
-        console.print(f"plot: {out}")
+        err_console.print(f"plot: {out}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
-def _table(df, run_id: str):
-    from rich.table import Table
+def _table(df, run_id: str, fmt: str) -> None:
+    import math
 
-    from aifbench.cli.output import fmt_value
+    from aifbench.cli.output import Col, emit, fmt_value
 
     cols = [("case", "case_id"), ("benchmark", "benchmark"), ("rank", "rank"), ("gpu", "gpu_index"), ("gpus", "gpus"),
             ("samples", "samples"), ("window s", "window_s"), ("energy J", "energy_j"),
@@ -59,18 +60,17 @@ def _table(df, run_id: str):
             ("CPU %", "process_cpu_util_mean_pct")]
     cols = [(h, c) for h, c in cols if c in df.columns and df[c].notna().any()]
     cols = [(h, c) for h, c in cols if c != "gpus" or (df[c] > 1).any()]  # only when a rank sampled several
-    t = Table(title=f"telemetry of {run_id}", title_justify="left", header_style="bold")
-    for h, c in cols:
-        t.add_column(h, justify="left" if c in ("case_id", "benchmark") else "right")
-    t.add_column("energy method")
-    t.add_column("flags", style="yellow")
+    rows = []
     for _, r in df.iterrows():
-        cells = [str(r[c])[:28] if c == "case_id" else (str(r[c]) if c == "benchmark" else _cell(r[c], fmt_value))
-                 for _, c in cols]
         detail = r.get("energy_detail")
-        method = " ".join(p for p in str(detail).split() if p.startswith(("method=", "scope="))) if isinstance(detail, str) else "-"
-        t.add_row(*cells, method, r["flags"] if isinstance(r["flags"], str) and r["flags"] else "")
-    return t
+        method = " ".join(p for p in str(detail).split() if p.startswith(("method=", "scope="))) if isinstance(detail, str) else ""
+        row = {"run_id": run_id, **{c: r[c] for _, c in cols}, "energy_method": method,
+               "flags": r["flags"] if isinstance(r["flags"], str) else ""}
+        rows.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    shown = [Col(c, h, kind="id" if c in ("case_id", "benchmark") else "num",
+                 show=None if c in ("case_id", "benchmark") else (lambda r, c=c: _cell(r[c], fmt_value)))
+             for h, c in cols]
+    emit(rows, [*shown, Col("energy_method", "energy method"), Col("flags", kind="text")], fmt, f"telemetry of {run_id}")
 
 
 def _cell(value, fmt) -> str:

@@ -157,8 +157,10 @@ def resolve(system: str | System, options: Mapping[str, Any], env: Mapping[str, 
     return JobRequest(
         system=sysp, queue=queue, nodes=nodes, tasks_per_node=tasks, gpus_per_node=gpus,
         cpus_per_task=slurm.cpus_per_task, time_min=time_min,
-        account=_safe("--account", opts.get("account", env.get("AIFBENCH_ACCOUNT", ""))),
-        reservation=_safe("--reservation", opts.get("reservation", env.get("AIFBENCH_RESERVATION", ""))),
+        account=_safe("--account" if "account" in opts else "AIFBENCH_ACCOUNT (environment variable)",
+                      opts.get("account", env.get("AIFBENCH_ACCOUNT", ""))),
+        reservation=_safe("--reservation" if "reservation" in opts else "AIFBENCH_RESERVATION (environment variable)",
+                          opts.get("reservation", env.get("AIFBENCH_RESERVATION", ""))),
         qos=_safe("qos", opts.get("qos", queue.qos)), constraint=_safe("constraint", opts.get("constraint", slurm.constraint)),
         exclusive=bool(opts.get("exclusive", slurm.exclusive)), **_common(opts, sysp.node.device))
 

@@ -92,6 +92,8 @@ class SlurmDefaults:
     srun_args: tuple[str, ...] = ()
     signal_delay_s: int = 90
     """USR2 this many seconds before the time limit: submitit checkpoints and requeues"""
+    account_required: bool = True
+    """jobs need a Slurm account (--account or AIFBENCH_ACCOUNT); every production site does"""
 
     @property
     def default_tasks_per_node(self) -> int:
@@ -154,7 +156,8 @@ _TOP = {"name", "site", "description", "scheduler", "python", "sources", "unconf
         "node", "slurm", "environment", "acceptance"}
 _NODE = {"arch", "gpu_sku", "gpus", "device", "cpu", "cpu_cores", "memory_gb", "network", "count"}
 _SLURM = {"default_partition", "partitions", "gpu_request", "gpus_per_node", "tasks_per_node",
-          "cpus_per_task", "time_min", "constraint", "exclusive", "srun_args", "signal_delay_s"}
+          "cpus_per_task", "time_min", "constraint", "exclusive", "srun_args", "signal_delay_s",
+          "account_required"}
 _QUEUE = {"partition", "qos", "max_nodes", "max_time_min", "note"}
 _ENVIRONMENT = {"setup", "vars"}
 
@@ -169,7 +172,7 @@ def _keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
 
 _INTS = {"gpus", "cpu_cores", "count", "gpus_per_node", "tasks_per_node", "cpus_per_task", "time_min",
          "signal_delay_s", "max_nodes", "max_time_min"}
-_BOOLS = {"exclusive"}
+_BOOLS = {"exclusive", "account_required"}
 _NUMBERS = {"memory_gb"}
 
 

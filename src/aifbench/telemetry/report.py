@@ -82,9 +82,6 @@ def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str)
     for ax, (label, names) in zip(axes[:, 0], panels):
         for i, (case_id, span) in enumerate(spans.iterrows()):  # shade every other case window
             ax.axvspan(span["min"], span["max"], color="0.92" if i % 2 else "0.97", zorder=0)
-            if ax is axes[0, 0]:
-                ax.annotate(str(case_id)[:12], (span["min"], 1.0), xycoords=("data", "axes fraction"),
-                            fontsize=6, va="top", color="0.4")
         _plot_series(ax, data[data["field"].isin(names)])
         _dedupe_legend(ax)
         ax.set_ylabel(label)
@@ -92,7 +89,35 @@ def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str)
     axes[-1, 0].set_xlabel("seconds since the run's first case started")
     axes[0, 0].set_title(title, fontsize=10)
     fig.tight_layout()
+    _label_windows(fig, axes[0, 0], spans)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+LABEL_ROWS = 4
+
+
+def _label_windows(fig, ax, spans: pd.DataFrame) -> None:
+    """Number each case window at its start, in the lowest of LABEL_ROWS rows where it does not
+    touch the label before it (a window with no free row goes unnumbered); the key below the
+    plot names the case of every number."""
+    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else None
+    if renderer is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+    right_edge = [-float("inf")] * LABEL_ROWS
+    key = []
+    for n, (case_id, span) in enumerate(spans.iterrows(), start=1):
+        key.append(f"{n} {case_id}")
+        x_px = ax.transData.transform((span["min"], 0))[0]
+        for row in range(LABEL_ROWS):
+            if x_px > right_edge[row]:
+                text = ax.annotate(str(n), (span["min"], 1.0 - 0.09 * row), xycoords=("data", "axes fraction"),
+                                   fontsize=6, va="top", color="0.3")
+                right_edge[row] = text.get_window_extent(renderer).x1 + 2
+                break
+    fig.text(0.01, 0.0, "windows: " + "   ".join(key), fontsize=5, color="0.3", va="bottom", wrap=True)
+    fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.06 + 0.012 * (len(key) // 8)))
 
 
 def _plot_series(ax, data: pd.DataFrame) -> None:

@@ -1,0 +1,84 @@
+"""One line per run of a store: what ran, where, how it ended, and whether it is complete.
+
+status (of the whole run, from its ranks' runs rows and its metrics rows):
+- running: a rank's runs row still says running (in progress, or killed without cleanup)
+- interrupted: a rank stopped before its last case
+- incomplete: every rank that wrote a runs row ended, but cases or ranks of the plan have no
+  metrics rows (a missing, empty or unreadable shard; a lost array task)
+- failed: complete, and a case failed; ok: complete, every case ok or skipped
+`complete` is True for ok and failed. compare and report pool only complete runs unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from aifbench.results import store
+from aifbench.results.store import Results
+
+INCOMPLETE = ("running", "interrupted", "incomplete")
+
+
+def _planned_cases(config: str) -> int | None:
+    try:
+        return len(json.loads(config)["cases"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _status(ranks: pd.DataFrame, cases: pd.DataFrame) -> str:
+    states = set(ranks["status"].astype(str))
+    if "interrupted" in states:
+        return "interrupted"
+    if "running" in states:
+        return "running"
+    world = int(ranks["world_size"].max())
+    planned = _planned_cases(str(ranks["config"].iloc[0]))
+    have = cases.drop_duplicates(["case_id", "rank"])
+    if ranks["rank"].nunique() < world or (planned is not None and len(have) < planned * world):
+        return "incomplete"
+    return "failed" if "failed" in states or (cases["status"] == "failed").any() else "ok"
+
+
+def summary(results: Results) -> pd.DataFrame:
+    """One row per run, newest first: run_id, suite, system, status, complete, ranks, world_size,
+    cases (planned), ok, failed, skipped (cases by their worst status over ranks), started_utc,
+    duration_s (first start to last end over ranks; empty while running)."""
+    runs, metrics = results.tables["runs"], results.tables["metrics"]
+    rows = []
+    for run_id, ranks in runs.groupby("run_id"):
+        cases = metrics[metrics["run_id"] == run_id]
+        worst = cases.drop_duplicates(["case_id", "rank"]).groupby("case_id")["status"].agg(
+            lambda s: "failed" if (s == "failed").any() else "skipped" if (s == "skipped").all() else "ok")
+        first = ranks.sort_values("rank").iloc[0]
+        started, ended = ranks["started_utc"].min(), ranks["ended_utc"].max()
+        status = _status(ranks, cases)
+        rows.append({"run_id": str(run_id), "suite": first["suite"], "system": first["system"], "status": status,
+                     "complete": status not in INCOMPLETE, "ranks": int(ranks["rank"].nunique()),
+                     "world_size": int(ranks["world_size"].max()),
+                     "cases": _planned_cases(str(first["config"])), "ok": int((worst == "ok").sum()),
+                     "failed": int((worst == "failed").sum()), "skipped": int((worst == "skipped").sum()),
+                     "started_utc": started,
+                     "duration_s": None if pd.isna(ended) or status == "running" else (ended - started).total_seconds(),
+                     "device_name": first["device_name"]})
+    cols = ["run_id", "suite", "system", "status", "complete", "ranks", "world_size", "cases", "ok", "failed",
+            "skipped", "started_utc", "duration_s", "device_name"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values("started_utc", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def incomplete(results: Results) -> dict[str, str]:
+    """run_id -> status of the runs that are not complete (running, interrupted, incomplete)."""
+    s = summary(results)
+    return dict(zip(s.loc[~s["complete"], "run_id"], s.loc[~s["complete"], "status"]))
+
+
+def load_store(root: Path) -> Results:
+    """The runs and metrics tables of every run directly under a store (baselines and reference
+    runs are separate stores; samples and telemetry are not read)."""
+    shards = [s for d in store.run_dirs(root) if d.name not in ("reference", "baselines")
+              for s in sorted(d.glob("*.parquet")) if s.name.startswith(("runs.", "metrics."))]
+    return store.load(shards)
