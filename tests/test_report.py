@@ -98,8 +98,10 @@ def test_every_plot_present_with_data(full, tmp_path):
     assert not re.search(r'(src|href)="(?!data:)', text) and "<link" not in text and "<script" not in text
     # every run is listed with its system; only the reference run is marked as one
     runs = text[text.index("<h2>Runs</h2>"):text.index('<h2 id="gemm">')]
-    marked = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
-        r"<tr><td>([^<]+)</td><td>([^<]+)</td>.*?<td>(yes|)</td></tr>", runs)}
+    head = re.findall(r"<th>([^<]*)</th>", runs)
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr><td.*?</tr>", runs)]
+    col = {name: head.index(name) for name in ("run", "system", "reference")}
+    marked = {c[col["run"]]: (c[col["system"]], c[col["reference"]]) for c in cells}
     assert marked == {"20250101T000000Z-ref-00000r": ("jupiter", "yes"), "20260105T120000Z-full-00000a": ("sysA", ""),
                       "20260105T130000Z-full-00000b": ("sysB", "")}
 
