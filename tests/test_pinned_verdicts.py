@@ -211,3 +211,17 @@ def test_spread_is_the_iqr_of_the_raw_samples_in_percent_of_the_median(tmp_path)
     (row,) = compare(sel, CompareOptions(metrics=("time_s",))).itertuples(index=False)
     assert row.median == pytest.approx(median) and (row.q1, row.q3) == (pytest.approx(q1), pytest.approx(q3))
     assert row.spread_pct == pytest.approx((q3 - q1) / median * 100) and 1 < row.spread_pct < 20
+
+
+def test_an_incomplete_run_is_left_out_of_pooled_figures_unless_asked(tmp_path):
+    """sysA lost rank 1's shards (a lost array task): its run is incomplete, and compare pools only
+    complete runs unless include_incomplete; a run with every rank present is compared."""
+    root = tmp_path / "results"
+    lost = write_run(root, RunSpec(run_id="20260105T120000Z-lost-0000a", system="sysA", gpus_per_node=2,
+                                   cases=[gemm(4096)]))
+    for shard in lost.glob("*.rank00001.*"):
+        shard.unlink()
+    write_run(root, RunSpec(run_id="20260105T130000Z-full-0000b", system="sysB", gpus_per_node=2, cases=[gemm(4096)]))
+    sel = Selection(load_runs([root / "20260105T120000Z-lost-0000a", root / "20260105T130000Z-full-0000b"]))
+    assert set(compare(sel, CompareOptions())["group"]) == {"sysB"}
+    assert set(compare(sel, CompareOptions(include_incomplete=True))["group"]) == {"sysA", "sysB"}
