@@ -41,7 +41,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LIST = REPO / "scripts" / "mutations.toml"
-TOP_SKIP = {".git", ".venv", "results", ".slurm", ".pytest_cache", "build", "dist", ".whl", ".gl"}  # results/: generated, but reference/ is copied
+# not copied (top level): VCS data, environments, generated files; results/reference/ is copied
+TOP_SKIP = {".git", ".venv", "results", ".slurm", ".pytest_cache", "build", "dist", ".whl", ".gl"}
 PYTEST = ["-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
 NO_TESTS = (4, 5)  # pytest: usage error (a node id that does not exist), no tests collected
 
@@ -61,6 +62,8 @@ class Outcome:
     caught: bool
     seconds: float
     note: str
+    misfit: bool = False
+    """the listed tests do not exist or select nothing: the list is wrong, not the tests"""
 
 
 def load(path: Path) -> list[Mutation]:
@@ -130,7 +133,7 @@ def run_one(m: Mutation, timeout: float) -> Outcome:
     if code is None:
         return Outcome(m, True, secs, last)  # a mutation that hangs the tests is caught (by the CI timeout)
     if code in NO_TESTS:
-        return Outcome(m, False, secs, f"pytest exit {code}: the listed tests do not exist or select nothing")
+        return Outcome(m, False, secs, f"pytest exit {code}: the listed tests do not exist or select nothing", True)
     return Outcome(m, code != 0, secs, last)
 
 
@@ -168,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = []
         for o in pool.map(lambda m: run_one(m, args.timeout), mutations):
             outcomes.append(o)
-            word = "caught  " if o.caught else "SURVIVED"
+            word = "caught  " if o.caught else "LISTERR " if o.misfit else "SURVIVED"
             print(f"{word} {o.mutation.id:45s} {o.seconds:6.1f} s  {o.note}", flush=True)
-    survivors = [o for o in outcomes if not o.caught]
+    misfit = [o for o in outcomes if o.misfit]
+    survivors = [o for o in outcomes if not o.caught and not o.misfit]
     total = time.monotonic() - t0
-    print(f"{len(outcomes) - len(survivors)} of {len(outcomes)} mutations caught in {total:.0f} s "
+    print(f"{sum(o.caught for o in outcomes)} of {len(outcomes)} mutations caught in {total:.0f} s "
           f"({args.workers} workers)")
     if survivors:
         print("SURVIVING mutations (the tests pass with a wrong formula):", file=sys.stderr)
@@ -181,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {m.id}: {m.file}: {m.original!r} -> {m.replacement!r}; tests {' '.join(m.tests)}"
                   f" ({o.note})", file=sys.stderr)
         return 1
+    if misfit:
+        print("listed tests that do not exist (update scripts/mutations.toml): "
+              + "; ".join(f"{o.mutation.id}: {' '.join(o.mutation.tests)}" for o in misfit), file=sys.stderr)
+        return 2
     return 0
 
 
