@@ -17,7 +17,7 @@ from typing import Iterable
 import pandas as pd
 
 from aifbench.errors import ConfigError
-from aifbench.results import store
+from aifbench.results import schema, store
 from aifbench.results.store import Results
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,17 @@ KEYS: dict[str, tuple[str, ...]] = {
 # the single value (energy, loss), the p50 (latency percentiles), the mean (telemetry power,
 # clocks), the max (peak memory, temperature).
 HEADLINE_STATS = ("median", "value", "p50", "mean", "max")
+# What analysis reads (results/read.py pushes both down into the Parquet scan): the headline
+# statistics (and max, from which samples.py checks a rate's timing base) of every row, every
+# row that did not end ok, and no case timestamps; raw samples only of runs up to
+# SAMPLES_MAX_RANKS ranks: beyond, a partition's spread is its ranks' spread (compare pools the
+# ranks' values when samples are absent), and reading 600 samples per rank would dominate.
+ANALYSIS_STATS = HEADLINE_STATS
+UNREAD_COLUMNS = ("started_utc", "ended_utc", "detail")
+SAMPLES_MAX_RANKS = 256
+RUNS_UNREAD = ("platform", "cpu_model", "slurm_nodelist")
+"""provenance text no analysis reads (the effective configuration, kilobytes a rank, is read
+dictionary-encoded: once per distinct text)"""
 
 
 @dataclass
@@ -75,12 +86,76 @@ def _shards(paths: Iterable[Path], exclude: Iterable[Path]) -> list[Path]:
     return out
 
 
+def analysis_columns(table: str) -> list[str]:
+    return [c for c in schema.table(table).names if c not in UNREAD_COLUMNS]
+
+
+TIME_AND_POWER = ("time_s", "step_time_s", "power_mean_w")
+"""read besides figures of merit: a case's time when it has nothing else, power for per-watt"""
+
+
+def analysis_metrics(extra: Iterable[str] = ()) -> list[str]:
+    """Metrics analysis reads: figures of merit (compare.is_merit), TIME_AND_POWER, and `extra`
+    (a --metric asked for, a reference's metric)."""
+    from aifbench import metrics as metric_dict
+    from aifbench.analysis.compare import is_merit
+
+    return sorted({m for m in metric_dict.METRICS if is_merit(m)} | set(TIME_AND_POWER) | set(extra))
+
+
+def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS, metrics: Iterable[str] | None = None):
+    """Rows analysis needs: the given statistics of `metrics` (default analysis_metrics()), and
+    every row that did not end ok."""
+    import pyarrow.dataset as ds
+
+    wanted = analysis_metrics() if metrics is None else sorted(set(metrics))
+    return (ds.field("stat").isin(sorted(set(stats))) & ds.field("metric").isin(wanted)) | (ds.field("status") != "ok")
+
+
+def load_analysis(shards: list[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = False,
+                  metrics: Iterable[str] = ()) -> Results:
+    """Metrics and runs of `shards` with analysis' columns and rows (analysis_filter; `metrics`
+    added to analysis_metrics()); samples of runs up to SAMPLES_MAX_RANKS ranks; no telemetry.
+    `full`: every table, column and row (export)."""
+    if full:
+        return store.load(shards)
+    cols = {"metrics": analysis_columns("metrics"), "runs": [c for c in schema.table("runs").names if c not in
+                                                             RUNS_UNREAD]}
+    main = store.load(shards, tables=("metrics", "runs"), columns=cols, categorical=True,
+                      filters={"metrics": analysis_filter(stats, analysis_metrics(metrics))})
+    ranks = main.tables["metrics"].groupby("run_id")["rank"].nunique()
+    small = {str(r) for r, n in ranks.items() if n <= SAMPLES_MAX_RANKS}
+    few = [s for s in shards if s.parent.name in small]
+    samples = store.load(few, tables=("samples",)).tables["samples"] if few else schema.empty("samples")
+    tables = dict(main.tables, samples=samples)
+    tables["metrics"] = categorical(tables["metrics"])
+    return Results(tables, main.skipped)
+
+
+CATEGORICAL = ("run_id", "case_id", "benchmark", "params", "metric", "unit", "stat", "peak_source", "node",
+               "device", "device_name", "system", "partition", "status", "reason", "flags")
+
+
+def categorical(df: pd.DataFrame) -> pd.DataFrame:
+    """Repetitive text columns as categories (sorted, with "" among them so fillna("") works):
+    selecting rows then moves integer codes, not strings — what keeps 10^5-rank runs fast."""
+    from aifbench.results.read import sorted_categories
+
+    for c in CATEGORICAL:
+        if c in df.columns and len(df):
+            df[c] = sorted_categories(df[c])
+    return df
+
+
 def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
-           reference_dir: Path | None = None) -> Selection:
+           reference_dir: Path | None = None, stats: Iterable[str] = ANALYSIS_STATS,
+           full: bool = True, metrics: Iterable[str] = ()) -> Selection:
     """Load results below `paths` (default `results/`) and the reference runs.
 
     Reference runs are those under `reference_dir` (default `results/reference`) and under
-    `<path>/reference` of every given directory. Raises ConfigError when nothing at all is
+    `<path>/reference` of every given directory. `full` (default) reads every table, column and
+    row; full=False only what analysis needs (load_analysis: what compare, report and validate
+    use at 10^5 ranks), `stats` adding statistics (a reference may judge p5). Raises ConfigError when nothing at all is
     found (an empty selection).
     """
     paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
@@ -94,7 +169,7 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     exclude = [p / BASELINES_DIR for p in existing if p.is_dir()] + ref_dirs
     shards = _shards(existing, exclude)
     ref_shards = _shards(ref_dirs, []) if include_reference else []
-    loaded = dedupe(store.load(sorted(set(shards) | set(ref_shards))))
+    loaded = dedupe(load_analysis(sorted(set(shards) | set(ref_shards)), stats, full, metrics))
     ref_runs = {s.parent.name for s in ref_shards}
     if not len(loaded.tables["metrics"]):
         where = ", ".join(str(p) for p in paths)
@@ -115,9 +190,11 @@ def load(paths: Iterable[Path | str] = (), *, baselines: bool = False) -> Result
     return dedupe(store.load(_shards(paths, exclude)))
 
 
-def load_runs(paths: Iterable[Path]) -> Results:
-    """Load exactly these paths (a run directory, a baseline) without defaults; deduplicated."""
-    return dedupe(store.load(list(paths)))
+def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = True,
+              metrics: Iterable[str] = ()) -> Results:
+    """Load exactly these paths (a run directory, a baseline) without defaults; deduplicated.
+    full=False: only analysis' columns and rows (load_analysis)."""
+    return dedupe(load_analysis(store.find_shards(list(paths)), stats, full, metrics))
 
 
 def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
@@ -132,8 +209,19 @@ def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
     order = {s: i for i, s in enumerate(HEADLINE_STATS)}
     df["_o"] = df["stat"].map(order)
     df = df.sort_values("_o").drop_duplicates(["run_id", "case_id", "rank", "metric"]).drop(columns="_o")
-    df["case_key"] = df["benchmark"] + " " + df["params"]
-    df["label"] = [case_label(b, p) for b, p in zip(df["benchmark"], df["params"])]
+    # once per case, not per rank: one text per case id, mapped (categorical in, categorical out)
+    cases = df[["case_id", "benchmark", "params"]].drop_duplicates()
+    if cases["case_id"].is_unique:
+        keys = {str(c): f"{b} {p}" for c, b, p in cases.itertuples(index=False)}
+        labels = {str(c): case_label(str(b), str(p)) for c, b, p in cases.itertuples(index=False)}
+        case = df["case_id"].astype("category").cat.remove_unused_categories()
+        for col, text in (("case_key", keys), ("label", labels)):
+            names = [text[str(c)] for c in case.cat.categories]
+            df[col] = pd.Categorical.from_codes(case.cat.codes, names) if len(set(names)) == len(names) \
+                else case.astype(str).map(text)
+    else:
+        df["case_key"] = df["benchmark"].astype(str) + " " + df["params"].astype(str)
+        df["label"] = [case_label(b, p) for b, p in zip(df["benchmark"].astype(str), df["params"].astype(str))]
     return df.sort_index().reset_index(drop=True)
 
 

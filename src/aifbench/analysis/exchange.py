@@ -122,7 +122,7 @@ def import_bundle(path: Path, root: Path) -> dict[str, int]:
     for run_id in run_ids:
         store.check_run_id(run_id)
         run_dir = Path(root) / run_id
-        existing = load_runs([run_dir]) if run_dir.is_dir() else None
+        existing = load_runs([run_dir], full=True) if run_dir.is_dir() else None
         if existing is not None and existing.skipped:
             names = ", ".join(p.name for p, _ in existing.skipped)
             log.warning("run %s has invalid shards (%s); their rows may be imported again", run_id, names)

@@ -276,7 +276,47 @@ def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
                  "else the best measured value (dashed)")
 
 
+DIST_PANELS = 6
+
+
+def distribution(h: pd.DataFrame) -> tuple[Figure | None, str]:
+    """Per-GPU distribution of the run with the most ranks (>= 3): for the (case, metric) pairs
+    with the widest relative spread, a histogram of each GPU's value as % of the partition
+    median, with the outlier floor (outliers.Rule) marked."""
+    from aifbench.analysis.compare import is_merit
+    from aifbench.analysis.outliers import Rule
+
+    ranks = h.groupby("run_id")["rank"].nunique()
+    if not len(ranks) or ranks.max() < 3:
+        return None, "no distribution: needs a run with at least 3 ranks"
+    run = ranks.idxmax()
+    r = h[(h["run_id"] == run) & h["metric"].map(is_merit)]
+    rel = 100.0 * r["value"] / r.groupby(["case_id", "metric"])["value"].transform("median")
+    r = r.assign(rel=rel)
+    spread = r.groupby(["case_id", "metric"])["rel"].agg(lambda x: float(x.quantile(0.95) - x.min()))
+    pairs = list(spread.sort_values(ascending=False).index[:DIST_PANELS])
+    if not pairs:
+        return None, "no distribution: the run has no figures of merit"
+    ncols = min(len(pairs), 3)
+    fig, ax = _figure(ncols=ncols, nrows=math.ceil(len(pairs) / ncols), width=5.0, height=3.4)
+    for axis in ax.flat[len(pairs):]:
+        axis.set_visible(False)
+    floor = 100.0 - Rule().min_deviation_pct
+    for axis, (case_id, metric) in zip(ax.flat, pairs):
+        part = r[(r["case_id"] == case_id) & (r["metric"] == metric)]
+        axis.hist(part["rel"].to_numpy(dtype=float), bins=60, color="#4c72b0", log=True)
+        axis.axvline(100.0, color="black", lw=0.8)
+        axis.axvline(floor, color="#c44e52", ls="--", lw=0.8)
+        slow = int((part["rel"] < floor).sum())
+        axis.set_title(f"{str(part['label'].iloc[0])[:48]}\n{metric}: {len(part)} GPUs, {slow} below {floor:g} %",
+                       fontsize="x-small")
+        axis.set_xlabel("% of partition median", fontsize="small")
+    return fig, (f"run {run}: each GPU's headline value as % of its case's median over {int(ranks.max())} ranks "
+                 f"(log counts); dashed: {floor:g} %; slow GPUs and nodes are named by aifbench validate / compare")
+
+
 PLOTS: tuple[tuple[str, str, Builder], ...] = (
+    ("distribution", "Per-GPU distribution of the largest run", distribution),
     ("gemm", "GEMM TFLOP/s by dtype per system", gemm),
     ("bandwidth", "Memory bandwidth vs size", membw),
     ("busbw", "Collective bus bandwidth vs message size", busbw),

@@ -12,6 +12,7 @@ model; DESIGN.md §3):
     gpu = "h100-sxm5-80gb"                  # hardware catalog id, or a list of ids; omitted: any
     stat = "median"                         # statistic checked (default median)
     fraction_of_peak = 0.70                 # value >= 0.70 x the datasheet peak stored with the row
+    # min_pct_of_median = 90.0              # no GPU below 90 % of its case's partition median
     # or bounds in the metric's unit (either or both), with an optional nominal value:
     # value = 2970.0
     # lower = 2600.0
@@ -21,7 +22,9 @@ model; DESIGN.md §3):
 
 Parameters are matched as the runner stores them (the case's full effective config, JSON): a
 gemm of shape "square" is m^3 and keeps n and k at their unused defaults, so match it by m.
-A reference needs `fraction_of_peak`, `lower` or `upper`; `value` alone is not a check.
+A reference needs `fraction_of_peak`, `lower`, `upper` or `min_pct_of_median`; `value` alone is
+not a check. `min_pct_of_median` judges uniformity rather than speed: every GPU (rank) must reach
+that % of the median of all ranks of its case (outliers.below_median).
 `params` and `params_min` may also name the layout of the case in the run (LAYOUT_KEYS):
 `nodes` (distinct hosts), `ranks_per_node` (fewest ranks on one host) and `world_size`, so
 that, e.g., an intra-node collective reference (nodes = 1, ranks_per_node = 4) is kept apart
@@ -63,12 +66,18 @@ class Reference:
     lower: float | None = None
     upper: float | None = None
     fraction_of_peak: float | None = None
+    min_pct_of_median: float | None = None
+    """no GPU below this % of the partition median of its case (above 200 - this % for latencies)"""
     source: str = ""
     estimate: bool = False
 
     def __post_init__(self) -> None:
-        if self.fraction_of_peak is None and self.lower is None and self.upper is None:
-            raise ConfigError(f"reference {self.describe()}: needs fraction_of_peak, lower or upper")
+        if self.fraction_of_peak is None and self.lower is None and self.upper is None \
+                and self.min_pct_of_median is None:
+            raise ConfigError(f"reference {self.describe()}: needs fraction_of_peak, lower, upper or min_pct_of_median")
+        if self.min_pct_of_median is not None and not 0 < self.min_pct_of_median < 100:
+            raise ConfigError(f"reference {self.describe()}: min_pct_of_median must be in (0, 100), "
+                              f"got {self.min_pct_of_median}")
         if self.fraction_of_peak is not None and not 0 < self.fraction_of_peak <= 2:
             raise ConfigError(f"reference {self.describe()}: fraction_of_peak must be in (0, 2], "
                               f"got {self.fraction_of_peak}")
@@ -104,6 +113,8 @@ class Reference:
             parts.append(f">= {self.lower:g}")
         if self.upper is not None:
             parts.append(f"<= {self.upper:g}")
+        if self.min_pct_of_median is not None:
+            parts.append(f"every GPU >= {self.min_pct_of_median:g} % of the partition median")
         return " and ".join(parts) + (" (estimate)" if self.estimate else "")
 
     def matches_params(self, params_json: str, layout: Mapping[str, int] | None = None) -> bool:
@@ -117,7 +128,7 @@ class Reference:
 LAYOUT_KEYS = ("nodes", "ranks_per_node", "world_size")
 """match keys describing where a case ran, computed by validate from the run's rows"""
 _FIELDS = {f.name for f in fields(Reference)}
-_NUMBERS = ("value", "lower", "upper", "fraction_of_peak")
+_NUMBERS = ("value", "lower", "upper", "fraction_of_peak", "min_pct_of_median")
 
 
 def from_mapping(raw: Mapping[str, Any], where: str) -> Reference:

@@ -53,7 +53,8 @@ def plot_frame(sel: Selection, opts: CompareOptions = CompareOptions()) -> pd.Da
     """Headline rows of the complete runs (all with opts.include_incomplete) with parsed params
     and the series name (system; reference runs marked)."""
     h = complete_rows(headline(sel.metrics), sel, opts)
-    h["p"] = [json.loads(p) for p in h["params"]]
+    parsed = {p: json.loads(p) for p in h["params"].unique()}  # once per case, not per rank
+    h["p"] = [parsed[p] for p in h["params"]]
     ref = h["run_id"].isin(sel.reference_runs)
     h["series"] = h["system"].astype(str).where(~ref, h["system"].astype(str) + " (reference)")
     h.attrs["palette"] = palette(h["series"])
@@ -96,11 +97,26 @@ def runs_table(sel: Selection, left_out: dict[str, str] | None = None) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def rank_medians(h: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, case, metric), value and pct_of_peak the median over its ranks: what the
+    bar, line and roofline plots show anyway, at a cost that does not grow with ranks."""
+    keys = ["run_id", "case_id", "metric"]
+    if not len(h) or h.groupby("run_id")["rank"].nunique().max() <= 1:
+        return h
+    first = h.drop_duplicates(keys).set_index(keys)
+    med = h.groupby(keys)[["value", "pct_of_peak"]].median()
+    first[["value", "pct_of_peak"]] = med.reindex(first.index)
+    out = first.reset_index()
+    out.attrs = h.attrs
+    return out
+
+
 def _plot_sections(h: pd.DataFrame) -> tuple[list[str], int]:
     out, images = [], 0
+    per_case = rank_medians(h)
     for key, title, build in PLOTS:
         try:
-            fig, note = build(h)
+            fig, note = build(h if key == "distribution" else per_case)
         except Exception as exc:  # a plot that cannot be drawn must not lose the rest of the report
             log.warning("plot %s failed: %s", key, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             fig, note = None, f"this plot could not be drawn: {type(exc).__name__}: {exc}"

@@ -4,9 +4,10 @@ Checks, each pass / fail / skip:
 - ran: every case ended ok (failed cases fail, skipped cases are skipped)
 - reference: each [[reference]] (references.py) against every rank's value; the failing ranks
   are named with node, device and GPU UUID
-- outliers: per GPU (ranks) and per node (median over its ranks), a robust z-score
-  (stats.robust_z) beyond OUTLIER_Z in the bad direction AND at least `min_deviation_pct` from
-  the median fails, naming the slow GPU or node (needs >= 3 GPUs or nodes)
+- outliers: per GPU (ranks) and per node (median over its ranks), outliers.py's rule (robust
+  z-score beyond OUTLIER_Z in the bad direction AND at least `min_deviation_pct` from the
+  median) fails, naming the slow node, or the slow GPU on a node that is not slow, with node,
+  device, UUID and deviation; the worst outliers.WORST are named, the rest counted
 - drift (with a baseline): compare.py's test on raw samples; a significantly worse median fails
 Telemetry validity flags (the metrics `flags` column) are honoured: flagged rows are excluded
 (default), fail their check, or are used anyway.
@@ -15,17 +16,16 @@ Telemetry validity flags (the metrics `flags` column) are honoured: flagged rows
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from aifbench import metrics as metric_dict
+from aifbench.analysis import outliers
 from aifbench.analysis.compare import CompareOptions, compare, is_merit
 from aifbench.analysis.data import Selection, case_label, headline
 from aifbench.analysis.references import Reference, check_names
-from aifbench.analysis.stats import OUTLIER_Z, robust_z
+from aifbench.analysis.stats import OUTLIER_Z
 from aifbench.errors import ConfigError, one_of
 from aifbench.results.store import Results
 
@@ -146,7 +146,21 @@ def _bound_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[Slot, str]) 
             fails.append(f"{_where(r, uuids)} {v:.4g} {r.unit} < lower {ref.lower:g}")
         if ref.upper is not None and v > ref.upper:
             fails.append(f"{_where(r, uuids)} {v:.4g} {r.unit} > upper {ref.upper:g}")
-    return fails, unjudged
+    return fails + median_floor_failures(ref, rows, uuids), unjudged
+
+
+def median_floor_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[Slot, str]) -> list[str]:
+    """`min_pct_of_median`: the ranks below that % of their case's partition median, worst first
+    (outliers.WORST named, the rest counted)."""
+    if ref.min_pct_of_median is None or not len(rows):
+        return []
+    low = outliers.below_median(rows, ref.min_pct_of_median)
+    low = low.reindex((low["pct_of_median"] - 100).abs().sort_values(ascending=False).index)
+    out = [f"{_where(r, uuids)} {r.value:.4g} {r.unit} = {r.pct_of_median:.1f} % of the partition median "
+           f"{r.median:.4g} < {ref.min_pct_of_median:g} %" for r in low.head(outliers.WORST).itertuples(index=False)]
+    if len(low) > outliers.WORST:
+        out.append(f"and {len(low) - outliers.WORST} more GPU(s) below {ref.min_pct_of_median:g} % of the median")
+    return out
 
 
 def case_layouts(metrics: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -178,8 +192,9 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[Slot, str 
                    & (metrics["stat"] == ref.stat) & (metrics["status"] == "ok")]
     layouts = layouts if layouts is not None else case_layouts(metrics)
     # boolean masks as arrays: a plain empty list would select no columns instead of no rows
-    matched = rows[np.array([ref.matches_params(p, layouts.get(c)) for p, c in zip(rows["params"], rows["case_id"])],
-                            dtype=bool)]
+    cases = rows[["params", "case_id"]].drop_duplicates()  # once per case, not per rank
+    hit = {c for p, c in zip(cases["params"], cases["case_id"]) if ref.matches_params(p, layouts.get(c))}
+    matched = rows[rows["case_id"].isin(hit).to_numpy(dtype=bool)]
     judged = matched[np.array([ref.applies_to(skus.get(slot(r))) for r in matched.itertuples(index=False)], dtype=bool)]
     if not len(judged):
         return Check("reference", name, "skip", _unmatched(ref, rows, matched, skus))
@@ -228,42 +243,35 @@ def _figures(h: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([shown, only_time])
 
 
-def _outlier_lines(values: pd.Series, labels: list[str], metric: str, unit: str, opts: ValidateOptions) -> list[str]:
-    x = values.to_numpy(dtype=float)
-    z = robust_z(x)
-    med = float(np.median(x))
-    higher = metric_dict.METRICS[metric].higher_is_better if metric in metric_dict.METRICS else True
-    lines = []
-    for xi, zi, label in zip(x, z, labels):
-        dev = (xi - med) / med * 100 if med else math.nan
-        bad = zi < -opts.outlier_z if higher else zi > opts.outlier_z
-        if bad and abs(dev) >= opts.min_deviation_pct:
-            word = "slow" if higher else "high"
-            lines.append(f"{word} {label}: {xi:.4g} {unit}, {dev:+.1f} % vs median {med:.4g} (robust z {zi:.1f})")
-    return lines
-
-
 def outlier_checks(h: pd.DataFrame, uuids: dict[Slot, str], opts: ValidateOptions) -> list[Check]:
-    out = []
+    """Per case and figure of merit: slow GPUs and slow nodes (outliers.py states the rule), the
+    worst WORST named, the rest counted; a slow node's GPUs are named under the node."""
     use, _ = _flag_filter(_figures(h), opts)
-    for (case_id, metric), part in use.groupby(["case_id", "metric"], sort=True):
-        label, unit = part["label"].iloc[0], str(part["unit"].iloc[0])
-        part = part.sort_values("rank")
-        if part["rank"].nunique() >= 3:
-            lines = _outlier_lines(part["value"], [_where(r, uuids) for r in part.itertuples(index=False)],
-                                   metric, unit, opts)
-            out.append(_outlier_check("outliers-gpu", f"outliers per GPU: {label} {metric}", lines, len(part), "GPU"))
-        nodes = part.groupby("node")["value"].median()
-        if len(nodes) >= 3:
-            lines = _outlier_lines(nodes, [f"node {n}" for n in nodes.index], metric, unit, opts)
-            out.append(_outlier_check("outliers-node", f"outliers per node: {label} {metric}", lines, len(nodes), "node"))
+    rule = outliers.Rule(z=opts.outlier_z, min_deviation_pct=opts.min_deviation_pct)
+    summary, found = outliers.partition(use, uuids, rule)
+    out = []
+    by_key = {k: g for k, g in found.groupby(["case_id", "metric"], sort=False)} if len(found) else {}
+    for s in summary.itertuples(index=False):
+        o = by_key.get((s.case_id, s.metric), found.iloc[0:0])
+        gpus, nodes = o[o["kind"] == "gpu"], o[o["kind"] == "node"]
+        on_slow_nodes = int(nodes["slow_gpus_on_node"].sum()) if len(nodes) else 0
+        extra = f"; {on_slow_nodes} more on the slow node(s) below" if on_slow_nodes else ""
+        out.append(_outlier_check("outliers-gpu", f"outliers per GPU: {s.case} {s.metric}", gpus, s.n_gpus,
+                                  "GPU", extra, s))
+        if s.n_nodes >= 3:
+            out.append(_outlier_check("outliers-node", f"outliers per node: {s.case} {s.metric}", nodes,
+                                      s.n_nodes, "node", "", s))
     return out
 
 
-def _outlier_check(kind: str, name: str, lines: list[str], n: int, what: str) -> Check:
-    if lines:
-        return Check(kind, name, "fail", "; ".join(lines))
-    return Check(kind, name, "pass", f"no outlier among {n} {what}s")
+def _outlier_check(kind: str, name: str, found: pd.DataFrame, n: int, what: str, extra: str, s) -> Check:
+    spread = f"median {s.median:.4g} {s.unit}, robust spread {s.spread_pct:.2g} %, min {s.min:.4g}"
+    if not len(found):
+        return Check(kind, name, "pass", f"no outlier among {n} {what}s ({spread})", s.median, s.unit)
+    lines = [outliers.describe(o) for o in outliers.worst(found).itertuples(index=False)]
+    more = f"; and {len(found) - len(lines)} more" if len(found) > len(lines) else ""
+    return Check(kind, name, "fail", f"{len(found)} of {n} {what}s: " + "; ".join(lines) + more + extra
+                 + f" [{spread}]", s.median, s.unit)
 
 
 def drift_checks(sel: Selection, baseline: Results, describe: str, opts: ValidateOptions,

@@ -117,10 +117,12 @@ def _add_exchange(sub: argparse._SubParsersAction) -> None:
 
 # --- helpers --------------------------------------------------------------------------------
 
-def _select(args: argparse.Namespace):
+def _select(args: argparse.Namespace, full: bool = False):
+    """The lean read (data.load_analysis) unless `full`: what compare and report use."""
     from aifbench.analysis.data import select
 
-    return select(args.paths, include_reference=args.reference, reference_dir=args.reference_dir)
+    return select(args.paths, include_reference=args.reference, reference_dir=args.reference_dir, full=full,
+                  metrics=tuple(getattr(args, "metrics", ()) or ()))
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -186,21 +188,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
                           include_incomplete=args.include_incomplete)
     table = compare(sel, opts, baseline=base)
     _comparison_out(table, args.format, title, args.output, excluded_runs(sel, opts))
+    extra = _outliers_text(sel) if args.format in ("table", "markdown") else ""
+    if extra and args.output is not None:
+        _emit(args.output.read_text() + "\n" + extra, args.output)
+    elif extra:
+        print("\n" + extra, end="")
     return 0
+
+
+def _outliers_text(sel) -> str:
+    """Slow GPUs and nodes of every run of >= 3 ranks (outliers.py), as Markdown; '' when none."""
+    from aifbench.analysis import outliers
+
+    summary, found = outliers.for_selection(sel.metrics, sel.results.tables["runs"])
+    return outliers.to_text(summary, found)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from aifbench.analysis import references, validate
-    from aifbench.analysis.data import Selection, load_runs
+    from aifbench.analysis.data import ANALYSIS_STATS, Selection, load_runs
     from aifbench.atomic import atomic_write_text
     from aifbench.cli.output import console, err_console
     from aifbench.results.store import resolve_run
 
     run_dir = resolve_run(args.results, args.run_id)
-    run = load_runs([run_dir])
-    if not len(run.tables["metrics"]):
-        raise ConfigError(f"run {run_dir.name} has no metrics")
-    system = args.system or str(run.tables["metrics"]["system"].iloc[0])
+    system = args.system or _run_system(run_dir)
     if args.references:
         refs, gpu = references.load_file(args.references), None
     else:
@@ -212,6 +224,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             hint = "" if args.system else f" (the run's system is {system!r}: give --system NAME or --references FILE)"
             raise ConfigError(f"{exc}{hint}") from None
+    run = load_runs([run_dir], stats=ANALYSIS_STATS + tuple(r.stat for r in refs), full=False,
+                    metrics=tuple(r.metric for r in refs))
+    if not len(run.tables["metrics"]):
+        raise ConfigError(f"run {run_dir.name} has no metrics")
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
     opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation, strict=args.strict)
     report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system)
@@ -229,6 +245,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     verdict = "[bold red]FAIL[/]" if report.failed else "[bold green]PASS[/]"
     err_console.print(f"validate {report.run_id} on {system}: {verdict} ({report.summary()})", highlight=False)
     return report.exit_code
+
+
+def _run_system(run_dir: Path) -> str:
+    """The system a run was measured on, from its provenance (runs) or metrics rows."""
+    from aifbench.results.store import load
+
+    for table in ("runs", "metrics"):
+        df = load([run_dir], tables=(table,), columns={table: ["system"]}).tables[table]
+        if len(df):
+            return str(df["system"].iloc[0])
+    raise ConfigError(f"run {run_dir.name} has no metrics")
 
 
 def _validate_rows(report, fmt: str, output: Path | None) -> None:
@@ -308,7 +335,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {args.output}: {what} of that name exists; give a new name, or --force to replace a file")
     if args.output.is_dir():
         raise ConfigError(f"-o {args.output}: is a directory; give a file name (BUNDLE.parquet)")
-    sel = _select(args)
+    sel = _select(args, full=True)
     rows = exchange.export(sel.results, args.output)
     counts = ", ".join(f"{n} {t}" for t, n in rows.items())
     console.print(f"wrote {args.output}: {len(sel.results.run_ids)} run(s), {counts} rows", highlight=False, soft_wrap=True)

@@ -280,3 +280,29 @@ def print_metrics(df: pd.DataFrame, title: str, all_stats: bool = False, by_rank
     if fmt in ("json", "csv"):  # the reason is a field of every row; no note numbers
         rows = [{k: v for k, v in r.items() if k != "_number"} for r in rows]
     emit(rows, cols, fmt, title, notes=reasons)
+
+
+def print_rank_spread(df: pd.DataFrame, ranks: int, worst: int = 3) -> None:
+    """Per case and figure of merit, the distribution over ranks (median, p5, min, max) and the
+    `worst` ranks by name: one line per case and metric, whatever the number of ranks."""
+    from aifbench.analysis.compare import is_merit
+    from aifbench.analysis.data import case_label, headline
+
+    h = headline(df)
+    h = h[h["metric"].map(is_merit)]
+    table = Table(title=f"distribution over {ranks} ranks (headline value of each rank)", title_justify="left",
+                  header_style="bold")
+    for name in ("case", "metric", "median", "p5", "min", "max", "ranks", f"worst {worst}"):
+        table.add_column(name, justify="left" if name in ("case", "metric", f"worst {worst}") else "right",
+                         overflow="fold")
+    for (case_id, metric), part in h.groupby(["case_id", "metric"], sort=True):
+        from aifbench.analysis.outliers import higher_is_better
+
+        x = part["value"].astype(float)
+        order = x.sort_values(ascending=higher_is_better(str(metric))).index[:worst]
+        names = ", ".join(f"r{part.at[i, 'rank']} {part.at[i, 'node']} {fmt_value(x[i])}" for i in order)
+        table.add_row(case_label(part["benchmark"].iloc[0], part["params"].iloc[0], 50), str(metric),
+                      fmt_value(x.median()), fmt_value(x.quantile(0.05)), fmt_value(x.min()), fmt_value(x.max()),
+                      str(len(part)), names)
+    console.print(table)
+    console.print("slow GPUs and nodes, by a stated rule: aifbench validate", style="dim")

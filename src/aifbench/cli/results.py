@@ -20,6 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_format_option(p)
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("compact", help="merge a run's shards into one file per table (atomic, idempotent)",
+                       description="Compact a run: its per-rank shards become one file per table, written atomically; "
+                                   "a crash loses nothing, a second compaction changes nothing, two at once are safe. "
+                                   "collect and the local launcher do this when a run has ended.")
+    p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: latest)")
+    add_results_option(p)
+    p.set_defaults(func=cmd_compact)
+
     p = sub.add_parser("runs", help="the runs of a results store, newest first",
                        description="List a store's runs: id, suite, system, status (ok, failed, interrupted, "
                                    "incomplete, running), ranks, cases ok/failed/skipped, start, duration.")
@@ -75,15 +83,33 @@ def _range(lo, hi) -> str:
     return f"{'' if lo is None else lo}..{'' if hi is None else hi}"
 
 
+SHOW_RUNS_COLUMNS = ["run_id", "rank", "suite", "system", "node", "device_name", "world_size", "started_utc",
+                     "ended_utc", "status", "config", "config_hash", "telemetry", "task"]
+BY_RANK_MAX = 16
+"""--all lists every rank up to this many; larger runs get the per-rank distribution instead"""
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    from aifbench.cli.output import console, print_metrics
+    import pyarrow.dataset as ds
+
+    from aifbench.cli.output import SUMMARY_STATS, console, print_metrics, print_rank_spread
     from aifbench.errors import ConfigError
     from aifbench.results.store import load, resolve_run
 
+    from aifbench.analysis.data import analysis_metrics
+
     run_dir = resolve_run(args.results, args.run_id)
-    results = load([run_dir])
-    runs = results.runs
-    if not len(results.metrics):
+    first = load([run_dir], tables=("runs",), columns={"runs": ["rank"]}).runs["rank"]
+    # every row of the first rank; of the others only what the distribution table shows
+    mine = ds.field("rank") == int(first.min()) if len(first) else ds.scalar(True)
+    keep = None if args.all else (ds.field("stat").isin(list(SUMMARY_STATS)) & (
+        mine | ds.field("metric").isin(analysis_metrics())) | (ds.field("status") != "ok"))
+    cols = [c for c in ("case_id", "rank", "benchmark", "params", "metric", "value", "unit", "stat", "noisy",
+                        "pct_of_peak", "status", "reason", "flags", "node", "device")]
+    results = load([run_dir], tables=("metrics", "runs"), columns={"metrics": cols, "runs": SHOW_RUNS_COLUMNS},
+                   filters={"metrics": keep} if keep is not None else None, categorical=True)
+    runs, metrics = results.runs, results.metrics
+    if not len(metrics):
         states = ", ".join(sorted(set(runs["status"].astype(str)))) if len(runs) else "no runs row either"
         raise ConfigError(f"run {run_dir.name} has no metrics: no case finished (run status: {states})")
     if len(runs) and args.format == "table":
@@ -94,7 +120,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(f"[bold]{r['run_id']}[/]  suite {r['suite']}  system {r['system']}  node {r['node']}  "
                       f"device {r['device_name']}  ranks {r['world_size']}  started {r['started_utc']:%Y-%m-%d %H:%M:%S} UTC  "
                       f"status {status}  config {r['config_hash']}  telemetry {r['telemetry']}", soft_wrap=True)
-    print_metrics(results.metrics, f"metrics of {run_dir.name}", all_stats=args.all, by_rank=args.all, fmt=args.format)
+    ranks = metrics["rank"].nunique()
+    title = f"metrics of {run_dir.name}" + (f" (rank {metrics['rank'].min()} of {ranks})" if ranks > 1 else "")
+    print_metrics(metrics, title, all_stats=args.all, by_rank=args.all and ranks <= BY_RANK_MAX, fmt=args.format)
+    if ranks > 1 and args.format == "table":
+        print_rank_spread(metrics, ranks)
     return 0
 
 
@@ -113,6 +143,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
             Col("duration_s", "duration s", kind="num")]
     emit(rows, cols, args.format, f"runs under {args.results} (newest first)")
     return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    import time
+
+    from aifbench.cli.output import console, err_console
+    from aifbench.results.compact import compact
+    from aifbench.results.store import resolve_run
+
+    run_dir = resolve_run(args.results, args.run_id)
+    t0 = time.monotonic()
+    report = compact(run_dir)
+    for note in report.notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    for path, why in report.bad:
+        err_console.print(f"not compacted (left in place): {path}: {why}", highlight=False, soft_wrap=True)
+    what = (f"{len(report.written)} file(s) written, {report.removed} merged file(s) removed" if report.changed
+            else "already compacted, nothing changed")
+    console.print(f"compact {run_dir.name}: {what} in {time.monotonic() - t0:.1f} s", highlight=False, soft_wrap=True)
+    return 2 if report.bad else 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -300,7 +300,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return _print_collect(record, args.format)
 
 
+TASKS_LISTED = 32
+
+
 def _print_collect(record, fmt: str = "table") -> int:
+    from collections import Counter
+
     from aifbench.cli.output import Col, emit, err_console
     from aifbench.launch.collect import collect
 
@@ -310,8 +315,21 @@ def _print_collect(record, fmt: str = "table") -> int:
             for t in report.tasks]
     cols = [Col("job_id", "job"), Col("part"), Col("rank", kind="num"), Col("state"), Col("reported", kind="num"),
             Col("failed", kind="num"), Col("missing", kind="num"), Col("reason", kind="text")]
-    notes = [f"{len(report.pending)} task(s) not finished yet: collect again later"] if report.pending else []
-    notes += [f"wrote {path}" for path in report.written] + [f"results: {record.run_dir}"]
+    notes = [f"{len(report.pending)} task(s) not finished yet: collect again later (the run is compacted once "
+             "every task has ended)"] if report.pending else []
+    if fmt == "table" and len(rows) > TASKS_LISTED:  # thousands of tasks: counts, and the tasks with news
+        states = ", ".join(f"{k} {v}" for k, v in sorted(Counter(t.state for t in report.tasks).items()))
+        rows = [r for r in rows if r["missing"] or r["failed"] or r["state"] != "COMPLETED"]
+        notes.append(f"{len(report.tasks)} tasks: {states}; listed: tasks with failed or missing cases or not "
+                     f"COMPLETED (first {TASKS_LISTED} of {len(rows)})")
+        rows = rows[:TASKS_LISTED]
+    notes += [f"wrote {path}" for path in report.written[:TASKS_LISTED]]
+    if report.compaction is not None:
+        c = report.compaction
+        notes.append(f"compacted: {len(c.written)} file(s) written, {c.removed} merged file(s) removed"
+                     if c.changed else "compacted already: nothing changed")
+        notes += [f"not compacted (left in place): {path}: {why}" for path, why in c.bad]
+    notes.append(f"results: {record.run_dir}")
     if fmt == "table":
         emit(rows, cols, fmt, f"run {record.run_id}", notes=notes)
     else:  # stdout is data; the notes go to stderr

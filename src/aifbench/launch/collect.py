@@ -26,7 +26,10 @@ from aifbench.config import Case
 from aifbench.launch.cluster import JobInfo
 from aifbench.launch.slurm import Submission, collected_shard, states
 from aifbench.plan import Plan
-from aifbench.results.store import ShardWriter, write_shard
+from aifbench.results import layout, read
+from aifbench.results.compact import CompactReport
+from aifbench.results.compact import compact as compact_run
+from aifbench.results.store import write_shard
 from aifbench.runner import metric_rows, placeholder_metric
 
 STDERR_LINES = 8
@@ -57,6 +60,8 @@ class CollectReport:
     run_dir: Path
     tasks: list[TaskOutcome] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    compaction: CompactReport | None = None
+    """the run's compaction, when every job had ended"""
 
     @property
     def pending(self) -> list[TaskOutcome]:
@@ -80,16 +85,19 @@ def stderr_tail(path: Path, lines: int = STDERR_LINES, limit: int = STDERR_CHARS
     return joined[-limit:]
 
 
-def collect(record: Submission, now: datetime | None = None) -> CollectReport:
-    """Check every expected shard; write failed rows for missing cases of ended jobs."""
+def collect(record: Submission, now: datetime | None = None, compact: bool = True) -> CollectReport:
+    """Check every expected shard; write failed rows for missing cases of ended jobs; when no
+    job is pending or running any more, compact the run (results/compact.py): a requeued task
+    would otherwise rewrite a shard whose failed rows were already compacted."""
     now = now or datetime.now(timezone.utc)
     plan = Plan.load(record.run_dir / "plan.json")
     cases = {c.index: c for c in plan.replace(case_indices=None).cases}
     current = states(record)
     report = CollectReport(record.run_dir)
+    reported = reported_cases(record.run_dir)
     for job, part, rank, task, indices in record.expected():
         info = current.get(job.job_id) or JobInfo(job.job_id, "UNKNOWN", "")
-        own = ShardWriter(Path(record.results_root), record.run_id, rank, part).load_existing("metrics")
+        own = reported.get((rank, part), _NONE)
         seen = own.drop_duplicates("case_id") if len(own) else own
         have = set(seen["case_id"]) if len(seen) else set()
         missing = [cases[i] for i in indices if cases[i].case_id not in have]
@@ -109,7 +117,28 @@ def collect(record: Submission, now: datetime | None = None) -> CollectReport:
         outcome.reason = failure_reason(info, task, outcome.stderr)
         rows = [failed_row(case, plan, record, info, rank, outcome.reason, now) for case in missing]
         report.written.append(write_shard(target, "metrics", pd.DataFrame(rows)))
+    if compact and not report.pending:
+        report.compaction = compact_run(record.run_dir)
     return report
+
+
+_NONE = pd.DataFrame({"case_id": pd.Series(dtype="string"), "status": pd.Series(dtype="string")})
+
+
+def reported_cases(run_dir: Path) -> dict[tuple[int, str], pd.DataFrame]:
+    """(rank, part) -> the case_id and status rows that task wrote itself, read from its loose
+    shard or from a compacted file alike (its source shard name says which task wrote a row)."""
+    rf = layout.scan(run_dir)
+    t = read.read_table(rf, "metrics", columns=["case_id", "status"], source=True)
+    df = read.to_frame(t)
+    if not len(df):
+        return {}
+    ids = df[layout.SOURCE_COL].map(layout.shard_id)
+    out = {}
+    for key, part in df.groupby(ids, sort=False):
+        if key is not None and not key[1].endswith("-collected"):
+            out[key] = part[["case_id", "status"]].reset_index(drop=True)
+    return out
 
 
 def failure_reason(info: JobInfo, task: int, stderr: Path) -> str:

@@ -13,6 +13,7 @@ launcher, once) and get SIGTERM from the kernel should the launcher itself die (
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -23,6 +24,8 @@ from typing import Callable
 
 from aifbench.errors import LaunchError
 from aifbench.plan import Plan
+
+log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0
 """seconds the workers get to stop after the forwarded SIGINT before SIGTERM"""
@@ -101,10 +104,25 @@ def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
             codes = [p.wait() for p in procs]
     if stops.signals:
         raise Interrupted(stops.signals[0])
+    _compact(plan.run_dir)
     if all(c not in (0, 1) for c in codes):
         tail = (plan.run_dir / "worker.rank00000.log").read_text()[-2000:]
         raise LaunchError(f"all {nproc} workers died (exit codes {codes}); rank 0 log:\n{tail}")
     return codes
+
+
+def _compact(run_dir) -> None:
+    """Every worker has exited: merge the run's shards into one file per table. A failure here
+    loses nothing (the shards stay readable as they are): warn and go on."""
+    from aifbench.results.compact import compact
+
+    try:
+        report = compact(run_dir)
+    except Exception as exc:  # compaction is an optimisation; the run's results are complete without it
+        log.warning("compacting %s failed, its shards stay as they are: %s", run_dir, exc)
+        return
+    for path, why in report.bad:
+        log.warning("not compacted: %s: %s", path, why)
 
 
 def _wait(procs: list[subprocess.Popen], plan: Plan, poll: Callable[[], None] | None,

@@ -1,5 +1,9 @@
 """The results store: results/<run_id>/<table>.rank<NNNNN>.<part>.parquet.
 
+Ranks of 100,000 and more get 6 or more digits (the name always has at least 5, so older
+stores read unchanged). After compaction (results/compact.py) a run also holds
+<table>.compact-<digest>.parquet files; layout.py says how both are read exactly once.
+
 One shard per (run, rank, part, table). A shard is written whole to a temporary file in the
 same directory and renamed into place (os.replace is atomic on POSIX), so concurrent ranks,
 array tasks and readers never see a half-written file. The runner rewrites its shard after
@@ -22,12 +26,12 @@ import pyarrow.parquet as pq
 
 from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError, SchemaError
-from aifbench.results import schema
+from aifbench.results import layout, read, schema
+from aifbench.results.layout import SHARD_RE
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("results")
-SHARD_RE = re.compile(r"^(?P<table>[a-z]+)\.rank(?P<rank>\d{5})\.(?P<part>[A-Za-z0-9_-]+)\.parquet$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -137,7 +141,7 @@ class Results:
 
 
 def find_shards(paths: Iterable[Path | str]) -> list[Path]:
-    """All shard files below the given files or directories, sorted."""
+    """All shard and compacted files below the given files or directories, sorted."""
     found: set[Path] = set()
     for p in map(Path, paths):
         if p.is_file():
@@ -150,7 +154,7 @@ def find_shards(paths: Iterable[Path | str]) -> list[Path]:
 
 
 def read_shard(path: Path) -> tuple[str, pd.DataFrame]:
-    """(table, validated frame) of one shard; SchemaError when it does not validate."""
+    """(table, validated frame) of one loose shard; SchemaError when it does not validate."""
     m = SHARD_RE.match(path.name)
     if not m:
         raise SchemaError(f"not a shard name (<table>.rank<NNNNN>.<part>.parquet): {path.name}")
@@ -162,23 +166,83 @@ def read_shard(path: Path) -> tuple[str, pd.DataFrame]:
     return table, schema.validate(table, df)
 
 
-def load(paths: Iterable[Path | str]) -> Results:
-    """Load every shard below `paths`; shards that fail validation are skipped with a warning."""
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in schema.TABLES}
+Columns = dict[str, list[str]]
+"""table -> the columns to read (run_id and schema_version always come along)"""
+
+
+def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, columns: Columns | None = None,
+         filters: dict | None = None, categorical: bool = False) -> Results:
+    """Load `tables` (default all) below `paths`, run directory by run directory, reading only
+    `columns` per table and the rows passing `filters` per table (pyarrow.dataset expressions).
+
+    Loose shards and compacted files are read exactly once each (layout.py); files that are not
+    this run's, of another schema version, or unreadable are skipped with a warning, as are the
+    duplicate provenance rows of a rank present twice. `categorical`: repetitive text columns
+    of the metrics and runs tables come as sorted pandas categories (each distinct text held once).
+    """
+    tables = list(tables or schema.TABLES)
+    columns, filters = columns or {}, filters or {}
+    by_dir: dict[Path, list[Path]] = {}
+    for f in find_shards(paths):
+        by_dir.setdefault(f.parent, []).append(f)
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in tables}
     skipped: list[tuple[Path, str]] = []
-    for path in find_shards(paths):
+    for run_dir, files in sorted(by_dir.items()):
+        frames, bad = _load_run(run_dir, files, tables, columns, filters, categorical)
+        skipped += bad
+        for name, df in frames.items():
+            parts[name].append(df)
+    for path, why in skipped:
+        log.warning("skipping invalid shard %s: %s", path, why)  # the CLI shows it on stderr
+    out = {}
+    for name in schema.TABLES:
+        frames = [f for f in parts.get(name, []) if len(f)]
+        if frames:
+            out[name] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        elif name in parts and parts[name]:
+            out[name] = parts[name][0]
+        else:
+            out[name] = schema.empty(name) if name not in columns else \
+                read.to_frame(read.arrow_schema(name).empty_table().select(read._columns(name, columns[name])))
+    return Results(out, skipped)
+
+
+def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict,
+              categorical: bool = False) -> tuple[dict[str, pd.DataFrame], list[tuple[Path, str]]]:
+    """One run directory's tables; rescans once when a concurrent compaction moved a file."""
+    for attempt in range(3):
+        rf = layout.scan(run_dir, [f for f in files if f.exists()] if attempt else files)
         try:
-            table, df = read_shard(path)
-        except SchemaError as exc:
-            log.warning("skipping invalid shard %s: %s", path, exc)  # the CLI shows it on stderr
-            skipped.append((path, str(exc)))
-            continue
-        parts[table].append(df)
-    tables = {}
-    for name, frames in parts.items():
-        frames = [f for f in frames if len(f)]
-        tables[name] = pd.concat(frames, ignore_index=True) if frames else schema.empty(name)
-    return Results(tables, skipped)
+            frames = {}
+            for name in tables:
+                twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
+                cat = categorical and name in ("metrics", "runs")
+                t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice, dictionary=cat)
+                frames[name] = read.to_frame(t, categorical=cat)
+            break
+        except FileNotFoundError:
+            files = find_shards([run_dir])
+    for note in rf.notes():
+        log.warning("%s", note)
+    bad = list(rf.bad)
+    if "metrics" in frames:
+        bad += [(run_dir, f"metrics.params not JSON: {t!r}") for t in read.check_params(frames["metrics"])]
+    if "runs" in frames and {"rank", "task"} <= set(frames["runs"].columns):
+        frames["runs"], twice = _rank_twice(frames["runs"])
+        bad += twice
+    return frames, bad
+
+
+def _rank_twice(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[Path, str]]]:
+    """Provenance rows of one (run, rank, task) from two shards: named, the first kept."""
+    dup = runs.duplicated(["run_id", "rank", "task"], keep=False) & runs["rank"].notna()
+    out = []
+    for (run_id, rank, task), part in runs[dup].groupby(["run_id", "rank", "task"]):
+        shards = ", ".join(sorted(part[layout.SOURCE_COL].astype(str)))
+        out.append((Path(str(run_id)), f"rank {rank} (task {task}) present twice: {shards}; the first is read"))
+    keep = ~runs.duplicated(["run_id", "rank", "task"], keep="first")
+    return runs[keep].drop(columns=[layout.SOURCE_COL]).reset_index(drop=True), out
+
 
 
 def run_dirs(root: Path) -> list[Path]:
