@@ -225,3 +225,12 @@ def test_an_incomplete_run_is_left_out_of_pooled_figures_unless_asked(tmp_path):
     sel = Selection(load_runs([root / "20260105T120000Z-lost-0000a", root / "20260105T130000Z-full-0000b"]))
     assert set(compare(sel, CompareOptions())["group"]) == {"sysB"}
     assert set(compare(sel, CompareOptions(include_incomplete=True))["group"]) == {"sysA", "sysB"}
+
+
+def test_no_gpu_below_pct_of_median_fails_a_slow_gpu_not_a_fast_one(tmp_path):
+    fast = _sel(tmp_path, factor={4: 0.8})                               # rank 4 at 125 % of the median
+    check = _ref_check(fast, benchmark="gemm", metric="tflops", params={"m": 4096}, min_pct_of_median=90.0)
+    assert check.status == "pass", check.message
+    slow = _sel(tmp_path, run_id="20260105T120000Z-pin-00000c", factor={4: 1.25})  # 80 % of the median
+    check = _ref_check(slow, benchmark="gemm", metric="tflops", params={"m": 4096}, min_pct_of_median=90.0)
+    assert check.status == "fail" and "rank 4" in check.message
