@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -57,12 +58,25 @@ def suite_text(args: argparse.Namespace) -> str:
 
 
 def headline(rows) -> dict[str, float]:
-    """metric -> its median row (peak memory: its max row) for the metrics in SHOWN."""
+    """metric -> its median row (peak memory: its max row; speedup_vs_ref: its A/B mean, with
+    speedup_vs_ref_ci_low / _ci_high) for the metrics in SHOWN."""
     out = {}
     for (metric, stat), value in rows.set_index(["metric", "stat"])["value"].items():
-        if metric in SHOWN and (stat == "median" or (stat == "max" and metric.endswith("_bytes"))):
+        if metric == "speedup_vs_ref" and stat in ("ci_low", "ci_high"):
+            out[f"{metric}_{stat}"] = float(value)
+        elif metric in SHOWN and (stat == "median" or (stat == "max" and metric.endswith("_bytes"))
+                                  or (metric == "speedup_vs_ref" and stat == "mean")):
             out[metric] = float(value)
     return out
+
+
+def faster_verdict(figures: dict[str, float]) -> bool | str:
+    """aifbench at least as fast: judged on speedup_vs_ref's 95 % interval (True: all of it >= 1,
+    False: all of it < 1, else 'inconclusive')."""
+    low, high = figures.get("speedup_vs_ref_ci_low"), figures.get("speedup_vs_ref_ci_high")
+    if low is None or high is None:
+        return "inconclusive"
+    return True if low >= 1.0 else False if high < 1.0 else "inconclusive"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     figures = headline(rows)
     mfu = figures.get("mfu_pct")
-    verdict = {"aifbench_at_least_as_fast": figures["speedup_vs_ref"] >= 1.0,
+    verdict = {"aifbench_at_least_as_fast": faster_verdict(figures),
                "mfu_at_least_45_pct": None if mfu is None else mfu >= MFU_TARGET_PCT}
-    print(f"{run.name}: speedup_vs_ref {figures['speedup_vs_ref']:.3f} (>= 1: aifbench faster); "
+    ci = f"[{figures.get('speedup_vs_ref_ci_low', math.nan):.3f}, {figures.get('speedup_vs_ref_ci_high', math.nan):.3f}]"
+    print(f"{run.name}: speedup_vs_ref {figures['speedup_vs_ref']:.3f}, 95 % interval {ci} (>= 1: aifbench faster); "
           f"MFU {'-' if mfu is None else f'{mfu:.1f} %'} (target >= {MFU_TARGET_PCT:g} %)")
     if args.out:
         doc = {"command": " ".join([sys.executable] + sys.argv), "run_id": run.name, "results": str(run),

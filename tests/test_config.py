@@ -62,7 +62,7 @@ def test_parse_value_reads_toml_literals_or_strings():
     (["gemm.m=abc"], "gemm.m: expected int, got str"),
     (["gemm.m=0"], "below the minimum 1"),
     (["gemm.dtype=int8"], "allowed: fp64, fp32, tf32, bf16, fp16, fp8"),
-    (["gemm.mm=3"], "unknown parameter of gemm 'mm'; allowed: bare_loop, buffers, check_size"),
+    (["gemm.mm=3"], "unknown parameter of gemm 'mm'; allowed: ab_round_s, ab_rounds, bare_loop, buffers, burst, burst_idle_s"),
     (["nosuch.m=3"], "unknown benchmark in --set 'nosuch'"),
     (["timing.repeat=3"], "unknown timing field 'repeat'; allowed: inner, repeats, warmup"),
     (["timing.repeats=0"], "--set timing.repeats=0: repeats must be >= 1"),

@@ -38,16 +38,21 @@ def test_reports_throughput_ratios_and_achieved_rates():
     with outer.window("case") as win:
         m = b.measure(Timer("cpu"))
     b.teardown()
-    values = {x.metric: x for x in m.metrics}
-    assert set(values) == set(type(b).emits)
+    values = {(x.metric, x.stat): x for x in m.metrics}
+    assert {metric for metric, _ in values} == set(type(b).emits)
+    assert len(m.samples["overhead_off_tflops"]) == 6  # the off side of both A/B comparisons
     for s in ("off", "low", "high"):
-        assert values[f"overhead_{s}_tflops"].value > 0 and len(m.samples[f"overhead_{s}_tflops"]) == 3
+        assert values[f"overhead_{s}_tflops", "median"].value > 0
     for s in ("low", "high"):
+        assert len(m.samples[f"overhead_{s}_tflops"]) == 3
         ratios = m.samples[f"overhead_ratio_{s}"]
-        assert values[f"overhead_ratio_{s}"].value == pytest.approx(sorted(ratios)[1])
-        assert values[f"overhead_loss_pct_{s}"].value == pytest.approx((1 - values[f"overhead_ratio_{s}"].value) * 100)
+        mean, lo, hi = (values[f"overhead_ratio_{s}", k].value for k in ("mean", "ci_low", "ci_high"))
+        assert mean == pytest.approx(sum(ratios) / 3) and lo < mean < hi
+        loss = [values[f"overhead_loss_pct_{s}", k].value for k in ("mean", "ci_low", "ci_high")]
+        assert loss == pytest.approx([(1 - mean) * 100, (1 - hi) * 100, (1 - lo) * 100])
+        assert m.samples[f"overhead_loss_pct_{s}"] == pytest.approx([(1 - r) * 100 for r in ratios])
     # 100 Hz really polls more often than 10 Hz (each segment ~50 ms: opening/closing polls dominate at 10 Hz)
-    assert values["overhead_polls_per_s_high"].value > values["overhead_polls_per_s_low"].value
+    assert values["overhead_polls_per_s_high", "median"].value > values["overhead_polls_per_s_low", "median"].value
     assert "telemetry_suspended" in win.flags
 
 
@@ -67,3 +72,20 @@ def test_skipped_without_a_live_sampler(monkeypatch, env, why):
         monkeypatch.setenv(key, value)
     reason = bench(size=64, dtype="fp32").skip_reason()
     assert reason.startswith("no live telemetry sampler to measure here") and why in reason
+
+
+def test_runs_through_the_runner_with_its_telemetry_regions(tmp_path):
+    """End to end: the runner's Timer carries telemetry regions; the A/B rounds open none (the
+    runner's telemetry is suspended) and the interval rows land in the store."""
+    from aifbench.cli import main
+    from aifbench.results.store import load
+    from tests.conftest import write
+
+    suite = write(tmp_path / "s.toml", '[suite]\nname = "t"\n[timing]\nwarmup = 1\n[[case]]\n'
+                                       'benchmark = "telemetry_overhead"\n'
+                                       'params = { size = 64, dtype = "fp32", rounds = 2, round_s = 0.02 }\n')
+    assert main(["run", str(suite), "--results", str(tmp_path / "res"), "--device", "cpu"]) == 0
+    m = load([tmp_path / "res"]).metrics
+    assert set(m["status"]) == {"ok"}
+    stats = set(m[m["metric"] == "overhead_loss_pct_low"]["stat"])
+    assert stats == {"mean", "ci_low", "ci_high"}

@@ -18,6 +18,7 @@ from aifbench import metrics as metric_dict
 from aifbench.cli import main
 from aifbench.results.store import load
 from aifbench.telemetry import regions as R
+from aifbench.telemetry import report
 from aifbench.telemetry.base import NullSampler
 from aifbench.telemetry.efficiency import SOURCES
 from aifbench.telemetry.nvml import NvmlSampler
@@ -30,6 +31,7 @@ STATIC = {"index": [0, 0], "max_clock:1": [0, 1980], "name": [0, "NVIDIA H200"],
 POWER_CAP = 0x4  # nvmlClocksEventReasonSwPowerCap
 THERMAL = 0x20  # nvmlClocksEventReasonSwThermalSlowdown
 DT = 0.1
+DATA = Path(__file__).parent / "data" / "telemetry"
 
 
 def _poll(t: float, watts: float, energy_mj: int, reasons: int) -> dict:
@@ -77,23 +79,28 @@ def _suite(tmp_path, benchmark: str, params: str) -> str:
 def test_llm_train_and_its_reference_each_get_the_energy_of_their_own_window(tmp_path, monkeypatch):
     """Done-when of issue 10: aifbench's model (region main) and the transformers reference
     (region ref) take energy, power and tokens/J from their own windows, which differ as the
-    trace says; compilation, checks and warm-up open no window (two windows serve the case)."""
+    trace says; compilation, checks and warm-up open no window. The windows, in order: main's
+    timed repeats, then two A/B rounds of speedup_vs_ref in ABBA order (main, ref; ref, main):
+    main accumulates three segments, ref two."""
     pytest.importorskip("transformers")
-    trace = build_trace(tmp_path / "trace.jsonl", [("a", 2.0, 300.0, 0), ("b", 3.0, 600.0, THERMAL)])
+    trace = build_trace(tmp_path / "trace.jsonl", [("a", 2.0, 300.0, 0), ("a1", 1.0, 300.0, 0),
+                                                   ("b1", 1.5, 600.0, THERMAL), ("b2", 1.5, 600.0, THERMAL),
+                                                   ("a2", 1.0, 300.0, 0)])
     monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(trace))
     suite = _suite(tmp_path, "llm_train", 'model = "tiny", seq_len = 32, micro_batch = 2, dtype = "fp32", '
-                                          'compile = true, compile_backend = "eager", reference = "transformers"')
+                                          'compile = true, compile_backend = "eager", reference = "transformers", '
+                                          'ab_rounds = 2, ab_round_s = 0.0')
     assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "10"]) == 0
     res = load([tmp_path / "res"])
     m = res.metrics
     assert set(m["status"]) == {"ok"}
-    assert _value(m, "energy_j") == pytest.approx(2.0 * 300.0)      # counter delta of window a
+    assert _value(m, "energy_j") == pytest.approx(4.0 * 300.0)      # windows a, a1, a2
     assert _value(m, "power_mean_w") == pytest.approx(300.0)
-    assert _value(m, "ref_energy_j") == pytest.approx(3.0 * 600.0)  # counter delta of window b
+    assert _value(m, "ref_energy_j") == pytest.approx(3.0 * 600.0)  # windows b1, b2
     assert _value(m, "ref_power_mean_w") == pytest.approx(600.0)
     assert _value(m, "tokens_per_j") == pytest.approx(_value(m, "tokens_per_s_per_device", "median") / 300.0)
     assert _value(m, "ref_tokens_per_j") == pytest.approx(_value(m, "ref_tokens_per_s", "median") / 600.0)
-    assert _value(m, "telemetry_window_s") == pytest.approx(2.0)
+    assert _value(m, "telemetry_window_s") == pytest.approx(4.0)
     assert _value(m, "ref_telemetry_window_s") == pytest.approx(3.0)
     # the case's flags are main's (clean); the reference's thermal slowdown shows in its own window's detail
     assert set(m["flags"].fillna("")) == {""}
@@ -101,7 +108,14 @@ def test_llm_train_and_its_reference_each_get_the_energy_of_their_own_window(tmp
     tel = res.telemetry
     power = tel[tel["field"] == "power_w"]
     assert power.groupby("window")["value"].mean().to_dict() == pytest.approx({"main": 300.0, "ref": 600.0})
-    assert set(power["segment"]) == {0}
+    assert power.groupby("window")["segment"].agg(lambda s: sorted(set(s))).to_dict() == {"main": [0, 1, 2],
+                                                                                          "ref": [0, 1]}
+    # `aifbench telemetry`: one summary row per window, each with its own power and flags
+    rows = report.summary(m, tel).set_index("window")
+    assert rows.loc["main", "power_mean_w"] == pytest.approx(300.0) and rows.loc["main", "flags"] == ""
+    assert rows.loc["ref", "power_mean_w"] == pytest.approx(600.0) and "thermal" in rows.loc["ref", "flags"]
+    spans = report.timeline(m, tel).groupby("window")["x_s"].agg(["min", "max"])
+    assert spans.loc["main", "max"] < spans.loc["ref", "min"]  # the plot puts them one after the other
 
 
 def test_llm_infer_prefill_and_decode_have_separate_windows(tmp_path, monkeypatch):
@@ -118,6 +132,21 @@ def test_llm_infer_prefill_and_decode_have_separate_windows(tmp_path, monkeypatc
     assert _value(m, "prefill_tokens_per_j") == pytest.approx(_value(m, "prefill_tokens_per_s", "median") / 150.0)
     assert _value(m, "decode_tokens_per_j") == pytest.approx(_value(m, "decode_tokens_per_s", "median") / 450.0)
     assert not {"power_mean_w", "energy_j", "tokens_per_j"} & set(m["metric"])
+
+
+def test_gemm_harness_and_bare_loop_have_separate_windows(tmp_path, monkeypatch):
+    """The harness's timed calls (main) and the bare loop (bare) each take their own window's
+    power (replay windows alternate main, bare, ... however many rounds the benchmark runs)."""
+    trace = build_trace(tmp_path / "trace.jsonl", [("h", 1.0, 400.0, 0), ("b", 1.0, 420.0, 0)])
+    monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(trace))
+    suite = _suite(tmp_path, "gemm", 'm = 64, n = 64, k = 64, dtype = "fp32", bare_loop = true')
+    assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "10"]) == 0
+    m = load([tmp_path / "res"]).metrics
+    assert _value(m, "power_mean_w") == pytest.approx(400.0)
+    assert _value(m, "bare_power_mean_w") == pytest.approx(420.0)
+    assert _value(m, "tflops_per_w") == pytest.approx(_value(m, "tflops", "median") / 400.0)
+    bare = m[m["metric"] == "bare_loop_tflops"].iloc[0]
+    assert _value(m, "bare_tflops_per_w") == pytest.approx(bare["value"] / 420.0)
 
 
 def test_re_entered_region_accumulates_as_computed_by_hand(tmp_path):
@@ -219,11 +248,35 @@ def test_extend_adds_repeats_until_the_region_lasts_its_minimum():
     assert timer.time(lambda: None).n == 2
 
 
+@pytest.mark.parametrize("trace", sorted(p.name for p in DATA.glob("*.jsonl")))
+def test_every_metric_a_window_emits_has_its_region_variants(trace):
+    """What a sampler reports for a window (any shipped trace) can be stored for every region."""
+    sampler = NvmlSampler(ReplayDevice(DATA / trace), DT)
+    names = set()
+    for _ in sampler.dev.windows:
+        with sampler.window("w") as win:
+            pass
+        names |= {m.metric for m in win.metrics}
+    names.add("telemetry_window_s")
+    for region in metric_dict.REGIONS:
+        for name in names:
+            assert metric_dict.get(f"{region}_{name}").unit == metric_dict.get(name).unit
+
+
+def test_every_metric_a_cpu_window_emits_has_its_region_variants():
+    psutil = pytest.importorskip("psutil")
+    from aifbench.telemetry.cpu import CpuSampler
+
+    with CpuSampler(0.01).window("w") as win:
+        sum(range(10**6))
+    assert win.metrics and psutil
+    for region in metric_dict.REGIONS:
+        for m in win.metrics:
+            assert f"{region}_{m.metric}" in metric_dict.METRICS
+
+
 def test_every_region_metric_is_defined():
     assert set(metric_dict.REGIONS) == set(R.REGIONS) - {R.MAIN}
-    for region in metric_dict.REGIONS:
-        for name in metric_dict.WINDOW_METRICS:
-            assert metric_dict.get(f"{region}_{name}").unit == metric_dict.get(name).unit
     for region, targets in SOURCES.items():
         for target, rates in targets.items():
             assert R.prefixed(region, target) in metric_dict.METRICS

@@ -435,7 +435,7 @@ lower = 0.01
 @pytest.mark.parametrize("line,needle", [
     ('params = { dtpye = "bf16" }', "unknown parameter of gemm in reference gemm dtpye=bf16 tflops 'dtpye'; allowed: "),
     ('params = { dtype = "bf61" }', "unknown gemm.dtype in reference gemm dtype=bf61 tflops 'bf61'; allowed: bf16, "),
-    ('params_min = { nodez = 2 }', "'nodez'; allowed: bare_loop, buffers"),
+    ('params_min = { nodez = 2 }', "'nodez'; allowed: ab_round_s, ab_rounds, bare_loop, buffers"),
 ])
 def test_reference_names_are_checked(healthy, capsys, line, needle):
     run_dir, _ = healthy

@@ -46,7 +46,9 @@ define("step_time_s", "s", False, "time of one optimizer step (forward, backward
 define("ttft_s", "s", False, "time to first token: prefill of the prompt until the first generated token is available")
 define("itl_s", "s", False, "inter-token latency: time between consecutive generated tokens (stat p50/p90/p99)")
 # --- throughput -----------------------------------------------------------------------------
-define("tflops", "TFLOP/s", True, "useful FLOPs of the operation / median time, in 1e12 FLOP/s (GEMM: 2*M*N*K)")
+define("tflops", "TFLOP/s", True, "useful FLOPs of the operation / median time, in 1e12 FLOP/s (GEMM: 2*M*N*K); "
+       "GEMM: the sustained figure, timed after warmup_s of settling at the clocks and power the device holds "
+       "(its clocks and power: sm_clock_mean_mhz, power_mean_w); a burst from idle is burst_tflops")
 define("gbps", "GB/s", True, "bytes read + bytes written / median time, in 1e9 B/s")
 define("algbw_gbps", "GB/s", True, "nccl-tests algorithm bandwidth: message size S / median time, in 1e9 B/s")
 define("busbw_gbps", "GB/s", True, "nccl-tests bus bandwidth: algbw * 2(n-1)/n (all_reduce), *(n-1)/n (all_gather, reduce_scatter, all_to_all), *1 (broadcast, reduce, send/recv)")
@@ -75,11 +77,20 @@ define("gbps_per_w", "GB/s/W", True, "gbps / power_mean_w")
 define("tokens_per_j", "1/J", True, "tokens per second of this device (tokens_per_s_per_device where emitted) / power_mean_w of its own region's window: tokens per joule")
 # --- partition kernels ----------------------------------------------------------------------
 define("bare_loop_tflops", "TFLOP/s", True,
-       "GEMM FLOPs / mean time per call of the operation called directly (torch.matmul(a, b); fp8: "
-       "torch._scaled_mm) on the same inputs in a bare loop, one timer pair around all calls, no harness")
+       "GEMM FLOPs / time per call of the operation called directly (torch.matmul(a, b); fp8: "
+       "torch._scaled_mm) on the same inputs in a bare loop, one timer pair around each A/B segment of calls, "
+       "no harness; stat median over the A/B rounds")
+define("burst_tflops", "TFLOP/s", True,
+       "GEMM FLOPs / time per call over a short burst from an idle GPU (gemm burst = true: burst_idle_s of idling, "
+       "3 untimed calls, then every call of a burst_s window timed alone; stat median over the calls, max the "
+       "fastest): boost clocks before the power limit acts, the figure vendor and blog peaks are made of; "
+       "`tflops` is the sustained figure at settled clocks and power. Clocks and power of the window: region "
+       "burst (burst_sm_clock_mean_mhz, burst_power_mean_w)")
 define("harness_overhead_pct", "%", False,
-       "(bare_loop_tflops - tflops median) / bare_loop_tflops * 100 of the same case in the same run: how much "
-       "slower the harness's timed calls are than torch called directly (negative: faster)")
+       "how much slower the harness's timed calls are than torch called directly on the same inputs (negative: "
+       "faster), by the A/B protocol (aifbench.ab): per round (1 - bare s/call / harness s/call) x 100 of two "
+       "segments of equal call counts in ABBA order; stat mean over rounds, ci_low/ci_high its 95 % paired t "
+       "interval; noisy when the interval's half-width exceeds 3 (the acceptance band is +-3 %)")
 define("link_gbps", "GB/s", True,
        "bytes copied across the host-device link / median time, in 1e9 B/s (bidir: both directions summed)")
 # --- LLM ------------------------------------------------------------------------------------
@@ -93,9 +104,11 @@ define("ref_tokens_per_s", "1/s", True, "tokens_per_s of the reference implement
 define("ref_mfu_pct", "%", True, "mfu_pct of the reference implementation: the same FLOPs per token "
        "(6*N + 12*L*d_attn*T) x ref_tokens_per_s / bf16 dense peak")
 define("ref_peak_memory_bytes", "B", False, "peak_memory_bytes of the reference implementation's timed steps")
-define("speedup_vs_ref", "x", True, "aifbench's throughput / the reference implementation's, medians of the "
-       "same case (llm_train: tokens_per_s / ref_tokens_per_s; llm_infer: decode_tokens_per_s / "
-       "ref_decode_tokens_per_s): >= 1 when aifbench is at least as fast")
+define("speedup_vs_ref", "x", True, "aifbench's throughput / the reference implementation's in the same case "
+       "(>= 1: aifbench at least as fast). llm_train: per A/B round (aifbench.ab, ABBA order) ref s/step / aifbench "
+       "s/step (= tokens_per_s / ref_tokens_per_s), stat mean over rounds, ci_low/ci_high its 95 % paired t "
+       "interval; llm_infer: decode_tokens_per_s / ref_decode_tokens_per_s, ratio of medians (stat median) of "
+       "generations timed one after the other")
 define("ref_ttft_s", "s", False, "ttft_s of the reference implementation (llm_infer reference=...): prefill of the "
        "same prompt with the same weights + argmax of the first token")
 define("ref_decode_tokens_per_s", "1/s", True, "decode_tokens_per_s of the reference implementation (llm_infer "
@@ -117,8 +130,10 @@ for _s in ("off", "low", "high"):
            f"telemetry_overhead: GEMM 2*N^3 / segment time with the sampler {'off' if _s == 'off' else 'at ' + _s + '_hz'}, median over rounds")
 for _s in ("low", "high"):
     define(f"overhead_ratio_{_s}", "1", True,
-           f"telemetry_overhead: GEMM throughput with the sampler at {_s}_hz / throughput with it off, same round; median over rounds (1 = no loss)")
-    define(f"overhead_loss_pct_{_s}", "%", False, f"telemetry_overhead: (1 - overhead_ratio_{_s}) * 100")
+           f"telemetry_overhead: GEMM throughput with the sampler at {_s}_hz / throughput with it off, per A/B round "
+           "(aifbench.ab, ABBA order); stat mean over rounds, ci_low/ci_high its 95 % paired t interval (1 = no loss)")
+    define(f"overhead_loss_pct_{_s}", "%", False, f"telemetry_overhead: (1 - overhead_ratio_{_s}) * 100, per round; "
+           "stat mean, ci_low/ci_high its 95 % interval (noisy when the half-width exceeds 1 point)")
     define(f"overhead_polls_per_s_{_s}", "1/s", True,
            f"telemetry_overhead: sampler polls achieved per second at {_s}_hz (requested rate vs what the thread managed)")
 del _s
@@ -128,26 +143,29 @@ del _s
 # and efficiency are stored as R_<name>. Keep REGIONS in step with aifbench.telemetry.regions.REGIONS
 # (a test checks); a window metric added above must be added to WINDOW_METRICS too.
 REGIONS = {
-    "ref": "the reference implementation's timed steps (llm_train reference=...)",
+    "ref": "the reference implementation's timed work (llm_train reference=...; llm_infer's inference peer decode)",
     "prefill": "the timed prefills of llm_infer",
     "decode": "the timed decode steps of llm_infer",
     "bare": "the bare loop of direct calls (gemm bare_loop)",
+    "burst": "the burst window of gemm burst = true (from an idle GPU, before settling)",
 }
 WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
                   "module_power_mean_w", "module_power_peak_w", "module_energy_j", "throttle_pct",
                   "process_cpu_util_mean_pct", "system_cpu_util_mean_pct", "process_rss_max_bytes",
-                  "telemetry_window_s")
+                  "telemetry_window_s", "power_capped_pct", "power_limit_w", "power_limit_default_w")
+"""window metrics with R_ variants; a name not (yet) defined above is skipped"""
 REGION_EFFICIENCY = {
-    "ref": {"tokens_per_j": "ref_tokens_per_s"},
+    "ref": {"tokens_per_j": "ref_tokens_per_s (llm_infer: ref_decode_tokens_per_s)"},
     "prefill": {"tokens_per_j": "prefill_tokens_per_s"},
     "decode": {"tokens_per_j": "decode_tokens_per_s", "gbps_per_w": "hbm_gbps"},
     "bare": {"tflops_per_w": "bare_loop_tflops"},
+    "burst": {"tflops_per_w": "burst_tflops"},
 }
 
 
 def _define_region_variants() -> None:
     for region, what in REGIONS.items():
-        for name in WINDOW_METRICS:
+        for name in (n for n in WINDOW_METRICS if n in METRICS):
             base = METRICS[name]
             define(f"{region}_{name}", base.unit, base.higher_is_better,
                    f"{name} of the telemetry window(s) of region '{region}' only: {what}. {base.definition}")

@@ -3,8 +3,9 @@
 For each case: skip_reason -> setup -> check (correctness, before timing) -> measure, whose
 timed regions (Timer.time's repeats: "main"; timer.region(name): others) are each sampled into
 their own telemetry window(s) (aifbench.telemetry.regions) -> rows. Region main's figures keep
-their names and give the `flags` column; region R's are stored as R_<metric>. A failure (out of memory, a wrong result, a bug) becomes
-status=failed rows with the reason; the suite goes on. The rank's shards are rewritten
+their names and give the `flags` column; region R's are stored as R_<metric>, and each
+efficiency figure uses its own region's power. A failure (out of memory, a wrong result, a
+bug) becomes status=failed rows with the reason; the suite goes on. The rank's shards are rewritten
 atomically after every case, so a crash loses at most the case in flight, and a requeued
 worker resumes: cases already ok or skipped in its shard are kept, not re-run.
 """

@@ -1,6 +1,7 @@
 """An operator's acceptance of a partition: references, outliers, telemetry flags, drift.
 
-Checks, each pass / fail / skip:
+Checks, each pass / fail / skip (a reference judged on a stored 95 % interval may also be
+inconclusive, which is not a pass: the run's verdict is then INCONCLUSIVE, exit 1; intervals.py):
 - ran: every case ended ok (failed cases fail, skipped cases are skipped)
 - reference: each [[reference]] (references.py) against every rank's value; the failing ranks
   are named with node, device and GPU UUID
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from aifbench.analysis import outliers
+from aifbench.analysis import intervals, outliers
 from aifbench.analysis.compare import CompareOptions, compare, is_merit
 from aifbench.analysis.data import Selection, case_label, headline
 from aifbench.analysis.references import Reference, check_names
@@ -50,7 +51,7 @@ class ValidateOptions:
 class Check:
     kind: str       # ran | gpu | reference | outliers-gpu | outliers-node | drift
     name: str
-    status: str     # pass | fail | skip
+    status: str     # pass | fail | skip | inconclusive (an interval straddling a bound: not a pass)
     message: str
     value: float | None = None
     unit: str = ""
@@ -67,14 +68,26 @@ class Report:
         return [c for c in self.checks if c.status == "fail"]
 
     @property
+    def inconclusive(self) -> list[Check]:
+        """Checks whose interval straddles a bound: judged neither pass nor fail."""
+        return [c for c in self.checks if c.status == intervals.INCONCLUSIVE]
+
+    @property
+    def verdict(self) -> str:
+        """FAIL (a check failed), INCONCLUSIVE (none failed, some interval straddles a bound), PASS."""
+        return "FAIL" if self.failed else "INCONCLUSIVE" if self.inconclusive else "PASS"
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 0 if self.verdict == "PASS" else 1
 
     def summary(self) -> str:
-        """'3 passed, 1 failed, 2 skipped; references: 4 of 6 judged'."""
+        """'3 passed, 1 failed, 2 skipped; references: 4 of 6 judged' (', 1 inconclusive' where any;
+        an inconclusive reference is not counted as judged)."""
         refs = [c for c in self.checks if c.kind == "reference"]
-        judged = sum(c.status != "skip" for c in refs)
-        return (f"{sum(c.status == 'pass' for c in self.checks)} passed, {len(self.failed)} failed, "
+        judged = sum(c.status in ("pass", "fail") for c in refs)
+        unsure = f", {len(self.inconclusive)} inconclusive" if self.inconclusive else ""
+        return (f"{sum(c.status == 'pass' for c in self.checks)} passed, {len(self.failed)} failed{unsure}, "
                 f"{sum(c.status == 'skip' for c in self.checks)} skipped; references: {judged} of {len(refs)} judged")
 
 
@@ -204,11 +217,14 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[Slot, str 
             f"{_where(r, uuids)} [{r.flags}]" for r in flagged.itertuples(index=False)))
     if not len(use):
         return Check("reference", name, "skip", f"all {len(flagged)} row(s) excluded by telemetry flags")
-    fails, unjudged = _bound_failures(ref, use, uuids)
     median = float(use["value"].median())
     unit = str(use["unit"].iloc[0])
     note = f"; {len(flagged)} flagged row(s) excluded" if len(flagged) else ""
     note += f"; source: {ref.source}" if ref.source else ""
+    judged_interval = _interval_check(ref, use, metrics, uuids, name, note)
+    if judged_interval is not None:
+        return judged_interval
+    fails, unjudged = _bound_failures(ref, use, uuids)
     if fails:
         return Check("reference", name, "fail", f"{len(fails)} of {len(use)} failed: " + "; ".join(fails) + note,
                      median, unit)
@@ -220,6 +236,20 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[Slot, str 
         nominal += f" = {100 * median / float(peak.median()):.1f} % of peak {float(peak.median()):g}"
     return Check("reference", name, "pass", f"{len(use)} row(s) pass, median {median:.4g} {unit}{nominal}{note}",
                  median, unit)
+
+
+def _interval_check(ref: Reference, use: pd.DataFrame, metrics: pd.DataFrame, uuids: dict[Slot, str],
+                    name: str, note: str) -> Check | None:
+    """The reference judged on each row's stored 95 % interval (analysis.intervals), or None where
+    the rows have no interval (then their value is judged)."""
+    if ref.lower is None and ref.upper is None and use["peak"].isna().any():
+        return None  # fraction_of_peak without a peak: the point path says why it is unjudged
+    rows = intervals.bounds_of(use, metrics)
+    if rows is None:
+        return None
+    status, message = intervals.judge_rows(rows, ref.lower, ref.upper, ref.fraction_of_peak,
+                                           lambda r: _where(r, uuids))
+    return Check("reference", name, status, message + note, float(use["value"].median()), str(use["unit"].iloc[0]))
 
 
 def gpu_check(expected: str, system: str, skus: dict[Slot, str | None], runs: pd.DataFrame) -> Check:
@@ -326,7 +356,7 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
 # --- output ---------------------------------------------------------------------------------
 
 def to_markdown(report: Report) -> str:
-    verdict = "FAIL" if report.failed else "PASS"
+    verdict = report.verdict
     lines = [f"# aifbench validate: run {report.run_id} on {report.system}: {verdict}", "",
              report.summary(), "",
              "| status | check | detail |", "|---|---|---|"]
@@ -344,18 +374,19 @@ def to_junit(report: Report) -> str:
     import xml.etree.ElementTree as ET
 
     root = ET.Element("testsuites", name=f"aifbench validate {report.run_id}",
-                      tests=str(len(report.checks)), failures=str(len(report.failed)))
+                      tests=str(len(report.checks)), failures=str(len(report.failed) + len(report.inconclusive)))
     kinds: dict[str, list[Check]] = {}
     for c in report.checks:
         kinds.setdefault(c.kind, []).append(c)
     for kind, checks in kinds.items():
         suite = ET.SubElement(root, "testsuite", name=f"{report.system}.{kind}", tests=str(len(checks)),
-                              failures=str(sum(c.status == "fail" for c in checks)),
+                              failures=str(sum(c.status in ("fail", intervals.INCONCLUSIVE) for c in checks)),
                               skipped=str(sum(c.status == "skip" for c in checks)), errors="0")
         for c in checks:
             case = ET.SubElement(suite, "testcase", name=c.name, classname=f"aifbench.{report.system}.{kind}")
-            if c.status == "fail":
-                ET.SubElement(case, "failure", message=c.message[:500], type=kind).text = c.message
+            if c.status in ("fail", intervals.INCONCLUSIVE):  # inconclusive is not a pass
+                ET.SubElement(case, "failure", message=c.message[:500],
+                              type=kind if c.status == "fail" else "inconclusive").text = c.message
             elif c.status == "skip":
                 ET.SubElement(case, "skipped", message=c.message[:500])
             else:

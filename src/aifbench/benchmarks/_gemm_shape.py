@@ -47,6 +47,16 @@ class GemmConfig:
                                  "precise accumulation)")
     bare_loop: bool = param(False, "also time torch.matmul (fp8: torch._scaled_mm) called directly in a bare loop "
                             "and report bare_loop_tflops and harness_overhead_pct")
+    ab_rounds: int = param(10, "bare_loop only: A/B rounds (harness, bare loop; ABBA order) behind "
+                           "harness_overhead_pct and its 95 % interval", min=2, max=200)
+    ab_round_s: float = param(0.1, "bare_loop only: length of one side's timed segment in an A/B round (s)",
+                              min=0.0, max=60.0)
+    burst: bool = param(False, "also report burst_tflops: a short window of calls from an idle GPU (boost clocks, "
+                        "before the power limit pulls them down), measured before the sustained figure")
+    burst_idle_s: float = param(2.0, "burst only: seconds the GPU idles before the burst window (s)", min=0.0,
+                                max=60.0)
+    burst_s: float = param(0.1, "burst only: length of the burst window (s; at least 10 calls, each timed)",
+                           min=0.0, max=10.0)
     warmup_s: float = param(0.0, "seconds of untimed calls after the suite's warm-up count, so clocks and "
                             "power settle before timing (s)", min=0.0, max=600.0)
     gpu_only: bool = param(False, "skip this case on a CPU device, with the reason (cases sized for a GPU)")

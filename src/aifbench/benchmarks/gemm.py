@@ -10,10 +10,18 @@ Inputs rotate among several buffer sets (enough to exceed 4x the last-level cach
 so a small GEMM cannot be served from L2. Correctness is checked before timing, against float64
 on the same rounded inputs, at a small square size and on a corner block of the real buffers.
 `bare_loop` also times the operation called directly, as a user would write it
-(`torch.matmul(a, b)`, or `torch._scaled_mm(...)` for fp8, on the same rotated inputs), in a plain
-loop with one event pair around all calls, and reports how far the harness's median is from it
-(harness_overhead_pct; the partition acceptance wants |value| <= 3 %). `warmup_s` adds untimed
+(`torch.matmul(a, b)`, or `torch._scaled_mm(...)` for fp8, on the same rotated inputs), against
+the harness's own timed call through aifbench.ab's A/B protocol: `ab_rounds` rounds in ABBA order,
+each side one segment of the same number of back-to-back calls (about `ab_round_s` long) under
+one event pair; harness_overhead_pct is the mean of the per-round (1 - bare/harness) x 100 with
+its 95 % paired t interval (stats mean, ci_low, ci_high; noisy when the half-width exceeds the
+±3 % band the partition acceptance judges it against). `warmup_s` adds untimed
 calls for that many seconds first, so GPU clocks and power draw settle before anything is timed.
+Sustained and burst: `tflops` is the sustained figure (after `warmup_s` of settling, at the
+clocks and power the device then holds: a power-capped GPU runs below its boost clock). With
+`burst`, the case first idles `burst_idle_s`, makes 3 untimed calls, then times every call of a
+`burst_s` window alone (at least 10) in telemetry region "burst": burst_tflops (median and max
+over the calls, raw per-call samples kept), the figure vendor and blog peaks are comparable to.
 `gpu_only` skips a case on a CPU device (cases sized for GPUs, such as the acceptance suite's).
 A timed sample holds enough back-to-back calls to last `min_sample_s` (1 ms), so a small GEMM is
 not timed as one kernel launch on an idle GPU; the count is in the detail column (inner=).
@@ -23,21 +31,25 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from aifbench.ab import ABResult, interval_metrics, region_of, run_ab
 from aifbench.benchmarks._gemm_shape import MAX_BUFFERS, GemmConfig, bytes_moved, dims, out_dtype
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.registry import register
-from aifbench.timing import Timer
+from aifbench.timing import Timer, TimingStats, summarize
 from aifbench.units import DTYPE_BYTES, MiB
 
 # relative Frobenius error allowed against float64 on the same rounded inputs
 TOLERANCE = {"fp64": 1e-12, "fp32": 1e-4, "tf32": 5e-3, "bf16": 2e-2, "fp16": 5e-3, "fp8": 2e-2}
+BURST_MIN_CALLS, BURST_MAX_CALLS = 10, 100000  # calls timed in a burst window
+HARNESS_TOL_PCT = 3.0  # the acceptance band of harness_overhead_pct is ±3 %: wider intervals are noisy
 FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e4m3fnuz": 240.0}
 
 
@@ -166,6 +178,11 @@ def auto_buffers(set_bytes: int, cache_bytes: int | None) -> int:
     return max(1, min(MAX_BUFFERS, math.ceil(4 * cache / max(1, set_bytes))))
 
 
+def harness_overhead_pct(harness_s: float, bare_s: float) -> float:
+    """(bare TFLOP/s - harness TFLOP/s) / bare TFLOP/s x 100 of one A/B round = (1 - bare/harness) x 100."""
+    return 100.0 * (1.0 - bare_s / harness_s)
+
+
 def settle(timer: Timer, call: Callable[[], object], seconds: float) -> int:
     """Call `call` untimed for at least `seconds` of timer time, 8 calls per span; returns the calls."""
     calls, spent = 0, 0.0
@@ -180,7 +197,7 @@ class Gemm(Benchmark):
     name = "gemm"
     description = "dense matmul TFLOP/s (fp64, fp32, tf32, bf16, fp16, fp8), square and LLM shapes, checked against float64"
     Config = GemmConfig
-    emits = ("tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct")
+    emits = ("tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct", "burst_tflops")
 
     def _n_buffers(self) -> int:
         if self.config.buffers:
@@ -236,6 +253,7 @@ class Gemm(Benchmark):
             return call(next(order))
 
         with Tf32(c.dtype):
+            burst = self._burst(timer, step) if c.burst else None
             settled = settle(timer, step, c.warmup_s)
             inner = (timer.calls_lasting(step, c.min_sample_s, floor=timer.config.inner, cap=10000)
                      if c.min_sample_s > 0 else timer.config.inner)
@@ -243,33 +261,59 @@ class Gemm(Benchmark):
             if c.warmup_s:
                 detail += f" settled={settled} calls in {c.warmup_s:g}s"
             stats = timer.time(step, inner=inner)
-            bare = self._bare_loop_s(timer, timer.config.repeats * inner) if c.bare_loop else None
+            ab = self._harness_ab(timer, step, inner) if c.bare_loop else None
         flops = 2.0 * m * n * k
         peak = self.ctx.peak(f"tflops:{c.dtype}")
         out = time_metrics(stats)
         out.metrics += rate_metrics("tflops", flops, stats, 1e-12, peak, detail)
-        if bare is not None:
-            bare_tflops = flops / bare * 1e-12
-            median = flops / stats.median_s * 1e-12
-            calls = timer.config.repeats * inner
-            how = f"{detail}; bare loop: {calls} direct calls ({'torch._scaled_mm' if c.dtype == 'fp8' else 'torch.matmul'})"
-            out.metrics += [Metric("bare_loop_tflops", bare_tflops, "mean", calls, None, *peak, how),
-                            Metric("harness_overhead_pct", 100.0 * (bare_tflops - median) / bare_tflops, "value",
-                                   stats.n, stats.noisy_against(bare), detail=how)]
+        if ab is not None:
+            out.extend(self._harness_rows(ab, flops, peak, detail))
+        if burst is not None:
+            out.metrics += rate_metrics("burst_tflops", flops, burst, 1e-12, peak,
+                                        f"m={m} n={n} k={k}; burst: {c.burst_idle_s:g} s idle, 3 untimed calls, "
+                                        f"{burst.n} calls timed one by one over {sum(burst.samples_s):.3g} s")
+            out.samples["burst_tflops"] = [flops / t * 1e-12 for t in burst.samples_s]
         return out
 
-    def _bare_loop_s(self, timer: Timer, calls: int) -> float:
-        """Mean s per call of `calls` direct calls over the same rotated sets in one sample, after
-        their own warm-up (the first allocating call may reach cudaMalloc)."""
-        direct, order = self.direct, itertools.cycle(self.sets)
+    def _burst(self, timer: Timer, step: Callable[[], object]) -> TimingStats:
+        """Per-call times of a `burst_s` window (at least BURST_MIN_CALLS calls) from an idle GPU:
+        nothing queued for `burst_idle_s`, 3 untimed calls, then each call timed alone in telemetry
+        region "burst" (its clocks and power kept apart from the sustained figure's)."""
+        c = self.config
+        timer.synchronize()
+        time.sleep(c.burst_idle_s)
+        for _ in range(3):
+            step()
+        samples: list[float] = []
+        with region_of(timer)("burst"):
+            while (sum(samples) < c.burst_s or len(samples) < BURST_MIN_CALLS) and len(samples) < BURST_MAX_CALLS:
+                samples.append(timer.time_once(step))
+        return summarize(samples)
 
-        def step() -> object:
+    def _harness_ab(self, timer: Timer, step: Callable[[], object], inner: int) -> ABResult:
+        """A/B rounds: the harness's timed call (into C) vs the direct call, same rotated sets and
+        the same calls per segment; the direct call warms up first (its first allocation)."""
+        c, direct, order = self.config, self.direct, itertools.cycle(self.sets)
+
+        def bare() -> object:
             return direct(next(order))
 
         for _ in range(max(timer.config.warmup, len(self.sets))):
-            step()
-        with timer.region("bare"):
-            return timer.time_once(step, calls) / calls
+            bare()
+        calls = max(inner, timer.calls_lasting(step, c.ab_round_s, cap=100000)) if c.ab_round_s > 0 else inner
+        return run_ab(timer, step, bare, rounds=c.ab_rounds, calls_a=calls, paired=harness_overhead_pct,
+                      regions=("main", "bare"))
+
+    def _harness_rows(self, ab: ABResult, flops: float, peak: tuple[float | None, str], detail: str) -> Measurement:
+        """bare_loop_tflops (median over rounds) and harness_overhead_pct (mean, ci_low, ci_high)."""
+        what = "torch._scaled_mm" if self.config.dtype == "fp8" else "torch.matmul"
+        how = f"{detail}; bare loop: {what} called directly"
+        bare = [flops / s * 1e-12 for s in ab.b_s]
+        st = summarize(bare)
+        out = interval_metrics("harness_overhead_pct", ab, HARNESS_TOL_PCT, how)
+        out.metrics.append(Metric("bare_loop_tflops", st.median_s, "median", st.n, st.noisy, *peak, how))
+        out.samples["bare_loop_tflops"] = bare
+        return out
 
     def teardown(self) -> None:
         self.sets = []

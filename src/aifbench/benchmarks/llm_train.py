@@ -27,12 +27,19 @@ Metrics (definitions in aifbench.metrics):
 With reference = "transformers" (one device), the same case then times Hugging Face
 transformers' LlamaForCausalLM (attn_implementation sdpa) built with the SAME synthetic weights
 (aifbench.models.hf_reference), on the same batch, autocast, AdamW, activation checkpointing and
-compile backend (torch.compile of its forward + loss as one function), after aifbench's own
-model is freed. Its first loss must equal aifbench's first loss (LOSS_MATCH[dtype]) and fall:
-  ref_step_time_s, ref_tokens_per_s, ref_mfu_pct, ref_peak_memory_bytes   as above
-  (telemetry: aifbench's timed steps are region "main", the reference's region "ref", so
-  energy_j/tokens_per_j and ref_energy_j/ref_tokens_per_j each cover only that model's steps)
-  speedup_vs_ref        tokens_per_s / ref_tokens_per_s (medians; >= 1: aifbench is faster)
+compile backend (torch.compile of its forward + loss as one function), beside aifbench's own
+model. Its first loss must equal aifbench's first loss (LOSS_MATCH[dtype]) and fall. Then both
+are timed in `ab_rounds` A/B rounds (aifbench.ab: ABBA order, each side about `ab_round_s` of
+steps per round), so drift in clocks and power hits both alike. Both models and optimizers stay
+resident for the rounds (about twice the memory of the case without reference; running out of
+memory there skips the case with the estimate):
+  ref_step_time_s, ref_tokens_per_s, ref_mfu_pct   as above, from the reference's A/B segments
+  (telemetry: aifbench's timed steps, its A/B segments included, are region "main", the
+  reference's segments region "ref", so energy_j/tokens_per_j and ref_energy_j/ref_tokens_per_j
+  each cover only that model's steps)
+  ref_peak_memory_bytes  over the reference's check steps, minus what aifbench's model held
+  speedup_vs_ref        per round: ref s/step / aifbench s/step (= tokens_per_s / ref_tokens_per_s);
+                        stats mean, ci_low, ci_high (95 % paired t interval; >= 1: aifbench faster)
 Without transformers the case is skipped with the reason (cases without reference still run).
 """
 
@@ -46,13 +53,14 @@ from dataclasses import dataclass
 
 import torch
 
+from aifbench.ab import ABResult, interval_metrics, speedup_vs_ref
 from aifbench.benchmarks import _llm
 from aifbench.benchmarks._collective_ops import ranks_flagging
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
 from aifbench.errors import ConfigError, CorrectnessError
 from aifbench.models import flops
 from aifbench.registry import register
-from aifbench.timing import Timer, TimingStats
+from aifbench.timing import Timer, TimingStats, summarize
 
 log = logging.getLogger(__name__)
 CHECK_STEPS = 3
@@ -61,6 +69,7 @@ MFU_FORMULA = "mfu = (6*N + 12*L*d_attn*T) * tokens_per_s_per_device / peak_bf16
 # batch through two implementations (measured on CPU, tiny: fp32 ~1e-7, bf16 autocast ~1e-3).
 LOSS_MATCH = {"fp32": 1e-4, "bf16": 2e-2}
 REFERENCES = ("none", "transformers")
+SPEEDUP_TOL = 0.05  # speedup_vs_ref's interval is noisy when its half-width exceeds 0.05 (5 % of parity)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -77,6 +86,10 @@ class LlmTrainConfig(_llm.ModelConfig):
     reference: str = param("none", "also time this implementation in the same case on the same weights and "
                                    "batch (transformers: LlamaForCausalLM, sdpa; one device)", choices=REFERENCES)
     seed: int = param(0, "seed of the synthetic weights and tokens", min=0)
+    ab_rounds: int = param(6, "reference only: A/B rounds (aifbench, reference; ABBA order) behind speedup_vs_ref",
+                           min=2, max=100)
+    ab_round_s: float = param(1.0, "reference only: length of one side's timed steps in an A/B round (s; at least "
+                              "one step)", min=0.0, max=600.0)
 
     def __post_init__(self) -> None:
         self.check_positions(self.seq_len, "seq_len")
@@ -294,11 +307,12 @@ class LlmTrain(Benchmark):
 
     # --- reference implementation -------------------------------------------------------------
     def _reference(self, timer: Timer, own: TimingStats) -> Measurement:
-        """Free aifbench's model, then train and time the reference on the same weights and batch."""
+        """Build the reference on the same weights and batch beside aifbench's model, check it,
+        then time both in aifbench.ab rounds (ABBA) for speedup_vs_ref."""
         from aifbench.models import hf_reference
 
         c, dev = self.config, self.ctx.device
-        self._free_model()
+        resident = torch.cuda.memory_allocated(dev) if self.ctx.is_cuda else 0  # aifbench's model, kept
         hf = hf_reference.build(self.shape, device=dev, seed=c.seed, max_seq_len=c.seq_len)
         if c.activation_checkpointing:
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -312,17 +326,19 @@ class LlmTrain(Benchmark):
         def step() -> None:
             losses.append(train_step(loss_fn, self.batches, optimizer, self._autocast))
 
-        for _ in range(CHECK_STEPS):
-            step()
+        with _llm.PeakMemory(dev) as mem:
+            for _ in range(CHECK_STEPS):
+                step()
         first = [v.item() for v in losses]
         what = f"transformers {hf_reference.version()} LlamaForCausalLM (sdpa)"
         self._check_reference(first, what)
-        with _llm.PeakMemory(dev) as mem:  # its own telemetry window: ref_energy_j, ref_tokens_per_j, ...
-            stats = timer.time(step, region="ref")
+        calls = max(1, math.ceil(c.ab_round_s / own.median_s))
+        ab = speedup_vs_ref(timer, self.step, step, rounds=c.ab_rounds, calls=calls)
         del hf, optimizer, loss_fn
+        self._free_model()
         detail = (f"{what}; same weights, batch, AdamW; compile={c.compile} ({c.compile_backend}, forward+loss); "
                   f"first loss {first[0]:.6g} (aifbench {self.check_losses[0]:.6g})")
-        return self._reference_rows(stats, own, mem, detail)
+        return self._reference_rows(ab, max(0, mem.peak_bytes - resident), mem.detail, detail)
 
     def _check_reference(self, losses: list[float], what: str) -> None:
         problem = _loss_problem(losses, f"reference {what}")
@@ -334,19 +350,22 @@ class LlmTrain(Benchmark):
         if problem:
             raise CorrectnessError(problem)
 
-    def _reference_rows(self, stats: TimingStats, own: TimingStats, mem, detail: str) -> Measurement:
+    def _reference_rows(self, ab: ABResult, peak_bytes: int, mem_detail: str, detail: str) -> Measurement:
+        """ref_* rows from the reference side of the A/B rounds; speedup_vs_ref their paired mean
+        with its 95 % interval (noisy when wider than ±SPEEDUP_TOL)."""
+        stats = summarize(ab.b_s)
         out = time_metrics(stats, "ref_step_time_s")
         flops_per_token = flops.train_flops_per_token(self.shape, self.config.seq_len)
         out.metrics += rate_metrics("ref_tokens_per_s", self.tokens_per_step, stats, 1.0, detail=detail)
         model_rows = rate_metrics("model_tflops_per_device", flops_per_token * self.tokens_per_step, stats, 1e-12,
                                   self.ctx.peak("tflops:bf16"))
         out.metrics += _mfu_rows("ref_mfu_pct", model_rows, self.ctx.peak("tflops:bf16"))
-        out.metrics.append(Metric("ref_peak_memory_bytes", mem.peak_bytes, stat="max", n_samples=stats.n,
-                                  detail=mem.detail))
-        out.metrics.append(Metric("speedup_vs_ref", stats.median_s / own.median_s, stat="median",
-                                  n_samples=min(stats.n, own.n), noisy=stats.noisy or own.noisy,
-                                  detail="tokens_per_s / ref_tokens_per_s = ref step time / aifbench step time "
-                                         "(medians)"))
+        out.metrics.append(Metric("ref_peak_memory_bytes", peak_bytes, stat="max", n_samples=CHECK_STEPS,
+                                  detail=f"{mem_detail}, over the reference's first {CHECK_STEPS} steps, minus "
+                                         "what aifbench's model held (both stay resident for the A/B rounds)"))
+        out.extend(interval_metrics("speedup_vs_ref", ab, SPEEDUP_TOL,
+                                    "per round: reference s/step / aifbench s/step (= tokens_per_s / "
+                                    "ref_tokens_per_s)"))
         return out
 
     def _free_model(self) -> None:

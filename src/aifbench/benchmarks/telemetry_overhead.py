@@ -1,18 +1,22 @@
 """Telemetry overhead: GEMM throughput with the sampler off, at a low and a high rate, one run.
 
-Each round times the same GEMM three ways in rotating order (off, low, high; then low, high,
-off; ...), so drift in clocks or temperature hits every setting alike. One timed segment is
-`calls` back-to-back matmuls (one timing sample of `calls` inner calls, the device queue kept
+Two comparisons through aifbench.ab's A/B protocol, each `rounds` rounds in ABBA order: off vs
+low, then off vs high, so drift in clocks or temperature hits both sides of a pair alike. One
+timed segment is `calls` back-to-back matmuls (one event pair around them, the device queue kept
 full), sized to last about `round_s`. The runner's own telemetry window is suspended for the
 whole measurement, so "off" really is off (that window is flagged telemetry_suspended).
-Ratio = throughput with the sampler / throughput without, per round, median over rounds:
-1.0 means no loss; the goal is >= 0.99 at 10 Hz on a GPU.
+Ratio = throughput with the sampler / throughput without in the same round; reported as the mean
+over rounds with its 95 % paired t interval (stats mean, ci_low, ci_high); 1.0 means no loss; the
+goal is >= 0.99 at 10 Hz on a GPU (noisy: the interval's half-width exceeds 1 point).
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 
+from aifbench.ab import ABResult, interval_metrics, run_ab
 from aifbench.benchmarks import gemm
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
 from aifbench.errors import ConfigError
@@ -20,7 +24,7 @@ from aifbench.registry import register
 from aifbench.timing import Timer, summarize
 from aifbench.units import DTYPE_BYTES
 
-SETTINGS = ("off", "low", "high")
+LOSS_TOL_PCT = 1.0  # the goal is a loss <= 1 % at 10 Hz: an interval wider than ±1 point is noisy
 DTYPES = ("fp32", "tf32", "bf16", "fp16")  # gemm's dtypes that need no scaling (fp8) or fp64 units
 
 
@@ -28,7 +32,7 @@ DTYPES = ("fp32", "tf32", "bf16", "fp16")  # gemm's dtypes that need no scaling 
 class TelemetryOverheadConfig:
     size: int = param(4096, "edge of the square GEMM, M = N = K", min=16)
     dtype: str = param("bf16", "matmul precision", choices=tuple(DTYPES))
-    rounds: int = param(5, "rounds; each times every setting once, in rotating order", min=1, max=100)
+    rounds: int = param(6, "A/B rounds of each comparison (off vs low, off vs high), ABBA order", min=2, max=100)
     round_s: float = param(1.0, "target length of one timed segment in s", min=0.01, max=60)
     low_hz: float = param(10.0, "the low sampling rate in Hz (aifbench's default)", min=0.1, max=1000)
     high_hz: float = param(100.0, "the high sampling rate in Hz", min=0.1, max=1000)
@@ -91,54 +95,56 @@ class TelemetryOverhead(Benchmark):
         from aifbench.telemetry.sampling import suspended
 
         c = self.config
-        flop = 2.0 * c.size ** 3
         with suspended(), gemm.Tf32(c.dtype):
             samplers = {"low": self._sampler(c.low_hz), "high": self._sampler(c.high_hz)}
             try:
                 for _ in range(timer.config.warmup):
                     self._call()
                 calls = timer.calls_lasting(self._call, c.round_s)
-                tflops, polls = self._rounds(timer, samplers, calls, flop)
+                results = {s: self._ab(timer, samplers[s], s, calls) for s in ("low", "high")}
             finally:
                 for s in samplers.values():
                     s.close()
-        return self._metrics(tflops, polls, samplers["low"].describe(), calls)
+        return self._metrics(results, samplers["low"].describe(), calls)
 
-    def _rounds(self, timer: Timer, samplers: dict, calls: int, flop: float) -> tuple[dict, dict]:
-        tflops: dict[str, list[float]] = {s: [] for s in SETTINGS}
-        polls: dict[str, list[float]] = {"low": [], "high": []}
-        for r in range(self.config.rounds):
-            order = SETTINGS[r % 3:] + SETTINGS[:r % 3]
-            for setting in order:
-                if setting == "off":
-                    t = timer.time_once(self._call, calls) / calls
-                else:
-                    sampler = samplers[setting]
-                    with sampler.window(f"overhead-{setting}-{r}"):
-                        t = timer.time_once(self._call, calls) / calls
-                    # intervals between the window's polls per second (its opening and closing polls included)
-                    polls[setting].append(max(getattr(sampler, "polls", 0) - 1, 0) / (t * calls))
-                tflops[setting].append(flop / t * 1e-12)
-        return tflops, polls
+    def _ab(self, timer: Timer, sampler, setting: str, calls: int) -> tuple[ABResult, list[float]]:
+        """aifbench.ab rounds: sampler off (A) vs on at `setting` (B); the on side's polls per s."""
+        polls: list[float] = []
 
-    def _metrics(self, tflops: dict, polls: dict, sampler: str, calls: int) -> Measurement:
-        """Median over rounds; noisy = IQR / median above timing's threshold (ratios are unit-free)."""
-        n = self.config.rounds
+        @contextlib.contextmanager
+        def window():
+            with sampler.window(f"overhead-{setting}-{len(polls)}"):
+                t0 = time.perf_counter()
+                yield
+                seconds = time.perf_counter() - t0
+            # intervals between the window's polls per second (its opening and closing polls included)
+            polls.append(max(getattr(sampler, "polls", 0) - 1, 0) / max(seconds, 1e-9))
+
+        ab = run_ab(timer, self._call, self._call, rounds=self.config.rounds, calls_a=calls,
+                    paired=lambda off_s, on_s: off_s / on_s, regions=None,  # the runner's telemetry is suspended
+                    around=(contextlib.nullcontext, window))
+        return ab, polls
+
+    def _metrics(self, results: dict, sampler: str, calls: int) -> Measurement:
+        """Ratio and loss: A/B mean with 95 % interval (noisy when wider than ±LOSS_TOL_PCT); the
+        throughputs: median over rounds (the off side pooled from both comparisons)."""
+        flop = 2.0 * self.config.size ** 3
         detail = f"sampler: {sampler}; {calls} calls per segment"
+        tflops = {"off": [flop / t * 1e-12 for s in ("low", "high") for t in results[s][0].a_s]}
         out = Measurement()
-        for setting, values in tflops.items():
-            st = summarize(values)
-            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median_s, "median", n, st.noisy, detail=detail))
-            out.samples[f"overhead_{setting}_tflops"] = values
         for setting in ("low", "high"):
-            ratios = [a / b for a, b in zip(tflops[setting], tflops["off"])]
-            st = summarize(ratios)
+            ab, polls = results[setting]
+            tflops[setting] = [flop / t * 1e-12 for t in ab.b_s]
             hz = self.config.low_hz if setting == "low" else self.config.high_hz
             d = f"{hz:g} Hz; {detail}"
-            out.metrics += [Metric(f"overhead_ratio_{setting}", st.median_s, "median", n, st.noisy, detail=d),
-                            Metric(f"overhead_loss_pct_{setting}", (1 - st.median_s) * 100, "median", n, st.noisy,
-                                   detail=d),
-                            Metric(f"overhead_polls_per_s_{setting}", summarize(polls[setting]).median_s, "median", n,
-                                   detail=f"requested {hz:g} Hz")]
-            out.samples[f"overhead_ratio_{setting}"] = ratios
+            out.extend(interval_metrics(f"overhead_ratio_{setting}", ab, LOSS_TOL_PCT / 100, d))
+            out.extend(interval_metrics(f"overhead_loss_pct_{setting}", ab, LOSS_TOL_PCT, d,
+                                        transform=lambda r: (1 - r) * 100))
+            out.metrics.append(Metric(f"overhead_polls_per_s_{setting}", summarize(polls).median_s, "median",
+                                      len(polls), detail=f"requested {hz:g} Hz"))
+        for setting, values in tflops.items():
+            st = summarize(values)
+            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median_s, "median", st.n, st.noisy,
+                                      detail=detail))
+            out.samples[f"overhead_{setting}_tflops"] = values
         return out

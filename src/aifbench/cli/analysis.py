@@ -242,7 +242,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _emit(validate.to_markdown(report), args.output)
     else:
         _validate_rows(report, "table", None)
-    verdict = "[bold red]FAIL[/]" if report.failed else "[bold green]PASS[/]"
+    colour = {"FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "PASS": "bold green"}[report.verdict]
+    verdict = f"[{colour}]{report.verdict}[/]"
     err_console.print(f"validate {report.run_id} on {system}: {verdict} ({report.summary()})", highlight=False)
     return report.exit_code
 

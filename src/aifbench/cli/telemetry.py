@@ -53,7 +53,8 @@ def _table(df, run_id: str, fmt: str) -> None:
 
     from aifbench.cli.output import Col, emit, fmt_value
 
-    cols = [("case", "case_id"), ("benchmark", "benchmark"), ("rank", "rank"), ("gpu", "gpu_index"), ("gpus", "gpus"),
+    cols = [("case", "case_id"), ("benchmark", "benchmark"), ("window", "window"), ("rank", "rank"),
+            ("gpu", "gpu_index"), ("gpus", "gpus"),
             ("samples", "samples"), ("window s", "window_s"), ("energy J", "energy_j"),
             ("power mean W", "power_mean_w"), ("peak W", "power_peak_w"), ("module W", "module_power_mean_w"),
             ("SM MHz", "sm_clock_mean_mhz"), ("max C", "temperature_max_c"), ("throttle %", "throttle_pct"),
@@ -67,8 +68,9 @@ def _table(df, run_id: str, fmt: str) -> None:
         row = {"run_id": run_id, **{c: r[c] for _, c in cols}, "energy_method": method,
                "flags": r["flags"] if isinstance(r["flags"], str) else ""}
         rows.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
-    shown = [Col(c, h, kind="id" if c in ("case_id", "benchmark") else "num",
-                 show=None if c in ("case_id", "benchmark") else (lambda r, c=c: _cell(r[c], fmt_value)))
+    ids = ("case_id", "benchmark", "window")
+    shown = [Col(c, h, kind="id" if c in ids else "num",
+                 show=None if c in ids else (lambda r, c=c: _cell(r[c], fmt_value)))
              for h, c in cols]
     emit(rows, [*shown, Col("energy_method", "energy method"), Col("flags", kind="text")], fmt, f"telemetry of {run_id}")
 

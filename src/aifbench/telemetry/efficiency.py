@@ -3,7 +3,8 @@
 The runner calls `region_efficiency(measurement.metrics, {region: region metrics})` once per
 case. Each throughput belongs to one timed region (aifbench.telemetry.regions): tflops,
 tokens_per_s ... to "main"; ref_tokens_per_s (llm_infer: ref_decode_tokens_per_s) to "ref"; prefill_tokens_per_s to "prefill";
-decode_tokens_per_s and llm_infer's hbm_gbps to "decode"; bare_loop_tflops to "bare". It is
+decode_tokens_per_s and llm_infer's hbm_gbps to "decode"; bare_loop_tflops to "bare"; burst_tflops
+to "burst". It is
 divided by power_mean_w of that region only, never of another region or of the whole case:
 
     tflops_per_w = tflops / power_mean_w; gbps_per_w = gbps / power_mean_w;
@@ -35,6 +36,7 @@ SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
     "prefill": {"tokens_per_j": ("prefill_tokens_per_s",)},
     "decode": {"tokens_per_j": ("decode_tokens_per_s",), "gbps_per_w": ("hbm_gbps",)},
     "bare": {"tflops_per_w": ("bare_loop_tflops",)},
+    "burst": {"tflops_per_w": ("burst_tflops",)},
 }
 STAT_PREFERENCE = ("median", "value", "mean", "p50")
 

@@ -15,7 +15,7 @@ the region's figures accumulate over its segments (the gaps between them are not
     energy_j (module_energy_j)  sum of the segments' energies (only when every segment has one)
     *_mean_* (stat mean)        mean of the segments' means weighted by segment duration, which
                                 for power is the integrated energy / the region's sampled time
-    *_peak_*, *_max_* (max)     the highest; stat min: the lowest
+    *_peak_*, *_max_* (max)     the highest; stat min and power_limit_w: the lowest
     throttle_pct, other values  mean weighted by each segment's sample count
     flags                       union, first seen first
     telemetry_window_s          sampled seconds summed over the segments (n_samples: polls)
@@ -46,10 +46,11 @@ from aifbench.telemetry.base import Window
 MAIN = "main"
 REGIONS = {
     MAIN: "the benchmark's own timed work (the figures without a prefix)",
-    "ref": "the reference implementation's timed steps (llm_train reference=...)",
+    "ref": "the reference implementation's timed work (llm_train reference=...; llm_infer's inference peer decode)",
     "prefill": "the timed prefills (llm_infer)",
     "decode": "the timed decode steps (llm_infer)",
     "bare": "the bare loop of direct calls (gemm bare_loop)",
+    "burst": "the burst window from an idle GPU (gemm burst = true)",
 }
 """the region names (metrics.py defines R_<metric> for each); metrics of main keep their names"""
 MIN_POLLS = 3
@@ -59,9 +60,11 @@ ENERGY_COUNTER_UPDATE_S = 0.1
 MIN_TIMED_S = 1.0
 """what extend=True stretches a region's timed work to (>= NVML's counter window, nvml.ENERGY_COUNTER_MIN_S)"""
 INSUFFICIENT = "telemetry_insufficient"
-EVENT_FLAGS = ("ecc_errors", "other_processes", "telemetry_error", "telemetry_suspended")
-"""flags an event inside the window raises (not a state inherited from before): kept when insufficient"""
+EVENT_FLAGS = ("ecc_errors", "other_processes", "telemetry_error", "telemetry_suspended", "power_limit_below_default")
+"""flags of what was read inside the window (not a clock state lagging from before): kept when insufficient"""
 SUMMED = ("energy_j", "module_energy_j")
+LOWEST = ("power_limit_w",)
+"""stat value metrics whose region value is the lowest of its segments' (the limit in force)"""
 
 
 @dataclass
@@ -172,7 +175,7 @@ def _merge(name: str, stat: str, found: list[tuple[Metric, float]], segments: in
         value, rule = sum(m.value for m in ms), "sum"
     elif stat == "max":
         value, rule = max(m.value for m in ms), "max"
-    elif stat == "min":
+    elif stat == "min" or name in LOWEST:
         value, rule = min(m.value for m in ms), "min"
     elif stat == "mean" and sum(d for _, d in found) > 0:
         value = sum(m.value * d for m, d in found) / sum(d for _, d in found)

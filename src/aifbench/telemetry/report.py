@@ -1,9 +1,12 @@
 """What `aifbench telemetry RUN_ID` shows: a per-window summary and a time-series plot.
 
-The summary comes from the window metrics in the metrics table (energy_j, power_mean_w, ...)
-and the flags of each case; the plot from the telemetry table. Windows are placed on one
-time axis, seconds since the run's first case started: a window is taken to end when its
-case ended (teardown is short), i.e. at ended_utc - window length + t_s.
+One summary row per (case, rank, window): a case has one window per timed region (main, ref,
+prefill, decode, bare; aifbench.telemetry.regions), whose metrics are stored as energy_j ...
+for main and ref_energy_j ... for the others. Its flags are the region's (telemetry_window_s's
+detail; the case's `flags` for shards written before regions). The plot comes from the
+telemetry table. Windows are placed on one time axis, seconds since the run's first case
+started: a case's windows are taken to end, one after the other, when the case ended
+(teardown is short), i.e. at ended_utc - their lengths + t_s.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from aifbench import metrics as metric_dict
 from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError
 
 WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
-                  "throttle_pct", "module_power_mean_w", "process_cpu_util_mean_pct")
+                  "throttle_pct", "module_power_mean_w", "process_cpu_util_mean_pct", "telemetry_window_s")
+KEYS = ["case_id", "rank"]
+WKEYS = KEYS + ["window"]
 GAP_S = 0.1  # least space between two windows of one rank on the plot
 PANELS = (
     ("power (W)", ("power_w", "power_avg_1s_w", "module_power_w", "cpu_power_w")),
@@ -26,43 +32,79 @@ PANELS = (
 )
 
 
+def split_metric(name: str) -> tuple[str, str]:
+    """(region, window metric) of a stored metric name: ref_energy_j -> ('ref', 'energy_j')."""
+    for region in metric_dict.REGIONS:
+        base = name[len(region) + 1:]
+        if name.startswith(region + "_") and base in metric_dict.WINDOW_METRICS:
+            return region, base
+    return "main", name
+
+
+def with_window(telemetry: pd.DataFrame) -> pd.DataFrame:
+    """Telemetry rows with `window` and `segment` set (main / 0 in shards written before regions)."""
+    window = telemetry["window"].fillna("main") if "window" in telemetry else "main"
+    segment = telemetry["segment"].fillna(0) if "segment" in telemetry else 0
+    return telemetry.assign(window=window, segment=segment)
+
+
 def summary(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
-    """One row per (case, rank): benchmark, samples, window length, the rank's own GPU and how many
-    GPUs were sampled, window metrics (of the own GPU), flags, energy method."""
-    keys = ["case_id", "rank"]
-    base = metrics.drop_duplicates(keys)[keys + ["benchmark", "flags", "started_utc"]]
+    """One row per (case, rank, window): benchmark, samples, window length, the rank's own GPU and
+    how many GPUs were sampled, window metrics (of the own GPU), flags, energy method."""
+    base = metrics.drop_duplicates(KEYS)[KEYS + ["benchmark", "flags", "started_utc"]]
     if len(telemetry):
         # the sampler writes the rank's own GPU's rows first: "first" is the own GPU's index
-        t = telemetry.groupby(keys, sort=False).agg(samples=("t_s", "nunique"), window_s=("t_s", "max"),
-                                                    source=("source", "first"), gpu_index=("gpu_index", "first"),
-                                                    gpus=("gpu_uuid", "nunique")).reset_index()
-        base = base.merge(t, on=keys, how="left")
-    wm = metrics[metrics["metric"].isin(WINDOW_METRICS)]
+        t = with_window(telemetry).groupby(WKEYS, sort=False).agg(
+            samples=("t_s", "nunique"), window_s=("t_s", "max"), source=("source", "first"),
+            gpu_index=("gpu_index", "first"), gpus=("gpu_uuid", "nunique")).reset_index()
+        base = base.merge(t, on=KEYS, how="left")
+    if "window" not in base:
+        base["window"] = "main"
+    base["window"] = base["window"].fillna("main")
+    split = [split_metric(str(name)) for name in metrics["metric"]]
+    wm = metrics.assign(window=[w for w, _ in split], base=[b for _, b in split])
+    wm = wm[wm["base"].isin(WINDOW_METRICS)]
     if len(wm):
-        pivot = wm.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
-        base = base.merge(pivot, on=keys, how="left")
-        energy = wm[wm["metric"] == "energy_j"][keys + ["detail"]].rename(columns={"detail": "energy_detail"})
-        base = base.merge(energy, on=keys, how="left")
-    return base.sort_values(["started_utc", "rank"]).reset_index(drop=True)
+        pivot = wm.pivot_table(index=WKEYS, columns="base", values="value", aggfunc="first").reset_index()
+        base = base.merge(pivot, on=WKEYS, how="left")
+        energy = wm[wm["base"] == "energy_j"][WKEYS + ["detail"]].rename(columns={"detail": "energy_detail"})
+        base = base.merge(energy, on=WKEYS, how="left")
+        own = wm[wm["base"] == "telemetry_window_s"][WKEYS + ["detail"]].rename(columns={"detail": "window_detail"})
+        base = base.merge(own, on=WKEYS, how="left")
+        if "telemetry_window_s" in base:
+            base["window_s"] = base["telemetry_window_s"].fillna(base.get("window_s"))
+        region_flags = base["window_detail"].map(_flags_of)
+        base["flags"] = region_flags.where(region_flags.notna(), base["flags"])
+    return base.sort_values(["started_utc", "rank"], kind="stable").reset_index(drop=True)
+
+
+def _flags_of(detail) -> str | None:
+    """The region's flags from telemetry_window_s's detail ('...; flags=a,b'), None without one."""
+    if not isinstance(detail, str) or "flags=" not in detail:
+        return None
+    text = detail.rsplit("flags=", 1)[1].split(";")[0].strip()
+    return "" if text == "none" else text
 
 
 def timeline(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
     """Telemetry rows with x_s: seconds since the run's first case started."""
     if not len(telemetry):
         return telemetry.assign(x_s=pd.Series(dtype="float64"))
-    cases = metrics.groupby(["case_id", "rank"]).agg(started=("started_utc", "min"), ended=("ended_utc", "max")).reset_index()
+    telemetry = with_window(telemetry)
+    cases = metrics.groupby(KEYS).agg(started=("started_utc", "min"), ended=("ended_utc", "max")).reset_index()
     t0 = cases["started"].min()
-    length = telemetry.groupby(["case_id", "rank"])["t_s"].max().rename("length").reset_index()
-    cases = cases.merge(length, on=["case_id", "rank"], how="left")
-    cases["length"] = cases["length"].fillna(0.0)
-    cases["offset_s"] = ((cases["ended"] - t0).dt.total_seconds() - cases["length"]).clip(lower=0.0)
-    cases = cases.sort_values(["rank", "started"])
-    for _, idx in cases.groupby("rank").groups.items():  # windows of one rank never overlap (replays)
+    blocks = telemetry.groupby(WKEYS, sort=False)["t_s"].max().rename("length").reset_index()
+    blocks["order"] = range(len(blocks))  # a case's windows in the order they were sampled
+    blocks = blocks.merge(cases, on=KEYS, how="left")
+    total = blocks.groupby(KEYS)["length"].transform("sum")
+    blocks["offset_s"] = ((blocks["ended"] - t0).dt.total_seconds() - total).clip(lower=0.0)
+    blocks = blocks.sort_values(["rank", "started", "order"])
+    for _, idx in blocks.groupby("rank").groups.items():  # windows of one rank never overlap (replays)
         free = 0.0
         for i in idx:
-            cases.loc[i, "offset_s"] = max(cases.loc[i, "offset_s"], free)
-            free = cases.loc[i, "offset_s"] + cases.loc[i, "length"] + GAP_S
-    out = telemetry.merge(cases[["case_id", "rank", "offset_s"]], on=["case_id", "rank"], how="left")
+            blocks.loc[i, "offset_s"] = max(blocks.loc[i, "offset_s"], free)
+            free = blocks.loc[i, "offset_s"] + blocks.loc[i, "length"] + GAP_S
+    out = telemetry.merge(blocks[WKEYS + ["offset_s"]], on=WKEYS, how="left")
     out["x_s"] = out["offset_s"].fillna(0) + out["t_s"]
     return out.sort_values("x_s", kind="stable")  # stable: the own GPU's rows stay first
 
@@ -129,7 +171,7 @@ def _plot_series(ax, data: pd.DataFrame) -> None:
     for k, ((name, rank, g), part) in enumerate(data.groupby(["field", "rank", gpu], sort=True)):
         mine = several.get(rank) and g == own.get(rank)
         who = f"rank {rank}" + (f" gpu {g}" if g >= 0 else "") + (", own" if mine else "")
-        for _, w in part.groupby("case_id"):
+        for _, w in part.groupby(["case_id", "window", "segment"]):
             ax.plot(w["x_s"], w["value"], marker=".", markersize=2, linewidth=2.2 if mine else 1,
                     label=f"{name} ({who})", color=f"C{k % 10}")
 

@@ -5,7 +5,9 @@ window polls once synchronously when it opens, then a daemon thread polls every 
 until the window closes, then once more: so even a window shorter than the interval has a
 first and a last sample. A non-live backend (a replayed trace) is drained instead: every
 recorded sample of the window is polled at exit, independent of wall time, so replays are
-deterministic.
+deterministic. The runner opens one window per segment of a timed region (see
+aifbench.telemetry.regions), never one around a whole case; each filled window also carries
+its poll count, sampled duration and first poll's time, from which regions accumulate.
 """
 
 from __future__ import annotations
