@@ -100,8 +100,14 @@ def test_every_plot_present_with_data(full, tmp_path):
         assert w > 300 and h > 200
     # self-contained: nothing fetched from anywhere
     assert not re.search(r'(src|href)="(?!data:)', text) and "<link" not in text and "<script" not in text
-    assert "jupiter (reference)" not in text or "sysA" in text
-    assert "20250101T000000Z-ref-00000r" in text  # the reference run is listed with the runs
+    # every run is listed with its system; only the reference run is marked as one
+    runs = text[text.index("<h2>Runs</h2>"):text.index('<h2 id="gemm">')]
+    head = re.findall(r"<th>([^<]*)</th>", runs)
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr><td.*?</tr>", runs)]
+    col = {name: head.index(name) for name in ("run", "system", "reference")}
+    marked = {c[col["run"]]: (c[col["system"]], c[col["reference"]]) for c in cells}
+    assert marked == {"20250101T000000Z-ref-00000r": ("jupiter", "yes"), "20260105T120000Z-full-00000a": ("sysA", ""),
+                      "20260105T130000Z-full-00000b": ("sysB", "")}
 
 
 def test_smoke_run_report_notes_what_is_missing(smoke, tmp_path, capsys):

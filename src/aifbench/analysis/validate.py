@@ -292,7 +292,7 @@ def gpu_check(expected: str, system: str, skus: dict[Slot, str | None], runs: pd
 
 def _figures(h: pd.DataFrame) -> pd.DataFrame:
     """Rows of the metrics that judge a case: figures of merit, or time when a case has nothing else."""
-    shown = h[h["metric"].map(is_merit)]
+    shown = h[h["metric"].map(is_merit).astype(bool)]  # bool: an empty object mask would select columns
     only_time = h[~h["case_id"].isin(set(shown["case_id"])) & (h["metric"] == "time_s")]
     return pd.concat([shown, only_time])
 
