@@ -136,10 +136,12 @@ def test_llm_infer_prefill_and_decode_have_separate_windows(tmp_path, monkeypatc
 
 def test_gemm_harness_and_bare_loop_have_separate_windows(tmp_path, monkeypatch):
     """The harness's timed calls (main) and the bare loop (bare) each take their own window's
-    power (replay windows alternate main, bare, ... however many rounds the benchmark runs)."""
-    trace = build_trace(tmp_path / "trace.jsonl", [("h", 1.0, 400.0, 0), ("b", 1.0, 420.0, 0)])
+    power. Windows open in the order: the timed repeats (main), then two A/B rounds in ABBA order
+    (main, bare | bare, main); the replayed trace gives them in that order."""
+    order = [("h", 400.0), ("h", 400.0), ("b", 420.0), ("b", 420.0), ("h", 400.0)]
+    trace = build_trace(tmp_path / "trace.jsonl", [(name, 1.0, watts, 0) for name, watts in order])
     monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(trace))
-    suite = _suite(tmp_path, "gemm", 'm = 64, n = 64, k = 64, dtype = "fp32", bare_loop = true')
+    suite = _suite(tmp_path, "gemm", 'm = 64, n = 64, k = 64, dtype = "fp32", bare_loop = true, ab_rounds = 2')
     assert main(["run", suite, "--results", str(tmp_path / "res"), "--telemetry-hz", "10"]) == 0
     m = load([tmp_path / "res"]).metrics
     assert _value(m, "power_mean_w") == pytest.approx(400.0)
