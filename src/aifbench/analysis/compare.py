@@ -219,7 +219,7 @@ def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = Non
         b = None if base is None else base.get((case_key, metric), np.array([]))
         rows.append({
             "group": group or "(none)", "metric": metric,
-            "case": case_label(part["benchmark"].iloc[0], part["params"].iloc[0], limit=1_000_000),
+            "case": case_label(part["benchmark"].iloc[0], part["params"].iloc[0], limit=None),
             "unit": part["unit"].iloc[0], "median": median, "q1": q1, "q3": q3, "spread_pct": spread,
             "per_gpu": part["per_gpu"].median(), "per_node": part["per_node"].median(),
             "per_w": part["per_w"].median(), "pct_of_peak": part["pct"].median(),

@@ -63,7 +63,7 @@ def _cases(texts: list[str], error: str) -> dict[str, str]:
             for i, c in enumerate(json.loads(text)["cases"]):
                 params = c["params"]
                 case_id = c.get("case_id") or Case(index=i, benchmark=c["benchmark"], params=params).case_id
-                cases.setdefault(str(case_id), case_label(c["benchmark"], json.dumps(params, sort_keys=True)))
+                cases.setdefault(str(case_id), case_label(c["benchmark"], json.dumps(params, sort_keys=True), limit=None))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{error}: {type(exc).__name__}: {exc})") from None
     if not cases:

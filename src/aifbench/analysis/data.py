@@ -225,8 +225,9 @@ def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
     return df.sort_index().reset_index(drop=True)
 
 
-def case_label(benchmark: str, params_json: str, limit: int = 90) -> str:
-    """'gemm dtype=bf16 k=8192 m=8192 n=8192': readable and stable.
+def case_label(benchmark: str, params_json: str, limit: int | None = 90) -> str:
+    """'gemm dtype=bf16 k=8192 m=8192 n=8192': readable and stable; cut to `limit` characters
+    with '…' (plot labels), whole with limit=None (check names, tables a user copies from).
 
     Left out: check-only knobs (check_*) and switched-off options (False, 0, empty), which
     every case of a suite tends to share; the full parameters stay in `params` / `case_key`.
@@ -235,4 +236,4 @@ def case_label(benchmark: str, params_json: str, limit: int = 90) -> str:
     text = " ".join(f"{k}={v}" for k, v in params.items()
                     if not k.startswith("check") and v not in (False, 0, "", None))
     text = f"{benchmark} {text}".strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aifbench.analysis import intervals, outliers
+from aifbench.analysis import intervals, legacy, outliers
 from aifbench.analysis.compare import CompareOptions, compare, is_merit
 from aifbench.analysis.data import Selection, case_label, headline
 from aifbench.analysis.references import Reference, check_names
@@ -135,6 +135,14 @@ def gpu_skus(runs: pd.DataFrame) -> dict[Slot, str | None]:
     return out
 
 
+def _tdps(skus: dict[Slot, str | None]) -> dict[Slot, float | None]:
+    """(rank, node) -> datasheet TDP in W of its GPU model (None: not in the catalog or no figure)."""
+    from aifbench.hardware import catalog
+
+    cat = catalog.load()
+    return {key: (cat.get(sku).peak("tdp_w")[0] if sku else None) for key, sku in skus.items()}
+
+
 def _where(r, uuids: dict[Slot, str]) -> str:
     uuid = uuids.get(slot(r))
     return f"rank {r.rank} ({r.node} {r.device}{' ' + uuid if uuid else ''})"
@@ -154,7 +162,7 @@ def _flag_filter(rows: pd.DataFrame, opts: ValidateOptions) -> tuple[pd.DataFram
 def ran_checks(metrics: pd.DataFrame) -> list[Check]:
     out = []
     for case_id, part in metrics.groupby("case_id", sort=True):
-        label = case_label(part["benchmark"].iloc[0], part["params"].iloc[0])
+        label = case_label(part["benchmark"].iloc[0], part["params"].iloc[0], limit=None)
         bad = part[part["status"] == "failed"].drop_duplicates("rank")
         skipped = part[part["status"] == "skipped"].drop_duplicates("rank")
         if len(bad):
@@ -346,7 +354,8 @@ def drift_checks(sel: Selection, baseline: Results, describe: str, opts: Validat
 
 def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
              baseline: tuple[str, Results] | None = None, expected_gpu: str | None = None,
-             system: str | None = None, plan_file: Path | None = None) -> Report:
+             system: str | None = None, plan_file: Path | None = None,
+             throttle_reasons: dict[tuple[str, int], set[str] | None] | None = None) -> Report:
     """All checks of one run (the selection holds exactly that run). `system`: the profile the
     references come from (default: the run's); `expected_gpu`: the catalog id its nodes carry,
     which every rank is checked to have run on; `plan_file`: the run's plan.json, read when no
@@ -364,6 +373,7 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     plan = read_plan(runs, run_ids[0], metrics, plan_file)
     uuids = {slot(r): str(r.gpu_uuid) for r in runs.itertuples(index=False) if not pd.isna(r.gpu_uuid)}
     skus = gpu_skus(runs)
+    metrics = legacy.translate(metrics, runs, _tdps(skus), throttle_reasons)  # runs before the validity model
     system = system or str((metrics if len(metrics) else runs)["system"].iloc[0])
     unreadable = [(p, why) for p, why in sel.skipped if run_ids[0] in Path(p).parts]  # this run's shards only
     report = Report(run_ids[0], system, completeness_checks(plan, metrics, runs, unreadable))

@@ -207,7 +207,7 @@ def _outliers_text(sel) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from aifbench.analysis import references, validate
+    from aifbench.analysis import intervals, legacy, references, validate
     from aifbench.analysis.data import ANALYSIS_STATS, Selection, load_runs
     from aifbench.atomic import atomic_write_text
     from aifbench.cli.output import console, err_console
@@ -226,13 +226,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             hint = "" if args.system else f" (the run's system is {system!r}: give --system NAME or --references FILE)"
             raise ConfigError(f"{exc}{hint}") from None
-    run = load_runs([run_dir], stats=ANALYSIS_STATS + tuple(r.stat for r in refs), full=False,
+    stats = ANALYSIS_STATS + tuple(r.stat for r in refs) + intervals.CI_STATS  # an A/B metric is judged on its interval
+    run = load_runs([run_dir], stats=stats, full=False,
                     metrics=tuple(r.metric for r in refs))
     # no metrics row yet (stopped before its first case ended): INCOMPLETE when the plan is readable
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
     opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation, strict=args.strict)
+    reasons = legacy.read_reasons(run_dir) if legacy.has_legacy_flags(run.tables["metrics"]) else None
     report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system,
-                               plan_file=run_dir / "plan.json")
+                               plan_file=run_dir / "plan.json", throttle_reasons=reasons)
     junit = validate.to_junit(report) if args.junit or args.format == "junit" else ""
     if args.junit:
         atomic_write_text(args.junit, junit)

@@ -95,6 +95,9 @@ FLAGS.update({
 NOTE_FLAGS: dict[str, str] = {
     "telemetry_insufficient": "the timed region was too short for its telemetry to be judged (aifbench.telemetry."
                               "regions): no power, energy or clock figures; the measured figures stand",
+    "power_capped_legacy": "a run recorded before the validity model: its old power_throttle flag read as "
+                           "power-capped at the default limit (SwPowerCap alone, at a recorded limit >= the "
+                           "datasheet TDP; aifbench.analysis.legacy)",
 }
 """in the flags column but not invalidating: validate does not exclude a row for these"""
 

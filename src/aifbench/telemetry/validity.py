@@ -151,5 +151,6 @@ def validity_markdown() -> str:
     lines += [f"| {name} | {meaning} |" for name, meaning in F.NOTE_FLAGS.items()]
     lines += ["", f"Rule: {LOW_CLOCK_RULE}. Limits within {LIMIT_TOLERANCE_W:g} W of each other are equal. "
               "Runs recorded before this model carry the old flag power_throttle (SwPowerCap or power brake, "
-              "not told apart); validate still excludes those rows."]
+              "not told apart); validate reads it as power_capped_legacy (a note) where the reasons seen were SwPowerCap "
+              "alone at a recorded limit >= the datasheet TDP, and otherwise still excludes those rows."]
     return "\n".join(lines) + "\n"

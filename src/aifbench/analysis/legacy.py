@@ -1,0 +1,94 @@
+"""Runs recorded before the validity model (aifbench.telemetry.validity): their flag power_throttle.
+
+Before the model, one flag `power_throttle` stood for SwPowerCap *or* HwPowerBrakeSlowdown, and
+the power limit was not stored per window. A row so flagged is read as power-capped at the
+default limit (the note `power_capped_legacy`, not invalidating) only when all of this holds:
+- the case's throttle_pct detail lists the reasons seen and they are SwPowerCap alone (so no
+  power brake, thermal or hardware slowdown);
+- the rank's runs.telemetry text records the enforced limit ('power limit 700 W');
+- that limit is at least the GPU model's datasheet TDP from the hardware catalog (an SXM part
+  ships with its default limit at its TDP: the H200 of shared/measured/h200-2026-12-04 showed
+  700 W of 700 W in nvidia-smi).
+Otherwise the row keeps power_throttle, which stays invalidating: what could not be told apart
+is not judged.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from aifbench.telemetry.validity import LIMIT_TOLERANCE_W
+
+LEGACY_FLAG = "power_throttle"
+LEGACY_NOTE = "power_capped_legacy"
+_LIMIT = re.compile(r"power limit ([0-9.]+) W")
+_REASONS = re.compile(r"reasons=([A-Za-z,]+)")
+NEEDED_METRICS = ("throttle_pct",)
+"""what the rule reads besides the flagged rows (a lean reader must include it)"""
+
+
+def limit_w(telemetry: object) -> float | None:
+    """The enforced power limit (W) a runs.telemetry text records, or None."""
+    m = _LIMIT.search(str(telemetry or ""))
+    return float(m.group(1)) if m else None
+
+
+def reasons(detail: object) -> set[str] | None:
+    """Clock-event reasons a throttle_pct detail lists ('reasons=SwPowerCap,...'), or None."""
+    m = _REASONS.search(str(detail or ""))
+    return None if m is None else {r for r in m.group(1).split(",") if r and r != "none"}
+
+
+def capped_at_default(seen: set[str] | None, limit: float | None, tdp: float | None) -> bool:
+    """The module rule: SwPowerCap alone, at a recorded limit >= the datasheet TDP."""
+    return (seen is not None and seen <= {"SwPowerCap"} and limit is not None and tdp is not None
+            and limit >= tdp - LIMIT_TOLERANCE_W)
+
+
+def has_legacy_flags(metrics: pd.DataFrame) -> bool:
+    return bool(len(metrics)) and bool(metrics["flags"].astype(str).str.contains(LEGACY_FLAG, regex=False).any())
+
+
+def reasons_seen(throttle_rows: pd.DataFrame) -> dict[tuple[str, int], set[str] | None]:
+    """(case_id, rank) -> reasons listed by its throttle_pct row (needs the detail column)."""
+    rows = throttle_rows[throttle_rows["metric"] == "throttle_pct"] if len(throttle_rows) else throttle_rows
+    if not len(rows) or "detail" not in rows.columns:
+        return {}
+    return {(str(r.case_id), int(r.rank)): reasons(r.detail) for r in rows.itertuples(index=False)}
+
+
+def read_reasons(run_dir: Path) -> dict[tuple[str, int], set[str] | None]:
+    """reasons_seen() of a stored run: its throttle_pct rows with their detail (the lean analysis
+    read leaves the detail column out)."""
+    import pyarrow.dataset as ds
+
+    from aifbench.results import store
+
+    cols = {"metrics": ["run_id", "case_id", "rank", "metric", "detail"]}
+    res = store.load(store.find_shards([run_dir]), tables=("metrics",), columns=cols,
+                     filters={"metrics": ds.field("metric") == "throttle_pct"})
+    return reasons_seen(res.tables["metrics"])
+
+
+def translate(metrics: pd.DataFrame, runs: pd.DataFrame, tdp_of_rank: dict[tuple[int, str], float | None],
+              seen: dict[tuple[str, int], set[str] | None] | None = None) -> pd.DataFrame:
+    """`metrics` with power_throttle replaced by power_capped_legacy where the rule holds.
+    tdp_of_rank: (rank, node) -> datasheet TDP in W of the rank's GPU model (None: unknown);
+    seen: reasons_seen() of the run's throttle_pct rows (default: from `metrics` itself)."""
+    if not has_legacy_flags(metrics):
+        return metrics
+    flags = metrics["flags"].astype(str)
+    hit = flags.str.contains(LEGACY_FLAG, regex=False)
+    limits = {(int(r.rank), str(r.node)): limit_w(r.telemetry) for r in runs.itertuples(index=False)}
+    seen = reasons_seen(metrics) if seen is None else seen
+    out = metrics.copy()
+    out["flags"] = flags
+    for i in out.index[hit.to_numpy()]:
+        row = out.loc[i]
+        key = (int(row["rank"]), str(row["node"]))
+        if capped_at_default(seen.get((str(row["case_id"]), key[0])), limits.get(key), tdp_of_rank.get(key)):
+            out.at[i, "flags"] = ",".join(LEGACY_NOTE if f == LEGACY_FLAG else f for f in row["flags"].split(","))
+    return out
