@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from aifbench import registry
+from aifbench.benchmarks import registry
 from aifbench.analysis.references import load_file
 from aifbench.benchmarks.base import Context
 from aifbench.benchmarks.gemm import Gemm, GemmConfig, dims
-from aifbench.config import REPO_ROOT, build_config, load_suite
+from aifbench.config import build_config, load_suite
+from aifbench.files import REPO_ROOT
 from aifbench.hardware.catalog import load as load_catalog
 from aifbench.timing import Timer, TimingConfig
 

@@ -162,7 +162,7 @@ def test_settings_describe_the_step():
 def test_profile_helper_counts_operators_per_step_and_shows_the_fused_projections(capsys):
     """The documented profiling procedure runs (CPU: aten operators stand in for kernels), and a
     step reads each layer's weights in 4 GEMMs (wqkv, wo, w13, w2; unfused would be 7) + lm_head."""
-    from aifbench.benchmarks._llm_profile import main, profile_decode
+    from aifbench.llm_profile import main, profile_decode
 
     out = profile_decode(dict(model="tiny", prompt_len=16, gen_tokens=8, dtype="fp32", decode_window=8), steps=4)
     assert out["steps"] == 4 and out["kernels_per_step"] > 0 and out["wall_per_step_ms"] > 0

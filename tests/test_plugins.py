@@ -8,7 +8,7 @@ import textwrap
 PLUGIN = '''
 from dataclasses import dataclass
 from aifbench.benchmarks.base import Benchmark, Measurement, param, time_metrics
-from aifbench.registry import register
+from aifbench.benchmarks.registry import register
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

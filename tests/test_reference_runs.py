@@ -82,7 +82,7 @@ def test_h200_targets_judge_power_capped_gemm_by_default(run):
 def test_h200_targets_name_real_things_and_select_acceptance_cases():
     import json
 
-    from aifbench import registry
+    from aifbench.benchmarks import registry
     from aifbench.analysis.references import check_names
     from aifbench.config import load_suite
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from aifbench import registry
+from aifbench.benchmarks import registry
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
 from aifbench.cli import main
 from aifbench.config import load_suite

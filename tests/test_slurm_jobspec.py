@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from aifbench.config import data_dir
+from aifbench.files import data_dir
 from aifbench.errors import ConfigError
 from aifbench.launch import jobspec, slurm
 from aifbench.systems import list_systems, load_system

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aifbench import registry
+from aifbench.benchmarks import registry
 from aifbench.benchmarks.base import Context
 from aifbench.config import build_config
 from aifbench.errors import ConfigError

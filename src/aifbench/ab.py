@@ -35,7 +35,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, ContextManager
 
-from aifbench.benchmarks.base import Measurement, Metric
+from aifbench.measurement import Measurement, Metric
 from aifbench.timing import Timer
 
 CONFIDENCE = 0.95

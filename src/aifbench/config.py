@@ -25,38 +25,19 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import sys
 import typing
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from aifbench import registry
+from aifbench.benchmarks import registry
 from aifbench.errors import ConfigError, one_of
+from aifbench.files import data_dir, read_toml, tomllib
 from aifbench.timing import TimingConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- finding and reading files -------------------------------------------------------------
-
-def data_dir(kind: str) -> Path:
-    """Shipped data folder: 'suites' (repo benchmarks/) or 'jobs' (repo jobs/).
-
-    A wheel carries them as aifbench/suites and aifbench/jobs (hatch force-include); an
-    editable install or a checkout reads the repository's folders directly.
-    """
-    packaged = Path(str(resources.files("aifbench"))) / kind
-    if packaged.is_dir():
-        return packaged
-    return REPO_ROOT / {"suites": "benchmarks", "jobs": "jobs"}[kind]
-
 
 def suite_names() -> list[str]:
     d = data_dir("suites")
@@ -74,19 +55,6 @@ def find_suite(name_or_path: str) -> Path:
     if candidate.is_file():
         return candidate
     raise one_of("suite", name_or_path, suite_names())
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; a syntax error becomes a ConfigError naming file and line."""
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    except UnicodeDecodeError as exc:  # TOML is UTF-8; a binary or Latin-1 file lands here
-        raise ConfigError(f"{path}: not a TOML file (not UTF-8 text: byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def parse_value(text: str) -> Any:

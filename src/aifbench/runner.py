@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from aifbench import SCHEMA_VERSION, provenance, registry
+from aifbench import SCHEMA_VERSION, provenance
+from aifbench.benchmarks import registry
 from aifbench import metrics as metric_dict
 from aifbench.benchmarks.base import Benchmark, Context, Measurement, Metric
 from aifbench.config import Case, build_config

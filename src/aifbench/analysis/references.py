@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from aifbench.config import read_toml
+from aifbench.files import read_toml
 from aifbench.errors import ConfigError, one_of
 
 if TYPE_CHECKING:
@@ -226,7 +226,8 @@ def _profile(system: str | System) -> System:
 def check_names(refs: Iterable[Reference]) -> None:
     """Refuse references naming an unknown benchmark, parameter, parameter value, metric or GPU
     model (each error lists what is allowed): such a reference would silently never match."""
-    from aifbench import metrics, registry
+    from aifbench import metrics
+    from aifbench.benchmarks import registry
     from aifbench.hardware import catalog
 
     skus = catalog.load().ids()
@@ -234,8 +235,7 @@ def check_names(refs: Iterable[Reference]) -> None:
         for sku in ref.gpus:
             if sku not in skus:
                 raise one_of(f"gpu (hardware catalog id) in reference {ref.describe()}", sku, skus)
-        cls = registry.get(ref.benchmark)
-        fields_ = {f.name: f for f in fields(cls.Config)}
+        fields_ = {f.name: f for f in fields(registry.config_of(ref.benchmark))}
         for key in list(ref.params) + list(ref.params_min):
             if key not in fields_ and key not in LAYOUT_KEYS:
                 raise one_of(f"parameter of {ref.benchmark} in reference {ref.describe()}", key,
@@ -246,4 +246,4 @@ def check_names(refs: Iterable[Reference]) -> None:
                 raise one_of(f"{ref.benchmark}.{key} in reference {ref.describe()}", value, choices)
         if ref.metric not in metrics.METRICS:
             raise one_of(f"metric in reference {ref.describe()}", ref.metric,
-                         getattr(cls, "emits", ()) or sorted(metrics.METRICS))
+                         registry.emits_of(ref.benchmark) or sorted(metrics.METRICS))

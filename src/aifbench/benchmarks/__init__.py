@@ -1,1 +1,1 @@
-"""Built-in benchmarks: every module here registers one or more classes with aifbench.registry."""
+"""Built-in benchmarks: every module here registers one or more classes with aifbench.benchmarks.registry."""

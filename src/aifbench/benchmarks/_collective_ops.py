@@ -18,12 +18,14 @@ from typing import Callable
 import torch
 
 from aifbench.benchmarks._shared import torch_dtype
+from aifbench.benchmarks.configs import COLLECTIVE_DTYPES as DTYPES  # noqa: F401 (ops.DTYPES)
+from aifbench.benchmarks.configs import COLLECTIVE_OPS as OPS
 
-OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
-DTYPES = ("fp32", "bf16", "fp16")
 PERIOD = 13
 CHUNK = 1 << 24  # elements per pattern chunk (64 MiB in fp32)
 _CHUNKED = ("all_gather", "reduce_scatter", "all_to_all")
+
+
 
 
 def element_count(op: str, size_bytes: int, n: int, dtype: torch.dtype) -> int:

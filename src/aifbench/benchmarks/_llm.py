@@ -6,46 +6,14 @@ A leading underscore keeps the registry from importing this module as a benchmar
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
 
-from aifbench.benchmarks.base import param
-from aifbench.errors import ConfigError, SkipCase
-from aifbench.models.shapes import LlamaShape, resolve_shape, with_layers
+from aifbench.errors import SkipCase
 from aifbench.timing import Timer
 from aifbench.units import GiB
-
-DTYPES = ("bf16", "fp16", "fp32")
-COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
-
-
-def shape_of(model: str, layers: int) -> LlamaShape:
-    """The shape named (or read from a config.json), cut to `layers` layers when layers > 0."""
-    shape = resolve_shape(model)
-    if layers > shape.num_layers:
-        raise ConfigError(f"layers {layers} > the {shape.num_layers} layers of {shape.name}")
-    return with_layers(shape, layers) if layers else shape
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ModelConfig:
-    """The config fields both LLM benchmarks start with: which shape, and how much of it."""
-
-    model: str = param("tiny", "shape name (tiny, llama3-1b, llama3-3b, llama3-8b, llama3-70b, "
-                               "llama3-405b) or path to a Hugging Face config.json (no weights)")
-    layers: int = param(0, "use only the first N layers of the shape (0 = all)", min=0)
-
-    def shape(self) -> LlamaShape:
-        """ConfigError for an unknown name, an unreadable or malformed config.json, bad heads."""
-        return shape_of(self.model, self.layers)
-
-    def check_positions(self, positions: int, what: str) -> None:
-        """ConfigError when `positions` exceed the shape's max_position_embeddings."""
-        self.shape().check_positions(positions, what)
-
 
 def dtype_skip_reason(dtype: str, device: str) -> str | None:
     if device.startswith("cuda") and dtype == "bf16" and not torch.cuda.is_bf16_supported():

@@ -25,14 +25,15 @@ from typing import Callable
 
 import torch
 
+from aifbench.benchmarks.configs import COMPILE_MODES  # noqa: F401 (the lever's allowed values)
 from aifbench.models.llama import decode_window
 
-COMPILE_MODES = ("default", "max-autotune")
-DECODE_ATTENTION = ("sdpa", "math")
 # inductor settings gpt-fast's generate.py sets for decode (read from its source; facts, not code)
 FAST_DECODE_OPTIONS = {"coordinate_descent_tuning": True, "triton.unique_kernel_names": True,
                        "fx_graph_cache": True}
 Step = Callable[[torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor]"]
+
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,7 @@ from aifbench.benchmarks.base import Measurement, Metric, rate_metrics, time_met
 from aifbench.errors import CorrectnessError
 from aifbench.timing import Timer, TimingStats, summarize
 
-REFERENCES = ("none", "transformers")
-EMITS = ("ref_decode_tokens_per_s", "ref_ttft_s", "speedup_vs_ref")
+
 
 
 def skip_reason(reference: str) -> str | None:

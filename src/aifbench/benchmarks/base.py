@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
-from aifbench import metrics as metric_dict
+from aifbench.measurement import Measurement, Metric  # noqa: F401 (the benchmark API)
 from aifbench.timing import Timer, TimingConfig, TimingStats
 
 PeakLookup = Callable[[str], "tuple[float | None, str]"]
@@ -49,42 +49,6 @@ class Context:
 
     def peak(self, kind: str) -> tuple[float | None, str]:
         return self.peak_lookup(kind)
-
-
-@dataclass(frozen=True, slots=True)
-class Metric:
-    """One value of one metric; becomes one row of the metrics table."""
-
-    metric: str
-    value: float
-    stat: str = "median"
-    n_samples: int = 1
-    noisy: bool | None = None
-    peak: float | None = None
-    peak_source: str = ""
-    detail: str = ""
-
-    @property
-    def unit(self) -> str:
-        return metric_dict.get(self.metric).unit
-
-    @property
-    def pct_of_peak(self) -> float | None:
-        return None if not self.peak else 100.0 * self.value / self.peak
-
-
-@dataclass
-class Measurement:
-    """What measure() returns: metric values plus the raw samples behind them."""
-
-    metrics: list[Metric] = field(default_factory=list)
-    samples: dict[str, Sequence[float]] = field(default_factory=dict)
-    """metric name -> raw samples in that metric's unit (time_s, itl_s, ...)"""
-
-    def extend(self, other: "Measurement") -> "Measurement":
-        self.metrics.extend(other.metrics)
-        self.samples.update(other.samples)
-        return self
 
 
 def time_metrics(stats: TimingStats, name: str = "time_s") -> Measurement:

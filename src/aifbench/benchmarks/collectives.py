@@ -25,13 +25,14 @@ NCCL on GPUs, gloo on CPU (the process group the worker initialised).
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 
 from aifbench.benchmarks import _collective_ops as ops
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
-from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
+from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import CollectivesConfig
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
-from aifbench.registry import register
+from aifbench.benchmarks.registry import register
 from aifbench.timing import Timer
 from aifbench.units import DTYPE_BYTES, MiB
 
@@ -55,23 +56,12 @@ def algbw_busbw(op: str, n: int, size_bytes: float, time_s: float) -> tuple[floa
     return algbw, algbw * busbw_factor(op, n)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class CollectivesConfig:
-    op: str = param("all_reduce", "collective: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast "
-                    "(from rank 0), send_recv (ring: to rank+1, from rank-1)", choices=OPS)
-    size_bytes: int = param(64 * MiB, "message size S in nccl-tests' sense (see module docs); rounded down to "
-                            "whole elements, and to a multiple of ranks for all_gather/reduce_scatter/all_to_all", min=1)
-    dtype: str = param("fp32", "element type", choices=ops.DTYPES)
-    inner: int = param(0, "calls per timed sample; 0 = the suite's timing.inner", min=0)
-    gpu_only: bool = param(False, "skip this case on CPU devices, with the reason (gloo sweeps sized for NCCL)")
-
-
 @register
 class Collectives(Benchmark):
     name = "collectives"
     description = "all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv: algbw/busbw (nccl-tests)"
     Config = CollectivesConfig
-    emits = ("busbw_gbps", "algbw_gbps", "time_s")
+    emits = EMITS["collectives"]
     multi_rank = True
 
     @property

@@ -38,11 +38,12 @@ from typing import Callable
 import torch
 
 from aifbench.ab import ABResult, interval_metrics, region_of, run_ab
+from aifbench.benchmarks.configs import EMITS
 from aifbench.benchmarks._gemm_shape import MAX_BUFFERS, GemmConfig, bytes_moved, dims, out_dtype
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
-from aifbench.registry import register
+from aifbench.benchmarks.registry import register
 from aifbench.timing import Timer, TimingStats, summarize
 from aifbench.units import DTYPE_BYTES, MiB
 
@@ -197,7 +198,7 @@ class Gemm(Benchmark):
     name = "gemm"
     description = "dense matmul TFLOP/s (fp64, fp32, tf32, bf16, fp16, fp8), square and LLM shapes, checked against float64"
     Config = GemmConfig
-    emits = ("tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct", "burst_tflops")
+    emits = EMITS["gemm"]
 
     def _n_buffers(self) -> int:
         if self.config.buffers:

@@ -12,27 +12,16 @@ Every copy is checked byte for byte before timing. GPU only: a CPU device has no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from aifbench.benchmarks.base import Benchmark, Measurement, param, rate_metrics, time_metrics
+from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import HostlinkConfig
+from aifbench.benchmarks.base import Benchmark, Measurement, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
-from aifbench.registry import register
+from aifbench.benchmarks.registry import register
 from aifbench.timing import Timer
-from aifbench.units import MiB
-
-DIRECTIONS = ("h2d", "d2h", "bidir")
-MEMORY = ("pinned", "pageable")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HostlinkConfig:
-    direction: str = param("h2d", "h2d (host to GPU), d2h (GPU to host), bidir (both at once)", choices=DIRECTIONS)
-    memory: str = param("pinned", "host buffer: pinned (page-locked) or pageable", choices=MEMORY)
-    size_bytes: int = param(256 * MiB, "bytes per copy (per direction)", min=1)
-
 
 def link_peak(direction: str, catalog: tuple[float | None, str], detected: Any) -> tuple[float | None, str]:
     """Peak for the rate of `direction`: the catalog's per-direction host link figure (doubled
@@ -63,7 +52,7 @@ class Hostlink(Benchmark):
     name = "hostlink"
     description = "host<->GPU copy bandwidth (h2d, d2h, both at once; pinned and pageable) vs the detected link"
     Config = HostlinkConfig
-    emits = ("link_gbps", "time_s")
+    emits = EMITS["hostlink"]
 
     def _directions(self) -> tuple[str, ...]:
         return ("h2d", "d2h") if self.config.direction == "bidir" else (self.config.direction,)

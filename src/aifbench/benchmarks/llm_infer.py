@@ -35,7 +35,7 @@ Metrics (definitions in aifbench.metrics):
 With reference = "transformers": ref_ttft_s, ref_decode_tokens_per_s, speedup_vs_ref from Hugging Face
 generation on the same weights and prompt after this model is freed (_llm_ref). The timed step and its
 levers (decode_attention, decode_window, compile_mode, greedy argmax inside the step) are built in
-_llm_decode; python -m aifbench.benchmarks._llm_profile shows its kernels per step.
+_llm_decode; python -m aifbench.llm_profile shows its kernels per step.
 Telemetry: the timed prefills are region "prefill" (its warm-up outside), the timed decode steps
 of every generation region "decode" (one segment per generation; its prefill outside): the
 case has prefill_energy_j, prefill_power_mean_w, prefill_tokens_per_j, decode_energy_j,
@@ -45,16 +45,17 @@ decode_power_mean_w, decode_tokens_per_j, decode_gbps_per_w, ... and no region "
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
 
 from aifbench.benchmarks import _llm, _llm_decode, _llm_ref
 from aifbench.benchmarks._shared import torch_dtype
-from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
+from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import LlmInferConfig
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.models import flops
-from aifbench.registry import register
+from aifbench.benchmarks.registry import register
 from aifbench.timing import Timer, TimingStats, quantile, summarize
 from aifbench.units import DTYPE_BYTES
 
@@ -66,37 +67,12 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 4e-2}
 CHECK_ROWS = 2  # sequences of the batch compared against the full forward
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LlmInferConfig(_llm.ModelConfig):
-    batch_size: int = param(1, "sequences decoded together", min=1)
-    prompt_len: int = param(128, "prompt tokens per sequence (prefill length)", min=1)
-    gen_tokens: int = param(64, "decode steps per generation (tokens per sequence after the first)", min=1)
-    dtype: str = param("bf16", "weight and activation precision", choices=_llm.DTYPES)
-    compile: bool = param(False, "torch.compile the decode step (with cuda_graphs: inductor's CUDA graphs)")
-    compile_backend: str = param("inductor", "torch.compile backend (eager: tests)", choices=_llm.COMPILE_BACKENDS)
-    compile_mode: str = param("default", "inductor mode of the decode step (max-autotune: GEMM autotuning)",
-                              choices=_llm_decode.COMPILE_MODES)
-    cuda_graphs: bool = param(False, "capture the decode step in a CUDA graph (CUDA only)")
-    decode_attention: str = param("sdpa", "SDPA backend of decode attention (math: inductor generates it, as "
-                                          "gpt-fast)", choices=_llm_decode.DECODE_ATTENTION)
-    decode_window: int = param(0, "attend over the filled cache rounded up to a multiple of this (0 = whole cache)",
-                               min=0)
-    reference: str = param("none", "also time this implementation in the same case on the same weights and prompt "
-                                   "(transformers: static cache + torch.compile)", choices=_llm_ref.REFERENCES)
-    check_tokens: int = param(4, "decode steps compared against a full forward before timing", min=1)
-    seed: int = param(0, "seed of the synthetic weights and prompt", min=0)
-
-    def __post_init__(self) -> None:
-        self.check_positions(self.prompt_len + self.gen_tokens, "prompt_len + gen_tokens")
-
-
 @register
 class LlmInfer(Benchmark):
     name = "llm_infer"
     description = "Llama prefill + KV-cache decode: prefill tokens/s, decode tokens/s, TTFT, ITL, HBM GB/s"
     Config = LlmInferConfig
-    emits = ("decode_tokens_per_s", "decode_tokens_per_s_per_seq", "prefill_tokens_per_s", "ttft_s", "itl_s",
-             "decode_time_s", "hbm_gbps", "decode_roofline_pct", "peak_memory_bytes") + _llm_ref.EMITS
+    emits = EMITS["llm_infer"]
 
     def __init__(self, config: LlmInferConfig, ctx):
         super().__init__(config, ctx)

@@ -49,17 +49,18 @@ import contextlib
 import gc
 import logging
 import math
-from dataclasses import dataclass
 
 import torch
 
 from aifbench.ab import ABResult, interval_metrics, speedup_vs_ref
 from aifbench.benchmarks import _llm
 from aifbench.benchmarks._collective_ops import ranks_flagging
-from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param, rate_metrics, time_metrics
-from aifbench.errors import ConfigError, CorrectnessError
+from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import LlmTrainConfig
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
+from aifbench.errors import CorrectnessError
 from aifbench.models import flops
-from aifbench.registry import register
+from aifbench.benchmarks.registry import register
 from aifbench.timing import Timer, TimingStats, summarize
 
 log = logging.getLogger(__name__)
@@ -68,34 +69,7 @@ MFU_FORMULA = "mfu = (6*N + 12*L*d_attn*T) * tokens_per_s_per_device / peak_bf16
 # |first reference loss - first aifbench loss| / first aifbench loss allowed: the same weights and
 # batch through two implementations (measured on CPU, tiny: fp32 ~1e-7, bf16 autocast ~1e-3).
 LOSS_MATCH = {"fp32": 1e-4, "bf16": 2e-2}
-REFERENCES = ("none", "transformers")
 SPEEDUP_TOL = 0.05  # speedup_vs_ref's interval is noisy when its half-width exceeds 0.05 (5 % of parity)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LlmTrainConfig(_llm.ModelConfig):
-    micro_batch: int = param(1, "sequences per micro-batch per device", min=1)
-    seq_len: int = param(2048, "tokens per sequence", min=2)
-    grad_accum: int = param(1, "micro-batches per optimizer step", min=1)
-    dtype: str = param("bf16", "bf16 mixed precision (fp32 master weights), fp32, or fp8 (torchao float8 linear "
-                               "layers + bf16 autocast, one device, extra [fp8])", choices=("bf16", "fp32", "fp8"))
-    compile: bool = param(False, "torch.compile every block and the head+loss")
-    compile_backend: str = param("inductor", "torch.compile backend (eager: tests)", choices=_llm.COMPILE_BACKENDS)
-    activation_checkpointing: bool = param(False, "recompute each block in backward (not counted in MFU)")
-    lr: float = param(3e-4, "AdamW learning rate (betas 0.9, 0.95; weight decay 0.1)", min=0.0)
-    reference: str = param("none", "also time this implementation in the same case on the same weights and "
-                                   "batch (transformers: LlamaForCausalLM, sdpa; one device)", choices=REFERENCES)
-    seed: int = param(0, "seed of the synthetic weights and tokens", min=0)
-    ab_rounds: int = param(6, "reference only: A/B rounds (aifbench, reference; ABBA order) behind speedup_vs_ref",
-                           min=2, max=100)
-    ab_round_s: float = param(1.0, "reference only: length of one side's timed steps in an A/B round (s; at least "
-                              "one step)", min=0.0, max=600.0)
-
-    def __post_init__(self) -> None:
-        self.check_positions(self.seq_len, "seq_len")
-        if self.dtype == "fp8" and self.reference != "none":
-            raise ConfigError(f"llm_train.reference: '{self.reference}' is compared in bf16 or fp32; "
-                              f"with dtype fp8 allowed: none")
 
 
 def train_step(loss_fn, batches, optimizer, autocast, before_micro=None) -> torch.Tensor:
@@ -119,9 +93,7 @@ class LlmTrain(Benchmark):
     name = "llm_train"
     description = "Llama training step (fwd, bwd, AdamW): tokens/s, MFU, memory; FSDP2 across ranks"
     Config = LlmTrainConfig
-    emits = ("tokens_per_s", "tokens_per_s_per_device", "step_time_s", "model_tflops_per_device",
-             "mfu_pct", "peak_memory_bytes", "loss", "ref_step_time_s", "ref_tokens_per_s", "ref_mfu_pct",
-             "ref_peak_memory_bytes", "speedup_vs_ref")
+    emits = EMITS["llm_train"]
     multi_rank = True
 
     def __init__(self, config: LlmTrainConfig, ctx):

@@ -17,35 +17,25 @@ is under 4x the last-level cache is still measured, with a note in the detail co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
-from aifbench.benchmarks.base import Benchmark, Measurement, param, rate_metrics, time_metrics
+from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import MembwConfig
+from aifbench.benchmarks.base import Benchmark, Measurement, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
-from aifbench.registry import register
+from aifbench.benchmarks.registry import register
 from aifbench.timing import Timer
 from aifbench.units import DTYPE_BYTES, GiB, MiB
 
-OPS = ("copy", "scale", "add", "triad")
 ARRAYS_MOVED = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
-DTYPES = ("fp32", "fp64")
 INIT = {"a": 1.0, "b": 2.0, "c": 0.5}
 Q = 3.0
 # (output array, expected value) after one kernel from INIT
 EXPECTED = {"copy": ("c", INIT["a"]), "scale": ("b", Q * INIT["c"]),
             "add": ("c", INIT["a"] + INIT["b"]), "triad": ("a", INIT["b"] + Q * INIT["c"])}
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MembwConfig:
-    size_bytes: int = param(1 * GiB, "bytes of each of the three arrays a, b, c", min=4096)
-    op: str = param("triad", "STREAM kernel: copy (c=a), scale (b=q*c), add (c=a+b), triad (a=b+q*c)", choices=OPS)
-    dtype: str = param("fp32", "element type (STREAM's reference uses fp64; bandwidth is the same)",
-                       choices=DTYPES)
-    gpu_only: bool = param(False, "skip this case on a CPU device, with the reason (cases sized for a GPU)")
 
 
 def kernel(op: str, arrays: dict[str, torch.Tensor]) -> Callable[[], object]:
@@ -76,7 +66,7 @@ class Membw(Benchmark):
     name = "membw"
     description = "device memory bandwidth, STREAM copy/scale/add/triad, bytes read + written per second"
     Config = MembwConfig
-    emits = ("gbps", "time_s")
+    emits = EMITS["membw"]
 
     def _elements(self) -> int:
         return self.config.size_bytes // DTYPE_BYTES[self.config.dtype]

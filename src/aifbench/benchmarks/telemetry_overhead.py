@@ -14,39 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 
 from aifbench.ab import ABResult, interval_metrics, run_ab
 from aifbench.benchmarks import gemm
-from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
+from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import TelemetryOverheadConfig
+from aifbench.benchmarks.base import Benchmark, Measurement, Metric
 from aifbench.errors import ConfigError
-from aifbench.registry import register
+from aifbench.benchmarks.registry import register
 from aifbench.timing import Timer, summarize
 from aifbench.units import DTYPE_BYTES
 
 LOSS_TOL_PCT = 1.0  # the goal is a loss <= 1 % at 10 Hz: an interval wider than ±1 point is noisy
-DTYPES = ("fp32", "tf32", "bf16", "fp16")  # gemm's dtypes that need no scaling (fp8) or fp64 units
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TelemetryOverheadConfig:
-    size: int = param(4096, "edge of the square GEMM, M = N = K", min=16)
-    dtype: str = param("bf16", "matmul precision", choices=tuple(DTYPES))
-    rounds: int = param(6, "A/B rounds of each comparison (off vs low, off vs high), ABBA order", min=2, max=100)
-    round_s: float = param(1.0, "target length of one timed segment in s", min=0.01, max=60)
-    low_hz: float = param(10.0, "the low sampling rate in Hz (aifbench's default)", min=0.1, max=1000)
-    high_hz: float = param(100.0, "the high sampling rate in Hz", min=0.1, max=1000)
-    check_size: int = param(64, "edge of the correctness check against float64", min=1, max=4096)
-
-
 @register
 class TelemetryOverhead(Benchmark):
     name = "telemetry_overhead"
     description = "GEMM throughput with telemetry off, at 10 Hz and at 100 Hz in one run: the sampler's cost"
     Config = TelemetryOverheadConfig
-    emits = ("overhead_ratio_low", "overhead_ratio_high", "overhead_loss_pct_low", "overhead_loss_pct_high",
-             "overhead_off_tflops", "overhead_low_tflops", "overhead_high_tflops",
-             "overhead_polls_per_s_low", "overhead_polls_per_s_high")
+    emits = EMITS["telemetry_overhead"]
 
     def __init__(self, config: TelemetryOverheadConfig, ctx):
         super().__init__(config, ctx)

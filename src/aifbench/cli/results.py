@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from aifbench import registry
+    from aifbench.benchmarks import registry
     from aifbench.benchmarks.base import describe
     from aifbench.cli.output import Col, emit
     from aifbench.config import load_suite, suite_names

@@ -96,7 +96,7 @@ def predicted_skips(suite, device: str, nproc: int) -> list[str | None]:
     Checks that need the ranks to agree (torch.distributed) are made when the case runs."""
     from aifbench.benchmarks.base import Context
     from aifbench.config import build_config
-    from aifbench import registry
+    from aifbench.benchmarks import registry
 
     name = "cpu"
     if device.startswith("cuda"):

@@ -167,7 +167,7 @@ def _claim(index: dict[str, Entry], key: str, entry: Entry, what: str) -> None:
 # --- loading ------------------------------------------------------------------------------
 
 def _read(path: Path) -> dict[str, Any]:
-    from aifbench.config import read_toml
+    from aifbench.files import read_toml
 
     try:
         return read_toml(path)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from aifbench import SCHEMA_VERSION, registry
+from aifbench import SCHEMA_VERSION
+from aifbench.benchmarks import registry
 from aifbench.config import Case
 from aifbench.launch.cluster import JobInfo
 from aifbench.launch.slurm import Submission, collected_shard, states

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from aifbench.atomic import atomic_write_text
-from aifbench.config import data_dir, read_toml
+from aifbench.files import data_dir, read_toml
 from aifbench.errors import ConfigError, one_of
 from aifbench.systems import Queue, System, check_safe, load_system
 

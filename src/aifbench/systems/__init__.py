@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from aifbench.config import read_toml
+from aifbench.files import read_toml
 from aifbench.errors import ConfigError, one_of
 
 SYSTEMS_DIR = Path(__file__).resolve().parent

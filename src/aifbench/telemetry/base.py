@@ -17,7 +17,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
 
-from aifbench.benchmarks.base import Metric
+from aifbench.measurement import Metric
 
 
 @dataclass

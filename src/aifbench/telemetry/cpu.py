@@ -31,7 +31,7 @@ import os
 import time
 from pathlib import Path
 
-from aifbench.benchmarks.base import Metric
+from aifbench.measurement import Metric
 from aifbench.telemetry import fields as F
 from aifbench.telemetry.sampling import DEFAULT_INTERVAL_S, PollingSampler, Sample, Summary, rows_of, series
 

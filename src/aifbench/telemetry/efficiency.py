@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from aifbench.benchmarks.base import Metric
+from aifbench.measurement import Metric
 from aifbench.telemetry.regions import MAIN, prefixed
 
 # region -> target -> throughput metrics to divide, first present wins

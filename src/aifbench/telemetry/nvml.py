@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aifbench.benchmarks.base import Metric
+from aifbench.measurement import Metric
 from aifbench.telemetry import fields as F
 from aifbench.telemetry.nvml_device import (PERMANENT_ERRORS, UINT_MAX, DeviceAccess, NvmlCallError,
                                             call_key)

@@ -40,7 +40,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from aifbench.benchmarks.base import Metric
+from aifbench.measurement import Metric
 from aifbench.telemetry.base import Window
 
 MAIN = "main"

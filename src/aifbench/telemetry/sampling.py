@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from aifbench.benchmarks.base import Metric
+from aifbench.measurement import Metric
 from aifbench.errors import ConfigError
 from aifbench.telemetry.base import Window
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aifbench.benchmarks.base import Metric
+from aifbench.measurement import Metric
 from aifbench.telemetry import fields as F
 from aifbench.telemetry.sampling import Sample, series, time_mean
 

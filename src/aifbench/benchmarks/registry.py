@@ -42,7 +42,7 @@ def _load() -> None:
     import aifbench.benchmarks as pkg
 
     for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name != "base" and not mod.name.startswith("_"):
+        if mod.name not in ("base", "registry") and not mod.name.startswith("_"):
             try:
                 importlib.import_module(f"{pkg.__name__}.{mod.name}")
             except Exception as exc:  # one broken module must not take the others down
@@ -69,3 +69,18 @@ def get(name: str) -> type[Benchmark]:
 def names() -> list[str]:
     _load()
     return sorted(_REGISTRY)
+
+
+def config_of(name: str) -> type:
+    """The Config class of benchmark `name`: built-ins from benchmarks.configs (no torch),
+    plug-ins by loading them."""
+    from aifbench.benchmarks.configs import CONFIGS
+
+    return CONFIGS[name] if name in CONFIGS else get(name).Config
+
+
+def emits_of(name: str) -> tuple[str, ...]:
+    """Metric names benchmark `name` reports (built-ins without importing torch)."""
+    from aifbench.benchmarks.configs import EMITS
+
+    return EMITS[name] if name in EMITS else tuple(getattr(get(name), "emits", ()))

@@ -6,7 +6,7 @@ levers, compile, CUDA graphs), runs its correctness check, one warm-up generatio
 and the kernels taking the most time. On GPU the kernels are CUDA kernels (also inside CUDA
 graph replays); on CPU the "kernels" are aten operators, which is enough to test the procedure.
 
-    python -m aifbench.benchmarks._llm_profile model=llama3-8b prompt_len=2048 gen_tokens=64 \\
+    python -m aifbench.llm_profile model=llama3-8b prompt_len=2048 gen_tokens=64 \\
         dtype=bf16 compile=true cuda_graphs=true --device cuda:0 --steps 32 --trace decode.json
 
 Bytes moved per kernel are not in torch.profiler; for those, run the same command under Nsight
@@ -102,7 +102,7 @@ def _summary(events, steps: int, wall_s: float, top: int, config, cuda: bool) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aifbench.benchmarks._llm_profile", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m aifbench.llm_profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="*", help="llm_infer params as key=value (JSON values)")
     parser.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu")
