@@ -8,7 +8,7 @@ import textwrap
 PLUGIN = '''
 from dataclasses import dataclass
 from aifbench.benchmarks.base import Benchmark, Measurement, param, time_metrics
-from aifbench.benchmarks.registry import register
+from aifbench.registry import register  # the plug-in API (aifbench/registry.py)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
