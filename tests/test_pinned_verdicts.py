@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aifbench.analysis import references
@@ -225,6 +226,12 @@ def test_an_incomplete_run_is_left_out_of_pooled_figures_unless_asked(tmp_path):
     sel = Selection(load_runs([root / "20260105T120000Z-lost-0000a", root / "20260105T130000Z-full-0000b"]))
     assert set(compare(sel, CompareOptions())["group"]) == {"sysB"}
     assert set(compare(sel, CompareOptions(include_incomplete=True))["group"]) == {"sysA", "sysB"}
+    # a run whose plan was not stored (older runs): the missing rank alone makes it incomplete
+    for shard in lost.glob("runs.*.parquet"):
+        df = pd.read_parquet(shard)
+        df.assign(config="{}").to_parquet(shard, index=False)
+    sel = Selection(load_runs([root / "20260105T120000Z-lost-0000a", root / "20260105T130000Z-full-0000b"]))
+    assert set(compare(sel, CompareOptions())["group"]) == {"sysB"}
 
 
 def test_no_gpu_below_pct_of_median_fails_a_slow_gpu_not_a_fast_one(tmp_path):
