@@ -100,6 +100,12 @@ def markdown(result: dict) -> str:
             "generated compacted (no-op)"
         lines.append(f"| {n} | {how} | compact | {size['compact']['wall_s']:.1f} | "
                      f"{size['compact']['peak_rss_mb']:.0f} | {size['compact']['rc']} | {300 if n == 24576 else ''} |")
+    arr = result.get("slurm_array")
+    if arr and "collect" in arr:
+        lines += ["", f"Slurm job array of {arr['tasks']} tasks ({arr['parallelism']} at once): submit + wait "
+                  f"{arr['submit_wait']['wall_s']:.1f} s; collect of {arr['loose_files_before_collect']} loose shards "
+                  f"{arr['collect']['wall_s']:.2f} s = {arr['collect_s_per_task']:.4f} s per task "
+                  f"(exit {arr['collect']['rc']}); again on the compacted run {arr['collect_compacted']['wall_s']:.2f} s"]
     return "\n".join(lines) + "\n"
 
 
@@ -114,16 +120,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", default="metrics,samples,runs,telemetry",
                    help="tables generated runs get (telemetry, 4,581 rows per rank, is never read by these commands)")
     p.add_argument("--out", type=Path, required=True, help="JSON results file (a .md table is written beside it)")
+    p.add_argument("--slurm-array", type=int, default=0, metavar="N",
+                   help="also submit, wait for and collect a job array of N tiny tasks on the cluster of "
+                        "--slurm-system (scripts/bench_slurm_array.py); 0: no")
+    p.add_argument("--slurm-system", default="local-slurm")
     a = p.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     result = {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join(shlex.quote(x) for x in ["python", *sys.argv]),
               "machine": f"{platform.node()} {os.cpu_count()} CPUs, {platform.platform()}",
               "load_start": os.getloadavg(), "sizes": []}
-    for n in [int(x) for x in a.ranks.split(",")]:
+    for n in [int(x) for x in a.ranks.split(",") if x]:
         result["sizes"].append(bench_size(a.seed, a.work, n, a.loose_max, a.tables, a.loose_gen_max))
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.with_suffix(".partial.json").write_text(json.dumps(result, indent=1) + "\n")
+    if a.slurm_array:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import bench_slurm_array
+
+        result["slurm_array"] = bench_slurm_array.bench(a.slurm_array, a.work / "slurm-array", 8, a.slurm_system, 1800)
     result["load_end"] = os.getloadavg()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -5,8 +5,8 @@
     python scripts/bench_slurm_array.py --tasks 128 --work /tmp/array --out results/reference/scale/array-128.json
 
 One suite of `--tasks` tiny STREAM copy cases (one case per array task, `--parallelism` at
-once, telemetry off) is submitted with `aifbench submit --mode array --wait`; then `aifbench
-collect` runs on the finished run (it reads every task's shards and compacts them) and once more
+once, telemetry off) is submitted with `aifbench submit --mode array`, waited for in Slurm's
+queue (squeue, so the shards stay loose); then `aifbench collect` runs on the finished run (it reads every task's shards and compacts them) and once more
 on the compacted run. Each command's wall time (monotonic clock) and exit code are recorded,
 and collect's time divided by the number of tasks. bench_scale.py --slurm-array N calls this.
 """
@@ -40,6 +40,12 @@ def timed(cmd: list[str], cwd: Path, timeout: float) -> dict:
             "wall_s": round(time.monotonic() - t, 3), "stderr_tail": proc.stderr[-600:]}
 
 
+def _queued(name: str) -> bool:
+    """Whether Slurm still lists a job (or array task) named `name`."""
+    proc = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True)
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
 def bench(tasks: int, work: Path, parallelism: int, system: str, timeout: float) -> dict:
     """Submit, wait and collect one array of `tasks` tasks; the figures as a dict."""
     work.mkdir(parents=True, exist_ok=True)
@@ -47,11 +53,17 @@ def bench(tasks: int, work: Path, parallelism: int, system: str, timeout: float)
     suite.write_text(suite_text(tasks))
     results = work / "results"
     aif = [PY, "-m", "aifbench"]
+    name = f"aifbench-array{tasks}-{os.getpid()}"
+    t = time.monotonic()
     submit = timed([*aif, "submit", str(suite), "--system", system, "--mode", "array", "--array-parallelism",
-                    str(parallelism), "--telemetry-hz", "0", "--results", str(results), "--wait",
-                    "--wait-timeout", str(timeout), "--time", "10"], work, timeout + 120)
+                    str(parallelism), "--telemetry-hz", "0", "--results", str(results), "--job-name", name,
+                    "--time", "10"], work, 300)
+    while submit["rc"] == 0 and _queued(name) and time.monotonic() - t < timeout:
+        time.sleep(1.0)  # Slurm's own queue: the tasks' shards stay loose until collect
+    submit["wall_s"] = round(time.monotonic() - t, 3)
     runs = sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
-    out = {"tasks": tasks, "parallelism": parallelism, "system": system, "submit_wait": submit}
+    out = {"tasks": tasks, "parallelism": parallelism, "system": system, "submit_wait": submit,
+           "loose_files_before_collect": len(list(runs[-1].glob("*.parquet"))) if runs else 0}
     if not runs:
         return out
     run_id = runs[-1].name
@@ -66,6 +78,7 @@ def bench(tasks: int, work: Path, parallelism: int, system: str, timeout: float)
 
 def markdown(r: dict) -> str:
     lines = [f"# Slurm job array of {r['tasks']} tasks, {r['date_utc']}", "", f"Command: `{r['command']}`", "",
+             f"Shard files in the run folder before collect: {r.get('loose_files_before_collect')}", "",
              f"Machine: {r['machine']}; load average at start {r['load_start']}", "",
              "| step | wall s | per task s | exit |", "|---|---|---|---|",
              f"| submit + wait ({r['parallelism']} at once) | {r['submit_wait']['wall_s']:.1f} | | {r['submit_wait']['rc']} |"]

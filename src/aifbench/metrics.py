@@ -107,8 +107,8 @@ define("ref_peak_memory_bytes", "B", False, "peak_memory_bytes of the reference 
 define("speedup_vs_ref", "x", True, "aifbench's throughput / the reference implementation's in the same case "
        "(>= 1: aifbench at least as fast). llm_train: per A/B round (aifbench.ab, ABBA order) ref s/step / aifbench "
        "s/step (= tokens_per_s / ref_tokens_per_s), stat mean over rounds, ci_low/ci_high its 95 % paired t "
-       "interval; llm_infer: decode_tokens_per_s / ref_decode_tokens_per_s, ratio of medians (stat median) of "
-       "generations timed one after the other")
+       "interval; llm_infer: the same protocol over rounds of one decode generation of each side (prefill untimed "
+       "before each), ref decode s / aifbench decode s (= decode_tokens_per_s / ref_decode_tokens_per_s)")
 define("ref_ttft_s", "s", False, "ttft_s of the reference implementation (llm_infer reference=...): prefill of the "
        "same prompt with the same weights + argmax of the first token")
 define("ref_decode_tokens_per_s", "1/s", True, "decode_tokens_per_s of the reference implementation (llm_infer "

@@ -1,6 +1,6 @@
 """llm_infer's same-run inference peer: Hugging Face transformers generating on the same weights.
 
-With `reference = "transformers"`, after aifbench's own model is freed, LlamaForCausalLM
+With `reference = "transformers"`, beside aifbench's own model, LlamaForCausalLM
 (attn_implementation sdpa) is built in the case's dtype with the SAME synthetic weights
 (hf_reference.build), and greedy generation runs on the same prompt for the same number of
 tokens: prefill into a transformers StaticCache, then gen_tokens decode steps through
@@ -11,7 +11,8 @@ the case's compile_backend). Timed as aifbench's own generation is (bench._decod
   ref_ttft_s               prefill + argmax of the first token (emptying the cache before is untimed)
                            (no telemetry region; the timed decode steps are region "ref")
   ref_decode_tokens_per_s  batch_size * gen_tokens / decode time of one generation
-  speedup_vs_ref           decode_tokens_per_s / ref_decode_tokens_per_s (see speedup_rows)
+  speedup_vs_ref           decode_tokens_per_s / ref_decode_tokens_per_s by the A/B protocol (decode_ab):
+                           stats mean, ci_low, ci_high; per-round values in the samples table
 
 Correctness before timing: the reference's first-token logits must match aifbench's within
 llm_infer.TOLERANCE[dtype] (||diff|| / ||ours||), and its greedy tokens must equal aifbench's
@@ -21,14 +22,19 @@ so there the count of equal leading tokens is reported in the detail, not judged
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 
 import torch
 
-from aifbench.benchmarks.base import Measurement, Metric, rate_metrics, time_metrics
+from aifbench.benchmarks.base import Measurement, rate_metrics, time_metrics
+from aifbench.ab import interval_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.timing import Timer, TimingStats, summarize
+
+SPEEDUP_TOL = 0.05
+"""speedup_vs_ref's interval is noisy when its half-width exceeds 0.05 (as llm_train's)"""
 
 
 
@@ -108,21 +114,24 @@ def _static_cache(hf, batch: int, max_len: int, device: str, dtype: torch.dtype)
     return StaticCache(**kwargs)
 
 
-def measure_reference(bench, timer: Timer, own: TimingStats) -> Measurement:
-    """Build, check and time the transformers peer (bench's model already freed)."""
+def measure_reference(bench, timer: Timer) -> Measurement:
+    """Build, check and time the transformers peer beside aifbench's model (both resident: the
+    A/B rounds of speedup_vs_ref alternate them)."""
     c = bench.config
     with torch.no_grad():
         ref = HfGreedy(bench)
         agree = _check(bench, ref)
         ttft = _time_prefill(ref, bench.prompt, timer)
         gen = summarize(_decode_repeats(bench, ref, timer))
+        paired = decode_ab(bench, ref, timer)
     del ref
     release_memory(bench.ctx.is_cuda)
     out = time_metrics(ttft, "ref_ttft_s")
     detail = f"{agree}; same weights, prompt, {c.gen_tokens} greedy tokens"
     out.metrics += rate_metrics("ref_decode_tokens_per_s", c.batch_size * c.gen_tokens, gen, 1.0, detail=detail)
-    out.metrics += speedup_rows(own, gen)
-    return out
+    ab_detail = ("per round: ref decode time / aifbench decode time of one generation each "
+                 "(= decode_tokens_per_s / ref_decode_tokens_per_s)")
+    return out.extend(interval_metrics("speedup_vs_ref", paired, SPEEDUP_TOL, ab_detail))
 
 
 def _time_prefill(ref: HfGreedy, prompt: torch.Tensor, timer: Timer) -> TimingStats:
@@ -183,12 +192,35 @@ def _check(bench, ref: HfGreedy) -> str:
     return verdict
 
 
-def speedup_rows(own: TimingStats, ref: TimingStats) -> list[Metric]:
-    """speedup_vs_ref for llm_infer: ratio of medians (reference decode time / aifbench's).
+def decode_ab(bench, ref: HfGreedy, timer: Timer):
+    """speedup_vs_ref by the A/B protocol (aifbench.ab): rounds of one decode generation of each
+    side (gen_tokens greedy steps after a fresh prefill of the prompt, which runs untimed before
+    each segment), ABBA order, regions decode / ref; the per-round value is ref decode time /
+    aifbench decode time."""
+    from aifbench import ab
 
-    INTEGRATION POINT (issue 11): this is the one place to switch to the interleaved A/B
-    protocol (aifbench.ab) once it is on main; today both sides are timed one after the other."""
-    return [Metric("speedup_vs_ref", ref.median_s / own.median_s, stat="median", n_samples=min(own.n, ref.n),
-                   noisy=own.noisy or ref.noisy,
-                   detail="decode_tokens_per_s / ref_decode_tokens_per_s = ref decode time / aifbench decode "
-                          "time (medians of generations timed one after the other, not interleaved)")]
+    n, start = bench.config.gen_tokens, {}
+
+    @contextlib.contextmanager
+    def own_prefill():
+        start["own"] = bench.first_token()
+        yield
+
+    @contextlib.contextmanager
+    def ref_prefill():
+        ref.reset()
+        start["ref"] = ref.prefill(bench.prompt)[0]
+        yield
+
+    def own() -> object:
+        return bench.decode_steps(start["own"], n)
+
+    def theirs() -> object:
+        token = start["ref"]
+        for i in range(n):
+            token = ref.decode(token, bench.decode_pos[i])[0]
+        return token
+
+    return ab.run_ab(timer, own, theirs, rounds=bench.config.ab_rounds, calls_a=1,
+                     paired=lambda own_s, ref_s: ref_s / own_s, regions=("decode", "ref"),
+                     around=(own_prefill, ref_prefill))

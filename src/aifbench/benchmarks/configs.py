@@ -142,6 +142,8 @@ class LlmInferConfig(ModelConfig):
     reference: str = param("none", "also time this implementation in the same case on the same weights and prompt "
                                    "(transformers: static cache + torch.compile)", choices=INFER_REFERENCES)
     check_tokens: int = param(4, "decode steps compared against a full forward before timing", min=1)
+    ab_rounds: int = param(6, "reference only: A/B rounds (one decode generation of each, ABBA order) behind "
+                              "speedup_vs_ref", min=2, max=100)
     seed: int = param(0, "seed of the synthetic weights and prompt", min=0)
 
     def __post_init__(self) -> None:

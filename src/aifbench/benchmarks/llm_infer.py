@@ -188,9 +188,8 @@ class LlmInfer(Benchmark):
         out.metrics.append(Metric("peak_memory_bytes", mem.peak_bytes, stat="max", n_samples=gen.n,
                                   detail=mem.detail))
         if c.reference != "none":
-            self.teardown_model()
             with self._oom_as_skip():
-                out.extend(_llm_ref.measure_reference(self, timer, gen))
+                out.extend(_llm_ref.measure_reference(self, timer))
         return out
 
     def _bandwidth_rows(self, gen: TimingStats) -> list[Metric]:
