@@ -8,6 +8,7 @@ import torch
 from aifbench.benchmarks import gemm as gemm_mod
 from aifbench.benchmarks import membw as membw_mod
 from aifbench.benchmarks.base import Context
+from aifbench.benchmarks.configs import STREAM_OPS
 from aifbench.benchmarks.gemm import Gemm, GemmConfig, auto_buffers, dims
 from aifbench.benchmarks.membw import Membw, MembwConfig
 from aifbench.cli import main
@@ -153,7 +154,7 @@ def test_fp8_scaled_mm_path_numerics_on_cpu():
     assert err < 1e-2
 
 
-@pytest.mark.parametrize("op", membw_mod.OPS)
+@pytest.mark.parametrize("op", STREAM_OPS)
 def test_stream_kernels_on_cpu(op):
     bench = Membw(MembwConfig(size_bytes=1 << 20, op=op), CPU)
     out = run(bench)
