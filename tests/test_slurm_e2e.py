@@ -79,13 +79,14 @@ def _state(run_dir: Path) -> str:
 
 
 def _cases(run_dir: Path, part: str = "main", rank: int = 0) -> set[str]:
-    path = run_dir / f"metrics.rank{rank:05d}.{part}.parquet"
-    if not path.exists():
-        return set()
+    """Cases the task (rank, part) reported itself, from its loose shard or a compacted file."""
+    from aifbench.launch.collect import reported_cases
+
     try:
-        return set(load([path]).metrics["case_id"])
+        rows = reported_cases(run_dir).get((rank, part))
     except Exception:  # replaced while reading
         return set()
+    return set(rows["case_id"]) if rows is not None and len(rows) else set()
 
 
 def test_smoke_suite_on_one_node(aifbench_cli, tmp_path):

@@ -88,8 +88,9 @@ def stderr_tail(path: Path, lines: int = STDERR_LINES, limit: int = STDERR_CHARS
 
 def collect(record: Submission, now: datetime | None = None, compact: bool = True) -> CollectReport:
     """Check every expected shard; write failed rows for missing cases of ended jobs; when no
-    job is pending or running any more, compact the run (results/compact.py): a requeued task
-    would otherwise rewrite a shard whose failed rows were already compacted."""
+    job is pending or running any more and no task left cases missing, compact the run
+    (results/compact.py): failed rows collect writes stay loose, so a task requeued later drops
+    them with its stale collected shard."""
     now = now or datetime.now(timezone.utc)
     plan = Plan.load(record.run_dir / "plan.json")
     cases = {c.index: c for c in plan.replace(case_indices=None).cases}
@@ -118,7 +119,9 @@ def collect(record: Submission, now: datetime | None = None, compact: bool = Tru
         outcome.reason = failure_reason(info, task, outcome.stderr)
         rows = [failed_row(case, plan, record, info, rank, outcome.reason, now) for case in missing]
         report.written.append(write_shard(target, "metrics", pd.DataFrame(rows)))
-    if compact and not report.pending:
+    if compact and not report.pending and not report.written:
+        # only a run whose every task reported all its cases: failed rows written here stay loose,
+        # so a task requeued later can drop them (its stale collected shard) and leave no trace
         report.compaction = compact_run(record.run_dir)
     return report
 
