@@ -58,6 +58,15 @@ def _figure(ncols: int = 1, nrows: int = 1, width: float = 7.5, height: float = 
     return fig, axes
 
 
+def _panels(n: int, width: float, height: float, per_row: int = 3):
+    """A figure of n panels, up to `per_row` a row; the unused cells of the last row hidden."""
+    ncols = min(n, per_row)
+    fig, ax = _figure(ncols=ncols, nrows=math.ceil(n / ncols), width=width, height=height)
+    for axis in ax.flat[n:]:
+        axis.set_visible(False)
+    return fig, ax
+
+
 def _bars(ax, table: pd.DataFrame, ylabel: str, colors: dict[str, str] | None = None) -> None:
     """Grouped bars: table index = categories (x), columns = series."""
     n = max(len(table.columns), 1)
@@ -249,10 +258,7 @@ def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
     systems = [s for s, (pts, _, _) in inputs.items() if len(pts)]
     if not systems:
         return None, "no roofline: needs GEMM results with their shape and dtype (memory bandwidth adds the slope)"
-    ncols = min(len(systems), 3)
-    fig, ax = _figure(ncols=ncols, nrows=math.ceil(len(systems) / ncols), width=5.5, height=4.2)
-    for axis in ax.flat[len(systems):]:
-        axis.set_visible(False)
+    fig, ax = _panels(len(systems), width=5.5, height=4.2)
     for axis, system in zip(ax.flat, systems):
         pts, roofs, bw = inputs[system]
         ridges = [peak * 1000.0 / bw[0] for peak, _ in roofs.values()] if bw else []  # FLOP/byte at the knee
@@ -297,10 +303,7 @@ def distribution(h: pd.DataFrame) -> tuple[Figure | None, str]:
     pairs = list(spread.sort_values(ascending=False).index[:DIST_PANELS])
     if not pairs:
         return None, "no distribution: the run has no figures of merit"
-    ncols = min(len(pairs), 3)
-    fig, ax = _figure(ncols=ncols, nrows=math.ceil(len(pairs) / ncols), width=5.0, height=3.4)
-    for axis in ax.flat[len(pairs):]:
-        axis.set_visible(False)
+    fig, ax = _panels(len(pairs), width=5.0, height=3.4)
     floor = 100.0 - Rule().min_deviation_pct
     for axis, (case_id, metric) in zip(ax.flat, pairs):
         part = r[(r["case_id"] == case_id) & (r["metric"] == metric)]
