@@ -197,6 +197,16 @@ def test_dry_run_names_skips_and_prints_no_reprs(work):
     assert all(not r["would_skip"] for r in rows if r["params"]["dtype"] == "fp32")
 
 
+def test_runs_on_a_missing_store(tmp_path):
+    """The default store absent: an empty list (exit 0); a directory named by hand that does not
+    exist: one line naming it, exit 2."""
+    proc = cli(tmp_path, "runs")
+    assert proc.returncode == 0 and "no runs under results" in proc.stdout
+    proc = cli(tmp_path, "runs", "--results", "typo")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "aifbench: error: --results typo: no such results directory"]
+
+
 def test_a_run_whose_every_case_skips_stores_nothing_and_exits_0(tmp_path):
     proc = cli(tmp_path, "run", "acceptance", "--only", "gemm", "--device", "cpu", "--results", "res")
     assert proc.returncode == 0, proc.stderr

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from aifbench.cli.args import add_format_option, add_results_option
+from aifbench.cli.args import STORE, add_format_option, add_results_option
+from aifbench.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -132,6 +133,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from aifbench.analysis.runs import load_store, summary
     from aifbench.cli.output import Col, console, emit
 
+    if args.results != STORE and not args.results.is_dir():  # a typo in a path named by hand
+        raise ConfigError(f"--results {args.results}: no such results directory")
     table = summary(load_store(args.results))
     rows = table.to_dict("records")
     if not rows and args.format == "table":
