@@ -7,7 +7,7 @@ and parameters (not its case id, which carries a position in the suite).
 Columns (units in the names where they differ from the metric's unit):
 - median: median over the ranks and runs of the group of each rank's headline value
 - q1, q3, spread_pct: quartiles of the pooled raw samples ((q3 - q1) / median * 100)
-Rows shown by default are figures of merit (is_merit); --metric picks any metric present.
+Rows shown by default are figures of merit (metrics.is_merit); --metric picks any metric present.
 - per_gpu: median over rows of value / devices that produced it (job-wide metrics such as
   training tokens_per_s divide by world_size; per-device metrics are already per GPU)
 - per_node: per_gpu x devices per node (GPUs visible on the node, at least the ranks there)
@@ -42,11 +42,6 @@ from aifbench.results.store import Results
 
 GROUPINGS = {"system": "system", "partition": "partition", "gpu": "device_name", "node": "node"}
 FORMATS = ("table", "csv", "markdown", "json")
-JOB_WIDE = ("tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s")
-ADDITIVE_UNITS = ("TFLOP/s", "GB/s", "1/s")
-NOT_ADDITIVE = ("busbw_gbps", "algbw_gbps", "hbm_gbps", "decode_tokens_per_s_per_seq")
-LATENCIES = ("ttft_s", "itl_s")
-NOT_MERITS = ("sm_clock_mean_mhz",)
 COLUMNS = ("group", "case", "metric", "unit", "median", "q1", "q3", "spread_pct", "per_gpu", "per_node",
            "per_w", "pct_of_peak", "n_runs", "n_ranks", "n_samples", "reference",
            "vs_baseline_pct", "ci_low_pct", "ci_high_pct", "p_value", "verdict",
@@ -92,7 +87,7 @@ def devices_per_node(runs: pd.DataFrame) -> dict[tuple[str, str], int]:
 
 
 def _power(h: pd.DataFrame) -> dict[tuple[str, str, int], float]:
-    p = h[h["metric"] == "power_mean_w"]
+    p = h[h["metric"] == metric_dict.POWER]
     return dict(zip(zip(p["run_id"].astype(str), p["case_id"].astype(str), p["rank"].astype(int)),
                     p["value"].astype(float)))
 
@@ -102,10 +97,9 @@ def normalised(h: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     h = h.copy()
     dpn = devices_per_node(runs)
     power = _power(h)
-    units = h["metric"].map(lambda m: metric_dict.METRICS[m].unit if m in metric_dict.METRICS else "")
-    additive = units.isin(ADDITIVE_UNITS) & ~h["metric"].isin(NOT_ADDITIVE)
+    additive = h["metric"].isin(metric_dict.names(additive=True))
     world = h["world_size"].astype(float)
-    per_gpu = np.where(h["metric"].isin(JOB_WIDE), h["value"] / world, h["value"])
+    per_gpu = np.where(h["metric"].isin(metric_dict.names(scope="job")), h["value"] / world, h["value"])
     h["per_gpu"] = np.where(additive, per_gpu, np.nan)
     # lookups by index join, not per row in Python: linear in rows at 10^5 ranks
     keys = pd.MultiIndex.from_arrays([h["run_id"].astype(str), h["node"].astype(str)])
@@ -121,19 +115,10 @@ def normalised(h: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return h
 
 
-def is_merit(metric: str) -> bool:
-    """A figure of merit: higher-is-better metrics (throughput, MFU, per watt) and latencies.
-
-    Raw times, telemetry readings, memory and loss are shown only when asked for by --metric.
-    """
-    d = metric_dict.METRICS.get(metric)
-    return d is not None and metric not in NOT_MERITS and (d.higher_is_better or metric in LATENCIES)
-
-
 def _shown(h: pd.DataFrame, opts: CompareOptions) -> pd.DataFrame:
     if opts.metrics:
         return h[h["metric"].isin(opts.metrics)]
-    return h[h["metric"].map(is_merit)]
+    return h[h["metric"].map(metric_dict.is_merit)]
 
 
 def _spread(values: np.ndarray | None, median: float) -> tuple[float, float, float]:

@@ -90,17 +90,14 @@ def analysis_columns(table: str) -> list[str]:
     return [c for c in schema.table(table).names if c not in UNREAD_COLUMNS]
 
 
-TIME_AND_POWER = ("time_s", "step_time_s", "power_mean_w")
-"""read besides figures of merit: a case's time when it has nothing else, power for per-watt"""
-
-
 def analysis_metrics(extra: Iterable[str] = ()) -> list[str]:
-    """Metrics analysis reads: figures of merit (compare.is_merit), TIME_AND_POWER, and `extra`
-    (a --metric asked for, a reference's metric)."""
+    """Metrics analysis reads: figures of merit (metrics.is_merit), the time bases (a case's time
+    when it has nothing else), the power per-watt figures divide by, and `extra` (a --metric asked
+    for, a reference's metric)."""
     from aifbench import metrics as metric_dict
-    from aifbench.analysis.compare import is_merit
 
-    return sorted({m for m in metric_dict.METRICS if is_merit(m)} | set(TIME_AND_POWER) | set(extra))
+    read = {m for m in metric_dict.METRICS if metric_dict.is_merit(m)} | set(metric_dict.names(role="time_base"))
+    return sorted(read | {metric_dict.POWER} | set(extra))
 
 
 def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS, metrics: Iterable[str] | None = None):

@@ -145,12 +145,11 @@ def below_median(rows: pd.DataFrame, pct: float) -> pd.DataFrame:
 
 def for_selection(metrics: pd.DataFrame, runs: pd.DataFrame, rule: Rule = Rule()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary, outliers) of every run with >= 3 ranks in a selection, figures of merit only
-    (compare.is_merit), ok rows without telemetry flags; both get a run_id column."""
-    from aifbench.analysis.compare import is_merit
+    (metrics.is_merit), ok rows without telemetry flags; both get a run_id column."""
     from aifbench.analysis.data import headline
 
     h = headline(metrics)
-    h = h[h["metric"].map(is_merit) & (h["flags"].fillna("").astype(str) == "")]
+    h = h[h["metric"].map(metric_dict.is_merit) & (h["flags"].fillna("").astype(str) == "")]
     uuids = {(int(r.rank), str(r.node)): str(r.gpu_uuid) for r in
              runs[["rank", "node", "gpu_uuid"]].dropna().itertuples(index=False)} if len(runs) else {}
     summaries, found = [], []

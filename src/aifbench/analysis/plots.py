@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from aifbench import metrics as metric_dict
+
 SIZE_KEYS = ("size_bytes", "message_bytes", "bytes", "size")
 OP_KEYS = ("op", "collective")
 SHAPE_KEYS = ("model", "shape")
 BATCH_KEYS = ("batch_size", "batch")
-EFFICIENCY = ("tflops_per_w", "gbps_per_w", "tokens_per_j")
-DERIVED_EFFICIENCY = {"tflops": "tflops_per_w", "gbps": "gbps_per_w"}
 MAX_CATEGORIES = 12
 
 Builder = Callable[[pd.DataFrame], "tuple[Figure | None, str]"]
@@ -45,6 +45,11 @@ def _param(params: dict, keys: tuple[str, ...]):
         if k in params:
             return params[k]
     return None
+
+
+def plotted(plot: str) -> tuple[str, ...]:
+    """The metrics whose `plots` trait names this plot, in definition order."""
+    return tuple(d.name for d in metric_dict.METRICS.values() if plot in d.plots)
 
 
 def _rows(h: pd.DataFrame, metric: str, benchmark: str | None = None) -> pd.DataFrame:
@@ -183,11 +188,14 @@ def decode(h: pd.DataFrame) -> tuple[Figure | None, str]:
 
 
 def efficiency_rows(h: pd.DataFrame) -> pd.DataFrame:
-    """Stored per-watt figures, plus value / power_mean_w where only power was recorded."""
-    stored = h[h["metric"].isin(EFFICIENCY)]
-    power = h[h["metric"] == "power_mean_w"].set_index(["run_id", "case_id", "rank"])["value"]
+    """Stored per-watt figures (metrics plotted in "energy"), plus value / power_mean_w where only
+    power was recorded (each one's PerPower.recomputed_from)."""
+    stored = h[h["metric"].isin(plotted("energy"))]
+    power = h[h["metric"] == metric_dict.POWER].set_index(["run_id", "case_id", "rank"])["value"]
     derived = []
-    for metric, eff in DERIVED_EFFICIENCY.items():
+    recomputed = {d.per_power.recomputed_from: d.name for d in map(metric_dict.get, plotted("energy"))
+                  if d.per_power and d.per_power.recomputed_from}
+    for metric, eff in recomputed.items():
         rows = h[h["metric"] == metric]
         have = set(zip(stored["run_id"], stored["case_id"], stored["rank"], stored["metric"]))
         for r in rows.itertuples(index=False):
@@ -202,7 +210,7 @@ def energy(h: pd.DataFrame) -> tuple[Figure | None, str]:
     r = efficiency_rows(h)
     if not len(r):
         return None, "no energy data: telemetry recorded no power for the selected runs (NVML on GPUs)"
-    metrics = [m for m in EFFICIENCY if m in set(r["metric"])]
+    metrics = [m for m in plotted("energy") if m in set(r["metric"])]
     fig, ax = _figure(ncols=len(metrics), width=6)
     for axis, metric in zip(ax[0], metrics):
         part = r[r["metric"] == metric]
@@ -289,14 +297,13 @@ def distribution(h: pd.DataFrame) -> tuple[Figure | None, str]:
     """Per-GPU distribution of the run with the most ranks (>= 3): for the (case, metric) pairs
     with the widest relative spread, a histogram of each GPU's value as % of the partition
     median, with the outlier floor (outliers.Rule) marked."""
-    from aifbench.analysis.compare import is_merit
     from aifbench.analysis.outliers import Rule
 
     ranks = h.groupby("run_id")["rank"].nunique()
     if not len(ranks) or ranks.max() < 3:
         return None, "no distribution: needs a run with at least 3 ranks"
     run = ranks.idxmax()
-    r = h[(h["run_id"] == run) & h["metric"].map(is_merit)]
+    r = h[(h["run_id"] == run) & h["metric"].map(metric_dict.is_merit)]
     rel = 100.0 * r["value"] / r.groupby(["case_id", "metric"])["value"].transform("median")
     r = r.assign(rel=rel)
     spread = r.groupby(["case_id", "metric"])["rel"].agg(lambda x: float(x.quantile(0.95) - x.min()))

@@ -1,12 +1,12 @@
 """Raw samples behind a metric row, in the metric's own unit.
 
 A metric with samples of its own name (time_s, itl_s) uses them directly. A throughput from
-`rate_metrics` (tflops, gbps, tokens_per_s, ...) is work / median(t) by the dictionary's
-definition, so its per-repeat values are rate_i = value * median(t) / t_i — exact, with the
+`rate_metrics` (tflops, gbps, tokens_per_s, ...: derivation "from_time" in aifbench.metrics) is
+work / median(t) by the dictionary's definition, so its per-repeat values are rate_i = value * median(t) / t_i — exact, with the
 same work in every repeat. Which timing t a rate came from is checked, not assumed:
 rate_metrics also stores stat max = work / min(t), so max / median must equal median(t) / min(t)
 (to 1e-6) for a sampled time of the case; without a max row only time_s and step_time_s are
-trusted, and only when their count equals the row's n_samples. Rank tests (Mann-Whitney) are unchanged by this monotone map; the
+trusted (role "time_base"), and only when their count equals the row's n_samples. Rank tests (Mann-Whitney) are unchanged by this monotone map; the
 bootstrap interval of the median ratio is stated in the metric's unit, so it needs it.
 """
 
@@ -19,10 +19,8 @@ import pandas as pd
 
 from aifbench import metrics as metric_dict
 
-TIME_BASES = ("time_s", "step_time_s")
 RATIO_TOLERANCE = 1e-6
-RATE_UNITS = ("TFLOP/s", "GB/s", "1/s", "%")
-NOT_FROM_TIME = ("sm_clock_mean_mhz", "tflops_per_w", "gbps_per_w", "tokens_per_j")
+
 
 class SampleIndex(dict):
     """(run_id, case_id, rank, metric) -> samples; `.names[(run_id, case_id, rank)]` the metrics sampled."""
@@ -53,10 +51,8 @@ def index(samples: pd.DataFrame) -> SampleIndex:
 
 def is_rate_of_time(metric: str) -> bool:
     """True when the metric's value is work / median time (so its repeats follow the time samples)."""
-    if metric in NOT_FROM_TIME or metric not in metric_dict.METRICS:
-        return False
-    d = metric_dict.METRICS[metric]
-    return d.higher_is_better and d.unit in RATE_UNITS
+    d = metric_dict.METRICS.get(metric)
+    return d is not None and d.derivation == "from_time"
 
 
 def max_index(metrics: pd.DataFrame) -> MaxIndex:
@@ -68,7 +64,7 @@ def max_index(metrics: pd.DataFrame) -> MaxIndex:
 
 def _time_candidates(idx: SampleIndex, key: tuple[str, str, int], max_value: float | None) -> list[str]:
     if max_value is None:
-        return list(TIME_BASES)
+        return list(metric_dict.names(role="time_base"))
     return sorted(n for n in idx.names.get(key, []) if n in metric_dict.METRICS and metric_dict.METRICS[n].unit == "s")
 
 

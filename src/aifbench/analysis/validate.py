@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aifbench import metrics as metric_dict
 from aifbench.analysis import intervals, legacy, outliers
-from aifbench.analysis.compare import CompareOptions, compare, is_merit
+from aifbench.analysis.compare import CompareOptions, compare
 from aifbench.analysis.data import Selection, case_label, headline
 from aifbench.analysis.references import Reference, check_names
 from aifbench.analysis.stats import OUTLIER_Z
@@ -300,7 +301,7 @@ def gpu_check(expected: str, system: str, skus: dict[Slot, str | None], runs: pd
 
 def _figures(h: pd.DataFrame) -> pd.DataFrame:
     """Rows of the metrics that judge a case: figures of merit, or time when a case has nothing else."""
-    shown = h[h["metric"].map(is_merit).astype(bool)]  # bool: an empty object mask would select columns
+    shown = h[h["metric"].map(metric_dict.is_merit).astype(bool)]  # bool: an empty object mask would select columns
     only_time = h[~h["case_id"].isin(set(shown["case_id"])) & (h["metric"] == "time_s")]
     return pd.concat([shown, only_time])
 

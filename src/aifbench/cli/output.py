@@ -285,8 +285,8 @@ def print_metrics(df: pd.DataFrame, title: str, all_stats: bool = False, by_rank
 def print_rank_spread(df: pd.DataFrame, ranks: int, worst: int = 3) -> None:
     """Per case and figure of merit, the distribution over ranks (median, p5, min, max) and the
     `worst` ranks by name: one line per case and metric, whatever the number of ranks."""
-    from aifbench.analysis.compare import is_merit
     from aifbench.analysis.data import case_label, headline
+    from aifbench.metrics import is_merit
 
     h = headline(df)
     h = h[h["metric"].map(is_merit)]

@@ -15,29 +15,29 @@ prefill_tokens_per_j, decode_gbps_per_w, bare_tflops_per_w). The throughput is t
 device), the power its own device's over the region's timed work (warm-up and compilation
 excluded); its scope (gpu, cpu-package) is carried into the detail. Nothing is emitted without
 both a throughput and a mean power (a region marked telemetry_insufficient has no power).
+Which throughputs each efficiency divides is its `per_power` trait in aifbench.metrics.
 """
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from aifbench import metrics as metric_dict
 from aifbench.measurement import Metric
 from aifbench.telemetry.regions import MAIN, prefixed
 
-# region -> target -> throughput metrics to divide, first present wins
-SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
-    MAIN: {
-        "tflops_per_w": ("tflops", "model_tflops_per_device"),
-        "gbps_per_w": ("gbps", "busbw_gbps"),
-        # per device first: llm_train's tokens_per_s counts every rank's tokens, the power is one GPU's
-        "tokens_per_j": ("tokens_per_s_per_device", "tokens_per_s"),
-    },
-    "ref": {"tokens_per_j": ("ref_tokens_per_s", "ref_decode_tokens_per_s")},  # one device; llm_train, llm_infer
-    "prefill": {"tokens_per_j": ("prefill_tokens_per_s",)},
-    "decode": {"tokens_per_j": ("decode_tokens_per_s",), "gbps_per_w": ("hbm_gbps",)},
-    "bare": {"tflops_per_w": ("bare_loop_tflops",)},
-    "burst": {"tflops_per_w": ("burst_tflops",)},
-}
+
+def _sources() -> dict[str, dict[str, tuple[str, ...]]]:
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for d in metric_dict.METRICS.values():
+        if d.per_power is not None:
+            out.setdefault(d.region, {})[d.base] = d.per_power.of
+    return out
+
+
+SOURCES = _sources()
+"""region -> efficiency metric (unprefixed) -> throughput metrics to divide, first present wins
+(each efficiency's per_power trait)"""
 STAT_PREFERENCE = ("median", "value", "mean", "p50")
 
 
@@ -60,7 +60,7 @@ def efficiency_metrics(measurement_metrics: Sequence[Metric], window_metrics: Se
                        region: str = MAIN) -> list[Metric]:
     """tflops_per_w, gbps_per_w, tokens_per_j (prefixed outside main) of one region's throughput
     over that region's power_mean_w, where the metrics allow them."""
-    power = _pick(window_metrics, "power_mean_w")
+    power = _pick(window_metrics, metric_dict.POWER)
     if power is None or not power.value or power.value <= 0:
         return []
     out = []
@@ -69,7 +69,7 @@ def efficiency_metrics(measurement_metrics: Sequence[Metric], window_metrics: Se
             rate = _pick(measurement_metrics, name)
             if rate is not None:
                 out.append(Metric(prefixed(region, target), rate.value / power.value, "value", rate.n_samples,
-                                  rate.noisy, detail=f"{name}({rate.stat}) / {prefixed(region, 'power_mean_w')}; "
+                                  rate.noisy, detail=f"{name}({rate.stat}) / {prefixed(region, metric_dict.POWER)}; "
                                                      f"{_scope(power.detail)}"))
                 break
     return out

@@ -16,6 +16,7 @@ the region's figures accumulate over its segments (the gaps between them are not
     *_mean_* (stat mean)        mean of the segments' means weighted by segment duration, which
                                 for power is the integrated energy / the region's sampled time
     *_peak_*, *_max_* (max)     the highest; stat min and power_limit_w: the lowest
+    (the sum and the lowest: a window metric's over_segments trait in aifbench.metrics)
     throttle_pct, other values  mean weighted by each segment's sample count
     flags                       union, first seen first
     telemetry_window_s          sampled seconds summed over the segments (n_samples: polls)
@@ -40,18 +41,12 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from aifbench import metrics as metric_dict
 from aifbench.measurement import Metric
 from aifbench.telemetry.base import Window
 
-MAIN = "main"
-REGIONS = {
-    MAIN: "the benchmark's own timed work (the figures without a prefix)",
-    "ref": "the reference implementation's timed work (llm_train reference=...; llm_infer's inference peer decode)",
-    "prefill": "the timed prefills (llm_infer)",
-    "decode": "the timed decode steps (llm_infer)",
-    "bare": "the bare loop of direct calls (gemm bare_loop)",
-    "burst": "the burst window from an idle GPU (gemm burst = true)",
-}
+MAIN = metric_dict.MAIN
+REGIONS = {MAIN: "the benchmark's own timed work (the figures without a prefix)", **metric_dict.REGIONS}
 """the region names (metrics.py defines R_<metric> for each); metrics of main keep their names"""
 MIN_POLLS = 3
 MIN_INTERVALS = 2
@@ -62,9 +57,6 @@ MIN_TIMED_S = 1.0
 INSUFFICIENT = "telemetry_insufficient"
 EVENT_FLAGS = ("ecc_errors", "other_processes", "telemetry_error", "telemetry_suspended", "power_limit_below_default")
 """flags of what was read inside the window (not a clock state lagging from before): kept when insufficient"""
-SUMMED = ("energy_j", "module_energy_j")
-LOWEST = ("power_limit_w",)
-"""stat value metrics whose region value is the lowest of its segments' (the limit in force)"""
 
 
 @dataclass
@@ -169,13 +161,15 @@ def _merge(name: str, stat: str, found: list[tuple[Metric, float]], segments: in
     ms = [m for m, _ in found]
     n = sum(m.n_samples or 0 for m in ms)
     details = " | ".join(dict.fromkeys(m.detail for m in ms if m.detail))
-    if name in SUMMED:
+    d = metric_dict.METRICS.get(name)
+    over = d.over_segments if d is not None else "by_stat"
+    if over == "sum":
         if len(ms) < segments:  # a segment without energy would make the sum too small
             return None
         value, rule = sum(m.value for m in ms), "sum"
     elif stat == "max":
         value, rule = max(m.value for m in ms), "max"
-    elif stat == "min" or name in LOWEST:
+    elif stat == "min" or over == "lowest":
         value, rule = min(m.value for m in ms), "min"
     elif stat == "mean" and sum(d for _, d in found) > 0:
         value = sum(m.value * d for m, d in found) / sum(d for _, d in found)

@@ -19,9 +19,6 @@ from aifbench import metrics as metric_dict
 from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError
 
-WINDOW_METRICS = ("energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
-                  "throttle_pct", "power_capped_pct", "power_limit_w", "module_power_mean_w",
-                  "process_cpu_util_mean_pct", "telemetry_window_s")
 KEYS = ["case_id", "rank"]
 WKEYS = KEYS + ["window"]
 GAP_S = 0.1  # least space between two windows of one rank on the plot
@@ -34,12 +31,12 @@ PANELS = (
 
 
 def split_metric(name: str) -> tuple[str, str]:
-    """(region, window metric) of a stored metric name: ref_energy_j -> ('ref', 'energy_j')."""
-    for region in metric_dict.REGIONS:
-        base = name[len(region) + 1:]
-        if name.startswith(region + "_") and base in metric_dict.WINDOW_METRICS:
-            return region, base
-    return "main", name
+    """(region, window metric) of a stored metric name: ref_energy_j -> ('ref', 'energy_j');
+    ('main', name) for a name that is no window metric (its traits region and base)."""
+    d = metric_dict.METRICS.get(name)
+    if d is None or d.derivation != "window":
+        return metric_dict.MAIN, name
+    return d.region, d.base
 
 
 def with_window(telemetry: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +61,7 @@ def summary(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
     base["window"] = base["window"].fillna("main")
     split = [split_metric(str(name)) for name in metrics["metric"]]
     wm = metrics.assign(window=[w for w, _ in split], base=[b for _, b in split])
-    wm = wm[wm["base"].isin(WINDOW_METRICS)]
+    wm = wm[wm["base"].isin(metric_dict.names(derivation="window", region=metric_dict.MAIN))]
     if len(wm):
         pivot = wm.pivot_table(index=WKEYS, columns="base", values="value", aggfunc="first").reset_index()
         base = base.merge(pivot, on=WKEYS, how="left")
