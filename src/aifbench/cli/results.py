@@ -175,9 +175,32 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from aifbench.telemetry.validity import validity_markdown
 
     lines = [] if args.metrics else [schema.reference_markdown()]
-    lines += ["## metric dictionary", "", "| metric | unit | better | definition |", "|---|---|---|---|"]
+    lines += ["## metric dictionary", "", TRAITS_KEY, "",
+              "| metric | unit | better | role | scope | additive | derivation | plots | definition |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for m in sorted(metrics.METRICS.values(), key=lambda m: m.name):
-        lines.append(f"| {m.name} | {m.unit} | {'higher' if m.higher_is_better else 'lower'} | {m.definition} |")
+        lines.append(f"| {m.name} | {m.unit} | {'higher' if m.higher_is_better else 'lower'} | {m.role} | "
+                     f"{m.scope} | {'yes' if m.additive else 'no'} | {derivation_text(m)} | {', '.join(m.plots)} | "
+                     f"{m.definition} |")
     lines += [] if args.metrics else ["", validity_markdown()]
     print("\n".join(lines))
     return 0
+
+
+TRAITS_KEY = ("Traits (aifbench.metrics): role merit = throughput, score, latency, efficiency (shown by default); "
+              "scope job = covers every rank (divided by world_size per GPU); additive = per GPU / node / W "
+              "figures mean something; derivation from time = work / median time, window = from a timed "
+              "region's telemetry window, X / power = an efficiency; plots = the report plots that draw it.")
+
+
+def derivation_text(m) -> str:
+    """One metric's derivation in words, for the schema table."""
+    from aifbench import metrics
+
+    if m.per_power is not None:
+        power = metrics.POWER if m.region == metrics.MAIN else f"{m.region}_{metrics.POWER}"
+        return f"{', else '.join(m.per_power.of)} / {power}"
+    if m.derivation == "window":
+        merge = {"sum": ", segments summed", "lowest": ", lowest of segments"}.get(m.over_segments, "")
+        return f"window of region {m.region}{merge}"
+    return m.derivation.replace("_", " ")
