@@ -14,7 +14,7 @@ and `is_merit()` instead of keeping lists of names.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from aifbench.errors import one_of
 
@@ -91,7 +91,7 @@ class MetricDef:
 METRICS: dict[str, MetricDef] = {}
 
 
-def define(name: str, unit: str, higher_is_better: bool, definition: str, **traits) -> MetricDef:
+def define(name: str, unit: str, higher_is_better: bool, definition: str, **traits: Any) -> MetricDef:
     """Register a metric with its traits (MetricDef's fields); re-defining a name differently is a programming error."""
     new = MetricDef(name, unit, higher_is_better, definition, **traits)
     old = METRICS.get(name)
@@ -107,7 +107,7 @@ def get(name: str) -> MetricDef:
         raise one_of("metric", name, METRICS) from None
 
 
-def names(**traits) -> tuple[str, ...]:
+def names(**traits: Any) -> tuple[str, ...]:
     """Metric names whose traits equal every given one, in definition order: names(role="time_base")."""
     return tuple(d.name for d in METRICS.values() if all(getattr(d, k) == v for k, v in traits.items()))
 
@@ -178,7 +178,9 @@ define("tflops_per_w", "TFLOP/s/W", True, "tflops / power_mean_w",
 define("gbps_per_w", "GB/s/W", True, "gbps / power_mean_w",
        role="efficiency", derivation="per_power", per_power=PerPower(("gbps", "busbw_gbps"), recomputed_from="gbps"), plots=("energy",))
 define("tokens_per_j", "1/J", True, "tokens per second of this device (tokens_per_s_per_device where emitted) / power_mean_w of its own region's window: tokens per joule",
-       role="efficiency", derivation="per_power", per_power=PerPower(("tokens_per_s_per_device", "tokens_per_s")), plots=("energy",))
+       # per device first: llm_train's tokens_per_s counts every rank's tokens, the power is one GPU's
+       role="efficiency", derivation="per_power", per_power=PerPower(("tokens_per_s_per_device", "tokens_per_s")),
+       plots=("energy",))
 # --- partition kernels ----------------------------------------------------------------------
 define("bare_loop_tflops", "TFLOP/s", True,
        "GEMM FLOPs / time per call of the operation called directly (torch.matmul(a, b); fp8: "
