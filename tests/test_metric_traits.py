@@ -155,3 +155,20 @@ def test_schema_prints_the_traits(capsys):
     assert "| ref_tokens_per_j | 1/J | higher | efficiency | device | no | ref_tokens_per_s, else " \
            "ref_decode_tokens_per_s / ref_power_mean_w |" in out
     assert "| ref_energy_j | J | lower | reading | device | no | window of region ref, segments summed |" in out
+
+
+def test_every_plots_trait_names_a_builder_that_reads_the_metric():
+    import inspect
+
+    from aifbench.analysis import plots
+
+    def reads(build) -> str:  # the builder's source and that of the module functions it calls
+        text = inspect.getsource(build)
+        helpers = [f for n, f in vars(plots).items() if inspect.isfunction(f) and f"{n}(" in text and f is not build]
+        return text + "".join(inspect.getsource(f) for f in helpers)
+
+    builders = {name: build for name, _, build in PLOTS}
+    for d in M.METRICS.values():
+        for plot in d.plots:
+            assert f'"{d.name}"' in reads(builders[plot]) or plot == "energy", (d.name, plot)
+    assert plotted("energy") and all(M.get(m).role == "efficiency" for m in plotted("energy"))
