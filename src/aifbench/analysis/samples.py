@@ -2,12 +2,14 @@
 
 A metric with samples of its own name (time_s, itl_s) uses them directly. A throughput from
 `rate_metrics` (tflops, gbps, tokens_per_s, ...: derivation "from_time" in aifbench.metrics) is
-work / median(t) by the dictionary's definition, so its per-repeat values are rate_i = value * median(t) / t_i — exact, with the
-same work in every repeat. Which timing t a rate came from is checked, not assumed:
-rate_metrics also stores stat max = work / min(t), so max / median must equal median(t) / min(t)
-(to 1e-6) for a sampled time of the case; without a max row only time_s and step_time_s are
-trusted (role "time_base"), and only when their count equals the row's n_samples. Rank tests (Mann-Whitney) are unchanged by this monotone map; the
-bootstrap interval of the median ratio is stated in the metric's unit, so it needs it.
+work / median(t) by the dictionary's definition, so its per-repeat values are
+rate_i = value * median(t) / t_i — exact, with the same work in every repeat. Which timing t a
+rate came from is checked, not assumed: rate_metrics also stores stat max = work / min(t), so
+max / median must equal median(t) / min(t) (to 1e-6) for a sampled time of the case; without a
+max row only the time bases (role "time_base": time_s, step_time_s) are trusted, and only when
+their count equals the row's n_samples. Rank tests (Mann-Whitney) are unchanged by this
+monotone map; the bootstrap interval of the median ratio is stated in the metric's unit, so it
+needs it.
 """
 
 from __future__ import annotations
