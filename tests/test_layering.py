@@ -30,14 +30,14 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """package -> packages it imports (self-edges dropped)."""
+def import_graph(key=_package) -> dict[str, set[str]]:
+    """package -> packages it imports (self-edges dropped); key=str: module -> modules."""
     edges: dict[str, set[str]] = defaultdict(set)
     for path in SRC.rglob("*.py"):
         here = _module_name(path)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                targets = [node.module]
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level:
                 base = here.split(".")[: len(here.split(".")) - node.level + (path.name == "__init__.py")]
                 targets = [".".join(base + ([node.module] if node.module else []))]
@@ -46,8 +46,8 @@ def import_graph() -> dict[str, set[str]]:
             else:
                 continue
             for t in targets:
-                if t.startswith("aifbench.") and _package(t) != _package(here):
-                    edges[_package(here)].add(_package(t))
+                if t.startswith("aifbench.") and key(t) != key(here):
+                    edges[key(here)].add(key(t))
     return edges
 
 
@@ -94,6 +94,17 @@ def test_cycle_finder_sees_a_loop():
 def test_no_import_loops_between_packages():
     loops = cycles(import_graph())
     assert not loops, "import loops between packages: " + "; ".join(" <-> ".join(c) for c in loops)
+
+
+def test_no_import_loops_between_modules():
+    """Inside a package too, two modules never import each other (directly or around a circle):
+    what both need lives in a module below them. (`from aifbench.x import y` counts as an arrow
+    to aifbench.x.y when y is a module, else to aifbench.x.)"""
+    modules = {_module_name(p) for p in SRC.rglob("*.py")}
+    graph = import_graph(key=str)
+    edges = {m: {t if t in modules else t.rsplit(".", 1)[0] for t in ts} - {m} for m, ts in graph.items()}
+    loops = cycles(edges)
+    assert not loops, "import loops between modules: " + "; ".join(" <-> ".join(c) for c in loops)
 
 
 LEAVES = ("aifbench.errors", "aifbench.units", "aifbench.atomic", "aifbench.files")
