@@ -59,7 +59,7 @@ def test_parse_value_reads_toml_literals_or_strings():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["gemm.m=abc"], "gemm.m: expected int, got str"),
+    (["gemm.m=abc"], "gemm.m must be an integer >= 1, got 'abc'"),
     (["gemm.m=0"], "below the minimum 1"),
     (["gemm.dtype=int8"], "allowed: fp64, fp32, tf32, bf16, fp16, fp8"),
     (["gemm.mm=3"], "unknown parameter of gemm 'mm'; allowed: ab_round_s, ab_rounds, bare_loop, buffers, burst, burst_idle_s"),

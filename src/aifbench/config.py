@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,6 +33,7 @@ from aifbench.benchmarks import registry
 from aifbench.errors import ConfigError, one_of
 from aifbench.files import data_dir, read_toml, tomllib
 from aifbench.timing import TimingConfig
+from aifbench import typed_toml
 
 
 
@@ -68,46 +68,9 @@ def parse_value(text: str) -> Any:
 # --- config dataclasses from dictionaries -------------------------------------------------
 
 def build_config(cls: type, params: Mapping[str, Any], where: str) -> Any:
-    """Instantiate a frozen config dataclass from user values, checking names, types, ranges."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in params if k not in fields]
-    if unknown:
-        raise one_of(f"parameter for {where}", unknown[0], fields)
-    hints = typing.get_type_hints(cls)
-    values = {k: _check_value(where, k, v, hints[k], fields[k].metadata) for k, v in params.items()}
-    return cls(**values)
-
-
-def _check_value(where: str, name: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
-    base = _base_type(hint)
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if value is None and _is_optional(hint):
-        return None
-    if base is not None and not (isinstance(value, base) and not (base is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}.{name}: expected {base.__name__}, got {type(value).__name__} {value!r}")
-    choices = meta.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"{where}.{name}: {value!r} not allowed; allowed: {', '.join(map(str, choices))}")
-    lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and value < lo:
-        raise ConfigError(f"{where}.{name}: {value!r} is below the minimum {lo}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{where}.{name}: {value!r} is above the maximum {hi}")
-    return value
-
-
-def _is_optional(hint: Any) -> bool:
-    return type(None) in typing.get_args(hint)
-
-
-def _base_type(hint: Any) -> type | None:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is typing.Literal:
-        return None
-    if args and typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return _base_type(args[0]) if len(args) == 1 else None
-    return hint if hint in (int, float, str, bool) else None
+    """Instantiate a frozen config dataclass from user values, checking names, types, ranges
+    (aifbench.typed_toml: errors name `where`.<parameter> and what is allowed)."""
+    return typed_toml.build(cls, params, "", where, noun="parameter")
 
 
 # --- suites, cases, plans ------------------------------------------------------------------
