@@ -24,6 +24,7 @@ references are all read through it.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import types
 import typing
@@ -47,20 +48,22 @@ def spec(default: Any = MISSING, *, default_factory: Any = MISSING, doc: str = "
 
 
 def build(cls: type, raw: Any, where: str = "", path: str = "", *, noun: str = "key",
-          **given: Any) -> Any:
+          skip: Sequence[str] = (), given: Mapping[str, Any] | None = None) -> Any:
     """An instance of dataclass `cls` from the mapping `raw`, every key checked.
 
     `where` names the file (or other source), `path` the table inside it ('' at the top, 'slurm',
     'slurm.partitions.debug'); `noun` is what a key is called in errors ('parameter');
-    `given` are fields the caller fills in itself, never read from `raw`."""
+    `given` are fields the caller fills in itself, never read from `raw`; `skip` are keys of `raw`
+    the caller reads itself (allowed, not fields)."""
+    given = dict(given or {})
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{_at(where, path)} must be a table, got {_kind(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in given}
     for key in raw:
-        if key not in fields:
-            raise one_of(f"{noun} {_in_table(where, path)}", key, fields)
+        if key not in fields and key not in skip:
+            raise one_of(f"{noun} {_in_table(where, path)}", key, [*fields, *skip])
     hints = typing.get_type_hints(cls)
-    values = dict(given)
+    values = given
     for name, f in fields.items():
         loc = _at(where, _join(path, name))
         if name in raw:
@@ -117,7 +120,7 @@ def _typed(value: Any, hint: Any, meta: Mapping[str, Any], where: str, path: str
             raise _wrong(where, path, _want(hint, meta), value)
         items = [_typed(v, args[0], {}, where, _item(path, args[0], i)) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
-    if origin in (dict, Mapping, typing.Mapping) or hint in (dict, Mapping):
+    if origin in (dict, collections.abc.Mapping) or hint in (dict, Mapping, collections.abc.Mapping):
         return _table(value, args[1] if args else Any, meta, where, path)
     return _scalar(value, hint, meta, where, path)
 
@@ -152,7 +155,7 @@ def _want(hint: Any, meta: Mapping[str, Any]) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (tuple, list):
         return f"a list of {_want(args[0], {}).removeprefix('an ').removeprefix('a ')}"
-    if dataclasses.is_dataclass(hint) or origin in (dict, Mapping, typing.Mapping):
+    if dataclasses.is_dataclass(hint) or origin in (dict, collections.abc.Mapping):
         return "a table"
     text = _WANT.get(hint, getattr(hint, "__name__", str(hint)))
     lo, hi = meta.get("min"), meta.get("max")
