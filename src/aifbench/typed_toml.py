@@ -154,6 +154,8 @@ def _want(hint: Any, meta: Mapping[str, Any]) -> str:
     """What a value of `hint` is called in an error, with its range."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (tuple, list):
+        if dataclasses.is_dataclass(args[0]):
+            return "an array of tables"
         return f"a list of {_want(args[0], {}).removeprefix('an ').removeprefix('a ')}"
     if dataclasses.is_dataclass(hint) or origin in (dict, collections.abc.Mapping):
         return "a table"
