@@ -57,7 +57,7 @@ def build(cls: type, raw: Any, where: str = "", path: str = "", *, noun: str = "
     the caller reads itself (allowed, not fields)."""
     given = dict(given or {})
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{_at(where, path)} must be a table, got {_kind(raw)}")
+        raise _wrong(where, path, "a table", raw)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in given}
     for key in raw:
         if key not in fields and key not in skip:
@@ -167,7 +167,8 @@ def _want(hint: Any, meta: Mapping[str, Any]) -> str:
 
 
 def _wrong(where: str, path: str, want: str, value: Any) -> ConfigError:
-    return ConfigError(f"{_at(where, path)} must be {want}, got {value!r}")
+    shown = repr(value)
+    return ConfigError(f"{_at(where, path)} must be {want}, got {shown if len(shown) <= 80 else shown[:77] + '...'}")
 
 
 # --- naming places ----------------------------------------------------------------------------
@@ -192,7 +193,3 @@ def _in_table(where: str, path: str) -> str:
         return f"in [{path}] of {where}"
     return f"in {where}" if where else f"for {path}"
 
-
-def _kind(value: Any) -> str:
-    return {list: "an array", str: "text", bool: "true/false", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__)
