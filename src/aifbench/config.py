@@ -25,7 +25,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -117,22 +117,12 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
                only: list[str] | None = None) -> Suite:
     """Read, override, validate and expand a suite. Raises ConfigError on any bad input."""
     path = find_suite(name_or_path)
-    raw = read_toml(path)
     where = path.name
-    unknown = set(raw) - {"suite", "timing", "case"}
-    if unknown:
-        raise one_of(f"top-level table in {where}", sorted(unknown)[0], ["suite", "timing", "case"])
-    meta = raw.get("suite", {})
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{where}: [suite] must be a table (name, description)")
-    if set(meta) - {"name", "description"}:
-        raise one_of(f"key in [suite] of {where}", sorted(set(meta) - {"name", "description"})[0],
-                     ["name", "description"])
-    timing_raw = dict(raw.get("timing", {}))
-    blocks = raw.get("case", [])
-    if not isinstance(blocks, list) or not blocks:
+    data = typed_toml.build(SuiteFile, read_toml(path), where)
+    if not data.case:
         raise ConfigError(f"{where}: needs at least one [[case]] block")
-    blocks = [_check_block(b, where, i) for i, b in enumerate(blocks)]
+    meta, timing_raw = data.suite, dict(data.timing)
+    blocks = [{"benchmark": b.benchmark, "params": dict(b.params), "sweep": dict(b.sweep)} for b in data.case]
     file_timing = dict(timing_raw)
     for text in overrides:
         _apply_override(text, timing_raw, blocks)
@@ -152,7 +142,7 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
             params = {**block["params"], **dict(zip(axes, combo))}
             cfg = build_config(cls.Config, params, block["benchmark"])
             cases.append(Case(index=len(cases), benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
-    return Suite(name=str(meta.get("name", path.stem)), path=str(path), description=str(meta.get("description", "")),
+    return Suite(name=path.stem if meta.name is None else meta.name, path=str(path), description=meta.description,
                  timing=timing, cases=tuple(cases), overrides=tuple(overrides))
 
 
@@ -170,18 +160,41 @@ def _timing(raw: dict[str, Any], set_by: set[str], where: str) -> TimingConfig:
     return timing
 
 
-def _check_block(block: Any, where: str, i: int) -> dict[str, Any]:
-    if not isinstance(block, dict) or "benchmark" not in block:
-        raise ConfigError(f"{where}: [[case]] #{i + 1} needs a 'benchmark' name")
-    unknown = set(block) - {"benchmark", "params", "sweep"}
-    if unknown:
-        raise one_of(f"key in [[case]] #{i + 1} of {where}", sorted(unknown)[0], ["benchmark", "params", "sweep"])
-    registry.get(block["benchmark"])  # unknown benchmark -> error listing known ones
-    sweep = dict(block.get("sweep", {}))
+def _axes(loc: str, sweep: Mapping[str, Any]) -> Mapping[str, Any]:
     for axis, values in sweep.items():
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: sweep axis {block['benchmark']}.{axis} must be a non-empty list")
-    return {"benchmark": block["benchmark"], "params": dict(block.get("params", {})), "sweep": sweep}
+            raise ConfigError(f"{loc}.{axis} must be a non-empty list (one case per value), got {values!r}")
+    return sweep
+
+
+def _benchmark(loc: str, name: str) -> str:
+    registry.get(name)  # unknown benchmark -> error listing known ones
+    return name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SuiteMeta:
+    name: str | None = None
+    """default: the file's stem"""
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CaseBlock:
+    """One [[case]] block: fixed parameters and grid axes of one benchmark."""
+
+    benchmark: str = typed_toml.spec(check=_benchmark)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sweep: Mapping[str, Any] = typed_toml.spec(default_factory=dict, check=_axes)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SuiteFile:
+    """A suite file (typed_toml); [timing] is checked as TimingConfig once --set is applied."""
+
+    suite: SuiteMeta = field(default_factory=SuiteMeta)
+    timing: Mapping[str, Any] = field(default_factory=dict)
+    case: tuple[CaseBlock, ...] = ()
 
 
 def _apply_override(text: str, timing: dict[str, Any], blocks: list[dict[str, Any]]) -> None:
