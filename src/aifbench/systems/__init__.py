@@ -43,12 +43,45 @@ def check_safe(what: str, value: str) -> str:
     return value
 
 
+def _nonempty(loc: str, value: str) -> str:
+    if not value:
+        raise ConfigError(f"{loc} must not be empty")
+    return value
+
+
+def _safe(loc: str, value: str) -> str:
+    """'' or a plain Slurm name (check_safe)."""
+    return check_safe(loc, value) if value else value
+
+
+def _python(loc: str, value: Any) -> str:
+    """The compute nodes' interpreter command, re-quoted word by word: shell syntax stays literal."""
+    try:
+        words = shlex.split(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{loc} {value!r}: {exc}") from None
+    return shlex.join(words)
+
+
+def _check_sku(loc: str, sku: str) -> str:
+    from aifbench.hardware import catalog
+
+    ids = catalog.load().ids()
+    if sku not in ids:
+        raise ConfigError(f"{loc}: {sku!r} is not a hardware catalog id; allowed: {', '.join(ids)}")
+    return sku
+
+
+def _safe_each(loc: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(check_safe(f"{loc} entry", v) for v in values)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Node:
     """Hardware of one compute node."""
 
     arch: str
-    gpu_sku: str = spec(check=lambda loc, sku: _check_sku(loc, sku))
+    gpu_sku: str = spec(check=_check_sku)
     """hardware-catalog id ('h100-sxm5-80gb', 'mi250x', 'cpu' for none)"""
     gpus: int = spec(min=0)
     """torch devices per node (LUMI-G: 8 GCDs on 4 MI250X modules)"""
@@ -68,9 +101,9 @@ class Queue:
     """One schedulable target: a Slurm partition and/or QoS with its limits."""
 
     name: str
-    partition: str = spec(check=lambda loc, v: _safe(loc, v))
+    partition: str = spec(check=_safe)
     """--partition value; '' when the site routes by QoS alone (a profile's default: the name)"""
-    qos: str = spec("", check=lambda loc, v: _safe(loc, v))
+    qos: str = spec("", check=_safe)
     max_nodes: int | None = spec(None, min=0)
     max_time_min: int | None = spec(None, min=0)
     note: str = ""
@@ -88,9 +121,9 @@ class SlurmDefaults:
     cpus_per_task: int | None = spec(None, min=0)
     time_min: int = spec(30, min=0)
     """default time limit of a job, minutes"""
-    constraint: str = spec("", check=lambda loc, v: _safe(loc, v))
+    constraint: str = spec("", check=_safe)
     exclusive: bool = False
-    srun_args: tuple[str, ...] = spec((), check=lambda loc, args: tuple(check_safe(f"{loc} entry", a) for a in args))
+    srun_args: tuple[str, ...] = spec((), check=_safe_each)
     signal_delay_s: int = spec(90, min=0)
     """USR2 this many seconds before the time limit: submitit checkpoints and requeues"""
     account_required: bool = True
@@ -103,8 +136,8 @@ class SlurmDefaults:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class System:
-    name: str = spec(check=lambda loc, v: _nonempty(loc, v))
-    site: str = spec(check=lambda loc, v: _nonempty(loc, v))
+    name: str = spec(check=_nonempty)
+    site: str = spec(check=_nonempty)
     description: str = ""
     scheduler: str = spec(choices=SCHEDULERS)
     node: Node
@@ -113,7 +146,7 @@ class System:
     """shell lines run in the job script before srun (module loads, container, venv)"""
     env: tuple[tuple[str, str], ...] = ()
     """NCCL / network variables exported in the job script (values are shell-quoted)"""
-    python: str = spec("", check=lambda loc, v: _python(loc, v))
+    python: str = spec("", check=_python)
     """interpreter on the compute nodes; '' = the one running aifbench"""
     sources: tuple[str, ...] = ()
     unconfirmed: tuple[str, ...] = ()
@@ -161,26 +194,6 @@ class Environment:
     vars: Mapping[str, Any] = spec(default_factory=dict)
 
 
-def _nonempty(loc: str, value: str) -> str:
-    if not value:
-        raise ConfigError(f"{loc} must not be empty")
-    return value
-
-
-def _safe(loc: str, value: str) -> str:
-    """'' or a plain Slurm name (check_safe)."""
-    return check_safe(loc, value) if value else value
-
-
-def _python(where: str, value: Any) -> str:
-    """The compute nodes' interpreter command, re-quoted word by word: shell syntax stays literal."""
-    try:
-        words = shlex.split(str(value))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: python {value!r}: {exc}") from None
-    return shlex.join(words)
-
-
 def parse_system(raw: Mapping[str, Any], where: str) -> System:
     """Validate a profile dictionary (as read from TOML) into a System (aifbench.typed_toml)."""
     slurm = _slurm(raw["slurm"], where) if isinstance(raw, Mapping) and "slurm" in raw else None
@@ -191,15 +204,6 @@ def parse_system(raw: Mapping[str, Any], where: str) -> System:
     if system.scheduler == "slurm" and slurm is None:
         raise ConfigError(f"{where}: scheduler 'slurm' needs a [slurm] table")
     return system
-
-
-def _check_sku(loc: str, sku: str) -> str:
-    from aifbench.hardware import catalog
-
-    ids = catalog.load().ids()
-    if sku not in ids:
-        raise ConfigError(f"{loc}: {sku!r} is not a hardware catalog id; allowed: {', '.join(ids)}")
-    return sku
 
 
 def _slurm(raw: Any, where: str) -> SlurmDefaults:
