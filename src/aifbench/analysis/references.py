@@ -53,12 +53,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _named(loc: str, value: str) -> str:
+    if not value:
+        raise ConfigError(f"{loc} must be a name, got ''")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reference:
     """One acceptance criterion for one metric of one benchmark (see the module docstring)."""
 
-    benchmark: str = spec(check=lambda loc, v: _named(loc, v))
-    metric: str = spec(check=lambda loc, v: _named(loc, v))
+    benchmark: str = spec(check=_named)
+    metric: str = spec(check=_named)
     params: Mapping[str, Any] = field(default_factory=dict)
     params_min: Mapping[str, int | float] = field(default_factory=dict)
     gpu: str | tuple[str, ...] | None = None
@@ -129,12 +135,6 @@ class Reference:
 
 LAYOUT_KEYS = ("nodes", "ranks_per_node", "world_size")
 """match keys describing where a case ran, computed by validate from the run's rows"""
-
-
-def _named(loc: str, value: str) -> str:
-    if not value:
-        raise ConfigError(f"{loc} must be a name, got ''")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

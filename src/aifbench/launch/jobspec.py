@@ -46,12 +46,19 @@ MODES = {
 }
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
+
+def _named(loc: str, value: str) -> str:
+    if not value:
+        raise ConfigError(f"{loc} must be a name, got ''")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JobFile:
     """The [job] table of a job file (typed_toml): types here, limits when the request is resolved."""
 
-    suite: str = spec(check=lambda loc, v: _named(loc, v))
-    system: str = spec(check=lambda loc, v: _named(loc, v))
+    suite: str = spec(check=_named)
+    system: str = spec(check=_named)
     partition: str | None = None
     nodes: int | None = None
     tasks_per_node: int | None = None
@@ -65,12 +72,6 @@ class JobFile:
     qos: str | None = None
     constraint: str | None = None
     exclusive: bool | None = None
-
-
-def _named(loc: str, value: str) -> str:
-    if not value:
-        raise ConfigError(f"{loc} must be a name, got ''")
-    return value
 
 
 _JOB_KEYS = set(field_names(JobFile))
