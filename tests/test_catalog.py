@@ -165,7 +165,7 @@ def test_site_override_replaces_and_adds(tmp_path, monkeypatch):
 @pytest.mark.parametrize("body, message", [
     ('[[device]]\nid = "x"\nnames = ["A"]\n[[device]]\nid = "y"\nnames = ["a"]\n', "claimed by both"),
     ('[[device]]\nid = "x"\n[device.peaks]\n"tflops:bf16" = { value = 1, source = "nope" }\n', "unknown source"),
-    ('[[device]]\nid = "x"\n[device.peaks]\n"tflops:bf17" = { value = 1, source = "s" }\n', "unknown peak kind"),
+    ('[[device]]\nid = "x"\n[device.peaks]\n"tflops:bf17" = { value = 1, source = "s" }\n', r"unknown key in \[device #1.peaks\] .*'tflops:bf17'; allowed: .*tflops:bf16"),
     ('[[device]]\nid = "x"\ncolour = "red"\n', "unknown key"),
     ('[[device]]\nid = "x"\npci_device_ids = ["H100"]\n', "malformed PCI"),
     ('[[device]]\nid = "x"\n[device.peaks]\n"hbm_gbps" = { value = -1, source = "s" }\n', "positive"),

@@ -39,7 +39,7 @@ def test_smoke_suite_runs_and_reads_back_valid(aifbench_cli, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "nosuch"], "unknown suite 'nosuch'; allowed:"),
-    (["run", "smoke", "--set", "gemm.m=abc"], "gemm.m: expected int"),
+    (["run", "smoke", "--set", "gemm.m=abc"], "gemm.m must be an integer"),
     (["run", "smoke", "--set", "gemm.nosuch=1"], "unknown parameter of gemm"),
     (["run", "smoke", "--device", "cuda"], "--device cuda: no CUDA GPU is visible"),
     (["run", "smoke", "--nproc", "0"], "--nproc must be >= 1"),

@@ -59,7 +59,7 @@ def test_parse_value_reads_toml_literals_or_strings():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["gemm.m=abc"], "gemm.m: expected int, got str"),
+    (["gemm.m=abc"], "gemm.m must be an integer >= 1, got 'abc'"),
     (["gemm.m=0"], "below the minimum 1"),
     (["gemm.dtype=int8"], "allowed: fp64, fp32, tf32, bf16, fp16, fp8"),
     (["gemm.mm=3"], "unknown parameter of gemm 'mm'; allowed: ab_round_s, ab_rounds, bare_loop, buffers, burst, burst_idle_s"),
@@ -87,10 +87,10 @@ def test_toml_syntax_error_names_file_and_line(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ('[[case]]\nbenchmark = "nosuch"\n', "unknown benchmark 'nosuch'; allowed: .*gemm"),
     ('[[case]]\nbenchmark = "gemm"\nparams = { size = 3 }\n', "unknown parameter for gemm 'size'"),
-    ('[[case]]\nbenchmark = "gemm"\nsweep = { m = 3 }\n', "must be a non-empty list"),
-    ('[[case]]\nparams = {}\n', "needs a 'benchmark' name"),
+    ('[[case]]\nbenchmark = "gemm"\nsweep = { m = 3 }\n', "bad.toml: case #1.sweep.m must be a non-empty list"),
+    ('[[case]]\nparams = {}\n', "bad.toml: case #1.benchmark is required"),
     ('[suite]\nname = "x"\n', "needs at least one"),
-    ('[sweet]\n[[case]]\nbenchmark = "gemm"\n', "unknown top-level table"),
+    ('[sweet]\n[[case]]\nbenchmark = "gemm"\n', "unknown key in bad.toml 'sweet'; allowed: case, suite, timing"),
     ('[suite]\nbogus = 1\n[[case]]\nbenchmark = "gemm"\n', "unknown key in \\[suite\\].*allowed: description, name"),
 ])
 def test_bad_suite_files(tmp_path, text, message):

@@ -102,8 +102,8 @@ def test_every_shipped_job_file_resolves():
     ('[job]\nsuite = "smoke"\nsystem = "local-slurm"\naccount = "p1"\n', "'account' is private"),
     ('[job]\nsuite = "smoke"\nsystem = "local-slurm"\nreservation = "r"\n', "'reservation' is private"),
     ('[job]\nsuite = "smoke"\nsystem = "local-slurm"\nnodez = 2\n', "unknown key in \\[job\\].*nodes"),
-    ('[job]\nsystem = "local-slurm"\n', "needs 'suite'"),
-    ('[job]\nsuite = "smoke"\nsystem = "local-slurm"\nset = "timing.repeats=3"\n', "list of strings"),
+    ('[job]\nsystem = "local-slurm"\n', "j.toml: job.suite is required"),
+    ('[job]\nsuite = "smoke"\nsystem = "local-slurm"\nset = "timing.repeats=3"\n', "job.set must be a list of text"),
     ('[job]\nsuite = "smoke"\nsystem = "local-slurm"\n[extra]\n', "unknown top-level table"),
 ])
 def test_bad_job_files(tmp_path, body, message):

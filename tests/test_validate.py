@@ -150,7 +150,7 @@ def test_reference_format_errors():
         references.parse([{"benchmark": "gemm", "metric": "tflops", "value": 1.0}], "t")
     with pytest.raises(ConfigError, match="unknown key.*tolerance.*allowed: benchmark"):
         references.parse([{"benchmark": "gemm", "metric": "tflops", "lower": 1, "tolerance": 0.1}], "t")
-    with pytest.raises(ConfigError, match="'lower' must be a number"):
+    with pytest.raises(ConfigError, match="t reference #1: lower must be a number, got 'fast'"):
         references.parse([{"benchmark": "gemm", "metric": "tflops", "lower": "fast"}], "t")
     with pytest.raises(ConfigError, match="lower 5.0 > upper 1.0"):
         Reference(benchmark="gemm", metric="tflops", lower=5.0, upper=1.0)
@@ -454,7 +454,7 @@ def test_reference_name_errors_list_choices():
         references.check_names(references.parse([{"benchmark": "gemm", "metric": "tflop", "lower": 1}], "t"))
     with pytest.raises(ConfigError, match="unknown benchmark 'gem'; allowed: .*gemm"):
         references.check_names(references.parse([{"benchmark": "gem", "metric": "tflops", "lower": 1}], "t"))
-    with pytest.raises(ConfigError, match="'estimate' must be true or false"):
+    with pytest.raises(ConfigError, match="t reference #1: estimate must be true or false, got 'yes'"):
         references.parse([{"benchmark": "gemm", "metric": "tflops", "lower": 1, "estimate": "yes"}], "t")
     with pytest.raises(ConfigError, match="unknown gpu .*'gh200-96g'; allowed: .*gh200-96gb"):
         references.check_names([Reference(benchmark="gemm", metric="tflops", gpu="gh200-96g", lower=1)])

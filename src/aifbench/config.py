@@ -25,8 +25,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,6 +33,7 @@ from aifbench.benchmarks import registry
 from aifbench.errors import ConfigError, one_of
 from aifbench.files import data_dir, read_toml, tomllib
 from aifbench.timing import TimingConfig
+from aifbench import typed_toml
 
 
 
@@ -68,46 +68,9 @@ def parse_value(text: str) -> Any:
 # --- config dataclasses from dictionaries -------------------------------------------------
 
 def build_config(cls: type, params: Mapping[str, Any], where: str) -> Any:
-    """Instantiate a frozen config dataclass from user values, checking names, types, ranges."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in params if k not in fields]
-    if unknown:
-        raise one_of(f"parameter for {where}", unknown[0], fields)
-    hints = typing.get_type_hints(cls)
-    values = {k: _check_value(where, k, v, hints[k], fields[k].metadata) for k, v in params.items()}
-    return cls(**values)
-
-
-def _check_value(where: str, name: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
-    base = _base_type(hint)
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if value is None and _is_optional(hint):
-        return None
-    if base is not None and not (isinstance(value, base) and not (base is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}.{name}: expected {base.__name__}, got {type(value).__name__} {value!r}")
-    choices = meta.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"{where}.{name}: {value!r} not allowed; allowed: {', '.join(map(str, choices))}")
-    lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and value < lo:
-        raise ConfigError(f"{where}.{name}: {value!r} is below the minimum {lo}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{where}.{name}: {value!r} is above the maximum {hi}")
-    return value
-
-
-def _is_optional(hint: Any) -> bool:
-    return type(None) in typing.get_args(hint)
-
-
-def _base_type(hint: Any) -> type | None:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is typing.Literal:
-        return None
-    if args and typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return _base_type(args[0]) if len(args) == 1 else None
-    return hint if hint in (int, float, str, bool) else None
+    """Instantiate a frozen config dataclass from user values, checking names, types, ranges
+    (aifbench.typed_toml: errors name `where`.<parameter> and what is allowed)."""
+    return typed_toml.build(cls, params, "", where, noun="parameter")
 
 
 # --- suites, cases, plans ------------------------------------------------------------------
@@ -154,22 +117,12 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
                only: list[str] | None = None) -> Suite:
     """Read, override, validate and expand a suite. Raises ConfigError on any bad input."""
     path = find_suite(name_or_path)
-    raw = read_toml(path)
     where = path.name
-    unknown = set(raw) - {"suite", "timing", "case"}
-    if unknown:
-        raise one_of(f"top-level table in {where}", sorted(unknown)[0], ["suite", "timing", "case"])
-    meta = raw.get("suite", {})
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{where}: [suite] must be a table (name, description)")
-    if set(meta) - {"name", "description"}:
-        raise one_of(f"key in [suite] of {where}", sorted(set(meta) - {"name", "description"})[0],
-                     ["name", "description"])
-    timing_raw = dict(raw.get("timing", {}))
-    blocks = raw.get("case", [])
-    if not isinstance(blocks, list) or not blocks:
+    data = typed_toml.build(SuiteFile, read_toml(path), where)
+    if not data.case:
         raise ConfigError(f"{where}: needs at least one [[case]] block")
-    blocks = [_check_block(b, where, i) for i, b in enumerate(blocks)]
+    meta, timing_raw = data.suite, dict(data.timing)
+    blocks = [{"benchmark": b.benchmark, "params": dict(b.params), "sweep": dict(b.sweep)} for b in data.case]
     file_timing = dict(timing_raw)
     for text in overrides:
         _apply_override(text, timing_raw, blocks)
@@ -189,7 +142,7 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
             params = {**block["params"], **dict(zip(axes, combo))}
             cfg = build_config(cls.Config, params, block["benchmark"])
             cases.append(Case(index=len(cases), benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
-    return Suite(name=str(meta.get("name", path.stem)), path=str(path), description=str(meta.get("description", "")),
+    return Suite(name=path.stem if meta.name is None else meta.name, path=str(path), description=meta.description,
                  timing=timing, cases=tuple(cases), overrides=tuple(overrides))
 
 
@@ -207,18 +160,41 @@ def _timing(raw: dict[str, Any], set_by: set[str], where: str) -> TimingConfig:
     return timing
 
 
-def _check_block(block: Any, where: str, i: int) -> dict[str, Any]:
-    if not isinstance(block, dict) or "benchmark" not in block:
-        raise ConfigError(f"{where}: [[case]] #{i + 1} needs a 'benchmark' name")
-    unknown = set(block) - {"benchmark", "params", "sweep"}
-    if unknown:
-        raise one_of(f"key in [[case]] #{i + 1} of {where}", sorted(unknown)[0], ["benchmark", "params", "sweep"])
-    registry.get(block["benchmark"])  # unknown benchmark -> error listing known ones
-    sweep = dict(block.get("sweep", {}))
+def _axes(loc: str, sweep: Mapping[str, Any]) -> Mapping[str, Any]:
     for axis, values in sweep.items():
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: sweep axis {block['benchmark']}.{axis} must be a non-empty list")
-    return {"benchmark": block["benchmark"], "params": dict(block.get("params", {})), "sweep": sweep}
+            raise ConfigError(f"{loc}.{axis} must be a non-empty list (one case per value), got {values!r}")
+    return sweep
+
+
+def _benchmark(loc: str, name: str) -> str:
+    registry.get(name)  # unknown benchmark -> error listing known ones
+    return name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SuiteMeta:
+    name: str | None = None
+    """default: the file's stem"""
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CaseBlock:
+    """One [[case]] block: fixed parameters and grid axes of one benchmark."""
+
+    benchmark: str = typed_toml.spec(check=_benchmark)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sweep: Mapping[str, Any] = typed_toml.spec(default_factory=dict, check=_axes)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SuiteFile:
+    """A suite file (typed_toml); [timing] is checked as TimingConfig once --set is applied."""
+
+    suite: SuiteMeta = field(default_factory=SuiteMeta)
+    timing: Mapping[str, Any] = field(default_factory=dict)
+    case: tuple[CaseBlock, ...] = ()
 
 
 def _apply_override(text: str, timing: dict[str, Any], blocks: list[dict[str, Any]]) -> None:

@@ -16,7 +16,6 @@ import dataclasses
 import gc
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ from aifbench.config import Case, build_config
 from aifbench.distributed import RankInfo
 from aifbench.errors import LaunchError, SkipCase
 from aifbench.plan import Plan
+from aifbench.results import rows
 from aifbench.results.store import ShardWriter
 from aifbench.telemetry.base import NullSampler
 from aifbench.telemetry.efficiency import region_efficiency
@@ -241,29 +241,12 @@ def case_flags(results: dict[str, RegionResult]) -> list[str]:
 
 def _metric_rows(case, cls, ctx, plan, prov, measurement, results, status, reason, started) -> list[dict]:
     metrics = list(measurement.metrics) + region_metrics(measurement.metrics, results)
-    common = {
-        "schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank,
-        "benchmark": case.benchmark, "params": json.dumps(case.params, sort_keys=True),
-        "world_size": ctx.world_size, "node": prov["node"], "device": ctx.device,
-        "device_name": ctx.device_name, "system": plan.system, "partition": plan.partition,
-        "started_utc": started, "ended_utc": now_utc(), "status": status, "reason": reason,
-        "flags": ",".join(case_flags(results)),
-    }
-    return metric_rows(common, metrics if status == "ok" else [placeholder_metric(cls)], ok=status == "ok")
-
-
-def placeholder_metric(cls: type) -> Metric:
-    """The one row of a case that measured nothing (failed or skipped): its first metric, no value."""
-    first = cls.emits[0] if getattr(cls, "emits", None) else "time_s"
-    return Metric(first, math.nan, stat="median", n_samples=0)
-
-
-def metric_rows(common: dict[str, Any], metrics: list[Metric], ok: bool) -> list[dict]:
-    """Metrics-table rows: `common` (the case's columns) plus each metric's own; no value unless ok."""
-    return [dict(common, metric=m.metric, value=m.value if ok else math.nan, unit=m.unit, stat=m.stat,
-                 n_samples=m.n_samples, noisy=m.noisy, peak=m.peak, peak_source=m.peak_source,
-                 pct_of_peak=m.pct_of_peak if ok else None, detail=m.detail)
-            for m in metrics]
+    columns = rows.CaseColumns(
+        run_id=plan.run_id, case_id=case.case_id, rank=ctx.rank, benchmark=case.benchmark, params=case.params,
+        world_size=ctx.world_size, node=prov["node"], device=ctx.device, device_name=ctx.device_name,
+        system=plan.system, partition=plan.partition, started_utc=started, ended_utc=now_utc(), status=status,
+        reason=reason, flags=",".join(case_flags(results)))
+    return rows.case_rows(columns, metrics, getattr(cls, "emits", ()))
 
 
 def _barrier() -> None:

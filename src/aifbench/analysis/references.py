@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from aifbench.files import read_toml
 from aifbench.errors import ConfigError, one_of
+from aifbench.typed_toml import build, spec
 
 if TYPE_CHECKING:
     from aifbench.systems import System
@@ -52,15 +53,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _named(loc: str, value: str) -> str:
+    if not value:
+        raise ConfigError(f"{loc} must be a name, got ''")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reference:
     """One acceptance criterion for one metric of one benchmark (see the module docstring)."""
 
-    benchmark: str
-    metric: str
+    benchmark: str = spec(check=_named)
+    metric: str = spec(check=_named)
     params: Mapping[str, Any] = field(default_factory=dict)
-    params_min: Mapping[str, float] = field(default_factory=dict)
+    params_min: Mapping[str, int | float] = field(default_factory=dict)
     gpu: str | tuple[str, ...] | None = None
+    """a hardware catalog id or a list of them; None: any device"""
     stat: str = "median"
     value: float | None = None
     lower: float | None = None
@@ -127,45 +135,20 @@ class Reference:
 
 LAYOUT_KEYS = ("nodes", "ranks_per_node", "world_size")
 """match keys describing where a case ran, computed by validate from the run's rows"""
-_FIELDS = {f.name for f in fields(Reference)}
-_NUMBERS = ("value", "lower", "upper", "fraction_of_peak", "min_pct_of_median")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Acceptance:
+    """A system profile's [acceptance] table."""
+
+    defaults: bool = True
+    """false: the generic references (acceptance.toml) are left out"""
+    reference: tuple[Reference, ...] = ()
 
 
 def from_mapping(raw: Mapping[str, Any], where: str) -> Reference:
-    """A Reference from a TOML table, with errors that name the place and the allowed keys."""
-    if isinstance(raw, Reference):
-        return raw
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: a reference must be a table, got {type(raw).__name__}")
-    unknown = set(raw) - _FIELDS
-    if unknown:
-        raise one_of(f"key in {where}", sorted(unknown)[0], _FIELDS)
-    for key in ("benchmark", "metric"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ConfigError(f"{where}: '{key}' (a name) is required")
-    for key in _NUMBERS:
-        v = raw.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise ConfigError(f"{where}: '{key}' must be a number, got {v!r}")
-    if not isinstance(raw.get("params", {}), Mapping):
-        raise ConfigError(f"{where}: 'params' must be a table of parameter = value")
-    mins = raw.get("params_min", {})
-    if not isinstance(mins, Mapping) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in mins.values()):
-        raise ConfigError(f"{where}: 'params_min' must be a table of parameter = number")
-    if not isinstance(raw.get("estimate", False), bool):
-        raise ConfigError(f"{where}: 'estimate' must be true or false")
-    gpu = raw.get("gpu")
-    if gpu is not None and not (isinstance(gpu, str) or (isinstance(gpu, list) and all(isinstance(g, str) for g in gpu))):
-        raise ConfigError(f"{where}: 'gpu' must be a hardware catalog id or a list of them")
-    kw = dict(raw)
-    kw["params"] = dict(raw.get("params", {}))
-    kw["params_min"] = dict(mins)
-    if isinstance(gpu, list):
-        kw["gpu"] = tuple(gpu)
-    for key in _NUMBERS:
-        if kw.get(key) is not None:
-            kw[key] = float(kw[key])
-    return Reference(**kw)
+    """A Reference from a TOML table (aifbench.typed_toml: errors name the place and what is allowed)."""
+    return raw if isinstance(raw, Reference) else build(Reference, raw, where)
 
 
 def parse(items: Iterable[Any], where: str) -> list[Reference]:
@@ -194,17 +177,9 @@ def for_system(system: str | System) -> list[Reference]:
     `system`: a loaded profile, or a name or path to load."""
     profile = _profile(system)
     name = system if isinstance(system, str) else profile.name
-    acceptance = getattr(profile, "acceptance", None) or {}
-    unknown = set(acceptance) - {"reference", "defaults"}
-    if unknown:
-        raise one_of(f"key in system {name} [acceptance]", sorted(unknown)[0], ("defaults", "reference"))
-    if not isinstance(acceptance.get("defaults", True), bool):
-        raise ConfigError(f"system {name} [acceptance]: 'defaults' must be true or false")
-    items = acceptance.get("reference", [])
-    if not isinstance(items, list):
-        raise ConfigError(f"system {name} [acceptance]: 'reference' must be an array of tables ([[acceptance.reference]])")
-    refs = parse(items, f"system {name}")
-    if acceptance.get("defaults", True):
+    acceptance = build(Acceptance, getattr(profile, "acceptance", None) or {}, f"system {name}", "acceptance")
+    refs = list(acceptance.reference)
+    if acceptance.defaults:
         own, sku = {r.key for r in refs}, profile_gpu(profile)
         refs += [r for r in defaults() if r.key not in own and (sku is None or r.applies_to(sku))]
     return refs

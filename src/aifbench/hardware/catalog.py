@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from aifbench.errors import ConfigError, one_of
+from aifbench.typed_toml import build, spec
 
 ENV_VAR = "AIFBENCH_CATALOG"
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8")
@@ -30,9 +31,6 @@ UNITS = {**{f"tflops:{d}": "TFLOP/s" for d in DTYPES},
          "hbm_gbps": "GB/s", "host_link_gbps": "GB/s per direction",
          "gpu_link_gbps": "GB/s per direction", "tdp_w": "W"}
 KINDS = tuple(UNITS)
-_ENTRY_KEYS = {"id", "vendor", "model", "names", "pci_device_ids", "memory_gb", "memory_type",
-               "host_link", "scope", "peaks", "missing", "module"}
-_PEAK_KEYS = {"value", "source", "note", "estimate"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,44 +173,75 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"hardware catalog: {exc}") from None
 
 
-def _peak_table(raw: Mapping[str, Any], sources: Mapping[str, str], where: str) -> dict[str, Peak]:
-    out = {}
-    for kind, spec in raw.items():
-        check_kind(kind)
-        if not isinstance(spec, dict) or set(spec) - _PEAK_KEYS or "value" not in spec or "source" not in spec:
-            raise ConfigError(f"{where} {kind}: expected {{ value = <number>, source = <key>, note?, estimate? }}")
-        if spec["source"] not in sources:
-            raise one_of(f"source in {where} {kind}", spec["source"], sources)
-        value = spec["value"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{where} {kind}: value must be a positive number, got {value!r}")
-        out[kind] = Peak(kind, float(value), sources[spec["source"]], str(spec.get("note", "")),
-                         bool(spec.get("estimate", False)))
+def _positive(loc: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{loc}: value must be a positive number, got {value!r}")
+    return value
+
+
+def _pci_ids(loc: str, ids: tuple[str, ...]) -> tuple[str, ...]:
+    out = tuple(normalize_pci_id(p) or "" for p in ids)
+    if "" in out:
+        raise ConfigError(f"{loc}: malformed PCI device id in {list(ids)}")
     return out
 
 
-def _entry(raw: Mapping[str, Any], sources: Mapping[str, str], where: str) -> Entry:
-    unknown = set(raw) - _ENTRY_KEYS
-    if unknown:
-        raise one_of(f"key in a [[device]] of {where}", sorted(unknown)[0], _ENTRY_KEYS)
-    if "id" not in raw:
-        raise ConfigError(f"{where}: a [[device]] has no id")
-    here = f"{where} [[device]] {raw['id']}"
-    missing = dict(raw.get("missing", {}))
-    for kind in missing:
-        check_kind(kind)
-    peaks = _peak_table(raw.get("peaks", {}), sources, here)
-    both = set(peaks) & set(missing)
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeakSpec:
+    """One figure as a catalog file writes it: { value = <number>, source = <key>, note?, estimate? }"""
+
+    value: float = spec(check=_positive)
+    source: str
+    """a key of the file's [sources] table (or an earlier file's)"""
+    note: str = ""
+    estimate: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeviceTable:
+    """One [[device]] table of a catalog file; becomes an Entry once its sources are resolved."""
+
+    id: str
+    vendor: str = ""
+    model: str = ""
+    names: tuple[str, ...] = ()
+    pci_device_ids: tuple[str, ...] = spec((), check=_pci_ids)
+    memory_gb: float = 0.0
+    memory_type: str = ""
+    host_link: str = ""
+    scope: str = "device"
+    peaks: Mapping[str, PeakSpec] = spec(default_factory=dict, keys=KINDS)
+    missing: Mapping[str, str] = spec(default_factory=dict, keys=KINDS)
+    module: Mapping[str, PeakSpec] = spec(default_factory=dict, keys=KINDS)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CatalogFile:
+    """A whole catalog file (catalog.toml, or one named by AIFBENCH_CATALOG)."""
+
+    schema: int = spec(1, choices=(1,))
+    sources: Mapping[str, str] = spec(default_factory=dict)
+    device: tuple[DeviceTable, ...] = ()
+
+
+def _peaks(table: Mapping[str, PeakSpec], sources: Mapping[str, str], where: str) -> dict[str, Peak]:
+    out = {}
+    for kind, p in table.items():
+        if p.source not in sources:
+            raise one_of(f"source in {where} {kind}", p.source, sources)
+        out[kind] = Peak(kind, p.value, sources[p.source], p.note, p.estimate)
+    return out
+
+
+def _entry(d: DeviceTable, sources: Mapping[str, str], where: str) -> Entry:
+    here = f"{where} [[device]] {d.id}"
+    both = set(d.peaks) & set(d.missing)
     if both:
         raise ConfigError(f"{here}: {sorted(both)[0]} is both a peak and missing")
-    pci = tuple(normalize_pci_id(p) or "" for p in raw.get("pci_device_ids", []))
-    if "" in pci:
-        raise ConfigError(f"{here}: malformed PCI device id in {raw.get('pci_device_ids')}")
-    return Entry(id=str(raw["id"]), vendor=str(raw.get("vendor", "")), model=str(raw.get("model", "")),
-                 names=tuple(raw.get("names", [])), pci_device_ids=pci,
-                 memory_gb=float(raw.get("memory_gb", 0)), memory_type=str(raw.get("memory_type", "")),
-                 host_link=str(raw.get("host_link", "")), scope=str(raw.get("scope", "device")),
-                 peaks=peaks, missing=missing, module=_peak_table(raw.get("module", {}), sources, here + " module"))
+    return Entry(id=d.id, vendor=d.vendor, model=d.model, names=d.names, pci_device_ids=d.pci_device_ids,
+                 memory_gb=d.memory_gb, memory_type=d.memory_type, host_link=d.host_link, scope=d.scope,
+                 peaks=_peaks(d.peaks, sources, here), missing=dict(d.missing),
+                 module=_peaks(d.module, sources, here + " module"))
 
 
 def builtin_path() -> Path:
@@ -229,14 +258,9 @@ def load_files(paths: Iterable[Path]) -> Catalog:
     entries: list[Entry] = []
     sources: dict[str, str] = {}
     for path in paths:
-        raw = _read(path)
-        unknown = set(raw) - {"schema", "sources", "device"}
-        if unknown:
-            raise one_of(f"top-level key in {path}", sorted(unknown)[0], ["schema", "sources", "device"])
-        if raw.get("schema", 1) != 1:
-            raise ConfigError(f"{path}: catalog schema {raw.get('schema')!r} is not supported (1)")
-        sources.update({str(k): str(v) for k, v in raw.get("sources", {}).items()})
-        entries += [_entry(d, sources, path.name) for d in raw.get("device", [])]
+        data = build(CatalogFile, _read(path), f"hardware catalog {path}")
+        sources.update(data.sources)
+        entries += [_entry(d, sources, path.name) for d in data.device]
     return Catalog(entries)
 
 

@@ -13,7 +13,6 @@ never given failed rows; a job Slurm cannot be asked about (UNKNOWN) is left as 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,17 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from aifbench import SCHEMA_VERSION
 from aifbench.benchmarks import registry
 from aifbench.config import Case
 from aifbench.launch.cluster import JobInfo
 from aifbench.launch.slurm import Submission, collected_shard, states
 from aifbench.plan import Plan
-from aifbench.results import layout, read
+from aifbench.results import layout, read, rows
 from aifbench.results.compact import CompactReport
 from aifbench.results.compact import compact as compact_run
 from aifbench.results.store import write_shard
-from aifbench.runner import metric_rows, placeholder_metric
 
 STDERR_LINES = 8
 STDERR_CHARS = 1500
@@ -155,12 +152,10 @@ def failed_row(case: Case, plan: Plan, record: Submission, info: JobInfo, rank: 
                now: datetime) -> dict:
     """One metrics row (status failed, value empty) for a case the task never reported."""
     submitted = datetime.fromisoformat(record.submitted_utc) if record.submitted_utc else now
-    common = {
-        "schema_version": SCHEMA_VERSION, "run_id": record.run_id, "case_id": case.case_id, "rank": rank,
-        "benchmark": case.benchmark, "params": json.dumps(case.params, sort_keys=True),
-        "world_size": 1 if record.mode == "packed" else record.nodes * record.tasks_per_node,
-        "node": info.nodes or "unknown", "device": plan.device, "device_name": "unknown (task reported nothing)",
-        "system": record.system, "partition": record.partition, "started_utc": submitted, "ended_utc": now,
-        "status": "failed", "reason": reason, "flags": "",
-    }
-    return metric_rows(common, [placeholder_metric(registry.get(case.benchmark))], ok=False)[0]
+    columns = rows.CaseColumns(
+        run_id=record.run_id, case_id=case.case_id, rank=rank, benchmark=case.benchmark, params=case.params,
+        world_size=1 if record.mode == "packed" else record.nodes * record.tasks_per_node,
+        node=info.nodes or "unknown", device=plan.device, device_name="unknown (task reported nothing)",
+        system=record.system, partition=record.partition, started_utc=submitted, ended_utc=now,
+        status="failed", reason=reason)
+    return rows.case_rows(columns, [], registry.emits_of(case.benchmark))[0]

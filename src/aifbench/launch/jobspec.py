@@ -37,6 +37,7 @@ from aifbench.atomic import atomic_write_text
 from aifbench.files import data_dir, read_toml
 from aifbench.errors import ConfigError, one_of
 from aifbench.systems import Queue, System, check_safe, load_system
+from aifbench.typed_toml import build, field_names, spec
 
 MODES = {
     "single": "one job: every rank runs every case (multi-rank cases use all ranks together)",
@@ -44,8 +45,36 @@ MODES = {
     "packed": "one allocation: each task runs its own cases alone (single-device sweeps)",
 }
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_JOB_KEYS = {"suite", "system", "partition", "nodes", "tasks_per_node", "time_min", "mode",
-             "array_parallelism", "cases_per_task", "name", "set", "only", "qos", "constraint", "exclusive"}
+
+
+def _named(loc: str, value: str) -> str:
+    if not value:
+        raise ConfigError(f"{loc} must be a name, got ''")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JobFile:
+    """The [job] table of a job file (typed_toml): types here, limits when the request is resolved."""
+
+    suite: str = spec(check=_named)
+    system: str = spec(check=_named)
+    partition: str | None = None
+    nodes: int | None = None
+    tasks_per_node: int | None = None
+    time_min: int | None = None
+    mode: str | None = spec(None, choices=tuple(MODES))
+    array_parallelism: int | None = None
+    cases_per_task: int | None = None
+    name: str | None = None
+    set: list[str] | None = None
+    only: list[str] | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    exclusive: bool | None = None
+
+
+_JOB_KEYS = set(field_names(JobFile))
 SUBMISSION_FILE = "submission.json"
 LOG_DIR = "slurm"
 """submitit's folder inside the run directory: pickled tasks, sbatch script, per-task logs"""
@@ -109,20 +138,12 @@ def _check_job(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     extra = set(raw) - {"job"}
     if extra:
         raise one_of(f"top-level table in {path.name}", sorted(extra)[0], ["job"])
-    job = dict(raw.get("job", {}))
+    job = raw.get("job", {})
     for key, where in _PRIVATE.items():
-        if key in job:
+        if isinstance(job, Mapping) and key in job:
             raise ConfigError(f"{path.name}: '{key}' is private and never read from a file; give it with {where}")
-    for key in job:
-        if key not in _JOB_KEYS:
-            raise one_of(f"key in [job] of {path.name}", key, _JOB_KEYS)
-    for key in ("suite", "system"):
-        if not isinstance(job.get(key), str) or not job[key]:
-            raise ConfigError(f"{path.name}: [job] needs '{key}' (a name)")
-    for key in ("set", "only"):
-        if key in job and not (isinstance(job[key], list) and all(isinstance(v, str) for v in job[key])):
-            raise ConfigError(f"{path.name}: [job].{key} must be a list of strings")
-    return job
+    checked = build(JobFile, job, path.name, "job")
+    return {key: getattr(checked, key) for key in job}
 
 
 # --- resolving a request --------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from aifbench.files import read_toml
 from aifbench.errors import ConfigError, one_of
+from aifbench.typed_toml import build, spec
 
 SYSTEMS_DIR = Path(__file__).resolve().parent
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+@,=/-]*$")
@@ -42,23 +43,56 @@ def check_safe(what: str, value: str) -> str:
     return value
 
 
+def _nonempty(loc: str, value: str) -> str:
+    if not value:
+        raise ConfigError(f"{loc} must not be empty")
+    return value
+
+
+def _safe(loc: str, value: str) -> str:
+    """'' or a plain Slurm name (check_safe)."""
+    return check_safe(loc, value) if value else value
+
+
+def _python(loc: str, value: Any) -> str:
+    """The compute nodes' interpreter command, re-quoted word by word: shell syntax stays literal."""
+    try:
+        words = shlex.split(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{loc} {value!r}: {exc}") from None
+    return shlex.join(words)
+
+
+def _check_sku(loc: str, sku: str) -> str:
+    from aifbench.hardware import catalog
+
+    ids = catalog.load().ids()
+    if sku not in ids:
+        raise ConfigError(f"{loc}: {sku!r} is not a hardware catalog id; allowed: {', '.join(ids)}")
+    return sku
+
+
+def _safe_each(loc: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(check_safe(f"{loc} entry", v) for v in values)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Node:
     """Hardware of one compute node."""
 
     arch: str
-    gpu_sku: str
+    gpu_sku: str = spec(check=_check_sku)
     """hardware-catalog id ('h100-sxm5-80gb', 'mi250x', 'cpu' for none)"""
-    gpus: int
+    gpus: int = spec(min=0)
     """torch devices per node (LUMI-G: 8 GCDs on 4 MI250X modules)"""
-    device: str
+    device: str = spec(choices=DEVICES)
     """torch device kind of each rank: cuda (also ROCm builds), cpu, or auto (local only)"""
     cpu: str = ""
-    cpu_cores: int | None = None
-    memory_gb: float | None = None
+    cpu_cores: int | None = spec(None, min=0)
+    memory_gb: float | None = spec(None, min=0)
     """host memory per node, GB = 1e9 B"""
     network: str = ""
-    count: int | None = None
+    count: int | None = spec(None, min=0)
     """nodes in the system (or partition) according to the site"""
 
 
@@ -67,11 +101,11 @@ class Queue:
     """One schedulable target: a Slurm partition and/or QoS with its limits."""
 
     name: str
-    partition: str
-    """--partition value; '' when the site routes by QoS alone"""
-    qos: str = ""
-    max_nodes: int | None = None
-    max_time_min: int | None = None
+    partition: str = spec(check=_safe)
+    """--partition value; '' when the site routes by QoS alone (a profile's default: the name)"""
+    qos: str = spec("", check=_safe)
+    max_nodes: int | None = spec(None, min=0)
+    max_time_min: int | None = spec(None, min=0)
     note: str = ""
 
 
@@ -79,18 +113,18 @@ class Queue:
 class SlurmDefaults:
     default_queue: str
     queues: tuple[Queue, ...]
-    gpu_request: str = "gpus_per_node"
+    gpu_request: str = spec("gpus_per_node", choices=GPU_REQUESTS)
     """how GPUs are asked for: --gpus-per-node=N, --gres=gpu:N, or not at all"""
-    gpus_per_node: int = 0
+    gpus_per_node: int = spec(0, min=0)
     """GPUs requested per node; one task per GPU unless tasks_per_node says otherwise"""
-    tasks_per_node: int | None = None
-    cpus_per_task: int | None = None
-    time_min: int = 30
+    tasks_per_node: int | None = spec(None, min=0)
+    cpus_per_task: int | None = spec(None, min=0)
+    time_min: int = spec(30, min=0)
     """default time limit of a job, minutes"""
-    constraint: str = ""
+    constraint: str = spec("", check=_safe)
     exclusive: bool = False
-    srun_args: tuple[str, ...] = ()
-    signal_delay_s: int = 90
+    srun_args: tuple[str, ...] = spec((), check=_safe_each)
+    signal_delay_s: int = spec(90, min=0)
     """USR2 this many seconds before the time limit: submitit checkpoints and requeues"""
     account_required: bool = True
     """jobs need a Slurm account (--account or AIFBENCH_ACCOUNT); every production site does"""
@@ -102,17 +136,17 @@ class SlurmDefaults:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class System:
-    name: str
-    site: str
-    description: str
-    scheduler: str
+    name: str = spec(check=_nonempty)
+    site: str = spec(check=_nonempty)
+    description: str = ""
+    scheduler: str = spec(choices=SCHEDULERS)
     node: Node
     slurm: SlurmDefaults | None
     setup: tuple[str, ...] = ()
     """shell lines run in the job script before srun (module loads, container, venv)"""
     env: tuple[tuple[str, str], ...] = ()
     """NCCL / network variables exported in the job script (values are shell-quoted)"""
-    python: str = ""
+    python: str = spec("", check=_python)
     """interpreter on the compute nodes; '' = the one running aifbench"""
     sources: tuple[str, ...] = ()
     unconfirmed: tuple[str, ...] = ()
@@ -152,134 +186,49 @@ def load_system(name_or_path: str) -> System:
     return parse_system(read_toml(path), str(path))
 
 
-_TOP = {"name", "site", "description", "scheduler", "python", "sources", "unconfirmed",
-        "node", "slurm", "environment", "acceptance"}
-_NODE = {"arch", "gpu_sku", "gpus", "device", "cpu", "cpu_cores", "memory_gb", "network", "count"}
-_SLURM = {"default_partition", "partitions", "gpu_request", "gpus_per_node", "tasks_per_node",
-          "cpus_per_task", "time_min", "constraint", "exclusive", "srun_args", "signal_delay_s",
-          "account_required"}
-_QUEUE = {"partition", "qos", "max_nodes", "max_time_min", "note"}
-_ENVIRONMENT = {"setup", "vars"}
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Environment:
+    """A profile's [environment] table: job-script lines before srun, exported variables."""
 
-
-def _keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where}: expected a table")
-    for key in table:
-        if key not in allowed:
-            raise one_of(f"key in {where}", key, allowed)
-
-
-_INTS = {"gpus", "cpu_cores", "count", "gpus_per_node", "tasks_per_node", "cpus_per_task", "time_min",
-         "signal_delay_s", "max_nodes", "max_time_min"}
-_BOOLS = {"exclusive", "account_required"}
-_NUMBERS = {"memory_gb"}
-
-
-def _types(where: str, table: Mapping[str, Any]) -> None:
-    """Integers >= 0, booleans, numbers and text where the format says so (one line naming the key)."""
-    for key, value in table.items():
-        if key in _INTS:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            want = "an integer >= 0"
-        elif key in _BOOLS:
-            ok, want = isinstance(value, bool), "true or false"
-        elif key in _NUMBERS:
-            ok, want = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, "a number >= 0"
-        elif isinstance(value, (Mapping, list)):
-            continue
-        else:
-            ok, want = isinstance(value, str), "text"
-        if not ok:
-            raise ConfigError(f"{where}: {key} must be {want}, got {value!r}")
-
-
-def _python(where: str, value: Any) -> str:
-    """The compute nodes' interpreter command, re-quoted word by word: shell syntax stays literal."""
-    try:
-        words = shlex.split(str(value))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: python {value!r}: {exc}") from None
-    return shlex.join(words)
+    setup: tuple[str, ...] = spec((), check=lambda loc, lines: tuple(_setup_line(loc, ln) for ln in lines))
+    vars: Mapping[str, Any] = spec(default_factory=dict)
 
 
 def parse_system(raw: Mapping[str, Any], where: str) -> System:
-    """Validate a profile dictionary (as read from TOML) into a System."""
-    _keys(where, raw, _TOP)
-    _types(where, raw)
-    for key in ("name", "site", "scheduler"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ConfigError(f"{where}: '{key}' (a non-empty string) is required")
-    if raw["scheduler"] not in SCHEDULERS:
-        raise one_of(f"scheduler in {where}", raw["scheduler"], SCHEDULERS)
-    node = _node(raw.get("node", {}), where)
-    slurm = _slurm(raw["slurm"], where) if "slurm" in raw else None
-    if raw["scheduler"] == "slurm" and slurm is None:
+    """Validate a profile dictionary (as read from TOML) into a System (aifbench.typed_toml)."""
+    slurm = _slurm(raw["slurm"], where) if isinstance(raw, Mapping) and "slurm" in raw else None
+    envt = build(Environment, raw.get("environment", {}), where, "environment") if isinstance(raw, Mapping) else None
+    env = tuple((_env_name(where, k), str(v)) for k, v in (envt.vars if envt else {}).items())
+    system = build(System, raw, where, skip=("slurm", "environment"),
+                   given={"slurm": slurm, "path": where, "setup": envt.setup if envt else (), "env": env})
+    if system.scheduler == "slurm" and slurm is None:
         raise ConfigError(f"{where}: scheduler 'slurm' needs a [slurm] table")
-    envt = raw.get("environment", {})
-    _keys(f"{where} [environment]", envt, _ENVIRONMENT)
-    setup = tuple(_setup_line(where, line) for line in envt.get("setup", []))
-    env = tuple((_env_name(where, k), str(v)) for k, v in envt.get("vars", {}).items())
-    return System(name=raw["name"], site=raw["site"], description=str(raw.get("description", "")),
-                  scheduler=raw["scheduler"], node=node, slurm=slurm, setup=setup, env=env,
-                  python=_python(where, raw.get("python", "")), sources=tuple(raw.get("sources", [])),
-                  unconfirmed=tuple(raw.get("unconfirmed", [])), acceptance=dict(raw.get("acceptance", {})),
-                  path=where)
+    return system
 
 
-def _node(raw: Mapping[str, Any], where: str) -> Node:
-    _keys(f"{where} [node]", raw, _NODE)
-    _types(f"{where} [node]", raw)
-    for key in ("arch", "gpu_sku", "gpus", "device"):
-        if key not in raw:
-            raise ConfigError(f"{where} [node]: '{key}' is required")
-    if raw["device"] not in DEVICES:
-        raise one_of(f"node.device in {where}", raw["device"], DEVICES)
-    _check_sku(raw["gpu_sku"], where)
-    return Node(**{k: raw[k] for k in raw})
-
-
-def _check_sku(sku: str, where: str) -> None:
-    from aifbench.hardware import catalog
-
-    ids = catalog.load().ids()
-    if sku not in ids:
-        raise one_of(f"node.gpu_sku in {where} (hardware catalog id)", sku, ids)
-
-
-def _slurm(raw: Mapping[str, Any], where: str) -> SlurmDefaults:
-    _keys(f"{where} [slurm]", raw, _SLURM)
-    _types(f"{where} [slurm]", raw)
+def _slurm(raw: Any, where: str) -> SlurmDefaults:
+    """The [slurm] table: its partitions (one [slurm.partitions.NAME] each) become Queues."""
+    parts = raw.get("partitions", {}) if isinstance(raw, Mapping) else {}
+    if not isinstance(parts, Mapping):
+        raise ConfigError(f"{where}: slurm.partitions must be a table of [slurm.partitions.NAME] tables")
     queues = []
-    for name, q in raw.get("partitions", {}).items():
-        _keys(f"{where} [slurm.partitions.{name}]", q, _QUEUE)
-        _types(f"{where} [slurm.partitions.{name}]", q)
+    for name, q in parts.items():
         check_safe(f"{where}: partition name", name)
-        for key in ("partition", "qos"):
-            if q.get(key):
-                check_safe(f"{where}: partitions.{name}.{key}", q[key])
-        queues.append(Queue(name=name, partition=q.get("partition", name), qos=q.get("qos", ""),
-                            max_nodes=q.get("max_nodes"), max_time_min=q.get("max_time_min"),
-                            note=q.get("note", "")))
-    if not queues:
+        default = {} if isinstance(q, Mapping) and "partition" in q else {"partition": name}
+        queues.append(build(Queue, q, where, f"slurm.partitions.{name}", given={"name": name, **default}))
+    if isinstance(raw, Mapping) and not queues:
         raise ConfigError(f"{where}: [slurm.partitions.NAME] needs at least one entry")
-    default = raw.get("default_partition", queues[0].name)
-    if default not in [q.name for q in queues]:
-        raise one_of(f"default_partition in {where}", default, [q.name for q in queues])
-    if raw.get("gpu_request", "gpus_per_node") not in GPU_REQUESTS:
-        raise one_of(f"slurm.gpu_request in {where}", raw["gpu_request"], GPU_REQUESTS)
-    if raw.get("constraint"):
-        check_safe(f"{where}: slurm.constraint", raw["constraint"])
-    srun_args = tuple(raw.get("srun_args", []))
-    for arg in srun_args:
-        check_safe(f"{where}: slurm.srun_args entry", arg)
-    fields = {k: v for k, v in raw.items() if k not in ("partitions", "default_partition", "srun_args")}
-    return SlurmDefaults(default_queue=default, queues=tuple(queues), srun_args=srun_args, **fields)
+    names = [q.name for q in queues]
+    default = raw.get("default_partition", names[0]) if queues else ""
+    if queues and default not in names:
+        raise one_of(f"default_partition in {where}", default, names)
+    return build(SlurmDefaults, raw, where, "slurm", skip=("partitions", "default_partition"),
+                 given={"default_queue": default, "queues": tuple(queues)})
 
 
 def _setup_line(where: str, line: Any) -> str:
     if not isinstance(line, str) or any(c in line for c in "\n\r\0"):
-        raise ConfigError(f"{where}: each environment.setup entry must be one line of text")
+        raise ConfigError(f"{where}: each entry must be one line of text, got {line!r}")
     return line
 
 
