@@ -31,7 +31,6 @@ from aifbench.distributed import RankInfo
 from aifbench.errors import LaunchError, SkipCase
 from aifbench.plan import Plan
 from aifbench.results.store import ShardWriter
-from aifbench.telemetry.base import NullSampler
 from aifbench.telemetry.config import TelemetryConfig
 from aifbench.telemetry.efficiency import region_efficiency
 from aifbench.telemetry.regions import MAIN, RegionResult, Regions, prefixed
@@ -87,9 +86,7 @@ def _peak_lookup(device_name: str, pci_id: str | None, device: str):
 
 
 def _open_sampler(device: str, telemetry: TelemetryConfig):
-    """The rank's sampler under the plan's telemetry settings (NullSampler with why when off)."""
-    if not telemetry.enabled:
-        return NullSampler(telemetry.off_reason)
+    """The rank's sampler under the plan's telemetry settings (a NullSampler with why when off)."""
     from aifbench.telemetry.select import sampler_for
 
     return sampler_for(device, telemetry)
