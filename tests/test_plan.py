@@ -41,12 +41,13 @@ def suite(tmp_path):
 
 
 def test_plan_is_typed_and_round_trips(suite, tmp_path):
-    telemetry = TelemetryConfig.from_env({"AIFBENCH_TELEMETRY_GPUS": "own", "AIFBENCH_TELEMETRY_RECORD": "t{rank}.jsonl"},
-                                         interval_s=0.05)
+    env = {"AIFBENCH_TELEMETRY_GPUS": "own", "AIFBENCH_TELEMETRY_RECORD": "t{rank}.jsonl"}
+    telemetry = TelemetryConfig.from_env(env, interval_s=0.05)
     plan = build_plan(suite, device="cpu", results_root=tmp_path / "res", telemetry=telemetry, system="local")
     assert plan.run_id.startswith("20") and "-two-" in plan.run_id
     assert all(isinstance(c, Case) for c in plan.cases) and [c.index for c in plan.cases] == [0, 1]
-    assert plan.timing == TimingConfig(warmup=1, repeats=3) and plan.telemetry.gpus == "own"
+    assert plan.timing == TimingConfig(warmup=1, repeats=3)
+    assert (plan.telemetry.gpus, plan.telemetry.record, plan.telemetry.interval_s) == ("own", "t{rank}.jsonl", 0.05)
     assert plan.config_dict() == suite.config_dict() and plan.config_hash == suite.config_hash
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.device = "cuda"  # type: ignore[misc]
@@ -90,8 +91,8 @@ def test_a_rank_uses_the_plans_settings_not_its_environment(suite, tmp_path):
     plan_file = plan.save(tmp_path / "plan.json")
     assert Plan.load(plan_file).telemetry.gpus == "own"
     rank_env = {k: v for k, v in os.environ.items() if not k.startswith("AIFBENCH_TELEMETRY")}
-    proc = subprocess.run([sys.executable, "-m", "aifbench.worker", str(plan_file)], env=dict(rank_env, AIFBENCH_TELEMETRY="off"),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "aifbench.worker", str(plan_file)],
+                          env=dict(rank_env, AIFBENCH_TELEMETRY="off"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     runs = load([plan.run_dir]).runs
     assert runs["telemetry"].iloc[0].startswith("replay: h100_node_4gpu.jsonl"), runs["telemetry"].iloc[0]
