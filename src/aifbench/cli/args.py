@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aifbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aifbench.telemetry.config import TelemetryConfig
 
 STORE = Path("results")
 """the default results store, relative to the working directory"""
@@ -76,7 +80,7 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
                         help=f"telemetry sampling rate during timed regions; 0 disables (default: {DEFAULT_HZ:g})")
 
 
-def telemetry_settings(args: argparse.Namespace):
+def telemetry_settings(args: argparse.Namespace) -> "TelemetryConfig":
     """The run's TelemetryConfig from --telemetry-hz and the AIFBENCH_TELEMETRY* environment,
     read here once: the plan carries it to every rank. A bad value is a ConfigError (exit 2)."""
     from aifbench.telemetry.config import TelemetryConfig, interval_from_hz
