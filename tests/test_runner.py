@@ -9,9 +9,10 @@ from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
 from aifbench.cli import main
 from aifbench.config import load_suite
 from aifbench.errors import CorrectnessError
-from aifbench.plan import Plan
+from aifbench.plan import build_plan
 from aifbench.results.store import load
 from aifbench.runner import execute
+from aifbench.telemetry.config import TelemetryConfig
 from tests.conftest import write
 
 CALLS: list[str] = []
@@ -71,7 +72,7 @@ def test_failure_in_the_middle_is_recorded_and_the_suite_goes_on(tmp_path, capsy
 
 def test_resume_keeps_completed_cases_and_reruns_failed_ones(tmp_path):
     suite = load_suite(str(write(tmp_path / "probe.toml", SUITE)))
-    plan = Plan.from_suite(suite, run_id="resume-run", device="cpu", results_root=tmp_path, telemetry_interval_s=0)
+    plan = build_plan(suite, run_id="resume-run", device="cpu", results_root=tmp_path, telemetry=TelemetryConfig(interval_s=0))
     CALLS.clear()
     execute(plan)
     first = load([tmp_path]).metrics
@@ -122,7 +123,7 @@ def test_interrupted_run_and_empty_measurement_are_not_ok(tmp_path, monkeypatch)
     from aifbench.runner import _run_case
 
     suite = load_suite(str(write(tmp_path / "probe.toml", SUITE)))
-    plan = Plan.from_suite(suite, run_id="int-run", device="cpu", results_root=tmp_path, telemetry_interval_s=0)
+    plan = build_plan(suite, run_id="int-run", device="cpu", results_root=tmp_path, telemetry=TelemetryConfig(interval_s=0))
     monkeypatch.setattr(Probe, "measure", lambda self, timer: Measurement())
     calls = []
 

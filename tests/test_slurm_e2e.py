@@ -96,7 +96,7 @@ def test_smoke_suite_on_one_node(aifbench_cli, tmp_path):
     record = slurm.Submission.load(run_dir)
     res = load([run_dir])
     statuses = res.metrics.drop_duplicates("case_id")["status"]
-    assert len(statuses) == len(json.loads((run_dir / "plan.json").read_text())["suite_config"]["cases"])
+    assert len(statuses) == len(json.loads((run_dir / "plan.json").read_text())["suite_cases"])
     assert set(statuses) <= {"ok", "skipped"} and (statuses == "ok").sum() >= 5
     run = res.runs.iloc[0]
     assert (run.launcher, run.system, run.partition, run.slurm_job_id) == ("slurm", "local-slurm", "debug",

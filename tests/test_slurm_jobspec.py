@@ -119,10 +119,11 @@ def test_a_suite_file_is_not_a_job_file(tmp_path):
 
 def test_task_plans_per_mode():
     from aifbench.config import load_suite
-    from aifbench.plan import Plan
+    from aifbench.plan import build_plan
+    from aifbench.telemetry.config import TelemetryConfig
 
     suite = load_suite("smoke", only=["membw"])
-    plan = Plan.from_suite(suite, run_id="r1", device="cpu", results_root="/tmp/x")
+    plan = build_plan(suite, run_id="r1", device="cpu", results_root="/tmp/x", telemetry=TelemetryConfig())
     array = jobspec.resolve("local-slurm", {"mode": "array", "cases_per_task": 3}, env={})
     parts = slurm.task_plans(plan, array)
     assert [p for p, _ in parts] == ["a0", "a1"]

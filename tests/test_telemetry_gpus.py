@@ -11,7 +11,8 @@ import pytest
 from aifbench.errors import ConfigError
 from aifbench.telemetry import amdsmi_device
 from aifbench.telemetry.amdsmi_device import AmdSmiDevice, open_amdsmi_device
-from aifbench.telemetry.gpus import TelemetryUnavailable, check_policy, ranks_on_node, resolve_policy
+from aifbench.telemetry.config import TelemetryConfig, check_policy
+from aifbench.telemetry.gpus import TelemetryUnavailable, ranks_on_node, resolve_policy
 from aifbench.telemetry.nvml_device import NvmlCallError
 from aifbench.telemetry.select import open_sampler
 from aifbench.telemetry.trace import TraceError
@@ -48,11 +49,11 @@ def test_ranks_on_this_node(env, ranks):
 
 
 def test_policy_from_argument_or_environment():
-    assert check_policy(None, {}) == "auto"
-    assert check_policy(None, {"AIFBENCH_TELEMETRY_GPUS": "Visible"}) == "visible"
-    assert check_policy("own", {"AIFBENCH_TELEMETRY_GPUS": "visible"}) == "own"
+    assert TelemetryConfig.from_env({}).gpus == "auto"
+    assert TelemetryConfig.from_env({"AIFBENCH_TELEMETRY_GPUS": "Visible"}).gpus == "visible"
+    assert check_policy("Own") == "own"
     with pytest.raises(ConfigError, match="AIFBENCH_TELEMETRY_GPUS='all': choose one of auto, own, visible"):
-        check_policy(None, {"AIFBENCH_TELEMETRY_GPUS": "all"})
+        TelemetryConfig.from_env({"AIFBENCH_TELEMETRY_GPUS": "all"})
     with pytest.raises(ConfigError, match="choose one of auto, own, visible"):
         open_sampler("cpu", 0.1, gpus="every")
 

@@ -66,11 +66,14 @@ def test_rates_must_be_ordered_and_tf32_is_cuda_only():
     ({"AIFBENCH_TELEMETRY": "off"}, "disabled by AIFBENCH_TELEMETRY=off"),
     ({"AIFBENCH_TELEMETRY_REPLAY": "tests/data/telemetry/gh200_module_power.jsonl"}, "replay: gh200_module_power.jsonl"),
 ])
-def test_skipped_without_a_live_sampler(monkeypatch, env, why):
-    """Telemetry off or replayed: there is no sampler thread whose cost could be measured."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    reason = bench(size=64, dtype="fp32").skip_reason()
+def test_skipped_without_a_live_sampler(env, why):
+    """Telemetry off or replayed (the run's settings, from its environment): there is no sampler
+    thread whose cost could be measured."""
+    from aifbench.telemetry.config import TelemetryConfig
+
+    cls = registry.get("telemetry_overhead")
+    ctx = Context(timing=TimingConfig(warmup=1), telemetry=TelemetryConfig.from_env(env))
+    reason = cls(build_config(cls.Config, {"size": 64, "dtype": "fp32"}, cls.name), ctx).skip_reason()
     assert reason.startswith("no live telemetry sampler to measure here") and why in reason
 
 

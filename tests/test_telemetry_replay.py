@@ -198,7 +198,10 @@ def test_missing_or_unreadable_trace(tmp_path):
         ReplayDevice(tmp_path / "bin.jsonl")
 
 
-def test_replay_through_environment(monkeypatch):
-    monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(DATA / "h100_pcie_ecc.jsonl"))
-    sampler = open_sampler("cpu", 0.1)
+def test_replay_through_environment():
+    from aifbench.telemetry.config import TelemetryConfig
+    from aifbench.telemetry.select import sampler_for
+
+    config = TelemetryConfig.from_env({"AIFBENCH_TELEMETRY_REPLAY": str(DATA / "h100_pcie_ecc.jsonl")})
+    sampler = sampler_for("cpu", config)
     assert sampler.describe().startswith("replay: h100_pcie_ecc.jsonl: NVIDIA H100 PCIe")

@@ -18,7 +18,8 @@ from aifbench.telemetry.efficiency import efficiency_metrics
 from aifbench.telemetry.nvml import NvmlSampler
 from aifbench.telemetry.nvml_device import NvmlCallError, PynvmlDevice, TelemetryUnavailable, cuda_index, open_nvml_device
 from aifbench.telemetry.sampling import suspended
-from aifbench.telemetry.select import open_sampler
+from aifbench.telemetry.config import TelemetryConfig
+from aifbench.telemetry.select import open_sampler, sampler_for
 
 
 def busy(seconds: float) -> None:
@@ -237,11 +238,12 @@ def test_cuda_index_parsing():
         cuda_index("cuda:x")
 
 
-def test_open_sampler_choices(monkeypatch):
+def test_open_sampler_choices():
     assert isinstance(open_sampler("cpu", 0.1), CpuSampler)
     assert "no telemetry backend for device 'mps'" in open_sampler("mps", 0.1).describe()
-    monkeypatch.setenv("AIFBENCH_TELEMETRY", "off")
-    assert open_sampler("cpu", 0.1).describe() == "unavailable: disabled by AIFBENCH_TELEMETRY=off"
+    off = TelemetryConfig.from_env({"AIFBENCH_TELEMETRY": "off"})
+    assert sampler_for("cpu", off).describe() == "unavailable: disabled by AIFBENCH_TELEMETRY=off"
+    assert sampler_for("cpu", TelemetryConfig(interval_s=0)).describe() == "unavailable: telemetry disabled (interval 0)"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -254,20 +256,19 @@ def test_open_sampler_rejects_bad_settings(kwargs, message):
         open_sampler("cpu", **kwargs)
 
 
-def test_min_clock_fraction_from_environment(monkeypatch):
+def test_min_clock_fraction_from_environment():
     from pathlib import Path
 
     trace = Path(__file__).parent / "data" / "telemetry" / "h100_sxm_throttle.jsonl"
-    monkeypatch.setenv("AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION", "0.9")  # 1732 MHz < 0.9 x 1980
-    sampler = open_sampler("cuda:0", 0.1, trace_path=trace)
+    env = {"AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION": "0.9"}  # 1732 MHz < 0.9 x 1980
+    sampler = sampler_for("cuda:0", TelemetryConfig.from_env(env).replace(replay=str(trace)))
     with sampler.window("a"):
         pass
     with sampler.window("b") as win:
         pass
     assert "low_sm_clock" in win.flags
-    monkeypatch.setenv("AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION", "lots")
     with pytest.raises(ConfigError, match="AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION"):
-        open_sampler("cpu", 0.1)
+        TelemetryConfig.from_env({"AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION": "lots"})
 
 
 def test_efficiency_metrics():
@@ -329,20 +330,20 @@ def test_tokens_per_joule_uses_the_per_device_rate():
     assert eff.value == pytest.approx(4.0) and "tokens_per_s_per_device(median)" in eff.detail
 
 
-def test_settings_checked_where_the_run_is_planned(monkeypatch, tmp_path):
-    from aifbench.telemetry.select import check_settings
+def test_settings_checked_where_the_run_is_planned(tmp_path):
+    def check_settings(interval_s, **env):
+        return TelemetryConfig.from_env(env, interval_s=interval_s)
 
     check_settings(0.1)
-    check_settings(0.0)  # telemetry off: nothing to check
+    check_settings(0.0, AIFBENCH_TELEMETRY_GPUS="some")  # telemetry off: nothing to check
     with pytest.raises(ConfigError, match=r"0.001..60 s \(0.0167..1000 Hz\), got 0.0002 s \(5000 Hz\)"):
         check_settings(0.0002)
-    monkeypatch.setenv("AIFBENCH_TELEMETRY_REPLAY", str(tmp_path / "gone.jsonl"))
     with pytest.raises(ConfigError, match="cannot read telemetry trace .*gone.jsonl"):
-        check_settings(0.1)
-    monkeypatch.delenv("AIFBENCH_TELEMETRY_REPLAY")
-    monkeypatch.setenv("AIFBENCH_TELEMETRY_GPUS", "some")
+        check_settings(0.1, AIFBENCH_TELEMETRY_REPLAY=str(tmp_path / "gone.jsonl"))
     with pytest.raises(ConfigError, match="choose one of auto, own, visible"):
-        check_settings(0.1)
+        check_settings(0.1, AIFBENCH_TELEMETRY_GPUS="some")
+    with pytest.raises(ConfigError, match="AIFBENCH_TELEMETRY='of': choose on or off"):
+        check_settings(0.1, AIFBENCH_TELEMETRY="of")
 
 
 def test_nvml_fields_refused_for_good_are_not_requested_again():

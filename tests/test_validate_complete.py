@@ -17,9 +17,10 @@ import pytest
 
 from aifbench.cli import main
 from aifbench.config import load_suite
-from aifbench.plan import Plan
+from aifbench.plan import build_plan
 from aifbench.results.store import load
 from aifbench.runner import execute
+from aifbench.telemetry.config import TelemetryConfig
 
 from .conftest import write
 
@@ -43,8 +44,8 @@ def _validate(root: Path, *extra: str) -> int:
 def test_interrupted_run_is_incomplete(tmp_path, capsys):
     """The runner stops after its first case (as Ctrl-C would): 2 of 3 cases never ran."""
     suite = load_suite(str(write(tmp_path / "three.toml", SUITE)))
-    plan = Plan.from_suite(suite, run_id="20261204T200000Z-three-00000a", device="cpu",
-                           results_root=tmp_path / "res", telemetry_interval_s=0)
+    plan = build_plan(suite, run_id="20261204T200000Z-three-00000a", device="cpu",
+                      results_root=tmp_path / "res", telemetry=TelemetryConfig(interval_s=0))
 
     def stop_after_first(case, status, reason):
         assert status == "ok", reason

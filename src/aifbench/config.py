@@ -98,15 +98,21 @@ class Suite:
     overrides: tuple[str, ...] = ()
 
     def config_dict(self) -> dict[str, Any]:
-        return {"suite": self.name, "path": self.path, "overrides": list(self.overrides),
-                "timing": dataclasses.asdict(self.timing),
-                "cases": [{"case_id": c.case_id, "benchmark": c.benchmark, "params": c.params} for c in self.cases]}
+        return suite_config(self.name, self.path, self.overrides, self.timing, self.cases)
 
     @property
     def config_hash(self) -> str:
         body = self.config_dict()
         body.pop("path")
         return hashlib.sha256(_canonical(body).encode()).hexdigest()[:16]
+
+
+def suite_config(name: str, path: str, overrides: tuple[str, ...], timing: TimingConfig,
+                 cases: tuple[Case, ...]) -> dict[str, Any]:
+    """A suite's config as stored in runs.config (Suite.config_dict, Plan.config_dict); config_hash
+    hashes it without its path."""
+    return {"suite": name, "path": path, "overrides": list(overrides), "timing": dataclasses.asdict(timing),
+            "cases": [{"case_id": c.case_id, "benchmark": c.benchmark, "params": c.params} for c in cases]}
 
 
 def _canonical(obj: Any) -> str:

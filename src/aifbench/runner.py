@@ -31,7 +31,7 @@ from aifbench.errors import LaunchError, SkipCase
 from aifbench.plan import Plan
 from aifbench.results import rows
 from aifbench.results.store import ShardWriter
-from aifbench.telemetry.base import NullSampler
+from aifbench.telemetry.config import TelemetryConfig
 from aifbench.telemetry.efficiency import region_efficiency
 from aifbench.telemetry.regions import MAIN, RegionResult, Regions, prefixed
 from aifbench.timing import Timer
@@ -76,7 +76,7 @@ def build_context(plan: Plan, info: RankInfo, device: str, device_name: str, pci
     peak_lookup = _peak_lookup(device_name, pci_id, device)
     return Context(device=device, device_name=device_name, rank=info.rank, world_size=info.world_size,
                    local_rank=info.local_rank, timing=plan.timing, peak_lookup=peak_lookup,
-                   distributed=info.distributed)
+                   distributed=info.distributed, telemetry=plan.telemetry)
 
 
 def _peak_lookup(device_name: str, pci_id: str | None, device: str):
@@ -85,12 +85,11 @@ def _peak_lookup(device_name: str, pci_id: str | None, device: str):
     return catalog.peak_lookup_for(device_name, pci_id, device=device)
 
 
-def _open_sampler(device: str, interval_s: float):
-    if interval_s <= 0:
-        return NullSampler("telemetry disabled (interval 0)")
-    from aifbench.telemetry.select import open_sampler
+def _open_sampler(device: str, telemetry: TelemetryConfig):
+    """The rank's sampler under the plan's telemetry settings (a NullSampler with why when off)."""
+    from aifbench.telemetry.select import sampler_for
 
-    return open_sampler(device, interval_s)
+    return sampler_for(device, telemetry)
 
 
 def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | None = None) -> RunSummary:
@@ -105,7 +104,7 @@ def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | No
     ctx = build_context(plan, info, device, prov["device_name"], prov.get("gpu_pci_device_id"))
     writer = ShardWriter(Path(plan.results_root), plan.run_id, info.rank, plan.part)
     kept = _resume(writer, info.distributed)
-    sampler = _open_sampler(device, plan.telemetry_interval_s)
+    sampler = _open_sampler(device, plan.telemetry)
     run_row = _run_row(plan, info, prov, sampler.describe())
     summary = RunSummary(plan.run_id)
     try:  # from the first runs row on: an interrupt (KeyboardInterrupt) still ends in status=interrupted
@@ -164,7 +163,7 @@ def _run_row(plan: Plan, info: RankInfo, prov: dict[str, Any], telemetry: str) -
     row.update(schema_version=SCHEMA_VERSION, run_id=plan.run_id, rank=info.rank, world_size=info.world_size,
                task=plan.part, suite=plan.suite, system=plan.system, partition=plan.partition,
                launcher=plan.launcher, status="running", started_utc=now_utc(), ended_utc=None,
-               config=json.dumps(plan.suite_config, sort_keys=True), config_hash=plan.config_hash,
+               config=json.dumps(plan.config_dict(), sort_keys=True), config_hash=plan.config_hash,
                telemetry=telemetry)
     return row
 

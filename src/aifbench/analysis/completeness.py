@@ -43,7 +43,7 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
         world = int(runs["world_size"].max())
     elif plan_file is not None and plan_file.is_file() and metrics is not None and len(metrics):
         try:
-            texts, where = [json.dumps(json.loads(plan_file.read_text())["suite_config"])], plan_file.name
+            texts, where = [json.dumps(_plan_cases(json.loads(plan_file.read_text())))], plan_file.name
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{why} (no runs rows, and {plan_file}: {type(exc).__name__}: {exc})") from None
         world = int(metrics["world_size"].max())
@@ -51,6 +51,11 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
         raise ConfigError(f"{why} (no runs rows: every runs.rank*.parquet shard is missing or unreadable)")
     cases = _cases([str(t) for t in texts], f"{why} ({where} is not a plan with cases")
     return RunPlan(cases, world)
+
+
+def _plan_cases(data: dict) -> dict:
+    """{"cases": [...]} of a plan.json: Plan.to_json's suite_cases, or an earlier plan's suite_config."""
+    return data["suite_config"] if "suite_config" in data else {"cases": data["suite_cases"]}
 
 
 def _cases(texts: list[str], error: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from aifbench.measurement import Measurement, Metric  # noqa: F401 (the benchmark API)
+from aifbench.telemetry.config import TelemetryConfig
 from aifbench.timing import Timer, TimingConfig, TimingStats
 
 PeakLookup = Callable[[str], "tuple[float | None, str]"]
@@ -42,6 +43,8 @@ class Context:
     """kind -> (peak in the metric's unit, source); kinds like 'tflops:bf16', 'hbm_gbps', 'host_link_gbps'"""
     distributed: bool = False
     """torch.distributed is initialised across world_size ranks"""
+    telemetry: TelemetryConfig = TelemetryConfig()
+    """the run's telemetry settings (plan.telemetry), for a benchmark that opens samplers itself"""
 
     @property
     def is_cuda(self) -> bool:

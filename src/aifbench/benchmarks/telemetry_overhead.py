@@ -71,10 +71,11 @@ class TelemetryOverhead(Benchmark):
         self.operands = self._call = None
 
     def _sampler(self, hz: float):
-        """A sampler like the runner's for this device, polling at `hz`, never recording a trace."""
-        from aifbench.telemetry.select import open_sampler
+        """A sampler like the runner's for this device (the run's telemetry settings), polling at
+        `hz`, never recording a trace."""
+        from aifbench.telemetry.select import sampler_for
 
-        return open_sampler(self.ctx.device, 1.0 / hz, record=False)
+        return sampler_for(self.ctx.device, self.ctx.telemetry.replace(interval_s=1.0 / hz), record=False)
 
     def measure(self, timer: Timer) -> Measurement:
         from aifbench.telemetry.sampling import suspended

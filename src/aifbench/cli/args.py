@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aifbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aifbench.telemetry.config import TelemetryConfig
 
 STORE = Path("results")
 """the default results store, relative to the working directory"""
@@ -62,3 +66,23 @@ def selected_results(args: argparse.Namespace) -> list[Path]:
         print(f"aifbench: warning: positional results paths are deprecated; use --results {given.split()[0]}"
               f"{' (once per path)' if len(args.legacy_results) > 1 else ''}", file=sys.stderr)
     return [*args.results_opt, *args.legacy_results]
+
+
+def add_plan_options(parser: argparse.ArgumentParser) -> None:
+    """`--set`, `--only`, `--telemetry-hz`: how a suite is planned, for `run` and `submit` alike."""
+    from aifbench.telemetry.config import DEFAULT_HZ
+
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override: timing.repeats=3, gemm.m=256, 'gemm.dtype=[\"fp32\",\"bf16\"]' (repeatable)")
+    parser.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None,
+                        metavar="B1,B2", help="run only these benchmarks of the suite")
+    parser.add_argument("--telemetry-hz", type=float, default=DEFAULT_HZ, metavar="HZ",
+                        help=f"telemetry sampling rate during timed regions; 0 disables (default: {DEFAULT_HZ:g})")
+
+
+def telemetry_settings(args: argparse.Namespace) -> "TelemetryConfig":
+    """The run's TelemetryConfig from --telemetry-hz and the AIFBENCH_TELEMETRY* environment,
+    read here once: the plan carries it to every rank. A bad value is a ConfigError (exit 2)."""
+    from aifbench.telemetry.config import TelemetryConfig, interval_from_hz
+
+    return TelemetryConfig.from_env(os.environ, interval_s=interval_from_hz(args.telemetry_hz))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aifbench.cli.args import add_format_option, add_results_option, check_store
+from aifbench.cli.args import add_format_option, add_plan_options, add_results_option, check_store, telemetry_settings
 from aifbench.errors import ConfigError, LaunchError, UnsupportedHardwareError
 
 
@@ -13,18 +13,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a suite on this machine (no scheduler needed)",
                        description="Run a benchmark suite here: in-process, or --nproc N local processes.")
     p.add_argument("suite", help="suite name (see 'aifbench list') or path to a suite TOML")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override: timing.repeats=3, gemm.m=256, 'gemm.dtype=[\"fp32\",\"bf16\"]' (repeatable)")
-    p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None,
-                   metavar="B1,B2", help="run only these benchmarks of the suite")
+    add_plan_options(p)
     add_results_option(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="cuda when a GPU is visible (auto), or force one")
     p.add_argument("--nproc", type=int, default=1, metavar="N", help="ranks on this machine (collectives; one per GPU)")
     p.add_argument("--system", default="local", metavar="NAME|PROFILE.toml",
                    help="system profile whose name is recorded with the results (default: local; see 'aifbench systems')")
-    p.add_argument("--telemetry-hz", type=float, default=10.0, metavar="HZ",
-                   help="telemetry sampling rate during timed regions; 0 disables (default: 10)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the cases and which of them this device would skip; run nothing")
     add_format_option(p)
@@ -58,13 +53,10 @@ def check_nproc(nproc: int, device: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from aifbench.config import load_suite
-    from aifbench.plan import Plan
-    from aifbench.results.store import new_run_id
+    from aifbench.plan import build_plan
     from aifbench.systems import load_system
 
-    from aifbench.telemetry.select import interval_from_hz
-
-    interval_s = interval_from_hz(args.telemetry_hz)
+    telemetry = telemetry_settings(args)
     suite = load_suite(args.suite, args.overrides, args.only)
     system = load_system(args.system).name  # a typo would mislabel the results: unknown names are refused
     device = resolve_device(args.device)
@@ -76,9 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"aifbench: every case of suite {suite.name} ({len(skips)}) would be skipped on device {device}, so "
               f"nothing ran and nothing was stored; first reason: {skips[0]}", file=sys.stderr)
         return 0
-    plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=device, results_root=check_store(args.results),
-                           system=system, launcher="inprocess" if args.nproc == 1 else "local",
-                           telemetry_interval_s=interval_s)
+    plan = build_plan(suite, device=device, results_root=check_store(args.results), telemetry=telemetry,
+                      system=system, launcher="inprocess" if args.nproc == 1 else "local")
     from aifbench.worker import Interrupted, stop_on_signals
 
     try:  # SIGINT/SIGTERM: completed cases stay, the runs rows say interrupted (launch stops the workers)

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from aifbench.cli.args import add_format_option, add_results_option, check_store
+from aifbench.cli.args import add_format_option, add_plan_options, add_results_option, check_store, telemetry_settings
 from aifbench.errors import ConfigError, LaunchError
 
 
@@ -68,11 +68,8 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--array-parallelism", type=int, metavar="K", help="array tasks running at once (default 16)")
     p.add_argument("--cases-per-task", type=int, metavar="C", help="array/packed: cases per task (default 1)")
     p.add_argument("--job-name", dest="name", metavar="NAME")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="suite override, as for 'run' (repeatable)")
-    p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None, metavar="B1,B2")
+    add_plan_options(p)
     _results_arg(p)
-    p.add_argument("--telemetry-hz", type=float, default=10.0, metavar="HZ", help="0 disables (default 10)")
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script; submit nothing")
     p.add_argument("--wait", action="store_true", help="block until the jobs end, then collect")
     p.add_argument("--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds")
@@ -86,10 +83,8 @@ def build_submission(args: argparse.Namespace):
     """(plan, request) from the arguments and the job file; raises ConfigError on bad input."""
     from aifbench.config import load_suite
     from aifbench.launch import jobspec
-    from aifbench.plan import Plan
-    from aifbench.results.store import new_run_id
+    from aifbench.plan import build_plan
     from aifbench.systems import list_systems, load_system
-    from aifbench.telemetry.select import interval_from_hz
 
     job = jobspec.find_job(args.target) or {}
     suite_name = job.get("suite", args.target)
@@ -101,15 +96,14 @@ def build_submission(args: argparse.Namespace):
                                            "reservation", "qos", "mode", "array_parallelism", "cases_per_task", "name")}
     options = {**{k: v for k, v in job.items() if k not in ("suite", "system", "set", "only")},
                **{k: v for k, v in flags.items() if v is not None}}
-    telemetry_interval_s = interval_from_hz(args.telemetry_hz)
+    telemetry = telemetry_settings(args)
     device = _local_device() if system.scheduler == "local" and system.node.device == "auto" else None
     req = jobspec.resolve(system, options, device=device)
     suite = load_suite(suite_name, [*job.get("set", []), *args.overrides], args.only or job.get("only"))
     results = _safe_results(args.results)
-    plan = Plan.from_suite(suite, run_id=new_run_id(suite.name), device=req.device, results_root=results,
-                           system=system.name, partition=req.queue.partition or req.queue.name,
-                           launcher="slurm" if system.scheduler == "slurm" else "local",
-                           telemetry_interval_s=telemetry_interval_s)
+    plan = build_plan(suite, device=req.device, results_root=results, telemetry=telemetry, system=system.name,
+                      partition=req.queue.partition or req.queue.name,
+                      launcher="slurm" if system.scheduler == "slurm" else "local")
     return plan, req
 
 

@@ -1,6 +1,6 @@
 """Which GPUs a rank samples, and where the rank's torch device sits on the PCI bus.
 
-Policy (`gpus`):
+Policy (`gpus`, TelemetryConfig.gpus: aifbench.telemetry.config.POLICIES):
   own      only the rank's own device (the GPU behind its torch device)
   visible  the rank's own device first, then every other GPU visible to the process
            (torch.cuda.device_count(): CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES apply)
@@ -23,26 +23,13 @@ import re
 from typing import Mapping
 
 from aifbench.distributed import rank_info
-from aifbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("auto", "own", "visible")
 
 
 class TelemetryUnavailable(Exception):
     """GPU telemetry cannot be used here; str(exc) is the reason recorded in runs.telemetry."""
-
-
-def check_policy(value: str | None, env: Mapping[str, str] | None = None) -> str:
-    """The policy from the argument, else AIFBENCH_TELEMETRY_GPUS, else 'auto'."""
-    env = os.environ if env is None else env
-    text = value if value is not None else (env.get("AIFBENCH_TELEMETRY_GPUS") or "auto")
-    policy = str(text).strip().lower()
-    if policy not in POLICIES:
-        where = "" if value is not None else "AIFBENCH_TELEMETRY_GPUS="
-        raise ConfigError(f"telemetry GPUs {where}{text!r}: choose one of {', '.join(POLICIES)}")
-    return policy
 
 
 def resolve_policy(policy: str, env: Mapping[str, str] | None = None) -> str:

@@ -22,14 +22,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from aifbench.measurement import Metric
-from aifbench.errors import ConfigError
 from aifbench.telemetry.base import Window
+from aifbench.telemetry.config import DEFAULT_INTERVAL_S, check_interval  # noqa: F401 (sampling's names too)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_INTERVAL_S = 0.1  # 10 Hz: NVML calls serialise in the driver; stay at <= 10-20 Hz
-MIN_INTERVAL_S = 0.001
-MAX_INTERVAL_S = 60.0
 
 _samplers: "weakref.WeakSet[PollingSampler]" = weakref.WeakSet()
 _pause_lock = threading.Lock()
@@ -49,16 +45,6 @@ def suspended() -> Iterator[None]:
         with _pause_lock:
             for s in paused:
                 s._paused -= 1
-
-
-def check_interval(interval_s: float) -> float:
-    """The interval in s, or ConfigError naming the allowed range in s and in Hz."""
-    value = float(interval_s)
-    if not (MIN_INTERVAL_S <= value <= MAX_INTERVAL_S):  # also rejects NaN
-        rate = f" ({1 / value:g} Hz)" if value > 0 else ""
-        raise ConfigError(f"telemetry interval must be {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} s "
-                          f"({1 / MAX_INTERVAL_S:.3g}..{1 / MIN_INTERVAL_S:g} Hz), got {value:g} s{rate}")
-    return value
 
 
 @dataclass

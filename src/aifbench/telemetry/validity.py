@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 from aifbench.measurement import Metric
 from aifbench.telemetry import fields as F
+from aifbench.telemetry.config import DEFAULT_MIN_CLOCK_FRACTION
 from aifbench.telemetry.sampling import Sample, series, time_mean
 
-DEFAULT_MIN_CLOCK_FRACTION = 0.6
 LOW_CLOCK_RULE = ("low_sm_clock when the mean SM clock of the busy (not GpuIdle) samples is below "
-                  "0.6 x the maximum SM clock (AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION). Source: an H200 SXM "
+                  "0.6 x the maximum SM clock (TelemetryConfig.min_clock_fraction, from AIFBENCH_TELEMETRY_MIN_CLOCK_FRACTION). Source: an H200 SXM "
                   "at its default 700 W limit sustains 1350-1630 MHz of 1980 (0.68-0.82 x max) in dense "
                   "bf16/fp8 GEMM (measured 2026-12-04, shared H200 README); below 0.6 is slower than any "
                   "power-capped sample seen")
