@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve_device(requested: str) -> str:
-    """auto | cpu | cuda -> the device kind here (launch.local.resolve_device)."""
-    from aifbench.launch.local import resolve_device as local_device
+    """auto | cpu | cuda -> the device kind here (launch.base.local_device)."""
+    from aifbench.launch.base import local_device
 
     return local_device(requested)
 

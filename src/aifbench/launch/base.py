@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, UnsupportedHardwareError
 
 if TYPE_CHECKING:  # annotations only: `aifbench --help` imports none of these
     from aifbench.launch.cluster import JobInfo
@@ -29,6 +29,19 @@ if TYPE_CHECKING:  # annotations only: `aifbench --help` imports none of these
 
 CaseDone = Callable[[str, str], None]
 """progress callback of a foreground run: (case id, what happened to it) as each case ends"""
+
+
+def local_device(requested: str) -> str:
+    """auto | cpu | cuda -> the device kind of ranks on this machine (UnsupportedHardwareError)."""
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise UnsupportedHardwareError("--device cuda: no CUDA GPU is visible here "
+                                       "(torch.cuda.is_available() is False); use --device cpu")
+    if requested == "auto":
+        return "cuda" if has_cuda else "cpu"
+    return requested
 
 
 class NotSupported(ConfigError):

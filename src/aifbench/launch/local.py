@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Callable
 
-from aifbench.errors import LaunchError, UnsupportedHardwareError
+from aifbench.errors import LaunchError
 from aifbench.launch.base import CaseDone, ForegroundLauncher
 from aifbench.launch.jobspec import JobRequest, Submission
 from aifbench.plan import Plan
@@ -70,19 +70,6 @@ def _rank0_cases(plan: Plan, on_case: CaseDone):
             on_case(case_id, "finished on rank 0")
 
     return poll
-
-
-def resolve_device(requested: str) -> str:
-    """auto | cpu | cuda -> the device kind of ranks on this machine (UnsupportedHardwareError)."""
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    if requested == "cuda" and not has_cuda:
-        raise UnsupportedHardwareError("--device cuda: no CUDA GPU is visible here "
-                                       "(torch.cuda.is_available() is False); use --device cpu")
-    if requested == "auto":
-        return "cuda" if has_cuda else "cpu"
-    return requested
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from aifbench.errors import ConfigError
+from aifbench.launch.base import local_device
 from aifbench.launch.jobspec import LOG_DIR, JobRequest, Submission, TaskRecord, check_limit, common_fields, int_opt
 from aifbench.launch.submitit_base import (SubmititLauncher, SubmititTask, python_command, state_from_files,
                                            states_by_run)
@@ -49,9 +50,7 @@ class SubmititLocalLauncher(SubmititLauncher):
         tasks = int_opt(opts, "tasks_per_node", 1, 1)
         check_limit("tasks_per_node", tasks, 64, f"system {system.name}")
         if device is None and system.node.device == "auto":  # the job runs here: look at this machine
-            from aifbench.launch.local import resolve_device
-
-            device = resolve_device("auto")
+            device = local_device("auto")
         return JobRequest(system=system, queue=Queue(name="local", partition=""), nodes=1, tasks_per_node=tasks,
                           gpus_per_node=0, cpus_per_task=None, time_min=int_opt(opts, "time_min", 60, 1),
                           **common_fields(opts, device or system.node.device))
