@@ -53,7 +53,7 @@ _PRIVATE = {"account": "--account or AIFBENCH_ACCOUNT", "reservation": "--reserv
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JobRequest:
-    """Everything the Slurm launcher needs, validated; units in names."""
+    """Everything a launcher needs, validated by its backend's resolve; units in names."""
 
     system: System
     queue: Queue

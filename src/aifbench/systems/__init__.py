@@ -30,6 +30,7 @@ SAFE_VALUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+@,=/-]*$")
 """partition, QoS, account, constraint, gres: letters, digits and _ . : + @ , = / - only"""
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCHEDULERS = ("slurm", "local")
+"""the keys of launch.BACKENDS, one launcher each (systems sits below launch: a test keeps them equal)"""
 DEVICES = ("cuda", "cpu", "auto")
 GPU_REQUESTS = ("gpus_per_node", "gres", "none")
 
