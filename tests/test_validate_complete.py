@@ -203,3 +203,22 @@ def test_no_runs_rows_reads_the_plan_file(tmp_path, capsys):
     assert "| incomplete | complete: every case of the plan on every rank | 1 of 3 case(s) missing on some rank |" in out
     assert "never ran: no rows from any of its 2 rank(s) (0002-hostlink-0000beef)" in out
     assert out.count("| fail | ran: ") == 2  # rank 1's failed rows still fail their cases
+
+
+def test_runs_listing_applies_validates_completeness_rule(two_ranks, tmp_path):
+    """`aifbench runs` and validate share one rule (completeness.missing_ranks): with rank 1's
+    metrics of one case gone (its runs row intact) both call the run incomplete; whole, both complete."""
+    from aifbench.analysis import runs as run_list
+    from aifbench.results.store import ShardWriter
+
+    run_dir = _copy(two_ranks, tmp_path)
+    assert run_list.summary(load([run_dir])).loc[0, "status"] == "ok"
+    metrics = load([run_dir]).metrics
+    rank1 = metrics[metrics["rank"] == 1]
+    dropped = rank1["case_id"].iloc[0]
+    writer = ShardWriter(run_dir.parent, run_dir.name, 1, "main")
+    writer.replace("metrics", rank1[rank1["case_id"] != dropped].to_dict("records"))
+    writer.flush()
+    row = run_list.summary(load([run_dir])).iloc[0]
+    assert row["status"] == "incomplete" and not row["complete"] and row["cases"] == metrics["case_id"].nunique()
+    assert _validate(run_dir.parent) == 1

@@ -6,7 +6,7 @@ their ids, the union over ranks and array tasks) has rows from every rank 0 .. w
 missing, empty or unreadable shards count as missing. It is fully judged when every reference
 that applies to a GPU model the run ran on judged at least one row. Otherwise validate's
 verdict is INCOMPLETE (validate.Report.verdict). A plan that cannot be read is a ConfigError
-(one line, exit 2). Imported by validate.validate() at call time (this module uses its Check).
+(one line, exit 2).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 
 from aifbench.analysis.data import case_label
 from aifbench.analysis.references import Reference
-from aifbench.analysis.validate import Check, Slot
+from aifbench.analysis.checks import Check, Slot
 from aifbench.errors import ConfigError
 
 

@@ -11,34 +11,36 @@ status (of the whole run, from its ranks' runs rows and its metrics rows):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from aifbench.analysis.completeness import RunPlan, missing_ranks, read_plan
+from aifbench.errors import ConfigError
 from aifbench.results import store
 from aifbench.results.store import Results
 
 INCOMPLETE = ("running", "interrupted", "incomplete")
 
 
-def _planned_cases(config: str) -> int | None:
+def _plan(ranks: pd.DataFrame, cases: pd.DataFrame) -> RunPlan | None:
+    """The plan the ranks recorded (completeness.read_plan); None when it cannot be read."""
     try:
-        return len(json.loads(config)["cases"])
-    except (ValueError, KeyError, TypeError):
+        return read_plan(ranks, str(ranks["run_id"].iloc[0]), cases)
+    except ConfigError:
         return None
 
 
-def _status(ranks: pd.DataFrame, cases: pd.DataFrame) -> str:
+def _status(ranks: pd.DataFrame, cases: pd.DataFrame, plan: RunPlan | None) -> str:
+    """The completeness rule is validate's (completeness.missing_ranks); without a readable plan
+    (older runs) only the ranks of the runs rows are checked against the world size."""
     states = set(ranks["status"].astype(str))
     if "interrupted" in states:
         return "interrupted"
     if "running" in states:
         return "running"
     world = int(ranks["world_size"].max())
-    planned = _planned_cases(str(ranks["config"].iloc[0]))
-    have = cases.drop_duplicates(["case_id", "rank"])
-    if ranks["rank"].nunique() < world or (planned is not None and len(have) < planned * world):
+    if ranks["rank"].nunique() < world or (plan is not None and missing_ranks(plan, cases)):
         return "incomplete"
     return "failed" if "failed" in states or (cases["status"] == "failed").any() else "ok"
 
@@ -55,11 +57,12 @@ def summary(results: Results) -> pd.DataFrame:
             lambda s: "failed" if (s == "failed").any() else "skipped" if (s == "skipped").all() else "ok")
         first = ranks.sort_values("rank").iloc[0]
         started, ended = ranks["started_utc"].min(), ranks["ended_utc"].max()
-        status = _status(ranks, cases)
+        plan = _plan(ranks, cases)
+        status = _status(ranks, cases, plan)
         rows.append({"run_id": str(run_id), "suite": first["suite"], "system": first["system"], "status": status,
                      "complete": status not in INCOMPLETE, "ranks": int(ranks["rank"].nunique()),
                      "world_size": int(ranks["world_size"].max()),
-                     "cases": _planned_cases(str(first["config"])), "ok": int((worst == "ok").sum()),
+                     "cases": len(plan.cases) if plan else None, "ok": int((worst == "ok").sum()),
                      "failed": int((worst == "failed").sum()), "skipped": int((worst == "skipped").sum()),
                      "started_utc": started,
                      "duration_s": None if pd.isna(ended) or status == "running" else (ended - started).total_seconds(),

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from aifbench.analysis import intervals, legacy, outliers
+from aifbench.analysis.checks import Check, Slot, slot  # noqa: F401  (re-exported: validate.Check)
+from aifbench.analysis.completeness import completeness_checks, read_plan, references_judged_check, selected
 from aifbench.analysis.compare import CompareOptions, compare, is_merit
 from aifbench.analysis.data import Selection, case_label, headline
 from aifbench.analysis.references import Reference, check_names
@@ -51,16 +53,6 @@ class ValidateOptions:
     alpha: float = 0.05
     strict: bool = False
     """a reference that judges nothing in the run (skip) fails: acceptance must measure everything"""
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    kind: str       # complete | ran | gpu | reference | outliers-gpu | outliers-node | drift
-    name: str
-    status: str     # pass | fail | skip | inconclusive (an interval straddling a bound: not a pass) | incomplete (kind complete)
-    message: str
-    value: float | None = None
-    unit: str = ""
 
 
 @dataclass
@@ -109,15 +101,6 @@ class Report:
         unjudged = sum(c.status == "skip" for c in refs) - self.refs_elsewhere
         text += f", {unjudged} left unjudged" if unjudged else ""
         return text + (f", {self.refs_elsewhere} for other GPUs" if self.refs_elsewhere else "")
-
-
-Slot = tuple[int, str]
-"""(rank, node): who measured a row. A rank number alone is ambiguous in array jobs, where every
-array task has its own rank 0 on its own node."""
-
-
-def slot(r) -> Slot:
-    return int(r.rank), str(r.node)
 
 
 def gpu_skus(runs: pd.DataFrame) -> dict[Slot, str | None]:
@@ -362,7 +345,6 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     runs row is left (completeness.read_plan)."""
     if opts.flags not in FLAG_POLICIES:
         raise one_of("flag policy", opts.flags, FLAG_POLICIES)
-    from aifbench.analysis.completeness import completeness_checks, read_plan, references_judged_check, selected
 
     check_names(refs)
     metrics = sel.metrics

@@ -15,7 +15,7 @@ the case's compile_backend). Timed as aifbench's own generation is (bench._decod
                            stats mean, ci_low, ci_high; per-round values in the samples table
 
 Correctness before timing: the reference's first-token logits must match aifbench's within
-llm_infer.TOLERANCE[dtype] (||diff|| / ||ours||), and its greedy tokens must equal aifbench's
+_llm.DECODE_TOLERANCE[dtype] (||diff|| / ||ours||), and its greedy tokens must equal aifbench's
 first check_tokens + 1 generated tokens in fp32. In bf16/fp16 a near-tie may flip an argmax,
 so there the count of equal leading tokens is reported in the detail, not judged.
 """
@@ -28,6 +28,7 @@ import inspect
 
 import torch
 
+from aifbench.benchmarks._llm import DECODE_TOLERANCE
 from aifbench.benchmarks.base import Measurement, rate_metrics, time_metrics
 from aifbench.ab import interval_metrics
 from aifbench.errors import CorrectnessError
@@ -172,8 +173,6 @@ def _decode_repeats(bench, ref: HfGreedy, timer: Timer) -> list[float]:
 
 def _check(bench, ref: HfGreedy) -> str:
     """CorrectnessError unless the peer computes what aifbench computed in check(); the verdict line."""
-    from aifbench.benchmarks.llm_infer import TOLERANCE
-
     c = bench.config
     ours = getattr(bench, "generated", None)
     if ours is None:
@@ -184,8 +183,8 @@ def _check(bench, ref: HfGreedy) -> str:
     same = (tokens == ours).all(dim=0).long()
     equal = int(same.cumprod(0).sum().item())  # leading positions equal in every sequence
     verdict = (f"{ref.what}, {ref.how}: first-token logits ||diff||/||ours|| = {err:.3g} "
-               f"(tolerance {TOLERANCE[c.dtype]:g}); first {equal} of {ours.shape[1]} greedy tokens equal")
-    if not err <= TOLERANCE[c.dtype]:
+               f"(tolerance {DECODE_TOLERANCE[c.dtype]:g}); first {equal} of {ours.shape[1]} greedy tokens equal")
+    if not err <= DECODE_TOLERANCE[c.dtype]:
         raise CorrectnessError(f"reference differs from aifbench: {verdict}")
     if c.dtype == "fp32" and equal < ours.shape[1]:
         raise CorrectnessError(f"reference greedy tokens differ from aifbench's (fp32): {verdict}")

@@ -57,6 +57,7 @@ from aifbench.benchmarks import _llm
 from aifbench.benchmarks._collective_ops import ranks_flagging
 from aifbench.benchmarks.configs import EMITS
 from aifbench.benchmarks.configs import LlmTrainConfig
+from aifbench.benchmarks._llm_step import CHECK_STEPS, adamw, train_step
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.models import flops
@@ -64,28 +65,11 @@ from aifbench.benchmarks.registry import register
 from aifbench.timing import Timer, TimingStats, summarize
 
 log = logging.getLogger(__name__)
-CHECK_STEPS = 3
 MFU_FORMULA = "mfu = (6*N + 12*L*d_attn*T) * tokens_per_s_per_device / peak_bf16_flops"
 # |first reference loss - first aifbench loss| / first aifbench loss allowed: the same weights and
 # batch through two implementations (measured on CPU, tiny: fp32 ~1e-7, bf16 autocast ~1e-3).
 LOSS_MATCH = {"fp32": 1e-4, "bf16": 2e-2}
 SPEEDUP_TOL = 0.05  # speedup_vs_ref's interval is noisy when its half-width exceeds 0.05 (5 % of parity)
-
-
-def train_step(loss_fn, batches, optimizer, autocast, before_micro=None) -> torch.Tensor:
-    """One optimizer step: forward + backward of every micro-batch (x, y) under autocast(), then
-    the update; returns the mean micro-batch loss (a device tensor, no host sync)."""
-    total = None
-    for i, (x, y) in enumerate(batches):
-        if before_micro is not None:
-            before_micro(i)
-        with autocast():
-            loss = loss_fn(x, y)
-        (loss / len(batches)).backward()
-        total = loss.detach() if total is None else total + loss.detach()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total / len(batches)
 
 
 @register
@@ -201,7 +185,7 @@ class LlmTrain(Benchmark):
             model.init_weights(c.seed + self.ctx.rank)
         model.train()
         self.model = model
-        self.optimizer = _adamw(model, c.lr, self.ctx.is_cuda)
+        self.optimizer = adamw(model, c.lr, self.ctx.is_cuda)
 
     def _make_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config
@@ -292,7 +276,7 @@ class LlmTrain(Benchmark):
         loss_fn = hf_reference.loss_fn(hf)
         if c.compile:
             loss_fn = torch.compile(loss_fn, backend=c.compile_backend)
-        optimizer = _adamw(hf, c.lr, self.ctx.is_cuda)
+        optimizer = adamw(hf, c.lr, self.ctx.is_cuda)
         losses: list[torch.Tensor] = []
 
         def step() -> None:
@@ -392,14 +376,3 @@ def _shard(model, mixed_bf16: bool) -> None:
     for layer in model.layers:
         fully_shard(layer, mp_policy=mp)
     fully_shard(model, mp_policy=mp)
-
-
-def _adamw(model, lr: float, cuda: bool) -> torch.optim.Optimizer:
-    """AdamW (betas 0.9, 0.95, weight decay 0.1); the fused CUDA kernel where available."""
-    kwargs = dict(lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
-    if cuda:
-        try:
-            return torch.optim.AdamW(model.parameters(), fused=True, **kwargs)
-        except (RuntimeError, TypeError) as exc:
-            log.info("fused AdamW unavailable (%s); using foreach", exc)
-    return torch.optim.AdamW(model.parameters(), foreach=True, **kwargs)
