@@ -2,7 +2,7 @@
 
 A package (a sub-package such as aifbench.telemetry, or a top-level module such as
 aifbench.runner) is a node; every `import aifbench.X` / `from aifbench.X import ...` anywhere in
-a module, lazy imports inside functions included, is an arrow. An import loop between packages
+a module, lazy imports inside functions included (not those under `if TYPE_CHECKING:`), is an arrow. An import loop between packages
 means a change has to hunt across rooms: the test names the loop.
 """
 
@@ -30,12 +30,23 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of the tree except those under `if TYPE_CHECKING:` (annotations only: never run)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not (isinstance(child, ast.If) and getattr(child.test, "id", getattr(child.test, "attr", "")) == "TYPE_CHECKING"):
+                stack.append(child)
+
+
 def import_graph(key=_package) -> dict[str, set[str]]:
     """package -> packages it imports (self-edges dropped); key=str: module -> modules."""
     edges: dict[str, set[str]] = defaultdict(set)
     for path in SRC.rglob("*.py"):
         here = _module_name(path)
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from aifbench.launch import slurm
+from aifbench import launch
+from aifbench.launch.jobspec import SUBMISSION_FILE, Submission
 from aifbench.results.store import load
 
 pytestmark = pytest.mark.slurm
@@ -58,7 +59,7 @@ def _submit(cli, *args: str, timeout: float = 300):
 
 
 def _run_dir(tmp_path: Path) -> Path:
-    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if (p / slurm.SUBMISSION_FILE).exists()]
+    (run_dir,) = [p for p in (tmp_path / "results").iterdir() if (p / SUBMISSION_FILE).exists()]
     return run_dir
 
 
@@ -73,8 +74,8 @@ def _wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.25
 
 
 def _state(run_dir: Path) -> str:
-    record = slurm.Submission.load(run_dir)
-    (info,) = slurm.states(record).values()
+    record = Submission.load(run_dir)
+    (info,) = launch.states([record])[record.run_id].values()
     return info.state
 
 
@@ -93,7 +94,7 @@ def test_smoke_suite_on_one_node(aifbench_cli, tmp_path):
     proc = _submit(aifbench_cli, "local-slurm-smoke", "--wait", "--wait-timeout", "240")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = _run_dir(tmp_path)
-    record = slurm.Submission.load(run_dir)
+    record = Submission.load(run_dir)
     res = load([run_dir])
     statuses = res.metrics.drop_duplicates("case_id")["status"]
     assert len(statuses) == len(json.loads((run_dir / "plan.json").read_text())["suite_cases"])
@@ -120,7 +121,7 @@ def test_four_point_sweep_as_one_job_array(aifbench_cli, tmp_path):
                    "--array-parallelism", "2", "--telemetry-hz", "0", "--wait", "--wait-timeout", "240")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_dir = _run_dir(tmp_path)
-    record = slurm.Submission.load(run_dir)
+    record = Submission.load(run_dir)
     array_id = record.jobs[0].job_id.split("_")[0]
     assert [j.job_id for j in record.jobs] == [f"{array_id}_{i}" for i in range(4)]
     for i in range(4):  # every array task wrote its own shard with its own case
@@ -144,7 +145,8 @@ def _worker_pid(job_id: str) -> int:
 
 
 def _states(run_dir: Path) -> dict:
-    return slurm.states(slurm.Submission.load(run_dir))
+    record = Submission.load(run_dir)
+    return launch.states([record])[record.run_id]
 
 
 def test_array_task_killed_then_rest_cancelled(aifbench_cli, tmp_path):
@@ -153,7 +155,7 @@ def test_array_task_killed_then_rest_cancelled(aifbench_cli, tmp_path):
     proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", *SLOW, "--mode", "array", "--array-parallelism", "1")
     assert proc.returncode == 0, proc.stderr
     run_dir = _run_dir(tmp_path)
-    ids = [j.job_id for j in slurm.Submission.load(run_dir).jobs]
+    ids = [j.job_id for j in Submission.load(run_dir).jobs]
     _wait_until(lambda: _states(run_dir)[ids[0]].state == "RUNNING", 60, "array task 0 to run")
     _wait_until(lambda: (run_dir / "runs.rank00000.a0.parquet").exists(), 60, "task 0's worker to start")
     os.kill(_wait_until(lambda: _worker_pid(ids[0]), 30, "the worker pid"), signal.SIGKILL)
@@ -186,7 +188,7 @@ def test_killed_task_is_collected_then_requeued_without_stale_rows(aifbench_cli,
     proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", *QUICK)
     assert proc.returncode == 0, proc.stderr
     run_dir = _run_dir(tmp_path)
-    job_id = slurm.Submission.load(run_dir).jobs[0].job_id
+    job_id = Submission.load(run_dir).jobs[0].job_id
     _wait_until(lambda: (run_dir / "runs.rank00000.main.parquet").exists(), 60, "the worker to start")
     os.kill(_wait_until(lambda: _worker_pid(job_id), 30, "the worker pid"), signal.SIGKILL)
     _wait_until(lambda: _state(run_dir) == "FAILED", 60, "state FAILED")
@@ -218,7 +220,7 @@ def test_preempted_job_requeues_and_resumes_without_duplicates(aifbench_cli, tmp
     proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", *QUICK)
     assert proc.returncode == 0, proc.stderr
     run_dir = _run_dir(tmp_path)
-    job_id = slurm.Submission.load(run_dir).jobs[0].job_id
+    job_id = Submission.load(run_dir).jobs[0].job_id
     _wait_until(lambda: _cases(run_dir), 120, "a first case")
     before = load([run_dir / "metrics.rank00000.main.parquet"]).metrics
     # what Slurm does on preemption, and what submitit's own test helper sends: TERM then USR2

@@ -119,21 +119,23 @@ def test_a_suite_file_is_not_a_job_file(tmp_path):
 
 def test_task_plans_per_mode():
     from aifbench.config import load_suite
+    from aifbench.launch.submitit_base import task_plans
     from aifbench.plan import build_plan
     from aifbench.telemetry.config import TelemetryConfig
 
     suite = load_suite("smoke", only=["membw"])
     plan = build_plan(suite, run_id="r1", device="cpu", results_root="/tmp/x", telemetry=TelemetryConfig())
     array = jobspec.resolve("local-slurm", {"mode": "array", "cases_per_task": 3}, env={})
-    parts = slurm.task_plans(plan, array)
+    parts = task_plans(plan, array)
     assert [p for p, _ in parts] == ["a0", "a1"]
     assert [[c.index for c in q.cases] for _, q in parts] == [[0, 1, 2], [3]]
     assert all(q.part == p for p, q in parts)
+    assert array.jobs_for(len(plan.cases)) == len(parts) == 2  # what `submit` reports as the array size
     packed = jobspec.resolve("local-slurm", {"mode": "packed", "nodes": 2}, env={})
-    assert [p for p, _ in slurm.task_plans(plan, packed)] == ["p"]
-    record = slurm.Submission(run_id="r1", system="local-slurm", partition="debug", scheduler="slurm",
+    assert [p for p, _ in task_plans(plan, packed)] == ["p"]
+    record = jobspec.Submission(run_id="r1", system="local-slurm", partition="debug", scheduler="slurm",
                               mode="packed", folder="/f", results_root="/tmp/x",
-                              jobs=[slurm.TaskRecord(job_id="7", part="p", case_indices=[0, 1, 2, 3], ranks=2)])
+                              jobs=[jobspec.TaskRecord(job_id="7", part="p", case_indices=[0, 1, 2, 3], ranks=2)])
     assert [(part, rank, task, cases) for _, part, rank, task, cases in record.expected()] == [
         ("p0", 0, 0, [0, 2]), ("p1", 0, 1, [1, 3])]
     assert str(record.log_path("7", 1)) == "/f/7_1_log.err"

@@ -119,3 +119,11 @@ def test_profile_file_by_path(tmp_path):
     assert load_system(str(path)).name == "mine"
     with pytest.raises(ConfigError, match="not found"):
         load_system(str(tmp_path / "absent.toml"))
+
+
+def test_a_scheduler_without_the_table_its_backend_reads_is_refused():
+    raw = _minimal()
+    del raw["slurm"]
+    with pytest.raises(ConfigError, match=r"test.toml: scheduler 'slurm' needs a \[slurm\] table"):
+        parse_system(raw, "test.toml")
+    assert parse_system({**raw, "scheduler": "local"}, "test.toml").slurm is None

@@ -1,6 +1,7 @@
 """Entry point of one rank: `python -m aifbench.worker PLAN.json`.
 
-Launchers (local processes, Slurm through submitit) start this on every rank; it reads its
+Launchers (local processes, Slurm through submitit) start this on every rank; every launcher,
+this module's main included, reaches the runner through `run_plan` and nowhere else. It reads its
 rank from the environment, joins the process group when there are several ranks, and runs
 the plan. Exit code 0 when every case ended ok or skipped, 1 otherwise, 128 + the signal
 number (130 SIGINT, 143 SIGTERM) when it was stopped.
@@ -29,7 +30,8 @@ from typing import Iterator
 from aifbench import distributed
 from aifbench.errors import AifbenchError
 from aifbench.plan import Plan
-from aifbench.runner import RunSummary, execute
+from aifbench.distributed import RankInfo
+from aifbench.runner import CaseCallback, RunSummary, execute
 
 LAUNCHER_PID_ENV = "AIFBENCH_LAUNCHER_PID"
 """set by the local launcher: the pid whose death must stop this worker"""
@@ -112,16 +114,18 @@ def _die_with_launcher() -> bool:
     return os.getppid() == int(pid)  # checked after prctl: no window where its death goes unseen
 
 
-def run_plan(plan: Plan) -> RunSummary:
-    """Run `plan` as the rank the environment names (the function submitit pickles)."""
-    info = distributed.rank_info()
+def run_plan(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | None = None) -> RunSummary:
+    """The one way from a launcher into the runner: run `plan` as rank `info`, or (None) as
+    the rank the environment names, joining the process group when there are several ranks.
+    `on_case(case, status, reason)` is called as each case ends."""
+    info = distributed.rank_info() if info is None else info
     if plan.device == "cpu" and info.world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, info.world_size)))
     info = distributed.init(info, plan.device, plan.dist_timeout_s)
     try:
-        return execute(plan, info)
+        return execute(plan, info, on_case)
     finally:
         if info.distributed:
             distributed.teardown()

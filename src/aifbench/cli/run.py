@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from aifbench.cli.args import add_format_option, add_plan_options, add_results_option, check_store, telemetry_settings
-from aifbench.errors import ConfigError, LaunchError, UnsupportedHardwareError
+from aifbench.errors import LaunchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,40 +27,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve_device(requested: str) -> str:
-    import torch
+    """auto | cpu | cuda -> the device kind here (launch.base.local_device)."""
+    from aifbench.launch.base import local_device
 
-    has_cuda = torch.cuda.is_available()
-    if requested == "cuda" and not has_cuda:
-        raise UnsupportedHardwareError("--device cuda: no CUDA GPU is visible here "
-                                       "(torch.cuda.is_available() is False); use --device cpu")
-    if requested == "auto":
-        return "cuda" if has_cuda else "cpu"
-    return requested
-
-
-def check_nproc(nproc: int, device: str) -> None:
-    if nproc < 1:
-        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    if device == "cuda":
-        import torch
-
-        count = torch.cuda.device_count()
-        if nproc > count:
-            raise ConfigError(f"--nproc {nproc} is more than the {count} visible GPU(s); allowed: 1..{count}")
-    elif nproc > 64:
-        raise ConfigError(f"--nproc {nproc} on CPU: allowed 1..64")
+    return local_device(requested)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from aifbench.config import load_suite
+    from aifbench.launch import here
     from aifbench.plan import build_plan
     from aifbench.systems import load_system
 
     telemetry = telemetry_settings(args)
     suite = load_suite(args.suite, args.overrides, args.only)
-    system = load_system(args.system).name  # a typo would mislabel the results: unknown names are refused
+    system = load_system(args.system)  # a typo would mislabel the results: unknown names are refused
     device = resolve_device(args.device)
-    check_nproc(args.nproc, device)
+    launcher = here(args.nproc)  # this process for --nproc 1, else N local processes
+    req = launcher.resolve(system, {"tasks_per_node": args.nproc}, device=device)
     skips = predicted_skips(suite, device, args.nproc)
     if args.dry_run:
         return _print_cases(suite, skips, device, args.format)
@@ -69,12 +53,12 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"nothing ran and nothing was stored; first reason: {skips[0]}", file=sys.stderr)
         return 0
     plan = build_plan(suite, device=device, results_root=check_store(args.results), telemetry=telemetry,
-                      system=system, launcher="inprocess" if args.nproc == 1 else "local")
+                      system=system.name, launcher=launcher.label)
     from aifbench.worker import Interrupted, stop_on_signals
 
     try:  # SIGINT/SIGTERM: completed cases stay, the runs rows say interrupted (launch stops the workers)
         with stop_on_signals():
-            failed = _run_inprocess(plan) if args.nproc == 1 else _run_local(plan, args.nproc)
+            failed = _run_here(launcher, plan, req)
     except Interrupted as exc:
         print(f"aifbench: interrupted by {exc.signame}; completed cases kept in {plan.run_dir}", file=sys.stderr)
         return exc.exit_code
@@ -162,42 +146,20 @@ class ProgressLines:
             print(self.line(done, text), file=sys.stderr, flush=True)
 
 
-def _run_inprocess(plan) -> bool:
-    from aifbench.runner import execute
-
+def _run_here(launcher, plan, req) -> bool:
+    """Run `plan` through a foreground launcher with a progress bar; True when a rank failed."""
+    benchmark = {c.case_id: c.benchmark for c in plan.cases}
     lines = ProgressLines(len(plan.cases))
+    where = plan.device if req.tasks_per_node == 1 else f"{req.tasks_per_node}x {plan.device}"
     with _progress() as progress:
-        task = progress.add_task(f"{plan.suite} on {plan.device}", total=len(plan.cases))
+        task = progress.add_task(f"{plan.suite} on {where}", total=len(plan.cases))
 
-        def on_case(case, status, reason):
-            progress.update(task, advance=1, description=f"{case.benchmark} {status}")
-            lines(lines.done + 1, f"{case.case_id} {status}")
+        def on_case(case_id: str, what: str) -> None:
+            progress.update(task, advance=1, description=f"{benchmark.get(case_id, case_id)} {what}")
+            lines(lines.done + 1, f"{case_id} {what}")
 
-        summary = execute(plan, on_case=on_case)
-    return summary.failed > 0
-
-
-def _run_local(plan, nproc: int) -> bool:
-    from aifbench.launch.local import launch
-    from aifbench.results.store import read_parquet, shard_name
-
-    shard = plan.run_dir / shard_name("metrics", 0, plan.part)
-    lines = ProgressLines(len(plan.cases))
-    with _progress() as progress:
-        task = progress.add_task(f"{plan.suite} on {nproc}x {plan.device}", total=len(plan.cases))
-
-        def poll():
-            if shard.exists():
-                try:
-                    seen = list(dict.fromkeys(read_parquet(shard, columns=["case_id"]).column(0).to_pylist()))
-                except Exception:  # being replaced right now; next poll
-                    return
-                progress.update(task, completed=len(seen))
-                for i in range(lines.done, len(seen)):
-                    lines(i + 1, f"{seen[i]} finished on rank 0")
-
-        codes = launch(plan, nproc, poll=poll)
-    return any(c != 0 for c in codes)
+        record = launcher.submit(plan, req, on_case=on_case)
+    return any(info.state != "COMPLETED" for info in launcher.states([record])[record.run_id].values())
 
 
 def _summarize(plan, failed: bool, fmt: str = "table") -> int:

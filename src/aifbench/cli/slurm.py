@@ -82,7 +82,7 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
 def build_submission(args: argparse.Namespace):
     """(plan, request) from the arguments and the job file; raises ConfigError on bad input."""
     from aifbench.config import load_suite
-    from aifbench.launch import jobspec
+    from aifbench.launch import backend, jobspec
     from aifbench.plan import build_plan
     from aifbench.systems import list_systems, load_system
 
@@ -97,20 +97,13 @@ def build_submission(args: argparse.Namespace):
     options = {**{k: v for k, v in job.items() if k not in ("suite", "system", "set", "only")},
                **{k: v for k, v in flags.items() if v is not None}}
     telemetry = telemetry_settings(args)
-    device = _local_device() if system.scheduler == "local" and system.node.device == "auto" else None
-    req = jobspec.resolve(system, options, device=device)
+    launcher = backend(system.scheduler)
+    req = launcher.resolve(system, options)
     suite = load_suite(suite_name, [*job.get("set", []), *args.overrides], args.only or job.get("only"))
     results = _safe_results(args.results)
     plan = build_plan(suite, device=req.device, results_root=results, telemetry=telemetry, system=system.name,
-                      partition=req.queue.partition or req.queue.name,
-                      launcher="slurm" if system.scheduler == "slurm" else "local")
+                      partition=req.queue.partition or req.queue.name, launcher=launcher.label)
     return plan, req
-
-
-def _local_device() -> str:
-    from aifbench.cli.run import resolve_device
-
-    return resolve_device("auto")
 
 
 def _safe_results(path: Path) -> Path:
@@ -126,25 +119,21 @@ def _safe_results(path: Path) -> Path:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from aifbench.cli.output import console, err_console
-    from aifbench.launch import slurm
+    from aifbench.launch import backend
 
     plan, req = build_submission(args)
     _positive("--wait-timeout", args.wait_timeout)
-    ntasks = len(slurm.task_plans(plan, req))
+    launcher = backend(req.system.scheduler)
     what = (f"{len(plan.cases)} case(s) of suite {plan.suite} on {req.system.name}/{req.queue.name}: "
             f"{req.mode}, {req.nodes} node(s) x {req.tasks_per_node} task(s)"
-            + (f", array of {ntasks}" if req.mode == "array" else ""))
-    need = _account_needed(req)
+            + (f", array of {req.jobs_for(len(plan.cases))}" if req.mode == "array" else ""))
     if args.dry_run:
         err_console.print(f"dry run: {what}; nothing submitted", markup=False, soft_wrap=True)
-        if need:
-            err_console.print(f"note: {need} (the script below has no --account line)", markup=False, soft_wrap=True)
-        print(slurm.sbatch_script(plan, req), end="")
+        for note in launcher.notes(req):
+            err_console.print(f"note: {note}", markup=False, soft_wrap=True)
+        print(launcher.script(plan, req), end="")
         return 0
-    slurm.check_live(req)
-    if need:
-        raise ConfigError(need)
-    record = slurm.submit(plan, req)
+    record = launcher.submit(plan, req)
     console.print(f"submitted run [bold]{record.run_id}[/bold]: {what}; job(s) "
                   + ", ".join(j.job_id for j in record.jobs))
     console.print(f"results: {record.run_dir}   follow: aifbench jobs {record.run_id}")
@@ -154,23 +143,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return _print_collect(record, args.format)
 
 
-def _account_needed(req) -> str:
-    """What to say when the profile needs a Slurm account and none was given, else ''."""
-    sl = req.system.slurm
-    if sl is None or not sl.account_required or req.account:
-        return ""
-    return (f"system {req.system.name} needs a Slurm account to submit: give --account ACCOUNT "
-            "or set AIFBENCH_ACCOUNT")
-
-
 def _wait(record, timeout_s: float | None, poll_s: float = 2.0) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from aifbench.cli.output import err_console, is_tty
     from aifbench.cli.run import ProgressLines
-    from aifbench.launch import slurm
+    from aifbench.launch import backend
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    launcher = backend(record.scheduler)
     total = sum(len(cases) for *_, cases in record.expected())
     ended: set[str] = set()
     lines: ProgressLines | None = None
@@ -178,7 +159,7 @@ def _wait(record, timeout_s: float | None, poll_s: float = 2.0) -> None:
                   console=err_console, transient=True, disable=not is_tty()) as progress:
         bar = progress.add_task("submitted", total=total)
         while True:
-            current = slurm.states(record)
+            current = launcher.states([record])[record.run_id]
             lines = lines or ProgressLines(len(current), "task")
             for job_id, info in sorted(current.items()):  # off a TTY: one line per Slurm task that ended
                 if info.final and job_id not in ended:
@@ -233,7 +214,8 @@ def submitted_runs(root: Path, wanted: list[str]) -> list[Path]:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from aifbench.cli.output import console
-    from aifbench.launch import slurm
+    from aifbench.launch import states
+    from aifbench.launch.jobspec import Submission
 
     _positive("--timeout", args.timeout)
     if args.last < 0:
@@ -248,8 +230,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
             emit([], [], args.format)
         return 0
-    records = [slurm.Submission.load(d) for d in runs]
-    current = slurm.states_of(records, timeout_s=args.timeout)
+    records = [Submission.load(d) for d in runs]
+    current = states(records, timeout_s=args.timeout)
     rows = []
     for record in records:
         for job in record.jobs:
@@ -278,19 +260,20 @@ def _positive(flag: str, value: float | None) -> None:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from aifbench.cli.output import console
-    from aifbench.launch import slurm
+    from aifbench.launch import backend
+    from aifbench.launch.jobspec import Submission
 
-    record = slurm.Submission.load(submitted_runs(args.results, [args.run])[0])
-    cancelled = slurm.cancel(record)
+    record = Submission.load(submitted_runs(args.results, [args.run])[0])
+    cancelled = backend(record.scheduler).cancel(record)
     console.print(f"run {record.run_id}: " + (f"cancelled {', '.join(cancelled)}" if cancelled
                                                else "nothing to cancel (every job has ended)"))
     return 0
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from aifbench.launch import slurm
+    from aifbench.launch.jobspec import Submission
 
-    record = slurm.Submission.load(submitted_runs(args.results, [args.run])[0])
+    record = Submission.load(submitted_runs(args.results, [args.run])[0])
     return _print_collect(record, args.format)
 
 
@@ -301,9 +284,9 @@ def _print_collect(record, fmt: str = "table") -> int:
     from collections import Counter
 
     from aifbench.cli.output import Col, emit, err_console
-    from aifbench.launch.collect import collect
+    from aifbench.launch import backend
 
-    report = collect(record)
+    report = backend(record.scheduler).collect(record)
     rows = [{"run_id": record.run_id, "job_id": t.job_id, "part": t.part, "rank": t.rank, "state": t.state,
              "reported": t.reported, "failed": t.failed_reported, "missing": t.missing, "reason": t.reason}
             for t in report.tasks]

@@ -1,4 +1,63 @@
-"""Launchers start aifbench.worker where it must run: local processes or Slurm (submitit).
+"""Launchers start a run's ranks where they must run: this process, local processes, or a
+scheduler (submitit: Slurm, or its local executor). Every one implements launch.base.Launcher
+and reaches the runner through worker.run_plan.
 
-Nothing below launch/ imports launch/.
+A system profile's `scheduler` key picks the backend of `aifbench submit` from BACKENDS (the
+one table; systems.SCHEDULERS agrees with it, tests/test_launch_backends.py); `aifbench run`
+picks from HERE by --nproc. Backends are imported only when asked for, so `aifbench --help`
+imports no submitit or torch. Nothing below launch/ imports launch/.
 """
+
+from __future__ import annotations
+
+import importlib
+from collections import defaultdict
+from typing import TYPE_CHECKING, Sequence
+
+from aifbench.errors import one_of
+
+if TYPE_CHECKING:
+    from aifbench.launch.base import Launcher
+    from aifbench.launch.cluster import JobInfo
+    from aifbench.launch.jobspec import Submission
+
+BACKENDS: dict[str, str] = {
+    "slurm": "aifbench.launch.slurm:SlurmLauncher",
+    "local": "aifbench.launch.submitit_local:SubmititLocalLauncher",
+}
+"""system profile `scheduler` -> the backend of `aifbench submit` (module:class)"""
+
+HERE: dict[str, str] = {
+    "inprocess": "aifbench.launch.inprocess:InProcessLauncher",
+    "processes": "aifbench.launch.local:LocalProcessesLauncher",
+}
+"""the foreground backends of `aifbench run`: --nproc 1 in this process, else N local processes"""
+
+
+def _load(spec: str) -> Launcher:
+    module, _, cls = spec.partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def backend(scheduler: str) -> Launcher:
+    """The launcher for a system profile's `scheduler` (ConfigError naming the allowed ones)."""
+    if scheduler not in BACKENDS:
+        raise one_of("scheduler", scheduler, BACKENDS)
+    return _load(BACKENDS[scheduler])
+
+
+def here(nproc: int) -> Launcher:
+    """The launcher of `aifbench run --nproc N`: this process for 1, local processes otherwise
+    (whose resolve refuses N < 1)."""
+    return _load(HERE["inprocess" if nproc == 1 else "processes"])
+
+
+def states(records: Sequence[Submission], timeout_s: float | None = None) -> dict[str, dict[str, JobInfo]]:
+    """run id -> job id -> JobInfo for runs of any backends: one states() call per backend."""
+    groups: dict[str, list[Submission]] = defaultdict(list)
+    for record in records:
+        groups[record.scheduler].append(record)
+    out: dict[str, dict[str, JobInfo]] = {}
+    for scheduler, group in groups.items():
+        out.update(backend(scheduler).states(group, timeout_s))
+    return out

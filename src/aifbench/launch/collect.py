@@ -1,4 +1,4 @@
-"""`aifbench collect RUN_ID`: turn what Slurm jobs left behind into complete results.
+"""`aifbench collect RUN_ID`: turn what scheduler jobs (Slurm, submitit's local executor) left behind into complete results.
 
 Every (job, rank, part) that `submit` expected is checked against the shard that task wrote.
 When the job has ended (any final Slurm state) and cases are missing — the task was killed,
@@ -23,7 +23,7 @@ import pandas as pd
 from aifbench.benchmarks import registry
 from aifbench.config import Case
 from aifbench.launch.cluster import JobInfo
-from aifbench.launch.slurm import Submission, collected_shard, states
+from aifbench.launch.jobspec import Submission, collected_shard
 from aifbench.plan import Plan
 from aifbench.results import layout, read, rows
 from aifbench.results.compact import CompactReport
@@ -83,15 +83,20 @@ def stderr_tail(path: Path, lines: int = STDERR_LINES, limit: int = STDERR_CHARS
     return joined[-limit:]
 
 
-def collect(record: Submission, now: datetime | None = None, compact: bool = True) -> CollectReport:
-    """Check every expected shard; write failed rows for missing cases of ended jobs; when no
+def collect(record: Submission, current: dict[str, JobInfo] | None = None, now: datetime | None = None,
+            compact: bool = True) -> CollectReport:
+    """Check every expected shard against the jobs' states `current` (job id -> JobInfo; None:
+    ask the record's backend); write failed rows for missing cases of ended jobs; when no
     job is pending or running any more and no task left cases missing, compact the run
     (results/compact.py): failed rows collect writes stay loose, so a task requeued later drops
     them with its stale collected shard."""
     now = now or datetime.now(timezone.utc)
     plan = Plan.load(record.run_dir / "plan.json")
     cases = {c.index: c for c in plan.replace(case_indices=None).cases}
-    current = states(record)
+    if current is None:
+        from aifbench.launch import states
+
+        current = states([record])[record.run_id]
     report = CollectReport(record.run_dir)
     reported = reported_cases(record.run_dir)
     for job, part, rank, task, indices in record.expected():

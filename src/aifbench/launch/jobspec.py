@@ -27,7 +27,6 @@ private: --account / AIFBENCH_ACCOUNT, --reservation / AIFBENCH_RESERVATION, nev
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,7 +82,7 @@ _PRIVATE = {"account": "--account or AIFBENCH_ACCOUNT", "reservation": "--reserv
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JobRequest:
-    """Everything the Slurm launcher needs, validated; units in names."""
+    """Everything a launcher needs, validated by its backend's resolve; units in names."""
 
     system: System
     queue: Queue
@@ -109,6 +108,10 @@ class JobRequest:
     def world_size(self) -> int:
         """ranks of one job (single, array task); packed jobs run this many independent tasks"""
         return self.nodes * self.tasks_per_node
+
+    def jobs_for(self, cases: int) -> int:
+        """Jobs (array tasks) this request makes of `cases` cases: one unless mode is array."""
+        return -(-cases // self.cases_per_task) if self.mode == "array" else 1
 
 
 # --- job files ------------------------------------------------------------------------------
@@ -150,57 +153,27 @@ def _check_job(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
 
 def resolve(system: str | System, options: Mapping[str, Any], env: Mapping[str, str] | None = None,
             device: str | None = None) -> JobRequest:
-    """Merge `options` (flags over job file; None = not given) with the profile; validate.
+    """The request of `options` (flags over job file; None = not given) on `system`, resolved
+    by the backend its profile's scheduler names (launch.BACKENDS); ConfigError on bad input.
 
     `device` is the resolved torch device kind for profiles whose node.device is 'auto'.
     """
-    env = os.environ if env is None else env
+    from aifbench.launch import backend
+
     sysp = load_system(system) if isinstance(system, str) else system
+    return backend(sysp.scheduler).resolve(sysp, options, env, device)
+
+
+def given_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` without the ones not given (None), refusing unknown names."""
     opts = {k: v for k, v in options.items() if v is not None}
     unknown = set(opts) - (_JOB_KEYS | set(_PRIVATE) | {"suite", "system"})
     if unknown:
         raise one_of("job option", sorted(unknown)[0], sorted(_JOB_KEYS | set(_PRIVATE)))
-    if sysp.scheduler == "local":
-        return _resolve_local(sysp, opts, device)
-    queue = sysp.queue(opts.get("partition"))
-    slurm = sysp.slurm
-    nodes = _int_opt(opts, "nodes", 1, 1)
-    _check_limit("nodes", nodes, queue.max_nodes or sysp.node.count, f"partition {queue.name} of {sysp.name}")
-    time_min = _int_opt(opts, "time_min", slurm.time_min, 1)
-    _check_limit("time_min", time_min, queue.max_time_min, f"partition {queue.name} of {sysp.name}")
-    tasks = _int_opt(opts, "tasks_per_node", slurm.default_tasks_per_node, 1)
-    most = sysp.node.gpus if sysp.node.device == "cuda" else (sysp.node.cpu_cores or 1)
-    _check_limit("tasks_per_node", tasks, most, f"a {sysp.name} node (one task per GPU)"
-                 if sysp.node.device == "cuda" else f"a {sysp.name} node")
-    # one task per GPU: a GPU system asks for as many GPUs as tasks; a CPU profile (local-slurm)
-    # asks for its fixed gres count so that Slurm's GPU path is still exercised
-    gpus = 0 if slurm.gpu_request == "none" else (tasks if sysp.node.device == "cuda" else slurm.gpus_per_node)
-    return JobRequest(
-        system=sysp, queue=queue, nodes=nodes, tasks_per_node=tasks, gpus_per_node=gpus,
-        cpus_per_task=slurm.cpus_per_task, time_min=time_min,
-        account=_safe("--account" if "account" in opts else "AIFBENCH_ACCOUNT (environment variable)",
-                      opts.get("account", env.get("AIFBENCH_ACCOUNT", ""))),
-        reservation=_safe("--reservation" if "reservation" in opts else "AIFBENCH_RESERVATION (environment variable)",
-                          opts.get("reservation", env.get("AIFBENCH_RESERVATION", ""))),
-        qos=_safe("qos", opts.get("qos", queue.qos)), constraint=_safe("constraint", opts.get("constraint", slurm.constraint)),
-        exclusive=bool(opts.get("exclusive", slurm.exclusive)), **_common(opts, sysp.node.device))
+    return opts
 
 
-def _resolve_local(sysp: System, opts: Mapping[str, Any], device: str | None) -> JobRequest:
-    given = sorted(k for k in ("partition", "account", "reservation", "qos", "constraint") if opts.get(k))
-    if given:
-        raise ConfigError(f"system {sysp.name!r} has no scheduler: {given[0]} does not apply")
-    nodes = _int_opt(opts, "nodes", 1, 1)
-    _check_limit("nodes", nodes, 1, f"system {sysp.name}")
-    kind = device or ("cpu" if sysp.node.device == "auto" else sysp.node.device)
-    tasks = _int_opt(opts, "tasks_per_node", 1, 1)
-    _check_limit("tasks_per_node", tasks, 64, f"system {sysp.name}")
-    queue = Queue(name="local", partition="")
-    return JobRequest(system=sysp, queue=queue, nodes=1, tasks_per_node=tasks, gpus_per_node=0,
-                      cpus_per_task=None, time_min=_int_opt(opts, "time_min", 60, 1), **_common(opts, kind))
-
-
-def _common(opts: Mapping[str, Any], device: str) -> dict[str, Any]:
+def common_fields(opts: Mapping[str, Any], device: str) -> dict[str, Any]:
     mode = opts.get("mode", "single")
     if mode not in MODES:
         raise one_of("mode", mode, MODES)
@@ -210,15 +183,15 @@ def _common(opts: Mapping[str, Any], device: str) -> dict[str, Any]:
     if device not in ("cuda", "cpu"):
         raise one_of("device", device, ["cuda", "cpu"])
     return {"mode": mode, "job_name": name, "device": device,
-            "array_parallelism": _int_opt(opts, "array_parallelism", 16, 1),
-            "cases_per_task": _int_opt(opts, "cases_per_task", 1, 1)}
+            "array_parallelism": int_opt(opts, "array_parallelism", 16, 1),
+            "cases_per_task": int_opt(opts, "cases_per_task", 1, 1)}
 
 
 _FLAGS = {"time_min": "--time", "nodes": "--nodes", "tasks_per_node": "--tasks-per-node",
           "array_parallelism": "--array-parallelism", "cases_per_task": "--cases-per-task"}
 
 
-def _int_opt(opts: Mapping[str, Any], key: str, default: int, lowest: int) -> int:
+def int_opt(opts: Mapping[str, Any], key: str, default: int, lowest: int) -> int:
     """An integer option from a flag or a job file; errors name both spellings (--time / time_min)."""
     value = opts.get(key, default)
     name = f"{_FLAGS[key]} ({key} in a job file)" if key in _FLAGS else key
@@ -229,12 +202,12 @@ def _int_opt(opts: Mapping[str, Any], key: str, default: int, lowest: int) -> in
     return value
 
 
-def _check_limit(key: str, value: int, limit: int | None, what: str) -> None:
+def check_limit(key: str, value: int, limit: int | None, what: str) -> None:
     if limit is not None and value > limit:
         raise ConfigError(f"{key} {value} is more than {what} allows; allowed: 1..{limit}")
 
 
-def _safe(what: str, value: Any) -> str:
+def safe_text(what: str, value: Any) -> str:
     if value in (None, ""):
         return ""
     if not isinstance(value, str):

@@ -23,6 +23,8 @@ import time
 from typing import Callable
 
 from aifbench.errors import LaunchError
+from aifbench.launch.base import CaseDone, ForegroundLauncher
+from aifbench.launch.jobspec import JobRequest, Submission
 from aifbench.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,43 @@ STOP_GRACE_S = 10.0
 """seconds the workers get to stop after the forwarded SIGINT before SIGTERM"""
 KILL_AFTER_S = 5.0
 """seconds after that SIGTERM before SIGKILL"""
+
+
+class LocalProcessesLauncher(ForegroundLauncher):
+    """`aifbench run --nproc N`: N worker processes here; submit returns when all have exited."""
+
+    name = "processes"
+    label = "local"
+
+    def script(self, plan: Plan, req: JobRequest) -> str:
+        return (f"# {req.tasks_per_node} process(es) here, RANK 0..{req.tasks_per_node - 1}, MASTER_ADDR=127.0.0.1: "
+                f"{sys.executable} -m aifbench.worker {plan.run_dir / 'plan.json'}\n")
+
+    def submit(self, plan: Plan, req: JobRequest, on_case: CaseDone | None = None) -> Submission:
+        """Run the workers to the end; `on_case` sees the cases rank 0 has written."""
+        codes = launch(plan, req.tasks_per_node, poll=_rank0_cases(plan, on_case) if on_case else None)
+        return self.ended(plan, req, codes, str(os.getpid()))
+
+
+def _rank0_cases(plan: Plan, on_case: CaseDone):
+    """A poll that calls `on_case` once per case rank 0's metrics shard holds."""
+    from aifbench.results.store import read_parquet, shard_name
+
+    shard = plan.run_dir / shard_name("metrics", 0, plan.part)
+    seen: list[str] = []
+
+    def poll() -> None:
+        if not shard.exists():
+            return
+        try:
+            now = list(dict.fromkeys(read_parquet(shard, columns=["case_id"]).column(0).to_pylist()))
+        except Exception:  # being replaced right now; next poll
+            return
+        for case_id in now[len(seen):]:
+            seen.append(case_id)
+            on_case(case_id, "finished on rank 0")
+
+    return poll
 
 
 def free_port() -> int:

@@ -1,127 +1,105 @@
-"""Slurm jobs through submitit: the only module that imports submitit (always lazily).
+"""The Slurm backend: sbatch through submitit (what runs inside the job, the submission record,
+cancel and collect are shared with the local executor: launch/submitit_base.py).
 
-    record = submit(plan, request)        # sbatch (or submitit's local executor), returns at once
-    states(record)                        # job id -> JobInfo, wall-clock bounded
-    cancel(record)                        # scancel
-    sbatch_script(plan, request)          # what --dry-run prints
+    launcher = SlurmLauncher()
+    req = launcher.resolve(system, options)   # the profile's [slurm] table + flags -> JobRequest
+    launcher.script(plan, req)                # the sbatch script (--dry-run)
+    record = launcher.submit(plan, req)       # sbatch, returns at once
+    launcher.states([record])                 # squeue, then sacct, then submitit's result files
+    launcher.cancel(record)                   # scancel
 
-Layout under the run directory: submission.json (jobspec.Submission: job ids, parts, case
-subsets), plan.json, and slurm/ — submitit's folder with the pickled task, the generated
-sbatch script and per-task logs `<jobid>_<task>_log.{out,err}` (arrays: `<arrayid>_<index>_...`).
-The results directory must be on a file system the compute nodes share.
-
-Modes (jobspec.MODES): single = one job whose ranks all run every case (part 'main'); array =
-one Slurm job array, task i runs its case subset with all its ranks (part 'a<i>'); packed = one
-allocation whose tasks each run every world-th case alone (part 'p<task>').
-Requeue: the task is checkpointable; on preemption or timeout submitit requeues it, and the
-runner resumes from the shards it already wrote (cases kept, never measured twice).
+The only module besides submitit_base/submitit_local that imports submitit (always lazily).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import os
 import shlex
 import shutil
-import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Mapping, Sequence
 
 from aifbench.errors import ConfigError, LaunchError
 from aifbench.launch import cluster
 from aifbench.launch.cluster import JobInfo
-from aifbench.launch.jobspec import (  # noqa: F401  (Submission, TaskRecord, SUBMISSION_FILE: re-exported)
-    LOG_DIR, SUBMISSION_FILE, JobRequest, Submission, TaskRecord, collected_shard)
+from aifbench.launch.jobspec import LOG_DIR, JobRequest, Submission, check_limit, common_fields, int_opt, safe_text
+from aifbench.launch.submitit_base import SubmititLauncher, python_command, state_from_files, task_plans
 from aifbench.plan import Plan
+from aifbench.systems import System
 
 log = logging.getLogger(__name__)
 
-_RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
+class SlurmLauncher(SubmititLauncher):
+    name = "slurm"
+    label = "slurm"
 
-# --- what runs inside the job ---------------------------------------------------------------
+    def resolve_request(self, system: System, opts: Mapping[str, Any], env: Mapping[str, str],
+                        device: str | None) -> JobRequest:
+        return resolve_slurm(system, opts, env)
 
-class SlurmTask:
-    """The callable submitit pickles: runs this task's share of the plan (one per rank).
-
-    `slots` > 0 (local executor, array mode): at most that many array tasks measure at once —
-    submitit's local executor starts them all, so each waits for a free lock file first.
-    """
-
-    def __init__(self, plan_json: str, packed: bool = False, slots: int = 0):
-        self.plan_json = plan_json
-        self.packed = packed
-        self.slots = slots
-
-    def __call__(self) -> dict[str, Any]:
+    def make_executor(self, req: JobRequest, folder: Path) -> Any:
         import submitit
 
-        from aifbench.distributed import default_port
+        executor = submitit.SlurmExecutor(folder, max_num_timeout=3, python=python_command(req))
+        executor.update_parameters(**sbatch_parameters(req))
+        return executor
 
-        job_env = submitit.JobEnvironment()
-        rank, world, local = job_env.global_rank, job_env.num_tasks, job_env.local_rank
-        for name in _RANK_VARS:  # never trust values inherited from the submitting shell
-            os.environ.pop(name, None)
-        if job_env.cluster == "local":  # one machine: rendezvous on loopback, port from the job id
-            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(default_port(job_env.job_id)))
-        if "OMP_NUM_THREADS" not in os.environ and os.environ.get("SLURM_CPUS_PER_TASK"):
-            os.environ["OMP_NUM_THREADS"] = os.environ["SLURM_CPUS_PER_TASK"]
-        plan = Plan.from_json(self.plan_json)
-        # failed rows that `collect` wrote for this task's missing cases are stale once it runs
-        # again (requeue): it reports those cases itself now, or collect writes them anew
-        stale = collected_shard(plan.run_dir, 0 if self.packed else rank, f"p{rank}" if self.packed else plan.part)
-        stale.unlink(missing_ok=True)
-        with _slot(plan.run_dir / LOG_DIR, self.slots if job_env.cluster == "local" else 0):
-            summary = self._run(plan, rank, world, local)
-        stale.unlink(missing_ok=True)  # a collect that raced with the start may have rewritten it
-        return {"rank": rank, "part": summary[0], "failed": summary[1].failed, "statuses": summary[1].statuses}
+    def script(self, plan: Plan, req: JobRequest) -> str:
+        return sbatch_script(plan, req)
 
-    def _run(self, plan: Plan, rank: int, world: int, local: int) -> tuple[str, Any]:
-        if self.packed:
-            from aifbench.distributed import RankInfo
-            from aifbench.runner import execute
+    def check_submittable(self, req: JobRequest) -> None:
+        check_live(req)
+        need = account_needed(req)
+        if need:
+            raise ConfigError(need)
 
-            mine = tuple(c.index for c in plan.cases)[rank::world]
-            plan = plan.replace(case_indices=mine, part=f"p{rank}")
-            return plan.part, execute(plan, RankInfo(rank=0, world_size=1, local_rank=local))
-        from aifbench.worker import run_plan
+    def notes(self, req: JobRequest) -> list[str]:
+        need = account_needed(req)
+        return [f"{need} (the script below has no --account line)"] if need else []
 
-        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
-        return plan.part, run_plan(plan)
+    def states(self, records: Sequence[Submission], timeout_s: float | None = None,
+               ) -> dict[str, dict[str, JobInfo]]:
+        return states_of(list(records), cluster.COMMAND_TIMEOUT_S if timeout_s is None else timeout_s)
 
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """submitit calls this on preemption/timeout: requeue the same task; the runner resumes."""
-        from submitit.helpers import DelayedSubmission
-
-        return DelayedSubmission(SlurmTask(self.plan_json, self.packed, self.slots))
+    def signal_jobs(self, record: Submission, live: list[str]) -> None:
+        cluster.run_command(["scancel", *sorted({i.split("_")[0] for i in live})])
 
 
-@contextlib.contextmanager
-def _slot(folder: Path, slots: int, poll_s: float = 0.5) -> Iterator[None]:
-    """Hold one of `slots` lock files under `folder` (flock; freed when the process dies)."""
-    if slots <= 0:
-        yield
-        return
-    import fcntl
+def resolve_slurm(sysp: System, opts: Mapping[str, Any], env: Mapping[str, str]) -> JobRequest:
+    """The request on a Slurm profile: partition, nodes, time and tasks within its limits."""
+    queue = sysp.queue(opts.get("partition"))
+    slurm = sysp.slurm
+    nodes = int_opt(opts, "nodes", 1, 1)
+    check_limit("nodes", nodes, queue.max_nodes or sysp.node.count, f"partition {queue.name} of {sysp.name}")
+    time_min = int_opt(opts, "time_min", slurm.time_min, 1)
+    check_limit("time_min", time_min, queue.max_time_min, f"partition {queue.name} of {sysp.name}")
+    tasks = int_opt(opts, "tasks_per_node", slurm.default_tasks_per_node, 1)
+    most = sysp.node.gpus if sysp.node.device == "cuda" else (sysp.node.cpu_cores or 1)
+    check_limit("tasks_per_node", tasks, most, f"a {sysp.name} node (one task per GPU)"
+                if sysp.node.device == "cuda" else f"a {sysp.name} node")
+    # one task per GPU: a GPU system asks for as many GPUs as tasks; a CPU profile (local-slurm)
+    # asks for its fixed gres count so that Slurm's GPU path is still exercised
+    gpus = 0 if slurm.gpu_request == "none" else (tasks if sysp.node.device == "cuda" else slurm.gpus_per_node)
+    return JobRequest(
+        system=sysp, queue=queue, nodes=nodes, tasks_per_node=tasks, gpus_per_node=gpus,
+        cpus_per_task=slurm.cpus_per_task, time_min=time_min,
+        account=safe_text("--account" if "account" in opts else "AIFBENCH_ACCOUNT (environment variable)",
+                          opts.get("account", env.get("AIFBENCH_ACCOUNT", ""))),
+        reservation=safe_text("--reservation" if "reservation" in opts else "AIFBENCH_RESERVATION (environment variable)",
+                              opts.get("reservation", env.get("AIFBENCH_RESERVATION", ""))),
+        qos=safe_text("qos", opts.get("qos", queue.qos)),
+        constraint=safe_text("constraint", opts.get("constraint", slurm.constraint)),
+        exclusive=bool(opts.get("exclusive", slurm.exclusive)), **common_fields(opts, sysp.node.device))
 
-    while True:
-        for k in range(slots):
-            handle = open(folder / f"array-slot{k}.lock", "a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            try:
-                yield
-            finally:
-                handle.close()
-            return
-        time.sleep(poll_s)
+
+def account_needed(req: JobRequest) -> str:
+    """What to say when the profile needs a Slurm account and none was given, else ''."""
+    sl = req.system.slurm
+    if sl is None or not sl.account_required or req.account:
+        return ""
+    return (f"system {req.system.name} needs a Slurm account to submit: give --account ACCOUNT "
+            "or set AIFBENCH_ACCOUNT")
 
 
 # --- building the sbatch request ------------------------------------------------------------
@@ -162,38 +140,8 @@ def setup_lines(req: JobRequest) -> list[str]:
     return lines
 
 
-def python_command(req: JobRequest) -> str:
-    return req.system.python or shlex.quote(sys.executable)
-
-
-def make_executor(req: JobRequest, folder: Path) -> Any:
-    import submitit
-
-    if req.system.scheduler == "local":
-        executor = submitit.LocalExecutor(folder, python=python_command(req))
-        executor.update_parameters(timeout_min=req.time_min, tasks_per_node=req.tasks_per_node, nodes=1)
-        return executor
-    executor = submitit.SlurmExecutor(folder, max_num_timeout=3, python=python_command(req))
-    executor.update_parameters(**sbatch_parameters(req))
-    return executor
-
-
-def task_plans(plan: Plan, req: JobRequest) -> list[tuple[str, Plan]]:
-    """(part, plan) per Slurm job or array task."""
-    if req.mode != "array":
-        return [("p" if req.mode == "packed" else "main", plan)]
-    indices = [c.index for c in plan.cases]
-    step = req.cases_per_task
-    return [(f"a{i}", plan.replace(case_indices=tuple(indices[j:j + step]), part=f"a{i}"))
-            for i, j in enumerate(range(0, len(indices), step))]
-
-
 def sbatch_script(plan: Plan, req: JobRequest, folder: Path | None = None) -> str:
     """The sbatch script `submit` would hand to Slurm (--dry-run); writes nothing."""
-    if req.system.scheduler == "local":
-        return (f"# system {req.system.name}: no scheduler; submitit's local executor would run\n"
-                f"# {req.tasks_per_node} process(es) of: {python_command(req)} -u -m submitit.core._submit "
-                f"{shlex.quote(str(folder or plan.run_dir / LOG_DIR))}\n")
     from submitit.slurm.slurm import _make_sbatch_string
 
     folder = Path(folder or plan.run_dir / LOG_DIR).absolute()
@@ -203,61 +151,7 @@ def sbatch_script(plan: Plan, req: JobRequest, folder: Path | None = None) -> st
     return _make_sbatch_string(command=command, folder=folder, map_count=map_count, **sbatch_parameters(req))
 
 
-# --- submitting -----------------------------------------------------------------------------
-
-def submit(plan: Plan, req: JobRequest) -> Submission:
-    """Submit `plan` as `req` says. A rejected submission leaves nothing behind (ConfigError)."""
-    run_dir = plan.run_dir
-    if run_dir.exists():
-        raise ConfigError(f"run directory {run_dir} already exists")
-    folder = (run_dir / LOG_DIR).absolute()
-    tasks = task_plans(plan, req)
-    try:
-        plan.save(run_dir / "plan.json")
-        jobs = _submit_tasks(req, folder, tasks)
-    except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    ranks = req.world_size
-    record = Submission(run_id=plan.run_id, system=req.system.name, partition=req.queue.name,
-                        scheduler=req.system.scheduler, mode=req.mode, folder=str(folder),
-                        results_root=str(plan.results_root),
-                        jobs=[TaskRecord(job_id=str(job.job_id), part=part, case_indices=[c.index for c in p.cases],
-                                         ranks=ranks) for job, (part, p) in zip(jobs, tasks)],
-                        submitted_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        nodes=req.nodes, tasks_per_node=req.tasks_per_node)
-    record.save()
-    return record
-
-
-def _submit_tasks(req: JobRequest, folder: Path, tasks: list[tuple[str, Plan]]) -> list[Any]:
-    from submitit.core.utils import FailedJobError
-    from submitit.helpers import clean_env
-
-    executor = make_executor(req, folder)
-    packed = req.mode == "packed"
-    slots = req.array_parallelism if req.system.scheduler == "local" and req.mode == "array" else 0
-    captured = io.StringIO()  # submitit prints sbatch's stderr itself; we report it once
-    try:  # clean_env: submitting from inside a Slurm job must not inherit its SLURM_* variables
-        with contextlib.redirect_stderr(captured), clean_env():
-            if len(tasks) == 1:
-                return [executor.submit(SlurmTask(tasks[0][1].to_json(), packed, slots))]
-            with executor.batch():
-                jobs = [executor.submit(SlurmTask(p.to_json(), packed, slots)) for _, p in tasks]
-            return jobs
-    except FailedJobError as exc:
-        message = str(exc).strip() or captured.getvalue().strip()
-        raise ConfigError(f"Slurm rejected the job: {message.splitlines()[-1] if message else 'no message'}") from None
-    except (OSError, ValueError) as exc:
-        raise LaunchError(f"submission failed: {exc}") from None
-
-
-# --- state, cancel --------------------------------------------------------------------------
-
-def states(record: Submission, timeout_s: float = cluster.COMMAND_TIMEOUT_S) -> dict[str, JobInfo]:
-    """State of every job of `record`, keyed by TaskRecord.job_id; never blocks past the bound."""
-    return states_of([record], timeout_s)[record.run_id]
-
+# --- state ---------------------------------------------------------------------------------
 
 def states_of(records: list[Submission], timeout_s: float = cluster.COMMAND_TIMEOUT_S,
               ) -> dict[str, dict[str, JobInfo]]:
@@ -268,18 +162,15 @@ def states_of(records: list[Submission], timeout_s: float = cluster.COMMAND_TIME
     submitit's result files decide, and a job that left neither a record nor a result is
     reported FAILED ('gone').
     """
-    ids = [j.job_id for r in records if r.scheduler != "local" for j in r.jobs]
+    ids = [j.job_id for r in records for j in r.jobs]
     found, queue_answered = cluster.jobs(ids, timeout_s) if ids else ({}, True)
     out: dict[str, dict[str, JobInfo]] = {}
     for record in records:
-        if record.scheduler == "local":
-            out[record.run_id] = {j.job_id: _local_state(record, j) for j in record.jobs}
-            continue
         mine = out[record.run_id] = {}
         for job in record.jobs:
             info = found.get(job.job_id)
             if info is None or info.state == "UNKNOWN":
-                info = _state_from_files(record, job) or info
+                info = state_from_files(record, job) or info
             if info is None and queue_answered:
                 info = JobInfo(job.job_id, "FAILED", "GONE (not in squeue, no accounting record, no result)",
                                source="squeue")
@@ -289,8 +180,6 @@ def states_of(records: list[Submission], timeout_s: float = cluster.COMMAND_TIME
 
 def check_live(req: JobRequest, timeout_s: float = cluster.COMMAND_TIMEOUT_S) -> None:
     """Before sbatch: the partition exists here and has enough nodes (ConfigError otherwise)."""
-    if req.system.scheduler != "slurm":
-        return
     if not cluster.slurm_available() or shutil.which("sbatch") is None:
         raise ConfigError(f"system {req.system.name!r} is submitted through Slurm, but this machine has no Slurm "
                           "commands; log in to the system, or use --dry-run, or --system local")
@@ -308,59 +197,3 @@ def check_live(req: JobRequest, timeout_s: float = cluster.COMMAND_TIMEOUT_S) ->
     if limit is not None and req.nodes > limit:
         raise ConfigError(f"--nodes {req.nodes}: partition {part.name!r} has {part.total_nodes} node(s) "
                           f"(max per job {part.max_nodes or 'unlimited'}); allowed: 1..{limit}")
-
-
-def _state_from_files(record: Submission, job: TaskRecord) -> JobInfo | None:
-    from submitit.core.utils import JobPaths, pickle_load
-
-    outcomes = []
-    for task in range(job.ranks):
-        path = JobPaths(record.folder, job_id=job.job_id, task_id=task).result_pickle
-        if not path.exists():
-            return None
-        try:
-            outcomes.append(pickle_load(path)[0])
-        except Exception:  # half-written: decide on the next poll
-            return None
-    state = "COMPLETED" if all(o == "success" for o in outcomes) else "FAILED"
-    return JobInfo(job.job_id, state, state, source="submitit")
-
-
-def _local_state(record: Submission, job: TaskRecord) -> JobInfo:
-    """submitit's local job id is the pid of its controller (`python -m submitit.local._local`)."""
-    done = _state_from_files(record, job)
-    if done is not None:
-        return done
-    if _local_controller_alive(job.job_id, record.run_id):
-        return JobInfo(job.job_id, "RUNNING", "RUNNING", source="submitit")
-    return JobInfo(job.job_id, "FAILED", "process gone without a result", source="submitit")
-
-
-def _local_controller_alive(job_id: str, run_id: str) -> bool:
-    """True while pid `job_id` is still submitit's controller for `run_id` (not a reused pid)."""
-    import psutil
-
-    try:
-        cmdline = psutil.Process(int(job_id)).cmdline()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, ValueError):
-        return False
-    except psutil.AccessDenied:  # cannot tell: assume it is ours
-        return True
-    return "submitit.local._local" in cmdline and any(run_id in arg for arg in cmdline)
-
-
-def cancel(record: Submission) -> list[str]:
-    """Cancel every job of the run that is not finished; returns the ids signalled."""
-    current = states(record)
-    live = [i for i, info in current.items() if not info.final]
-    if not live:
-        return []
-    if record.scheduler == "local":
-        import signal
-
-        for job_id in live:  # submitit's controller turns SIGINT into cancelling its tasks
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(job_id), signal.SIGINT)
-        return live
-    cluster.run_command(["scancel", *sorted({i.split("_")[0] for i in live})])
-    return live

@@ -30,7 +30,9 @@ SYSTEMS_DIR = Path(__file__).resolve().parent
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+@,=/-]*$")
 """partition, QoS, account, constraint, gres: letters, digits and _ . : + @ , = / - only"""
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SCHEDULERS = ("slurm", "local")
+SCHEDULERS: dict[str, str | None] = {"slurm": "slurm", "local": None}
+"""scheduler -> the profile table its backend reads (None: none): the keys of launch.BACKENDS,
+one launcher each (systems sits below launch: a test keeps them equal)"""
 DEVICES = ("cuda", "cpu", "auto")
 GPU_REQUESTS = ("gpus_per_node", "gres", "none")
 
@@ -201,8 +203,9 @@ def parse_system(raw: Mapping[str, Any], where: str) -> System:
     env = tuple((_env_name(where, k), str(v)) for k, v in (envt.vars if envt else {}).items())
     system = build(System, raw, where, skip=("slurm", "environment"),
                    given={"slurm": slurm, "path": where, "setup": envt.setup if envt else (), "env": env})
-    if system.scheduler == "slurm" and slurm is None:
-        raise ConfigError(f"{where}: scheduler 'slurm' needs a [slurm] table")
+    table = SCHEDULERS[system.scheduler]
+    if table and getattr(system, table) is None:
+        raise ConfigError(f"{where}: scheduler {system.scheduler!r} needs a [{table}] table")
     return system
 
 
