@@ -1,6 +1,6 @@
 """The sampler protocol: one window around one stretch of timed work.
 
-    sampler = open_sampler(ctx, interval_s)          # once per rank
+    sampler = sampler_for(device, plan.telemetry)    # once per rank (aifbench.telemetry.select)
     with sampler.window(label) as win:               # around one segment of a timed region
         ...                                          # (aifbench.telemetry.regions opens these)
     win.metrics  -> list[Metric]  (energy_j, power_mean_w, ... of this window)
