@@ -13,9 +13,10 @@ from aifbench.config import load_suite
 from aifbench.launch import collect
 from aifbench.launch.cluster import JobInfo
 from aifbench.launch.jobspec import Submission
-from aifbench.plan import Plan
+from aifbench.plan import Plan, build_plan
 from aifbench.results import rows, schema
 from aifbench.runner import execute
+from aifbench.telemetry.config import TelemetryConfig
 from tests.conftest import write
 
 
@@ -86,8 +87,8 @@ def _check_types(row: dict) -> None:
 
 def _runner_rows(tmp_path) -> Plan:
     suite = load_suite(str(write(tmp_path / "rows.toml", SUITE)))
-    plan = Plan.from_suite(suite, run_id="rows-run", device="cpu", results_root=tmp_path / "res",
-                           telemetry_interval_s=0)
+    plan = build_plan(suite, run_id="rows-run", device="cpu", results_root=tmp_path / "res",
+                      telemetry=TelemetryConfig(interval_s=0))
     execute(plan)
     return plan
 
