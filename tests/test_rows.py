@@ -14,9 +14,9 @@ from aifbench.launch import collect
 from aifbench.launch.cluster import JobInfo
 from aifbench.launch.jobspec import Submission
 from aifbench.plan import Plan, build_plan
-from aifbench.telemetry.config import TelemetryConfig
 from aifbench.results import rows, schema
 from aifbench.runner import execute
+from aifbench.telemetry.config import TelemetryConfig
 from tests.conftest import write
 
 
