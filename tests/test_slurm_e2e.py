@@ -138,10 +138,11 @@ def _raw_id(job_id: str) -> str:
     return out.stdout.split()[0] if out.stdout.split() else job_id
 
 
-def _worker_pid(job_id: str) -> int:
+def _worker_pid(job_id: str) -> int | None:
     out = subprocess.run(["scontrol", "listpids", _raw_id(job_id)], capture_output=True, text=True, timeout=15).stdout
     rows = [ln.split() for ln in out.splitlines()[1:] if ln.split()]
-    return next(int(r[0]) for r in rows if r[2] == "0" and r[3] == "0")  # step 0, local task 0
+    # step 0, local task 0; None (asked again) while the step has not started its task yet
+    return next((int(r[0]) for r in rows if r[2] == "0" and r[3] == "0"), None)
 
 
 def _states(run_dir: Path) -> dict:
