@@ -87,6 +87,7 @@ def _minimal(**changes):
     ({"slurm.time_min": "30; reboot"}, "test.toml: slurm.time_min must be an integer >= 0"),
     ({"slurm.partitions.debug.max_nodes": 2.5}, "max_nodes must be an integer >= 0"),
     ({"node.gpus": -1}, "node.gpus: -1 is below the minimum 0"),
+    ({"site": ""}, "site must not be empty"),
     ({"slurm.exclusive": "yes"}, "exclusive must be true or false"),
     ({"node.memory_gb": "lots"}, "memory_gb must be a number"),
     ({"python": 'python3 "unclosed'}, "No closing quotation"),

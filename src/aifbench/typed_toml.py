@@ -73,6 +73,13 @@ def build(cls: type, raw: Any, where: str = "", path: str = "", *, noun: str = "
     return cls(**values)
 
 
+def nonempty(loc: str, value: str) -> str:
+    """A `check` for text that must not be empty (names: a system, a suite, a benchmark)."""
+    if not value:
+        raise ConfigError(f"{loc} must not be empty")
+    return value
+
+
 def field_names(cls: type) -> list[str]:
     """The keys a table of `cls` may hold."""
     return [f.name for f in dataclasses.fields(cls) if f.init]

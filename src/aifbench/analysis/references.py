@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from aifbench.files import read_toml
 from aifbench.errors import ConfigError, one_of
-from aifbench.typed_toml import build, spec
+from aifbench.typed_toml import build, nonempty, spec
 
 if TYPE_CHECKING:
     from aifbench.systems import System
@@ -53,18 +53,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _named(loc: str, value: str) -> str:
-    if not value:
-        raise ConfigError(f"{loc} must be a name, got ''")
-    return value
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reference:
     """One acceptance criterion for one metric of one benchmark (see the module docstring)."""
 
-    benchmark: str = spec(check=_named)
-    metric: str = spec(check=_named)
+    benchmark: str = spec(check=nonempty)
+    metric: str = spec(check=nonempty)
     params: Mapping[str, Any] = field(default_factory=dict)
     params_min: Mapping[str, int | float] = field(default_factory=dict)
     gpu: str | tuple[str, ...] | None = None

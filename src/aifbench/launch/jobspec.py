@@ -36,7 +36,7 @@ from aifbench.atomic import atomic_write_text
 from aifbench.files import data_dir, read_toml
 from aifbench.errors import ConfigError, one_of
 from aifbench.systems import Queue, System, check_safe, load_system
-from aifbench.typed_toml import build, field_names, spec
+from aifbench.typed_toml import build, field_names, nonempty, spec
 
 MODES = {
     "single": "one job: every rank runs every case (multi-rank cases use all ranks together)",
@@ -46,18 +46,12 @@ MODES = {
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def _named(loc: str, value: str) -> str:
-    if not value:
-        raise ConfigError(f"{loc} must be a name, got ''")
-    return value
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JobFile:
     """The [job] table of a job file (typed_toml): types here, limits when the request is resolved."""
 
-    suite: str = spec(check=_named)
-    system: str = spec(check=_named)
+    suite: str = spec(check=nonempty)
+    system: str = spec(check=nonempty)
     partition: str | None = None
     nodes: int | None = None
     tasks_per_node: int | None = None

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 from aifbench.files import read_toml
 from aifbench.errors import ConfigError, one_of
-from aifbench.typed_toml import build, spec
+from aifbench.typed_toml import build, nonempty, spec
 
 SYSTEMS_DIR = Path(__file__).resolve().parent
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+@,=/-]*$")
@@ -42,12 +42,6 @@ def check_safe(what: str, value: str) -> str:
     if not SAFE_VALUE.match(value):
         raise ConfigError(f"{what} {value!r} refused: only letters, digits and _ . : + @ , = / - "
                           "are allowed (no spaces or shell characters)")
-    return value
-
-
-def _nonempty(loc: str, value: str) -> str:
-    if not value:
-        raise ConfigError(f"{loc} must not be empty")
     return value
 
 
@@ -138,8 +132,8 @@ class SlurmDefaults:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class System:
-    name: str = spec(check=_nonempty)
-    site: str = spec(check=_nonempty)
+    name: str = spec(check=nonempty)
+    site: str = spec(check=nonempty)
     description: str = ""
     scheduler: str = spec(choices=SCHEDULERS)
     node: Node
