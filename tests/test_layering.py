@@ -118,7 +118,7 @@ def test_no_import_loops_between_modules():
     assert not loops, "import loops between modules: " + "; ".join(" <-> ".join(c) for c in loops)
 
 
-LEAVES = ("aifbench.errors", "aifbench.units", "aifbench.atomic", "aifbench.files")
+LEAVES = ("aifbench.errors", "aifbench.units", "aifbench.atomic", "aifbench.files", "aifbench.typed_toml")
 
 
 @pytest.mark.parametrize("leaf", LEAVES)

@@ -120,9 +120,3 @@ def test_a_bad_catalog_file_is_exit_2_and_one_line(tmp_path, monkeypatch, capsys
     out, err = capsys.readouterr()
     assert out == "" and f"{site}: device #1.memory_gb must be a number, got 'lots'" in err
 
-
-def test_typed_toml_is_a_leaf():
-    """Profiles, job files, the catalog and config all read through it: it imports only leaves."""
-    from tests.test_layering import LEAVES, import_graph
-
-    assert import_graph().get("aifbench.typed_toml", set()) <= set(LEAVES)
