@@ -31,9 +31,9 @@ from aifbench.errors import LaunchError, SkipCase
 from aifbench.plan import Plan
 from aifbench.results import rows
 from aifbench.results.store import ShardWriter
-from aifbench.telemetry.config import TelemetryConfig
 from aifbench.telemetry.efficiency import region_efficiency
 from aifbench.telemetry.regions import MAIN, RegionResult, Regions, prefixed
+from aifbench.telemetry.select import sampler_for
 from aifbench.timing import Timer
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,6 @@ def _peak_lookup(device_name: str, pci_id: str | None, device: str):
     return catalog.peak_lookup_for(device_name, pci_id, device=device)
 
 
-def _open_sampler(device: str, telemetry: TelemetryConfig):
-    """The rank's sampler under the plan's telemetry settings (a NullSampler with why when off)."""
-    from aifbench.telemetry.select import sampler_for
-
-    return sampler_for(device, telemetry)
-
-
 def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | None = None) -> RunSummary:
     """Run this rank's cases of `plan`, writing shards under plan.results_root/run_id."""
     info = info or RankInfo()
@@ -104,7 +97,7 @@ def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | No
     ctx = build_context(plan, info, device, prov["device_name"], prov.get("gpu_pci_device_id"))
     writer = ShardWriter(Path(plan.results_root), plan.run_id, info.rank, plan.part)
     kept = _resume(writer, info.distributed)
-    sampler = _open_sampler(device, plan.telemetry)
+    sampler = sampler_for(device, plan.telemetry)  # a NullSampler with the reason when off
     run_row = _run_row(plan, info, prov, sampler.describe())
     summary = RunSummary(plan.run_id)
     try:  # from the first runs row on: an interrupt (KeyboardInterrupt) still ends in status=interrupted

@@ -33,7 +33,8 @@ from pathlib import Path
 
 from aifbench.measurement import Metric
 from aifbench.telemetry import fields as F
-from aifbench.telemetry.sampling import DEFAULT_INTERVAL_S, PollingSampler, Sample, Summary, rows_of, series
+from aifbench.telemetry.config import DEFAULT_INTERVAL_S
+from aifbench.telemetry.sampling import PollingSampler, Sample, Summary, rows_of, series
 
 POWERCAP_ROOT = Path("/sys/class/powercap")
 MIN_SPAN_S = 0.095

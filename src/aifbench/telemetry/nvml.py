@@ -24,9 +24,9 @@ from aifbench.measurement import Metric
 from aifbench.telemetry import fields as F
 from aifbench.telemetry.nvml_device import (PERMANENT_ERRORS, UINT_MAX, DeviceAccess, NvmlCallError,
                                             call_key)
-from aifbench.telemetry.sampling import (DEFAULT_INTERVAL_S, PollingSampler, Sample, Summary, integrate,
-                                         rows_of, series, time_mean)
-from aifbench.telemetry.validity import DEFAULT_MIN_CLOCK_FRACTION, window_validity
+from aifbench.telemetry.config import DEFAULT_INTERVAL_S, DEFAULT_MIN_CLOCK_FRACTION
+from aifbench.telemetry.sampling import PollingSampler, Sample, Summary, integrate, rows_of, series, time_mean
+from aifbench.telemetry.validity import window_validity
 
 log = logging.getLogger(__name__)
 

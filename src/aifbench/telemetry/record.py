@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from aifbench.telemetry.gpus import TelemetryUnavailable
     from aifbench.telemetry.nvml import NvmlSampler
-    from aifbench.telemetry.sampling import check_interval
+    from aifbench.telemetry.config import check_interval
     from aifbench.telemetry.select import open_gpu_access
     from aifbench.telemetry.trace import RecordingDevice
 

@@ -23,7 +23,7 @@ from typing import Iterator
 
 from aifbench.measurement import Metric
 from aifbench.telemetry.base import Window
-from aifbench.telemetry.config import DEFAULT_INTERVAL_S, check_interval  # noqa: F401 (sampling's names too)
+from aifbench.telemetry.config import DEFAULT_INTERVAL_S, check_interval
 
 log = logging.getLogger(__name__)
 
