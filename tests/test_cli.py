@@ -134,3 +134,23 @@ def test_a_skipped_shard_is_one_stderr_line_and_stdout_stays_data(aifbench_cli, 
     assert proc.returncode == 0 and len(json.loads(proc.stdout)) > 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "skipping invalid shard" in lines[0] and "metrics.rank00001.main.parquet" in lines[0]
+
+
+@pytest.mark.parametrize("argv,names", [
+    (["submit", "smoke", "--system", "local", "--mode", "nosuch"], ["--mode", "'nosuch'", "'array'", "aifbench submit --help"]),
+    (["run", "smoke", "--nproc", "x"], ["--nproc", "'x'"]),
+    (["nosuchcmd"], ["'nosuchcmd'", "'run'"]),
+    (["run"], ["required: suite"]),
+])
+def test_argument_errors_are_one_line_exit_2(argv, names, capsys, tmp_path, monkeypatch):
+    """argparse's own refusals (choices, types, missing arguments) are one line naming the option
+    and what is allowed, exit 2, like every other bad input; nothing is written."""
+    from aifbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert all(n in err for n in names), err
+    assert list(tmp_path.iterdir()) == []

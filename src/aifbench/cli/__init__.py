@@ -18,8 +18,16 @@ from aifbench.errors import AifbenchError
 COMMANDS = ("run", "results", "telemetry", "analysis", "hardware", "slurm")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with bad input as one line (what is wrong, where to read what is allowed), exit 2;
+    subcommand parsers are of this class too (add_subparsers takes the parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="aifbench",
         description="How fast and how healthy is this AI-factory partition for LLM work?",
         epilog="Run 'aifbench COMMAND --help' for a command's options.")
