@@ -203,6 +203,16 @@ define("harness_overhead_pct", "%", False,
 define("link_gbps", "GB/s", True,
        "bytes copied across the host-device link / median time, in 1e9 B/s (bidir: both directions summed)",
        role="throughput", derivation="from_time", additive=True)
+# --- imported from other tools (aifbench.importers) ----------------------------------------
+define("avg_busbw_gbps", "GB/s", True, "nccl-tests footer 'Avg bus bandwidth': the mean of busbw over every size "
+       "and placement of one run (small sizes weigh as much as large ones), in 1e9 B/s",
+       role="diagnostic")
+define("diag_pass", "1", True, "DCGM diagnostic verdict of one test on its GPUs (dcgmi diag): 1 Pass, 0 Warn "
+       "(the warning in the detail); Fail is a failed row with the error text as its reason, Skip a skipped row",
+       role="diagnostic")
+define("time_to_train_s", "s", False, "MLPerf Training time to train: run_stop - run_start of the result log "
+       "(:::MLLOG time_ms), one run; ok only when run_stop's status is success",
+       role="latency", scope="job")
 # --- LLM ------------------------------------------------------------------------------------
 define("decode_time_s", "s", False, "decode time of one generation: its gen_tokens decode steps after the first "
        "token (the time behind decode_tokens_per_s, hbm_gbps and decode_roofline_pct)",

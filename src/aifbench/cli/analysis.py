@@ -111,8 +111,18 @@ def _add_exchange(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace BUNDLE.parquet when it exists")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="add a bundle's runs to a results store (idempotent)")
-    p.add_argument("bundle", type=Path, metavar="BUNDLE.parquet")
+    p = sub.add_parser("import", help="add a bundle's runs, or other tools' outputs (--from), to a results store (idempotent)",
+                       description="aifbench import BUNDLE.parquet: an 'aifbench export' bundle. aifbench import --from "
+                                   "TOOL FILE...: outputs of nccl-tests, rccl-tests, nvbandwidth, stream, babelstream, "
+                                   "dcgm-diag or mlperf (auto: recognised from the content), one run per file "
+                                   "(docs/importing.md).")
+    p.add_argument("bundle", type=Path, nargs="+", metavar="FILE", help="BUNDLE.parquet, or with --from the tool's output files")
+    p.add_argument("--from", dest="tool", default=None, metavar="TOOL",
+                   help="the tool whose output FILE is: nccl-tests, rccl-tests, nvbandwidth, stream, babelstream, "
+                        "dcgm-diag, mlperf, or auto")
+    p.add_argument("--system", default=None, metavar="NAME",
+                   help="system name stored with imported runs (default: the file's name without its extension)")
+    p.add_argument("--partition", default="", metavar="P", help="partition stored with imported runs")
     add_results_option(p)
     p.set_defaults(func=cmd_import)
 
@@ -352,6 +362,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     from aifbench.analysis import exchange
     from aifbench.cli.output import console
 
+    if args.tool is not None:
+        from aifbench.cli.importing import import_files
+
+        return import_files(args.tool, args.bundle, args.results, args.system, args.partition)
+    if args.system is not None or args.partition:
+        raise ConfigError("--system and --partition apply to imported tool outputs: add --from TOOL (or --from auto)")
+    if len(args.bundle) != 1:
+        raise ConfigError(f"a bundle import takes one BUNDLE.parquet, got {len(args.bundle)} files; "
+                          "for tool outputs add --from TOOL (or --from auto)")
+    args.bundle = args.bundle[0]
     if not args.bundle.is_file():
         raise ConfigError(f"no such bundle: {args.bundle}")
     added = exchange.import_bundle(args.bundle, args.results)
