@@ -206,10 +206,10 @@ define("link_gbps", "GB/s", True,
 # --- imported from other tools (aifbench.importers) ----------------------------------------
 define("avg_busbw_gbps", "GB/s", True, "nccl-tests footer 'Avg bus bandwidth': the mean of busbw over every size "
        "and placement of one run (small sizes weigh as much as large ones), in 1e9 B/s",
-       role="diagnostic")
+       role="throughput")
 define("diag_pass", "1", True, "DCGM diagnostic verdict of one test on its GPUs (dcgmi diag): 1 Pass, 0 Warn "
        "(the warning in the detail); Fail is a failed row with the error text as its reason, Skip a skipped row",
-       role="diagnostic")
+       role="score")
 define("time_to_train_s", "s", False, "MLPerf Training time to train: run_stop - run_start of the result log "
        "(:::MLLOG time_ms), one run; ok only when run_stop's status is success",
        role="latency", scope="job")

@@ -219,7 +219,30 @@ def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
     else:
         df["case_key"] = df["benchmark"].astype(str) + " " + df["params"].astype(str)
         df["label"] = [case_label(b, p) for b, p in zip(df["benchmark"].astype(str), df["params"].astype(str))]
-    return df.sort_index().reset_index(drop=True)
+    return _comparable_keys(df).sort_index().reset_index(drop=True)
+
+
+HARNESS_KNOBS: dict[str, tuple[str, ...]] = {"collectives": ("inner", "gpu_only")}
+"""parameters that change how aifbench drives a case, not what is measured: left out of `case_key`,
+so a collective measured by aifbench and one imported from nccl-tests (aifbench.importers) meet"""
+BY_RANKS = ("collectives",)
+"""benchmarks whose figures depend on the rank count: `case_key` carries `ranks=<world_size>`"""
+
+
+def _comparable_keys(df: pd.DataFrame) -> pd.DataFrame:
+    """case_key of the benchmarks in HARNESS_KNOBS / BY_RANKS: parameters without the harness knobs,
+    plus the rank count (the same op and size at another rank count is another case)."""
+    mask = df["benchmark"].astype(str).isin(set(HARNESS_KNOBS) | set(BY_RANKS)).to_numpy()
+    if not mask.any():
+        return df
+    part = df.loc[mask, ["benchmark", "params", "world_size"]].astype(str)
+    keys = {}
+    for b, p, w in part.drop_duplicates().itertuples(index=False):
+        params = {k: v for k, v in json.loads(p).items() if k not in HARNESS_KNOBS.get(b, ())}
+        keys[(b, p, w)] = f"{b} {json.dumps(params, sort_keys=True)}" + (f" ranks={w}" if b in BY_RANKS else "")
+    df["case_key"] = df["case_key"].astype(str)
+    df.loc[mask, "case_key"] = [keys[t] for t in part.itertuples(index=False, name=None)]
+    return df
 
 
 def case_label(benchmark: str, params_json: str, limit: int | None = 90) -> str:

@@ -49,7 +49,7 @@ def parse_stream(path: Path, text: str) -> Parsed:
     width, n = int(elem.group(1)), int(size.group(1))
     p.extra.update(array_elements=n, bytes_per_element=width, threads=int(threads.group(1)) if threads else None)
     validates = "Solution Validates" in text
-    failed = [l.strip() for l in lines if re.search(r"Failed Validation|ERROR|validation error", l, re.I)]
+    failed = [l.strip() for l in lines if re.search(r"Failed Validation|^\s*ERROR", l)]
     found = 0
     for no, line in enumerate(lines[head:], head + 1):
         t = line.split()
