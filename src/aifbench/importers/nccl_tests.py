@@ -62,7 +62,9 @@ def _int_field(text: str, key: str) -> int | None:
 
 def _header(text: str) -> dict[str, Any]:
     """minBytes, maxBytes, step (factor or bytes), iters, ... of the `# nThread ...` line."""
-    out: dict[str, Any] = {k: _int_field(text, k) for k in ("nThread", "minBytes", "maxBytes", "iters", "validation")}
+    out: dict[str, Any] = {k: _int_field(text, k) for k in ("nThread", "minBytes", "maxBytes", "validation")}
+    m = re.search(r"(?<!warmup )(?<!agg )\biters:\s*(\d+)", text)  # not 'warmup iters' / 'agg iters'
+    out["iters"] = int(m.group(1)) if m else None
     out["nGpus"] = _int_field(text, r"nGpus(?:\(perProc\))?")
     out["warmup_iters"] = _int_field(text, "warmup iters")
     m = re.search(r"step:\s*(\d+)\((factor|bytes)\)", text)
