@@ -16,12 +16,12 @@ from aifbench.telemetry.report import split_metric
 # --- the lists as they were before the traits (copied from the readers, once) ------------------
 OLD_JOB_WIDE = {"tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s"}
 OLD_ADDITIVE_UNITS = {"TFLOP/s", "GB/s", "1/s"}
-OLD_NOT_ADDITIVE = {"busbw_gbps", "algbw_gbps", "hbm_gbps", "decode_tokens_per_s_per_seq"}
-OLD_LATENCIES = {"ttft_s", "itl_s"}
+OLD_NOT_ADDITIVE = {"avg_busbw_gbps", "busbw_gbps", "algbw_gbps", "hbm_gbps", "decode_tokens_per_s_per_seq"}
+OLD_LATENCIES = {"ttft_s", "itl_s", "time_to_train_s"}  # time_to_train_s: imported MLPerf score
 OLD_NOT_MERITS = {"sm_clock_mean_mhz"}
 OLD_TIME_BASES = ("time_s", "step_time_s")
 OLD_RATE_UNITS = {"TFLOP/s", "GB/s", "1/s", "%"}
-OLD_NOT_FROM_TIME = {"sm_clock_mean_mhz", "tflops_per_w", "gbps_per_w", "tokens_per_j"}
+OLD_NOT_FROM_TIME = {"avg_busbw_gbps", "sm_clock_mean_mhz", "tflops_per_w", "gbps_per_w", "tokens_per_j"}
 OLD_TIME_AND_POWER = {"time_s", "step_time_s", "power_mean_w"}
 OLD_EFFICIENCY = ("tflops_per_w", "gbps_per_w", "tokens_per_j")
 OLD_DERIVED_EFFICIENCY = {"tflops": "tflops_per_w", "gbps": "gbps_per_w"}

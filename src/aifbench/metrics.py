@@ -212,7 +212,7 @@ define("diag_pass", "1", True, "DCGM diagnostic verdict of one test on its GPUs 
        role="score")
 define("time_to_train_s", "s", False, "MLPerf Training time to train: run_stop - run_start of the result log "
        "(:::MLLOG time_ms), one run; ok only when run_stop's status is success",
-       role="latency", scope="job")
+       role="latency")
 # --- LLM ------------------------------------------------------------------------------------
 define("decode_time_s", "s", False, "decode time of one generation: its gen_tokens decode steps after the first "
        "token (the time behind decode_tokens_per_s, hbm_gbps and decode_roofline_pct)",
