@@ -217,3 +217,35 @@ def test_unknown_tool_and_bundle_import_stay_one_line(tmp_path, capsys):
     assert main(["import", str(PEERS / "SOURCES.md"), "--results", str(tmp_path)]) == 2  # not a bundle
     assert main(["import", "--from", "auto", str(PEERS / "SOURCES.md"), "--results", str(tmp_path)]) == 2
     assert "SOURCES.md:1:" in capsys.readouterr().err
+
+
+def test_reference_pack_judges_imported_alps_logs(tmp_path, capsys):
+    """The GH200 pack's two-node all_reduce reference: the CXI log passes (122.6 GB/s at 128 MiB),
+    the log without the CXI hook fails (5.4 GB/s): an imported run judged like a native one."""
+    root = tmp_path / "r"
+    assert _import(root, PEERS / "nccl-allreduce-gh200-2node-cscs-nccldoc-cxi.txt", system="alps-gh200") == 0
+    assert _import(root, PEERS / "nccl-allreduce-gh200-2node-cscs-nccldoc-nocxi.txt", system="alps-gh200") == 0
+    pack = Path(__file__).parents[1] / "benchmarks" / "targets" / "gh200-96gb.toml"
+    verdicts = {}
+    for run_id in sorted(p.name for p in root.iterdir()):
+        capsys.readouterr()
+        main(["validate", run_id, "--results", str(root), "--references", str(pack), "--format", "json"])
+        out = capsys.readouterr().out
+        checks = json.loads(out[: out.rindex("]") + 1]) if out.lstrip().startswith("[") else []
+        two_node = [c for c in checks if "nodes>=2" in str(c.get("name", c.get("check", "")))]
+        verdicts[run_id] = {c["status"] for c in two_node}
+    assert sorted(verdicts.values(), key=str) == [{"fail"}, {"pass"}]
+
+
+def test_profiles_point_at_reference_packs():
+    from aifbench.analysis import references
+
+    for system, pack in (("jupiter-booster", "gh200-96gb"), ("alps-gh200", "gh200-96gb"), ("lumi-g", "mi250x-gcd"),
+                         ("leonardo-booster", "a100-sxm4"), ("marenostrum5-acc", "h100-sxm5-80gb")):
+        refs = references.for_system(system)
+        references.check_names(refs)
+        path = references._targets_path(f"targets/{pack}.toml", system)
+        packed = references.load_file(path)
+        assert all(r.source and r.kind in ("datasheet", "measurement", "estimate") for r in packed
+                   if pack != "h100-sxm5-80gb" or r.benchmark == "collectives")
+        assert all(r.estimate == (r.kind == "estimate") for r in packed if r.kind)

@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+KINDS = ("", "datasheet", "measurement", "estimate")
+"""Reference.kind: a datasheet value, a published measurement, or an estimate"""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reference:
     """One acceptance criterion for one metric of one benchmark (see the module docstring)."""
@@ -72,8 +76,12 @@ class Reference:
     """no GPU below this % of the partition median of its case (above 200 - this % for latencies)"""
     source: str = ""
     estimate: bool = False
+    kind: str = spec("", choices=KINDS)
+    """what the threshold rests on: datasheet, measurement (published), estimate; '' when not said"""
 
     def __post_init__(self) -> None:
+        if self.kind == "estimate" and not self.estimate:
+            raise ConfigError(f"reference {self.describe()}: kind = \"estimate\" needs estimate = true")
         if self.fraction_of_peak is None and self.lower is None and self.upper is None \
                 and self.min_pct_of_median is None:
             raise ConfigError(f"reference {self.describe()}: needs fraction_of_peak, lower, upper or min_pct_of_median")
@@ -138,6 +146,9 @@ class Acceptance:
     defaults: bool = True
     """false: the generic references (acceptance.toml) are left out"""
     reference: tuple[Reference, ...] = ()
+    targets: str = ""
+    """a reference pack of the shipped suites folder (benchmarks/): 'targets/gh200-96gb.toml';
+    its references join the profile's own, which replace a pack's of the same key"""
 
 
 def from_mapping(raw: Mapping[str, Any], where: str) -> Reference:
@@ -173,10 +184,22 @@ def for_system(system: str | System) -> list[Reference]:
     name = system if isinstance(system, str) else profile.name
     acceptance = build(Acceptance, getattr(profile, "acceptance", None) or {}, f"system {name}", "acceptance")
     refs = list(acceptance.reference)
+    if acceptance.targets:
+        own = {r.key for r in refs}
+        refs += [r for r in load_file(_targets_path(acceptance.targets, name)) if r.key not in own]
     if acceptance.defaults:
         own, sku = {r.key for r in refs}, profile_gpu(profile)
         refs += [r for r in defaults() if r.key not in own and (sku is None or r.applies_to(sku))]
     return refs
+
+
+def _targets_path(targets: str, system: str) -> Path:
+    from aifbench.files import data_dir
+
+    path = data_dir("suites") / targets
+    if not path.is_file():
+        raise ConfigError(f"system {system}: [acceptance] targets = {targets!r}: no such file in {data_dir('suites')}")
+    return path
 
 
 def profile_gpu(system: str | System) -> str | None:

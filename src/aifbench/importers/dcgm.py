@@ -121,7 +121,7 @@ def _gpus(text: str | None) -> str:
 
 def _devices(p: Parsed, pci_ids: list[str]) -> None:
     pci = pci_ids[0] if pci_ids and len(set(pci_ids)) == 1 else None
-    p.devices = [Device(rank=0, node=NOT_PRINTED, device="gpu 0", name=NOT_PRINTED,
+    p.devices = [Device(rank=0, node=NOT_PRINTED, device="cuda:0", name=NOT_PRINTED,
                         pci_device_id=f"0x{pci.lower()}" if pci else None)]
     p.extra["gpu_pci_device_ids"] = pci_ids
     p.extra["gpu_count"] = len(pci_ids) or None

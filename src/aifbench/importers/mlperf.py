@@ -33,7 +33,7 @@ def _system(p: Parsed, sysjson: dict[str, Any]) -> None:
         nodes, per_node = 1, 1
     name = str(sysjson.get("accelerator_model_name") or NOT_PRINTED)
     p.world_size = nodes * per_node
-    p.devices = [Device(rank=r, node=f"node{r // per_node}", device=f"gpu {r % per_node}", name=name)
+    p.devices = [Device(rank=r, node=f"node{r // per_node}", device=f"cuda:{r % per_node}", name=name)
                  for r in range(p.world_size)]
     stack = sysjson.get("other_software_stack") or {}
     if isinstance(stack, dict):

@@ -185,7 +185,7 @@ def parse_text(path: Path, text: str, tool: str = "nccl-tests") -> Parsed:
                 p.versions[key.split()[0].lower()] = s.split(":", 1)[1].strip()
         m = _DEVICE.match(s)
         if m:
-            p.devices.append(Device(rank=int(m["rank"]), node=m["host"], device=f"gpu {m['dev']}",
+            p.devices.append(Device(rank=int(m["rank"]), node=m["host"], device=f"cuda:{m['dev']}",
                                     name=m["name"], bus_id=m["bus"]))
             continue
         if s == "..." and p.devices and columns is None:
@@ -356,7 +356,7 @@ def parse_json(path: Path, data: dict[str, Any], tool: str = "nccl-tests") -> Pa
             pass
     config = data.get("config") or {}
     for d in config.get("devices") or []:
-        p.devices.append(Device(rank=int(d["rank"]), node=str(d.get("hostname", "")), device=f"gpu {d.get('device')}",
+        p.devices.append(Device(rank=int(d["rank"]), node=str(d.get("hostname", "")), device=f"cuda:{d.get('device')}",
                                 name=str(d.get("device_info", "")), bus_id=str(d.get("device_hex", ""))))
     if not p.devices:
         raise ParseError(path, 1, "config.devices (one record per rank) in the nccl-tests JSON")

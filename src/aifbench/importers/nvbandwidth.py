@@ -139,7 +139,7 @@ def _gpu_count(p: Parsed) -> int:
 
 def _devices(p: Parsed, names: dict[int, str], counted: int) -> None:
     n = max([counted, *(i + 1 for i in names)]) if (names or counted) else 1
-    p.devices = [Device(rank=0, node=NOT_PRINTED, device="gpu 0", name=names.get(0, NOT_PRINTED))]
+    p.devices = [Device(rank=0, node=NOT_PRINTED, device="cuda:0", name=names.get(0, NOT_PRINTED))]
     p.extra["gpus"] = [{"index": i, "name": names.get(i, NOT_PRINTED)} for i in range(n)]
 
 

@@ -35,8 +35,8 @@ class Device:
 
     rank: int
     node: str = NOT_PRINTED
-    device: str = "gpu"
-    """the device as the tool names it: 'cuda:3', 'gpu 3', 'cpu'"""
+    device: str = "cuda:0"
+    """as torch would name it (the store's device column): 'cuda:3' (ROCm GPUs too), 'cpu'"""
     name: str = NOT_PRINTED
     """the GPU or CPU model exactly as printed"""
     bus_id: str = ""

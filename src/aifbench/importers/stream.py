@@ -131,5 +131,5 @@ def parse_babelstream(path: Path, text: str) -> Parsed:
     if not found:
         raise ParseError(path, head + 1, "at least one BabelStream row (Copy, Mul, Add, Triad, Dot) below the header")
     name = dev.group(2).strip() if dev else f"CPU ({p.extra['implementation'] or 'host'}; model not printed by BabelStream)"
-    p.devices = [Device(rank=0, node=NOT_PRINTED, device=f"{dev.group(1).lower()} 0" if dev else "cpu", name=name)]
+    p.devices = [Device(rank=0, node=NOT_PRINTED, device="cuda:0" if dev else "cpu", name=name)]
     return p
