@@ -249,3 +249,16 @@ def test_profiles_point_at_reference_packs():
         assert all(r.source and r.kind in ("datasheet", "measurement", "estimate") for r in packed
                    if pack != "h100-sxm5-80gb" or r.benchmark == "collectives")
         assert all(r.estimate == (r.kind == "estimate") for r in packed if r.kind)
+
+
+def test_report_shows_imported_systems_beside_the_reference_runs(tmp_path, capsys):
+    root = tmp_path / "r"
+    assert _import(root, PEERS / "nccl-allreduce-gh200-2node-cscs-nccldoc-cxi.txt",
+                   PEERS / "babelstream-5.0-cuda-a100-sxm4-80gb-tursa-ukribench.txt") == 0
+    reference = Path(__file__).parents[1] / "results" / "reference"
+    out = tmp_path / "report.html"
+    assert main(["report", "--results", str(root), "--reference-dir", str(reference), "-o", str(out)]) == 0
+    html = out.read_text()
+    for name in ("nccl-allreduce-gh200-2node-cscs-nccldoc-cxi", "babelstream-5.0-cuda-a100-sxm4-80gb-tursa-ukribench",
+                 "import:nccl-tests", "NVIDIA H200"):
+        assert name in html, name
