@@ -124,7 +124,8 @@ def test_stream_babelstream_nvbandwidth_dcgm_figures():
     assert [r.value for r in h2d] == [389.15]
     dc = importers.parse("auto", PEERS / "dcgm-diag-r1-h200-8gpu-azure-debian-persistfail.txt")
     fail = [r for r in dc.rows if r.status == "failed"]
-    assert [r.params["test"] for r in fail] == ["Persistence Mode"] and "Persistence mode for GPU 0" in fail[0].reason
+    assert [r.params["test"] for r in fail] == ["Persistence Mode"]
+    assert "Persistence mode for GPU 0 is currently disabled. The DCGM" in fail[0].reason
     assert dc.version == "3.1.8" and dc.devices[0].pci_device_id == "0x2335"
 
 

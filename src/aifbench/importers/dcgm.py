@@ -57,7 +57,7 @@ def parse_table(path: Path, text: str) -> Parsed:
 
     def flush() -> None:
         for r in pending:
-            _row(p, r["category"], r["test"], r["status"], r["gpus"], " ".join(r["text"]).strip())
+            _row(p, r["category"], r["test"], r["status"], r["gpus"], " ".join("".join(r["text"]).split()))
         pending.clear()
 
     for no, raw in enumerate(lines, 1):
@@ -69,7 +69,8 @@ def parse_table(path: Path, text: str) -> Parsed:
             continue
         if not s.startswith("|"):
             continue
-        cells = [c.strip() for c in s.strip("|").split("|")]
+        raw_cells = s.strip("|").split("|")
+        cells = [c.strip() for c in raw_cells]
         if len(cells) != 2:
             raise ParseError(path, no, f"a dcgmi diag table row '| Name | Result |', got {s[:60]!r}")
         name, result = cells
@@ -81,8 +82,9 @@ def parse_table(path: Path, text: str) -> Parsed:
                 meta[name] = result
                 last_text = None
             continue
+        chunk = raw_cells[1][1:-2] if len(raw_cells[1]) > 3 else result  # fixed-width slice: dcgmi wraps mid-word
         if name.lower() in _TEXT_ROWS:
-            last_text = [result]
+            last_text = [chunk]
             target = pending[-1] if pending else None
             if target is not None:
                 target["text"] = last_text
@@ -93,7 +95,7 @@ def parse_table(path: Path, text: str) -> Parsed:
                 pending.append({**pending[-1], "status": r.group(1), "gpus": _gpus(r.group(2)), "text": []})
                 last_text = None
             elif last_text is not None:
-                last_text.append(result)  # wrapped text: dcgmi cut it at the column width
+                last_text.append(chunk)  # wrapped text: dcgmi cut it at the column width
             continue
         r = _RESULT.match(result)
         if not r:
