@@ -245,6 +245,8 @@ def test_profiles_point_at_reference_packs():
                          ("leonardo-booster", "a100-sxm4"), ("marenostrum5-acc", "h100-sxm5-80gb")):
         refs = references.for_system(system)
         references.check_names(refs)
+        sku = references.profile_gpu(system)
+        assert all(r.applies_to(sku) for r in refs if r in references.pack(system))
         path = references._targets_path(f"targets/{pack}.toml", system)
         packed = references.load_file(path)
         assert all(r.source and r.kind in ("datasheet", "measurement", "estimate") for r in packed

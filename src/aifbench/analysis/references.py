@@ -184,13 +184,22 @@ def for_system(system: str | System) -> list[Reference]:
     name = system if isinstance(system, str) else profile.name
     acceptance = build(Acceptance, getattr(profile, "acceptance", None) or {}, f"system {name}", "acceptance")
     refs = list(acceptance.reference)
+    sku = profile_gpu(profile)
     if acceptance.targets:
         own = {r.key for r in refs}
-        refs += [r for r in load_file(_targets_path(acceptance.targets, name)) if r.key not in own]
+        refs += [r for r in pack(profile) if r.key not in own and (sku is None or r.applies_to(sku))]
     if acceptance.defaults:
-        own, sku = {r.key for r in refs}, profile_gpu(profile)
+        own = {r.key for r in refs}
         refs += [r for r in defaults() if r.key not in own and (sku is None or r.applies_to(sku))]
     return refs
+
+
+def pack(system: str | System) -> list[Reference]:
+    """The references of the pack a profile names in `[acceptance] targets` (none: [])."""
+    profile = _profile(system)
+    name = system if isinstance(system, str) else profile.name
+    acceptance = build(Acceptance, getattr(profile, "acceptance", None) or {}, f"system {name}", "acceptance")
+    return load_file(_targets_path(acceptance.targets, name)) if acceptance.targets else []
 
 
 def _targets_path(targets: str, system: str) -> Path:
