@@ -265,3 +265,26 @@ def test_report_shows_imported_systems_beside_the_reference_runs(tmp_path, capsy
     for name in ("nccl-allreduce-gh200-2node-cscs-nccldoc-cxi", "babelstream-5.0-cuda-a100-sxm4-80gb-tursa-ukribench",
                  "import:nccl-tests", "NVIDIA H200"):
         assert name in html, name
+
+
+def test_mlperf_log_with_run_stop_gives_time_to_train():
+    """The excerpt (first 17 lines of a real result log) plus run_start / run_stop events written
+    here in the MLLOG format (the excerpt stops before them): 1000 s apart, status success."""
+    head = (PEERS / "mlperf-mllog-ssd-eos_n8-h100-training-v4.0-head-excerpt.txt").read_text()
+    event = ':::MLLOG {{"namespace": "", "time_ms": {t}, "event_type": "{e}", "key": "{k}", "value": null, ' \
+            '"metadata": {{"file": "train.py", "lineno": 1{extra}}}}}\n'
+    text = head + event.format(t=1714150200000, e="INTERVAL_START", k="run_start", extra="") \
+        + event.format(t=1714151200000, e="INTERVAL_END", k="run_stop", extra=', "status": "success"')
+    p = importers.parse("auto", Path("result_0.txt"), text)
+    assert p.tool == "mlperf" and p.world_size == 64 and len(p.nodes) == 8
+    assert p.devices[0].name == "NVIDIA H100-SXM5-80GB" and p.versions["nccl"] == "2.21.5"
+    (row,) = p.rows
+    assert (row.metric, row.value, row.status, row.params["benchmark"]) == ("time_to_train_s", 1000.0, "ok", "ssd")
+    aborted = importers.parse("auto", Path("result_1.txt"), text.replace('"success"', '"aborted"'))
+    assert aborted.rows[0].status == "failed" and "aborted" in aborted.rows[0].reason
+
+
+def test_two_runs_in_one_file_are_refused_not_merged():
+    text = (PEERS / "nccl-allreduce-gh200-2node-cscs-nccldoc-cxi.txt").read_text()
+    with pytest.raises(ParseError, match="one nccl-tests run per file"):
+        importers.parse("nccl-tests", Path("two.log"), text + text)

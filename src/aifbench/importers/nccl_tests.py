@@ -164,6 +164,8 @@ def parse_text(path: Path, text: str, tool: str = "nccl-tests") -> Parsed:
         s = line.strip()
         if not s:
             continue
+        if (_HEADER.match(s) or _COLUMNS.match(s)) and table:
+            raise ParseError(path, no, "one nccl-tests run per file; a second run starts here (split the file)")
         if _HEADER.match(s):
             header = _header(s)
             p.args = s.lstrip("# ").strip()

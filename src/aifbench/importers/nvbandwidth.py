@@ -85,7 +85,7 @@ def parse_text(path: Path, text: str) -> Parsed:
             key = {"CUDA Runtime Version": "cuda_runtime", "Driver Version": "driver"}.get(m.group(1), "cuda_driver")
             p.versions[key] = m.group(2).strip()
             continue
-        m = re.match(r"Device (\d+):\s*(.+)$", s)
+        m = re.match(r"Device (\d+):\s*(.+?)(?:\s*\([0-9a-fA-F:.]+\))?\s*$", s)  # v0.6+: NAME (BUS ID)
         if m:
             names[int(m.group(1))] = m.group(2).strip()
             continue
