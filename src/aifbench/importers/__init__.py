@@ -62,7 +62,7 @@ def read_text(path: Path) -> str:
     try:
         if path.stat().st_size > MAX_BYTES:
             raise ConfigError(f"{path}: larger than {MAX_BYTES // 2**20} MiB; not a tool output this importer reads")
-        return path.read_bytes().decode("utf-8", errors="replace")
+        return path.read_bytes().decode("utf-8-sig", errors="replace")  # a BOM is not content
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory; give the files (e.g. DIR/*)") from None
     except OSError as exc:
