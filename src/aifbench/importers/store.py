@@ -7,7 +7,7 @@ a native case's, on every rank of the file's device block (the tool prints job-w
 each rank carries the figure it took part in, so layout, completeness and per-GPU figures read
 as for a native run). What the file lacks (`Parsed.missing`) becomes plan cases without rows,
 so `runs` shows the run as incomplete and validate says INCOMPLETE, naming each part.
-All shards are validated and written to a hidden directory, then renamed into place at once.
+All shards are validated and written to a hidden directory beside the store, then renamed into place at once.
 """
 
 from __future__ import annotations
@@ -160,7 +160,9 @@ def write(p: Parsed, *, path: Path, data: bytes, root: Path, system: str, partit
     run_id, tables, notes = build(p, path=path, sha=sha, system=system, partition=partition)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".import-{secrets.token_hex(4)}"
+    # beside the store, not in it: a reader scanning the store never sees a half-written run, and a
+    # crash leaves only this hidden sibling behind (same file system, so the rename is atomic)
+    tmp = root.resolve().parent / f".{root.resolve().name}.import-{secrets.token_hex(4)}"
     try:
         tmp.mkdir()
         for name, df in tables.items():
