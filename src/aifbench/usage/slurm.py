@@ -62,8 +62,9 @@ def job_from_fields(f: list[str]) -> Job:
     """One sacct --parsable2 line (JOB_FIELDS order) as a Job."""
     alloc = tres_gpus(f[7])
     energy = f[9]
+    allocated = bool(f[7])  # a job cancelled while pending has Start = End but no AllocTRES: it never ran
     return Job(partition=f[2], account=f[1], state=f[3].split(" ", 1)[0], gpus=alloc or tres_gpus(f[8]),
-               eligible=slurm_time(f[4]), start=slurm_time(f[5]), end=slurm_time(f[6]),
+               eligible=slurm_time(f[4]), start=slurm_time(f[5]) if allocated else None, end=slurm_time(f[6]),
                energy_j=float(energy) if energy not in ("", "0") and energy.isdigit() else None)
 
 
