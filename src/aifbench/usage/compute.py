@@ -75,7 +75,7 @@ def union_length(intervals: Iterable[tuple[float, float]], lo: float, hi: float)
     """Length of the union of intervals clipped to [lo, hi), s."""
     total, reach = 0.0, lo
     for a, b in sorted((max(a, lo), min(b, hi)) for a, b in intervals):
-        if b <= reach:
+        if b <= reach or b <= a:
             continue
         total += b - max(a, reach)
         reach = b
