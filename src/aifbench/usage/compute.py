@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -54,6 +55,7 @@ class Figure:
     note: str = ""
 
 
+@lru_cache(maxsize=None)
 def size_class(gpus: int) -> int:
     """Index into SIZE_CLASSES of a job with `gpus` GPUs."""
     for i, (_, lo, hi) in enumerate(SIZE_CLASSES):
@@ -205,10 +207,13 @@ def _capacity(p: str, a: _Partition, members: Sequence[Node], events_by_node: di
     """available / allocated / down / reserved / idle GPU-hours and utilisation, for the period and per day."""
     spans = [("period", since, until, a.allocated_s)] + [(d, s, e, a.per_day_s[i]) for i, (d, s, e) in enumerate(day_list)]
     out = []
+    gpus = sum(n.gpus for n in members)
+    with_events = [(n.gpus, events_by_node[n.name]) for n in members if n.name in events_by_node]
+    with_reservations = [(n.gpus, reserved_by_node[n.name]) for n in members if n.name in reserved_by_node]
     for group, lo, hi, allocated_s in spans:
-        available = sum(n.gpus for n in members) * (hi - lo)
-        down = sum(n.gpus * union_length(events_by_node.get(n.name, ()), lo, hi) for n in members)
-        reserved = sum(n.gpus * union_length(reserved_by_node.get(n.name, ()), lo, hi) for n in members)
+        available = gpus * (hi - lo)
+        down = sum(g * union_length(spans_of_node, lo, hi) for g, spans_of_node in with_events)
+        reserved = sum(g * union_length(spans_of_node, lo, hi) for g, spans_of_node in with_reservations)
         section = "capacity" if group == "period" else "day"
         usable = available - down
         out += [Figure(p, section, group, "available_gpu_h", available / HOUR_S, "GPU-h"),
