@@ -241,7 +241,7 @@ def test_card_compare_and_report_from_the_command_line(aifbench_cli, tmp_path):
     b = aifbench_cli(*base, "--since", "2026-11-02", "--until", "2026-11-03", "--format", "json")
     assert b.returncode == 0 and json.loads(b.stdout)["table"] == "usage"
     ids = sorted(p.stem for p in (tmp_path / "results" / "usage").glob("*.json"))
-    assert ids == ["local-gpu-20261101T0000-20261103T0000", "local-gpu-20261102T0000-20261103T0000"]
+    assert ids == ["local-gpu-20261101T000000-20261103T000000", "local-gpu-20261102T000000-20261103T000000"]
     cmp = aifbench_cli("usage", "compare", *ids, "--format", "json")
     assert cmp.returncode == 0, cmp.stderr
     rows = {(r["section"], r["group"], r["metric"]): r for r in json.loads(cmp.stdout)}
@@ -252,5 +252,8 @@ def test_card_compare_and_report_from_the_command_line(aifbench_cli, tmp_path):
     assert rep.returncode == 0, rep.stderr
     page = (tmp_path / "card.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and "testfactory" in page
+    main_report = aifbench_cli("report", "--usage", ids[1], "-o", "all.html")  # the store holds no run: cards only
+    assert main_report.returncode == 0 and "1 utilisation card(s)" in main_report.stdout, main_report.stderr
+    assert f"Utilisation card {ids[1]}" in (tmp_path / "all.html").read_text()
     wrong = aifbench_cli("usage", "compare", ids[0])
     assert wrong.returncode == 2 and "usage compare takes 2 cards, got 1" in wrong.stderr

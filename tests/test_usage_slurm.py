@@ -240,9 +240,10 @@ def test_usage_card_of_a_known_workload(aifbench_cli, tmp_path):
     assert "AcctGatherEnergyType" in fig[("energy", "period", "energy_per_job_kwh")]["note"]
 
     # the saved card draws, and compares with itself
-    report = aifbench_cli("usage", "report", prov["card_id"], "-o", str(tmp_path / "card.html"))
+    report = aifbench_cli("report", "--usage", prov["card_id"], "-o", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr
-    assert "data:image/png;base64," in (tmp_path / "card.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert f"Utilisation card {prov['card_id']}" in page and "data:image/png;base64," in page
     same = aifbench_cli("usage", "compare", prov["card_id"], prov["card_id"], "--format", "json")
     assert same.returncode == 0, same.stderr
     assert all(r["a"] == r["b"] for r in json.loads(same.stdout))

@@ -104,8 +104,8 @@ def make(source: slurm.Source, *, system: str, partition: str | None, since: flo
                       list(slurm.events(source, since, until)), list(slurm.reservations(source, since, until)),
                       since, until, now, partitions, classes.classify, classes.names, energy_note, gpu_util_note)
     cluster = cfg.get("ClusterName", "unknown")
-    card_id = f"{system}-{partition or 'all'}-{datetime.fromtimestamp(since, timezone.utc):%Y%m%dT%H%M}" \
-              f"-{datetime.fromtimestamp(until, timezone.utc):%Y%m%dT%H%M}"
+    card_id = f"{system}-{partition or 'all'}-{datetime.fromtimestamp(since, timezone.utc):%Y%m%dT%H%M%S}" \
+              f"-{datetime.fromtimestamp(until, timezone.utc):%Y%m%dT%H%M%S}"
     provenance = {"card_id": card_id, "system": system, "cluster": cluster, "slurm_version": version,
                   "partitions": partitions, "since_utc": iso(since), "until_utc": iso(until),
                   "account_classes": classes.names, "commands": list(getattr(source, "used", [])),

@@ -59,7 +59,9 @@ def _figure(card: Card, partition: str):
     labels = [c[0] for c in SIZE_CLASSES]
     for q, color in ((50, "#66ccee"), (90, "#4477aa"), (99, "#222255")):
         values = [card.value(partition, "wait_size", g, f"wait_p{q}_s") for g in labels]
-        ax2.plot(labels, [v / 3600 if v is not None else float("nan") for v in values], "o-", color=color, label=f"p{q}")
+        ax2.plot(range(len(labels)), [v / 3600 if v is not None else float("nan") for v in values], "o-",
+                 color=color, label=f"p{q}")
+    ax2.set_xticks(range(len(labels)), labels)
     ax2.set_ylabel("queue wait, h")
     ax2.set_xlabel("job size, GPUs")
     ax2.set_title("queue wait by job size")
@@ -71,24 +73,39 @@ def _figure(card: Card, partition: str):
     return fig
 
 
-def html_page(card: Card) -> str:
-    """A self-contained HTML page: provenance, the three plots per partition, every figure."""
+def html_section(card: Card, level: int = 2) -> str:
+    """The card as an HTML fragment: provenance, the three plots per partition, every figure but
+    the per-day ones (those are plotted)."""
     from aifbench.analysis.report import png_data_uri
 
-    p = card.provenance
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(card.card_id)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
-             "td.n{text-align:right}</style>", f"<h1>Utilisation card {html.escape(card.card_id)}</h1>",
+    p, h, sub = card.provenance, f"h{level}", f"h{level + 1}"
+    parts = [f"<{h}>Utilisation card {html.escape(card.card_id)}</{h}>",
              "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                                  for k, v in p.items() if k != "commands") + "</table>",
              "<details><summary>commands</summary><pre>" + html.escape("\n".join(p["commands"])) + "</pre></details>"]
     for partition in p["partitions"]:
-        parts += [f"<h2>partition {html.escape(partition)}</h2>", f"<img alt='plots' src='{png_data_uri(_figure(card, partition))}'>"]
-    parts.append("<h2>every figure</h2><table><tr><th>partition</th><th>section</th><th>group</th><th>metric</th>"
+        parts += [f"<{sub}>partition {html.escape(partition)}</{sub}>",
+                  f"<img alt='utilisation per day, wait by job size, GPU-hours by account class' "
+                  f"src='{png_data_uri(_figure(card, partition))}'>"]
+    parts.append("<table><tr><th>partition</th><th>section</th><th>group</th><th>metric</th>"
                  "<th>value</th><th>unit</th><th>note</th></tr>")
     for f in card.figures:
+        if f.section == "day":
+            continue
         value = "" if f.value is None else f"{f.value:.6g}"
         parts.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in (f.partition, f.section, f.group, f.metric))
                      + f"<td class=n>{value}</td><td>{html.escape(f.unit)}</td><td>{html.escape(f.note)}</td></tr>")
     parts.append("</table>")
     return "\n".join(parts)
+
+
+def html_document(sections: list[str], title: str) -> str:
+    """A self-contained HTML page of card sections."""
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
+            "td.n{text-align:right}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")
+
+
+def html_page(card: Card) -> str:
+    """A self-contained HTML page of one card."""
+    return html_document([html_section(card, 1)], card.card_id)
