@@ -257,3 +257,28 @@ def test_card_compare_and_report_from_the_command_line(aifbench_cli, tmp_path):
     assert f"Utilisation card {ids[1]}" in (tmp_path / "all.html").read_text()
     wrong = aifbench_cli("usage", "compare", ids[0])
     assert wrong.returncode == 2 and "usage compare takes 2 cards, got 1" in wrong.stderr
+
+
+def test_factory_generator_output_is_read_whole(tmp_path):
+    """scripts/usage-factory.py at small scale: every job the window holds is counted once in one
+    state, the states' GPU-hours add up to the allocated ones, and allocation stays within capacity."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "factory"
+    subprocess.run([sys.executable, str(Path(__file__).parents[1] / "scripts" / "usage-factory.py"), str(root),
+                    "--jobs", "3000", "--nodes", "400"], check=True, capture_output=True)
+    since, until = t("2026-11-01T00:00:00"), t("2026-12-01T00:00:00")
+    lines = (root / "sacct.txt").read_text().splitlines()
+    before = sum(1 for ln in lines if (end := slurm.slurm_time(ln.split("|")[6])) is not None and end < since)
+    c = card.make(slurm.CapturedDir(root), system="local", partition=None, since=since, until=until,
+                  classes=classes.AccountClasses(), now=t("2026-12-01T09:00:00"))
+    assert c.provenance["partitions"] == ["booster", "dev"]
+    counted = sum(f.value for f in c.figures if f.section == "state" and f.metric == "jobs")
+    assert counted == len(lines) - before
+    for p in ("booster", "dev"):
+        states = sum(f.value for f in c.figures if f.partition == p and f.section == "state" and f.metric == "gpu_h")
+        assert states == pytest.approx(c.value(p, "capacity", "period", "allocated_gpu_h"))
+        sizes = sum(f.value for f in c.figures if f.partition == p and f.section == "size" and f.metric == "gpu_h")
+        assert sizes == pytest.approx(states)
+    assert c.value("dev", "capacity", "period", "available_gpu_h") == 200 * 8 * 30 * 24

@@ -165,7 +165,9 @@ def compute(jobs: Iterable[Job], nodes: Sequence[Node], events: Iterable[Event],
                     part.wait_class.append(ci)
                     part.wait_s.append(max(0.0, job.start - job.eligible))
                     part.wait_weight.append(job.gpus * run_s / HOUR_S)
-        if job.end is not None and since <= job.end < until:
+        if job.end is not None and job.end < since:
+            continue  # ended before the period (sacct's window is inclusive at its edges)
+        if job.end is not None and job.end < until:
             group = state_group(job.state)
             part.ended += 1
             if job.energy_j is not None:
@@ -174,10 +176,8 @@ def compute(jobs: Iterable[Job], nodes: Sequence[Node], events: Iterable[Event],
                 part.energy_gpu_s += job.gpus * max(0.0, job.end - job.start) if job.start is not None else 0.0
         elif job.start is not None and job.start < until:
             group = "RUNNING"
-        elif job.end is None or job.end >= until:
-            group = "PENDING"
         else:
-            continue  # ended (never started) before the period: sacct's window is inclusive
+            group = "PENDING"
         part.state_jobs[group] += 1
         part.state_gpu_s[group] += job.gpus * run_s
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timezone
@@ -96,16 +97,22 @@ class Commands:
 
         self.used.append(shlex.join(argv))
         env = dict(os.environ, TZ="UTC", SLURM_TIME_FORMAT="standard")
-        try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        except FileNotFoundError:
-            raise ConfigError(f"{argv[0]} not found: run 'aifbench usage' on a login node of the cluster "
-                              "(or read captured output with --from DIR)") from None
-        assert proc.stdout is not None and proc.stderr is not None
-        yield from (line.rstrip("\n") for line in proc.stdout)
-        err = proc.stderr.read().strip()
-        if proc.wait() != 0:
-            raise LaunchError(f"{shlex.join(argv)} failed: {err or f'exit {proc.returncode}'}")
+        with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a chatty stderr cannot block stdout
+            try:
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+            except FileNotFoundError:
+                raise ConfigError(f"{argv[0]} not found: run 'aifbench usage' on a login node of the cluster "
+                                  "(or read captured output with --from DIR)") from None
+            assert proc.stdout is not None
+            try:
+                yield from (line.rstrip("\n") for line in proc.stdout)
+            finally:
+                proc.stdout.close()
+                code = proc.wait()
+            stderr.seek(0)
+            err = " ".join(stderr.read().split())
+        if code != 0:
+            raise LaunchError(f"{shlex.join(argv)} failed: {err or f'exit {code}'}")
 
 
 @dataclass
