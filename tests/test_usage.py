@@ -282,3 +282,21 @@ def test_factory_generator_output_is_read_whole(tmp_path):
         sizes = sum(f.value for f in c.figures if f.partition == p and f.section == "size" and f.metric == "gpu_h")
         assert sizes == pytest.approx(states)
     assert c.value("dev", "capacity", "period", "available_gpu_h") == 200 * 8 * 30 * 24
+
+
+def test_gpu_utilisation_is_read_where_the_accounting_tracks_it():
+    """With gres/gpuutil tracked, sacct is asked for TRESUsageInAve: 101 (4 GPUs x 2 h) at 90 %, 103
+    (2 GPUs x 2 h) at 30 % -> (90 x 8 + 30 x 4) / 12 = 70 %; without it, not available."""
+    cfg = (DATA / "config.txt").read_text().replace("gres/gpu\n", "gres/gpu,gres/gpuutil\n")
+    root = _copy_data(cfg)
+    util = {"101": "cpu=00:10:00,gres/gpuutil=90", "103": "gres/gpuutil=30,gres/gpumem=1G", "104": ""}
+    (root / "sacct.txt").write_text("".join(f"{ln}|{util.get(ln.split('|')[0], '')}\n"
+                                            for ln in (DATA / "sacct.txt").read_text().splitlines()))
+    source = slurm.CapturedDir(root)
+    c = card.make(source, system="local", partition="gpu", since=SINCE, until=UNTIL,
+                  classes=classes.AccountClasses(), now=NOW)
+    assert c.value("gpu", "gpu_util", "period", "gpu_util_pct") == pytest.approx((90 * 8 + 30 * 4) / 12)
+    assert c.value("gpu", "gpu_util", "period", "jobs_with_gpu_util") == 2
+    assert any("TRESUsageInAve" in cmd for cmd in source.used)
+    plain = _figures()[("gpu_util", "period", "gpu_util_pct")]
+    assert plain.value is None and "no gres/gpuutil" in plain.note

@@ -95,12 +95,11 @@ def make(source: slurm.Source, *, system: str, partition: str | None, since: flo
     energy_type = cfg.get("AcctGatherEnergyType", "")
     energy_note = "" if energy_type not in ("", "(null)", "acct_gather_energy/none") else \
         f"not available: Slurm records no ConsumedEnergy (AcctGatherEnergyType={energy_type or 'unset'})"
-    tres = cfg.get("AccountingStorageTRES", "")
-    gpu_util_note = ("not available: accounting holds no GPU-utilisation TRES (AccountingStorageTRES has no "
-                     "gres/gpuutil)") if "gres/gpuutil" not in tres else \
-        "not available: the accounting holds gres/gpuutil, which this version of the card does not read yet"
+    gpu_util = "gres/gpuutil" in cfg.get("AccountingStorageTRES", "").split(",")
+    gpu_util_note = "" if gpu_util else \
+        "not available: accounting holds no GPU-utilisation TRES (AccountingStorageTRES has no gres/gpuutil)"
     version = slurm.slurm_version(source)
-    figures = compute(slurm.jobs(source, since, until, partition), nodes,
+    figures = compute(slurm.jobs(source, since, until, partition, gpu_util), nodes,
                       list(slurm.events(source, since, until)), list(slurm.reservations(source, since, until)),
                       since, until, now, partitions, classes.classify, classes.names, energy_note, gpu_util_note)
     cluster = cfg.get("ClusterName", "unknown")

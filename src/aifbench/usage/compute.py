@@ -10,6 +10,7 @@ Definitions (docs/operators-usage.md gives them in words), per partition, over t
   reserved   = the same for reservations (shown, not subtracted: a reservation's jobs count as allocated)
   idle       = max(0, available - down - allocated)
   utilisation % = 100 x allocated / (available - down)
+  GPU utilisation = mean of the jobs' gres/gpuutil (TRESUsageInAve), weighted by their GPU-hours
   wait       = start - eligible of the jobs that started in the period, s; p50/p90/p99 by linear
                interpolation between order statistics (numpy's default, Hyndman & Fan type 7), and
                the mean weighted by each job's GPU-hours in the period
@@ -113,6 +114,9 @@ class _Partition:
     energy_j: float = 0.0
     energy_jobs: int = 0
     energy_gpu_s: float = 0.0
+    util_weighted: float = 0.0   # sum of gpu_util_pct x GPU-s of the jobs that carry it
+    util_gpu_s: float = 0.0
+    util_jobs: int = 0
     wait_size: array = field(default_factory=lambda: array("b"))
     wait_class: array = field(default_factory=lambda: array("H"))
     wait_s: array = field(default_factory=lambda: array("d"))
@@ -174,6 +178,11 @@ def compute(jobs: Iterable[Job], nodes: Sequence[Node], events: Iterable[Event],
                 part.energy_j += job.energy_j
                 part.energy_jobs += 1
                 part.energy_gpu_s += job.gpus * max(0.0, job.end - job.start) if job.start is not None else 0.0
+            if job.gpu_util_pct is not None and job.start is not None and job.gpus:
+                whole_s = job.gpus * max(0.0, job.end - job.start)
+                part.util_weighted += job.gpu_util_pct * whole_s
+                part.util_gpu_s += whole_s
+                part.util_jobs += 1
         elif job.start is not None and job.start < until:
             group = "RUNNING"
         else:
@@ -198,7 +207,7 @@ def compute(jobs: Iterable[Job], nodes: Sequence[Node], events: Iterable[Event],
         out += _shares(p, "size", [c[0] for c in SIZE_CLASSES], acc[p].size_gpu_s, acc[p].allocated_s)
         out += _shares(p, "class", list(classes), acc[p].class_gpu_s, acc[p].allocated_s)
         out += _energy(p, acc[p], energy_note)
-        out.append(Figure(p, "gpu_util", "period", "gpu_util_pct", None, "%", gpu_util_note or "not available"))
+        out += _gpu_util(p, acc[p], gpu_util_note)
     return out
 
 
@@ -282,3 +291,13 @@ def _energy(p: str, a: _Partition, energy_note: str) -> list[Figure]:
             Figure(p, "energy", "period", "energy_per_gpu_h_kwh", per_gpu_h, "kWh/GPU-h",
                    note or ("" if per_gpu_h is not None else "not available: these jobs used no GPU")),
             Figure(p, "energy", "period", "jobs_with_energy", float(a.energy_jobs), "jobs")]
+
+
+def _gpu_util(p: str, a: _Partition, gpu_util_note: str) -> list[Figure]:
+    """GPU utilisation (TRESUsageInAve gres/gpuutil) of the jobs that ended in the period, their
+    mean weighted by each job's GPU-hours, %."""
+    note = gpu_util_note or ("" if a.util_gpu_s > 0 else
+                             "not available: no GPU job that ended in the period carries gres/gpuutil")
+    value = a.util_weighted / a.util_gpu_s if not note else None
+    return [Figure(p, "gpu_util", "period", "gpu_util_pct", value, "%", note),
+            Figure(p, "gpu_util", "period", "jobs_with_gpu_util", float(a.util_jobs), "jobs")]

@@ -18,6 +18,7 @@ class Job:
     start: float | None
     end: float | None   # None while running
     energy_j: float | None = None   # ConsumedEnergyRaw, J; None when not recorded
+    gpu_util_pct: float | None = None   # TRESUsageInAve gres/gpuutil, %; None when not recorded
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ from aifbench.usage.records import Event, Job, Node, Reservation
 JOB_FIELDS = ("JobIDRaw", "Account", "Partition", "State", "Eligible", "Start", "End", "AllocTRES", "ReqTRES",
               "ConsumedEnergyRaw")
 EVENT_FIELDS = ("NodeName", "TimeStart", "TimeEnd", "State")
+GPU_UTIL_FIELD = "TRESUsageInAve"
+"""asked of sacct after JOB_FIELDS only when the accounting tracks gres/gpuutil"""
 RESERVATION_FIELDS = ("Name", "NodeNames", "TimeStart", "TimeEnd")
 DOWN_STATES = ("DOWN", "DRAIN", "FAIL", "MAINT", "REBOOT", "POWER", "NOT_RESPONDING", "UNKNOWN")
 """a node event whose State holds one of these words counts as down (sacctmgr show event lists
@@ -55,6 +57,7 @@ def slurm_stamp(t: float) -> str:
 
 
 _GPU_TRES = re.compile(r"(?:^|,)gres/gpu=(\d+)")
+_GPU_UTIL = re.compile(r"(?:^|,)gres/gpuutil=(\d+(?:\.\d+)?)")
 _GPU_GRES = re.compile(r"(?:^|,)gpu(?::[^:,(]+)?:(\d+)")
 
 
@@ -70,13 +73,20 @@ def gres_gpus(gres: str) -> int:
 
 
 def job_from_fields(f: list[str]) -> Job:
-    """One sacct --parsable2 line (JOB_FIELDS order) as a Job."""
+    """One sacct --parsable2 line (JOB_FIELDS order, then GPU_UTIL_FIELD when asked) as a Job."""
     alloc = tres_gpus(f[7])
     energy = f[9]
     allocated = bool(f[7])  # a job cancelled while pending has Start = End but no AllocTRES: it never ran
     return Job(partition=f[2], account=f[1], state=f[3].split(" ", 1)[0], gpus=alloc or tres_gpus(f[8]),
                eligible=slurm_time(f[4]), start=slurm_time(f[5]) if allocated else None, end=slurm_time(f[6]),
-               energy_j=float(energy) if energy not in ("", "0") and energy.isdigit() else None)
+               energy_j=float(energy) if energy not in ("", "0") and energy.isdigit() else None,
+               gpu_util_pct=_gpu_util(f[10]) if len(f) > 10 else None)
+
+
+def _gpu_util(tres: str) -> float | None:
+    """gres/gpuutil of a TRESUsageInAve list ('cpu=00:00:01,gres/gpuutil=87' -> 87.0), % ; None when absent."""
+    m = _GPU_UTIL.search(tres)
+    return float(m.group(1)) if m else None
 
 
 class Source(Protocol):
@@ -160,16 +170,17 @@ def nodes(source: Source) -> list[Node]:
     return [Node(n, tuple(p), g) for n, (p, g) in found.items()]
 
 
-def jobs(source: Source, since: float, until: float, partition: str | None) -> Iterator[Job]:
+def jobs(source: Source, since: float, until: float, partition: str | None, gpu_util: bool = False) -> Iterator[Job]:
     """Every allocation in any state during [since, until) (sacct without --state returns the jobs
-    pending, running or ending in the window), one at a time."""
-    argv = ["sacct", "-a", "-X", "-n", "--parsable2", "--format=" + ",".join(JOB_FIELDS),
+    pending, running or ending in the window), one at a time; `gpu_util` asks for TRESUsageInAve too."""
+    fields = (*JOB_FIELDS, GPU_UTIL_FIELD) if gpu_util else JOB_FIELDS
+    argv = ["sacct", "-a", "-X", "-n", "--parsable2", "--format=" + ",".join(fields),
             "-S", slurm_stamp(since), "-E", slurm_stamp(until)]
     if partition:
         argv += ["-r", partition]
     for line in source.lines("sacct", argv):
         f = line.split("|")
-        if len(f) == len(JOB_FIELDS):
+        if len(f) == len(fields):
             yield job_from_fields(f)
 
 
