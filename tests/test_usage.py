@@ -300,3 +300,17 @@ def test_gpu_utilisation_is_read_where_the_accounting_tracks_it():
     assert any("TRESUsageInAve" in cmd for cmd in source.used)
     plain = _figures()[("gpu_util", "period", "gpu_util_pct")]
     assert plain.value is None and "no gres/gpuutil" in plain.note
+
+
+def test_commands_stream_lines_and_report_a_failing_command():
+    from aifbench.errors import LaunchError
+
+    cmds = slurm.Commands()
+    assert list(cmds.lines("x", ["sh", "-c", "echo a; echo b"])) == ["a", "b"]
+    lines = cmds.lines("x", ["sh", "-c", "echo a; echo 'sacct: error: slurmdbd: no connection' >&2; exit 1"])
+    assert next(lines) == "a"
+    with pytest.raises(LaunchError, match="failed: sacct: error: slurmdbd: no connection"):
+        next(lines)
+    with pytest.raises(ConfigError, match="no-such-sacct not found: run 'aifbench usage' on a login node"):
+        list(cmds.lines("x", ["no-such-sacct"]))
+    assert cmds.used[0] == "sh -c 'echo a; echo b'"
