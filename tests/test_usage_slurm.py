@@ -100,13 +100,20 @@ def _epoch(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
 
 
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
 def _setup_accounts() -> None:
-    have = set(_run("sacctmgr", "-n", "-P", "list", "assoc", "user=root", "format=account").split())
+    """The two accounts, with this user in both (kept between runs: sacctmgr adds only what is missing)."""
+    have = set(_run("sacctmgr", "-n", "-P", "list", "assoc", f"user={_user()}", "format=account").split())
     for account in ACCOUNTS:
         if account not in have:
             _run(*_admin(), "sacctmgr", "-i", "add", "account", account, "description=usage test", "organization=test",
-                 check=False)
-            _run(*_admin(), "sacctmgr", "-i", "add", "user", "root", f"account={account}")
+                 check=False)  # exists already when another user added it
+            _run(*_admin(), "sacctmgr", "-i", "add", "user", _user(), f"account={account}")
 
 
 def test_usage_card_of_a_known_workload(aifbench_cli, tmp_path):
@@ -160,7 +167,7 @@ def test_usage_card_of_a_known_workload(aifbench_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     saved = next((tmp_path / "results" / "usage").glob("*.json")).read_text()
-    for secret in (*ACCOUNTS, "root"):
+    for secret in (*ACCOUNTS, _user()):
         assert secret not in saved, f"the card names {secret!r}"
     fig = {(f["section"], f["group"], f["metric"]): f for f in doc["figures"]}
 
