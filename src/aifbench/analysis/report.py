@@ -16,6 +16,7 @@ import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -130,8 +131,9 @@ def _plot_sections(h: pd.DataFrame) -> tuple[list[str], int]:
     return out, images
 
 
-def render(sel: Selection, title: str = "aifbench report", include_incomplete: bool = False) -> tuple[str, int]:
-    """(HTML text, number of plots drawn)."""
+def render(sel: Selection, title: str = "aifbench report", include_incomplete: bool = False,
+           extra: Sequence[str] = ()) -> tuple[str, int]:
+    """(HTML text, number of plots drawn); `extra` are HTML sections appended at the end (usage cards)."""
     opts = CompareOptions(by="system", include_incomplete=include_incomplete)
     left_out = excluded_runs(sel, opts)
     try:
@@ -162,12 +164,14 @@ def render(sel: Selection, title: str = "aifbench report", include_incomplete: b
         parts += ["<h2>Figures of merit by system</h2>", _table(table, numeric)]
     except AifbenchError as exc:
         parts.append(f'<p class="note">No comparison table: {html.escape(str(exc))}</p>')
+    parts += list(extra)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n", images
 
 
-def write(sel: Selection, path: Path, title: str = "aifbench report", include_incomplete: bool = False) -> int:
+def write(sel: Selection, path: Path, title: str = "aifbench report", include_incomplete: bool = False,
+          extra: Sequence[str] = ()) -> int:
     """Write the report atomically; returns the number of plots drawn."""
-    text, images = render(sel, title, include_incomplete)
+    text, images = render(sel, title, include_incomplete, extra)
     atomic_write_text(path, text)
     return images

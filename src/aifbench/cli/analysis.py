@@ -101,6 +101,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="FILE",
                    help="HTML file to write (default: report.html)")
     p.add_argument("--title", default="aifbench report")
+    p.add_argument("--usage", dest="usage_cards", action="append", default=[], metavar="CARD",
+                   help="also draw this utilisation card (id in RESULTS/usage or a card file; repeatable): aifbench usage")
     p.set_defaults(func=cmd_report)
 
 
@@ -335,8 +337,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     from aifbench.cli.output import console
 
     args.paths = selected_results(args)
-    sel = _select(args)
-    images = report.write(sel, args.output, title=args.title, include_incomplete=args.include_incomplete)
+    extra = []
+    if args.usage_cards:  # read before the runs: a wrong card id is refused before any work
+        from aifbench.usage import card, render
+
+        store = args.results_opt[0] if args.results_opt else STORE
+        extra = [render.html_section(card.load(name, store)) for name in args.usage_cards]
+    try:
+        sel = _select(args)
+    except ConfigError as exc:
+        if not extra or not str(exc).startswith("no results found"):
+            raise
+        from aifbench.atomic import atomic_write_text
+        from aifbench.usage import render
+
+        atomic_write_text(args.output, render.html_document(extra, args.title))
+        console.print(f"wrote {args.output} ({len(extra)} utilisation card(s); no benchmark runs: {exc})",
+                      highlight=False, soft_wrap=True)
+        return 0
+    images = report.write(sel, args.output, title=args.title, include_incomplete=args.include_incomplete, extra=extra)
     console.print(f"wrote {args.output} ({images} plot(s), {len(sel.results.run_ids)} run(s))", highlight=False, soft_wrap=True)
     return 0
 
