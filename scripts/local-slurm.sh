@@ -74,6 +74,10 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 site_layout() {  # "partition NAME MAXTIME_MIN" and "qos NAME MAXWALL_MIN" lines from the shipped profiles
+    if ! python3 -c 'import tomllib' 2>/dev/null; then
+        say "warning: python3 >= 3.11 (tomllib) not found: the sites' partitions and QoS are not mirrored"
+        return 0
+    fi
     python3 - "$REPO/src/aifbench/systems" "$SITE_DEFAULT_PARTITION" <<'PY'
 import pathlib, sys, tomllib
 parts, qos = {}, {}
@@ -243,7 +247,8 @@ register_accounting() {
     local u q names=normal
     for q in "${SITE_QOS[@]}"; do   # the sites' QoS names, with their wall-time limits
         sacctmgr -n -P list qos format=name | grep -qx "${q%%:*}" || sacctmgr -i add qos "${q%%:*}" >/dev/null
-        sacctmgr -i modify qos where name="${q%%:*}" set MaxWall="${q##*:}" >/dev/null || true
+        # DenyOnLimit: a job over the limit is refused at submission (and by --test-only), not left pending
+        sacctmgr -i modify qos where name="${q%%:*}" set MaxWall="${q##*:}" Flags=DenyOnLimit >/dev/null || true
         names+=",${q%%:*}"
     done
     for u in root ${SUDO_USER:-}; do

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -259,11 +260,12 @@ def test_partition_and_size_checked_against_the_live_cluster(aifbench_cli, tmp_p
     profile = tmp_path / "bigger.toml"
     profile.write_text(text.replace("max_nodes = 2", "max_nodes = 8").replace("count = 2", "count = 8")
                        .replace('[slurm.partitions.debug]\npartition = "debug"',
-                                '[slurm.partitions.debug]\npartition = "debug"\n\n[slurm.partitions.gpu]\npartition = "gpu"'))
+                                '[slurm.partitions.debug]\npartition = "debug"\n\n[slurm.partitions.absent]\npartition = "absent"'))
     too_big = _submit(aifbench_cli, "smoke", "--system", str(profile), "--nodes", "3")
     assert too_big.returncode == 2 and "partition 'debug' has 2 node(s)" in too_big.stderr, too_big.stderr
-    absent = _submit(aifbench_cli, "smoke", "--system", str(profile), "--partition", "gpu")
-    assert absent.returncode == 2 and "partitions here: debug" in absent.stderr, absent.stderr
+    absent = _submit(aifbench_cli, "smoke", "--system", str(profile), "--partition", "absent")
+    assert absent.returncode == 2 and re.search(r"partition 'absent' .* partitions here: .*\bdebug\b", absent.stderr), \
+        absent.stderr
     assert not (tmp_path / "results").exists()
 
 

@@ -207,8 +207,11 @@ class SubmititLauncher(Launcher):
         executor = self.make_executor(req, folder)
         packed, slots = req.mode == "packed", self.slots(req)
         captured = io.StringIO()  # submitit prints sbatch's stderr itself; we report it once
+        conf = os.environ.get("SLURM_CONF")  # which cluster to submit to: the user's, not a job's variable
         try:  # clean_env: submitting from inside a Slurm job must not inherit its SLURM_* variables
             with contextlib.redirect_stderr(captured), clean_env():
+                if conf:
+                    os.environ["SLURM_CONF"] = conf
                 if len(tasks) == 1:
                     return [executor.submit(self.task_class(tasks[0][1].to_json(), packed, slots))]
                 with executor.batch():
