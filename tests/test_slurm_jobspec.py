@@ -79,7 +79,7 @@ def test_setup_exports_are_shell_quoted_and_inert(tmp_path):
     assert "export NCCL_NET='AWS Libfabric'" in slurm.setup_lines(jobspec.resolve("alps-gh200", {}, env={}))
     hostile = f"$(touch {tmp_path / 'pwned'}); `touch {tmp_path / 'pwned2'}` && echo hi"
     vega = load_system("vega-gpu")
-    sysp = dataclasses.replace(vega, environment=dataclasses.replace(vega.environment, vars={"X": hostile}))
+    sysp = dataclasses.replace(vega, environment=dataclasses.replace(vega.environment, vars={"X": hostile}, modules=()))
     lines = slurm.setup_lines(jobspec.resolve(sysp, {}, env={}))
     out = subprocess.run(["bash", "-c", "\n".join(lines) + '\nprintf %s "$X"'], capture_output=True, text=True,
                          check=True)

@@ -396,8 +396,6 @@ def _describe_environment(s) -> list[str]:
     """The software environment: what each key asks for, the script lines and srun options it becomes."""
     from rich.markup import escape
 
-    from aifbench.launch.submitit_base import python_command_for
-
     envt = s.environment
     lines = [escape("environment (a job file's [environment] replaces any of these):")]
     for key, value in envt.describe().items():
@@ -407,7 +405,7 @@ def _describe_environment(s) -> list[str]:
     lines += [f"  script: {escape(line)}" for line in envt.script_lines()]
     if envt.srun_args():
         lines.append(f"  srun: {escape(' '.join(envt.srun_args()))}")
-    lines.append(f"  runs: {escape(python_command_for(s))} -m submitit.core._submit ...")
+    lines.append(f"  runs: {escape(s.interpreter())} -m submitit.core._submit ...")
     return lines
 
 

@@ -126,13 +126,7 @@ def _slot(folder: Path, slots: int, poll_s: float = 0.5) -> Iterator[None]:
 # --- the shared launcher --------------------------------------------------------------------
 
 def python_command(req: JobRequest) -> str:
-    return python_command_for(req.system)
-
-
-def python_command_for(system: System) -> str:
-    """The interpreter command inside the system's environment (venv, container); a profile that
-    names none (local, local-slurm) runs the interpreter running aifbench now."""
-    return system.environment.python_command(system.python or shlex.quote(sys.executable))
+    return req.system.interpreter()
 
 
 def task_plans(plan: Plan, req: JobRequest) -> list[tuple[str, Plan]]:

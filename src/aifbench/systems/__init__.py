@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -158,6 +159,11 @@ class System:
     def env(self) -> tuple[tuple[str, str], ...]:
         """variables the job script exports (values shell-quoted when written)"""
         return tuple(self.environment.vars.items())
+
+    def interpreter(self) -> str:
+        """The command that starts Python inside the environment (venv, container); a profile that
+        names none (local, local-slurm) runs the interpreter running aifbench now."""
+        return self.environment.python_command(self.python or shlex.quote(sys.executable))
 
     @property
     def queue_names(self) -> list[str]:
