@@ -201,3 +201,17 @@ def test_jupiter_limits_agree_with_the_profile_text_and_the_readme(dry_run):
         assert code == 0 and sbatch_options(script)["nodes"] == nodes, err
     code, _, err = dry_run("acceptance", "--system", "jupiter-booster", "--nodes", "6001")
     assert code == 2 and "allowed: 1..6000" in err
+
+
+def test_systems_show_prints_the_environment_and_what_it_becomes(capsys, monkeypatch):
+    from aifbench.cli import main
+
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["systems", "show", "alps-gh200"]) == 0
+    out = capsys.readouterr().out
+    assert "environment (a job file's [environment] replaces any of these):" in out
+    assert "uenv: pytorch/v2.8.0:v1" in out and "srun: --uenv=pytorch/v2.8.0:v1 --view=default" in out
+    assert "script: export NCCL_NET='AWS Libfabric'" in out and "runs: python3 -m submitit" in out
+    assert main(["systems", "show", "jupiter-booster"]) == 0
+    out = capsys.readouterr().out
+    assert "script: module load Stages/2025 GCC OpenMPI PyTorch" in out

@@ -104,6 +104,11 @@ def test_smoke_suite_on_one_node(aifbench_cli, tmp_path):
     assert (run.launcher, run.system, run.partition, run.slurm_job_id) == ("slurm", "local-slurm", "debug",
                                                                             record.jobs[0].job_id)
     assert run.slurm_nodelist in ("n1", "n2")
+    import pyarrow.parquet as pq  # the software environment the job asked for, recorded by the rank itself
+
+    (runs_file,) = run_dir.glob("runs*.parquet")
+    asked = pq.read_table(runs_file, columns=["environment"]).column(0).to_pylist()
+    assert json.loads(asked[0]) == {"system": "local-slurm"}
 
 
 def test_collective_across_two_nodes_with_gloo(aifbench_cli, tmp_path):

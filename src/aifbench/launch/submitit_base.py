@@ -21,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shlex
 import shutil
-import sys
 import time
 from abc import abstractmethod
 from datetime import datetime, timezone
