@@ -109,6 +109,8 @@ def test_smoke_suite_on_one_node(aifbench_cli, tmp_path):
     (runs_file,) = run_dir.glob("runs*.parquet")
     asked = pq.read_table(runs_file, columns=["environment"]).column(0).to_pylist()
     assert json.loads(asked[0]) == {"system": "local-slurm"}
+    (script,) = (run_dir / "slurm").glob("*_submission.sh")
+    assert "#SBATCH --wckey" not in script.read_text()  # submitit's default 'submitit' is never sent
 
 
 def test_collective_across_two_nodes_with_gloo(aifbench_cli, tmp_path):
