@@ -294,6 +294,8 @@ class Submission:
     submitted_utc: str = ""
     nodes: int = 1
     tasks_per_node: int = 1
+    options: list[list[str]] = field(default_factory=list)
+    """[option, value, source] of each job option and environment key (option_rows)"""
 
     @property
     def run_dir(self) -> Path:

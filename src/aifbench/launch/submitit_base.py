@@ -188,7 +188,8 @@ class SubmititLauncher(Launcher):
                                              case_indices=[c.index for c in p.cases])
                                   for job, (part, p) in zip(jobs, tasks)],
                             submitted_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            nodes=req.nodes, tasks_per_node=req.tasks_per_node)
+                            nodes=req.nodes, tasks_per_node=req.tasks_per_node,
+                            options=[list(row) for row in jobspec.option_rows(req)])
         record.save()
         return record
 
