@@ -2,7 +2,13 @@
 # A real Slurm cluster on one machine, for aifbench's tests and for trying `aifbench submit`
 # on a laptop: munge, MariaDB, slurmdbd (accounting), slurmctld and two virtual nodes n1, n2
 # (two `slurmd -N`), each advertising 4 GPUs by gres (fake character devices) so that GPU
-# requests are accepted. See shared/DESIGN.md §6 for why each setting is what it is.
+# requests are accepted, in partition debug.
+# The sites' layouts are mirrored too (site_layout): every partition and QoS the shipped system
+# profiles name (src/aifbench/systems/*.toml), with their time limits, on a third virtual node s1
+# sized like the largest site node (288 CPUs, 8 GPUs), so that `sbatch --test-only` judges each
+# site's acceptance script (tests/test_slurm_sites.py). A partition name the local layout already
+# has (debug) stays local; a profile that routes by QoS alone (no partition) maps to partition
+# 'sitedefault'.
 #
 #   scripts/local-slurm.sh start    install what is missing (Debian/Ubuntu), configure, start
 #   scripts/local-slurm.sh stop     stop every daemon this script started (by pid file)
@@ -25,9 +31,13 @@ ETC=$STATE/etc RUN=$STATE/run LOG=$STATE/log
 DB_PORT=${AIFBENCH_SLURM_DB_PORT:-13306}
 CTLD_PORT=${AIFBENCH_SLURM_CTLD_PORT:-16817}
 DBD_PORT=${AIFBENCH_SLURM_DBD_PORT:-16819}
+NODE_PORT=${AIFBENCH_SLURM_NODE_PORT:-17001}   # slurmd ports: n1, n2, s1 = NODE_PORT, +1, +2
 NODE_CPUS=4           # per virtual node; oversubscribes small machines on purpose
 NODE_GPUS=4           # fake gres per virtual node
-NODES=(n1 n2)
+SITE_CPUS=288         # s1: the largest site node (4x 72-core Grace: JUPITER, Alps)
+SITE_GPUS=8           # s1: the most GPUs per node of a site (Karolina's 8 A100, LUMI-G's 8 GCDs)
+SITE_DEFAULT_PARTITION=sitedefault
+NODES=(n1 n2 s1)
 PACKAGES=(slurm-wlm slurmdbd munge mariadb-server)
 export SLURM_CONF=$ETC/slurm.conf
 
@@ -63,11 +73,36 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
     done
 }
 
+site_layout() {  # "partition NAME MAXTIME_MIN" and "qos NAME MAXWALL_MIN" lines from the shipped profiles
+    if ! python3 -c 'import tomllib' 2>/dev/null; then
+        say "warning: python3 >= 3.11 (tomllib) not found: the sites' partitions and QoS are not mirrored"
+        return 0
+    fi
+    python3 - "$REPO/src/aifbench/systems" "$SITE_DEFAULT_PARTITION" <<'PY'
+import pathlib, sys, tomllib
+parts, qos = {}, {}
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.toml")):
+    slurm = tomllib.loads(path.read_text()).get("slurm", {})
+    if path.stem == "local-slurm":
+        continue
+    for name, q in slurm.get("partitions", {}).items():
+        part = q.get("partition", name) or sys.argv[2]
+        limit = q.get("max_time_min", 0)
+        parts[part] = max(parts.get(part, 0), limit)   # a partition several profiles share: the largest
+        if q.get("qos"):
+            qos[q["qos"]] = max(qos.get(q["qos"], 0), limit)
+for name, limit in sorted(parts.items()):
+    print("partition", name, limit or "UNLIMITED")
+for name, limit in sorted(qos.items()):
+    print("qos", name, limit or -1)
+PY
+}
+
 write_configs() {
     mkdir -p "$ETC" "$RUN" "$LOG" "$STATE/spool" "$STATE/ctld" "$STATE/dev"
-    local gpu_max=$((NODE_GPUS - 1)) host
+    local gpu_max=$((NODE_GPUS - 1)) site_gpu_max=$((SITE_GPUS - 1)) host kind name limit
     host=$(hostname -s)
-    for i in $(seq 0 "$gpu_max"); do   # Slurm 22.05 drops file-less GPUs and refuses regular files
+    for i in $(seq 0 "$site_gpu_max"); do   # Slurm 22.05 drops file-less GPUs and refuses regular files
         [[ -c $STATE/dev/fakegpu$i ]] || mknod "$STATE/dev/fakegpu$i" c 1 3
     done
     cat > "$ETC/slurm.conf" <<EOF
@@ -104,14 +139,27 @@ GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
-AccountingStorageEnforce=associations
+AccountingStorageEnforce=associations,limits,qos
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName=n[1-2] NodeHostname=$host NodeAddr=127.0.0.1 Port=17001-17002 CPUs=$NODE_CPUS RealMemory=4000 Gres=gpu:$NODE_GPUS State=UNKNOWN
+NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$NODE_PORT CPUs=$NODE_CPUS RealMemory=4000 Gres=gpu:$NODE_GPUS State=UNKNOWN
+NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((NODE_PORT + 1)) CPUs=$NODE_CPUS RealMemory=4000 Gres=gpu:$NODE_GPUS State=UNKNOWN
+NodeName=s1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((NODE_PORT + 2)) CPUs=$SITE_CPUS RealMemory=4000 Gres=gpu:$SITE_GPUS State=UNKNOWN
 PartitionName=debug Nodes=n[1-2] Default=YES MaxTime=60 State=UP OverSubscribe=NO
 EOF
-    echo "NodeName=n[1-2] Name=gpu File=$STATE/dev/fakegpu[0-$gpu_max]" > "$ETC/gres.conf"
+    SITE_QOS=()
+    while read -r kind name limit; do   # the sites' partitions on s1 (debug stays local: n1, n2)
+        if [[ $kind == partition && $name != debug ]]; then
+            echo "PartitionName=$name Nodes=s1 MaxTime=$limit State=UP OverSubscribe=NO" >> "$ETC/slurm.conf"
+        elif [[ $kind == qos ]]; then
+            SITE_QOS+=("$name:$limit")
+        fi
+    done < <(site_layout)
+    {
+        echo "NodeName=n[1-2] Name=gpu File=$STATE/dev/fakegpu[0-$gpu_max]"
+        echo "NodeName=s1 Name=gpu File=$STATE/dev/fakegpu[0-$site_gpu_max]"
+    } > "$ETC/gres.conf"
     cat > "$ETC/slurmdbd.conf" <<EOF
 AuthType=auth/munge
 DbdHost=localhost
@@ -139,8 +187,8 @@ add_hosts() {
 link_default_conf() {
     mkdir -p /etc/slurm
     local default=/etc/slurm/slurm.conf
-    # ours to (re)point: absent, or a link to a file this script generated (maybe another state dir)
-    if [[ ! -e $default || ( -L $default && ( ! -e $default || $(head -c 40 "$default") == "# generated by scripts/local-slurm.sh"* ) ) ]]; then
+    # ours to (re)point: absent, or a dangling link; a link to another running cluster's file stays
+    if [[ ! -e $default || $(readlink -f "$default") == "$ETC/slurm.conf" ]]; then
         ln -sfn "$ETC/slurm.conf" "$default"
     else
         say "note: $default exists; export SLURM_CONF=$ETC/slurm.conf to use this cluster"
@@ -196,10 +244,17 @@ register_accounting() {
     sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
     sacctmgr -n -P list account format=account | grep -qx aifbench \
         || sacctmgr -i add account aifbench description="aifbench local tests" organization=local >/dev/null
-    local u
+    local u q names=normal
+    for q in "${SITE_QOS[@]}"; do   # the sites' QoS names, with their wall-time limits
+        sacctmgr -n -P list qos format=name | grep -qx "${q%%:*}" || sacctmgr -i add qos "${q%%:*}" >/dev/null
+        # DenyOnLimit: a job over the limit is refused at submission (and by --test-only), not left pending
+        sacctmgr -i modify qos where name="${q%%:*}" set MaxWall="${q##*:}" Flags=DenyOnLimit >/dev/null || true
+        names+=",${q%%:*}"
+    done
     for u in root ${SUDO_USER:-}; do
-        sacctmgr -n -P list assoc user="$u" format=user | grep -qx "$u" \
+        sacctmgr -n -P list assoc user="$u" account=aifbench format=user | grep -qx "$u" \
             || sacctmgr -i add user "$u" account=aifbench defaultaccount=aifbench >/dev/null
+        sacctmgr -i modify user where name="$u" set qos="$names" defaultqos=normal >/dev/null || true
     done
 }
 
@@ -209,11 +264,11 @@ start_slurm() {
     for n in "${NODES[@]}"; do
         alive "$RUN/slurmd-$n.pid" || slurmd -f "$ETC/slurm.conf" -N "$n"
     done
-    wait_for 60 "nodes n1 n2" nodes_idle
+    wait_for 60 "nodes ${NODES[*]}" nodes_idle
 }
 
 nodes_idle() {  # both nodes registered and usable (idle, mixed or allocated)
-    [[ $(sinfo -h -N -o '%N %t' | grep -cE '(idle|mix|alloc)$') -ge ${#NODES[@]} ]]
+    [[ $(sinfo -h -N -o '%N %t' | sort -u | grep -cE '(idle|mix|alloc)$') -ge ${#NODES[@]} ]]  # a node once per partition
 }
 
 stop_pid() {  # stop_pid NAME PIDFILE: TERM, wait up to 15 s, then KILL
@@ -232,7 +287,8 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 check_ports() {  # a daemon of ours not running, but its port taken: another cluster (other state dir)
     local pair name file port
-    for pair in "mysqld:$DB_PORT" "slurmdbd:$DBD_PORT" "slurmctld:$CTLD_PORT" "slurmd-n1:17001" "slurmd-n2:17002"; do
+    for pair in "mysqld:$DB_PORT" "slurmdbd:$DBD_PORT" "slurmctld:$CTLD_PORT" "slurmd-n1:$NODE_PORT" \
+                "slurmd-n2:$((NODE_PORT + 1))" "slurmd-s1:$((NODE_PORT + 2))"; do
         name=${pair%%:*} port=${pair##*:}
         file=$RUN/$name.pid
         if ! alive "$file" && port_busy "$port"; then
@@ -253,7 +309,8 @@ cmd_start() {
     start_slurmdbd
     register_accounting
     start_slurm
-    say "up: cluster '$CLUSTER', nodes ${NODES[*]} ($NODE_CPUS CPUs, gpu:$NODE_GPUS each); state in $STATE"
+    say "up: cluster '$CLUSTER', nodes n1 n2 ($NODE_CPUS CPUs, gpu:$NODE_GPUS each) in debug, s1 ($SITE_CPUS CPUs," \
+        "gpu:$SITE_GPUS) in the sites' partitions; state in $STATE"
 }
 
 cmd_stop() {
@@ -269,7 +326,7 @@ cmd_stop() {
 
 cmd_status() {
     local ok=0 f
-    for f in munged mysqld slurmdbd slurmctld slurmd-n1 slurmd-n2; do
+    for f in munged mysqld slurmdbd slurmctld slurmd-n1 slurmd-n2 slurmd-s1; do
         if alive "$RUN/$f.pid"; then echo "$f: running (pid $(cat "$RUN/$f.pid"))"; else echo "$f: stopped"; ok=1; fi
     done
     [[ $ok == 0 ]] && sinfo -N -o '%N %P %t %c %G' || ok=1

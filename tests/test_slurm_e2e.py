@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -103,6 +104,13 @@ def test_smoke_suite_on_one_node(aifbench_cli, tmp_path):
     assert (run.launcher, run.system, run.partition, run.slurm_job_id) == ("slurm", "local-slurm", "debug",
                                                                             record.jobs[0].job_id)
     assert run.slurm_nodelist in ("n1", "n2")
+    import pyarrow.parquet as pq  # the software environment the job asked for, recorded by the rank itself
+
+    (runs_file,) = run_dir.glob("runs*.parquet")
+    asked = pq.read_table(runs_file, columns=["environment"]).column(0).to_pylist()
+    assert json.loads(asked[0]) == {"system": "local-slurm"}
+    (script,) = (run_dir / "slurm").glob("*_submission.sh")
+    assert "#SBATCH --wckey" not in script.read_text()  # submitit's default 'submitit' is never sent
 
 
 def test_collective_across_two_nodes_with_gloo(aifbench_cli, tmp_path):
@@ -259,11 +267,12 @@ def test_partition_and_size_checked_against_the_live_cluster(aifbench_cli, tmp_p
     profile = tmp_path / "bigger.toml"
     profile.write_text(text.replace("max_nodes = 2", "max_nodes = 8").replace("count = 2", "count = 8")
                        .replace('[slurm.partitions.debug]\npartition = "debug"',
-                                '[slurm.partitions.debug]\npartition = "debug"\n\n[slurm.partitions.gpu]\npartition = "gpu"'))
+                                '[slurm.partitions.debug]\npartition = "debug"\n\n[slurm.partitions.absent]\npartition = "absent"'))
     too_big = _submit(aifbench_cli, "smoke", "--system", str(profile), "--nodes", "3")
     assert too_big.returncode == 2 and "partition 'debug' has 2 node(s)" in too_big.stderr, too_big.stderr
-    absent = _submit(aifbench_cli, "smoke", "--system", str(profile), "--partition", "gpu")
-    assert absent.returncode == 2 and "partitions here: debug" in absent.stderr, absent.stderr
+    absent = _submit(aifbench_cli, "smoke", "--system", str(profile), "--partition", "absent")
+    assert absent.returncode == 2 and re.search(r"partition 'absent' .* partitions here: .*\bdebug\b", absent.stderr), \
+        absent.stderr
     assert not (tmp_path / "results").exists()
 
 

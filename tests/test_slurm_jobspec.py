@@ -63,12 +63,13 @@ def test_sbatch_parameters_gres_and_srun_cpus():
     assert "--cpus-per-task=72" in params["srun_args"]  # Slurm 22.05-23.02 srun does not inherit it
     assert params["account"] == "jsc" and params["partition"] == "booster" and params["exclusive"] is True
     assert params["additional_parameters"] == {"requeue": True}
+    assert params["wckey"] is None  # None: submitit writes no --wckey line (its default is 'submitit')
 
 
 def test_sbatch_parameters_qos_only_system_and_reservation():
     req = jobspec.resolve("marenostrum5-acc", {}, env={"AIFBENCH_RESERVATION": "r1"})
     params = slurm.sbatch_parameters(req)
-    assert "partition" not in params and params["qos"] == "acc_debug"
+    assert "partition" not in params and params["qos"] == "acc_ehpc"  # production QoS by default
     assert params["additional_parameters"]["reservation"] == "r1"
 
 
@@ -77,7 +78,8 @@ def test_setup_exports_are_shell_quoted_and_inert(tmp_path):
 
     assert "export NCCL_NET='AWS Libfabric'" in slurm.setup_lines(jobspec.resolve("alps-gh200", {}, env={}))
     hostile = f"$(touch {tmp_path / 'pwned'}); `touch {tmp_path / 'pwned2'}` && echo hi"
-    sysp = dataclasses.replace(load_system("vega-gpu"), env=(("X", hostile),))
+    vega = load_system("vega-gpu")
+    sysp = dataclasses.replace(vega, environment=dataclasses.replace(vega.environment, vars={"X": hostile}, modules=()))
     lines = slurm.setup_lines(jobspec.resolve(sysp, {}, env={}))
     out = subprocess.run(["bash", "-c", "\n".join(lines) + '\nprintf %s "$X"'], capture_output=True, text=True,
                          check=True)
@@ -90,7 +92,7 @@ def test_every_shipped_job_file_resolves():
     systems = set()
     for name in names:
         job = jobspec.find_job(name)
-        options = {k: v for k, v in job.items() if k not in ("suite", "system", "set", "only")}
+        options = {k: v for k, v in job.items() if k not in ("suite", "system", "set", "only", "environment")}
         req = jobspec.resolve(job["system"], options, env={})
         systems.add(req.system.name)
     factory = {s for s in list_systems() if load_system(s).scheduler == "slurm"}

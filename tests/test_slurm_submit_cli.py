@@ -135,6 +135,7 @@ def test_local_system_through_submitit_local_executor(aifbench_cli, tmp_path):
     (single,) = (tmp_path / "results").iterdir()
     record = json.loads((single / "submission.json").read_text())
     assert record["scheduler"] == "local" and record["mode"] == "single"
+    assert ["mode", "single", "profile"] in record["options"]  # each option with its source, kept with the run
     results = load([single])
     assert set(results.metrics["status"]) == {"ok"} and results.metrics["case_id"].nunique() == 4
     assert set(results.runs["launcher"]) == {"local"}

@@ -96,6 +96,8 @@ class Suite:
     timing: TimingConfig
     cases: tuple[Case, ...]
     overrides: tuple[str, ...] = ()
+    time_min: int | None = None
+    """Slurm time limit one job of this suite needs, minutes ([suite] time_min); None: unstated"""
 
     def config_dict(self) -> dict[str, Any]:
         return suite_config(self.name, self.path, self.overrides, self.timing, self.cases)
@@ -149,7 +151,7 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
             cfg = build_config(cls.Config, params, block["benchmark"])
             cases.append(Case(index=len(cases), benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
     return Suite(name=path.stem if meta.name is None else meta.name, path=str(path), description=meta.description,
-                 timing=timing, cases=tuple(cases), overrides=tuple(overrides))
+                 timing=timing, cases=tuple(cases), overrides=tuple(overrides), time_min=meta.time_min)
 
 
 def _timing(raw: dict[str, Any], set_by: set[str], where: str) -> TimingConfig:
@@ -183,6 +185,9 @@ class SuiteMeta:
     name: str | None = None
     """default: the file's stem"""
     description: str = ""
+    time_min: int | None = typed_toml.spec(None, min=1)
+    """Slurm time limit one job of this suite needs, minutes (used by `submit` unless the command
+    line or a job file gives one; else the profile's default)"""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

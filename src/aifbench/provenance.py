@@ -1,7 +1,8 @@
 """Provenance of a run on one rank: the node, the device, the software, the scheduler.
 
-Only an explicit list of Slurm variables is read from the environment; nothing else is
-copied, so no token or password can end up in results.
+Only an explicit list of variables is read from the environment (Slurm's, the module system's,
+the container runtimes' and the job script's AIFBENCH_ENVIRONMENT); nothing else is copied, so
+no token or password can end up in results.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import socket
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import aifbench
 
@@ -27,6 +28,24 @@ SLURM_VARS = {
     "slurm_node_id": "SLURM_NODEID",
     "slurm_nodelist": "SLURM_JOB_NODELIST",
 }
+
+
+ENVIRONMENT_VARS = {
+    "modules": ("LOADEDMODULES",),  # Lmod and Environment Modules: the loaded modules, ':'-separated
+    # the image a container runtime or uenv reports from inside it (the first one set)
+    "container": ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "UENV_MOUNT_LIST", "ENROOT_ROOTFS"),
+    # what the job script asked for (JSON: systems.environment.Environment.describe)
+    "environment": ("AIFBENCH_ENVIRONMENT",),
+}
+"""runs-table column -> the variables it is read from, first set wins"""
+
+
+def software_environment(env: Mapping[str, str]) -> dict[str, str | None]:
+    """What the job got: loaded modules, the container or uenv it runs in, what it asked for."""
+    out: dict[str, str | None] = {}
+    for column, names in ENVIRONMENT_VARS.items():
+        out[column] = next((env[n] for n in names if env.get(n)), None)
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -121,7 +140,7 @@ def _driver_version() -> str | None:
         return None
 
 
-def collect(device: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def collect(device: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One runs-table row (without run/plan fields) describing this rank's node and device."""
     env = os.environ if env is None else env
     row: dict[str, Any] = {
@@ -135,5 +154,6 @@ def collect(device: str, env: dict[str, str] | None = None) -> dict[str, Any]:
         "git_commit": git_commit(),
     }
     row.update({col: env.get(var) for col, var in SLURM_VARS.items()})
+    row.update(software_environment(env))
     row.update(device_info(device))
     return row

@@ -13,9 +13,23 @@
 #SBATCH --requeue
 #SBATCH --signal=USR2@30
 #SBATCH --time=10
-#SBATCH --wckey=submitit
 
 # setup
+# option sources (command line > job file > suite > profile):
+#   partition = debug  <- job file
+#   qos = (none)  <- -
+#   nodes = 1  <- job file
+#   tasks_per_node = 1  <- profile
+#   time_min = 10  <- job file
+#   constraint = (none)  <- -
+#   exclusive = false  <- profile
+#   wckey = (none)  <- -
+#   account = (none)  <- -
+#   reservation = (none)  <- -
+#   mode = single  <- job file
+#   name = aifbench-smoke  <- job file
+#   environment.vars = OMP_NUM_THREADS=1 GLOO_SOCKET_IFNAME=lo  <- profile
+export AIFBENCH_ENVIRONMENT='{"system":"local-slurm"}'
 export OMP_NUM_THREADS=1
 export GLOO_SOCKET_IFNAME=lo
 

@@ -53,8 +53,9 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
     from aifbench.launch.jobspec import MODES
 
     p = sub.add_parser("submit", help="run a suite as Slurm jobs on a system (submitit)",
-                       description="Submit a suite (or a job file from jobs/) to a system's scheduler. "
-                                   "Flags override the job file, which overrides the system profile.")
+                       description="Submit a suite (or a job file from jobs/) to a system's scheduler. Each option "
+                                   "comes from the first that gives it: command line > job file > suite > "
+                                   "system profile (--dry-run shows which).")
     p.add_argument("target", metavar="SUITE|JOBFILE", help="suite name/path, or job name/path (jobs/*.toml)")
     p.add_argument("--system", help="system profile (aifbench systems); required unless the job file names one")
     p.add_argument("--partition", help="partition of the profile (default: the profile's)")
@@ -68,6 +69,7 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--array-parallelism", type=int, metavar="K", help="array tasks running at once (default 16)")
     p.add_argument("--cases-per-task", type=int, metavar="C", help="array/packed: cases per task (default 1)")
     p.add_argument("--job-name", dest="name", metavar="NAME")
+    p.add_argument("--wckey", help="Slurm wckey, for sites that enforce them (default: none)")
     add_plan_options(p)
     _results_arg(p)
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script; submit nothing")
@@ -80,11 +82,15 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
 # --- submit ---------------------------------------------------------------------------------
 
 def build_submission(args: argparse.Namespace):
-    """(plan, request) from the arguments and the job file; raises ConfigError on bad input."""
+    """(plan, request) from the arguments, the job file, the suite and the profile, each option
+    from the first of them that gives it (jobspec.OPTION_SOURCES); raises ConfigError on bad input."""
+    import dataclasses
+
     from aifbench.config import load_suite
     from aifbench.launch import backend, jobspec
     from aifbench.plan import build_plan
     from aifbench.systems import list_systems, load_system
+    from aifbench.systems.environment import override
 
     job = jobspec.find_job(args.target) or {}
     suite_name = job.get("suite", args.target)
@@ -92,14 +98,25 @@ def build_submission(args: argparse.Namespace):
     if not system_name:
         raise ConfigError("--system is required; allowed: " + ", ".join(list_systems()))
     system = load_system(system_name)
+    if "environment" in job:
+        system = dataclasses.replace(system, environment=override(system.environment, job["environment"],
+                                                                    args.target))
+    suite = load_suite(suite_name, [*job.get("set", []), *args.overrides], args.only or job.get("only"))
     flags = {k: getattr(args, k) for k in ("partition", "nodes", "tasks_per_node", "time_min", "account",
-                                           "reservation", "qos", "mode", "array_parallelism", "cases_per_task", "name")}
-    options = {**{k: v for k, v in job.items() if k not in ("suite", "system", "set", "only")},
-               **{k: v for k, v in flags.items() if v is not None}}
+                                           "reservation", "qos", "mode", "array_parallelism", "cases_per_task", "name",
+                                           "wckey")}
+    options, sources = jobspec.layered(
+        ("command line", flags),
+        ("job file", {k: v for k, v in job.items() if k not in ("suite", "system", "set", "only", "environment")}),
+        ("suite", {"time_min": suite.time_min}))
+    if "account" not in options and os.environ.get("AIFBENCH_ACCOUNT"):
+        sources["account"] = "environment (AIFBENCH_ACCOUNT)"
+    if "reservation" not in options and os.environ.get("AIFBENCH_RESERVATION"):
+        sources["reservation"] = "environment (AIFBENCH_RESERVATION)"
+    sources.update({f"environment.{k}": "job file" for k in job.get("environment", {})})
     telemetry = telemetry_settings(args)
     launcher = backend(system.scheduler)
-    req = launcher.resolve(system, options)
-    suite = load_suite(suite_name, [*job.get("set", []), *args.overrides], args.only or job.get("only"))
+    req = dataclasses.replace(launcher.resolve(system, options), sources=sources)
     results = _safe_results(args.results)
     plan = build_plan(suite, device=req.device, results_root=results, telemetry=telemetry, system=system.name,
                       partition=req.queue.partition or req.queue.name, launcher=launcher.label)
@@ -131,6 +148,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         err_console.print(f"dry run: {what}; nothing submitted", markup=False, soft_wrap=True)
         for note in launcher.notes(req):
             err_console.print(f"note: {note}", markup=False, soft_wrap=True)
+        _print_sources(req)
         print(launcher.script(plan, req), end="")
         return 0
     record = launcher.submit(plan, req)
@@ -141,6 +159,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 0
     _wait(record, args.wait_timeout)
     return _print_collect(record, args.format)
+
+
+def _print_sources(req) -> None:
+    """Each option's value and where it came from (stderr; the script carries them as comments)."""
+    from aifbench.cli.output import err_console
+    from aifbench.launch.jobspec import OPTION_SOURCES, option_rows
+
+    rows = option_rows(req)
+    width = max(len(k) for k, _, _ in rows)
+    err_console.print(f"option sources ({' > '.join(OPTION_SOURCES)}):", markup=False)
+    for key, value, source in rows:
+        err_console.print(f"  {key:<{width}}  {value}  <- {source}", markup=False, soft_wrap=True, highlight=False)
 
 
 def _wait(record, timeout_s: float | None, poll_s: float = 2.0) -> None:
@@ -353,14 +383,30 @@ def _describe(s) -> str:
             mark = " (default)" if q.name == sl.default_queue else ""
             lines.append(f"  partition {q.name}{mark}: --partition={q.partition or '-'} qos={q.qos or '-'} "
                          f"max_nodes={q.max_nodes or '?'} max_time={q.max_time_min or '?'} min {escape(q.note)}")
-    lines += [f"setup: {escape(line)}" for line in s.setup]
-    lines += [f"env: {k}={escape(v)}" for k, v in s.env]
+    lines += _describe_environment(s)
     lines += ["sources:"] + [f"  {u}" for u in s.sources]
     lines += ["unconfirmed:"] + [f"  - {escape(u)}" for u in s.unconfirmed] if s.unconfirmed else []
     refs = s.acceptance.get("reference", []) if isinstance(s.acceptance, dict) else []
     lines.append(f"acceptance references: {len(refs)} (aifbench validate)")
     lines.append(f"account: --account or AIFBENCH_ACCOUNT ({'set' if os.environ.get('AIFBENCH_ACCOUNT') else 'unset'})")
     return "\n".join(lines)
+
+
+def _describe_environment(s) -> list[str]:
+    """The software environment: what each key asks for, the script lines and srun options it becomes."""
+    from rich.markup import escape
+
+    envt = s.environment
+    lines = [escape("environment (a job file's [environment] replaces any of these):")]
+    for key, value in envt.describe().items():
+        if key != "vars":
+            lines.append(f"  {key}: {escape(' '.join(value) if isinstance(value, list) else str(value))}")
+    lines.append(f"  --export: {envt.export or 'the site default (Slurm: ALL)'}")
+    lines += [f"  script: {escape(line)}" for line in envt.script_lines()]
+    if envt.srun_args():
+        lines.append(f"  srun: {escape(' '.join(envt.srun_args()))}")
+    lines.append(f"  runs: {escape(s.interpreter())} -m submitit.core._submit ...")
+    return lines
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:

@@ -19,9 +19,14 @@ A job file (jobs/<name>.toml; format documented in each file's header):
     qos = ""                      # overrides the partition's QoS
     constraint = ""
     exclusive = true
+    wckey = ""                    # --wckey only where a site asks for one (default: none)
 
-Precedence: command-line flag > job file > system profile. Account and reservation are
-private: --account / AIFBENCH_ACCOUNT, --reservation / AIFBENCH_RESERVATION, never a file.
+    [environment]                 # optional: replaces the profile's keys it names
+    venv = "/path/to/venv"        # (systems/environment.py: modules, uenv, containers, vars, ...)
+
+Precedence (OPTION_SOURCES): command line > job file > suite ([suite] time_min) > system profile.
+Account and reservation are private: --account / AIFBENCH_ACCOUNT, --reservation /
+AIFBENCH_RESERVATION, never a file.
 """
 
 from __future__ import annotations
@@ -65,7 +70,14 @@ class JobFile:
     qos: str | None = None
     constraint: str | None = None
     exclusive: bool | None = None
+    wckey: str | None = None
 
+
+OPTION_SOURCES = ("command line", "job file", "suite", "profile")
+"""where a job option comes from, highest first: the first source that gives a value wins"""
+SHOWN_OPTIONS = ("partition", "qos", "nodes", "tasks_per_node", "time_min", "constraint", "exclusive", "wckey",
+                 "account", "reservation", "mode", "name")
+"""options whose value and source `submit --dry-run` shows (then the environment's keys)"""
 
 _JOB_KEYS = set(field_names(JobFile))
 SUBMISSION_FILE = "submission.json"
@@ -97,6 +109,10 @@ class JobRequest:
     job_name: str = "aifbench"
     device: str = "cpu"
     """torch device kind of the ranks: cuda | cpu"""
+    wckey: str = ""
+    """--wckey value; '' = no --wckey line (sites that enforce wckeys reject unknown ones)"""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """option -> where its value came from (OPTION_SOURCES, or the environment variable)"""
 
     @property
     def world_size(self) -> int:
@@ -132,15 +148,58 @@ def load_job_file(path: Path) -> dict[str, Any]:
 
 
 def _check_job(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
-    extra = set(raw) - {"job"}
+    """The [job] table's keys, plus 'environment' (the checked raw [environment] table) when given."""
+    from aifbench.systems.environment import parse_environment
+
+    extra = set(raw) - {"job", "environment"}
     if extra:
-        raise one_of(f"top-level table in {path.name}", sorted(extra)[0], ["job"])
+        raise one_of(f"top-level table in {path.name}", sorted(extra)[0], ["job", "environment"])
     job = raw.get("job", {})
     for key, where in _PRIVATE.items():
         if isinstance(job, Mapping) and key in job:
             raise ConfigError(f"{path.name}: '{key}' is private and never read from a file; give it with {where}")
     checked = build(JobFile, job, path.name, "job")
-    return {key: getattr(checked, key) for key in job}
+    out = {key: getattr(checked, key) for key in job}
+    if "environment" in raw:
+        parse_environment(raw["environment"], path.name)  # refused here, before anything else
+        out["environment"] = dict(raw["environment"])
+    return out
+
+
+def layered(*layers: tuple[str, Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(options, source of each) from (source, values) layers given highest first (OPTION_SOURCES
+    order); a value of None is not given. The profile's defaults fill the rest at resolve time."""
+    options: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            if value is not None and key not in options:
+                options[key], sources[key] = value, source
+    return options, sources
+
+
+def option_rows(req: JobRequest) -> list[tuple[str, str, str]]:
+    """(option, value, source) of each SHOWN_OPTIONS key and of the environment's keys."""
+    values = {"partition": req.queue.partition or f"(none: {req.queue.name} routes by QoS)", "qos": req.qos,
+              "nodes": req.nodes, "tasks_per_node": req.tasks_per_node, "time_min": req.time_min,
+              "constraint": req.constraint, "exclusive": req.exclusive, "wckey": req.wckey, "account": req.account,
+              "reservation": req.reservation, "mode": req.mode, "name": req.job_name}
+    rows = [(key, _shown(values[key]), req.sources.get(key, "profile" if values[key] not in ("", None) else "-"))
+            for key in SHOWN_OPTIONS]
+    described = req.system.environment.describe()
+    for key, value in described.items():
+        rows.append((f"environment.{key}", _shown(value), req.sources.get(f"environment.{key}", "profile")))
+    return rows
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_shown(v)}" for k, v in value.items())
+    if isinstance(value, str):  # shown in a comment line of the script: never a second line
+        value = value.replace("\n", "\\n").replace("\r", "\\r")
+    return "(none)" if value in ("", None) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # --- resolving a request --------------------------------------------------------------------
@@ -235,6 +294,8 @@ class Submission:
     submitted_utc: str = ""
     nodes: int = 1
     tasks_per_node: int = 1
+    options: list[list[str]] = field(default_factory=list)
+    """[option, value, source] of each job option and environment key (option_rows)"""
 
     @property
     def run_dir(self) -> Path:

@@ -13,6 +13,7 @@ The only module besides submitit_base/submitit_local that imports submitit (alwa
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import shutil
@@ -22,10 +23,12 @@ from typing import Any, Mapping, Sequence
 from aifbench.errors import ConfigError, LaunchError
 from aifbench.launch import cluster
 from aifbench.launch.cluster import JobInfo
-from aifbench.launch.jobspec import LOG_DIR, JobRequest, Submission, check_limit, common_fields, int_opt, safe_text
+from aifbench.launch.jobspec import (LOG_DIR, OPTION_SOURCES, JobRequest, Submission, check_limit, common_fields,
+                                    int_opt, option_rows, safe_text)
 from aifbench.launch.submitit_base import SubmititLauncher, python_command, state_from_files, task_plans
 from aifbench.plan import Plan
 from aifbench.systems import System
+from aifbench.systems.environment import RECORD_VAR
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,12 @@ class SlurmLauncher(SubmititLauncher):
 
     def notes(self, req: JobRequest) -> list[str]:
         need = account_needed(req)
-        return [f"{need} (the script below has no --account line)"] if need else []
+        notes = [f"{need} (the script below has no --account line)"] if need else []
+        envt = req.system.environment
+        if envt.python and not envt.venv:
+            notes.append(f"the job runs `{envt.python}` inside {req.system.name}'s environment: aifbench and submitit "
+                         "must be importable there, or set [environment] venv in a job file (docs/sites.md)")
+        return notes
 
     def states(self, records: Sequence[Submission], timeout_s: float | None = None,
                ) -> dict[str, dict[str, JobInfo]]:
@@ -90,7 +98,8 @@ def resolve_slurm(sysp: System, opts: Mapping[str, Any], env: Mapping[str, str])
                               opts.get("reservation", env.get("AIFBENCH_RESERVATION", ""))),
         qos=safe_text("qos", opts.get("qos", queue.qos)),
         constraint=safe_text("constraint", opts.get("constraint", slurm.constraint)),
-        exclusive=bool(opts.get("exclusive", slurm.exclusive)), **common_fields(opts, sysp.node.device))
+        exclusive=bool(opts.get("exclusive", slurm.exclusive)),
+        wckey=safe_text("wckey", opts.get("wckey", slurm.wckey)), **common_fields(opts, sysp.node.device))
 
 
 def account_needed(req: JobRequest) -> str:
@@ -111,8 +120,12 @@ def sbatch_parameters(req: JobRequest) -> dict[str, Any]:
         "job_name": req.job_name, "nodes": req.nodes, "ntasks_per_node": req.tasks_per_node,
         "time": req.time_min, "signal_delay_s": slurm.signal_delay_s,
         "array_parallelism": req.array_parallelism, "setup": setup_lines(req),
-        "srun_args": list(slurm.srun_args), "additional_parameters": {"requeue": True},
+        "srun_args": [*req.system.environment.srun_args(), *slurm.srun_args],
+        "additional_parameters": {"requeue": True},
+        "wckey": req.wckey or None,  # submitit writes --wckey=submitit unless told None
     }
+    if req.system.environment.export:
+        params["additional_parameters"]["export"] = req.system.environment.export
     if req.queue.partition:
         params["partition"] = req.queue.partition
     if req.cpus_per_task:
@@ -134,10 +147,15 @@ def sbatch_parameters(req: JobRequest) -> dict[str, Any]:
 
 
 def setup_lines(req: JobRequest) -> list[str]:
-    """Profile set-up lines, then its variables exported with shell-quoted values."""
-    lines = list(req.system.setup)
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in req.system.env]
-    return lines
+    """The batch script's lines before srun: where each option came from (comments), what the
+    job asks for (RECORD_VAR, read by provenance), then the environment's own lines (modules,
+    set-up, variables: Environment.script_lines)."""
+    lines = [f"# option sources ({' > '.join(OPTION_SOURCES)}):"]
+    lines += [f"#   {key} = {value}  <- {source}" for key, value, source in option_rows(req)]
+    record = {"system": req.system.name, **req.system.environment.describe()}
+    record.pop("vars", None)
+    lines.append(f"export {RECORD_VAR}={shlex.quote(json.dumps(record, separators=(',', ':')))}")
+    return lines + req.system.environment.script_lines()
 
 
 def sbatch_script(plan: Plan, req: JobRequest, folder: Path | None = None) -> str:

@@ -21,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shlex
 import shutil
-import sys
 import time
 from abc import abstractmethod
 from datetime import datetime, timezone
@@ -126,7 +124,7 @@ def _slot(folder: Path, slots: int, poll_s: float = 0.5) -> Iterator[None]:
 # --- the shared launcher --------------------------------------------------------------------
 
 def python_command(req: JobRequest) -> str:
-    return req.system.python or shlex.quote(sys.executable)
+    return req.system.interpreter()
 
 
 def task_plans(plan: Plan, req: JobRequest) -> list[tuple[str, Plan]]:
@@ -190,7 +188,8 @@ class SubmititLauncher(Launcher):
                                              case_indices=[c.index for c in p.cases])
                                   for job, (part, p) in zip(jobs, tasks)],
                             submitted_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            nodes=req.nodes, tasks_per_node=req.tasks_per_node)
+                            nodes=req.nodes, tasks_per_node=req.tasks_per_node,
+                            options=[list(row) for row in jobspec.option_rows(req)])
         record.save()
         return record
 
@@ -201,8 +200,11 @@ class SubmititLauncher(Launcher):
         executor = self.make_executor(req, folder)
         packed, slots = req.mode == "packed", self.slots(req)
         captured = io.StringIO()  # submitit prints sbatch's stderr itself; we report it once
+        conf = os.environ.get("SLURM_CONF")  # which cluster to submit to: the user's, not a job's variable
         try:  # clean_env: submitting from inside a Slurm job must not inherit its SLURM_* variables
             with contextlib.redirect_stderr(captured), clean_env():
+                if conf:
+                    os.environ["SLURM_CONF"] = conf
                 if len(tasks) == 1:
                     return [executor.submit(self.task_class(tasks[0][1].to_json(), packed, slots))]
                 with executor.batch():

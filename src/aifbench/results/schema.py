@@ -132,6 +132,9 @@ RUNS_TABLE = Table("runs", "provenance: one row per rank (and array task) of a r
     _c("slurm_array_task_id", "string", "", "SLURM_ARRAY_TASK_ID", required=False),
     _c("slurm_node_id", "string", "", "SLURM_NODEID", required=False),
     _c("slurm_nodelist", "string", "", "SLURM_JOB_NODELIST", required=False),
+    _c("modules", "string", "", "modules loaded in the job (LOADEDMODULES, ':'-separated)", required=False),
+    _c("container", "string", "", "container image or uenv the rank ran in, as its runtime reports it", required=False),
+    _c("environment", "string", "", "software environment the job script asked for (system, modules, uenv or image, venv), JSON", required=False),
     _c("telemetry", "string", "", "telemetry source (nvml, cpu) or 'unavailable: reason'", required=False),
 ))
 

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from aifbench.files import read_toml
 from aifbench.errors import ConfigError, one_of
+from aifbench.systems.environment import Environment, parse_environment
 from aifbench.typed_toml import build, nonempty, spec
 
 SYSTEMS_DIR = Path(__file__).resolve().parent
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+@,=/-]*$")
 """partition, QoS, account, constraint, gres: letters, digits and _ . : + @ , = / - only"""
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCHEDULERS: dict[str, str | None] = {"slurm": "slurm", "local": None}
 """scheduler -> the profile table its backend reads (None: none): the keys of launch.BACKENDS,
 one launcher each (systems sits below launch: a test keeps them equal)"""
@@ -122,6 +123,8 @@ class SlurmDefaults:
     srun_args: tuple[str, ...] = spec((), check=_safe_each)
     signal_delay_s: int = spec(90, min=0)
     """USR2 this many seconds before the time limit: submitit checkpoints and requeues"""
+    wckey: str = spec("", check=_safe)
+    """--wckey for sites that enforce wckeys; '' = none (the default: no --wckey line)"""
     account_required: bool = True
     """jobs need a Slurm account (--account or AIFBENCH_ACCOUNT); every production site does"""
 
@@ -138,16 +141,29 @@ class System:
     scheduler: str = spec(choices=SCHEDULERS)
     node: Node
     slurm: SlurmDefaults | None
-    setup: tuple[str, ...] = ()
-    """shell lines run in the job script before srun (module loads, container, venv)"""
-    env: tuple[tuple[str, str], ...] = ()
-    """NCCL / network variables exported in the job script (values are shell-quoted)"""
+    environment: Environment = field(default_factory=Environment)
+    """software environment of a job: modules, uenv/container, venv, variables (systems/environment.py)"""
     python: str = spec("", check=_python)
-    """interpreter on the compute nodes; '' = the one running aifbench"""
+    """interpreter on the compute nodes when [environment] names none; '' = the one running aifbench"""
     sources: tuple[str, ...] = ()
     unconfirmed: tuple[str, ...] = ()
     acceptance: Mapping[str, Any] = field(default_factory=dict)
     path: str = ""
+
+    @property
+    def setup(self) -> tuple[str, ...]:
+        """the environment's own shell lines (modules and variables: environment.script_lines())"""
+        return self.environment.setup
+
+    @property
+    def env(self) -> tuple[tuple[str, str], ...]:
+        """variables the job script exports (values shell-quoted when written)"""
+        return tuple(self.environment.vars.items())
+
+    def interpreter(self) -> str:
+        """The command that starts Python inside the environment (venv, container); a profile that
+        names none (local, local-slurm) runs the interpreter running aifbench now."""
+        return self.environment.python_command(self.python or shlex.quote(sys.executable))
 
     @property
     def queue_names(self) -> list[str]:
@@ -182,21 +198,12 @@ def load_system(name_or_path: str) -> System:
     return parse_system(read_toml(path), str(path))
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Environment:
-    """A profile's [environment] table: job-script lines before srun, exported variables."""
-
-    setup: tuple[str, ...] = spec((), check=lambda loc, lines: tuple(_setup_line(loc, ln) for ln in lines))
-    vars: Mapping[str, Any] = spec(default_factory=dict)
-
-
 def parse_system(raw: Mapping[str, Any], where: str) -> System:
     """Validate a profile dictionary (as read from TOML) into a System (aifbench.typed_toml)."""
     slurm = _slurm(raw["slurm"], where) if isinstance(raw, Mapping) and "slurm" in raw else None
-    envt = build(Environment, raw.get("environment", {}), where, "environment") if isinstance(raw, Mapping) else None
-    env = tuple((_env_name(where, k), str(v)) for k, v in (envt.vars if envt else {}).items())
+    envt = parse_environment(raw.get("environment", {}), where) if isinstance(raw, Mapping) else Environment()
     system = build(System, raw, where, skip=("slurm", "environment"),
-                   given={"slurm": slurm, "path": where, "setup": envt.setup if envt else (), "env": env})
+                   given={"slurm": slurm, "path": where, "environment": envt})
     table = SCHEDULERS[system.scheduler]
     if table and getattr(system, table) is None:
         raise ConfigError(f"{where}: scheduler {system.scheduler!r} needs a [{table}] table")
@@ -222,14 +229,3 @@ def _slurm(raw: Any, where: str) -> SlurmDefaults:
     return build(SlurmDefaults, raw, where, "slurm", skip=("partitions", "default_partition"),
                  given={"default_queue": default, "queues": tuple(queues)})
 
-
-def _setup_line(where: str, line: Any) -> str:
-    if not isinstance(line, str) or any(c in line for c in "\n\r\0"):
-        raise ConfigError(f"{where}: each entry must be one line of text, got {line!r}")
-    return line
-
-
-def _env_name(where: str, name: str) -> str:
-    if not ENV_NAME.match(name):
-        raise ConfigError(f"{where}: environment variable name {name!r} is not a valid identifier")
-    return name
