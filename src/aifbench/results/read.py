@@ -166,10 +166,19 @@ def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
     for name in t.column_names:
         if name in required:
             wrong = pc.or_(wrong, pc.is_null(t[name]))
+    for name in t.column_names:  # infinities break every float column (schema.validate refuses them)
+        if pa.types.is_floating(t.schema.field(name).type):
+            wrong = pc.or_(wrong, pc.fill_null(pc.is_inf(t[name]), False))
     if table == "metrics" and "status" in t.column_names:
         wrong = pc.or_(wrong, pc.invert(pc.is_in(t["status"], pa.array(schema.STATUSES))))
         if "value" in t.column_names:
-            wrong = pc.or_(wrong, pc.and_(pc.equal(t["status"], "ok"), pc.is_null(t["value"])))
+            ok = pc.equal(t["status"], "ok")
+            missing = pc.or_(pc.is_null(t["value"]), pc.fill_null(pc.is_nan(t["value"]), False))
+            wrong = pc.or_(wrong, pc.and_(ok, missing))
+            if "metric" in t.column_names:
+                unsigned = pc.invert(pc.is_in(t["metric"].cast(pa.large_string()),
+                                              pa.array(schema.signed_metrics(), pa.large_string())))
+                wrong = pc.or_(wrong, pc.fill_null(pc.and_(pc.less(t["value"], 0.0), unsigned), False))
     return pc.fill_null(wrong, True)
 
 
@@ -183,7 +192,8 @@ def _why(t: pa.Table, run_id: str) -> str:
                 "upgrade aifbench to read it")
     if versions and versions != [SCHEMA_VERSION]:
         return f"schema version {versions[0]}: no migration to version {SCHEMA_VERSION}"
-    return "empty required column or a status/value that breaks schema v1"
+    return ("empty required column, an infinite number, a status ok without a finite value, or a negative "
+            "value of a metric that cannot be negative: breaks schema v1")
 
 
 def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, str]], where: Path) -> pa.Table:
