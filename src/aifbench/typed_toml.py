@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Callable, Mapping, Sequence
@@ -151,6 +152,8 @@ def _scalar(value: Any, hint: Any, meta: Mapping[str, Any], where: str, path: st
         raise _wrong(where, path, _want(hint, meta), value)
     if isinstance(hint, type) and not isinstance(value, hint):
         raise _wrong(where, path, _want(hint, meta), value)
+    if hint is float and not math.isfinite(value):  # nan compares false with every bound: never let it by
+        raise _wrong(where, path, "a finite " + _want(hint, meta).removeprefix("a "), value)
     return value
 
 

@@ -135,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aifbench.worker", description=__doc__)
     parser.add_argument("plan", type=Path, help="plan JSON written by the launcher")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("AIFBENCH_LOG", "WARNING"),
-                        format="%(asctime)s pid%(process)d %(name)s: %(message)s")
+    from aifbench.config import log_level_from_env
+
+    try:
+        level = log_level_from_env()
+    except AifbenchError as exc:  # the launcher checks it first; a worker started by hand says so once
+        print(f"aifbench worker: {exc}; logging at WARNING", file=sys.stderr)
+        level = "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s pid%(process)d %(name)s: %(message)s")
     try:
         with stop_on_signals():
             if not _die_with_launcher():
