@@ -131,6 +131,11 @@ def run_plan(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | N
             distributed.teardown()
 
 
+DIED = 3
+"""exit code of a worker stopped by an error that is not a case's (a full disk, a bug): its last
+line of output names it (launch.local.last_error)"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aifbench.worker", description=__doc__)
     parser.add_argument("plan", type=Path, help="plan JSON written by the launcher")
@@ -157,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     except AifbenchError as exc:
         print(f"aifbench worker: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a full disk, a bug: the traceback for the log, then the one line the launcher shows
+        import traceback
+
+        traceback.print_exc()
+        print(f"aifbench worker: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return DIED
     return 1 if summary.failed else 0
 
 
