@@ -169,6 +169,9 @@ def find_shards(paths: Iterable[Path | str]) -> list[Path]:
             found.add(p)
         elif p.is_dir():
             found.update(q for q in p.rglob("*.parquet") if not q.name.startswith("."))
+        elif p.suffix == ".parquet" and (layout.SHARD_RE.match(p.name) or layout.COMPACT_RE.match(p.name)) \
+                and p.parent.is_dir():
+            found.add(p)  # listed a moment ago, merged by a compaction since: load() reads its run again
         else:
             raise ConfigError(f"no such results file or directory: {p}")
     return sorted(found)
@@ -240,10 +243,13 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
     """One run directory's tables from one snapshot (read.snapshot: no compaction commits while
     it is read); `whole`: the directory was asked for, so its files are listed again inside the
     snapshot. Rescans when a file vanished all the same (a file system without flock)."""
+    listed = {f.name.split(".", 1)[0] for f in files}
     for attempt in range(READ_RETRIES):
         with read.snapshot(run_dir):
             if whole:
                 files = find_shards([run_dir])
+            elif not all(f.exists() for f in files):  # a compaction merged some: its tables' files now
+                files = [f for f in find_shards([run_dir]) if f.name.split(".", 1)[0] in listed]
             rf = layout.scan(run_dir, [f for f in files if f.exists()])
             try:
                 frames = {}
