@@ -180,7 +180,7 @@ class Soak:
             kill_at = time.monotonic() + self.rng.uniform(1.0, 20.0)
             compactions: list[subprocess.Popen] = []
             while launcher.poll() is None and time.monotonic() < kill_at:
-                if not compactions and self.rng.random() < 0.3:
+                if not compactions and self.rng.random() < 0.3 and any(run_dir.glob("*.parquet")):
                     compactions = self.compact_twice(run_dir)
                 self.read(run_dir)
                 if compactions and all(p.poll() is not None for p in compactions):
