@@ -396,3 +396,36 @@ def test_a_worker_that_dies_of_a_full_disk_is_named_and_its_run_marked(tmp_path)
         assert set(store.load([root]).runs["status"]) == {"failed"}
     finally:
         unmount()
+
+
+REWRITE_DURING_DELETE = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import pandas as pd
+    from aifbench.results import compact, layout, store
+    run_dir, real, done = Path(sys.argv[1]), os.rename, []
+    def rename(src, dst, *a, **k):  # rank 1 rewrites its shard just as compaction deletes the one it read
+        if not done and Path(src).name == store.shard_name("metrics", 1):
+            done.append(1)
+            df = store.read_parquet(Path(src)).to_pandas()  # (another process in life: here, no reader lock)
+            gen = layout.shard_generation(Path(src)) or 1
+            df["value"] = df["value"] * 3
+            store.write_shard(Path(src), "metrics", df, generation=gen + 1)
+        return real(src, dst, *a, **k)
+    os.rename = rename
+    compact.compact(run_dir)
+    print(len(done))
+""")
+
+
+def test_a_shard_rewritten_while_compaction_deletes_it_is_kept(tmp_path):
+    run_dir = write_run(tmp_path / "res", RunSpec(run_id="20260101T000000Z-del-000001", nodes=("a",), gpus_per_node=2,
+                                                  cases=[gemm(1024), membw(1 << 20)]))
+    mine = store.load([run_dir]).metrics.query("rank == 1").sort_values(KEYS["metrics"])
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    p = subprocess.run([sys.executable, "-c", REWRITE_DURING_DELETE, str(run_dir)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "1", p.stderr[-2000:]
+    assert (run_dir / store.shard_name("metrics", 1)).exists()  # the newer version, put back
+    after = store.load([run_dir]).metrics.query("rank == 1").sort_values(KEYS["metrics"])
+    assert list(after["value"].round(9)) == list((mine["value"] * 3).round(9))
