@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from aifbench.errors import ConfigError
 from aifbench.results import layout, read, schema
 from aifbench.results.layout import META_KEY, TableFiles
 
@@ -89,7 +90,12 @@ class CompactReport:
 @contextlib.contextmanager
 def turn(run_dir: Path) -> Iterator[None]:
     """Wait for this run directory's compaction lock (LOCK_NAME) and hold it."""
-    with open(Path(run_dir) / LOCK_NAME, "a") as fh:
+    try:
+        fh = open(Path(run_dir) / LOCK_NAME, "a")
+    except OSError as exc:
+        raise ConfigError(f"cannot compact {run_dir}: its lock file cannot be made ({exc.strerror}); "
+                          "compaction needs a writable run directory") from None
+    with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         yield  # closing the file releases the lock
 

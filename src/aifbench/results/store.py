@@ -7,7 +7,10 @@ stores read unchanged). After compaction (results/compact.py) a run also holds
 One shard per (run, rank, part, table). A shard is written whole to a temporary file in the
 same directory and renamed into place (os.replace is atomic on POSIX), so concurrent ranks,
 array tasks and readers never see a half-written file. The runner rewrites its shard after
-every case, so a crash loses at most the case in flight.
+every case, so a crash loses at most the case in flight. Each shard's footer records a
+generation (layout.GEN_KEY) above every one its rank committed before; a resuming rank reads
+its committed rows wherever they are (committed_rows: loose or compacted). A reader holds the
+run directory's shared lock (read.snapshot) while it reads. The rules: docs/store.md.
 """
 
 from __future__ import annotations
