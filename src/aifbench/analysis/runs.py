@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aifbench.analysis.completeness import RunPlan, missing_ranks, read_plan
+from aifbench.analysis.completeness import RunPlan, missing_provenance, missing_ranks, read_plan
 from aifbench.errors import ConfigError
 from aifbench.results import store
 from aifbench.results.store import Results
@@ -41,6 +41,8 @@ def _status(ranks: pd.DataFrame, cases: pd.DataFrame, plan: RunPlan | None) -> s
         return "running"
     world = int(ranks["world_size"].max())
     if ranks["rank"].nunique() < world or (plan is not None and missing_ranks(plan, cases)):
+        return "incomplete"
+    if plan is not None and missing_provenance(plan, ranks):  # ranks the metrics rows say ran, without runs rows
         return "incomplete"
     return "failed" if "failed" in states or (cases["status"] == "failed").any() else "ok"
 

@@ -160,11 +160,15 @@ def cmd_compact(args: argparse.Namespace) -> int:
     report = compact(run_dir)
     for note in report.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    aside = {q.name.removeprefix(".").removesuffix(".damaged"): q for q in report.quarantined}
     for path, why in report.bad:
-        err_console.print(f"not compacted (left in place): {path}: {why}", highlight=False, soft_wrap=True)
+        where = (f"quarantined as {aside[path.name].name} (its rows are no longer read)" if path.name in aside
+                 else "left in place")
+        err_console.print(f"not compacted ({where}): {path}: {why}", highlight=False, soft_wrap=True)
     what = (f"{len(report.written)} file(s) written, {report.removed} merged file(s) removed" if report.changed
             else "already compacted, nothing changed")
-    console.print(f"compact {run_dir.name}: {what} in {time.monotonic() - t0:.1f} s", highlight=False, soft_wrap=True)
+    console.print(f"compact {run_dir.name}: {what}; {report.summary()} in {time.monotonic() - t0:.1f} s",
+                  highlight=False, soft_wrap=True)
     return 2 if report.bad else 0
 
 

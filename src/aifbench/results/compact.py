@@ -12,19 +12,35 @@ compacted files that were merged.
 A crash at any point leaves a state layout.scan reads exactly once; a second compaction
 finishes the job or, when there is nothing to do, changes nothing. Bad shards (another run,
 another schema version, unreadable) are left where they are and named.
+
+The store's rules (docs/store.md): compactions of one run directory take turns (LOCK_NAME,
+flock, waited for); the rename and the deletions happen under the directory's exclusive reader
+lock (read.snapshot), so a reader sees the run before or after a compaction, never between.
+Nothing is deleted whose rows are not in the output: a loose shard only when its signature is
+the one read; an older compacted file only after its live rows were copied; rows it held of a
+source that a newer generation replaced are counted in `dropped`. Older copies of a loose shard
+(layout `stale`) are left in place. A compacted file that fails its checksums is renamed to
+`.<name>.damaged` (quarantined, named in `bad`) and its rows are not counted as kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from aifbench.errors import ConfigError
 from aifbench.results import layout, read, schema
 from aifbench.results.layout import META_KEY, TableFiles
 
@@ -36,6 +52,12 @@ ROW_GROUP_ROWS = 65536
 """loose shards read per batch (one row group each): bounds memory while compacting"""
 
 
+LOCK_NAME = ".compact.lock"
+"""the lock file in a run directory that makes its compactions take turns"""
+QUARANTINE = ".{name}.damaged"
+"""what a damaged compacted file is renamed to (never read: its name does not end in .parquet)"""
+
+
 @dataclass
 class CompactReport:
     run_dir: Path
@@ -44,17 +66,58 @@ class CompactReport:
     """source files deleted after their rows were in a compacted file"""
     bad: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kept: dict[str, int] = field(default_factory=dict)
+    """table -> rows in its compacted file"""
+    dropped: list[str] = field(default_factory=list)
+    """one line per source whose rows in an older compacted file a newer generation replaced"""
+    quarantined: list[Path] = field(default_factory=list)
+    """damaged compacted files renamed aside (their rows are no longer read)"""
+
+    def summary(self) -> str:
+        """What was kept and dropped, in one line."""
+        kept = ", ".join(f"{t} {n}" for t, n in sorted(self.kept.items())) or "nothing rewritten"
+        out = f"rows kept: {kept}"
+        if self.dropped:
+            out += f"; replaced by a newer generation: {'; '.join(self.dropped[:5])}" + (
+                f" (+{len(self.dropped) - 5} more)" if len(self.dropped) > 5 else "")
+        return out
 
     @property
     def changed(self) -> bool:
         return bool(self.written or self.removed)
 
 
+@contextlib.contextmanager
+def turn(run_dir: Path) -> Iterator[None]:
+    """Wait for this run directory's compaction lock (LOCK_NAME) and hold it."""
+    try:
+        fh = open(Path(run_dir) / LOCK_NAME, "a")
+    except OSError as exc:
+        raise ConfigError(f"cannot compact {run_dir}: its lock file cannot be made ({exc.strerror}); "
+                          "compaction needs a writable run directory") from None
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (Lustre mounted without it): racing compactions
+            pass         # still leave a state read once (layout.py) and merged by the next one
+        yield  # closing the file releases the lock
+
+
 def compact(run_dir: Path, batch: int = BATCH_SHARDS) -> CompactReport:
     """Compact every table of one run directory; see the module docstring."""
+    with turn(Path(run_dir)):
+        return _compact(Path(run_dir), batch)
+
+
+def _compact(run_dir: Path, batch: int) -> CompactReport:
     _remove_stale_temporaries(Path(run_dir))
     rf = layout.scan(Path(run_dir))
     report = CompactReport(Path(run_dir), bad=list(rf.bad), notes=rf.notes())
+    footless = [p for p, _ in rf.bad if layout.COMPACT_RE.match(p.name)]  # footer unreadable: damaged
+    if footless:
+        with read.snapshot(run_dir, exclusive=True):
+            for path in footless:
+                _quarantine(path, report)
     for table in sorted(rf.tables):
         if table not in schema.TABLES:
             report.bad.append((Path(run_dir) / f"{table}.*", f"unknown table {table!r}; allowed: "
@@ -63,7 +126,15 @@ def compact(run_dir: Path, batch: int = BATCH_SHARDS) -> CompactReport:
         for attempt in range(RETRIES):
             tf = rf.tables.get(table, TableFiles())
             if not tf.loose and len(tf.compacted) <= 1 and not any(tf.compacted.values()):
-                report.removed += _remove_loose(tf.leftovers, tf.sources)  # finish a half-done compaction
+                for path in tf.compacted:  # nothing to merge: check the one file's pages
+                    why = verify(path)
+                    if why:
+                        report.bad.append((path, why))
+                        with read.snapshot(run_dir, exclusive=True):
+                            _quarantine(path, report)
+                        break
+                else:
+                    report.removed += _remove_loose(tf.leftovers, tf.sources)  # finish a half-done compaction
                 break
             try:
                 _compact_table(rf.run_dir, table, tf, report, batch)
@@ -76,14 +147,19 @@ def compact(run_dir: Path, batch: int = BATCH_SHARDS) -> CompactReport:
 def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, sources: dict):
     """Arrow tables of live rows with SOURCE_COL; fills `sources` with what was read."""
     for path, excluded in tf.compacted.items():
+        rf = layout.RunFiles(run_dir, {table: TableFiles(compacted={path: excluded})})
+        before = len(bad)
+        t = read.read_table(rf, table, source=True, bad=bad)
+        if len(bad) > before:  # damaged: its sources are not in the output (compact quarantines it)
+            continue
+        gens = tf.generations.get(path, {})
         for name, sig in tf.sources[path].items():
             if name not in excluded:
-                sources[name] = sig
-        rf = layout.RunFiles(run_dir, {table: TableFiles(compacted={path: excluded})})
-        yield read.read_table(rf, table, source=True, bad=bad)
+                sources[name] = (*sig, gens.get(name, 0))
+        yield t
     for i in range(0, len(tf.loose), batch):
         chunk = [p for p in tf.loose[i:i + batch] if p.exists()]  # gone: another compaction has it
-        sigs = {p.name: layout.signature(p) for p in chunk if p.exists()}
+        sigs = {p.name: (*layout.signature(p), _generation(p)) for p in chunk if p.exists()}
         rf = layout.RunFiles(run_dir, {table: TableFiles(loose=[p for p in chunk if p.name in sigs])})
         before = len(bad)
         t = read.read_table(rf, table, source=True, bad=bad)
@@ -93,31 +169,94 @@ def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, s
         yield t
 
 
+def _generation(path: Path) -> int:
+    """A loose shard's generation (0 when its footer has none or cannot be read)."""
+    try:
+        return layout.shard_generation(path) or 0
+    except layout.SchemaError:
+        return 0
+
+
 def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactReport, batch: int) -> None:
     target = read.arrow_schema(table, source=True)
     tmp = run_dir / f".{table}.compact-tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet"
-    sources: dict[str, layout.Signature] = {}
+    sources: dict[str, tuple[int, int, int]] = {}
+    before = len(report.bad)
+    rows = 0
     try:
-        with pq.ParquetWriter(tmp, target, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, target, compression="zstd", write_page_checksum=True) as writer:
             for t in _batches(run_dir, table, tf, batch, report.bad, sources):
                 if t.num_rows:
                     writer.write_table(t.cast(target), row_group_size=ROW_GROUP_ROWS)
+                    rows += t.num_rows
             meta = {"run_id": run_dir.name, "table": table, "schema_version": schema.SCHEMA_VERSION,
                     "sources": {k: list(v) for k, v in sorted(sources.items())}}
             writer.add_key_value_metadata({META_KEY: json.dumps(meta)})
         digest = hashlib.sha256(json.dumps(meta["sources"], sort_keys=True).encode()).hexdigest()[:16]
         final = run_dir / f"{table}.compact-{digest}.parquet"
         os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
+        damaged = {p for p, _ in report.bad[before:] if p in tf.compacted}
+        dropped = _superseded(tf, damaged)
+        with read.snapshot(run_dir, exclusive=True):  # readers see the run before or after, never between
+            os.replace(tmp, final)
+            for old in tf.compacted:
+                if old in damaged:
+                    _quarantine(old, report)
+                elif old != final:
+                    old.unlink(missing_ok=True)
+                    report.removed += 1
+            loose = [p for p in tf.loose + tf.leftovers if p.name in sources]
+            report.removed += _remove_loose(loose, {final: {k: (v[0], v[1]) for k, v in sources.items()}})
     finally:
         tmp.unlink(missing_ok=True)
     report.written.append(final)
-    for old in tf.compacted:
-        if old != final:
-            old.unlink(missing_ok=True)
-            report.removed += 1
-    loose = [p for p in tf.loose + tf.leftovers if p.name in sources]
-    report.removed += _remove_loose(loose, {final: sources})
+    report.kept[table] = rows
+    report.dropped += dropped
+
+
+def _superseded(tf: TableFiles, damaged: set[Path]) -> list[str]:
+    """'<source>: N row(s)' for each source whose rows in a compacted file are filtered out (a newer
+    generation of it is read instead, or another compacted file holds it)."""
+    out = []
+    for path, excluded in tf.compacted.items():
+        if not excluded or path in damaged:
+            continue
+        dset = ds.dataset(str(path), schema=read.arrow_schema(tf_table(path), source=True), format=read.PARQUET)
+        t = dset.to_table(columns=[layout.SOURCE_COL],
+                          filter=pc.field(layout.SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string())))
+        for d in sorted(pc.value_counts(t[layout.SOURCE_COL]).to_pylist(), key=lambda d: d["values"]):
+            if d["values"] not in tf.raced:  # a raced source's rows are in another compacted file
+                out.append(f"{d['values']}: {d['counts']} row(s)")
+    return out
+
+
+def tf_table(path: Path) -> str:
+    """The table a compacted file holds, from its name."""
+    return layout.COMPACT_RE.match(path.name)["table"]
+
+
+def verify(path: Path) -> str | None:
+    """Why a compacted file is damaged (every page read, its checksum checked), None when whole.
+    Batch by batch: memory stays near one row group."""
+    try:
+        fh = pq.ParquetFile(path, page_checksum_verification=True)
+        for _ in fh.iter_batches(batch_size=ROW_GROUP_ROWS):
+            pass
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException) as exc:
+        return f"{read.DAMAGED}: {exc}"
+    return None
+
+
+def _quarantine(path: Path, report: CompactReport) -> None:
+    """Rename a damaged compacted file aside, so the run's other files stay readable."""
+    target = path.with_name(QUARANTINE.format(name=path.name))
+    try:
+        os.replace(path, target)
+        report.quarantined.append(target)
+    except FileNotFoundError:
+        pass
 
 
 STALE_TMP_S = 3600.0
@@ -134,6 +273,15 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
                 p.unlink()
         except FileNotFoundError:
             continue
+    for p in run_dir.glob(".*.parquet.del-*"):  # a shard set aside for deletion when a compaction died:
+        name = p.name[1:].split(".del-")[0]      # back under its name, unless a newer one is there (then
+        try:                                     # it is either a leftover or older, never read twice)
+            os.link(p, run_dir / name)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            continue
+        p.unlink(missing_ok=True)
 
 
 def _remove_loose(paths: list[Path], recorded: dict[Path, dict[str, layout.Signature]]) -> int:
@@ -145,8 +293,27 @@ def _remove_loose(paths: list[Path], recorded: dict[Path, dict[str, layout.Signa
     for p in paths:
         try:
             if layout.signature(p) == sigs.get(p.name):
-                p.unlink()
-                n += 1
+                n += _remove_if_unchanged(p, sigs[p.name])
         except FileNotFoundError:
             continue
     return n
+
+
+def _remove_if_unchanged(path: Path, sig: layout.Signature) -> bool:
+    """Delete `path` only if it is still the file read: it is renamed aside first (atomic: whichever
+    version is there now), then checked; a version a rank wrote between the check above and the
+    rename is put back (unless a yet newer one is already in place), never deleted."""
+    aside = path.with_name(f".{path.name}.del-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    if layout.signature(aside) == sig:
+        aside.unlink()
+        return True
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    aside.unlink()
+    return False

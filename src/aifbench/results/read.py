@@ -12,9 +12,12 @@ unreadable file marks its file bad — named, skipped whole, never half-counted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -23,6 +26,7 @@ import pyarrow.dataset as ds
 
 from aifbench import SCHEMA_VERSION
 from aifbench.results import schema
+from aifbench.results import layout
 from aifbench.results.layout import SOURCE_COL, RunFiles, TableFiles
 
 ARROW_TYPES = {"string": pa.large_string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
@@ -32,6 +36,31 @@ READAHEAD = {"batch_readahead": 2, "fragment_readahead": 2}
 """the scanner's defaults (16 batches, 4 files) hold many decoded row groups of a compacted file at
 once; this keeps the peak near the kept rows' size at a small cost in time"""
 FILENAME = "__filename"
+PARQUET = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True))
+"""every page's CRC (written by store.write_shard and compact) checked on read: a damaged byte is
+an error naming the file, never a wrong value"""
+
+
+@contextlib.contextmanager
+def snapshot(run_dir: Path, exclusive: bool = False) -> Iterator[None]:
+    """Hold the run directory's reader lock (flock on the directory itself, shared; `exclusive`
+    for a compaction committing its output): inside, no compaction renames or deletes a file, so
+    a scan and its reads see one state of the run. Where the file system has no flock (some
+    network mounts) nothing is held and readers rely on rescanning (store._load_run)."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 PLAIN = CHECKED + ("stat", "status", "task", "rank")
@@ -55,7 +84,7 @@ def _columns(table: str, columns: list[str] | None) -> list[str]:
 
 
 def _scan_loose(paths: list[Path], table: str, cols: list[str], flt, dictionary: bool = False) -> pa.Table:
-    dset = ds.dataset([str(p) for p in paths], schema=arrow_schema(table, dictionary=dictionary), format="parquet")
+    dset = ds.dataset([str(p) for p in paths], schema=arrow_schema(table, dictionary=dictionary), format=PARQUET)
     return dset.to_table(columns=cols + [FILENAME], filter=flt, **READAHEAD)
 
 
@@ -67,28 +96,67 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
             FILENAME, pa.array([], pa.string()))
     try:
         t = _scan_loose(paths, table, cols, flt, dictionary)
+    except FileNotFoundError:
+        raise  # a compaction deleted it after the scan: the caller rescans
     except (OSError, pa.ArrowException):
         parts = []
         for p in paths:
             try:
                 parts.append(_scan_loose([p], table, cols, flt, dictionary))
+            except FileNotFoundError:
+                raise
             except (OSError, pa.ArrowException) as exc:
                 bad.append((p, f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
         return _loose([], table, cols, flt, bad, dictionary) if not parts else pa.concat_tables(parts)
     return t
 
 
+DAMAGED = "damaged compacted file (its pages fail their checksum or do not decode)"
+
+
 def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
-               dictionary: bool = False) -> list[pa.Table]:
+               dictionary: bool = False, bad: list[tuple[Path, str]] | None = None) -> list[pa.Table]:
+    """The live rows of each compacted file; a damaged one is appended to `bad` (named, left out:
+    every other file and run stays readable; `aifbench compact` quarantines it)."""
     out = []
     for path, excluded in tf.compacted.items():
         f = flt
         if excluded:
             keep = ~pc.field(SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string()))
             f = keep if f is None else (f & keep)
-        dset = ds.dataset(str(path), schema=arrow_schema(table, source=True, dictionary=dictionary), format="parquet")
-        out.append(dset.to_table(columns=cols + ([SOURCE_COL] if source else []), filter=f, **READAHEAD))
+        try:
+            dset = ds.dataset(str(path), schema=arrow_schema(table, source=True, dictionary=dictionary), format=PARQUET)
+            out.append(dset.to_table(columns=cols + ([SOURCE_COL] if source else []), filter=f, **READAHEAD))
+        except FileNotFoundError:
+            raise  # merged by a racing compaction: the caller rescans
+        except (OSError, pa.ArrowException) as exc:
+            if bad is None:
+                raise
+            bad.append((path, f"{DAMAGED}: {exc}"))
     return out
+
+
+def read_source(rf: RunFiles, table: str, name: str) -> tuple[pa.Table, int]:
+    """(rows, generation) of one source shard `name` as resolved: the loose shard, else its live
+    copy in a compacted file; empty and generation 0 when the store has none. Every column."""
+    tf = rf.tables.get(table)
+    cols = _columns(table, None)
+    empty = arrow_schema(table).empty_table()
+    if tf is None:
+        return empty, 0
+    for p in tf.loose:
+        if p.name == name:
+            bad: list[tuple[Path, str]] = []
+            t = _drop_bad_files(_loose([p], table, cols, None, bad), table, rf.run_dir.name, bad, rf.run_dir)
+            if bad:
+                raise layout.SchemaError(f"{p}: {bad[0][1]}")
+            return t.drop_columns([FILENAME]).cast(empty.schema), layout.shard_generation(p) or 0
+    for path, excluded in tf.compacted.items():
+        if name in tf.sources.get(path, {}) and name not in excluded:
+            dset = ds.dataset(str(path), schema=arrow_schema(table, source=True), format=PARQUET)
+            t = dset.to_table(columns=cols, filter=pc.field(SOURCE_COL) == name)
+            return t.cast(empty.schema), tf.generations.get(path, {}).get(name, 0)
+    return empty, 0
 
 
 def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
@@ -98,10 +166,19 @@ def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
     for name in t.column_names:
         if name in required:
             wrong = pc.or_(wrong, pc.is_null(t[name]))
+    for name in t.column_names:  # infinities break every float column (schema.validate refuses them)
+        if pa.types.is_floating(t.schema.field(name).type):
+            wrong = pc.or_(wrong, pc.fill_null(pc.is_inf(t[name]), False))
     if table == "metrics" and "status" in t.column_names:
         wrong = pc.or_(wrong, pc.invert(pc.is_in(t["status"], pa.array(schema.STATUSES))))
         if "value" in t.column_names:
-            wrong = pc.or_(wrong, pc.and_(pc.equal(t["status"], "ok"), pc.is_null(t["value"])))
+            ok = pc.equal(t["status"], "ok")
+            missing = pc.or_(pc.is_null(t["value"]), pc.fill_null(pc.is_nan(t["value"]), False))
+            wrong = pc.or_(wrong, pc.and_(ok, missing))
+            if "metric" in t.column_names:
+                unsigned = pc.invert(pc.is_in(t["metric"].cast(pa.large_string()),
+                                              pa.array(schema.signed_metrics(), pa.large_string())))
+                wrong = pc.or_(wrong, pc.fill_null(pc.and_(pc.less(t["value"], 0.0), unsigned), False))
     return pc.fill_null(wrong, True)
 
 
@@ -115,7 +192,8 @@ def _why(t: pa.Table, run_id: str) -> str:
                 "upgrade aifbench to read it")
     if versions and versions != [SCHEMA_VERSION]:
         return f"schema version {versions[0]}: no migration to version {SCHEMA_VERSION}"
-    return "empty required column or a status/value that breaks schema v1"
+    return ("empty required column, an infinite number, a status ok without a finite value, or a negative "
+            "value of a metric that cannot be negative: breaks schema v1")
 
 
 def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, str]], where: Path) -> pa.Table:
@@ -153,7 +231,7 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
     if source:
         loose = loose.append_column(SOURCE_COL, names)
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
-                       for c in _compacted(tf, table, cols, filter, source, dictionary)]
+                       for c in _compacted(tf, table, cols, filter, source, dictionary, bad)]
     return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
 
 
