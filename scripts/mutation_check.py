@@ -151,7 +151,8 @@ def pytest(cwd: Path, tests: tuple[str, ...], timeout: float, basetemp: Path) ->
 
 def run_one(m: Mutation | Operator, timeout: float) -> Outcome:
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"mut-{m.id}-") as tmp:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in m.id)[:60]
+    with tempfile.TemporaryDirectory(prefix=f"mut-{safe}-") as tmp:
         tree = Path(tmp) / "tree"
         copy_tree(tree)
         path = tree / m.file

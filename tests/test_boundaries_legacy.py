@@ -84,3 +84,28 @@ def test_a_run_without_the_legacy_flag_is_returned_unchanged():
     df = pd.DataFrame([dict(case_id="a", rank=0, node="n1", metric="tflops", flags="", detail="")])
     assert legacy.translate(df, RUNS, TDP) is df
     assert not legacy.has_legacy_flags(df.iloc[0:0])
+
+
+def test_reasons_with_an_empty_entry_are_swpowercap_alone():
+    assert legacy.reasons("reasons=SwPowerCap,") == {"SwPowerCap"}
+    assert legacy.reasons("reasons=,none") == set()
+
+
+def test_read_reasons_of_a_stored_run_reads_its_throttle_rows(tmp_path):
+    """A stored run whose ranks 0 and 1 have a throttle_pct row with its detail (an array task's
+    shard beside the run's own): read back per (case, rank); the run's other metrics ignored."""
+    import pyarrow.parquet as pq
+
+    from aifbench.results.store import ShardWriter
+    from tests._analysis_data import RunSpec, gemm, write_run
+
+    spec = RunSpec(run_id="20260105T120000Z-leg-0000c1", nodes=("n1",), gpus_per_node=2, cases=[gemm(1024)], repeats=3)
+    run_dir = write_run(tmp_path, spec)
+    for rank, why in ((0, "SwPowerCap"), (1, "SwPowerCap,HwSlowdown")):
+        row = pq.read_table(run_dir / f"metrics.rank{rank:05d}.main.parquet").to_pylist()[0]
+        w = ShardWriter(tmp_path, spec.run_id, rank, part="a1")
+        w.add("metrics", [dict(row, metric="throttle_pct", stat="value", value=10.0, unit="%", peak=None,
+                               pct_of_peak=None, peak_source="", detail=f"reasons={why}")])
+        w.flush()
+    case = row["case_id"]
+    assert legacy.read_reasons(run_dir) == {(case, 0): {"SwPowerCap"}, (case, 1): {"SwPowerCap", "HwSlowdown"}}

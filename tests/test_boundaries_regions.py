@@ -149,6 +149,19 @@ def test_rows_of_later_segments_count_from_the_regions_first_poll():
                                                                      (1, 6.0, "main"), (1, 6.5, "main")]
 
 
+def test_a_first_segment_without_polls_does_not_shift_the_others():
+    """Segment 0 took no poll (its t0 is unset: 0); segment 1 polled from t 10 s, segment 2 from
+    12 s: their rows count from 10 s, the region's first poll."""
+    sampler = Prepared([win(0.0, 0), win(1.0, 3, t0_s=10.0, rows=[{"t_s": 0.0}, {"t_s": 1.0}]),
+                        win(1.0, 3, t0_s=12.0, rows=[{"t_s": 0.0}])])
+    regions = R.Regions(sampler, "c")
+    for _ in range(3):
+        with regions.region("main"):
+            pass
+    rows = regions.results()["main"].rows
+    assert [(r["segment"], r["t_s"]) for r in rows] == [(1, 0.0), (1, 1.0), (2, 2.0)]
+
+
 def test_regions_do_not_nest_and_names_are_checked():
     regions = R.Regions(Prepared([win(1.0, 3), win(1.0, 3)]), "c")
     with pytest.raises(ValueError, match="region must be one of"):
