@@ -117,7 +117,7 @@ def test_clock_mean_is_time_weighted_over_every_sample():
     3 s = 1166.67 MHz (the plain mean of the samples would be 1333.33)."""
     s = [Sample(0.0, {"sm_clock_mhz": 1000.0}), Sample(2.0, {"sm_clock_mhz": 1000.0}), Sample(3.0, {"sm_clock_mhz": 2000.0})]
     m = _by_name(window_validity(s, None, {})[0])["sm_clock_mean_mhz"]
-    assert m.value == pytest.approx(3500.0 / 3) and m.n_samples == 3
+    assert m.value == pytest.approx(3500.0 / 3) and (m.stat, m.n_samples) == ("mean", 3)
 
 
 def test_throttle_and_capped_shares_and_reason_flags():
