@@ -21,8 +21,17 @@ of per-device tokens, a left Riemann sum instead of the trapezoid, bidir counted
 "better" failing) that no operator mutation generates. A list of named, reviewable mutations of
 exactly the reported formulas runs in minutes and states what the suite must protect.
 
-    python scripts/mutation_check.py                  # every mutation, 2 at a time
+Beside the list, a seeded random sample of operator mutants (comparison flips, off-by-one
+constants, min/max and mean/median swaps, dropped conditions, + and - swapped; generated with
+Python's ast module) of the modules named in the list's [[random]] tables runs too: --random N
+(default 40, about 3 min on 2 cores), --seed S. Each is named by file, function and change, not
+by line; a sample survivor is killed by a test or, when it changes nothing observable, listed
+under [[equivalent]] with why (docs/mutation-testing.md).
+
+    python scripts/mutation_check.py                  # every curated mutation + 40 random, 2 at a time
     python scripts/mutation_check.py --only energy-left-riemann-sum --workers 1
+    python scripts/mutation_check.py --random-only --random 80 --seed 7      # another sample
+    python scripts/mutation_check.py --random-only --random-file src/aifbench/ab.py --show-random
 """
 
 from __future__ import annotations
