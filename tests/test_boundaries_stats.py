@@ -96,3 +96,12 @@ def test_robust_z_falls_back_to_the_scaled_mean_deviation_when_mad_is_0():
     assert S.robust_z([5, 5, 5, 5, 10]) == pytest.approx(np.array([0, 0, 0, 0, 5 / 1.253314]))
     assert S.robust_z([7, 7, 7]).tolist() == [0.0, 0.0, 0.0]
     assert S.robust_z([7]).tolist() == [0.0]
+
+
+def test_thinning_only_above_2000_samples():
+    """2000 samples pass as they are (order kept); 2001 are sorted and every ceil(2001 / 2000) = 2nd
+    kept: 1001 values 0, 2, .., 2000; 4001: every 3rd, 1334 values."""
+    down = np.arange(2000, dtype=float)[::-1]
+    assert S._thin(down) is down
+    assert S._thin(np.arange(2001, dtype=float)[::-1]).tolist() == list(range(0, 2001, 2))
+    assert len(S._thin(np.arange(4001, dtype=float))) == 1334
