@@ -95,3 +95,15 @@ def test_references_that_apply_must_judge_and_others_need_not():
     checks[0] = Check("reference", "reference: gemm h100", "pass", "ok")
     got = C.references_judged_check(refs, checks, skus)
     assert (got.status, got.message) == ("pass", "all 2 reference(s) that apply judged")
+
+
+def test_without_runs_rows_the_plan_file_and_the_metrics_world_size_are_read(tmp_path):
+    """Every rank died before writing its runs row: the cases come from plan.json, the world
+    size from the metrics rows collect wrote (world_size 2)."""
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text('{"suite_cases": [{"case_id": "c1", "benchmark": "membw", "params": {"size_bytes": 4096}}]}')
+    m = pd.DataFrame({"case_id": ["c1"], "rank": [0], "world_size": [2]})
+    empty = pd.DataFrame({"rank": [], "world_size": [], "config": []})
+    plan = C.read_plan(empty, "run", m, plan_file)
+    assert (list(plan.cases), plan.world_size) == (["c1"], 2)
+    assert C.missing_ranks(plan, m) == {"c1": [1]}

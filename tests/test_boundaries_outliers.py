@@ -37,6 +37,7 @@ def test_the_centre_is_the_median_not_the_mean():
     assert found["z"].iloc[0] == pytest.approx(-4.047)
     assert summary["slow_gpus"].tolist() == [1] and summary["min"].tolist() == [40.0]
     assert summary["max"].tolist() == [110.0]
+    assert summary["spread_pct"].iloc[0] == pytest.approx(14.826)  # 100 x 1.4826 x MAD 10 / median 100
 
 
 def test_a_large_deviation_inside_a_wide_spread_is_not_slow():
@@ -135,3 +136,28 @@ def test_below_median_for_latencies_is_above_200_minus_pct(value, listed):
 def test_worst_orders_by_absolute_deviation():
     df = pd.DataFrame({"dev_pct": [-10.0, 30.0, -20.0], "rank": [0, 1, 2]})
     assert O.worst(df, 2)["rank"].tolist() == [1, 2]
+
+
+def test_worst_lists_ten_by_default():
+    df = pd.DataFrame({"dev_pct": [-float(i) for i in range(12)], "rank": list(range(12))})
+    assert O.worst(df)["rank"].tolist() == list(range(11, 1, -1))  # 11 .. 2: the ten farthest
+
+
+def test_for_selection_per_run_with_uuids(tmp_path):
+    """A 5-rank run without noise, rank 4 at half speed (tflops x, x, x, x, x/2: MAD 0, so the mean
+    |deviation| x/10 stands in: z = -(x/2) / (1.253314 x/10) = -3.99 < -3.5, -50 %) and a 2-rank run
+    (too few ranks): the slow rank of the first is named with its GPU's UUID; the second gets no summary."""
+    from aifbench.analysis.data import load_runs
+    from tests._analysis_data import RunSpec, gemm, write_run
+
+    three = write_run(tmp_path, RunSpec(run_id="20260105T120000Z-sel-00000a", gpus_per_node=5, cases=[gemm(1024)],
+                                        factor={4: 2.0}, noise=0.0))
+    two = write_run(tmp_path, RunSpec(run_id="20260105T120000Z-sel-00000b", gpus_per_node=2, cases=[gemm(1024)]))
+    run = load_runs([three, two])
+    summary, found = O.for_selection(run.metrics, run.runs)
+    assert summary["run_id"].unique().tolist() == ["20260105T120000Z-sel-00000a"]
+    slow = found[found["metric"] == "tflops"]
+    assert slow[["run_id", "kind", "rank", "gpu_uuid"]].values.tolist() == [
+        ["20260105T120000Z-sel-00000a", "gpu", 4, "GPU-000a-n1-4"]]
+    s2, f2 = O.for_selection(load_runs([two]).metrics, load_runs([two]).runs)
+    assert len(s2) == 0 and len(f2) == 0

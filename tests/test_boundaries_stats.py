@@ -42,6 +42,7 @@ def test_exact_p_values_counted_by_hand():
 @pytest.mark.parametrize("n, method", [(25, "exact"), (26, "normal")])
 def test_exact_up_to_25_per_side(n, method):
     u, p, how = S.mann_whitney(np.arange(n, dtype=float), np.arange(n, dtype=float) + 1000)
+    assert S.mann_whitney(np.arange(3, dtype=float), np.arange(n, dtype=float) + 1000)[2] == method  # the larger side decides
     assert (u, how) == (0.0, method)
     if method == "exact":  # U = 0 in 1 of C(50, 25) arrangements
         assert p == pytest.approx(2 / math.comb(50, 25), rel=1e-9)
@@ -54,6 +55,12 @@ def test_ties_use_the_normal_approximation_by_hand():
     u, p, how = S.mann_whitney(np.array([1.0, 1, 2]), np.array([2.0, 3, 3]))
     assert (u, how) == (0.5, "normal")
     assert p == pytest.approx(math.erfc(3.5 / math.sqrt(4.8) / math.sqrt(2)))
+
+
+def test_a_u_at_its_mean_has_p_1():
+    """[1 2] vs [1 2]: mid-ranks 1.5 3.5 | 1.5 3.5, U = 5 - 3 = 2 = mu = 2 x 2 / 2: the continuity
+    correction takes |U - mu| - 1/2 below 0, so z = 0 and p = erfc(0) = 1."""
+    assert S.mann_whitney(np.array([1.0, 2]), np.array([1.0, 2])) == (2.0, 1.0, "normal")
 
 
 def test_identical_samples_are_no_evidence():

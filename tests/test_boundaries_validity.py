@@ -74,6 +74,16 @@ def test_below_default_flag_agrees_with_the_state(limit, flagged):
     assert f"state={state}" in _by_name(metrics)["power_limit_w"].detail
 
 
+def test_the_state_is_judged_against_the_last_default_read():
+    """Defaults read 650 then 700 W (the first read before the driver reported it right), limit
+    650 W throughout: judged against 700, 50 W below."""
+    s = _samples({"power_limit_w": 650.0, "power_limit_default_w": 650.0, "clocks_event_reasons": CAP},
+                 {"power_limit_w": 650.0, "power_limit_default_w": 700.0, "clocks_event_reasons": CAP})
+    metrics, flags = window_validity(s, None, {})
+    assert flags == ["power_limit_below_default"]
+    assert "state=capped_below_default" in _by_name(metrics)["power_capped_pct"].detail
+
+
 def test_a_lowered_limit_is_flagged_without_swpowercap_too():
     _, flags = window_validity(_samples({"power_limit_w": 500.0, "power_limit_default_w": 700.0,
                                          "clocks_event_reasons": 0}), None, {})
@@ -138,6 +148,9 @@ def test_an_empty_window_has_no_figures_and_no_flags():
 
 def test_a_single_sample_window():
     s = _samples({"sm_clock_mhz": 1000.0, "temperature_c": 61.0, "clocks_event_reasons": 0})
+    two = _by_name(window_validity(_samples({"temperature_c": 61.0}, {"temperature_c": 58.0}), None, {})[0])
+    assert two["temperature_max_c"].value == 61.0
     m = _by_name(window_validity(s, 2000.0, {})[0])
-    assert m["sm_clock_mean_mhz"].value == 1000.0 and m["temperature_max_c"].value == 61.0
+    assert m["sm_clock_mean_mhz"].value == 1000.0
+    assert (m["temperature_max_c"].value, m["temperature_max_c"].stat) == (61.0, "max")
     assert m["throttle_pct"].value == 0.0 and "state=uncapped" in m["power_capped_pct"].detail
