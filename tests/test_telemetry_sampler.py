@@ -293,18 +293,52 @@ def test_nested_cpu_samplers_keep_their_own_counters(tmp_path):
     assert system.value > 20  # at least this process's busy loop on one of the cores
 
 
-def test_poll_thread_keeps_its_rate_when_a_poll_takes_time(tmp_path):
-    """Polls on a grid: a 15 ms poll at a 25 ms interval still gives ~40 polls/s, not 1/(25+15 ms)."""
+class _FakeClock:
+    """Seconds that move only when a poll takes time or the poll loop waits (no real time)."""
 
-    class Slow(CpuSampler):
+    def __init__(self, end_s: float):
+        self.t, self.end_s = 0.0, end_s
+
+    def __call__(self) -> float:
+        return self.t
+
+    def wait(self, timeout: float) -> bool:  # the stop event: waits out the timeout, stops at end_s
+        self.t += timeout
+        return self.t >= self.end_s
+
+
+def _poll_times(interval_s: float, poll_s: float, end_s: float) -> list[float]:
+    """The fake times at which the poll loop polls, each poll taking poll_s of fake time."""
+    from aifbench.telemetry.sampling import PollingSampler, Sample
+
+    clock = _FakeClock(end_s)
+    times = []
+
+    class Slow(PollingSampler):
         def _poll(self):
-            time.sleep(0.015)
-            return super()._poll()
+            times.append(clock.t)
+            clock.t += poll_s
+            return Sample(clock.t, {})
 
-    sampler = Slow(0.025, powercap_root=tmp_path)
-    with sampler.window("c"):
-        time.sleep(0.5)
-    assert sampler.polls >= 17  # ~20 thread polls + opening + closing; a sleep-after-poll loop gives ~14
+    sampler = Slow(interval_s, clock=clock)
+    sampler._loop(clock, [], {"paused": False})
+    return times
+
+
+def test_poll_thread_keeps_its_rate_when_a_poll_takes_time():
+    """Polls on a grid start + k x interval: a poll of 1/64 s at a 1/32 s interval (binary
+    fractions: exact) still polls at k/32 s. Before the stop at 31/64 s: k = 1 .. 15, 15 polls;
+    a sleep-after-poll loop would poll every 1/32 + 1/64 = 3/64 s: at 2/64, 5/64, .. 29/64, 10 polls."""
+    times = _poll_times(1 / 32, 1 / 64, 31 / 64)
+    assert times == [k / 32 for k in range(1, 16)]
+
+
+def test_a_poll_that_overruns_skips_the_grid_points_it_missed():
+    """A poll of 5/64 s at a 1/32 s interval: after the poll at 1/32 the clock is 7/64; the grid
+    points 2/32 and 3/32 have passed, the next is 4/32. So polls at 1/32, 4/32, 7/32, .. (every
+    3/32 s): before 1 s, k = 1, 4, .., 31 -> 11 polls."""
+    times = _poll_times(1 / 32, 5 / 64, 1.0)
+    assert times == [k / 32 for k in range(1, 32, 3)]
 
 
 def test_a_trace_that_cannot_be_written_costs_the_recording_not_the_sampling(tmp_path, caplog):

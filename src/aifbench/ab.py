@@ -59,16 +59,10 @@ def _t_two_sided_prob(t: float, df: int) -> float:
 
 
 def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
-    """Two-sided Student t critical value t((1 + confidence) / 2, df): scipy.stats.t.ppf where
-    scipy is installed, else bisection of the exact integer-df CDF (A&S 26.7.3-26.7.4)."""
+    """Two-sided Student t critical value t((1 + confidence) / 2, df): bisection of the exact
+    integer-df CDF (A&S 26.7.3-26.7.4) to float precision, the same with or without scipy."""
     if df < 1:
         raise ValueError("a t interval needs at least 2 rounds (df >= 1)")
-    try:
-        from scipy import stats
-
-        return float(stats.t.ppf((1 + confidence) / 2, df))
-    except ImportError:
-        pass
     lo, hi = 0.0, 1e4
     for _ in range(200):
         mid = (lo + hi) / 2

@@ -16,19 +16,6 @@ NS_PER_S = 10**9
 DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
 
-def parse_bytes(text: str | int) -> int:
-    """'4KiB' -> 4096, '2GB' -> 2e9, 1024 -> 1024. Binary (KiB) and decimal (KB) suffixes."""
-    if isinstance(text, int):
-        return text
-    s = str(text).strip()
-    for suffix, factor in (("TiB", 2**40), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB),
-                           ("TB", TB), ("GB", GB), ("MB", MB), ("KB", KB), ("B", 1)):
-        if s.endswith(suffix):
-            number = s[: -len(suffix)].strip()
-            return int(float(number) * factor)
-    return int(float(s))
-
-
 def format_bytes(n: float) -> str:
     """Human-readable binary size: 1536 -> '1.5 KiB'."""
     for suffix, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):

@@ -43,9 +43,10 @@ def reasons(detail: object) -> set[str] | None:
 
 
 def capped_at_default(seen: set[str] | None, limit: float | None, tdp: float | None) -> bool:
-    """The module rule: SwPowerCap alone, at a recorded limit >= the datasheet TDP."""
+    """The module rule: no reason but SwPowerCap, at a recorded limit not below the datasheet TDP
+    (limits closer than LIMIT_TOLERANCE_W are equal, as in validity.power_state)."""
     return (seen is not None and seen <= {"SwPowerCap"} and limit is not None and tdp is not None
-            and limit >= tdp - LIMIT_TOLERANCE_W)
+            and limit > tdp - LIMIT_TOLERANCE_W)
 
 
 def has_legacy_flags(metrics: pd.DataFrame) -> bool:

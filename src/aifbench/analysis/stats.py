@@ -96,7 +96,7 @@ def mann_whitney(a: np.ndarray, b: np.ndarray) -> tuple[float, float, str]:
         tail = probs[: min(k, n_a * n_b - k) + 1].sum()  # the distribution is symmetric about mu
         return u, float(min(1.0, 2.0 * tail)), "exact"
     n = n_a + n_b
-    tie_term = float((ties.astype(float) ** 3 - ties).sum()) / (n * (n - 1)) if n > 1 else 0.0
+    tie_term = float((ties.astype(float) ** 3 - ties).sum()) / (n * (n - 1))  # n >= 2: both sides non-empty
     var = n_a * n_b / 12.0 * ((n + 1) - tie_term)
     if var <= 0:  # every value identical: no evidence of a difference
         return u, 1.0, "normal"

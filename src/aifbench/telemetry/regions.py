@@ -187,13 +187,10 @@ def _union(flag_lists) -> list[str]:
 
 def _rows(name: str, wins: list[Window]) -> list[dict]:
     """Every segment's rows, tagged with region and segment, t_s from the region's first poll."""
-    if not wins:
-        return []
-    t0 = wins[0].t0_s
+    t0 = next((w.t0_s for w in wins if w.polls), 0.0)  # a segment without polls has no rows, no t0
     rows = []
     for k, w in enumerate(wins):
-        shift = w.t0_s - t0 if w.polls else 0.0
-        rows += [dict(r, window=name, segment=k, t_s=round(r["t_s"] + shift, 6)) for r in w.rows]
+        rows += [dict(r, window=name, segment=k, t_s=round(r["t_s"] + w.t0_s - t0, 6)) for r in w.rows]
     return rows
 
 

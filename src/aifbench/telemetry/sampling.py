@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from aifbench.measurement import Metric
 from aifbench.telemetry.base import Window
@@ -71,8 +71,10 @@ class PollingSampler:
     live = True
     """False: no thread; the window is drained from recorded samples at exit"""
 
-    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S):
+    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
         self.interval_s = check_interval(interval_s)
+        self.clock = clock
+        """seconds, monotonic: the poll grid's clock (tests inject a fake one, as the Timer's)"""
         self._errors = 0
         self._paused = 0
         _samplers.add(self)
@@ -130,9 +132,9 @@ class PollingSampler:
     def _loop(self, stop: threading.Event, samples: list[Sample], state: dict) -> None:
         """Poll on a fixed grid (start + k * interval), so the time a poll takes does not
         stretch the interval; a poll that overruns skips the grid points it missed."""
-        next_t = time.monotonic()
+        next_t = self.clock()
         while True:
-            now = time.monotonic()
+            now = self.clock()
             next_t += self.interval_s * max(1, math.ceil((now - next_t) / self.interval_s))
             if stop.wait(next_t - now):
                 return

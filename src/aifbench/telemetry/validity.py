@@ -88,7 +88,7 @@ def window_validity(samples: list[Sample], max_sm_mhz: float | None, missing: di
         metrics += _reason_metrics(masks, union, state)
         flags += F.reason_flags(union)
     metrics += _limit_metrics(limits, defaults, state, missing)
-    if limit is not None and default is not None and limit < default - LIMIT_TOLERANCE_W:
+    if limit is not None and default is not None and limit <= default - LIMIT_TOLERANCE_W:  # = the state's "below"
         flags.append("power_limit_below_default")
     return metrics, flags
 
