@@ -43,8 +43,16 @@ def test_a_case_missing_on_one_rank_names_the_case_and_the_rank():
 
 def test_a_case_on_no_rank_never_ran():
     have = [p for p in ALL if p[0] == "c1"]
-    checks = C.completeness_checks(PLAN, metrics(have), runs({0: "ok"}))
+    checks = C.completeness_checks(PLAN, metrics(have), runs({0: "ok", 1: "ok", 2: "ok"}))
     assert checks[1].message == "never ran: no rows from any of its 3 rank(s) (c2)"
+
+
+def test_ranks_without_a_runs_row_make_the_run_incomplete_and_are_named():
+    """Every case on every rank, but ranks 1 and 2 left no runs (provenance) row: not complete."""
+    checks = C.completeness_checks(PLAN, metrics(ALL), runs({0: "ok"}))
+    assert [c.status for c in checks] == ["incomplete", "incomplete"]
+    assert checks[0].message.endswith("; 2 rank(s) without a runs row")
+    assert checks[1].message.startswith("no runs row from 2 of 3 rank(s): 1, 2")
 
 
 def test_no_rows_at_all_misses_every_case_on_every_rank():
@@ -59,7 +67,7 @@ def test_a_single_rank_run():
 
 def test_unreadable_shards_alone_make_the_run_incomplete_and_are_named():
     bad = [(Path("/r/metrics.rank00002.main.parquet"), "ArrowInvalid: not parquet")]
-    checks = C.completeness_checks(PLAN, metrics(ALL), runs({0: "ok"}), bad)
+    checks = C.completeness_checks(PLAN, metrics(ALL), runs({0: "ok", 1: "ok", 2: "ok"}), bad)
     assert [c.status for c in checks] == ["incomplete"]
     assert checks[0].message == ("0 of 2 case(s) missing on some rank; unreadable shard(s), counted as missing: "
                                  "metrics.rank00002.main.parquet: ArrowInvalid: not parquet")

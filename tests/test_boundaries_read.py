@@ -48,7 +48,7 @@ def test_one_bad_row_skips_its_whole_file(tmp_path):
     res = load([tmp_path / RUN])
     assert sorted(res.metrics["rank"]) == [0, 0, 0]
     assert [p.name for p, _ in res.skipped] == [shard.name]
-    assert res.skipped[0][1] == "empty required column or a status/value that breaks schema v1"
+    assert res.skipped[0][1] .endswith("breaks schema v1")
 
 
 def test_the_current_version_is_read_whole(tmp_path):
