@@ -120,7 +120,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         status = summary(results)["status"].iloc[0]
         console.print(f"[bold]{r['run_id']}[/]  suite {r['suite']}  system {r['system']}  node {r['node']}  "
                       f"device {r['device_name']}  ranks {r['world_size']}  started {r['started_utc']:%Y-%m-%d %H:%M:%S} UTC  "
-                      f"status {status}  config {r['config_hash']}  telemetry {r['telemetry']}", soft_wrap=True)
+                      f"status {status}  config {r['config_hash']}  telemetry {r['telemetry']}", soft_wrap=not console.is_terminal)
     ranks = metrics["rank"].nunique()
     title = f"metrics of {run_dir.name}" + (f" (rank {metrics['rank'].min()} of {ranks})" if ranks > 1 else "")
     print_metrics(metrics, title, all_stats=args.all, by_rank=args.all and ranks <= BY_RANK_MAX, fmt=args.format)

@@ -176,7 +176,7 @@ def _summarize(plan, failed: bool, fmt: str = "table") -> int:
     counts = df.drop_duplicates(["case_id", "rank"])["status"].value_counts().to_dict()
     summary = f"results: {plan.run_dir}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     if fmt == "table":
-        console.print(summary, soft_wrap=True, highlight=False)
+        console.print(summary, soft_wrap=not console.is_terminal, highlight=False)
     else:  # stdout is data: the summary line goes to stderr
         print(f"aifbench: {summary}", file=sys.stderr)
     return 1 if failed or counts.get("failed") else 0
