@@ -138,16 +138,21 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
         for name in only:
             if name not in present:
                 raise one_of("benchmark for --only", name, present)
-        blocks = [b for b in blocks if b["benchmark"] in only]
     timing = _timing(timing_raw, set_by, where)
     cases = []
+    index = 0  # a case's index counts every case of the suite, so --only does not renumber (case_id)
     for block in blocks:
-        cls = registry.get(block["benchmark"])
         axes = block["sweep"]
-        for combo in itertools.product(*axes.values()) if axes else [()]:
+        combos = list(itertools.product(*axes.values())) if axes else [()]
+        if only and block["benchmark"] not in only:
+            index += len(combos)
+            continue
+        cls = registry.get(block["benchmark"])
+        for combo in combos:
             params = {**block["params"], **dict(zip(axes, combo))}
             cfg = build_config(cls.Config, params, block["benchmark"])
-            cases.append(Case(index=len(cases), benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
+            cases.append(Case(index=index, benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
+            index += 1
     return Suite(name=path.stem if meta.name is None else meta.name, path=str(path), description=meta.description,
                  timing=timing, cases=tuple(cases), overrides=tuple(overrides))
 

@@ -106,7 +106,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     keep = None if args.all else (ds.field("stat").isin(list(SUMMARY_STATS)) & (
         mine | ds.field("metric").isin(analysis_metrics())) | (ds.field("status") != "ok"))
     cols = [c for c in ("case_id", "rank", "benchmark", "params", "metric", "value", "unit", "stat", "noisy",
-                        "pct_of_peak", "status", "reason", "flags", "node", "device")]
+                        "n_samples", "pct_of_peak", "peak", "peak_source", "status", "reason", "detail", "flags",
+                        "node", "device")]
     results = load([run_dir], tables=("metrics", "runs"), columns={"metrics": cols, "runs": SHOW_RUNS_COLUMNS},
                    filters={"metrics": keep} if keep is not None else None, categorical=True)
     runs, metrics = results.runs, results.metrics
