@@ -209,8 +209,12 @@ def test_runs_on_a_missing_store(tmp_path):
     proc = cli(tmp_path, "runs")
     assert proc.returncode == 0 and "no runs under results" in proc.stdout
     proc = cli(tmp_path, "runs", "--results", "typo")
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "aifbench: error: --results typo: no such results directory"]
+    one = ["aifbench: error: no such results directory: typo; start one with 'aifbench run smoke' or name one "
+           "with --results DIR"]
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == one
+    for command in (["show"], ["compare"], ["validate"], ["report", "-o", "r.html"], ["telemetry"]):  # one message
+        proc = cli(tmp_path, *command, "--results", "typo")
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == one, (command, proc.stderr)
 
 
 def test_a_run_whose_every_case_skips_stores_nothing_and_exits_0(tmp_path):

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, no_results
 from aifbench.results import schema, store
 from aifbench.results.store import Results
 
@@ -159,7 +159,7 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     existing = [p for p in paths if p.exists()]
     missing = [p for p in paths if not p.exists()]
     if missing and (existing or paths != [DEFAULT_RESULTS]):
-        raise ConfigError(f"no such results file or directory: {missing[0]}")
+        raise no_results(missing[0])
     ref_dirs = [Path(reference_dir) if reference_dir else DEFAULT_RESULTS / REFERENCE_DIR]
     ref_dirs += [p / REFERENCE_DIR for p in existing if p.is_dir()]
     ref_dirs = [d for d in dict.fromkeys(ref_dirs) if d.is_dir()]

@@ -174,8 +174,9 @@ def rich_table(rows: Sequence[dict], cols: Sequence[Col], title: str = "",
     cells = [[c.cell(r) for c in cols] for r in rows]
     for i, c in enumerate(cols):
         widest = (widths or {}).get(c.key) or _col_width(c, [row[i] for row in cells])
-        if c.kind == "text":
-            t.add_column(c.title, overflow="fold", ratio=1, min_width=min(widest, 12))
+        if c.kind == "text":  # wraps between words; a word (a metric name, a path) is never split
+            word = max((len(w) for row in cells for w in row[i].split()), default=0)
+            t.add_column(c.title, overflow="fold", ratio=1, min_width=max(min(widest, 12), word))
         elif c.kind == "value":
             t.add_column(c.title, overflow="fold", min_width=widest, justify="right",
                          max_width=widest if widths else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aifbench.cli.args import STORE, add_format_option, add_results_option
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, no_results
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -135,7 +135,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from aifbench.cli.output import Col, console, emit
 
     if args.results != STORE and not args.results.is_dir():  # a typo in a path named by hand
-        raise ConfigError(f"--results {args.results}: no such results directory")
+        raise no_results(args.results)
     table = summary(load_store(args.results))
     rows = table.to_dict("records")
     if not rows and args.format == "table":
@@ -180,12 +180,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
               "| metric | unit | better | role | scope | additive | derivation | plots | definition |",
               "|---|---|---|---|---|---|---|---|---|"]
     for m in sorted(metrics.METRICS.values(), key=lambda m: m.name):
-        lines.append(f"| {m.name} | {m.unit} | {'higher' if m.higher_is_better else 'lower'} | {m.role} | "
-                     f"{m.scope} | {'yes' if m.additive else 'no'} | {derivation_text(m)} | {', '.join(m.plots)} | "
-                     f"{m.definition} |")
+        cells = [m.name, m.unit, "higher" if m.higher_is_better else "lower", m.role, m.scope,
+                 "yes" if m.additive else "no", derivation_text(m), ", ".join(m.plots), m.definition]
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     lines += [] if args.metrics else ["", validity_markdown()]
     print("\n".join(lines))
     return 0
+
+
+def md_cell(text: str) -> str:
+    """A Markdown table cell: a '|' in the text escaped, newlines as spaces."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 TRAITS_KEY = ("Traits (aifbench.metrics): role merit = throughput, score, latency, efficiency (shown by default); "
