@@ -114,3 +114,83 @@ def test_validate_json_carries_the_verdict(reference_copy, capsys):
     body = json.loads(capsys.readouterr().out)
     assert body["verdict"] == "PASS" and body["exit_code"] == code == 0 and "references:" in body["summary"]
     assert all(set(c) >= {"check", "status", "detail"} for c in body["checks"])
+
+
+# --- the smaller defects a newcomer meets -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory) -> Path:
+    """A store with one tiny CPU run (two cases)."""
+    root = tmp_path_factory.mktemp("one") / "res"
+    suite = root.parent / "t.toml"
+    suite.write_text('[suite]\nname = "t"\n[timing]\nrepeats = 2\nwarmup = 0\n[[case]]\nbenchmark = "gemm"\n'
+                     'params = { m = 32, n = 32, k = 32, dtype = "fp32" }\nsweep = { m = [32, 48] }\n')
+    assert main(["run", str(suite), "--device", "cpu", "--results", str(root), "--telemetry-hz", "0"]) == 0
+    return root
+
+
+def test_a_dangling_shard_link_is_skipped_and_named_not_fatal(one_run, tmp_path, caplog):
+    store = tmp_path / "res"
+    shutil.copytree(one_run, store)
+    run = next(p for p in store.iterdir() if p.is_dir())
+    (run / "metrics.rank00001.main.parquet").symlink_to(tmp_path / "gone.parquet")
+    for args in (["runs"], ["show"], ["compare", "--no-reference"]):
+        caplog.clear()
+        assert main([*args, "--results", str(store)]) == 0, args
+        assert "metrics.rank00001.main.parquet" in caplog.text, args
+    assert main(["validate", "--results", str(store), "--system", "local"]) == 1  # judged, incomplete: not exit 2
+
+
+def test_an_output_file_in_a_missing_directory_is_refused(one_run, tmp_path, capsys):
+    target = tmp_path / "no" / "such" / "r.html"
+    assert main(["report", "--results", str(one_run), "--no-reference", "-o", str(target)]) == 2
+    assert "directory" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_a_bad_value_in_a_suite_file_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[suite]\nname = "b"\n[[case]]\nbenchmark = "gemm"\nparams = { m = "abc" }\n')
+    assert main(["run", str(bad), "--dry-run"]) == 2
+    assert "bad.toml: gemm.m must be an integer" in capsys.readouterr().err
+
+
+def test_latest_runs_are_named_newest_first(tmp_path, capsys):
+    for stamp in ("20260101T000000Z-a-aaaaaa", "20260102T000000Z-a-bbbbbb"):
+        (tmp_path / stamp).mkdir()
+        (tmp_path / stamp / "metrics.rank00000.main.parquet").write_bytes(b"")
+    from aifbench.errors import ConfigError
+    from aifbench.results.store import resolve_run
+
+    with pytest.raises(ConfigError, match="newest first\\): 20260102T000000Z-a-bbbbbb, 20260101T000000Z-a-aaaaaa"):
+        resolve_run(tmp_path, "nope")
+
+
+def _internal_issue_numbers(text: str) -> list[str]:
+    """'issue 14' not preceded by a repository or project name (an external bug report is fine)."""
+    import re
+
+    return [m.group(0) for m in re.finditer(r"(\S+\s)?[Ii]ssue \d+", text)
+            if not (m.group(1) and re.search(r"[/.]|nccl", m.group(1)))]
+
+
+def test_user_facing_text_names_no_internal_issue_numbers(capsys):
+    assert main(["list"]) == 0
+    assert main(["schema"]) == 0
+    text = capsys.readouterr().out
+    for path in [*(REPO / "benchmarks").glob("*.toml"), *(REPO / "benchmarks" / "targets").glob("*.toml")]:
+        text += path.read_text()
+    assert _internal_issue_numbers(text) == []
+
+
+def test_schema_markdown_escapes_pipes_inside_cells(capsys):
+    import re
+
+    assert main(["schema"]) == 0
+    head = None
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith("|"):
+            head = None
+            continue
+        cells = len(re.findall(r"(?<!\\)\|", line))
+        head = cells if head is None else head
+        assert cells == head, line
