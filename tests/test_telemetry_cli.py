@@ -70,6 +70,7 @@ def test_run_stores_window_metrics_flags_and_series(replayed_run):
 
 
 def test_telemetry_command_prints_summary_and_writes_png(workdir, replayed_run):
+    (workdir / "out").mkdir(exist_ok=True)  # -o writes into a directory that exists (a missing one is refused)
     proc = cli(workdir, "telemetry", "--results", "res", "-o", "out/plot.png")
     assert proc.returncode == 0, proc.stderr
     assert "method=counter" in proc.stdout

@@ -149,12 +149,13 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
             index += len(combos)
             continue
         cls = registry.get(block["benchmark"])
-        # a bad value the file holds (not one --set gave) names the file
-        blame = block["benchmark"] if original != json.dumps(block, sort_keys=True, default=str) \
-            else f"{where}: {block['benchmark']}"
+        from_set = original != json.dumps(block, sort_keys=True, default=str)
         for combo in combos:
             params = {**block["params"], **dict(zip(axes, combo))}
-            cfg = build_config(cls.Config, params, blame)
+            try:
+                cfg = build_config(cls.Config, params, block["benchmark"])
+            except ConfigError as exc:  # a bad value the file holds (not one --set gave) names the file
+                raise exc if from_set else ConfigError(f"{where}: {exc}") from None
             cases.append(Case(index=index, benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
             index += 1
     return Suite(name=path.stem if meta.name is None else meta.name, path=str(path), description=meta.description,
