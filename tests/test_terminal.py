@@ -128,3 +128,25 @@ def test_off_a_terminal_nothing_is_cut_whatever_columns_says(smoke):
         value = "" if r["value"] is None else fmt_value(r["value"])
         assert any(r["case_id"] in line and r["metric"] in line and value in line and r["status"] in line
                    for line in lines), (r["case_id"], r["metric"], value)
+
+
+def test_telemetry_notes_are_never_flags_and_its_table_fits(smoke):
+    cwd, _, _ = smoke
+    rows = json_rows(cwd, "telemetry", "--no-plot")
+    assert rows and all("telemetry_insufficient" not in r["flags"] for r in rows)
+    assert any("telemetry_insufficient" in r["notes"] for r in rows)  # a CPU run's short windows: a note
+    code, screen = on_screen(cwd, 80, "telemetry", "--no-plot")
+    assert code == 0, screen
+    assert_fits(screen, 80)
+    assert all(r["case_id"] in screen for r in rows)
+
+
+def test_list_at_80_columns_keeps_every_metric_name_whole(smoke):
+    cwd, _, _ = smoke
+    code, screen = on_screen(cwd, 80, "list")
+    assert code == 0, screen
+    assert_fits(screen, 80)
+    words = set(re.findall(r"[\w-]+", screen))
+    for r in json_rows(cwd, "list"):
+        for metric in r["metrics"] or []:
+            assert metric in words, metric
