@@ -203,6 +203,7 @@ def test_cli_exit_codes_and_outputs(tmp_path, capsys):
     run_dir, _ = _run(tmp_path)
     root, refs = str(run_dir.parent), str(_refs(tmp_path))
     junit = tmp_path / "out" / "junit.xml"
+    junit.parent.mkdir()  # a report goes into a directory that exists (a missing one is refused)
     assert main(["validate", "--results", root, "--references", refs, "--junit", str(junit)]) == 0
     assert ET.parse(junit).getroot().get("failures") == "0"
     assert "PASS" in capsys.readouterr().err
@@ -433,7 +434,7 @@ lower = 0.01
 """)
     assert main(["validate", "--results", root, "--references", str(refs), "--format", "markdown"]) == 1
     out = capsys.readouterr().out
-    assert "| pass | reference: membw dtype=fp32 nodes=1 op=triad ranks_per_node=1 size_bytes>=65536 gbps >= 0.01 | " \
+    assert "| pass | reference: membw op=triad dtype=fp32 nodes=1 ranks_per_node=1 size_bytes>=65536 gbps >= 0.01 | " \
            "1 row(s) pass, median" in out
     assert "references: 1 of 2 judged, 1 left unjudged" in out  # the 2-node reference: INCOMPLETE, not PASS
     assert "run 20" in out and ": INCOMPLETE" in out
