@@ -194,3 +194,19 @@ def test_schema_markdown_escapes_pipes_inside_cells(capsys):
         cells = len(re.findall(r"(?<!\\)\|", line))
         head = cells if head is None else head
         assert cells == head, line
+
+
+def test_progress_bar_names_the_case_now_running():
+    from types import SimpleNamespace
+
+    from aifbench.cli.run import ProgressLines, _running
+
+    cases = [SimpleNamespace(benchmark=b, case_id=f"000{i}-{b}-x") for i, b in enumerate(("gemm", "membw"))]
+    plan = SimpleNamespace(suite="s", cases=cases)
+    order = [c.case_id for c in cases]
+    lines = ProgressLines(2)
+    lines.enabled = False  # a terminal: the bar shows progress, no lines
+    lines(1, "0000-gemm-x ok")
+    assert lines.done == 1  # counted on a terminal too
+    assert _running(plan, order, lines.done, "cpu") == "s on cpu: running membw (0001-membw-x)"
+    assert _running(plan, order, 2, "cpu") == "s on cpu: done"
