@@ -45,7 +45,7 @@ def test_smoke_suite_runs_and_reads_back_valid(aifbench_cli, tmp_path):
     (["run", "smoke", "--nproc", "0"], "--nproc must be >= 1"),
     (["run", "smoke", "--only", "nosuch"], "unknown benchmark for --only"),
     (["run", "broken.toml"], "TOML syntax error"),
-    (["show", "nosuch"], "no runs under"),
+    (["show", "nosuch"], "no such results directory: res; start one with 'aifbench run smoke'"),
     (["list", "nosuch"], "unknown benchmark 'nosuch'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(aifbench_cli, tmp_path, args, message):

@@ -85,9 +85,12 @@ def test_a_script_drives_the_tour_from_json_alone(work, first):
     by_m = {r["params"]["m"]: r for r in compared if r["benchmark"] == "gemm" and r["metric"] == "tflops"}
     assert set(by_m) == {64, 96}  # same label text would not tell them apart; params do
     assert all(r["run_ids"] == [run_id] and r["suites"] == ["tiny"] and len(r["case_ids"]) == 1 for r in by_m.values())
-    checks = json.loads(cli(work, "validate", run_id, "--results", "res", "--references", "refs.toml",
-                            "--format", "json").stdout)
-    assert checks and all(c["run_id"] == run_id and c["status"] in ("pass", "fail", "skip") for c in checks)
+    verdict = json.loads(cli(work, "validate", run_id, "--results", "res", "--references", "refs.toml",
+                             "--format", "json").stdout)
+    assert verdict["verdict"] in ("PASS", "FAIL", "INCOMPLETE", "INCONCLUSIVE") and verdict["run_id"] == run_id
+    checks = verdict["checks"]  # keys are the table's headers: check, status, detail
+    assert checks and all(c["run_id"] == run_id and c["status"] in ("pass", "fail", "skip") and c["check"]
+                          and "detail" in c for c in checks)
     assert any(c["kind"] == "reference" for c in checks)
     ok(cli(work, "report", "--results", "res", "--no-reference", "-o", "report.html"))
     html = (work / "report.html").read_text()
@@ -105,6 +108,9 @@ def test_every_table_command_prints_json_rows(work, first, args):
     proc = cli(work, *args, "--format", "json")
     assert proc.returncode in (0, 1), proc.stderr  # validate may fail a check; the JSON still parses
     rows = json.loads(proc.stdout)
+    if args[0] == "validate":  # one object: the verdict and its checks
+        assert rows["verdict"] and rows["exit_code"] == proc.returncode
+        rows = rows["checks"]
     assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
     csv = cli(work, *args, "--format", "csv")
     assert csv.returncode == proc.returncode and (not rows or len(pd.read_csv(io.StringIO(csv.stdout))) == len(rows))
@@ -203,8 +209,12 @@ def test_runs_on_a_missing_store(tmp_path):
     proc = cli(tmp_path, "runs")
     assert proc.returncode == 0 and "no runs under results" in proc.stdout
     proc = cli(tmp_path, "runs", "--results", "typo")
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "aifbench: error: --results typo: no such results directory"]
+    one = ["aifbench: error: no such results directory: typo; start one with 'aifbench run smoke' or name one "
+           "with --results DIR"]
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == one
+    for command in (["show"], ["compare"], ["validate"], ["report", "-o", "r.html"], ["telemetry"]):  # one message
+        proc = cli(tmp_path, *command, "--results", "typo")
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == one, (command, proc.stderr)
 
 
 def test_a_run_whose_every_case_skips_stores_nothing_and_exits_0(tmp_path):

@@ -200,7 +200,7 @@ def test_cli_empty_selection_and_missing_path(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "empty"), "--no-reference"]) == 2
     assert "no results found" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "absent")]) == 2
-    assert "no such results file or directory" in capsys.readouterr().err
+    assert "no such results directory" in capsys.readouterr().err
 
 
 def test_corrupt_and_newer_shards_are_skipped_and_named(two_systems):

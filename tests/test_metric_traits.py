@@ -15,12 +15,12 @@ from aifbench.telemetry.report import split_metric
 
 # --- the lists as they were before the traits (copied from the readers, once) ------------------
 OLD_JOB_WIDE = {"tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s"}
-OLD_ADDITIVE_UNITS = {"TFLOP/s", "GB/s", "1/s"}
+OLD_ADDITIVE_UNITS = {"TFLOP/s", "GB/s", "1/s", "tokens/s"}  # token rates: 1/s before they said tokens/s
 OLD_NOT_ADDITIVE = {"avg_busbw_gbps", "busbw_gbps", "algbw_gbps", "hbm_gbps", "decode_tokens_per_s_per_seq"}
 OLD_LATENCIES = {"ttft_s", "itl_s", "time_to_train_s"}  # time_to_train_s: imported MLPerf score
 OLD_NOT_MERITS = {"sm_clock_mean_mhz"}
 OLD_TIME_BASES = ("time_s", "step_time_s")
-OLD_RATE_UNITS = {"TFLOP/s", "GB/s", "1/s", "%"}
+OLD_RATE_UNITS = {"TFLOP/s", "GB/s", "1/s", "tokens/s", "%"}
 OLD_NOT_FROM_TIME = {"avg_busbw_gbps", "sm_clock_mean_mhz", "tflops_per_w", "gbps_per_w", "tokens_per_j"}
 OLD_TIME_AND_POWER = {"time_s", "step_time_s", "power_mean_w"}
 OLD_EFFICIENCY = ("tflops_per_w", "gbps_per_w", "tokens_per_j")
@@ -126,7 +126,7 @@ def test_every_efficiency_names_existing_throughputs_and_its_window_power(d: M.M
     for source in d.per_power.of:
         s = M.get(source)
         assert s.role == "throughput" and s.derivation == "from_time"
-        assert d.unit in (f"{s.unit}/W", "1/J" if s.unit == "1/s" else None), (d.unit, s.unit)
+        assert d.unit in (f"{s.unit}/W", "tokens/J" if s.unit == "tokens/s" else None), (d.unit, s.unit)
     if d.per_power.recomputed_from:
         assert d.per_power.recomputed_from in d.per_power.of
 
@@ -151,8 +151,8 @@ def test_schema_prints_the_traits(capsys):
     assert main(["schema", "--metrics"]) == 0
     out = capsys.readouterr().out
     assert "| tflops | TFLOP/s | higher | throughput | device | yes | from time | gemm, roofline |" in out
-    assert "| tokens_per_s | 1/s | higher | throughput | job | yes |" in out
-    assert "| ref_tokens_per_j | 1/J | higher | efficiency | device | no | ref_tokens_per_s, else " \
+    assert "| tokens_per_s | tokens/s | higher | throughput | job | yes |" in out
+    assert "| ref_tokens_per_j | tokens/J | higher | efficiency | device | no | ref_tokens_per_s, else " \
            "ref_decode_tokens_per_s / ref_power_mean_w |" in out
     assert "| ref_energy_j | J | lower | reading | device | no | window of region ref, segments summed |" in out
 

@@ -75,10 +75,18 @@ def test_fraction_of_peak_without_a_peak_is_unjudged_not_passed(healthy):
 
 
 def test_reference_with_nothing_to_judge_is_skipped_and_strict_fails_it(healthy):
-    check = _ref_check(healthy, benchmark="hostlink", metric="link_gbps", lower=1.0)
-    assert check.status == "skip" and "no ok hostlink link_gbps" in check.message
-    strict = _ref_check(healthy, ValidateOptions(strict=True), benchmark="hostlink", metric="link_gbps", lower=1.0)
+    big = dict(benchmark="membw", metric="gbps", params_min={"size_bytes": 1 << 50}, lower=1.0)  # planned, not run
+    check = _ref_check(healthy, **big)
+    assert check.status == "skip" and "none of the run's" in check.message
+    strict = _ref_check(healthy, ValidateOptions(strict=True), **big)
     assert strict.status == "fail" and "not judged" in strict.message
+
+
+def test_reference_to_a_benchmark_the_run_did_not_plan_is_not_the_runs_to_meet(healthy):
+    check = _ref_check(healthy, benchmark="hostlink", metric="link_gbps", lower=1.0)
+    assert check.status == "skip" and check.message == "not planned: the run planned no hostlink case"
+    strict = _ref_check(healthy, ValidateOptions(strict=True), benchmark="hostlink", metric="link_gbps", lower=1.0)
+    assert strict.status == "skip"  # --strict fails what the run planned and left unjudged, not this
 
 
 # --- outliers: slow fails, fast passes, for higher- and lower-is-better metrics ---------------

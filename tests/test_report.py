@@ -34,14 +34,17 @@ window.addEventListener('error', function (e) {
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var r = {images: imgs.length, widths: imgs.map(function (i) { return i.complete ? i.naturalWidth : -1; }),
-           errors: window.__errors};
+           errors: window.__errors, viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+           tables: Array.prototype.slice.call(document.querySelectorAll('table')).map(function (t) {
+             return Math.ceil(t.getBoundingClientRect().right); })};
   var p = document.createElement('pre'); p.id = '%s'; p.textContent = JSON.stringify(r);
   document.body.appendChild(p);
 });
 </script>""" % PROBE_ID
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom"]
+                  "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom",
+                  "--window-size=1366,768"]  # a laptop screen
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +183,14 @@ def test_chromium_probe_catches_a_broken_image_and_console_error(chromium, full,
     assert probe["widths"][-1] == 0 and all(w > 0 for w in probe["widths"][:-1])
     assert "console.error boom" in probe["errors"] and "failed to load IMG" in probe["errors"]
     assert any("boom" in line for line in console)
+
+
+def test_reference_report_fits_a_laptop_screen_in_chromium(chromium, tmp_path):
+    """Every table of the report of the committed runs (88 figures of merit) fits a 1366 px wide
+    window: nothing scrolls sideways."""
+    out = tmp_path / "reference.html"
+    reference = Path(__file__).resolve().parents[1] / "results" / "reference"
+    report.write(select([reference], reference_dir=reference), out)
+    probe, _ = _open_in_chromium(out, tmp_path)
+    assert probe["viewport"] == 1366 and probe["tables"], probe
+    assert probe["page"] <= probe["viewport"] and max(probe["tables"]) <= probe["viewport"], probe

@@ -68,6 +68,9 @@ def test_resolve_run_latest_prefix_and_errors(tmp_path):
         resolve_run(tmp_path, "2026")
     with pytest.raises(ConfigError, match="no run 'nope'"):
         resolve_run(tmp_path, "nope")
+    with pytest.raises(ConfigError, match="no such results directory"):
+        resolve_run(tmp_path / "absent", None)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no runs under"):
         resolve_run(tmp_path / "empty", None)
 

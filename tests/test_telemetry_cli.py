@@ -70,14 +70,16 @@ def test_run_stores_window_metrics_flags_and_series(replayed_run):
 
 
 def test_telemetry_command_prints_summary_and_writes_png(workdir, replayed_run):
+    (workdir / "out").mkdir(exist_ok=True)  # -o writes into a directory that exists (a missing one is refused)
     proc = cli(workdir, "telemetry", "--results", "res", "-o", "out/plot.png")
     assert proc.returncode == 0, proc.stderr
     assert "method=counter" in proc.stdout
     header = next(line for line in proc.stdout.splitlines() if "samples" in line)
     row = next(line for line in proc.stdout.splitlines() if "0001-gemm" in line)  # the power-capped case
     cells = dict(zip([c.strip() for c in header.split("┃")], [c.strip() for c in row.split("│")]))
-    assert (cells["gpu"], cells["gpus"]) == ("2", "4")
-    assert float(cells["capped %"]) == 75.0 and float(cells["limit W"]) == 700.0 and cells.get("flags", "") == ""
+    assert (cells["gpu_index"], cells["gpus"]) == ("2", "4")  # headers are the JSON field names
+    assert float(cells["power_capped_pct"]) == 75.0 and float(cells["power_limit_w"]) == 700.0
+    assert cells.get("flags", "") == ""
     png = workdir / "out" / "plot.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     proc = cli(workdir, "telemetry", replayed_run.name[:18], "--results", "res", "--no-plot")

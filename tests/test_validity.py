@@ -272,8 +272,8 @@ def test_real_trace_run_judges_gemm_references_on_their_values(tmp_path, monkeyp
     assert _validate(root, refs) == 1
     out, err = capsys.readouterr()
     assert "FAIL" in err and "references: 2 of 2 judged" in out
-    assert "| pass | reference: gemm dtype=fp32 m=64 tflops >= 1e-09 | 1 row(s) pass" in out
-    assert "| fail | reference: gemm dtype=fp32 m=64 tflops >= 1e+06 | 1 of 1 failed: rank 0" in out
+    assert "| pass | reference: gemm m=64 dtype=fp32 tflops >= 1e-09 | 1 row(s) pass" in out
+    assert "| fail | reference: gemm m=64 dtype=fp32 tflops >= 1e+06 | 1 of 1 failed: rank 0" in out
     assert "< lower 1e+06" in out and "telemetry flags" not in out
     one = write(tmp_path / "one.toml", REFS.split("\n\n")[0] + "\n")  # the reference any device meets
     assert _validate(root, one) == 0 and "PASS" in capsys.readouterr().err

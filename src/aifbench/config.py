@@ -149,6 +149,7 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
     meta, timing_raw = data.suite, dict(data.timing)
     blocks = [{"benchmark": b.benchmark, "params": dict(b.params), "sweep": dict(b.sweep)} for b in data.case]
     file_timing = dict(timing_raw)
+    from_file = [json.dumps(b, sort_keys=True, default=str) for b in blocks]
     for text in overrides:
         _apply_override(text, timing_raw, blocks)
     set_by = {k for k in timing_raw if k not in file_timing or timing_raw[k] != file_timing[k]}
@@ -157,16 +158,25 @@ def load_suite(name_or_path: str, overrides: list[str] | tuple[str, ...] = (),
         for name in only:
             if name not in present:
                 raise one_of("benchmark for --only", name, present)
-        blocks = [b for b in blocks if b["benchmark"] in only]
     timing = _timing(timing_raw, set_by, where)
     cases = []
-    for block in blocks:
-        cls = registry.get(block["benchmark"])
+    index = 0  # a case's index counts every case of the suite, so --only does not renumber (case_id)
+    for block, original in zip(blocks, from_file):
         axes = block["sweep"]
-        for combo in itertools.product(*axes.values()) if axes else [()]:
+        combos = list(itertools.product(*axes.values())) if axes else [()]
+        if only and block["benchmark"] not in only:
+            index += len(combos)
+            continue
+        cls = registry.get(block["benchmark"])
+        from_set = original != json.dumps(block, sort_keys=True, default=str)
+        for combo in combos:
             params = {**block["params"], **dict(zip(axes, combo))}
-            cfg = build_config(cls.Config, params, block["benchmark"])
-            cases.append(Case(index=len(cases), benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
+            try:
+                cfg = build_config(cls.Config, params, block["benchmark"])
+            except ConfigError as exc:  # a bad value the file holds (not one --set gave) names the file
+                raise exc if from_set else ConfigError(f"{where}: {exc}") from None
+            cases.append(Case(index=index, benchmark=block["benchmark"], params=dataclasses.asdict(cfg)))
+            index += 1
     return Suite(name=path.stem if meta.name is None else meta.name, path=str(path), description=meta.description,
                  timing=timing, cases=tuple(cases), overrides=tuple(overrides), time_min=meta.time_min)
 

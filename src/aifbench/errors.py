@@ -45,3 +45,9 @@ def one_of(kind: str, value: object, allowed) -> ConfigError:
     """A ConfigError naming the bad value and every allowed choice, sorted."""
     choices = ", ".join(sorted(str(a) for a in allowed)) or "(none)"
     return ConfigError(f"unknown {kind} {value!r}; allowed: {choices}")
+
+
+def no_results(path: object) -> ConfigError:
+    """The one error for a results store or file that does not exist (every command says this)."""
+    return ConfigError(f"no such results directory: {path}; start one with 'aifbench run smoke' "
+                       f"or name one with --results DIR")

@@ -35,7 +35,7 @@ power_mean_w of the same region (aifbench.telemetry.efficiency)"""
 OverSegments = Literal["by_stat", "sum", "lowest"]
 """how a window metric of a region timed in several segments is merged: by its stat (max: highest,
 min: lowest, mean: duration-weighted, else sample-weighted), summed (energy), the lowest (the limit in force)"""
-RATE_UNITS = ("TFLOP/s", "GB/s", "1/s")
+RATE_UNITS = ("TFLOP/s", "GB/s", "tokens/s", "1/s")
 """units of work per second: what an additive metric is measured in"""
 POWER = "power_mean_w"
 """the power an efficiency divides by (per region: R_power_mean_w)"""
@@ -114,6 +114,27 @@ def names(**traits: Any) -> tuple[str, ...]:
     return tuple(d.name for d in METRICS.values() if all(getattr(d, k) == v for k, v in traits.items()))
 
 
+RENAMED_UNITS = {"1/s": "tokens/s", "1/J": "tokens/J"}
+"""units runs recorded before a token rate said what it counts (read as today's unit)"""
+
+
+def current_units(df):
+    """`df` (a metrics frame) with the units of runs recorded as '1/s' / '1/J' for token rates read
+    as the dictionary's 'tokens/s' / 'tokens/J' (the same figure; only the label changed)."""
+    if not len(df) or "unit" not in df.columns or "metric" not in df.columns:
+        return df
+    unit = df["unit"].astype(str)
+    old = unit.isin(list(RENAMED_UNITS))
+    if not old.any():
+        return df
+    now = [METRICS[m].unit if m in METRICS and METRICS[m].unit == RENAMED_UNITS.get(u) else u
+           for m, u in zip(df.loc[old, "metric"].astype(str), unit[old])]
+    df = df.copy()
+    df["unit"] = unit
+    df.loc[old, "unit"] = now
+    return df
+
+
 def is_merit(name: str) -> bool:
     """A figure of merit (MetricDef.merit); False for a name not defined here."""
     d = METRICS.get(name)
@@ -140,15 +161,15 @@ define("algbw_gbps", "GB/s", True, "nccl-tests algorithm bandwidth: message size
        role="throughput", derivation="from_time")
 define("busbw_gbps", "GB/s", True, "nccl-tests bus bandwidth: algbw * 2(n-1)/n (all_reduce), *(n-1)/n (all_gather, reduce_scatter, all_to_all), *1 (broadcast, reduce, send/recv)",
        role="throughput", derivation="from_time", plots=("busbw",))
-define("tokens_per_s", "1/s", True, "tokens processed per second of the timed region (training: global batch tokens / step time)",
+define("tokens_per_s", "tokens/s", True, "tokens processed per second of the timed region (training: global batch tokens / step time)",
        role="throughput", derivation="from_time", additive=True, scope="job", plots=("training",))
-define("tokens_per_s_per_device", "1/s", True, "tokens_per_s divided by the number of devices",
+define("tokens_per_s_per_device", "tokens/s", True, "tokens_per_s divided by the number of devices",
        role="throughput", derivation="from_time", additive=True, plots=("training",))
-define("prefill_tokens_per_s", "1/s", True, "prompt tokens (batch x prompt length) / prefill time",
+define("prefill_tokens_per_s", "tokens/s", True, "prompt tokens (batch x prompt length) / prefill time",
        role="throughput", derivation="from_time", additive=True, scope="job")
-define("decode_tokens_per_s", "1/s", True, "generated tokens across the batch / decode time",
+define("decode_tokens_per_s", "tokens/s", True, "generated tokens across the batch / decode time",
        role="throughput", derivation="from_time", additive=True, scope="job", plots=("decode",))
-define("decode_tokens_per_s_per_seq", "1/s", True, "decode_tokens_per_s / batch size",
+define("decode_tokens_per_s_per_seq", "tokens/s", True, "decode_tokens_per_s / batch size",
        role="throughput", derivation="from_time")
 define("model_tflops_per_device", "TFLOP/s", True, "model FLOPs per token x tokens/s per device, in 1e12 FLOP/s",
        role="throughput", derivation="from_time", additive=True)
@@ -179,7 +200,7 @@ define("tflops_per_w", "TFLOP/s/W", True, "tflops / power_mean_w",
        role="efficiency", derivation="per_power", per_power=PerPower(("tflops", "model_tflops_per_device"), recomputed_from="tflops"), plots=("energy",))
 define("gbps_per_w", "GB/s/W", True, "gbps / power_mean_w",
        role="efficiency", derivation="per_power", per_power=PerPower(("gbps", "busbw_gbps"), recomputed_from="gbps"), plots=("energy",))
-define("tokens_per_j", "1/J", True, "tokens per second of this device (tokens_per_s_per_device where emitted) / power_mean_w of its own region's window: tokens per joule",
+define("tokens_per_j", "tokens/J", True, "tokens per second of this device (tokens_per_s_per_device where emitted) / power_mean_w of its own region's window: tokens per joule",
        # per device first: llm_train's tokens_per_s counts every rank's tokens, the power is one GPU's
        role="efficiency", derivation="per_power", per_power=PerPower(("tokens_per_s_per_device", "tokens_per_s")),
        plots=("energy",))
@@ -225,7 +246,7 @@ define("decode_roofline_pct", "%", True, "decode speed as % of the HBM weight-st
 define("ref_step_time_s", "s", False, "step_time_s of the reference implementation (llm_train reference=...) "
        "timed in the same case on the same shape, weights, batch and optimizer",
        role="time")
-define("ref_tokens_per_s", "1/s", True, "tokens_per_s of the reference implementation (llm_train reference=...)",
+define("ref_tokens_per_s", "tokens/s", True, "tokens_per_s of the reference implementation (llm_train reference=...)",
        role="throughput", derivation="from_time", additive=True)
 define("ref_mfu_pct", "%", True, "mfu_pct of the reference implementation: the same FLOPs per token "
        "(6*N + 12*L*d_attn*T) x ref_tokens_per_s / bf16 dense peak",
@@ -241,7 +262,7 @@ define("speedup_vs_ref", "x", True, "aifbench's throughput / the reference imple
 define("ref_ttft_s", "s", False, "ttft_s of the reference implementation (llm_infer reference=...): prefill of the "
        "same prompt with the same weights + argmax of the first token",
        role="time")
-define("ref_decode_tokens_per_s", "1/s", True, "decode_tokens_per_s of the reference implementation (llm_infer "
+define("ref_decode_tokens_per_s", "tokens/s", True, "decode_tokens_per_s of the reference implementation (llm_infer "
        "reference=...): batch_size * gen_tokens / decode time of one greedy generation, same weights and prompt",
        role="throughput", derivation="from_time", additive=True)
 # --- telemetry windows ----------------------------------------------------------------------

@@ -12,13 +12,13 @@ verdict is INCOMPLETE (validate.Report.verdict). A plan that cannot be read is a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from aifbench.analysis.data import case_label
-from aifbench.analysis.references import Reference
+from aifbench.analysis.references import LAYOUT_KEYS, Reference
 from aifbench.analysis.checks import Check, Slot
 from aifbench.errors import ConfigError
 
@@ -29,6 +29,8 @@ class RunPlan:
 
     cases: dict[str, str]
     world_size: int
+    params: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """case id -> (benchmark, parameters JSON) of every planned case"""
 
 
 def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = None,
@@ -51,8 +53,9 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
         world = int(metrics["world_size"].max())
     else:
         raise ConfigError(f"{why} (no runs rows: every runs.rank*.parquet shard is missing or unreadable)")
-    cases = _cases([str(t) for t in texts], f"{why} ({where} is not a plan with cases")
-    return RunPlan(cases, world)
+    params: dict[str, tuple[str, str]] = {}
+    cases = _cases([str(t) for t in texts], f"{why} ({where} is not a plan with cases", params)
+    return RunPlan(cases, world, params)
 
 
 def _plan_cases(data: dict) -> dict:
@@ -60,8 +63,9 @@ def _plan_cases(data: dict) -> dict:
     return data["suite_config"] if "suite_config" in data else {"cases": data["suite_cases"]}
 
 
-def _cases(texts: list[str], error: str) -> dict[str, str]:
-    """case id -> label of every case listed in these JSON plans (Suite.config_dict())."""
+def _cases(texts: list[str], error: str, params_out: dict[str, tuple[str, str]] | None = None) -> dict[str, str]:
+    """case id -> label of every case listed in these JSON plans (Suite.config_dict()); `params_out`
+    gets case id -> (benchmark, parameters JSON)."""
     from aifbench.config import Case
 
     cases: dict[str, str] = {}
@@ -70,7 +74,9 @@ def _cases(texts: list[str], error: str) -> dict[str, str]:
             for i, c in enumerate(json.loads(text)["cases"]):
                 params = c["params"]
                 case_id = c.get("case_id") or Case(index=i, benchmark=c["benchmark"], params=params).case_id
-                cases.setdefault(str(case_id), case_label(c["benchmark"], json.dumps(params, sort_keys=True), limit=None))
+                cases.setdefault(str(case_id), case_label(c["benchmark"], json.dumps(params), limit=None))
+                if params_out is not None:
+                    params_out.setdefault(str(case_id), (str(c["benchmark"]), json.dumps(params)))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{error}: {type(exc).__name__}: {exc})") from None
     if not cases:
@@ -132,17 +138,41 @@ def _run_notes(runs: pd.DataFrame, unreadable: list[tuple[Path, str]]) -> str:
     return "; ".join(notes)
 
 
-def selected(ref: Reference, skus: dict[Slot, str | None]) -> bool:
-    """Whether `ref` applies to a GPU model some rank of the run ran on (no gpu list: any)."""
-    return not ref.gpus or any(ref.applies_to(sku) for sku in skus.values())
+def not_planned(ref: Reference, plan: RunPlan) -> str:
+    """Why `ref` is not the run's to meet ('' when it is): a reference judges only benchmarks the
+    run planned. A run that planned the benchmark is held to it whatever sizes it chose (smaller
+    cases leave the reference unjudged: INCOMPLETE), unless every planned case of it lacks a
+    parameter the reference names: then the run was recorded before that parameter existed."""
+    if not plan.params:  # a plan without parameters (never written so): judge as before
+        return ""
+    own = [json.loads(p) for b, p in plan.params.values() if b == ref.benchmark]
+    if not own:
+        return f"not planned: the run planned no {ref.benchmark} case"
+    names = [k for k in (*ref.params, *ref.params_min) if k not in LAYOUT_KEYS]
+    older = sorted({k for p in own for k in names if k not in p})
+    if older and all(any(k not in p for k in names) for p in own):
+        return (f"recorded before parameter(s) {', '.join(older)} existed: none of the run's {len(own)} "
+                f"{ref.benchmark} case(s) can be one this reference judges")
+    return ""
 
 
-def references_judged_check(refs: list[Reference], checks: list[Check], skus: dict[Slot, str | None]) -> Check:
+def selected(ref: Reference, skus: dict[Slot, str | None], plan: RunPlan | None = None) -> bool:
+    """Whether `ref` applies to the run: to a GPU model some rank ran on (no gpu list: any), and
+    to a case the run planned (not_planned)."""
+    on_gpu = not ref.gpus or any(ref.applies_to(sku) for sku in skus.values())
+    return on_gpu and (plan is None or not not_planned(ref, plan))
+
+
+def references_judged_check(refs: list[Reference], checks: list[Check], skus: dict[Slot, str | None],
+                            plan: RunPlan | None = None, not_for_run: list[str] | None = None) -> Check:
     """Incomplete when a selected reference (see `selected`) judged nothing; `checks` are the
-    reference checks in the order of `refs`."""
-    left = [c for ref, c in zip(refs, checks) if c.status == "skip" and selected(ref, skus)]
+    reference checks in the order of `refs`; `not_for_run` (same order) says why a reference is
+    not the run's to meet ('' where it is): not planned, or recorded before its metric."""
+    why = not_for_run or [""] * len(refs)
+    applies = [selected(ref, skus, plan) and not w for ref, w in zip(refs, why)]
+    left = [c for c, a in zip(checks, applies) if a and c.status == "skip"]
     name = "complete: every reference that applies to the run judged"
-    n = sum(selected(ref, skus) for ref in refs)
+    n = sum(applies)
     if left:
         return Check("complete", name, "incomplete", f"{len(left)} of {n} reference(s) not judged: "
                      + "; ".join(f"{c.name.removeprefix('reference: ')}: {c.message}" for c in left))

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, no_results
 from aifbench.results import schema, store
 from aifbench.results.store import Results
 
@@ -159,7 +159,7 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     existing = [p for p in paths if p.exists()]
     missing = [p for p in paths if not p.exists()]
     if missing and (existing or paths != [DEFAULT_RESULTS]):
-        raise ConfigError(f"no such results file or directory: {missing[0]}")
+        raise no_results(missing[0])
     ref_dirs = [Path(reference_dir) if reference_dir else DEFAULT_RESULTS / REFERENCE_DIR]
     ref_dirs += [p / REFERENCE_DIR for p in existing if p.is_dir()]
     ref_dirs = [d for d in dict.fromkeys(ref_dirs) if d.is_dir()]
@@ -246,14 +246,50 @@ def _comparable_keys(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def case_label(benchmark: str, params_json: str, limit: int | None = 90) -> str:
-    """'gemm dtype=bf16 k=8192 m=8192 n=8192': readable and stable; cut to `limit` characters
-    with '…' (plot labels), whole with limit=None (check names, tables a user copies from).
-
-    Left out: check-only knobs (check_*) and switched-off options (False, 0, empty), which
-    every case of a suite tends to share; the full parameters stay in `params` / `case_key`.
-    """
-    params = json.loads(params_json)
-    text = " ".join(f"{k}={v}" for k, v in params.items()
-                    if not k.startswith("check") and v not in (False, 0, "", None))
-    text = f"{benchmark} {text}".strip()
+    """'gemm m=4096 n=4096 k=4096 dtype=fp16': the benchmark and param_text(); cut to `limit`
+    characters with '…' (plot labels), whole with limit=None (tables, check names)."""
+    text = f"{benchmark} {param_text(benchmark, json.loads(params_json))}".strip()
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def param_text(benchmark: str, params: dict) -> str:
+    """The one label rule of a case's parameters, everywhere a case is named: every parameter
+    whose value differs from the benchmark's default, in the order its Config declares them
+    (parameters it does not declare after, by name), booleans spelled true/false as in TOML;
+    'defaults' when none differs. A benchmark without a known Config shows every parameter."""
+    defaults = benchmark_defaults(benchmark)
+    order = list(defaults) + sorted(k for k in params if k not in defaults)
+    text = " ".join(f"{k}={param_value(params[k])}" for k in order
+                    if k in params and (k not in defaults or not _same(params[k], defaults[k])))
+    return text or ("defaults" if defaults else "")
+
+
+def param_value(value: object) -> str:
+    """A parameter value as a label spells it: true/false, lists as [a, b], the rest as str()."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(param_value(v) for v in value) + "]"
+    return "none" if value is None else str(value)
+
+
+def _same(a: object, b: object) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def benchmark_defaults(benchmark: str) -> dict[str, object]:
+    """A built-in benchmark's parameter defaults in declaration order ({} for others)."""
+    import dataclasses
+
+    from aifbench.benchmarks.configs import CONFIGS
+
+    cls = CONFIGS.get(benchmark)
+    if cls is None:
+        return {}
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return json.loads(json.dumps(out, default=str))  # as stored: tuples as lists

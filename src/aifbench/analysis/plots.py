@@ -20,12 +20,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from aifbench import metrics as metric_dict
+from aifbench.analysis.data import param_text
 
 SIZE_KEYS = ("size_bytes", "message_bytes", "bytes", "size")
 OP_KEYS = ("op", "collective")
 SHAPE_KEYS = ("model", "shape")
 BATCH_KEYS = ("batch_size", "batch")
 MAX_CATEGORIES = 12
+MAX_ENERGY_CASES = 40
+HBAR_WRAP = 56
 
 Builder = Callable[[pd.DataFrame], "tuple[Figure | None, str]"]
 
@@ -52,6 +55,29 @@ def plotted(plot: str) -> tuple[str, ...]:
     return tuple(d.name for d in metric_dict.METRICS.values() if plot in d.plots)
 
 
+READABLE = {
+    "tflops": "GEMM throughput", "gbps": "memory bandwidth", "busbw_gbps": "bus bandwidth",
+    "mfu_pct": "model FLOPs utilisation", "tokens_per_s": "training throughput",
+    "tokens_per_s_per_device": "training throughput per GPU", "decode_tokens_per_s": "decode throughput",
+    "tflops_per_w": "GEMM energy efficiency", "gbps_per_w": "bandwidth per watt",
+    "tokens_per_j": "tokens per joule",
+}
+"""plain words for the metrics the plots draw (the name stays beside them, for `aifbench schema`)"""
+
+
+def axis_label(metric: str) -> str:
+    """'GEMM energy efficiency (TFLOP/s/W)': readable words and the metric dictionary's unit."""
+    unit = metric_dict.METRICS[metric].unit if metric in metric_dict.METRICS else ""
+    words = READABLE.get(metric, metric.replace("_", " "))
+    return f"{words} ({unit})" if unit and unit not in ("1", "") else words
+
+
+def _zero_based(ax) -> None:
+    """A linear throughput or bandwidth axis starts at 0: a 1.7 % difference looks like one."""
+    if ax.get_yscale() == "linear":
+        ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1e-12))
+
+
 def _rows(h: pd.DataFrame, metric: str, benchmark: str | None = None) -> pd.DataFrame:
     r = h[h["metric"] == metric]
     return r[r["benchmark"] == benchmark] if benchmark else r
@@ -72,14 +98,23 @@ def _panels(n: int, width: float, height: float, per_row: int = 3):
     return fig, ax
 
 
-def _bars(ax, table: pd.DataFrame, ylabel: str, colors: dict[str, str] | None = None) -> None:
-    """Grouped bars: table index = categories (x), columns = series."""
+def _bars(ax, table: pd.DataFrame, ylabel: str, colors: dict[str, str] | None = None,
+          peaks: dict | None = None) -> None:
+    """Grouped bars: table index = categories (x), columns = series; `peaks` (category -> datasheet
+    peak) draws a black line over the category's group, so a bar reads as good or bad."""
     n = max(len(table.columns), 1)
     width = 0.8 / n
     x = np.arange(len(table.index))
     for i, series in enumerate(table.columns):
         ax.bar(x + (i - (n - 1) / 2) * width, table[series].to_numpy(dtype=float), width, label=str(series),
                color=(colors or {}).get(str(series)))
+    labelled = False
+    for i, c in enumerate(table.index):
+        peak = (peaks or {}).get(c)
+        if peak is not None and np.isfinite(peak):
+            ax.hlines(peak, i - 0.45, i + 0.45, colors="black", linestyles="--", lw=1.2,
+                      label=None if labelled else "datasheet peak")
+            labelled = True
     labels = [textwrap.fill(str(c), 28) for c in table.index]
     tilt = len(labels) > 4 or any(len(str(c)) > 14 for c in table.index)
     ax.set_xticks(x, labels, rotation=25 if tilt else 0, ha="right" if tilt else "center", fontsize="small")
@@ -88,12 +123,35 @@ def _bars(ax, table: pd.DataFrame, ylabel: str, colors: dict[str, str] | None = 
     finite = values[np.isfinite(values) & (values > 0)]
     if len(finite) and finite.max() / finite.min() > 100:
         ax.set_yscale("log")
+    _zero_based(ax)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
 
 
+def hbar_label(case: object) -> str:
+    """A case's whole label, wrapped to lines of HBAR_WRAP characters (never cut: cases differ late)."""
+    return textwrap.fill(str(case), HBAR_WRAP)
+
+
+def _hbars(ax, table: pd.DataFrame, xlabel: str, colors: dict[str, str] | None = None) -> None:
+    """Grouped horizontal bars for many cases: one label a row (never overlapping: the figure grows
+    with the rows), cases top to bottom, the value axis from 0."""
+    n = max(len(table.columns), 1)
+    height = 0.8 / n
+    y = np.arange(len(table.index))
+    for i, series in enumerate(table.columns):
+        ax.barh(y + (i - (n - 1) / 2) * height, table[series].to_numpy(dtype=float), height, label=str(series),
+                color=(colors or {}).get(str(series)))
+    ax.set_yticks(y, [hbar_label(c) for c in table.index], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_xlim(left=0)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize="small")
+
+
 def _lines(ax, df: pd.DataFrame, x: str, series: list[str], ylabel: str, xlabel: str,
-           colors: dict[str, str] | None = None) -> None:
+           colors: dict[str, str] | None = None, peaks: dict[str, float] | None = None) -> None:
     """One line per `series` key; lines of one system share its colour, told apart by marker and style."""
     seen: dict[str, int] = {}
     styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--")]
@@ -109,6 +167,13 @@ def _lines(ax, df: pd.DataFrame, x: str, series: list[str], ylabel: str, xlabel:
     values = values[np.isfinite(values) & (values > 0)]
     if len(values) and values.max() / values.min() > 100:
         ax.set_yscale("log")
+    if peaks:
+        for name, peak in sorted(peaks.items()):
+            ax.axhline(peak, color=(colors or {}).get(name, "black"), linestyle="--", lw=1.0,
+                       label=f"{name}: datasheet peak {peak:.4g}")
+    _zero_based(ax)
+    if peaks and ax.get_yscale() == "linear":  # room above the peak line for the legend
+        ax.set_ylim(top=max(ax.get_ylim()[1], 1.3 * max(peaks.values())))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -123,9 +188,20 @@ def gemm(h: pd.DataFrame) -> tuple[Figure | None, str]:
     per_case = r.groupby(["series", "dtype", "case_key"])["value"].median()
     best = per_case.groupby(["dtype", "series"]).max().unstack("series")
     fig, ax = _figure()
-    _bars(ax[0, 0], best, "TFLOP/s (best shape, median of repeats)", h.attrs.get("palette"))
+    _bars(ax[0, 0], best, "GEMM throughput, best shape (TFLOP/s)", h.attrs.get("palette"), peaks=_peaks(r, "dtype"))
+    if ax[0, 0].get_yscale() == "linear":  # room above the highest peak line for the legend
+        ax[0, 0].set_ylim(top=ax[0, 0].get_ylim()[1] * 1.15)
     ax[0, 0].set_title("GEMM TFLOP/s by dtype")
-    return fig, "bars: the best matrix shape per dtype and system (median over repeats, ranks and runs)"
+    return fig, ("bars: the best matrix shape per dtype and system (median over repeats, ranks and runs); "
+                 "dashed: the datasheet dense peak from the hardware catalog")
+
+
+def _peaks(rows: pd.DataFrame, by: str) -> dict:
+    """`by` value -> the datasheet peak stored with its rows (the catalog's, per GPU model)."""
+    if "peak" not in rows.columns:
+        return {}
+    known = rows[rows["peak"].notna()]
+    return {k: float(v) for k, v in known.groupby(by)["peak"].max().items()}
 
 
 def membw(h: pd.DataFrame) -> tuple[Figure | None, str]:
@@ -135,10 +211,11 @@ def membw(h: pd.DataFrame) -> tuple[Figure | None, str]:
     if not len(r):
         return None, "no memory bandwidth results (metric gbps with a size parameter) in the selection"
     fig, ax = _figure()
-    _lines(ax[0, 0], r, "size", ["series", "benchmark", "op"], "GB/s (1e9 B/s)", "array size (bytes)",
-           h.attrs.get("palette"))
+    _lines(ax[0, 0], r, "size", ["series", "benchmark", "op"], "memory bandwidth (GB/s, 1e9 B/s)",
+           "array size (bytes)", h.attrs.get("palette"), peaks=_peaks(r, "series"))
     ax[0, 0].set_title("Memory bandwidth vs size")
-    return fig, "median GB/s per array size; one line per system, benchmark and operation"
+    return fig, ("median GB/s per array size; one line per system, benchmark and operation; dashed: the "
+                 "datasheet HBM peak")
 
 
 def busbw(h: pd.DataFrame) -> tuple[Figure | None, str]:
@@ -149,7 +226,7 @@ def busbw(h: pd.DataFrame) -> tuple[Figure | None, str]:
     if not len(r):
         return None, "no collective results (metric busbw_gbps with a message size) in the selection"
     fig, ax = _figure()
-    _lines(ax[0, 0], r, "size", ["series", "op", "n"], "bus bandwidth GB/s", "message size (bytes)",
+    _lines(ax[0, 0], r, "size", ["series", "op", "n"], "bus bandwidth (GB/s)", "message size (bytes)",
            h.attrs.get("palette"))
     ax[0, 0].set_title("Collectives: busbw vs message size (nccl-tests definition)")
     return fig, "busbw = algbw x 2(n-1)/n for all_reduce, x (n-1)/n for all_gather / reduce_scatter / all_to_all"
@@ -162,7 +239,7 @@ def training(h: pd.DataFrame) -> tuple[Figure | None, str]:
     if not len(mfu) and not len(tps):
         return None, "no training results (metrics mfu_pct, tokens_per_s) in the selection"
     fig, ax = _figure(ncols=2, width=6)
-    for axis, rows, label in ((ax[0, 0], mfu, "MFU % (bf16 dense peak)"), (ax[0, 1], tps, f"{tps_metric} (1/s)")):
+    for axis, rows, label in ((ax[0, 0], mfu, "MFU (% of bf16 dense peak)"), (ax[0, 1], tps, axis_label(tps_metric))):
         if not len(rows):
             axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
             continue
@@ -181,7 +258,7 @@ def decode(h: pd.DataFrame) -> tuple[Figure | None, str]:
     if not len(r):
         return None, "no inference results (metric decode_tokens_per_s with a batch size) in the selection"
     fig, ax = _figure()
-    _lines(ax[0, 0], r, "batch", ["series", "shape"], "decode tokens/s (all sequences)", "batch size",
+    _lines(ax[0, 0], r, "batch", ["series", "shape"], "decode throughput, all sequences (tokens/s)", "batch size",
            h.attrs.get("palette"))
     ax[0, 0].set_title("Decode throughput vs batch")
     return fig, "generated tokens across the batch / decode time; one line per system and model shape"
@@ -211,14 +288,19 @@ def energy(h: pd.DataFrame) -> tuple[Figure | None, str]:
     if not len(r):
         return None, "no energy data: telemetry recorded no power for the selected runs (NVML on GPUs)"
     metrics = [m for m in plotted("energy") if m in set(r["metric"])]
-    fig, ax = _figure(ncols=len(metrics), width=6)
-    for axis, metric in zip(ax[0], metrics):
+    tables = []
+    for metric in metrics:
         part = r[r["metric"] == metric]
-        table = part.groupby(["label", "series"])["value"].median().unstack("series")
-        table = table.loc[table.count(axis=1).sort_values(ascending=False).index[:MAX_CATEGORIES]]
-        _bars(axis, table, metric, h.attrs.get("palette"))
-        axis.set_title(f"Energy efficiency: {metric}")
-    return fig, f"median per case and system (at most {MAX_CATEGORIES} cases per panel)"
+        part = part.assign(case=[f"{b} {param_text(str(b), p)}" for b, p in zip(part["benchmark"], part["p"])])
+        table = part.groupby(["case", "series"])["value"].median().unstack("series")  # whole labels
+        tables.append(table.loc[table.count(axis=1).sort_values(ascending=False).index[:MAX_ENERGY_CASES]])
+    # one panel a row, each as tall as its bars and wrapped labels need: no two labels overlap
+    rows = max(sum(max(len(t.columns), hbar_label(c).count("\n") + 1) for c in t.index) for t in tables)
+    fig, ax = _figure(nrows=len(metrics), width=11, height=1.4 + 0.3 * rows)
+    for axis, metric, table in zip(ax[:, 0], metrics, tables):
+        _hbars(axis, table, axis_label(metric), h.attrs.get("palette"))
+        axis.set_title(f"Energy efficiency: {READABLE.get(metric, metric)} ({metric})")
+    return fig, f"median per case and system (at most {MAX_ENERGY_CASES} cases per panel)"
 
 
 def gemm_dims(p: dict) -> tuple[int, int, int] | None:

@@ -110,8 +110,15 @@ class Reference:
         return (self.benchmark, self.metric, self.stat, tuple(sorted((k, repr(v)) for k, v in self.params.items())))
 
     def describe(self) -> str:
-        p = " ".join([f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(self.params.items())]
-                     + [f"{k}>={int(v) if float(v).is_integer() else v}" for k, v in sorted(self.params_min.items())])
+        """'gemm shape=square m=8192 dtype=bf16 tflops on h200-sxm-141gb': the case label rule
+        (analysis.data.param_text: the Config's order, true/false), bounds after the equalities."""
+        from aifbench.analysis.data import benchmark_defaults, param_value
+
+        order = list(benchmark_defaults(self.benchmark))
+        rank = {k: (order.index(k) if k in order else len(order), k) for k in (*self.params, *self.params_min)}
+        p = " ".join([f"{k}={param_value(v)}" for k, v in sorted(self.params.items(), key=lambda kv: rank[kv[0]])]
+                     + [f"{k}>={int(v) if float(v).is_integer() else v}"
+                        for k, v in sorted(self.params_min.items(), key=lambda kv: rank[kv[0]])])
         gpu = f" on {'/'.join(self.gpus)}" if self.gpus else ""
         return f"{self.benchmark} {p} {self.metric}{gpu}".replace("  ", " ")
 

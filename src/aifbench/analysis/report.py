@@ -31,10 +31,14 @@ from aifbench.errors import AifbenchError
 log = logging.getLogger(__name__)
 
 MAX_TABLE_ROWS = 300
+REPORT_COLUMNS = ("group", "case", "metric", "median", "unit", "spread_pct", "pct_of_peak", "per_w", "verdict",
+                  "n_runs", "n_ranks")
+"""the figures-of-merit table's columns in the report: what fits a laptop screen"""
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:left}
+table{border-collapse:collapse;font-size:.8em;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 5px;text-align:left}
+td{max-width:24em;overflow-wrap:anywhere}.wide{max-width:100%;overflow-x:auto}
 th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;height:auto;border:1px solid #eee}.note{color:#666;font-size:.9em}.warn{color:#a40}
 """
@@ -56,10 +60,19 @@ def plot_frame(sel: Selection, opts: CompareOptions = CompareOptions()) -> pd.Da
     h = complete_rows(headline(sel.metrics), sel, opts)
     parsed = {p: json.loads(p) for p in h["params"].unique()}  # once per case, not per rank
     h["p"] = [parsed[p] for p in h["params"]]
-    ref = h["run_id"].isin(sel.reference_runs)
-    h["series"] = h["system"].astype(str).where(~ref, h["system"].astype(str) + " (reference)")
+    h["series"] = series_names(h, sel.reference_runs)
     h.attrs["palette"] = palette(h["series"])
     return h
+
+
+def series_names(h: pd.DataFrame, reference_runs: set[str]) -> pd.Series:
+    """A plot's legend names what ran: 'system · GPU model' ('local · NVIDIA H200', 'local · AMD EPYC
+    ...' for a CPU run), '(reference)' for the committed reference runs."""
+    device = h["device_name"].astype(str).replace({"nan": "", "None": ""}) if "device_name" in h.columns \
+        else pd.Series("", index=h.index)
+    name = [f"{s} · {d}" if d else s for s, d in zip(h["system"].astype(str), device)]
+    ref = h["run_id"].isin(reference_runs).to_numpy(dtype=bool)
+    return pd.Series([f"{n} (reference)" if r else n for n, r in zip(name, ref)], index=h.index)
 
 
 def _table(df: pd.DataFrame, numeric: set[str] = frozenset()) -> str:
@@ -71,7 +84,7 @@ def _table(df: pd.DataFrame, numeric: set[str] = frozenset()) -> str:
         body.append(f"<tr>{cells}</tr>")
     more = (f'<p class="note">{len(df) - MAX_TABLE_ROWS} more rows not shown; use aifbench compare --format csv</p>'
             if len(df) > MAX_TABLE_ROWS else "")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'
 
 
 def runs_table(sel: Selection, left_out: dict[str, str] | None = None) -> pd.DataFrame:
@@ -159,9 +172,12 @@ def render(sel: Selection, title: str = "aifbench report", include_incomplete: b
     sections, images = _plot_sections(h)
     parts += sections
     try:
-        table = drop_empty(compare(sel, opts, rows=h))
+        full = drop_empty(compare(sel, opts, rows=h))
+        table = full[[c for c in REPORT_COLUMNS if c in full.columns]]
         numeric = {c for c in table.columns if c not in ("group", "case", "metric", "unit", "verdict")}
-        parts += ["<h2>Figures of merit by system</h2>", _table(table, numeric)]
+        parts += ["<h2>Figures of merit by system</h2>", _table(table, numeric),
+                  f'<p class="note">{len(table.columns)} of {len(full.columns)} columns (the quartiles, per-GPU '
+                  "and per-node figures, suites and statuses: <code>aifbench compare --format csv</code>).</p>"]
     except AifbenchError as exc:
         parts.append(f'<p class="note">No comparison table: {html.escape(str(exc))}</p>')
     parts += list(extra)

@@ -33,7 +33,8 @@ import pandas as pd
 from aifbench import metrics as metric_dict
 from aifbench.analysis import intervals, legacy, outliers
 from aifbench.analysis.checks import Check, Slot, slot  # noqa: F401  (re-exported: validate.Check)
-from aifbench.analysis.completeness import completeness_checks, read_plan, references_judged_check, selected
+from aifbench.analysis.completeness import (completeness_checks, not_planned, read_plan, references_judged_check,
+                                           selected)
 from aifbench.analysis.compare import CompareOptions, compare
 from aifbench.analysis.data import Selection, case_label, headline
 from aifbench.analysis.references import Reference, check_names
@@ -65,6 +66,8 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     refs_elsewhere: int = 0
     """references for GPU models the run did not run on (not selected: skipped, not unjudged)"""
+    refs_unplanned: int = 0
+    """references to benchmarks or parameters the run did not plan (not selected either)"""
 
     @property
     def failed(self) -> list[Check]:
@@ -101,8 +104,10 @@ class Report:
                 f"{sum(c.status == 'skip' for c in self.checks)} skipped")
         text += f", {len(self.incomplete)} incomplete" if self.incomplete else ""
         text += f"; references: {judged} of {len(refs)} judged"
-        unjudged = sum(c.status == "skip" for c in refs) - self.refs_elsewhere
+        unjudged = sum(c.status == "skip" for c in refs) - self.refs_elsewhere - self.refs_unplanned
         text += f", {unjudged} left unjudged" if unjudged else ""
+        text += (f", {self.refs_unplanned} not for this run (cases it did not plan, or recorded before the "
+                 f"metric)" if self.refs_unplanned else "")
         return text + (f", {self.refs_elsewhere} for other GPUs" if self.refs_elsewhere else "")
 
 
@@ -238,6 +243,30 @@ def _stat_rows(ref: Reference, rows: pd.DataFrame) -> pd.DataFrame:
             own = pd.concat([own, extra])
             have |= set(map(tuple, extra[keys].astype(str).to_numpy()))
     return own
+
+
+def predates(ref: Reference, metrics: pd.DataFrame, layouts: dict[str, dict[str, int]]) -> str:
+    """Why `ref` cannot judge a run recorded before its metric or statistic existed ('' when it
+    can): the cases it judges ran ok, but stored no `ref.metric` at all, or only other statistics
+    of it (an earlier protocol). Such a reference is said so and not counted against the run."""
+    if not len(metrics):
+        return ""
+    mine = metrics[(metrics["benchmark"] == ref.benchmark) & (metrics["status"] == "ok")]
+    cases = mine[["params", "case_id"]].drop_duplicates()
+    hit = {c for p, c in zip(cases["params"], cases["case_id"]) if ref.matches_params(str(p), layouts.get(str(c)))}
+    if not hit:
+        return ""
+    rows = mine[mine["case_id"].isin(hit).to_numpy(dtype=bool) & (mine["metric"] == ref.metric).to_numpy(dtype=bool)]
+    if not len(rows):
+        return (f"recorded before {ref.metric} existed: its {len(hit)} matching case(s) ran ok without it "
+                f"(a run made with today's code is judged)")
+    stats = sorted(set(rows["stat"].astype(str)))
+    if ref.stat == "median" and set(stats) & set(STANDS_FOR_MEDIAN):
+        return ""  # judged on the one figure the tool printed (see _stat_rows)
+    if ref.stat not in stats:
+        return (f"recorded before {ref.metric} had stat {ref.stat}: the run stored it as {', '.join(stats)} "
+                f"(an earlier protocol; a run made with today's code is judged)")
+    return ""
 
 
 def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[Slot, str | None],
@@ -391,12 +420,15 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     if expected_gpu is not None:
         report.checks.append(gpu_check(expected_gpu, system, skus, runs))
     layouts = case_layouts(metrics)
-    checks = [reference_check(ref, metrics, skus, uuids, opts, layouts) for ref in refs]
-    if opts.strict:
+    unplanned = [not_planned(ref, plan) or predates(ref, metrics, layouts) for ref in refs]
+    checks = [Check("reference", f"reference: {ref.describe()} {ref.criterion()}", "skip", why) if why
+              else reference_check(ref, metrics, skus, uuids, opts, layouts) for ref, why in zip(refs, unplanned)]
+    if opts.strict:  # --strict fails what the run planned but did not judge, not what it never meant to run
         checks = [Check(c.kind, c.name, "fail", f"strict: not judged: {c.message}", c.value, c.unit)
-                  if c.status == "skip" else c for c in checks]
+                  if c.status == "skip" and not why else c for c, why in zip(checks, unplanned)]
     report.refs_elsewhere = sum(c.status == "skip" and not selected(ref, skus) for ref, c in zip(refs, checks))
-    report.checks.insert(1, references_judged_check(refs, checks, skus))
+    report.refs_unplanned = sum(bool(why) and selected(ref, skus) for ref, why in zip(refs, unplanned))
+    report.checks.insert(1, references_judged_check(refs, checks, skus, plan, unplanned))
     report.checks += checks
     h = headline(metrics)
     if not len(h):  # no case ended ok (e.g. stopped before the first): nothing to compare

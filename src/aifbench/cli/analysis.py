@@ -277,14 +277,22 @@ def _run_system(run_dir: Path) -> str:
 
 
 def _validate_rows(report, fmt: str, output: Path | None) -> None:
-    """The checks as rows (run_id, system, kind, name, status, message, value, unit)."""
-    import dataclasses
+    """The checks as rows whose keys are the table's headers (check, status, detail, ...). JSON is
+    one object: the verdict, its exit code and summary, and the checks; CSV the checks, each with
+    the verdict; the table prints the verdict line below the checks."""
+    from aifbench.cli.output import Col, emit, to_json, write_text
 
-    from aifbench.cli.output import Col, emit
-
-    rows = [{"run_id": report.run_id, "system": report.system, **dataclasses.asdict(c)} for c in report.checks]
-    cols = [Col("status"), Col("name", "check", kind="text"), Col("message", "detail", kind="text")]
+    rows = [{"run_id": report.run_id, "system": report.system, "kind": c.kind, "check": c.name,
+             "status": c.status, "detail": c.message, "value": c.value, "unit": c.unit} for c in report.checks]
+    verdict = {"run_id": report.run_id, "system": report.system, "verdict": report.verdict,
+               "exit_code": report.exit_code, "summary": report.summary()}
+    if fmt == "json":
+        return write_text(to_json({**verdict, "checks": rows}), output)
+    if fmt == "csv":
+        rows = [{**r, "verdict": report.verdict} for r in rows]
+    cols = [Col("status"), Col("check", kind="text"), Col("detail", kind="text")]
     emit(rows, cols, fmt, f"validate {report.run_id} ({report.system})", output=output)
+    return None
 
 
 def cmd_baseline_save(args: argparse.Namespace) -> int:

@@ -47,6 +47,10 @@ def check_format(args: argparse.Namespace) -> None:
     allowed = getattr(args, "format_choices", None)
     if allowed and args.format not in allowed:
         raise ConfigError(f"unknown format {args.format!r}; allowed: {', '.join(allowed)}")
+    for option in ("output", "junit"):  # a file to write goes into a directory that exists: never a new tree
+        path = getattr(args, option, None)
+        if isinstance(path, Path) and not path.parent.is_dir():
+            raise ConfigError(f"--{option} {path}: directory {path.parent} does not exist (create it first)")
 
 
 def add_results_selection(parser: argparse.ArgumentParser) -> None:

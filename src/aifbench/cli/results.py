@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aifbench.cli.args import STORE, add_format_option, add_results_option
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, no_results
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +106,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     keep = None if args.all else (ds.field("stat").isin(list(SUMMARY_STATS)) & (
         mine | ds.field("metric").isin(analysis_metrics())) | (ds.field("status") != "ok"))
     cols = [c for c in ("case_id", "rank", "benchmark", "params", "metric", "value", "unit", "stat", "noisy",
-                        "pct_of_peak", "status", "reason", "flags", "node", "device")]
+                        "n_samples", "pct_of_peak", "peak", "peak_source", "status", "reason", "detail", "flags",
+                        "node", "device")]
     results = load([run_dir], tables=("metrics", "runs"), columns={"metrics": cols, "runs": SHOW_RUNS_COLUMNS},
                    filters={"metrics": keep} if keep is not None else None, categorical=True)
     runs, metrics = results.runs, results.metrics
@@ -120,7 +121,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         status = summary(results)["status"].iloc[0]
         console.print(f"[bold]{r['run_id']}[/]  suite {r['suite']}  system {r['system']}  node {r['node']}  "
                       f"device {r['device_name']}  ranks {r['world_size']}  started {r['started_utc']:%Y-%m-%d %H:%M:%S} UTC  "
-                      f"status {status}  config {r['config_hash']}  telemetry {r['telemetry']}", soft_wrap=True)
+                      f"status {status}  config {r['config_hash']}  telemetry {r['telemetry']}", soft_wrap=not console.is_terminal)
     ranks = metrics["rank"].nunique()
     title = f"metrics of {run_dir.name}" + (f" (rank {metrics['rank'].min()} of {ranks})" if ranks > 1 else "")
     print_metrics(metrics, title, all_stats=args.all, by_rank=args.all and ranks <= BY_RANK_MAX, fmt=args.format)
@@ -134,7 +135,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from aifbench.cli.output import Col, console, emit
 
     if args.results != STORE and not args.results.is_dir():  # a typo in a path named by hand
-        raise ConfigError(f"--results {args.results}: no such results directory")
+        raise no_results(args.results)
     table = summary(load_store(args.results))
     rows = table.to_dict("records")
     if not rows and args.format == "table":
@@ -183,12 +184,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
               "| metric | unit | better | role | scope | additive | derivation | plots | definition |",
               "|---|---|---|---|---|---|---|---|---|"]
     for m in sorted(metrics.METRICS.values(), key=lambda m: m.name):
-        lines.append(f"| {m.name} | {m.unit} | {'higher' if m.higher_is_better else 'lower'} | {m.role} | "
-                     f"{m.scope} | {'yes' if m.additive else 'no'} | {derivation_text(m)} | {', '.join(m.plots)} | "
-                     f"{m.definition} |")
+        cells = [m.name, m.unit, "higher" if m.higher_is_better else "lower", m.role, m.scope,
+                 "yes" if m.additive else "no", derivation_text(m), ", ".join(m.plots), m.definition]
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     lines += [] if args.metrics else ["", validity_markdown()]
     print("\n".join(lines))
     return 0
+
+
+def md_cell(text: str) -> str:
+    """A Markdown table cell: a '|' in the text escaped, newlines as spaces."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 TRAITS_KEY = ("Traits (aifbench.metrics): role merit = throughput, score, latency, efficiency (shown by default); "

@@ -143,6 +143,7 @@ class ProgressLines:
                 f"{left} {self.what}{'s' if left != 1 else ''} left")
 
     def __call__(self, done: int, text: str) -> None:
+        self.done = done
         if self.enabled:
             print(self.line(done, text), file=sys.stderr, flush=True)
 
@@ -152,15 +153,24 @@ def _run_here(launcher, plan, req) -> bool:
     benchmark = {c.case_id: c.benchmark for c in plan.cases}
     lines = ProgressLines(len(plan.cases))
     where = plan.device if req.tasks_per_node == 1 else f"{req.tasks_per_node}x {plan.device}"
-    with _progress() as progress:
-        task = progress.add_task(f"{plan.suite} on {where}", total=len(plan.cases))
+    order = [c.case_id for c in plan.cases]
+    with _progress() as progress:  # the bar names the case now running, not the one that just ended
+        task = progress.add_task(_running(plan, order, 0, where), total=len(plan.cases))
 
         def on_case(case_id: str, what: str) -> None:
-            progress.update(task, advance=1, description=f"{benchmark.get(case_id, case_id)} {what}")
             lines(lines.done + 1, f"{case_id} {what}")
+            progress.update(task, advance=1, description=_running(plan, order, lines.done, where))
 
         record = launcher.submit(plan, req, on_case=on_case)
     return any(info.state != "COMPLETED" for info in launcher.states([record])[record.run_id].values())
+
+
+def _running(plan, order: list[str], done: int, where: str) -> str:
+    """The progress bar's text while case `done` (0-based, plan order) runs."""
+    if done >= len(order):
+        return f"{plan.suite} on {where}: done"
+    case = plan.cases[done]
+    return f"{plan.suite} on {where}: running {case.benchmark} ({order[done]})"
 
 
 def _summarize(plan, failed: bool, fmt: str = "table") -> int:
@@ -177,7 +187,7 @@ def _summarize(plan, failed: bool, fmt: str = "table") -> int:
     counts = df.drop_duplicates(["case_id", "rank"])["status"].value_counts().to_dict()
     summary = f"results: {plan.run_dir}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     if fmt == "table":
-        console.print(summary, soft_wrap=True, highlight=False)
+        console.print(summary, soft_wrap=not console.is_terminal, highlight=False)
     else:  # stdout is data: the summary line goes to stderr
         print(f"aifbench: {summary}", file=sys.stderr)
     return 1 if failed or counts.get("failed") else 0

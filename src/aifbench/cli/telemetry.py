@@ -34,7 +34,7 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
     metrics, telemetry, runs = results.metrics, results.telemetry, results.runs
     sources = sorted(set(runs["telemetry"].dropna())) if len(runs) else []
     for text in sources:
-        err_console.print(f"telemetry: {text}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"telemetry: {text}", markup=False, highlight=False, soft_wrap=not err_console.is_terminal)
     if not len(metrics):
         raise ConfigError(f"run {run_dir.name} has no metrics")
     if not len(telemetry):
@@ -51,7 +51,7 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
 def _table(df, run_id: str, fmt: str) -> None:
     import math
 
-    from aifbench.cli.output import Col, emit, fmt_value
+    from aifbench.cli.output import Col, emit, fmt_value, split_flags
 
     cols = [("case", "case_id"), ("benchmark", "benchmark"), ("window", "window"), ("rank", "rank"),
             ("gpu", "gpu_index"), ("gpus", "gpus"),
@@ -65,14 +65,16 @@ def _table(df, run_id: str, fmt: str) -> None:
     for _, r in df.iterrows():
         detail = r.get("energy_detail")
         method = " ".join(p for p in str(detail).split() if p.startswith(("method=", "scope="))) if isinstance(detail, str) else ""
+        flags, notes = split_flags(r["flags"])  # notes (telemetry_insufficient) never as flags
         row = {"run_id": run_id, **{c: r[c] for _, c in cols}, "energy_method": method,
-               "flags": r["flags"] if isinstance(r["flags"], str) else ""}
+               "flags": ",".join(flags), "notes": ",".join(notes)}
         rows.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
     ids = ("case_id", "benchmark", "window")
-    shown = [Col(c, h, kind="id" if c in ids else "num",
+    shown = [Col(c, kind="id" if c in ids else "num",  # headers are the JSON field names
                  show=None if c in ids else (lambda r, c=c: _cell(r[c], fmt_value)))
-             for h, c in cols]
-    emit(rows, [*shown, Col("energy_method", "energy method"), Col("flags", kind="text")], fmt, f"telemetry of {run_id}")
+             for _, c in cols]
+    emit(rows, [*shown, Col("energy_method"), Col("flags", kind="text"), Col("notes", kind="text")], fmt,
+         f"telemetry of {run_id}", group=("case_id", "benchmark"))
 
 
 def _cell(value, fmt) -> str:

@@ -279,6 +279,7 @@ def reference_markdown() -> str:
         lines += [f"## {spec.name}", "", spec.meaning, "",
                   "| column | type | unit | required | meaning |", "|---|---|---|---|---|"]
         for c in spec.columns:
-            lines.append(f"| {c.name} | {c.type} | {c.unit} | {'yes' if c.required else ''} | {c.meaning} |")
+            meaning = c.meaning.replace("|", "\\|")  # a '|' inside a cell would split it
+            lines.append(f"| {c.name} | {c.type} | {c.unit} | {'yes' if c.required else ''} | {meaning} |")
         lines.append("")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aifbench.atomic import atomic_write
-from aifbench.errors import ConfigError, SchemaError
+from aifbench.errors import ConfigError, SchemaError, no_results
 from aifbench.results import layout, read, schema
 from aifbench.results.layout import SHARD_RE
 
@@ -168,7 +168,7 @@ def find_shards(paths: Iterable[Path | str]) -> list[Path]:
     """All shard and compacted files below the given files or directories, sorted."""
     found: set[Path] = set()
     for p in map(Path, paths):
-        if p.is_file():
+        if p.is_file() or p.is_symlink():  # a dangling link is a shard: the reader skips and names it
             found.add(p)
         elif p.is_dir():
             found.update(q for q in p.rglob("*.parquet") if not q.name.startswith("."))
@@ -176,7 +176,7 @@ def find_shards(paths: Iterable[Path | str]) -> list[Path]:
                 and p.parent.is_dir():
             found.add(p)  # listed a moment ago, merged by a compaction since: load() reads its run again
         else:
-            raise ConfigError(f"no such results file or directory: {p}")
+            raise no_results(p)
     return sorted(found)
 
 
@@ -300,6 +300,8 @@ def run_dirs(root: Path) -> list[Path]:
 
 def resolve_run(root: Path, run_id: str | None) -> Path:
     """The directory of `run_id` under root (a unique prefix is enough), or the latest run."""
+    if not Path(root).exists():
+        raise no_results(root)
     dirs = [d for d in run_dirs(root) if d.name != "reference"]
     if not dirs:
         raise ConfigError(f"no runs under {root}")
@@ -316,6 +318,6 @@ def match_run(dirs: list[Path], run_id: str, root: Path, what: str = "run") -> P
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise ConfigError(f"no {what} {run_id!r} under {root}; latest runs: "
-                          + (", ".join(d.name for d in dirs[-5:]) or "(none)"))
+        raise ConfigError(f"no {what} {run_id!r} under {root}; latest runs (newest first): "
+                          + (", ".join(d.name for d in reversed(dirs[-5:])) or "(none)"))
     raise ConfigError(f"{what} id prefix {run_id!r} is ambiguous: " + ", ".join(d.name for d in matches))

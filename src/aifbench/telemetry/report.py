@@ -71,8 +71,9 @@ def summary(metrics: pd.DataFrame, telemetry: pd.DataFrame) -> pd.DataFrame:
         base = base.merge(own, on=WKEYS, how="left")
         if "telemetry_window_s" in base:
             base["window_s"] = base["telemetry_window_s"].fillna(base.get("window_s"))
-        region_flags = base["window_detail"].map(_flags_of)
-        base["flags"] = region_flags.where(region_flags.notna(), base["flags"])
+        # a plain list: pandas 3's Arrow-backed strings refuse where() between None and text
+        base["flags"] = [own if own is not None else old for own, old in
+                         zip(base["window_detail"].map(_flags_of).tolist(), base["flags"].tolist())]
     return base.sort_values(["started_utc", "rank"], kind="stable").reset_index(drop=True)
 
 
