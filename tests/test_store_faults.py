@@ -429,3 +429,23 @@ def test_a_shard_rewritten_while_compaction_deletes_it_is_kept(tmp_path):
     assert (run_dir / store.shard_name("metrics", 1)).exists()  # the newer version, put back
     after = store.load([run_dir]).metrics.query("rank == 1").sort_values(KEYS["metrics"])
     assert list(after["value"].round(9)) == list((mine["value"] * 3).round(9))
+
+
+
+def test_a_noisy_interval_below_zero_is_kept_but_a_negative_mean_is_refused(run_copy):
+    """A paired t interval of noisy A/B rounds may reach below 0 (mean 0.2, ci_low -0.1): those rows
+    are written through the store's own writer and read back whole; a mean below 0 is refused."""
+    from aifbench.errors import SchemaError
+
+    name = store.shard_name("metrics", 0)
+    t, gen = store.committed_rows(run_copy, "metrics", name)
+    df = t.to_pandas()
+    template = df[df["status"] == "ok"].iloc[[0, 0, 0]].copy()
+    template["metric"], template["unit"] = "speedup_vs_ref", "x"
+    template["stat"], template["value"] = ["mean", "ci_low", "ci_high"], [0.2, -0.1, 0.5]
+    store.write_shard(run_copy / name, "metrics", pd.concat([df, template]), generation=gen + 1)
+    got = store.load([run_copy]).metrics.query("rank == 0 and metric == 'speedup_vs_ref'")
+    assert sorted(zip(got["stat"], got["value"])) == [("ci_high", 0.5), ("ci_low", -0.1), ("mean", 0.2)]
+    template["value"] = [-0.2, -0.4, 0.1]
+    with pytest.raises(SchemaError, match="cannot be negative"):
+        store.write_shard(run_copy / name, "metrics", pd.concat([df, template]), generation=gen + 2)

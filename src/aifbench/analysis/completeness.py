@@ -43,7 +43,7 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
     if len(runs):
         texts, where = list(dict.fromkeys(runs["config"].dropna())), "runs.config"
         world = int(runs["world_size"].max())
-        if metrics is not None and len(metrics):  # a rank whose runs row is lost still said how many ranks ran
+        if metrics is not None and len(metrics) and "world_size" in metrics:  # a rank whose runs row is lost still said how many ranks ran
             world = max(world, int(metrics["world_size"].max()))
     elif plan_file is not None and plan_file.is_file() and metrics is not None and len(metrics):
         try:

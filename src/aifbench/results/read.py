@@ -178,6 +178,9 @@ def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
             if "metric" in t.column_names:
                 unsigned = pc.invert(pc.is_in(t["metric"].cast(pa.large_string()),
                                               pa.array(schema.signed_metrics(), pa.large_string())))
+                if "stat" in t.column_names:  # an interval's bound may be below 0 (schema.INTERVAL_BOUNDS)
+                    unsigned = pc.and_(unsigned, pc.invert(pc.is_in(t["stat"].cast(pa.large_string()),
+                                                                    pa.array(schema.INTERVAL_BOUNDS, pa.large_string()))))
                 wrong = pc.or_(wrong, pc.fill_null(pc.and_(pc.less(t["value"], 0.0), unsigned), False))
     return pc.fill_null(wrong, True)
 

@@ -162,6 +162,11 @@ Migration = Callable[[str, pd.DataFrame], pd.DataFrame]
 MIGRATIONS: dict[int, Migration] = {}
 
 
+INTERVAL_BOUNDS = ("ci_low", "ci_high")
+"""stats that bound a confidence interval: a t interval around a small mean of noisy rounds may
+reach below 0 even for a metric that cannot be negative (its mean still cannot)"""
+
+
 def signed_metrics() -> tuple[str, ...]:
     """The metrics whose value may be negative (metrics.py's trait `signed`)."""
     from aifbench import metrics
@@ -238,7 +243,8 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
         ok_without_value = (out["status"] == "ok") & out["value"].isna()
         if ok_without_value.any():
             raise SchemaError(f"{name}: a row with status ok has no value (NaN or empty; allowed: a finite number)")
-        negative = out[(out["value"] < 0) & ~out["metric"].isin(signed_metrics())]
+        negative = out[(out["value"] < 0) & ~out["metric"].isin(signed_metrics())
+                       & ~out["stat"].isin(INTERVAL_BOUNDS)]
         if len(negative):
             raise SchemaError(f"{name}.value: {negative['value'].iloc[0]:g} for metric "
                               f"{negative['metric'].iloc[0]!r}, which cannot be negative (allowed: >= 0)")
