@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from aifbench import SCHEMA_VERSION
 from aifbench.results import schema
@@ -31,7 +34,6 @@ CHECKED = ("run_id", "schema_version")
 READAHEAD = {"batch_readahead": 2, "fragment_readahead": 2}
 """the scanner's defaults (16 batches, 4 files) hold many decoded row groups of a compacted file at
 once; this keeps the peak near the kept rows' size at a small cost in time"""
-FILENAME = "__filename"
 
 
 PLAIN = CHECKED + ("stat", "status", "task", "rank")
@@ -54,28 +56,64 @@ def _columns(table: str, columns: list[str] | None) -> list[str]:
     return names if columns is None else [c for c in names if c in columns or c in CHECKED]
 
 
-def _scan_loose(paths: list[Path], table: str, cols: list[str], flt, dictionary: bool = False) -> pa.Table:
-    dset = ds.dataset([str(p) for p in paths], schema=arrow_schema(table, dictionary=dictionary), format="parquet")
-    return dset.to_table(columns=cols + [FILENAME], filter=flt, **READAHEAD)
+LOOSE_BATCH = 256
+"""loose shards decoded before the batch is filtered and its kept rows set aside: bounds the
+rows held beyond the kept ones (a shard holds a few hundred rows)"""
+FILE_IX = "__file"
+"""per loose row, the index of its shard in the list read (int32; never a string per row)"""
+
+
+def _filter_columns(table: str, flt) -> list[str]:
+    """The table's columns a row filter names (read alongside the requested ones)."""
+    if flt is None:
+        return []
+    text = str(flt)
+    return [c for c in schema.table(table).names if re.search(rf"\b{re.escape(c)}\b", text)]
+
+
+def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
+    """The `names` columns of one loose shard cast to `target`; a column the shard lacks is
+    empty. One open and one read: the file is decoded from memory (a writer renaming a new
+    shard into place cannot mix two files), and pyarrow's per-file dataset setup, about five
+    times this decode for a shard of a few hundred rows, is never paid."""
+    with open(path, "rb") as fh:
+        pf = pq.ParquetFile(pa.BufferReader(fh.read()))
+    have = set(pf.schema_arrow.names)
+    t = pf.read(columns=[c for c in names if c in have], use_threads=False)
+    cols = [t[c] if c in have else pa.nulls(t.num_rows, target.field(c).type) for c in names]
+    return pa.Table.from_arrays(cols, names=names).cast(target)
 
 
 def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]],
            dictionary: bool = False) -> pa.Table:
-    """Loose shards in one scan; when a file cannot be cast, file by file to name it."""
-    if not paths:
-        return arrow_schema(table, dictionary=dictionary).empty_table().select(cols).append_column(
-            FILENAME, pa.array([], pa.string()))
-    try:
-        t = _scan_loose(paths, table, cols, flt, dictionary)
-    except (OSError, pa.ArrowException):
-        parts = []
-        for p in paths:
+    """The `cols` of the rows of loose shards that pass `flt`, with FILE_IX (index into
+    `paths`). Shard by shard (see _read_shard), filtered LOOSE_BATCH shards at a time; a shard
+    that cannot be read or cast is named in `bad` and left out whole."""
+    full = arrow_schema(table, dictionary=dictionary)
+    names = cols + [c for c in _filter_columns(table, flt) if c not in cols]
+    target = pa.schema([full.field(c) for c in names])
+    out: list[pa.Table] = []
+    for start in range(0, len(paths), LOOSE_BATCH):
+        parts, ix = [], []
+        for i in range(start, min(len(paths), start + LOOSE_BATCH)):
             try:
-                parts.append(_scan_loose([p], table, cols, flt, dictionary))
+                t = _read_shard(paths[i], names, target)
+            except FileNotFoundError:
+                raise
             except (OSError, pa.ArrowException) as exc:
-                bad.append((p, f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
-        return _loose([], table, cols, flt, bad, dictionary) if not parts else pa.concat_tables(parts)
-    return t
+                bad.append((paths[i], f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
+                continue
+            parts.append(t)
+            ix.append(np.full(t.num_rows, i, np.int32))
+        if not parts:
+            continue
+        t = pa.concat_tables(parts).append_column(FILE_IX, pa.array(np.concatenate(ix), pa.int32()))
+        if flt is not None:
+            t = t.filter(flt)
+        out.append(t.select(cols + [FILE_IX]))
+    if not out:
+        return pa.schema([full.field(c) for c in cols] + [pa.field(FILE_IX, pa.int32())]).empty_table()
+    return pa.concat_tables(out)
 
 
 def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
@@ -118,20 +156,23 @@ def _why(t: pa.Table, run_id: str) -> str:
     return "empty required column or a status/value that breaks schema v1"
 
 
-def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, str]], where: Path) -> pa.Table:
+def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, str]], where: Path,
+                    paths: list[Path] | None = None) -> pa.Table:
+    """`t` without the rows of files that break what this run may hold (each named in `bad`):
+    loose rows name their file by FILE_IX (into `paths`), compacted rows by SOURCE_COL."""
     if not t.num_rows:
         return t
     mask = _bad_rows(t, table, run_id)
     if not pc.any(mask).as_py():
         return t
-    who = FILENAME if FILENAME in t.column_names else SOURCE_COL if SOURCE_COL in t.column_names else None
+    who = FILE_IX if FILE_IX in t.column_names else SOURCE_COL if SOURCE_COL in t.column_names else None
     files = set(t.filter(mask)[who].to_pylist()) if who else {str(where)}
     for f in sorted(files):
         part = t.filter(pc.equal(t[who], f)) if who else t
-        bad.append((Path(f) if who == FILENAME else where / os.path.basename(f), _why(part, run_id)))
+        bad.append((paths[f] if who == FILE_IX else where / os.path.basename(f), _why(part, run_id)))
     if who is None:
         return t.slice(0, 0)
-    return t.filter(pc.invert(pc.is_in(t[who], pa.array(sorted(files)))))
+    return t.filter(pc.invert(pc.is_in(t[who], pa.array(sorted(files), t[who].type))))
 
 
 def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filter=None,
@@ -147,11 +188,13 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
     if tf is None:
         return arrow_schema(table, source, dictionary).empty_table().select(cols + ([SOURCE_COL] if source else []))
     run_id = rf.run_dir.name
-    loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary), table, run_id, bad, rf.run_dir)
-    names = pc.replace_substring_regex(loose[FILENAME], r"^.*/", "").cast(pa.large_string())
-    loose = loose.drop_columns([FILENAME])
+    loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary), table, run_id, bad,
+                            rf.run_dir, tf.loose)
     if source:
-        loose = loose.append_column(SOURCE_COL, names)
+        names = pa.array([p.name for p in tf.loose], pa.large_string())
+        loose = loose.append_column(SOURCE_COL, names.take(loose[FILE_IX]) if len(names) else
+                                    pa.array([], pa.large_string()))
+    loose = loose.drop_columns([FILE_IX])
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
                        for c in _compacted(tf, table, cols, filter, source, dictionary)]
     return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
