@@ -85,11 +85,11 @@ def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
 
 
 def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]],
-           dictionary: bool = False) -> pa.Table:
+           dictionary: bool = False, full: pa.Schema | None = None) -> pa.Table:
     """The `cols` of the rows of loose shards that pass `flt`, with FILE_IX (index into
     `paths`). Shard by shard (see _read_shard), filtered LOOSE_BATCH shards at a time; a shard
     that cannot be read or cast is named in `bad` and left out whole."""
-    full = arrow_schema(table, dictionary=dictionary)
+    full = arrow_schema(table, dictionary=dictionary) if full is None else full
     names = cols + [c for c in _filter_columns(table, flt) if c not in cols]
     target = pa.schema([full.field(c) for c in names])
     out: list[pa.Table] = []
@@ -116,16 +116,29 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
     return pa.concat_tables(out)
 
 
+SMALL_COMPACTED = 8 << 20
+"""bytes: a compacted file up to this size (a node's file) is read whole like a loose shard;
+larger ones (a run's) are scanned row group by row group"""
+
+
 def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
-               dictionary: bool = False) -> list[pa.Table]:
+               dictionary: bool = False, bad: list[tuple[Path, str]] | None = None) -> list[pa.Table]:
     out = []
+    small = []
+    full = arrow_schema(table, source=True, dictionary=dictionary)
     for path, excluded in tf.compacted.items():
+        if not excluded and path.stat().st_size <= SMALL_COMPACTED:
+            small.append(path)
+            continue
         f = flt
         if excluded:
             keep = ~pc.field(SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string()))
             f = keep if f is None else (f & keep)
-        dset = ds.dataset(str(path), schema=arrow_schema(table, source=True, dictionary=dictionary), format="parquet")
+        dset = ds.dataset(str(path), schema=full, format="parquet")
         out.append(dset.to_table(columns=cols + ([SOURCE_COL] if source else []), filter=f, **READAHEAD))
+    if small:  # many node files: one read each, no per-file dataset setup
+        t = _loose(small, table, cols + ([SOURCE_COL] if source else []), flt, [] if bad is None else bad, full=full)
+        out.append(t.drop_columns([FILE_IX]))
     return out
 
 
@@ -196,7 +209,7 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
                                     pa.array([], pa.large_string()))
     loose = loose.drop_columns([FILE_IX])
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
-                       for c in _compacted(tf, table, cols, filter, source, dictionary)]
+                       for c in _compacted(tf, table, cols, filter, source, dictionary, bad)]
     return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
 
 

@@ -218,7 +218,9 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
               categorical: bool = False) -> tuple[dict[str, pd.DataFrame], list[tuple[Path, str]]]:
     """One run directory's tables; rescans once when a concurrent compaction moved a file."""
     for attempt in range(3):
-        rf = layout.scan(run_dir, [f for f in files if f.exists()] if attempt else files)
+        mine = [f for f in files if f.name.split(".", 1)[0] in tables  # other tables' footers are not read
+                or f.name.split(".", 1)[0] not in schema.TABLES]
+        rf = layout.scan(run_dir, [f for f in mine if f.exists()] if attempt else mine)
         try:
             frames = {}
             for name in tables:
