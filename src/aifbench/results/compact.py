@@ -31,9 +31,9 @@ from aifbench.results.layout import META_KEY, TableFiles
 RETRIES = 5
 """rescans when a racing compaction removed a file while this one read it"""
 BATCH_SHARDS = 256
+"""loose shards read per batch (one row group each): bounds memory while compacting"""
 ROW_GROUP_ROWS = 65536
 """rows per Parquet row group: what a reader decodes at once (bounds its peak memory)"""
-"""loose shards read per batch (one row group each): bounds memory while compacting"""
 
 
 @dataclass
@@ -50,14 +50,20 @@ class CompactReport:
         return bool(self.written or self.removed)
 
 
-def compact(run_dir: Path, batch: int = BATCH_SHARDS) -> CompactReport:
-    """Compact every table of one run directory; see the module docstring."""
-    _remove_stale_temporaries(Path(run_dir))
-    rf = layout.scan(Path(run_dir))
-    report = CompactReport(Path(run_dir), bad=list(rf.bad), notes=rf.notes())
+def compact(run_dir: Path, batch: int = BATCH_SHARDS, files: list[Path] | None = None,
+            origin: dict | None = None, workers: int | None = None) -> CompactReport:
+    """Compact every table of one run directory; see the module docstring. `files`: only these
+    files of it (a node's shards: results/node.py); `origin` goes into the footer record (the
+    node that merged them). `workers`: processes reading batches (default: the CPUs, at most
+    MAX_WORKERS; 1 reads in this process)."""
+    run_dir = Path(run_dir)
+    if files is None:
+        _remove_stale_temporaries(run_dir)
+    rf = layout.scan(run_dir, files)
+    report = CompactReport(run_dir, bad=list(rf.bad), notes=rf.notes())
     for table in sorted(rf.tables):
         if table not in schema.TABLES:
-            report.bad.append((Path(run_dir) / f"{table}.*", f"unknown table {table!r}; allowed: "
+            report.bad.append((run_dir / f"{table}.*", f"unknown table {table!r}; allowed: "
                                + ", ".join(schema.TABLES)))
             continue
         for attempt in range(RETRIES):
@@ -66,44 +72,101 @@ def compact(run_dir: Path, batch: int = BATCH_SHARDS) -> CompactReport:
                 report.removed += _remove_loose(tf.leftovers, tf.sources)  # finish a half-done compaction
                 break
             try:
-                _compact_table(rf.run_dir, table, tf, report, batch)
+                _compact_table(rf.run_dir, table, tf, report, batch, origin, workers)
                 break
             except FileNotFoundError:  # a racing compaction merged a file we were reading: its rows
-                rf = layout.scan(Path(run_dir))  # are in that compaction's output; look again
+                rf = layout.scan(run_dir, None if files is None else [f for f in files if f.exists()])
     return report
 
 
-def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, sources: dict):
-    """Arrow tables of live rows with SOURCE_COL; fills `sources` with what was read."""
+MAX_WORKERS = 8
+SMALL_FILES = 64
+"""compacted files (node files) read per batch"""
+
+
+def _read_batch(run_dir: Path, table: str, loose: list[Path], compacted: dict[Path, set[str]],
+                sources: dict[Path, dict[str, layout.Signature]]) -> tuple:
+    """(arrow table with SOURCE_COL, bad files, {source name: signature}) of one batch."""
+    bad: list[tuple[Path, str]] = []
+    sigs: dict[str, layout.Signature] = {}
+    for path, excluded in compacted.items():
+        sigs.update({n: sig for n, sig in sources[path].items() if n not in excluded})
+    live = []
+    for p in loose:
+        try:
+            sigs[p.name] = layout.signature(p)
+            live.append(p)
+        except FileNotFoundError:  # gone: another compaction has it
+            continue
+    tf = TableFiles(loose=live, compacted=dict(compacted), sources={p: sources[p] for p in compacted})
+    t = read.read_table(layout.RunFiles(run_dir, {table: tf}), table, source=True, bad=bad)
+    for p, _ in bad:
+        sigs.pop(p.name, None)
+        for name in sources.get(p, {}):
+            sigs.pop(name, None)
+    return t, bad, sigs
+
+
+def _jobs(tf: TableFiles, batch: int) -> list[tuple[list[Path], dict[Path, set[str]]]]:
+    """The batches of one table: large compacted files alone, small ones (node files) and
+    loose shards in groups."""
+    out: list[tuple[list[Path], dict[Path, set[str]]]] = []
+    small: list[Path] = []
     for path, excluded in tf.compacted.items():
-        for name, sig in tf.sources[path].items():
-            if name not in excluded:
-                sources[name] = sig
-        rf = layout.RunFiles(run_dir, {table: TableFiles(compacted={path: excluded})})
-        yield read.read_table(rf, table, source=True, bad=bad)
-    for i in range(0, len(tf.loose), batch):
-        chunk = [p for p in tf.loose[i:i + batch] if p.exists()]  # gone: another compaction has it
-        sigs = {p.name: layout.signature(p) for p in chunk if p.exists()}
-        rf = layout.RunFiles(run_dir, {table: TableFiles(loose=[p for p in chunk if p.name in sigs])})
-        before = len(bad)
-        t = read.read_table(rf, table, source=True, bad=bad)
-        for p, _ in bad[before:]:
-            sigs.pop(p.name, None)
-        sources.update(sigs)
-        yield t
+        if excluded or path.stat().st_size > read.SMALL_COMPACTED:
+            out.append(([], {path: excluded}))
+        else:
+            small.append(path)
+    out += [([], {p: set() for p in small[i:i + SMALL_FILES]}) for i in range(0, len(small), SMALL_FILES)]
+    out += [(tf.loose[i:i + batch], {}) for i in range(0, len(tf.loose), batch)]
+    return out
 
 
-def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactReport, batch: int) -> None:
+def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, sources: dict,
+             workers: int | None = None):
+    """Arrow tables of live rows with SOURCE_COL, in order; fills `sources` with what was read.
+    Batches are read in worker processes when there are CPUs for it (at most two per worker
+    waiting, so memory stays a few batches), and written here in order."""
+    jobs = _jobs(tf, batch)
+    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs)) if workers is None else workers
+    if workers <= 1 or len(jobs) < 4:
+        for loose, compacted in jobs:
+            t, b, sigs = _read_batch(run_dir, table, loose, compacted, tf.sources)
+            bad += b
+            sources.update(sigs)
+            yield t
+        return
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    def submit(pool, job):
+        return pool.submit(_read_batch, run_dir, table, job[0], job[1], {p: tf.sources[p] for p in job[1]})
+
+    with ProcessPoolExecutor(workers) as pool:
+        todo = iter(jobs)
+        pending = deque(submit(pool, job) for _, job in zip(range(2 * workers), todo))
+        while pending:
+            t, b, sigs = pending.popleft().result()
+            job = next(todo, None)
+            if job is not None:
+                pending.append(submit(pool, job))
+            bad += b
+            sources.update(sigs)
+            yield t
+
+
+def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactReport, batch: int,
+                   origin: dict | None = None, workers: int | None = None) -> None:
     target = read.arrow_schema(table, source=True)
     tmp = run_dir / f".{table}.compact-tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet"
     sources: dict[str, layout.Signature] = {}
     try:
         with pq.ParquetWriter(tmp, target, compression="zstd") as writer:
-            for t in _batches(run_dir, table, tf, batch, report.bad, sources):
+            for t in _batches(run_dir, table, tf, batch, report.bad, sources, workers):
                 if t.num_rows:
                     writer.write_table(t.cast(target), row_group_size=ROW_GROUP_ROWS)
             meta = {"run_id": run_dir.name, "table": table, "schema_version": schema.SCHEMA_VERSION,
-                    "sources": {k: list(v) for k, v in sorted(sources.items())}}
+                    "sources": {k: list(v) for k, v in sorted(sources.items())}, **(origin or {})}
             writer.add_key_value_metadata({META_KEY: json.dumps(meta)})
         digest = hashlib.sha256(json.dumps(meta["sources"], sort_keys=True).encode()).hexdigest()[:16]
         final = run_dir / f"{table}.compact-{digest}.parquet"
@@ -112,8 +175,9 @@ def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactRep
     finally:
         tmp.unlink(missing_ok=True)
     report.written.append(final)
+    unread = {p for p, _ in report.bad}
     for old in tf.compacted:
-        if old != final:
+        if old != final and old not in unread:  # an unreadable file stays where it is, named
             old.unlink(missing_ok=True)
             report.removed += 1
     loose = [p for p in tf.loose + tf.leftovers if p.name in sources]
