@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -96,13 +97,11 @@ def test_a_shard_rewritten_after_its_node_merged_is_read_instead_of_the_merged_c
     run_dir = _run(tmp_path / "res", nodes=1, gpus=2)
     shard = run_dir / store.shard_name("metrics", 1)
     old = store.read_parquet(shard).to_pandas()
-    saved = shard.read_bytes()
     _finish(run_dir, "job9.0-r0", "n0", (0, 1), 0)
     _finish(run_dir, "job9.0-r0", "n0", (0, 1), 1)
     assert not shard.exists()
-    shard.write_bytes(saved)  # a requeued rank writes its shard again, with a value changed
-    changed = old.assign(value=old["value"] * 2)
-    store.write_shard(shard, "metrics", changed)
+    changed = old.assign(value=old["value"] * 2)  # a requeued rank writes its shard again: a newer generation
+    store.write_shard(shard, "metrics", changed, generation=time.time_ns() // 1000)
     got = store.load([run_dir]).metrics
     mine = got[got["rank"] == 1].sort_values(["case_id", "metric", "stat"])["value"].to_numpy()
     want = changed.sort_values(["case_id", "metric", "stat"])["value"].to_numpy()

@@ -149,8 +149,9 @@ def test_run_whose_plan_cannot_be_read_exits_2(two_ranks, tmp_path, capsys):
     run_dir = _copy(two_ranks, tmp_path)
     for shard in run_dir.glob("runs.rank*.parquet"):
         shard.unlink()
-    assert _validate(run_dir.parent) == 0  # the launcher's plan.json still names the cases
-    capsys.readouterr()
+    # the launcher's plan.json still names the cases; no rank's provenance: INCOMPLETE, not PASS
+    assert _validate(run_dir.parent) == 1
+    assert "no runs row from 2 of 2 rank(s)" in capsys.readouterr().out
     (run_dir / "plan.json").unlink()
     assert _validate(run_dir.parent) == 2
     err = capsys.readouterr().err.strip()
@@ -201,7 +202,8 @@ def test_no_runs_rows_reads_the_plan_file(tmp_path, capsys):
     (run_dir / "plan.json").write_text(json.dumps({"suite_config": {"cases": listed + [third]}}))
     assert _validate(run_dir.parent, "--format", "markdown") == 1
     out = capsys.readouterr().out
-    assert "| incomplete | complete: every case of the plan on every rank | 1 of 3 case(s) missing on some rank |" in out
+    assert ("| incomplete | complete: every case of the plan on every rank | 1 of 3 case(s) missing on some rank; "
+            "2 rank(s) without a runs row |") in out
     assert "never ran: no rows from any of its 2 rank(s) (0002-hostlink-0000beef)" in out
     assert out.count("| fail | ran: ") == 2  # rank 1's failed rows still fail their cases
 

@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -57,12 +58,28 @@ def find_suite(name_or_path: str) -> Path:
     raise one_of("suite", name_or_path, suite_names())
 
 
+LOG_ENV = "AIFBENCH_LOG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The workers' log level from AIFBENCH_LOG (default WARNING; case does not matter)."""
+    raw = (os.environ if environ is None else environ).get(LOG_ENV, "WARNING")
+    if raw.strip().upper() not in LOG_LEVELS:
+        raise ConfigError(f"{LOG_ENV}={raw[:40]!r}: not a log level; allowed: {', '.join(LOG_LEVELS)}")
+    return raw.strip().upper()
+
+
 def parse_value(text: str) -> Any:
     """A --set value: a TOML literal (3, 2.5, true, "x", [1, 2]) or else the bare string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        shown = text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
+        raise ConfigError(f"--set value {shown}: not a number this can read ({exc}); allowed: a TOML "
+                          "value (3, 2.5, true, \"x\", [1, 2])") from None
 
 
 # --- config dataclasses from dictionaries -------------------------------------------------

@@ -40,5 +40,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
     except UnicodeDecodeError as exc:  # TOML is UTF-8; a binary or Latin-1 file lands here
         raise ConfigError(f"{path}: not a TOML file (not UTF-8 text: byte {exc.start})") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        raise ConfigError(f"{path}: a value this cannot read: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None

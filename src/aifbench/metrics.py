@@ -74,6 +74,8 @@ class MetricDef:
     """window and per_power metrics: the timed region whose window they come from"""
     base: str = ""
     """the name without the region prefix (the name itself in region main)"""
+    signed: bool = False
+    """a value may be negative (an overhead that can be a gain); otherwise the store refuses one below 0"""
 
     def __post_init__(self) -> None:
         for value, allowed in ((self.role, Role), (self.scope, Scope), (self.derivation, Derivation),
@@ -198,7 +200,7 @@ define("harness_overhead_pct", "%", False,
        "how much slower the harness's timed calls are than torch called directly on the same inputs (negative: "
        "faster), by the A/B protocol (aifbench.ab): per round (1 - bare s/call / harness s/call) x 100 of two "
        "segments of equal call counts in ABBA order; stat mean over rounds, ci_low/ci_high its 95 % paired t "
-       "interval; noisy when the interval's half-width exceeds 3 (the acceptance band is +-3 %)",
+       "interval; noisy when the interval's half-width exceeds 3 (the acceptance band is +-3 %)", signed=True,
        role="diagnostic")
 define("link_gbps", "GB/s", True,
        "bytes copied across the host-device link / median time, in 1e9 B/s (bidir: both directions summed)",

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
+import math
 import types
 import typing
 from typing import Any, Callable, Mapping, Sequence
@@ -47,6 +49,13 @@ def spec(default: Any = MISSING, *, default_factory: Any = MISSING, doc: str = "
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    """typing.get_type_hints of a dataclass, once per class: it evaluates every annotation string
+    anew on each call (half the time of a 10,000-case suite's dry run without the cache)."""
+    return typing.get_type_hints(cls)
+
+
 def build(cls: type, raw: Any, where: str = "", path: str = "", *, noun: str = "key",
           skip: Sequence[str] = (), given: Mapping[str, Any] | None = None) -> Any:
     """An instance of dataclass `cls` from the mapping `raw`, every key checked.
@@ -62,7 +71,7 @@ def build(cls: type, raw: Any, where: str = "", path: str = "", *, noun: str = "
     for key in raw:
         if key not in fields and key not in skip:
             raise one_of(f"{noun} {_in_table(where, path)}", key, [*fields, *skip])
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     values = given
     for name, f in fields.items():
         loc = _at(where, _join(path, name))
@@ -151,6 +160,8 @@ def _scalar(value: Any, hint: Any, meta: Mapping[str, Any], where: str, path: st
         raise _wrong(where, path, _want(hint, meta), value)
     if isinstance(hint, type) and not isinstance(value, hint):
         raise _wrong(where, path, _want(hint, meta), value)
+    if hint is float and not math.isfinite(value):  # nan compares false with every bound: never let it by
+        raise _wrong(where, path, "a finite " + _want(hint, meta).removeprefix("a "), value)
     return value
 
 

@@ -131,12 +131,23 @@ def run_plan(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | N
             distributed.teardown()
 
 
+DIED = 3
+"""exit code of a worker stopped by an error that is not a case's (a full disk, a bug): its last
+line of output names it (launch.local.last_error)"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aifbench.worker", description=__doc__)
     parser.add_argument("plan", type=Path, help="plan JSON written by the launcher")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("AIFBENCH_LOG", "WARNING"),
-                        format="%(asctime)s pid%(process)d %(name)s: %(message)s")
+    from aifbench.config import log_level_from_env
+
+    try:
+        level = log_level_from_env()
+    except AifbenchError as exc:  # the launcher checks it first; a worker started by hand says so once
+        print(f"aifbench worker: {exc}; logging at WARNING", file=sys.stderr)
+        level = "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s pid%(process)d %(name)s: %(message)s")
     try:
         with stop_on_signals():
             if not _die_with_launcher():
@@ -155,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     except AifbenchError as exc:
         print(f"aifbench worker: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a full disk, a bug: the traceback for the log, then the one line the launcher shows
+        import traceback
+
+        traceback.print_exc()
+        print(f"aifbench worker: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return DIED
     return 1 if summary.failed else 0
 
 

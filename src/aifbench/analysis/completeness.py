@@ -41,6 +41,8 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
     if len(runs):
         texts, where = list(dict.fromkeys(runs["config"].dropna())), "runs.config"
         world = int(runs["world_size"].max())
+        if metrics is not None and len(metrics):  # a rank whose runs row is lost still said how many ranks ran
+            world = max(world, int(metrics["world_size"].max()))
     elif plan_file is not None and plan_file.is_file() and metrics is not None and len(metrics):
         try:
             texts, where = [json.dumps(_plan_cases(json.loads(plan_file.read_text())))], plan_file.name
@@ -86,10 +88,24 @@ def missing_ranks(plan: RunPlan, metrics: pd.DataFrame) -> dict[str, list[int]]:
     return {case_id: missing for case_id, missing in out.items() if missing}
 
 
+def missing_provenance(plan: RunPlan, runs: pd.DataFrame) -> list[int]:
+    """The ranks 0 .. world_size - 1 of the plan with no runs row (provenance: which node, which
+    GPU model): what such a rank measured cannot be checked against the system's GPU model."""
+    have = set(int(r) for r in runs["rank"].dropna()) if len(runs) else set()
+    return sorted(set(range(plan.world_size)) - have)
+
+
 def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame,
                         unreadable: list[tuple[Path, str]] = ()) -> list[Check]:
-    """One check for the whole plan, and one per case missing on some rank."""
+    """One check for the whole plan, one per case missing on some rank, and one when some rank of
+    the plan has no runs row (its provenance is lost: the ranks come from the plan, not the rows)."""
     out = []
+    lost = missing_provenance(plan, runs)
+    if lost:
+        shown = ", ".join(map(str, lost[:20])) + (f" (+{len(lost) - 20} more)" if len(lost) > 20 else "")
+        out.append(Check("complete", "complete: a runs row (provenance) from every rank", "incomplete",
+                         f"no runs row from {len(lost)} of {plan.world_size} rank(s): {shown}; their node and "
+                         "GPU model are unknown"))
     for case_id, missing in missing_ranks(plan, metrics).items():
         label = plan.cases[case_id]
         where = (f"never ran: no rows from any of its {plan.world_size} rank(s)" if len(missing) == plan.world_size
@@ -98,7 +114,9 @@ def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame
     notes = _run_notes(runs, unreadable)
     name = "complete: every case of the plan on every rank"
     if out or unreadable:
-        msg = f"{len(out)} of {len(plan.cases)} case(s) missing on some rank" + (f"; {notes}" if notes else "")
+        cases = len(out) - bool(lost)
+        msg = (f"{cases} of {len(plan.cases)} case(s) missing on some rank"
+               + (f"; {len(lost)} rank(s) without a runs row" if lost else "") + (f"; {notes}" if notes else ""))
         return [Check("complete", name, "incomplete", msg)] + out
     msg = f"all {len(plan.cases)} case(s) on all {plan.world_size} rank(s)" + (f"; {notes}" if notes else "")
     return [Check("complete", name, "pass", msg)]

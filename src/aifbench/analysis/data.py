@@ -31,7 +31,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "metrics": ("run_id", "case_id", "rank", "metric", "stat"),
     "samples": ("run_id", "case_id", "rank", "metric", "sample_index"),
     "runs": ("run_id", "rank", "task"),
-    "telemetry": ("run_id", "case_id", "rank", "source", "gpu_index", "scope", "field", "t_s"),
+    "telemetry": ("run_id", "case_id", "rank", "source", "gpu_index", "scope", "window", "segment", "field", "t_s"),
 }
 # Statistic that stands for a metric when several are stored: the median of the repeats, else
 # the single value (energy, loss), the p50 (latency percentiles), the mean (telemetry power,

@@ -113,12 +113,41 @@ def _new_rows(df: pd.DataFrame, existing: pd.DataFrame, key: list[str]) -> pd.Da
     return df[(merged["_merge"] == "left_only").to_numpy()]
 
 
+COMPARED = {"metrics": ("status", "value", "unit", "n_samples"), "samples": ("value", "unit"),
+            "runs": ("config_hash", "node", "device_name"), "telemetry": ("value", "unit")}
+"""the columns of a row whose key the store already has that must agree with the store's row"""
+
+
+def conflicts(df: pd.DataFrame, existing: pd.DataFrame, name: str) -> list[str]:
+    """One line per bundle row whose key (KEYS) the store has with other values (COMPARED)."""
+    key, cols = list(KEYS[name]), [c for c in COMPARED[name] if c in df.columns and c in existing.columns]
+    if not len(df) or not len(existing) or not cols:
+        return []
+    theirs = existing[key + cols].drop_duplicates(key)
+    both = df[key + cols].merge(theirs, on=key, how="inner", suffixes=("", "_store"))
+    differ = pd.Series(False, index=both.index)
+    for c in cols:
+        a, b = both[c], both[f"{c}_store"]
+        differ |= ~((a == b).fillna(False).astype(bool) | (a.isna() & b.isna()))
+    out = []
+    for r in both[differ].itertuples(index=False):
+        row = r._asdict()
+        what = ", ".join(f"{c} {row[c]!r} (store: {row[c + '_store']!r})" for c in cols
+                         if not (pd.isna(row[c]) and pd.isna(row[c + '_store'])) and row[c] != row[c + '_store'])
+        out.append(f"{name} {'/'.join(str(row[k]) for k in key)}: {what}")
+    return out
+
+
 def import_bundle(path: Path, root: Path) -> dict[str, int]:
-    """Add the bundle's rows missing from store `root`; returns new rows per table."""
+    """Add the bundle's rows missing from store `root`; returns new rows per table. A bundle row
+    whose key the store has with other values (`conflicts`) refuses the whole import, naming the
+    rows (SchemaError, nothing written): the store's committed rows are never overwritten."""
     tables = read_bundle(path)
     added = {name: 0 for name in schema.TABLES}
     run_ids = sorted(set().union(*(set(df["run_id"]) for df in tables.values())))
     token = secrets.token_hex(4)
+    plan: list[tuple[Path, str, pd.DataFrame]] = []
+    clash: list[str] = []
     for run_id in run_ids:
         store.check_run_id(run_id)
         run_dir = Path(root) / run_id
@@ -129,9 +158,15 @@ def import_bundle(path: Path, root: Path) -> dict[str, int]:
         for name, df in tables.items():
             rows = df[df["run_id"] == run_id]
             if existing is not None:
+                clash += conflicts(rows, existing.tables[name], name)
                 rows = _new_rows(rows, existing.tables[name], list(KEYS[name]))
-            for rank, part in rows.groupby("rank"):
-                shard = run_dir / store.shard_name(name, int(rank), f"import-{token}")
-                store.write_shard(shard, name, part)
-                added[name] += len(part)
+            plan.append((run_dir, name, rows))
+    if clash:
+        raise SchemaError(f"{path}: {len(clash)} row(s) conflict with rows the store has (nothing imported; "
+                          f"the store's rows stand): " + "; ".join(clash[:3]) + (" ..." if len(clash) > 3 else ""))
+    for run_dir, name, rows in plan:
+        for rank, part in rows.groupby("rank"):
+            shard = run_dir / store.shard_name(name, int(rank), f"import-{token}")
+            store.write_shard(shard, name, part)
+            added[name] += len(part)
     return added

@@ -61,7 +61,8 @@ def judge_rows(rows: pd.DataFrame, lower: float | None, upper: float | None, fra
     texts = {PASS: [], FAIL: [], INCONCLUSIVE: []}
     for r in rows.itertuples(index=False):
         lo_b, hi_b = band(lower, upper, fraction_of_peak, r.peak)
-        status = judge(float(r.ci_low), float(r.ci_high), lo_b, hi_b)
+        ends = (float(r.value), float(r.ci_low), float(r.ci_high))
+        status = judge(*ends[1:], lo_b, hi_b) if all(map(math.isfinite, ends)) else FAIL  # never a non-finite PASS
         texts[status].append(f"{where(r)} {float(r.value):.4g} {r.unit}, 95 % interval "
                              f"[{float(r.ci_low):.4g}, {float(r.ci_high):.4g}] vs band "
                              f"[{'-inf' if lo_b is None else f'{lo_b:g}'}, {'inf' if hi_b is None else f'{hi_b:g}'}]")

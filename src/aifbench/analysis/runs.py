@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aifbench.analysis.completeness import RunPlan, missing_ranks, read_plan
+from aifbench.analysis.completeness import RunPlan, missing_provenance, missing_ranks, read_plan
 from aifbench.errors import ConfigError
 from aifbench.results import store
 from aifbench.results.store import Results
@@ -40,7 +40,8 @@ def _status(ranks: pd.DataFrame, cases: pd.DataFrame, plan: RunPlan | None) -> s
     if "running" in states:
         return "running"
     world = int(ranks["world_size"].max())
-    if ranks["rank"].nunique() < world or (plan is not None and missing_ranks(plan, cases)):
+    if ranks["rank"].nunique() < world or (plan is not None and (missing_ranks(plan, cases)
+                                                                  or missing_provenance(plan, ranks))):
         return "incomplete"
     return "failed" if "failed" in states or (cases["status"] == "failed").any() else "ok"
 

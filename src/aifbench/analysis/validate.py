@@ -21,6 +21,8 @@ Telemetry validity flags (the metrics `flags` column) are honoured: flagged rows
 
 from __future__ import annotations
 
+import math
+
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +167,9 @@ def _bound_failures(ref: Reference, rows: pd.DataFrame, uuids: dict[Slot, str]) 
     fails, unjudged = [], []
     for r in rows.itertuples(index=False):
         v = float(r.value)
+        if not math.isfinite(v):  # the store refuses these; a value that got in anyway never passes
+            fails.append(f"{_where(r, uuids)} {v} {r.unit} is not a finite number")
+            continue
         if ref.fraction_of_peak is not None:
             if pd.isna(r.peak) or not r.peak:
                 unjudged.append(f"{_where(r, uuids)}: no datasheet peak ({r.peak_source or 'unknown device'})")

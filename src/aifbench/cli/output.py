@@ -180,6 +180,26 @@ def print_table(table: Table) -> None:
     console.print(table, width=width)
 
 
+PLAIN_TABLE_ROWS = 2000
+"""above this many rows a table is printed as aligned plain text: rich measures every cell of
+every row several times (tens of seconds for 10,000 rows), and no one reads that many in colour"""
+
+
+def print_plain(rows: Sequence[dict], cols: Sequence[Col], title: str = "") -> None:
+    """The rows as a plain text table: columns as wide as their widest value, nothing cut."""
+    cells = [[c.cell(r).replace("\n", " ") for c in cols] for r in rows]
+    widths = [max([len(c.title)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if c.kind == "num" else v.ljust(w)
+                         for c, v, w in zip(cols, values, widths)).rstrip()
+
+    out = ([title] if title else []) + [line([c.title for c in cols]), line(["-" * w for w in widths])]
+    out += [line(row) for row in cells]
+    console.file.write("\n".join(out) + "\n")
+    console.file.flush()
+
+
 def emit(rows: Sequence[dict], cols: Sequence[Col], fmt: str, title: str = "", *,
          notes: Sequence[str] = (), output: Path | None = None,
          row_style: Callable[[dict], str] | None = None) -> None:
@@ -190,7 +210,10 @@ def emit(rows: Sequence[dict], cols: Sequence[Col], fmt: str, title: str = "", *
         return write_text(to_csv(rows) if rows else ",".join(c.key for c in cols) + "\n", output)
     if fmt == "markdown" or output is not None:
         return write_text(to_markdown(rows, cols, title) + "".join(f"\n\n{n}" for n in notes), output)
-    print_table(rich_table(rows, cols, title, row_style))
+    if len(rows) > PLAIN_TABLE_ROWS:
+        print_plain(rows, cols, title)
+    else:
+        print_table(rich_table(rows, cols, title, row_style))
     for note in notes:
         console.print(note, highlight=False, markup=False, soft_wrap=True)
 

@@ -106,7 +106,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     keep = None if args.all else (ds.field("stat").isin(list(SUMMARY_STATS)) & (
         mine | ds.field("metric").isin(analysis_metrics())) | (ds.field("status") != "ok"))
     cols = [c for c in ("case_id", "rank", "benchmark", "params", "metric", "value", "unit", "stat", "noisy",
-                        "pct_of_peak", "status", "reason", "flags", "node", "device")]
+                        "pct_of_peak", "status", "reason", "flags", "node", "device", "world_size")]
     results = load([run_dir], tables=("metrics", "runs"), columns={"metrics": cols, "runs": SHOW_RUNS_COLUMNS},
                    filters={"metrics": keep} if keep is not None else None, categorical=True)
     runs, metrics = results.runs, results.metrics
@@ -160,11 +160,15 @@ def cmd_compact(args: argparse.Namespace) -> int:
     report = compact(run_dir)
     for note in report.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    aside = {q.name.removeprefix(".").removesuffix(".damaged"): q for q in report.quarantined}
     for path, why in report.bad:
-        err_console.print(f"not compacted (left in place): {path}: {why}", highlight=False, soft_wrap=True)
+        where = (f"quarantined as {aside[path.name].name} (its rows are no longer read)" if path.name in aside
+                 else "left in place")
+        err_console.print(f"not compacted ({where}): {path}: {why}", highlight=False, soft_wrap=True)
     what = (f"{len(report.written)} file(s) written, {report.removed} merged file(s) removed" if report.changed
             else "already compacted, nothing changed")
-    console.print(f"compact {run_dir.name}: {what} in {time.monotonic() - t0:.1f} s", highlight=False, soft_wrap=True)
+    console.print(f"compact {run_dir.name}: {what}; {report.summary()} in {time.monotonic() - t0:.1f} s",
+                  highlight=False, soft_wrap=True)
     return 2 if report.bad else 0
 
 

@@ -34,11 +34,12 @@ def resolve_device(requested: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from aifbench.config import load_suite
+    from aifbench.config import load_suite, log_level_from_env
     from aifbench.launch import here
     from aifbench.plan import build_plan
     from aifbench.systems import load_system
 
+    log_level_from_env()  # the workers' log level: a bad one is refused before anything starts
     telemetry = telemetry_settings(args)
     suite = load_suite(args.suite, args.overrides, args.only)
     system = load_system(args.system)  # a typo would mislabel the results: unknown names are refused

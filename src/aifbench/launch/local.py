@@ -146,11 +146,53 @@ def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
             codes = [p.wait() for p in procs]
     if stops.signals:
         raise Interrupted(stops.signals[0])
+    dead = [rank for rank, c in enumerate(codes) if c not in (0, 1)]
+    for rank in dead:
+        why = died(plan, rank, codes[rank])
+        log.error("%s", why)
     _compact(plan.run_dir)
-    if all(c not in (0, 1) for c in codes):
+    if len(dead) == len(codes):
         tail = (plan.run_dir / "worker.rank00000.log").read_text()[-2000:]
         raise LaunchError(f"all {nproc} workers died (exit codes {codes}); rank 0 log:\n{tail}")
     return codes
+
+
+def last_error(plan: Plan, rank: int) -> str:
+    """The last line a worker wrote to its log (worker.main ends with the error that stopped it)."""
+    try:
+        lines = [ln.strip() for ln in (plan.run_dir / f"worker.rank{rank:05d}.log").read_text(
+            errors="replace")[-20000:].splitlines() if ln.strip()]
+    except OSError as exc:
+        return f"(its log cannot be read: {exc.strerror})"
+    return lines[-1][:300] if lines else "(its log is empty)"
+
+
+def died(plan: Plan, rank: int, code: int) -> str:
+    """One line naming a dead worker, its exit, its last error; its runs row is marked failed."""
+    how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+    marked = mark_failed(plan, rank)
+    return f"rank {rank} died ({how}): {last_error(plan, rank)}; {marked}"
+
+
+def mark_failed(plan: Plan, rank: int) -> str:
+    """Set the dead rank's runs row to status failed (it may still say running); what happened."""
+    from datetime import datetime, timezone
+
+    from aifbench.results.store import ShardWriter
+
+    try:
+        writer = ShardWriter(plan.results_root, plan.run_id, rank, plan.part)
+        rows = writer.load_existing("runs")
+        if not len(rows):
+            return "it wrote no runs row"
+        if set(rows["status"]) <= {"ok", "failed"}:
+            return f"its runs row says {rows['status'].iloc[0]}"
+        rows = rows.assign(status="failed", ended_utc=datetime.now(timezone.utc))
+        writer.replace("runs", rows.to_dict("records"))
+        writer.flush()
+        return "its runs row is marked failed"
+    except Exception as exc:  # a full disk: the line above still names the rank and its error
+        return f"its runs row could not be marked failed ({type(exc).__name__}: {exc})"
 
 
 def _compact(run_dir) -> None:

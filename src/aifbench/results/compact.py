@@ -12,17 +12,32 @@ compacted files that were merged.
 A crash at any point leaves a state layout.scan reads exactly once; a second compaction
 finishes the job or, when there is nothing to do, changes nothing. Bad shards (another run,
 another schema version, unreadable) are left where they are and named.
+
+The store's rules (docs/store.md): compactions of one run directory take turns (LOCK_NAME,
+flock, waited for); the rename and the deletions happen under the directory's exclusive reader
+lock (read.snapshot), so a reader sees the run before or after a compaction, never between.
+Nothing is deleted whose rows are not in the output: a loose shard only when its signature is
+the one read; an older compacted file only after its live rows were copied; rows it held of a
+source that a newer generation replaced are counted in `dropped`. Older copies of a loose shard
+(layout `stale`) are left in place. A compacted file that fails its checksums is renamed to
+`.<name>.damaged` (quarantined, named in `bad`) and its rows are not counted as kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from aifbench.results import layout, read, schema
@@ -36,6 +51,12 @@ ROW_GROUP_ROWS = 65536
 """rows per Parquet row group: what a reader decodes at once (bounds its peak memory)"""
 
 
+LOCK_NAME = ".compact.lock"
+"""the lock file in a run directory that makes its compactions take turns"""
+QUARANTINE = ".{name}.damaged"
+"""what a damaged compacted file is renamed to (never read: its name does not end in .parquet)"""
+
+
 @dataclass
 class CompactReport:
     run_dir: Path
@@ -44,23 +65,59 @@ class CompactReport:
     """source files deleted after their rows were in a compacted file"""
     bad: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kept: dict[str, int] = field(default_factory=dict)
+    """table -> rows in its compacted file"""
+    dropped: list[str] = field(default_factory=list)
+    """one line per source whose rows in an older compacted file a newer generation replaced"""
+    quarantined: list[Path] = field(default_factory=list)
+    """damaged compacted files renamed aside (their rows are no longer read)"""
+
+    def summary(self) -> str:
+        """What was kept and dropped, in one line."""
+        kept = ", ".join(f"{t} {n}" for t, n in sorted(self.kept.items())) or "nothing rewritten"
+        out = f"rows kept: {kept}"
+        if self.dropped:
+            out += f"; replaced by a newer generation: {'; '.join(self.dropped[:5])}" + (
+                f" (+{len(self.dropped) - 5} more)" if len(self.dropped) > 5 else "")
+        return out
 
     @property
     def changed(self) -> bool:
         return bool(self.written or self.removed)
 
 
+@contextlib.contextmanager
+def turn(run_dir: Path) -> Iterator[None]:
+    """Wait for this run directory's compaction lock (LOCK_NAME) and hold it."""
+    with open(Path(run_dir) / LOCK_NAME, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 def compact(run_dir: Path, batch: int = BATCH_SHARDS, files: list[Path] | None = None,
             origin: dict | None = None, workers: int | None = None) -> CompactReport:
     """Compact every table of one run directory; see the module docstring. `files`: only these
-    files of it (a node's shards: results/node.py); `origin` goes into the footer record (the
-    node that merged them). `workers`: processes reading batches (default: the CPUs, at most
-    MAX_WORKERS; 1 reads in this process)."""
-    run_dir = Path(run_dir)
+    files of it (a node's shards, results/node.py: disjoint from every other node's, so node
+    merges do not take turns; their commits still take the exclusive reader lock); `origin`
+    goes into the footer record (the node that merged them). `workers`: processes reading
+    batches (default: the CPUs, at most MAX_WORKERS; 1 reads in this process)."""
+    if files is not None:
+        return _compact(Path(run_dir), batch, files, origin, workers)
+    with turn(Path(run_dir)):
+        return _compact(Path(run_dir), batch, None, origin, workers)
+
+
+def _compact(run_dir: Path, batch: int, files: list[Path] | None = None, origin: dict | None = None,
+             workers: int | None = None) -> CompactReport:
     if files is None:
         _remove_stale_temporaries(run_dir)
     rf = layout.scan(run_dir, files)
     report = CompactReport(run_dir, bad=list(rf.bad), notes=rf.notes())
+    footless = [p for p, _ in rf.bad if layout.COMPACT_RE.match(p.name)]  # footer unreadable: damaged
+    if footless:
+        with read.snapshot(run_dir, exclusive=True):
+            for path in footless:
+                _quarantine(path, report)
     for table in sorted(rf.tables):
         if table not in schema.TABLES:
             report.bad.append((run_dir / f"{table}.*", f"unknown table {table!r}; allowed: "
@@ -69,7 +126,15 @@ def compact(run_dir: Path, batch: int = BATCH_SHARDS, files: list[Path] | None =
         for attempt in range(RETRIES):
             tf = rf.tables.get(table, TableFiles())
             if not tf.loose and len(tf.compacted) <= 1 and not any(tf.compacted.values()):
-                report.removed += _remove_loose(tf.leftovers, tf.sources)  # finish a half-done compaction
+                for path in tf.compacted:  # nothing to merge: check the one file's pages
+                    why = verify(path)
+                    if why:
+                        report.bad.append((path, why))
+                        with read.snapshot(run_dir, exclusive=True):
+                            _quarantine(path, report)
+                        break
+                else:
+                    report.removed += _remove_loose(tf.leftovers, tf.sources)  # finish a half-done compaction
                 break
             try:
                 _compact_table(rf.run_dir, table, tf, report, batch, origin, workers)
@@ -85,25 +150,29 @@ SMALL_FILES = 64
 
 
 def _read_batch(run_dir: Path, table: str, loose: list[Path], compacted: dict[Path, set[str]],
-                sources: dict[Path, dict[str, layout.Signature]]) -> tuple:
-    """(arrow table with SOURCE_COL, bad files, {source name: signature}) of one batch."""
+                sources: dict[Path, dict[str, layout.Signature]],
+                generations: dict[Path, dict[str, int]]) -> tuple:
+    """(arrow table with SOURCE_COL, bad files, {source name: (size, mtime_ns, generation)}) of
+    one batch. A damaged compacted file's sources are not among the sources (compact
+    quarantines it); nor is a bad loose shard."""
     bad: list[tuple[Path, str]] = []
-    sigs: dict[str, layout.Signature] = {}
-    for path, excluded in compacted.items():
-        sigs.update({n: sig for n, sig in sources[path].items() if n not in excluded})
+    sigs: dict[str, tuple[int, int, int]] = {}
     live = []
     for p in loose:
         try:
-            sigs[p.name] = layout.signature(p)
+            sigs[p.name] = (*layout.signature(p), _generation(p))
             live.append(p)
         except FileNotFoundError:  # gone: another compaction has it
             continue
     tf = TableFiles(loose=live, compacted=dict(compacted), sources={p: sources[p] for p in compacted})
     t = read.read_table(layout.RunFiles(run_dir, {table: tf}), table, source=True, bad=bad)
-    for p, _ in bad:
+    damaged = {p for p, _ in bad}
+    for path, excluded in compacted.items():
+        if path not in damaged:
+            gens = generations.get(path, {})
+            sigs.update({n: (*sig, gens.get(n, 0)) for n, sig in sources[path].items() if n not in excluded})
+    for p in damaged:
         sigs.pop(p.name, None)
-        for name in sources.get(p, {}):
-            sigs.pop(name, None)
     return t, bad, sigs
 
 
@@ -128,10 +197,15 @@ def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, s
     Batches are read in worker processes when there are CPUs for it (at most two per worker
     waiting, so memory stays a few batches), and written here in order."""
     jobs = _jobs(tf, batch)
+
+    def args(job):
+        return (run_dir, table, job[0], job[1], {p: tf.sources[p] for p in job[1]},
+                {p: tf.generations.get(p, {}) for p in job[1]})
+
     workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs)) if workers is None else workers
     if workers <= 1 or len(jobs) < 4:
-        for loose, compacted in jobs:
-            t, b, sigs = _read_batch(run_dir, table, loose, compacted, tf.sources)
+        for job in jobs:
+            t, b, sigs = _read_batch(*args(job))
             bad += b
             sources.update(sigs)
             yield t
@@ -139,49 +213,108 @@ def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, s
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
-    def submit(pool, job):
-        return pool.submit(_read_batch, run_dir, table, job[0], job[1], {p: tf.sources[p] for p in job[1]})
-
     with ProcessPoolExecutor(workers) as pool:
         todo = iter(jobs)
-        pending = deque(submit(pool, job) for _, job in zip(range(2 * workers), todo))
+        pending = deque(pool.submit(_read_batch, *args(job)) for _, job in zip(range(2 * workers), todo))
         while pending:
             t, b, sigs = pending.popleft().result()
             job = next(todo, None)
             if job is not None:
-                pending.append(submit(pool, job))
+                pending.append(pool.submit(_read_batch, *args(job)))
             bad += b
             sources.update(sigs)
             yield t
+
+
+def _generation(path: Path) -> int:
+    """A loose shard's generation (0 when its footer has none or cannot be read)."""
+    try:
+        return layout.shard_generation(path) or 0
+    except layout.SchemaError:
+        return 0
 
 
 def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactReport, batch: int,
                    origin: dict | None = None, workers: int | None = None) -> None:
     target = read.arrow_schema(table, source=True)
     tmp = run_dir / f".{table}.compact-tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet"
-    sources: dict[str, layout.Signature] = {}
+    sources: dict[str, tuple[int, int, int]] = {}
+    before = len(report.bad)
+    rows = 0
     try:
-        with pq.ParquetWriter(tmp, target, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, target, compression="zstd", write_page_checksum=True) as writer:
             for t in _batches(run_dir, table, tf, batch, report.bad, sources, workers):
                 if t.num_rows:
                     writer.write_table(t.cast(target), row_group_size=ROW_GROUP_ROWS)
+                    rows += t.num_rows
             meta = {"run_id": run_dir.name, "table": table, "schema_version": schema.SCHEMA_VERSION,
                     "sources": {k: list(v) for k, v in sorted(sources.items())}, **(origin or {})}
             writer.add_key_value_metadata({META_KEY: json.dumps(meta)})
         digest = hashlib.sha256(json.dumps(meta["sources"], sort_keys=True).encode()).hexdigest()[:16]
         final = run_dir / f"{table}.compact-{digest}.parquet"
         os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
+        damaged = {p for p, _ in report.bad[before:] if p in tf.compacted}
+        dropped = _superseded(tf, damaged)
+        with read.snapshot(run_dir, exclusive=True):  # readers see the run before or after, never between
+            os.replace(tmp, final)
+            for old in tf.compacted:
+                if old in damaged:
+                    _quarantine(old, report)
+                elif old != final:
+                    old.unlink(missing_ok=True)
+                    report.removed += 1
+            loose = [p for p in tf.loose + tf.leftovers if p.name in sources]
+            report.removed += _remove_loose(loose, {final: {k: (v[0], v[1]) for k, v in sources.items()}})
     finally:
         tmp.unlink(missing_ok=True)
     report.written.append(final)
-    unread = {p for p, _ in report.bad}
-    for old in tf.compacted:
-        if old != final and old not in unread:  # an unreadable file stays where it is, named
-            old.unlink(missing_ok=True)
-            report.removed += 1
-    loose = [p for p in tf.loose + tf.leftovers if p.name in sources]
-    report.removed += _remove_loose(loose, {final: sources})
+    report.kept[table] = rows
+    report.dropped += dropped
+
+
+def _superseded(tf: TableFiles, damaged: set[Path]) -> list[str]:
+    """'<source>: N row(s)' for each source whose rows in a compacted file are filtered out (a newer
+    generation of it is read instead, or another compacted file holds it)."""
+    out = []
+    for path, excluded in tf.compacted.items():
+        if not excluded or path in damaged:
+            continue
+        dset = ds.dataset(str(path), schema=read.arrow_schema(tf_table(path), source=True), format=read.PARQUET)
+        t = dset.to_table(columns=[layout.SOURCE_COL],
+                          filter=pc.field(layout.SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string())))
+        for d in sorted(pc.value_counts(t[layout.SOURCE_COL]).to_pylist(), key=lambda d: d["values"]):
+            if d["values"] not in tf.raced:  # a raced source's rows are in another compacted file
+                out.append(f"{d['values']}: {d['counts']} row(s)")
+    return out
+
+
+def tf_table(path: Path) -> str:
+    """The table a compacted file holds, from its name."""
+    return layout.COMPACT_RE.match(path.name)["table"]
+
+
+def verify(path: Path) -> str | None:
+    """Why a compacted file is damaged (every page read, its checksum checked), None when whole.
+    Batch by batch: memory stays near one row group."""
+    try:
+        fh = pq.ParquetFile(path, page_checksum_verification=True)
+        for _ in fh.iter_batches(batch_size=ROW_GROUP_ROWS):
+            pass
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException) as exc:
+        return f"{read.DAMAGED}: {exc}"
+    return None
+
+
+def _quarantine(path: Path, report: CompactReport) -> None:
+    """Rename a damaged compacted file aside, so the run's other files stay readable."""
+    target = path.with_name(QUARANTINE.format(name=path.name))
+    try:
+        os.replace(path, target)
+        report.quarantined.append(target)
+    except FileNotFoundError:
+        pass
 
 
 STALE_TMP_S = 3600.0

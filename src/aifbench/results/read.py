@@ -12,10 +12,13 @@ unreadable file marks its file bad — named, skipped whole, never half-counted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -26,6 +29,7 @@ import pyarrow.parquet as pq
 
 from aifbench import SCHEMA_VERSION
 from aifbench.results import schema
+from aifbench.results import layout
 from aifbench.results.layout import SOURCE_COL, RunFiles, TableFiles
 
 ARROW_TYPES = {"string": pa.large_string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
@@ -34,6 +38,31 @@ CHECKED = ("run_id", "schema_version")
 READAHEAD = {"batch_readahead": 2, "fragment_readahead": 2}
 """the scanner's defaults (16 batches, 4 files) hold many decoded row groups of a compacted file at
 once; this keeps the peak near the kept rows' size at a small cost in time"""
+PARQUET = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True))
+"""every page's CRC (written by store.write_shard and compact) checked on read: a damaged byte is
+an error naming the file, never a wrong value"""
+
+
+@contextlib.contextmanager
+def snapshot(run_dir: Path, exclusive: bool = False) -> Iterator[None]:
+    """Hold the run directory's reader lock (flock on the directory itself, shared; `exclusive`
+    for a compaction committing its output): inside, no compaction renames or deletes a file, so
+    a scan and its reads see one state of the run. Where the file system has no flock (some
+    network mounts) nothing is held and readers rely on rescanning (store._load_run)."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 PLAIN = CHECKED + ("stat", "status", "task", "rank")
@@ -77,7 +106,7 @@ def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
     shard into place cannot mix two files), and pyarrow's per-file dataset setup, about five
     times this decode for a shard of a few hundred rows, is never paid."""
     with open(path, "rb") as fh:
-        pf = pq.ParquetFile(pa.BufferReader(fh.read()))
+        pf = pq.ParquetFile(pa.BufferReader(fh.read()), page_checksum_verification=True)
     have = set(pf.schema_arrow.names)
     t = pf.read(columns=[c for c in names if c in have], use_threads=False)
     cols = [t[c] if c in have else pa.nulls(t.num_rows, target.field(c).type) for c in names]
@@ -116,6 +145,9 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
     return pa.concat_tables(out)
 
 
+DAMAGED = "damaged compacted file (its pages fail their checksum or do not decode)"
+
+
 SMALL_COMPACTED = 8 << 20
 """bytes: a compacted file up to this size (a node's file) is read whole like a loose shard;
 larger ones (a run's) are scanned row group by row group"""
@@ -123,6 +155,8 @@ larger ones (a run's) are scanned row group by row group"""
 
 def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
                dictionary: bool = False, bad: list[tuple[Path, str]] | None = None) -> list[pa.Table]:
+    """The live rows of each compacted file; a damaged one is appended to `bad` (named, left out:
+    every other file and run stays readable; `aifbench compact` quarantines it)."""
     out = []
     small = []
     full = arrow_schema(table, source=True, dictionary=dictionary)
@@ -134,12 +168,46 @@ def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
         if excluded:
             keep = ~pc.field(SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string()))
             f = keep if f is None else (f & keep)
-        dset = ds.dataset(str(path), schema=full, format="parquet")
-        out.append(dset.to_table(columns=cols + ([SOURCE_COL] if source else []), filter=f, **READAHEAD))
+        try:
+            dset = ds.dataset(str(path), schema=arrow_schema(table, source=True, dictionary=dictionary), format=PARQUET)
+            out.append(dset.to_table(columns=cols + ([SOURCE_COL] if source else []), filter=f, **READAHEAD))
+        except FileNotFoundError:
+            raise  # merged by a racing compaction: the caller rescans
+        except (OSError, pa.ArrowException) as exc:
+            if bad is None:
+                raise
+            bad.append((path, f"{DAMAGED}: {exc}"))
     if small:  # many node files: one read each, no per-file dataset setup
-        t = _loose(small, table, cols + ([SOURCE_COL] if source else []), flt, [] if bad is None else bad, full=full)
+        damaged: list[tuple[Path, str]] = []
+        t = _loose(small, table, cols + ([SOURCE_COL] if source else []), flt, damaged, full=full)
+        if damaged and bad is None:
+            raise OSError(damaged[0][1])
+        (bad if bad is not None else []).extend((p, f"{DAMAGED}: {why}") for p, why in damaged)
         out.append(t.drop_columns([FILE_IX]))
     return out
+
+
+def read_source(rf: RunFiles, table: str, name: str) -> tuple[pa.Table, int]:
+    """(rows, generation) of one source shard `name` as resolved: the loose shard, else its live
+    copy in a compacted file; empty and generation 0 when the store has none. Every column."""
+    tf = rf.tables.get(table)
+    cols = _columns(table, None)
+    empty = arrow_schema(table).empty_table()
+    if tf is None:
+        return empty, 0
+    for p in tf.loose:
+        if p.name == name:
+            bad: list[tuple[Path, str]] = []
+            t = _drop_bad_files(_loose([p], table, cols, None, bad), table, rf.run_dir.name, bad, rf.run_dir, [p])
+            if bad:
+                raise layout.SchemaError(f"{p}: {bad[0][1]}")
+            return t.drop_columns([FILE_IX]).cast(empty.schema), layout.shard_generation(p) or 0
+    for path, excluded in tf.compacted.items():
+        if name in tf.sources.get(path, {}) and name not in excluded:
+            dset = ds.dataset(str(path), schema=arrow_schema(table, source=True), format=PARQUET)
+            t = dset.to_table(columns=cols, filter=pc.field(SOURCE_COL) == name)
+            return t.cast(empty.schema), tf.generations.get(path, {}).get(name, 0)
+    return empty, 0
 
 
 def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
@@ -149,10 +217,19 @@ def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
     for name in t.column_names:
         if name in required:
             wrong = pc.or_(wrong, pc.is_null(t[name]))
+    for name in t.column_names:  # infinities break every float column (schema.validate refuses them)
+        if pa.types.is_floating(t.schema.field(name).type):
+            wrong = pc.or_(wrong, pc.fill_null(pc.is_inf(t[name]), False))
     if table == "metrics" and "status" in t.column_names:
         wrong = pc.or_(wrong, pc.invert(pc.is_in(t["status"], pa.array(schema.STATUSES))))
         if "value" in t.column_names:
-            wrong = pc.or_(wrong, pc.and_(pc.equal(t["status"], "ok"), pc.is_null(t["value"])))
+            ok = pc.equal(t["status"], "ok")
+            missing = pc.or_(pc.is_null(t["value"]), pc.fill_null(pc.is_nan(t["value"]), False))
+            wrong = pc.or_(wrong, pc.and_(ok, missing))
+            if "metric" in t.column_names:
+                unsigned = pc.invert(pc.is_in(t["metric"].cast(pa.large_string()),
+                                              pa.array(schema.signed_metrics(), pa.large_string())))
+                wrong = pc.or_(wrong, pc.fill_null(pc.and_(pc.less(t["value"], 0.0), unsigned), False))
     return pc.fill_null(wrong, True)
 
 
@@ -166,7 +243,8 @@ def _why(t: pa.Table, run_id: str) -> str:
                 "upgrade aifbench to read it")
     if versions and versions != [SCHEMA_VERSION]:
         return f"schema version {versions[0]}: no migration to version {SCHEMA_VERSION}"
-    return "empty required column or a status/value that breaks schema v1"
+    return ("empty required column, an infinite number, a status ok without a finite value, or a negative "
+            "value of a metric that cannot be negative: breaks schema v1")
 
 
 def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, str]], where: Path,

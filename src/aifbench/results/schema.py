@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from aifbench import SCHEMA_VERSION
@@ -158,6 +159,13 @@ Migration = Callable[[str, pd.DataFrame], pd.DataFrame]
 MIGRATIONS: dict[int, Migration] = {}
 
 
+def signed_metrics() -> tuple[str, ...]:
+    """The metrics whose value may be negative (metrics.py's trait `signed`)."""
+    from aifbench import metrics
+
+    return metrics.names(signed=True)
+
+
 def table(name: str) -> Table:
     try:
         return TABLES[name]
@@ -216,13 +224,21 @@ def validate(name: str, df: pd.DataFrame) -> pd.DataFrame:
             raise SchemaError(f"{name}.{col.name}: cannot read as {col.type}: {exc}") from None
         if col.required and out[col.name].isna().any():
             raise SchemaError(f"{name}.{col.name}: empty value in a required column")
+    for col in spec.columns:
+        if col.type == "float" and np.isinf(out[col.name].to_numpy(dtype="float64")).any():
+            raise SchemaError(f"{name}.{col.name}: infinite value (allowed: a finite number"
+                              f"{'' if col.required else ', or empty'})")
     if "status" in spec.names and name == "metrics":
         bad = set(out["status"].unique()) - set(STATUSES)
         if bad:
             raise SchemaError(f"{name}.status: {sorted(bad)} not in {STATUSES}")
         ok_without_value = (out["status"] == "ok") & out["value"].isna()
         if ok_without_value.any():
-            raise SchemaError(f"{name}: a row with status ok has no value")
+            raise SchemaError(f"{name}: a row with status ok has no value (NaN or empty; allowed: a finite number)")
+        negative = out[(out["value"] < 0) & ~out["metric"].isin(signed_metrics())]
+        if len(negative):
+            raise SchemaError(f"{name}.value: {negative['value'].iloc[0]:g} for metric "
+                              f"{negative['metric'].iloc[0]!r}, which cannot be negative (allowed: >= 0)")
     if "params" in spec.names and name == "metrics":
         for text in out["params"].unique():
             try:

@@ -12,9 +12,11 @@ every case, so a crash loses at most the case in flight.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,17 +68,24 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(pa.BufferReader(fh.read()), columns=columns)
 
 
-def write_parquet(arrow: pa.Table, path: Path) -> None:
-    """A shard's bytes: no pandas or Arrow schema copies in the footer (a quarter of a small
-    shard, and what a reader of 10^5 shards decodes once per file); the Parquet types alone
-    read back as results/read.py casts them."""
-    pq.write_table(arrow.replace_schema_metadata(None), path, store_schema=False)
-
-
-def write_shard(path: Path, table: str, df: pd.DataFrame) -> Path:
-    """Validate `df` against the table schema and write it atomically to `path`."""
+def write_shard(path: Path, table: str, df: pd.DataFrame, generation: int = 1) -> Path:
+    """Validate `df` against the table schema and write it atomically to `path`, its footer
+    recording `generation` (layout.GEN_KEY: a higher one is newer content)."""
     arrow = pa.Table.from_pandas(schema.validate(table, df), preserve_index=False)
-    return atomic_write(path, lambda tmp: write_parquet(arrow, tmp))
+    meta = {**(arrow.schema.metadata or {}), layout.GEN_KEY: json.dumps({"generation": int(generation)}).encode()}
+    return atomic_write(path, lambda tmp: write_parquet(arrow.replace_schema_metadata(meta), tmp))
+
+
+def write_parquet(arrow: pa.Table, path: Path | str) -> None:
+    """A shard's bytes, with page checksums: the footer keeps the schema's metadata (the
+    generation) but no pandas or Arrow schema copies (three quarters of a small shard's footer,
+    decoded once per file by a reader of 10^5 shards); the Parquet types alone read back as
+    results/read.py casts them."""
+    meta = {k: v for k, v in (arrow.schema.metadata or {}).items() if k != b"pandas"}
+    with pq.ParquetWriter(path, arrow.schema.remove_metadata(), store_schema=False, write_page_checksum=True) as w:
+        w.write_table(arrow.replace_schema_metadata(None))
+        if meta:
+            w.add_key_value_metadata(meta)
 
 
 @dataclass
@@ -90,6 +99,9 @@ class ShardWriter:
     rows: dict[str, list[dict]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     """tables changed since the last flush"""
+    generation: int = 0
+    """the generation of the last flush: above what load_existing found committed, and at least
+    the wall clock in µs (a writer that did not resume still writes newer content than a copy)"""
 
     @property
     def run_dir(self) -> Path:
@@ -111,22 +123,35 @@ class ShardWriter:
         """Rewrite the shards of tables changed since the last flush; an emptied table's shard
         is removed, so no rows of an earlier attempt outlive a resume."""
         written = []
+        if self.dirty:  # the wall clock in µs, and above every generation this writer has seen
+            self.generation = max(self.generation + 1, time.time_ns() // 1000)
         for table in sorted(self.dirty):
             path = self.run_dir / shard_name(table, self.rank, self.part)
             rows = self.rows.get(table, [])
             if rows:
-                written.append(write_shard(path, table, pd.DataFrame(rows)))
+                written.append(write_shard(path, table, pd.DataFrame(rows), self.generation))
             else:
                 path.unlink(missing_ok=True)
         self.dirty.clear()
         return written
 
     def load_existing(self, table: str) -> pd.DataFrame:
-        """This writer's own shard as already on disk (for resuming after a requeue)."""
-        path = self.run_dir / shard_name(table, self.rank, self.part)
-        if not path.exists():
-            return schema.empty(table)
-        return schema.validate(table, read_parquet(path).to_pandas())
+        """This writer's own committed rows (for resuming after a requeue), wherever they are: its
+        loose shard or, after a compaction, a compacted file. The writer's generation continues
+        from theirs, so its next flush is newer than every copy of them."""
+        name = shard_name(table, self.rank, self.part)
+        t, gen = committed_rows(self.run_dir, table, name)
+        self.generation = max(self.generation, gen)
+        return schema.validate(table, t.to_pandas()) if t.num_rows else schema.empty(table)
+
+
+def committed_rows(run_dir: Path, table: str, name: str) -> tuple[pa.Table, int]:
+    """(rows, generation) of source shard `name` as the store resolves it (layout.py): the loose
+    shard or its copy in a compacted file; a reader's snapshot (read.snapshot) of the run directory."""
+    with read.snapshot(run_dir):
+        files = sorted(run_dir.glob(f"{table}.compact-*.parquet")) + [p for p in [run_dir / name] if p.exists()]
+        rf = layout.scan(run_dir, files)
+        return read.read_source(rf, table, name)
 
 
 @dataclass
@@ -188,14 +213,17 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     of the metrics and runs tables come as sorted pandas categories (each distinct text held once).
     """
     tables = list(tables or schema.TABLES)
+    paths = list(paths)
     columns, filters = columns or {}, filters or {}
     by_dir: dict[Path, list[Path]] = {}
     for f in find_shards(paths):
         by_dir.setdefault(f.parent, []).append(f)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in tables}
     skipped: list[tuple[Path, str]] = []
+    dirs = [Path(p) for p in paths if Path(p).is_dir()]
     for run_dir, files in sorted(by_dir.items()):
-        frames, bad = _load_run(run_dir, files, tables, columns, filters, categorical)
+        whole = any(run_dir == d or d in run_dir.parents for d in dirs)
+        frames, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole)
         skipped += bad
         for name, df in frames.items():
             parts[name].append(df)
@@ -214,23 +242,35 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     return Results(out, skipped)
 
 
+READ_RETRIES = 5
+"""rescans of a run directory when a file vanished under a reader (a compaction without flock)"""
+
+
 def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict,
-              categorical: bool = False) -> tuple[dict[str, pd.DataFrame], list[tuple[Path, str]]]:
-    """One run directory's tables; rescans once when a concurrent compaction moved a file."""
-    for attempt in range(3):
-        mine = [f for f in files if f.name.split(".", 1)[0] in tables  # other tables' footers are not read
-                or f.name.split(".", 1)[0] not in schema.TABLES]
-        rf = layout.scan(run_dir, [f for f in mine if f.exists()] if attempt else mine)
-        try:
-            frames = {}
-            for name in tables:
-                twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
-                cat = categorical and name in ("metrics", "runs")
-                t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice, dictionary=cat)
-                frames[name] = read.to_frame(t, categorical=cat)
-            break
-        except FileNotFoundError:
-            files = find_shards([run_dir])
+              categorical: bool = False, whole: bool = True) -> tuple[dict[str, pd.DataFrame], list[tuple[Path, str]]]:
+    """One run directory's tables from one snapshot (read.snapshot: no compaction commits while
+    it is read); `whole`: the directory was asked for, so its files are listed again inside the
+    snapshot. Rescans when a file vanished all the same (a file system without flock)."""
+    for attempt in range(READ_RETRIES):
+        with read.snapshot(run_dir):
+            if whole:
+                files = find_shards([run_dir])
+            mine = [f for f in files if f.name.split(".", 1)[0] in tables  # other tables' footers are not read
+                    or f.name.split(".", 1)[0] not in schema.TABLES]
+            rf = layout.scan(run_dir, [f for f in mine if f.exists()])
+            try:
+                frames = {}
+                for name in tables:
+                    twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
+                    cat = categorical and name in ("metrics", "runs")
+                    t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice,
+                                        dictionary=cat)
+                    frames[name] = read.to_frame(t, categorical=cat)
+                break
+            except FileNotFoundError:
+                whole = True
+    else:
+        raise ConfigError(f"{run_dir}: files kept vanishing while read ({READ_RETRIES} tries); try again")
     for note in rf.notes():
         log.warning("%s", note)
     bad = list(rf.bad)
