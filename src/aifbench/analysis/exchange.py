@@ -25,7 +25,7 @@ from aifbench import SCHEMA_VERSION, __version__
 from aifbench.analysis.data import KEYS, load_runs
 from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError, SchemaError, one_of
-from aifbench.results import schema, store
+from aifbench.results import layout, read, schema, store
 from aifbench.results.store import Results
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,70 @@ def export(results: Results, path: Path) -> dict[str, int]:
     return rows
 
 
+ROW_GROUP_ROWS = 65536
+"""rows per row group of a bundle: what export holds and import reads at once"""
+
+
+def bundle_schema() -> pa.Schema:
+    """The `table` column, then the union of the tables' columns in table order (Arrow types of
+    results/read.py; a column two tables share has one type)."""
+    fields: dict[str, pa.Field] = {TABLE_COLUMN: pa.field(TABLE_COLUMN, pa.large_string())}
+    for name in schema.TABLES:
+        for f in read.arrow_schema(name):
+            fields.setdefault(f.name, f)
+    return pa.schema(list(fields.values()))
+
+
+def export_shards(shards: list[Path], path: Path) -> tuple[dict[str, int], list[str], list[tuple[Path, str]]]:
+    """Stream the rows of `shards` (run directory by run directory, table by table, a bounded
+    batch at a time: read.iter_table) into a bundle written atomically; memory does not grow
+    with the run. A run id reached twice (two copies of a run) is exported once. Returns (rows
+    per table, run ids, skipped files with why); ConfigError, nothing written, when no metrics
+    row is found."""
+    by_dir: dict[Path, list[Path]] = {}
+    for f in shards:
+        by_dir.setdefault(f.parent, []).append(f)
+    target = bundle_schema()
+    rows = {name: 0 for name in schema.TABLES}
+    runs: list[str] = []
+    skipped: list[tuple[Path, str]] = []
+
+    def write(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, target, compression="zstd") as writer:
+            for run_dir, files in sorted(by_dir.items()):
+                if run_dir.name in runs:
+                    continue
+                with read.snapshot(run_dir):
+                    rf = layout.scan(run_dir, [f for f in files if f.exists()])
+                    bad = list(rf.bad)
+                    for name in schema.TABLES:
+                        for t in read.iter_table(rf, name, bad, ROW_GROUP_ROWS):
+                            writer.write_table(_as_bundle(t, name, target), row_group_size=ROW_GROUP_ROWS)
+                            rows[name] += t.num_rows
+                skipped.extend(bad)
+                runs.append(run_dir.name)
+            if not rows["metrics"]:
+                raise ConfigError("nothing to export: the selection has no metrics rows")
+            meta = {"bundle_format": BUNDLE_FORMAT, "schema_version": SCHEMA_VERSION,
+                    "aifbench_version": __version__, "created_utc": datetime.now(timezone.utc).isoformat(),
+                    "rows": rows}
+            writer.add_key_value_metadata({META_KEY: json.dumps(meta).encode()})
+
+    atomic_write(path, write)
+    return rows, runs, skipped
+
+
+def _as_bundle(t: pa.Table, name: str, target: pa.Schema) -> pa.Table:
+    """One table's rows in the bundle's columns (the others empty), `table` naming it."""
+    n = t.num_rows
+    cols = [pa.array([name] * n, pa.large_string()) if f.name == TABLE_COLUMN else
+            t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(n, f.type) for f in target]
+    return pa.Table.from_arrays(cols, schema=target)
+
+
 def bundle_meta(path: Path) -> dict:
     try:
-        md = pq.read_schema(path).metadata or {}
+        md = pq.read_metadata(path).metadata or {}  # the footer: written last by a streaming export
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError(f"{path}: not a readable Parquet bundle ({exc})") from None
     if META_KEY not in md:

@@ -327,3 +327,54 @@ def check_params(df: pd.DataFrame) -> list[str]:
             except json.JSONDecodeError:
                 out.append(str(text)[:60])
     return out
+
+
+def iter_table(rf: RunFiles, table: str, bad: list[tuple[Path, str]], rows: int = 65536) -> Iterator[pa.Table]:
+    """Every column of every live row of one table, as Arrow tables of bounded size (at most
+    LOOSE_BATCH loose shards, or one row group of `rows` of a compacted file): what export
+    streams. The same rules as read_table: each source once, bad files named in `bad` and left
+    out whole (a compacted file is checked in a first pass, so no source is half-written)."""
+    tf = rf.tables.get(table)
+    if tf is None:
+        return
+    cols, run_id, target = _columns(table, None), rf.run_dir.name, arrow_schema(table)
+    for start in range(0, len(tf.loose), LOOSE_BATCH):
+        chunk = tf.loose[start:start + LOOSE_BATCH]
+        t = _drop_bad_files(_loose(chunk, table, cols, None, bad), table, run_id, bad, rf.run_dir, chunk)
+        if t.num_rows:
+            yield t.drop_columns([FILE_IX])
+    for path, excluded in tf.compacted.items():
+        try:
+            skip = set(excluded) | _bad_sources(path, table, run_id, excluded, bad, rows, rf.run_dir)
+            for t in _row_groups(path, table, skip, rows):
+                yield t.drop_columns([SOURCE_COL]).cast(target)
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            bad.append((path, f"{DAMAGED}: {exc}"))
+
+
+def _row_groups(path: Path, table: str, skip: set[str], rows: int) -> Iterator[pa.Table]:
+    """A compacted file's rows, batch by batch, cast to the table (with SOURCE_COL), without `skip`."""
+    full = arrow_schema(table, source=True)
+    fh = pq.ParquetFile(path, page_checksum_verification=True)
+    drop = pa.array(sorted(skip), pa.large_string())
+    for batch in fh.iter_batches(batch_size=rows):
+        t = pa.Table.from_batches([batch])
+        t = pa.Table.from_arrays([t[c] if c in t.column_names else pa.nulls(t.num_rows, full.field(c).type)
+                                  for c in full.names], names=full.names).cast(full)
+        if len(drop):
+            t = t.filter(pc.invert(pc.is_in(t[SOURCE_COL], drop)))
+        if t.num_rows:
+            yield t
+
+
+def _bad_sources(path: Path, table: str, run_id: str, excluded: set[str], bad: list[tuple[Path, str]],
+                 rows: int, where: Path) -> set[str]:
+    """Sources of a compacted file whose rows break what this run may hold (named in `bad`)."""
+    out: set[str] = set()
+    for t in _row_groups(path, table, set(excluded), rows):
+        before = len(bad)
+        _drop_bad_files(t, table, run_id, bad, where)
+        out.update(os.path.basename(str(p)) for p, _ in bad[before:])
+    return out
