@@ -241,8 +241,8 @@ def _existing(run_dir: Path, name: str) -> pd.DataFrame:
 def import_bundle(path: Path, root: Path) -> dict[str, int]:
     """Add the bundle's rows missing from store `root`; returns new rows per table.
 
-    Streams: the bundle is read one row group at a time and each group's new rows are written
-    as shards (part `import-<token>-<group>`) into a staging directory; only when every group
+    Streams: the bundle is read one row group at a time and each group's new rows of a run and
+    table are written as one shard (part `import-<token>-<group>`) into a staging directory; only when every group
     validated and no row conflicts are they renamed into the run directories, so a bad or
     conflicting bundle imports nothing. What the store already has (key and COMPARED columns)
     is read once per run and table the bundle touches (rows repeated across a bundle's row
@@ -270,10 +270,11 @@ def import_bundle(path: Path, root: Path) -> dict[str, int]:
                     rows = _new_rows(rows, have, key)
                     if not len(rows):
                         continue
-                    for rank, part in rows.groupby("rank"):
-                        shard = staging / run_id / store.shard_name(name, int(rank), f"import-{token}-{k}")
-                        store.write_shard(shard, name, part)
-                        added[name] += len(part)
+                    # one shard per run, table and row group (named after its first rank): a
+                    # shard per rank would cost a file write per rank and group
+                    shard = staging / run_id / store.shard_name(name, int(rows["rank"].min()), f"import-{token}-{k}")
+                    store.write_shard(shard, name, rows)
+                    added[name] += len(rows)
         if clash:
             raise SchemaError(f"{path}: {len(clash)} row(s) conflict with rows the store has (nothing imported; "
                               f"the store's rows stand): " + "; ".join(clash[:3]) + (" ..." if len(clash) > 3 else ""))

@@ -110,7 +110,7 @@ def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
     have = set(pf.schema_arrow.names)
     t = pf.read(columns=[c for c in names if c in have], use_threads=False)
     cols = [t[c] if c in have else pa.nulls(t.num_rows, target.field(c).type) for c in names]
-    return pa.Table.from_arrays(cols, names=names).cast(target)
+    return pa.Table.from_arrays(cols, names=names)  # cast by the caller, a batch at once
 
 
 def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]],
@@ -123,7 +123,7 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
     target = pa.schema([full.field(c) for c in names])
     out: list[pa.Table] = []
     for start in range(0, len(paths), LOOSE_BATCH):
-        parts, ix = [], []
+        parts, ix, which = [], [], []
         for i in range(start, min(len(paths), start + LOOSE_BATCH)):
             try:
                 t = _read_shard(paths[i], names, target)
@@ -134,9 +134,22 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
                 continue
             parts.append(t)
             ix.append(np.full(t.num_rows, i, np.int32))
+            which.append(i)
         if not parts:
             continue
-        t = pa.concat_tables(parts).append_column(FILE_IX, pa.array(np.concatenate(ix), pa.int32()))
+        try:  # one cast per batch; a file whose column cannot be cast is found file by file
+            t = pa.concat_tables(parts, promote_options="permissive").cast(target)
+        except (pa.ArrowException, ValueError):
+            keep = []
+            for p, part, i in zip([paths[j] for j in which], parts, ix):
+                try:
+                    keep.append((part.cast(target), i))
+                except (pa.ArrowException, ValueError) as exc:
+                    bad.append((p, f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
+            if not keep:
+                continue
+            t, ix = pa.concat_tables([k[0] for k in keep]), [k[1] for k in keep]
+        t = t.append_column(FILE_IX, pa.array(np.concatenate(ix), pa.int32()))
         if flt is not None:
             t = t.filter(flt)
         out.append(t.select(cols + [FILE_IX]))
@@ -329,6 +342,11 @@ def check_params(df: pd.DataFrame) -> list[str]:
     return out
 
 
+STREAM_SHARDS = 16
+"""loose shards per batch of iter_table: every column and row of a shard is kept (a telemetry
+shard holds thousands of rows), so fewer than a filtered read takes at once"""
+
+
 def iter_table(rf: RunFiles, table: str, bad: list[tuple[Path, str]], rows: int = 65536) -> Iterator[pa.Table]:
     """Every column of every live row of one table, as Arrow tables of bounded size (at most
     LOOSE_BATCH loose shards, or one row group of `rows` of a compacted file): what export
@@ -338,8 +356,8 @@ def iter_table(rf: RunFiles, table: str, bad: list[tuple[Path, str]], rows: int 
     if tf is None:
         return
     cols, run_id, target = _columns(table, None), rf.run_dir.name, arrow_schema(table)
-    for start in range(0, len(tf.loose), LOOSE_BATCH):
-        chunk = tf.loose[start:start + LOOSE_BATCH]
+    for start in range(0, len(tf.loose), STREAM_SHARDS):
+        chunk = tf.loose[start:start + STREAM_SHARDS]
         t = _drop_bad_files(_loose(chunk, table, cols, None, bad), table, run_id, bad, rf.run_dir, chunk)
         if t.num_rows:
             yield t.drop_columns([FILE_IX])
