@@ -68,7 +68,7 @@ CRASH = textwrap.dedent("""
     real_unlink, real_replace, left = os.unlink, os.replace, int(sys.argv[2])
     def unlink(path, *a, **k):  # the process dies after `left` deletions (power cut mid-compaction)
         global left
-        if not str(path).split("/")[-1].startswith("."):  # a source, not our temporary file
+        if ".compact-tmp-" not in str(path).split("/")[-1]:  # a source (renamed aside first), not our temporary file
             if left == 0:
                 os._exit(9)
             left -= 1

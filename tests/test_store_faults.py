@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -256,7 +257,7 @@ def test_a_damaged_compacted_file_is_named_quarantined_and_the_store_stays_reada
     root = run_copy.parent
     other = write_run(root, RunSpec(run_id="20260101T000000Z-other-000001", nodes=("n1",), gpus_per_node=2,
                                     cases=[gemm(1024), membw(1 << 20)]))
-    (damaged,) = run_copy.glob("samples.compact-*.parquet")
+    (damaged,) = run_copy.glob("metrics.compact-*.parquet")
     _damage(damaged)
     r = cli(root.parent, "runs", "--results", "res", "--format", "json")
     assert r.returncode == 0 and damaged.name in r.stderr, r.stderr
@@ -264,9 +265,10 @@ def test_a_damaged_compacted_file_is_named_quarantined_and_the_store_stays_reada
     c = cli(root.parent, "compact", run_copy.name, "--results", "res")
     assert c.returncode == 2 and damaged.name in c.stderr and "quarantined" in c.stderr, c.stderr
     assert not damaged.exists() and (run_copy / f".{damaged.name}.damaged").exists()
-    s = cli(root.parent, "show", run_copy.name, "--results", "res", "--format", "json")
+    s = cli(root.parent, "show", other.name, "--results", "res", "--format", "json")
     assert s.returncode == 0 and json.loads(s.stdout)
-    assert len(store.load([other]).metrics)
+    r = cli(root.parent, "runs", "--results", "res", "--format", "json")  # the quarantined file is not read
+    assert r.returncode == 0 and damaged.name not in r.stderr and len(json.loads(r.stdout)) == 2
 
 
 # --- 4. every table exports and imports row for row -------------------------------------------
@@ -292,14 +294,14 @@ def test_every_table_of_a_multi_window_run_exports_and_imports_row_for_row(run_c
 READER = textwrap.dedent("""
     import sys
     from pathlib import Path
+    from aifbench.analysis import data, runs
     from aifbench.results import store
     run_dir, want, stop = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
     n = 0
-    while not stop.exists() or n < 3:
-        res = store.load([run_dir])
-        assert not res.skipped, res.skipped
-        got = len(res.metrics)
-        assert got == want, (got, want)
+    while not stop.exists() or n < 3:  # a directory, a list of files (runs, validate), analysis' reader
+        for res in (store.load([run_dir]), runs.load_store(run_dir.parent), data.load_runs([run_dir])):
+            assert not res.skipped, res.skipped
+            assert len(res.metrics) == want and len(res.runs) == 32, (len(res.metrics), want, len(res.runs))
         n += 1
     print(n)
 """)
@@ -331,12 +333,14 @@ def test_readers_see_every_row_while_two_compactions_race(tmp_path):
 def test_validate_is_not_pass_when_ranks_lost_their_runs_rows(run_copy, tmp_path):
     (runs_file,) = run_copy.glob("runs.compact-*.parquet")
     t = pq.read_table(runs_file)
+    meta = {k: v for k, v in pq.read_metadata(runs_file).metadata.items() if k != b"ARROW:schema"}
     kept = t.filter(pa.compute.equal(t["rank"], 0))
-    pq.write_table(kept.replace_schema_metadata(t.schema.metadata), runs_file)
+    pq.write_table(kept.replace_schema_metadata(meta), runs_file)
     refs = tmp_path / "refs.toml"
     refs.write_text(REFS)
     v = cli(tmp_path, "validate", run_copy.name, "--references", str(refs), "--results", str(run_copy.parent))
-    assert v.returncode == 1 and "INCOMPLETE" in v.stdout and "no runs row from 1 of 2 rank(s): 1" in v.stdout, v.stdout
+    out = v.stdout + v.stderr
+    assert v.returncode == 1 and "INCOMPLETE" in out and "no runs row from 1 of 2 rank(s): 1" in out, out
     r = cli(tmp_path, "runs", "--results", str(run_copy.parent), "--format", "json")
     assert json.loads(r.stdout)[0]["status"] == "incomplete"
 
@@ -357,11 +361,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, env, says):
 # --- 8. a worker that dies is named -------------------------------------------------------------
 
 def _small_disk(where: Path) -> tuple[Path, callable]:
-    """A directory on a 160 KiB tmpfs when this test may mount one (root); else None."""
+    """A directory on a 1 MiB tmpfs with about 420 KiB free when this test may mount one (root,
+    the launcher sets 256 KiB of it aside), else None."""
     where.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(where)], capture_output=True)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True)
     if p.returncode != 0:
         return None, lambda: None
+    (where / "filler").write_bytes(b"x" * (600 << 10))
     return where, lambda: subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
@@ -376,13 +382,50 @@ def test_a_worker_that_dies_of_a_full_disk_is_named_and_its_run_marked(tmp_path)
     try:
         if mnt is not None:
             p = cli(tmp_path, "run", str(SUITE), "--nproc", "2", "--results", str(mnt / "res"), "--device", "cpu")
-            no_space = "No space left on device"
+            no_space, root = "No space left on device", mnt / "res"
         else:
             p = cli(tmp_path, "run", str(SUITE), "--nproc", "2", "--results", "res", "--device", "cpu",
                     preexec_fn=_file_size_limit)
-            no_space = "File too large"
+            no_space, root = "File too large", tmp_path / "res"
         assert p.returncode != 0
-        died = [ln for ln in p.stderr.splitlines() if "died" in ln]
+        died = [ln for ln in p.stderr.splitlines() if re.match(r"aifbench: ERROR: rank \d+ died \(", ln)]
         assert died and no_space in died[0] and "rank" in died[0], p.stderr[-3000:]
+        assert all("marked failed" in ln for ln in died), p.stderr[-4000:]
+        r = cli(tmp_path, "runs", "--results", str(root), "--format", "json")
+        assert json.loads(r.stdout)[0]["status"] in ("failed", "incomplete"), r.stdout  # no longer running
+        assert set(store.load([root]).runs["status"]) == {"failed"}
     finally:
         unmount()
+
+
+REWRITE_DURING_DELETE = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import pandas as pd
+    from aifbench.results import compact, layout, store
+    run_dir, real, done = Path(sys.argv[1]), os.rename, []
+    def rename(src, dst, *a, **k):  # rank 1 rewrites its shard just as compaction deletes the one it read
+        if not done and Path(src).name == store.shard_name("metrics", 1):
+            done.append(1)
+            df = store.read_parquet(Path(src)).to_pandas()  # (another process in life: here, no reader lock)
+            gen = layout.shard_generation(Path(src)) or 1
+            df["value"] = df["value"] * 3
+            store.write_shard(Path(src), "metrics", df, generation=gen + 1)
+        return real(src, dst, *a, **k)
+    os.rename = rename
+    compact.compact(run_dir)
+    print(len(done))
+""")
+
+
+def test_a_shard_rewritten_while_compaction_deletes_it_is_kept(tmp_path):
+    run_dir = write_run(tmp_path / "res", RunSpec(run_id="20260101T000000Z-del-000001", nodes=("a",), gpus_per_node=2,
+                                                  cases=[gemm(1024), membw(1 << 20)]))
+    mine = store.load([run_dir]).metrics.query("rank == 1").sort_values(KEYS["metrics"])
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    p = subprocess.run([sys.executable, "-c", REWRITE_DURING_DELETE, str(run_dir)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "1", p.stderr[-2000:]
+    assert (run_dir / store.shard_name("metrics", 1)).exists()  # the newer version, put back
+    after = store.load([run_dir]).metrics.query("rank == 1").sort_values(KEYS["metrics"])
+    assert list(after["value"].round(9)) == list((mine["value"] * 3).round(9))

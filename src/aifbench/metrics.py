@@ -270,8 +270,8 @@ for _s in ("low", "high"):
            "(aifbench.ab, ABBA order); stat mean over rounds, ci_low/ci_high its 95 % paired t interval (1 = no loss)",
            role="score")
     define(f"overhead_loss_pct_{_s}", "%", False, f"telemetry_overhead: (1 - overhead_ratio_{_s}) * 100, per round; "
-           "stat mean, ci_low/ci_high its 95 % interval (noisy when the half-width exceeds 1 point)",
-           role="diagnostic")
+           "stat mean, ci_low/ci_high its 95 % interval (noisy when the half-width exceeds 1 point); negative: a gain",
+           role="diagnostic", signed=True)
     define(f"overhead_polls_per_s_{_s}", "1/s", True,
            f"telemetry_overhead: sampler polls achieved per second at {_s}_hz (requested rate vs what the thread managed)",
            role="throughput", derivation="from_time", additive=True)

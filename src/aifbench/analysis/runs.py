@@ -40,8 +40,9 @@ def _status(ranks: pd.DataFrame, cases: pd.DataFrame, plan: RunPlan | None) -> s
     if "running" in states:
         return "running"
     world = int(ranks["world_size"].max())
-    if ranks["rank"].nunique() < world or (plan is not None and (missing_ranks(plan, cases)
-                                                                  or missing_provenance(plan, ranks))):
+    if ranks["rank"].nunique() < world or (plan is not None and missing_ranks(plan, cases)):
+        return "incomplete"
+    if plan is not None and missing_provenance(plan, ranks):  # ranks the metrics rows say ran, without runs rows
         return "incomplete"
     return "failed" if "failed" in states or (cases["status"] == "failed").any() else "ok"
 

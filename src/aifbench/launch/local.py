@@ -13,14 +13,17 @@ launcher, once) and get SIGTERM from the kernel should the launcher itself die (
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 from aifbench.errors import LaunchError
 from aifbench.launch.base import CaseDone, ForegroundLauncher
@@ -123,11 +126,14 @@ def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
     from aifbench.worker import LAUNCHER_PID_ENV, Interrupted
 
     plan_path = plan.save(plan.run_dir / "plan.json")
+    reserve = _reserve(plan.run_dir)
     port = free_port()
     from aifbench.results.node import STEP_ENV
 
     step = f"local-{os.getpid()}-{port}"  # one launch: the workers' node-level compaction counts its ranks only
     procs: list[subprocess.Popen] = []
+    tails: list[collections.deque] = []
+    tees: list[threading.Thread] = []
     with _StopRequests() as stops:
         try:
             for rank in range(nproc):
@@ -136,42 +142,89 @@ def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
                 env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{LAUNCHER_PID_ENV: str(os.getpid()), STEP_ENV: step})
                 log_path = plan.run_dir / f"worker.rank{rank:05d}.log"
-                with open(log_path, "w") as log_file:
-                    procs.append(subprocess.Popen([sys.executable, "-m", "aifbench.worker", str(plan_path)],
-                                                  env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                                  start_new_session=True))
+                procs.append(subprocess.Popen([sys.executable, "-m", "aifbench.worker", str(plan_path)],
+                                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                              start_new_session=True))
+                tails.append(collections.deque(maxlen=TAIL_LINES))
+                tees.append(threading.Thread(target=_tee, args=(procs[-1].stdout, log_path, tails[-1]), daemon=True))
+                tees[-1].start()
             _wait(procs, plan, poll, stops, grace_s)
         finally:
             _send(procs, signal.SIGKILL)  # only those still alive: an exception left the wait early
             codes = [p.wait() for p in procs]
+            for t in tees:
+                t.join(timeout=5)
+            if reserve is not None:  # the space to mark a dead rank failed, even on a full disk
+                reserve.unlink(missing_ok=True)
     if stops.signals:
         raise Interrupted(stops.signals[0])
     dead = [rank for rank, c in enumerate(codes) if c not in (0, 1)]
     for rank in dead:
-        why = died(plan, rank, codes[rank])
-        log.error("%s", why)
+        log.error("%s", died(plan, rank, codes[rank], tails[rank]))
     _compact(plan.run_dir)
     if len(dead) == len(codes):
-        tail = (plan.run_dir / "worker.rank00000.log").read_text()[-2000:]
-        raise LaunchError(f"all {nproc} workers died (exit codes {codes}); rank 0 log:\n{tail}")
+        raise LaunchError(f"all {nproc} workers died (exit codes {codes}): rank 0: {last_error(tails[0])} "
+                          f"(full output: {plan.run_dir / 'worker.rank00000.log'})")
     return codes
 
 
-def last_error(plan: Plan, rank: int) -> str:
-    """The last line a worker wrote to its log (worker.main ends with the error that stopped it)."""
+RESERVE_BYTES = 256 << 10
+"""bytes set aside in the run directory while the workers run (RESERVE_NAME), freed when they have
+exited: room to rewrite a dead rank's runs row as failed should they have filled the disk"""
+RESERVE_NAME = ".reserve"
+
+
+def _reserve(run_dir) -> "os.PathLike | None":
+    """Write the reserve file; None (nothing set aside) when even that does not fit."""
+    path = run_dir / RESERVE_NAME
     try:
-        lines = [ln.strip() for ln in (plan.run_dir / f"worker.rank{rank:05d}.log").read_text(
-            errors="replace")[-20000:].splitlines() if ln.strip()]
-    except OSError as exc:
-        return f"(its log cannot be read: {exc.strerror})"
-    return lines[-1][:300] if lines else "(its log is empty)"
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        path.unlink(missing_ok=True)
+        return None
+    return path
 
 
-def died(plan: Plan, rank: int, code: int) -> str:
+TAIL_LINES = 50
+"""lines of each worker's output the launcher keeps in memory (its log may be on the full disk)"""
+
+
+def _tee(stream, log_path, tail: collections.deque) -> None:
+    """Copy a worker's output to its log file, keeping the last lines; a log that cannot be
+    written (a full disk) loses lines, never the worker's last error (kept in `tail`)."""
+    try:
+        log_file = open(log_path, "w", errors="replace")
+    except OSError:
+        log_file = None
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        tail.append(line)
+        if log_file is not None:
+            try:
+                log_file.write(line)
+                log_file.flush()
+            except OSError:
+                log_file = None
+    stream.close()
+    if log_file is not None:
+        with contextlib.suppress(OSError):
+            log_file.close()
+
+
+def last_error(tail: Sequence[str]) -> str:
+    """The last line a worker wrote (worker.main ends with the error that stopped it)."""
+    lines = [ln.strip() for ln in tail if ln.strip()]
+    return lines[-1][:300] if lines else "(it wrote nothing)"
+
+
+def died(plan: Plan, rank: int, code: int, tail: Sequence[str] = ()) -> str:
     """One line naming a dead worker, its exit, its last error; its runs row is marked failed."""
     how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
     marked = mark_failed(plan, rank)
-    return f"rank {rank} died ({how}): {last_error(plan, rank)}; {marked}"
+    return f"rank {rank} died ({how}): {last_error(tail)}; {marked}"
 
 
 def mark_failed(plan: Plan, rank: int) -> str:

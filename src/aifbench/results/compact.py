@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from aifbench.errors import ConfigError
 from aifbench.results import layout, read, schema
 from aifbench.results.layout import META_KEY, TableFiles
 
@@ -89,8 +90,16 @@ class CompactReport:
 @contextlib.contextmanager
 def turn(run_dir: Path) -> Iterator[None]:
     """Wait for this run directory's compaction lock (LOCK_NAME) and hold it."""
-    with open(Path(run_dir) / LOCK_NAME, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    try:
+        fh = open(Path(run_dir) / LOCK_NAME, "a")
+    except OSError as exc:
+        raise ConfigError(f"cannot compact {run_dir}: its lock file cannot be made ({exc.strerror}); "
+                          "compaction needs a writable run directory") from None
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (Lustre mounted without it): racing compactions
+            pass         # still leave a state read once (layout.py) and merged by the next one
         yield  # closing the file releases the lock
 
 
@@ -331,6 +340,15 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
                 p.unlink()
         except FileNotFoundError:
             continue
+    for p in run_dir.glob(".*.parquet.del-*"):  # a shard set aside for deletion when a compaction died:
+        name = p.name[1:].split(".del-")[0]      # back under its name, unless a newer one is there (then
+        try:                                     # it is either a leftover or older, never read twice)
+            os.link(p, run_dir / name)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            continue
+        p.unlink(missing_ok=True)
 
 
 def _remove_loose(paths: list[Path], recorded: dict[Path, dict[str, layout.Signature]]) -> int:
@@ -342,8 +360,27 @@ def _remove_loose(paths: list[Path], recorded: dict[Path, dict[str, layout.Signa
     for p in paths:
         try:
             if layout.signature(p) == sigs.get(p.name):
-                p.unlink()
-                n += 1
+                n += _remove_if_unchanged(p, sigs[p.name])
         except FileNotFoundError:
             continue
     return n
+
+
+def _remove_if_unchanged(path: Path, sig: layout.Signature) -> bool:
+    """Delete `path` only if it is still the file read: it is renamed aside first (atomic: whichever
+    version is there now), then checked; a version a rank wrote between the check above and the
+    rename is put back (unless a yet newer one is already in place), never deleted."""
+    aside = path.with_name(f".{path.name}.del-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    if layout.signature(aside) == sig:
+        aside.unlink()
+        return True
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    aside.unlink()
+    return False

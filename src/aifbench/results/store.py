@@ -7,7 +7,10 @@ stores read unchanged). After compaction (results/compact.py) a run also holds
 One shard per (run, rank, part, table). A shard is written whole to a temporary file in the
 same directory and renamed into place (os.replace is atomic on POSIX), so concurrent ranks,
 array tasks and readers never see a half-written file. The runner rewrites its shard after
-every case, so a crash loses at most the case in flight.
+every case, so a crash loses at most the case in flight. Each shard's footer records a
+generation (layout.GEN_KEY) above every one its rank committed before; a resuming rank reads
+its committed rows wherever they are (committed_rows: loose or compacted). A reader holds the
+run directory's shared lock (read.snapshot) while it reads. The rules: docs/store.md.
 """
 
 from __future__ import annotations
@@ -180,6 +183,9 @@ def find_shards(paths: Iterable[Path | str]) -> list[Path]:
             found.add(p)
         elif p.is_dir():
             found.update(q for q in p.rglob("*.parquet") if not q.name.startswith("."))
+        elif p.suffix == ".parquet" and (layout.SHARD_RE.match(p.name) or layout.COMPACT_RE.match(p.name)) \
+                and p.parent.is_dir():
+            found.add(p)  # listed a moment ago, merged by a compaction since: load() reads its run again
         else:
             raise ConfigError(f"no such results file or directory: {p}")
     return sorted(found)
@@ -251,10 +257,13 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
     """One run directory's tables from one snapshot (read.snapshot: no compaction commits while
     it is read); `whole`: the directory was asked for, so its files are listed again inside the
     snapshot. Rescans when a file vanished all the same (a file system without flock)."""
+    listed = {f.name.split(".", 1)[0] for f in files}
     for attempt in range(READ_RETRIES):
         with read.snapshot(run_dir):
             if whole:
                 files = find_shards([run_dir])
+            elif not all(f.exists() for f in files):  # a compaction merged some: its tables' files now
+                files = [f for f in find_shards([run_dir]) if f.name.split(".", 1)[0] in listed]
             mine = [f for f in files if f.name.split(".", 1)[0] in tables  # other tables' footers are not read
                     or f.name.split(".", 1)[0] not in schema.TABLES]
             rf = layout.scan(run_dir, [f for f in mine if f.exists()])
