@@ -155,12 +155,15 @@ def bench_size(seed: Path, work: Path, n: int, states: list[str], repeat: int, t
             out["loose"][name] = repeated(name, cmd, work, repeat, f"{n}-loose")
             print(n, "loose", name, out["loose"][name], flush=True)
             partial()
+    if "nodes" in states and info.get("generated_as", "loose shards") != "compacted":
         out["node_merge"] = measure([PY, str(Path(__file__).resolve()), "--merge-nodes", str(run_dir), "--gpus-per-node",
                                      str(gpn), "--merge-workers", str(merge_workers)], work, timeout=7200)
         out["node_merge"]["load1_start"] = os.getloadavg()[0]
         out["node_files"] = sum(1 for _ in run_dir.glob("*.compact-*.parquet"))
         print(n, "node merge", out["node_merge"], flush=True)
         partial()
+    if "compacted" not in states:
+        return out
     load1 = os.getloadavg()[0]
     out["compact"] = {**measure([PY, "-m", "aifbench", "compact", "--results", str(root)], work, timeout=7200),
                       "load1_start": round(load1, 2)}
@@ -232,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=Path, help="the real run to replicate (rank 0's shards)")
     p.add_argument("--work", type=Path, help="scratch directory for generated runs")
     p.add_argument("--ranks", default="1024,24576")
-    p.add_argument("--states", default="loose,compacted",
-                   help="loose: time the commands on the loose shards, then node-level compaction; compacted: "
-                        "after `compact`, time them again")
+    p.add_argument("--states", default="loose,nodes,compacted",
+                   help="loose: time the commands on the loose shards; nodes: then node-level compaction; "
+                        "compacted: then `compact` (of the node files) and the commands again")
     p.add_argument("--repeat", type=int, default=3, help="runs per command (the median is reported)")
     p.add_argument("--only", default="", help="comma-separated commands to time (default: all)")
     p.add_argument("--gpus-per-node", dest="gpn", type=int, default=4, help="ranks per node (node-level compaction)")
