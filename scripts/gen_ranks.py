@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from aifbench import metrics as metric_dict  # noqa: E402
-from aifbench.results.store import shard_name  # noqa: E402
+from aifbench.results.store import shard_name, write_parquet  # noqa: E402
 
 RATE_UNITS = ("TFLOP/s", "GB/s", "1/s")
 TABLES = ("metrics", "samples", "runs", "telemetry")
@@ -96,7 +96,7 @@ def _write(args: tuple) -> int:
         for table, seed in seeds.items():
             path = Path(out_dir) / shard_name(table, rank)
             tmp = path.with_name(f".{path.name}.tmp")
-            pq.write_table(rank_table(seed, table, run_id, rank, n, gpn, float(f)), tmp)
+            write_parquet(rank_table(seed, table, run_id, rank, n, gpn, float(f)), tmp)  # as ranks write
             os.replace(tmp, path)
     return len(ranks)
 

@@ -280,3 +280,21 @@ def test_cluster_command_lists_gpu_gres(aifbench_cli):
     proc = aifbench_cli("cluster")
     assert proc.returncode == 0, proc.stderr
     assert "debug" in proc.stdout and "gpu:4" in proc.stdout and "n2" in proc.stdout
+
+
+def test_each_node_merges_its_shards_at_the_end_of_the_job_step(aifbench_cli, tmp_path):
+    from aifbench.results import layout
+
+    proc = _submit(aifbench_cli, "smoke", "--system", "local-slurm", "--nodes", "2", "--only", "collectives",
+                   "--set", 'collectives.op=["all_reduce"]')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = _run_dir(tmp_path)
+    _wait_until(lambda: _state(run_dir) == "COMPLETED", 240, "the job to complete")
+    footers = [layout.compact_meta(p) for p in run_dir.glob("*.compact-*.parquet")]
+    assert not list(run_dir.glob("*.rank*.parquet"))  # every shard merged where it was made
+    assert {m.get("node") for m in footers} == {"n1", "n2"}  # one file per node and table
+    assert not (run_dir / ".steps").exists() or not any((run_dir / ".steps").rglob("task*.json"))
+    collect = aifbench_cli("collect", run_dir.name)
+    assert collect.returncode == 0, collect.stdout + collect.stderr
+    assert all("node" not in layout.compact_meta(p) for p in run_dir.glob("*.compact-*.parquet"))
+    assert set(load([run_dir]).metrics["rank"]) == {0, 1}

@@ -153,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             if not _die_with_launcher():
                 print("aifbench worker: its launcher is gone; not starting", file=sys.stderr)
                 return 128 + signal.SIGTERM
-            summary = run_plan(Plan.load(args.plan))
+            plan = Plan.load(args.plan)
+            summary = run_plan(plan)
+            from aifbench.results.node import merge_after_task
+
+            merge_after_task(plan.run_dir, distributed.rank_info().rank, plan.part)  # this node's last rank merges
     except Interrupted as exc:
         print(f"aifbench worker: interrupted by {exc.signame}", file=sys.stderr)
         return exc.exit_code

@@ -144,6 +144,23 @@ def categorical(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def selected_shards(paths: Iterable[Path | str] = (), include_reference: bool = True,
+                    reference_dir: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """(shards, reference shards) that select() reads: below `paths` (default `results/`) minus
+    baselines and reference runs, and the reference runs when included. ConfigError for a
+    path that does not exist."""
+    paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
+    existing = [p for p in paths if p.exists()]
+    missing = [p for p in paths if not p.exists()]
+    if missing and (existing or paths != [DEFAULT_RESULTS]):
+        raise no_results(missing[0])
+    ref_dirs = [Path(reference_dir) if reference_dir else DEFAULT_RESULTS / REFERENCE_DIR]
+    ref_dirs += [p / REFERENCE_DIR for p in existing if p.is_dir()]
+    ref_dirs = [d for d in dict.fromkeys(ref_dirs) if d.is_dir()]
+    exclude = [p / BASELINES_DIR for p in existing if p.is_dir()] + ref_dirs
+    return _shards(existing, exclude), (_shards(ref_dirs, []) if include_reference else [])
+
+
 def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
            reference_dir: Path | None = None, stats: Iterable[str] = ANALYSIS_STATS,
            full: bool = True, metrics: Iterable[str] = ()) -> Selection:
@@ -155,17 +172,7 @@ def select(paths: Iterable[Path | str] = (), *, include_reference: bool = True,
     use at 10^5 ranks), `stats` adding statistics (a reference may judge p5). Raises ConfigError when nothing at all is
     found (an empty selection).
     """
-    paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
-    existing = [p for p in paths if p.exists()]
-    missing = [p for p in paths if not p.exists()]
-    if missing and (existing or paths != [DEFAULT_RESULTS]):
-        raise no_results(missing[0])
-    ref_dirs = [Path(reference_dir) if reference_dir else DEFAULT_RESULTS / REFERENCE_DIR]
-    ref_dirs += [p / REFERENCE_DIR for p in existing if p.is_dir()]
-    ref_dirs = [d for d in dict.fromkeys(ref_dirs) if d.is_dir()]
-    exclude = [p / BASELINES_DIR for p in existing if p.is_dir()] + ref_dirs
-    shards = _shards(existing, exclude)
-    ref_shards = _shards(ref_dirs, []) if include_reference else []
+    shards, ref_shards = selected_shards(paths, include_reference, reference_dir)
     loaded = dedupe(load_analysis(sorted(set(shards) | set(ref_shards)), stats, full, metrics))
     ref_runs = {s.parent.name for s in ref_shards}
     if not len(loaded.tables["metrics"]):

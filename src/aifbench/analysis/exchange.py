@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aifbench import SCHEMA_VERSION, __version__
-from aifbench.analysis.data import KEYS, load_runs
+from aifbench.analysis.data import KEYS
 from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError, SchemaError, one_of
-from aifbench.results import schema, store
+from aifbench.results import layout, read, schema, store
 from aifbench.results.store import Results
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,73 @@ def export(results: Results, path: Path) -> dict[str, int]:
     return rows
 
 
+ROW_GROUP_ROWS = 65536
+"""rows per row group of a bundle: what export holds and import reads at once"""
+
+
+def bundle_schema() -> pa.Schema:
+    """The `table` column, then the union of the tables' columns in table order (Arrow types of
+    results/read.py; a column two tables share has one type)."""
+    fields: dict[str, pa.Field] = {TABLE_COLUMN: pa.field(TABLE_COLUMN, pa.large_string())}
+    for name in schema.TABLES:
+        for f in read.arrow_schema(name):
+            fields.setdefault(f.name, f)
+    return pa.schema(list(fields.values()))
+
+
+def export_shards(shards: list[Path], path: Path) -> tuple[dict[str, int], list[str], list[tuple[Path, str]]]:
+    """Stream the rows of `shards` (run directory by run directory, table by table, a bounded
+    batch at a time: read.iter_table) into a bundle written atomically; memory does not grow
+    with the run. A run id reached twice (two copies of a run) is exported once. Returns (rows
+    per table, run ids, skipped files with why); ConfigError, nothing written, when no metrics
+    row is found."""
+    by_dir: dict[Path, list[Path]] = {}
+    for f in shards:
+        by_dir.setdefault(f.parent, []).append(f)
+    target = bundle_schema()
+    rows = {name: 0 for name in schema.TABLES}
+    runs: list[str] = []
+    skipped: list[tuple[Path, str]] = []
+
+    meta = {"bundle_format": BUNDLE_FORMAT, "schema_version": SCHEMA_VERSION, "aifbench_version": __version__,
+            "created_utc": datetime.now(timezone.utc).isoformat()}
+    # the schema carries the record without row counts (they are known at the end only and go
+    # into the footer, which bundle_meta reads): a tool rewriting the table keeps the record
+    target = target.with_metadata({META_KEY: json.dumps(meta).encode()})
+
+    def write(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, target, compression="zstd") as writer:
+            for run_dir, files in sorted(by_dir.items()):
+                if run_dir.name in runs:
+                    continue
+                with read.snapshot(run_dir):
+                    rf = layout.scan(run_dir, [f for f in files if f.exists()])
+                    bad = list(rf.bad)
+                    for name in schema.TABLES:
+                        for t in read.iter_table(rf, name, bad, ROW_GROUP_ROWS):
+                            writer.write_table(_as_bundle(t, name, target), row_group_size=ROW_GROUP_ROWS)
+                            rows[name] += t.num_rows
+                skipped.extend(bad)
+                runs.append(run_dir.name)
+            if not rows["metrics"]:
+                raise ConfigError("nothing to export: the selection has no metrics rows")
+            writer.add_key_value_metadata({META_KEY: json.dumps({**meta, "rows": rows}).encode()})
+
+    atomic_write(path, write)
+    return rows, runs, skipped
+
+
+def _as_bundle(t: pa.Table, name: str, target: pa.Schema) -> pa.Table:
+    """One table's rows in the bundle's columns (the others empty), `table` naming it."""
+    n = t.num_rows
+    cols = [pa.array([name] * n, pa.large_string()) if f.name == TABLE_COLUMN else
+            t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(n, f.type) for f in target]
+    return pa.Table.from_arrays(cols, schema=target)
+
+
 def bundle_meta(path: Path) -> dict:
     try:
-        md = pq.read_schema(path).metadata or {}
+        md = pq.read_metadata(path).metadata or {}  # the footer: written last by a streaming export
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError(f"{path}: not a readable Parquet bundle ({exc})") from None
     if META_KEY not in md:
@@ -71,8 +137,7 @@ def bundle_meta(path: Path) -> dict:
     return json.loads(md[META_KEY])
 
 
-def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
-    """Every table of a bundle, validated and migrated to this schema version."""
+def _check_meta(path: Path) -> None:
     meta = bundle_meta(path)
     version = int(meta.get("schema_version", 0))
     if version > SCHEMA_VERSION:
@@ -81,7 +146,10 @@ def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
     if int(meta.get("bundle_format", 0)) > BUNDLE_FORMAT:
         raise SchemaError(f"{path}: bundle format {meta['bundle_format']} is newer than this aifbench "
                           f"supports ({BUNDLE_FORMAT}); upgrade aifbench")
-    df = store.read_parquet(path).to_pandas()
+
+
+def _split(path: Path, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The validated (migrated) rows of each table in one bundle frame, deduplicated by key."""
     if TABLE_COLUMN not in df.columns:
         raise ConfigError(f"{path}: no '{TABLE_COLUMN}' column; not an aifbench bundle")
     unknown = set(df[TABLE_COLUMN].dropna().unique()) - set(schema.TABLES)
@@ -103,6 +171,26 @@ def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
             raise SchemaError(f"{path}: {exc}") from None
         out[name] = valid.drop_duplicates(list(KEYS[name]))
     return out
+
+
+def iter_bundle(path: Path) -> Iterator[dict[str, pd.DataFrame]]:
+    """A bundle's tables, validated and migrated, one row group (ROW_GROUP_ROWS) at a time."""
+    _check_meta(path)
+    try:
+        fh = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ConfigError(f"{path}: not a readable Parquet bundle ({exc})") from None
+    if TABLE_COLUMN not in fh.schema_arrow.names:
+        raise ConfigError(f"{path}: no '{TABLE_COLUMN}' column; not an aifbench bundle")
+    for batch in fh.iter_batches(batch_size=ROW_GROUP_ROWS):
+        yield _split(path, batch.to_pandas())
+
+
+def read_bundle(path: Path) -> dict[str, pd.DataFrame]:
+    """Every table of a bundle, validated and migrated to this schema version (whole: for small
+    bundles and tests; import streams with iter_bundle)."""
+    _check_meta(path)
+    return _split(path, store.read_parquet(path).to_pandas())
 
 
 def _new_rows(df: pd.DataFrame, existing: pd.DataFrame, key: list[str]) -> pd.DataFrame:
@@ -138,35 +226,62 @@ def conflicts(df: pd.DataFrame, existing: pd.DataFrame, name: str) -> list[str]:
     return out
 
 
+def _existing(run_dir: Path, name: str) -> pd.DataFrame:
+    """The key and COMPARED columns of a table's rows already in a run directory (empty when none)."""
+    cols = list(dict.fromkeys([*KEYS[name], *COMPARED[name]]))
+    if not run_dir.is_dir():
+        return schema.empty(name)[cols]
+    res = store.load([run_dir], tables=(name,), columns={name: cols})
+    if res.skipped:
+        names = ", ".join(p.name for p, _ in res.skipped)
+        log.warning("run %s has invalid shards (%s); their rows may be imported again", run_dir.name, names)
+    return res.tables[name]
+
+
 def import_bundle(path: Path, root: Path) -> dict[str, int]:
-    """Add the bundle's rows missing from store `root`; returns new rows per table. A bundle row
-    whose key the store has with other values (`conflicts`) refuses the whole import, naming the
-    rows (SchemaError, nothing written): the store's committed rows are never overwritten."""
-    tables = read_bundle(path)
+    """Add the bundle's rows missing from store `root`; returns new rows per table.
+
+    Streams: the bundle is read one row group at a time and each group's new rows of a run and
+    table are written as one shard (part `import-<token>-<group>`) into a staging directory; only when every group
+    validated and no row conflicts are they renamed into the run directories, so a bad or
+    conflicting bundle imports nothing. What the store already has (key and COMPARED columns)
+    is read once per run and table the bundle touches (rows repeated across a bundle's row
+    groups are not looked for: export writes each row once). A bundle row whose key the store has
+    with other values (`conflicts`) refuses the whole import, naming the rows (SchemaError):
+    the store's committed rows are never overwritten."""
+    import shutil
+
+    root = Path(root)
     added = {name: 0 for name in schema.TABLES}
-    run_ids = sorted(set().union(*(set(df["run_id"]) for df in tables.values())))
     token = secrets.token_hex(4)
-    plan: list[tuple[Path, str, pd.DataFrame]] = []
+    staging = root / f".import-{token}"
+    seen: dict[tuple[str, str], pd.DataFrame] = {}
     clash: list[str] = []
-    for run_id in run_ids:
-        store.check_run_id(run_id)
-        run_dir = Path(root) / run_id
-        existing = load_runs([run_dir], full=True) if run_dir.is_dir() else None
-        if existing is not None and existing.skipped:
-            names = ", ".join(p.name for p, _ in existing.skipped)
-            log.warning("run %s has invalid shards (%s); their rows may be imported again", run_id, names)
-        for name, df in tables.items():
-            rows = df[df["run_id"] == run_id]
-            if existing is not None:
-                clash += conflicts(rows, existing.tables[name], name)
-                rows = _new_rows(rows, existing.tables[name], list(KEYS[name]))
-            plan.append((run_dir, name, rows))
-    if clash:
-        raise SchemaError(f"{path}: {len(clash)} row(s) conflict with rows the store has (nothing imported; "
-                          f"the store's rows stand): " + "; ".join(clash[:3]) + (" ..." if len(clash) > 3 else ""))
-    for run_dir, name, rows in plan:
-        for rank, part in rows.groupby("rank"):
-            shard = run_dir / store.shard_name(name, int(rank), f"import-{token}")
-            store.write_shard(shard, name, part)
-            added[name] += len(part)
+    try:
+        for k, tables in enumerate(iter_bundle(path)):
+            for name, df in tables.items():
+                for run_id, rows in df.groupby("run_id", sort=True, observed=True):
+                    run_id = store.check_run_id(str(run_id))
+                    key = list(KEYS[name])
+                    if (run_id, name) not in seen:
+                        seen[(run_id, name)] = _existing(root / run_id, name)
+                    have = seen[(run_id, name)]
+                    clash += conflicts(rows, have, name)
+                    rows = _new_rows(rows, have, key)
+                    if not len(rows):
+                        continue
+                    # one shard per run, table and row group (named after its first rank): a
+                    # shard per rank would cost a file write per rank and group
+                    shard = staging / run_id / store.shard_name(name, int(rows["rank"].min()), f"import-{token}-{k}")
+                    store.write_shard(shard, name, rows)
+                    added[name] += len(rows)
+        if clash:
+            raise SchemaError(f"{path}: {len(clash)} row(s) conflict with rows the store has (nothing imported; "
+                              f"the store's rows stand): " + "; ".join(clash[:3]) + (" ..." if len(clash) > 3 else ""))
+        for run in sorted(staging.iterdir()) if staging.is_dir() else []:
+            (root / run.name).mkdir(parents=True, exist_ok=True)
+            for shard in sorted(run.iterdir()):
+                os.replace(shard, root / run.name / shard.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return added

@@ -87,9 +87,20 @@ def translate(metrics: pd.DataFrame, runs: pd.DataFrame, tdp_of_rank: dict[tuple
     seen = reasons_seen(metrics) if seen is None else seen
     out = metrics.copy()
     out["flags"] = flags
-    for i in out.index[hit.to_numpy()]:
-        row = out.loc[i]
-        key = (int(row["rank"]), str(row["node"]))
-        if capped_at_default(seen.get((str(row["case_id"]), key[0])), limits.get(key), tdp_of_rank.get(key)):
-            out.at[i, "flags"] = ",".join(LEGACY_NOTE if f == LEGACY_FLAG else f for f in row["flags"].split(","))
+    rows = out.loc[hit.to_numpy(), ["case_id", "rank", "node", "flags"]]
+    if not len(rows):
+        return out
+    # one decision per distinct (case, rank, node, flags), not per row: 10^5-rank runs have millions
+    keys = pd.DataFrame({"case_id": rows["case_id"].astype(str).to_numpy(), "rank": rows["rank"].astype(int).to_numpy(),
+                         "node": rows["node"].astype(str).to_numpy(), "flags": rows["flags"].to_numpy()})
+    distinct = keys.drop_duplicates()
+    new = {}
+    for case_id, rank, node, text in distinct.itertuples(index=False):
+        key = (rank, node)
+        if capped_at_default(seen.get((case_id, rank)), limits.get(key), tdp_of_rank.get(key)):
+            new[(case_id, rank, node, text)] = ",".join(LEGACY_NOTE if f == LEGACY_FLAG else f for f in text.split(","))
+    if new:
+        mapped = [new.get(k) for k in keys.itertuples(index=False, name=None)]
+        changed = pd.Series(mapped, index=rows.index).dropna()
+        out.loc[changed.index, "flags"] = changed.to_numpy()
     return out

@@ -82,8 +82,15 @@ def incomplete(results: Results) -> dict[str, str]:
 
 
 def load_store(root: Path) -> Results:
-    """The runs and metrics tables of every run directly under a store (baselines and reference
-    runs are separate stores; samples and telemetry are not read)."""
+    """The runs and metrics tables of every run directly under a store, SUMMARY_COLUMNS only
+    (baselines and reference runs are separate stores; samples and telemetry are not read)."""
     shards = [s for d in store.run_dirs(root) if d.name not in ("reference", "baselines")
               for s in sorted(d.glob("*.parquet")) if s.name.startswith(("runs.", "metrics."))]
-    return store.load(shards)
+    return store.load(shards, tables=("runs", "metrics"), columns=SUMMARY_COLUMNS, categorical=True)
+
+
+SUMMARY_COLUMNS = {"runs": ["rank", "task", "status", "world_size", "config", "suite", "system", "started_utc",
+                            "ended_utc", "device_name"],
+                   "metrics": ["case_id", "rank", "status", "world_size"]}
+"""what summary() reads: a few columns of each runs row (the plan text dictionary-encoded: once
+per distinct text) and of each metrics row, never the measured values or provenance texts"""

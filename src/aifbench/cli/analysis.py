@@ -378,10 +378,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {args.output}: {what} of that name exists; give a new name, or --force to replace a file")
     if args.output.is_dir():
         raise ConfigError(f"-o {args.output}: is a directory; give a file name (BUNDLE.parquet)")
-    sel = _select(args, full=True)
-    rows = exchange.export(sel.results, args.output)
+    import logging
+
+    from aifbench.analysis.data import selected_shards
+
+    shards, ref_shards = selected_shards(args.paths, args.reference, args.reference_dir)
+    if not shards and not ref_shards:
+        raise ConfigError(f"no results found under {', '.join(map(str, args.paths or ['results']))}; "
+                          "run 'aifbench run smoke' first")
+    rows, runs, skipped = exchange.export_shards(sorted(set(shards) | set(ref_shards)), args.output)
+    for path, why in skipped:
+        logging.getLogger("aifbench.results.store").warning("skipping invalid shard %s: %s", path, why)
     counts = ", ".join(f"{n} {t}" for t, n in rows.items())
-    console.print(f"wrote {args.output}: {len(sel.results.run_ids)} run(s), {counts} rows", highlight=False, soft_wrap=True)
+    console.print(f"wrote {args.output}: {len(runs)} run(s), {counts} rows", highlight=False, soft_wrap=True)
     return 0
 
 

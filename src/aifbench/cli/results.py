@@ -107,7 +107,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         mine | ds.field("metric").isin(analysis_metrics())) | (ds.field("status") != "ok"))
     cols = [c for c in ("case_id", "rank", "benchmark", "params", "metric", "value", "unit", "stat", "noisy",
                         "n_samples", "pct_of_peak", "peak", "peak_source", "status", "reason", "detail", "flags",
-                        "node", "device")]
+                        "node", "device", "world_size")]
     results = load([run_dir], tables=("metrics", "runs"), columns={"metrics": cols, "runs": SHOW_RUNS_COLUMNS},
                    filters={"metrics": keep} if keep is not None else None, categorical=True)
     runs, metrics = results.runs, results.metrics

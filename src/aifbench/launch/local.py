@@ -128,6 +128,9 @@ def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
     plan_path = plan.save(plan.run_dir / "plan.json")
     reserve = _reserve(plan.run_dir)
     port = free_port()
+    from aifbench.results.node import STEP_ENV
+
+    step = f"local-{os.getpid()}-{port}"  # one launch: the workers' node-level compaction counts its ranks only
     procs: list[subprocess.Popen] = []
     tails: list[collections.deque] = []
     tees: list[threading.Thread] = []
@@ -137,7 +140,7 @@ def launch(plan: Plan, nproc: int, poll: Callable[[], None] | None = None,
                 if stops.signals:
                     break
                 env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
-                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{LAUNCHER_PID_ENV: str(os.getpid())})
+                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{LAUNCHER_PID_ENV: str(os.getpid()), STEP_ENV: step})
                 log_path = plan.run_dir / f"worker.rank{rank:05d}.log"
                 procs.append(subprocess.Popen([sys.executable, "-m", "aifbench.worker", str(plan_path)],
                                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

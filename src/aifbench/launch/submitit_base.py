@@ -77,6 +77,9 @@ class SubmititTask:
         with _slot(plan.run_dir / LOG_DIR, self.slots):
             part, summary = self._run(plan, rank, world, local)
         stale.unlink(missing_ok=True)  # a collect that raced with the start may have rewritten it
+        from aifbench.results.node import merge_after_task
+
+        merge_after_task(plan.run_dir, 0 if self.packed else rank, part)  # the node's last task merges its shards
         return {"rank": rank, "part": part, "failed": summary.failed, "statuses": summary.statuses}
 
     def _run(self, plan: Plan, rank: int, world: int, local: int) -> tuple[str, Any]:

@@ -47,9 +47,9 @@ from aifbench.results.layout import META_KEY, TableFiles
 RETRIES = 5
 """rescans when a racing compaction removed a file while this one read it"""
 BATCH_SHARDS = 256
+"""loose shards read per batch (one row group each): bounds memory while compacting"""
 ROW_GROUP_ROWS = 65536
 """rows per Parquet row group: what a reader decodes at once (bounds its peak memory)"""
-"""loose shards read per batch (one row group each): bounds memory while compacting"""
 
 
 LOCK_NAME = ".compact.lock"
@@ -103,16 +103,25 @@ def turn(run_dir: Path) -> Iterator[None]:
         yield  # closing the file releases the lock
 
 
-def compact(run_dir: Path, batch: int = BATCH_SHARDS) -> CompactReport:
-    """Compact every table of one run directory; see the module docstring."""
+def compact(run_dir: Path, batch: int = BATCH_SHARDS, files: list[Path] | None = None,
+            origin: dict | None = None, workers: int | None = None) -> CompactReport:
+    """Compact every table of one run directory; see the module docstring. `files`: only these
+    files of it (a node's shards, results/node.py: disjoint from every other node's, so node
+    merges do not take turns; their commits still take the exclusive reader lock); `origin`
+    goes into the footer record (the node that merged them). `workers`: processes reading
+    batches (default: the CPUs, at most MAX_WORKERS; 1 reads in this process)."""
+    if files is not None:
+        return _compact(Path(run_dir), batch, files, origin, workers)
     with turn(Path(run_dir)):
-        return _compact(Path(run_dir), batch)
+        return _compact(Path(run_dir), batch, None, origin, workers)
 
 
-def _compact(run_dir: Path, batch: int) -> CompactReport:
-    _remove_stale_temporaries(Path(run_dir))
-    rf = layout.scan(Path(run_dir))
-    report = CompactReport(Path(run_dir), bad=list(rf.bad), notes=rf.notes())
+def _compact(run_dir: Path, batch: int, files: list[Path] | None = None, origin: dict | None = None,
+             workers: int | None = None) -> CompactReport:
+    if files is None:
+        _remove_stale_temporaries(run_dir)
+    rf = layout.scan(run_dir, files)
+    report = CompactReport(run_dir, bad=list(rf.bad), notes=rf.notes())
     footless = [p for p, _ in rf.bad if layout.COMPACT_RE.match(p.name)]  # footer unreadable: damaged
     if footless:
         with read.snapshot(run_dir, exclusive=True):
@@ -120,7 +129,7 @@ def _compact(run_dir: Path, batch: int) -> CompactReport:
                 _quarantine(path, report)
     for table in sorted(rf.tables):
         if table not in schema.TABLES:
-            report.bad.append((Path(run_dir) / f"{table}.*", f"unknown table {table!r}; allowed: "
+            report.bad.append((run_dir / f"{table}.*", f"unknown table {table!r}; allowed: "
                                + ", ".join(schema.TABLES)))
             continue
         for attempt in range(RETRIES):
@@ -137,36 +146,93 @@ def _compact(run_dir: Path, batch: int) -> CompactReport:
                     report.removed += _remove_loose(tf.leftovers, tf.sources)  # finish a half-done compaction
                 break
             try:
-                _compact_table(rf.run_dir, table, tf, report, batch)
+                _compact_table(rf.run_dir, table, tf, report, batch, origin, workers)
                 break
             except FileNotFoundError:  # a racing compaction merged a file we were reading: its rows
-                rf = layout.scan(Path(run_dir))  # are in that compaction's output; look again
+                rf = layout.scan(run_dir, None if files is None else [f for f in files if f.exists()])
     return report
 
 
-def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, sources: dict):
-    """Arrow tables of live rows with SOURCE_COL; fills `sources` with what was read."""
-    for path, excluded in tf.compacted.items():
-        rf = layout.RunFiles(run_dir, {table: TableFiles(compacted={path: excluded})})
-        before = len(bad)
-        t = read.read_table(rf, table, source=True, bad=bad)
-        if len(bad) > before:  # damaged: its sources are not in the output (compact quarantines it)
+MAX_WORKERS = 8
+SMALL_FILES = 64
+"""compacted files (node files) read per batch"""
+
+
+def _read_batch(run_dir: Path, table: str, loose: list[Path], compacted: dict[Path, set[str]],
+                sources: dict[Path, dict[str, layout.Signature]],
+                generations: dict[Path, dict[str, int]]) -> tuple:
+    """(arrow table with SOURCE_COL, bad files, {source name: (size, mtime_ns, generation)}) of
+    one batch. A damaged compacted file's sources are not among the sources (compact
+    quarantines it); nor is a bad loose shard."""
+    bad: list[tuple[Path, str]] = []
+    sigs: dict[str, tuple[int, int, int]] = {}
+    live = []
+    for p in loose:
+        try:
+            sigs[p.name] = (*layout.signature(p), _generation(p))
+            live.append(p)
+        except FileNotFoundError:  # gone: another compaction has it
             continue
-        gens = tf.generations.get(path, {})
-        for name, sig in tf.sources[path].items():
-            if name not in excluded:
-                sources[name] = (*sig, gens.get(name, 0))
-        yield t
-    for i in range(0, len(tf.loose), batch):
-        chunk = [p for p in tf.loose[i:i + batch] if p.exists()]  # gone: another compaction has it
-        sigs = {p.name: (*layout.signature(p), _generation(p)) for p in chunk if p.exists()}
-        rf = layout.RunFiles(run_dir, {table: TableFiles(loose=[p for p in chunk if p.name in sigs])})
-        before = len(bad)
-        t = read.read_table(rf, table, source=True, bad=bad)
-        for p, _ in bad[before:]:
-            sigs.pop(p.name, None)
-        sources.update(sigs)
-        yield t
+    tf = TableFiles(loose=live, compacted=dict(compacted), sources={p: sources[p] for p in compacted})
+    t = read.read_table(layout.RunFiles(run_dir, {table: tf}), table, source=True, bad=bad)
+    damaged = {p for p, _ in bad}
+    for path, excluded in compacted.items():
+        if path not in damaged:
+            gens = generations.get(path, {})
+            sigs.update({n: (*sig, gens.get(n, 0)) for n, sig in sources[path].items() if n not in excluded})
+    for p in damaged:
+        sigs.pop(p.name, None)
+    return t, bad, sigs
+
+
+def _jobs(tf: TableFiles, batch: int) -> list[tuple[list[Path], dict[Path, set[str]]]]:
+    """The batches of one table: large compacted files alone, small ones (node files) and
+    loose shards in groups."""
+    out: list[tuple[list[Path], dict[Path, set[str]]]] = []
+    small: list[Path] = []
+    for path, excluded in tf.compacted.items():
+        if excluded or path.stat().st_size > read.SMALL_COMPACTED:
+            out.append(([], {path: excluded}))
+        else:
+            small.append(path)
+    out += [([], {p: set() for p in small[i:i + SMALL_FILES]}) for i in range(0, len(small), SMALL_FILES)]
+    out += [(tf.loose[i:i + batch], {}) for i in range(0, len(tf.loose), batch)]
+    return out
+
+
+def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, sources: dict,
+             workers: int | None = None):
+    """Arrow tables of live rows with SOURCE_COL, in order; fills `sources` with what was read.
+    Batches are read in worker processes when there are CPUs for it (at most two per worker
+    waiting, so memory stays a few batches), and written here in order."""
+    jobs = _jobs(tf, batch)
+
+    def args(job):
+        return (run_dir, table, job[0], job[1], {p: tf.sources[p] for p in job[1]},
+                {p: tf.generations.get(p, {}) for p in job[1]})
+
+    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs)) if workers is None else workers
+    if workers <= 1 or len(jobs) < 4:
+        for job in jobs:
+            t, b, sigs = _read_batch(*args(job))
+            bad += b
+            sources.update(sigs)
+            yield t
+        return
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        todo = iter(jobs)
+        pending = deque(pool.submit(_read_batch, *args(job)) for _, job in zip(range(2 * workers), todo))
+        while pending:
+            t, b, sigs = pending.popleft().result()
+            job = next(todo, None)
+            if job is not None:
+                pending.append(pool.submit(_read_batch, *args(job)))
+            bad += b
+            sources.update(sigs)
+            yield t
 
 
 def _generation(path: Path) -> int:
@@ -177,7 +243,8 @@ def _generation(path: Path) -> int:
         return 0
 
 
-def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactReport, batch: int) -> None:
+def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactReport, batch: int,
+                   origin: dict | None = None, workers: int | None = None) -> None:
     target = read.arrow_schema(table, source=True)
     tmp = run_dir / f".{table}.compact-tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet"
     sources: dict[str, tuple[int, int, int]] = {}
@@ -185,12 +252,12 @@ def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactRep
     rows = 0
     try:
         with pq.ParquetWriter(tmp, target, compression="zstd", write_page_checksum=True) as writer:
-            for t in _batches(run_dir, table, tf, batch, report.bad, sources):
+            for t in _batches(run_dir, table, tf, batch, report.bad, sources, workers):
                 if t.num_rows:
                     writer.write_table(t.cast(target), row_group_size=ROW_GROUP_ROWS)
                     rows += t.num_rows
             meta = {"run_id": run_dir.name, "table": table, "schema_version": schema.SCHEMA_VERSION,
-                    "sources": {k: list(v) for k, v in sorted(sources.items())}}
+                    "sources": {k: list(v) for k, v in sorted(sources.items())}, **(origin or {})}
             writer.add_key_value_metadata({META_KEY: json.dumps(meta)})
         digest = hashlib.sha256(json.dumps(meta["sources"], sort_keys=True).encode()).hexdigest()[:16]
         final = run_dir / f"{table}.compact-{digest}.parquet"

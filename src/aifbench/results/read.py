@@ -16,13 +16,16 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from aifbench import SCHEMA_VERSION
 from aifbench.results import schema
@@ -35,7 +38,6 @@ CHECKED = ("run_id", "schema_version")
 READAHEAD = {"batch_readahead": 2, "fragment_readahead": 2}
 """the scanner's defaults (16 batches, 4 files) hold many decoded row groups of a compacted file at
 once; this keeps the peak near the kept rows' size at a small cost in time"""
-FILENAME = "__filename"
 PARQUET = ds.ParquetFileFormat(
     default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True))
 """every page's CRC (written by store.write_shard and compact) checked on read: a damaged byte is
@@ -83,35 +85,85 @@ def _columns(table: str, columns: list[str] | None) -> list[str]:
     return names if columns is None else [c for c in names if c in columns or c in CHECKED]
 
 
-def _scan_loose(paths: list[Path], table: str, cols: list[str], flt, dictionary: bool = False) -> pa.Table:
-    dset = ds.dataset([str(p) for p in paths], schema=arrow_schema(table, dictionary=dictionary), format=PARQUET)
-    return dset.to_table(columns=cols + [FILENAME], filter=flt, **READAHEAD)
+LOOSE_BATCH = 256
+"""loose shards decoded before the batch is filtered and its kept rows set aside: bounds the
+rows held beyond the kept ones (a shard holds a few hundred rows)"""
+FILE_IX = "__file"
+"""per loose row, the index of its shard in the list read (int32; never a string per row)"""
+
+
+def _filter_columns(table: str, flt) -> list[str]:
+    """The table's columns a row filter names (read alongside the requested ones)."""
+    if flt is None:
+        return []
+    text = str(flt)
+    return [c for c in schema.table(table).names if re.search(rf"\b{re.escape(c)}\b", text)]
+
+
+def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
+    """The `names` columns of one loose shard cast to `target`; a column the shard lacks is
+    empty. One open and one read: the file is decoded from memory (a writer renaming a new
+    shard into place cannot mix two files), and pyarrow's per-file dataset setup, about five
+    times this decode for a shard of a few hundred rows, is never paid."""
+    with open(path, "rb") as fh:
+        pf = pq.ParquetFile(pa.BufferReader(fh.read()), page_checksum_verification=True)
+    have = set(pf.schema_arrow.names)
+    t = pf.read(columns=[c for c in names if c in have], use_threads=False)
+    cols = [t[c] if c in have else pa.nulls(t.num_rows, target.field(c).type) for c in names]
+    return pa.Table.from_arrays(cols, names=names)  # cast by the caller, a batch at once
 
 
 def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]],
-           dictionary: bool = False) -> pa.Table:
-    """Loose shards in one scan; when a file cannot be cast, file by file to name it."""
-    if not paths:
-        return arrow_schema(table, dictionary=dictionary).empty_table().select(cols).append_column(
-            FILENAME, pa.array([], pa.string()))
-    try:
-        t = _scan_loose(paths, table, cols, flt, dictionary)
-    except FileNotFoundError:
-        raise  # a compaction deleted it after the scan: the caller rescans
-    except (OSError, pa.ArrowException):
-        parts = []
-        for p in paths:
+           dictionary: bool = False, full: pa.Schema | None = None) -> pa.Table:
+    """The `cols` of the rows of loose shards that pass `flt`, with FILE_IX (index into
+    `paths`). Shard by shard (see _read_shard), filtered LOOSE_BATCH shards at a time; a shard
+    that cannot be read or cast is named in `bad` and left out whole."""
+    full = arrow_schema(table, dictionary=dictionary) if full is None else full
+    names = cols + [c for c in _filter_columns(table, flt) if c not in cols]
+    target = pa.schema([full.field(c) for c in names])
+    out: list[pa.Table] = []
+    for start in range(0, len(paths), LOOSE_BATCH):
+        parts, ix, which = [], [], []
+        for i in range(start, min(len(paths), start + LOOSE_BATCH)):
             try:
-                parts.append(_scan_loose([p], table, cols, flt, dictionary))
+                t = _read_shard(paths[i], names, target)
             except FileNotFoundError:
                 raise
             except (OSError, pa.ArrowException) as exc:
-                bad.append((p, f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
-        return _loose([], table, cols, flt, bad, dictionary) if not parts else pa.concat_tables(parts)
-    return t
+                bad.append((paths[i], f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
+                continue
+            parts.append(t)
+            ix.append(np.full(t.num_rows, i, np.int32))
+            which.append(i)
+        if not parts:
+            continue
+        try:  # one cast per batch; a file whose column cannot be cast is found file by file
+            t = pa.concat_tables(parts, promote_options="permissive").cast(target)
+        except (pa.ArrowException, ValueError):
+            keep = []
+            for p, part, i in zip([paths[j] for j in which], parts, ix):
+                try:
+                    keep.append((part.cast(target), i))
+                except (pa.ArrowException, ValueError) as exc:
+                    bad.append((p, f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
+            if not keep:
+                continue
+            t, ix = pa.concat_tables([k[0] for k in keep]), [k[1] for k in keep]
+        t = t.append_column(FILE_IX, pa.array(np.concatenate(ix), pa.int32()))
+        if flt is not None:
+            t = t.filter(flt)
+        out.append(t.select(cols + [FILE_IX]))
+    if not out:
+        return pa.schema([full.field(c) for c in cols] + [pa.field(FILE_IX, pa.int32())]).empty_table()
+    return pa.concat_tables(out)
 
 
 DAMAGED = "damaged compacted file (its pages fail their checksum or do not decode)"
+
+
+SMALL_COMPACTED = 8 << 20
+"""bytes: a compacted file up to this size (a node's file) is read whole like a loose shard;
+larger ones (a run's) are scanned row group by row group"""
 
 
 def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
@@ -119,7 +171,12 @@ def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
     """The live rows of each compacted file; a damaged one is appended to `bad` (named, left out:
     every other file and run stays readable; `aifbench compact` quarantines it)."""
     out = []
+    small = []
+    full = arrow_schema(table, source=True, dictionary=dictionary)
     for path, excluded in tf.compacted.items():
+        if not excluded and path.stat().st_size <= SMALL_COMPACTED:
+            small.append(path)
+            continue
         f = flt
         if excluded:
             keep = ~pc.field(SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string()))
@@ -133,6 +190,13 @@ def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
             if bad is None:
                 raise
             bad.append((path, f"{DAMAGED}: {exc}"))
+    if small:  # many node files: one read each, no per-file dataset setup
+        damaged: list[tuple[Path, str]] = []
+        t = _loose(small, table, cols + ([SOURCE_COL] if source else []), flt, damaged, full=full)
+        if damaged and bad is None:
+            raise OSError(damaged[0][1])
+        (bad if bad is not None else []).extend((p, f"{DAMAGED}: {why}") for p, why in damaged)
+        out.append(t.drop_columns([FILE_IX]))
     return out
 
 
@@ -147,10 +211,10 @@ def read_source(rf: RunFiles, table: str, name: str) -> tuple[pa.Table, int]:
     for p in tf.loose:
         if p.name == name:
             bad: list[tuple[Path, str]] = []
-            t = _drop_bad_files(_loose([p], table, cols, None, bad), table, rf.run_dir.name, bad, rf.run_dir)
+            t = _drop_bad_files(_loose([p], table, cols, None, bad), table, rf.run_dir.name, bad, rf.run_dir, [p])
             if bad:
                 raise layout.SchemaError(f"{p}: {bad[0][1]}")
-            return t.drop_columns([FILENAME]).cast(empty.schema), layout.shard_generation(p) or 0
+            return t.drop_columns([FILE_IX]).cast(empty.schema), layout.shard_generation(p) or 0
     for path, excluded in tf.compacted.items():
         if name in tf.sources.get(path, {}) and name not in excluded:
             dset = ds.dataset(str(path), schema=arrow_schema(table, source=True), format=PARQUET)
@@ -199,20 +263,23 @@ def _why(t: pa.Table, run_id: str) -> str:
             "value of a metric that cannot be negative: breaks schema v1")
 
 
-def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, str]], where: Path) -> pa.Table:
+def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, str]], where: Path,
+                    paths: list[Path] | None = None) -> pa.Table:
+    """`t` without the rows of files that break what this run may hold (each named in `bad`):
+    loose rows name their file by FILE_IX (into `paths`), compacted rows by SOURCE_COL."""
     if not t.num_rows:
         return t
     mask = _bad_rows(t, table, run_id)
     if not pc.any(mask).as_py():
         return t
-    who = FILENAME if FILENAME in t.column_names else SOURCE_COL if SOURCE_COL in t.column_names else None
+    who = FILE_IX if FILE_IX in t.column_names else SOURCE_COL if SOURCE_COL in t.column_names else None
     files = set(t.filter(mask)[who].to_pylist()) if who else {str(where)}
     for f in sorted(files):
         part = t.filter(pc.equal(t[who], f)) if who else t
-        bad.append((Path(f) if who == FILENAME else where / os.path.basename(f), _why(part, run_id)))
+        bad.append((paths[f] if who == FILE_IX else where / os.path.basename(f), _why(part, run_id)))
     if who is None:
         return t.slice(0, 0)
-    return t.filter(pc.invert(pc.is_in(t[who], pa.array(sorted(files)))))
+    return t.filter(pc.invert(pc.is_in(t[who], pa.array(sorted(files), t[who].type))))
 
 
 def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filter=None,
@@ -228,11 +295,13 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
     if tf is None:
         return arrow_schema(table, source, dictionary).empty_table().select(cols + ([SOURCE_COL] if source else []))
     run_id = rf.run_dir.name
-    loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary), table, run_id, bad, rf.run_dir)
-    names = pc.replace_substring_regex(loose[FILENAME], r"^.*/", "").cast(pa.large_string())
-    loose = loose.drop_columns([FILENAME])
+    loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary), table, run_id, bad,
+                            rf.run_dir, tf.loose)
     if source:
-        loose = loose.append_column(SOURCE_COL, names)
+        names = pa.array([p.name for p in tf.loose], pa.large_string())
+        loose = loose.append_column(SOURCE_COL, names.take(loose[FILE_IX]) if len(names) else
+                                    pa.array([], pa.large_string()))
+    loose = loose.drop_columns([FILE_IX])
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
                        for c in _compacted(tf, table, cols, filter, source, dictionary, bad)]
     return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
@@ -273,4 +342,60 @@ def check_params(df: pd.DataFrame) -> list[str]:
                 json.loads(text)
             except json.JSONDecodeError:
                 out.append(str(text)[:60])
+    return out
+
+
+STREAM_SHARDS = 16
+"""loose shards per batch of iter_table: every column and row of a shard is kept (a telemetry
+shard holds thousands of rows), so fewer than a filtered read takes at once"""
+
+
+def iter_table(rf: RunFiles, table: str, bad: list[tuple[Path, str]], rows: int = 65536) -> Iterator[pa.Table]:
+    """Every column of every live row of one table, as Arrow tables of bounded size (at most
+    LOOSE_BATCH loose shards, or one row group of `rows` of a compacted file): what export
+    streams. The same rules as read_table: each source once, bad files named in `bad` and left
+    out whole (a compacted file is checked in a first pass, so no source is half-written)."""
+    tf = rf.tables.get(table)
+    if tf is None:
+        return
+    cols, run_id, target = _columns(table, None), rf.run_dir.name, arrow_schema(table)
+    for start in range(0, len(tf.loose), STREAM_SHARDS):
+        chunk = tf.loose[start:start + STREAM_SHARDS]
+        t = _drop_bad_files(_loose(chunk, table, cols, None, bad), table, run_id, bad, rf.run_dir, chunk)
+        if t.num_rows:
+            yield t.drop_columns([FILE_IX])
+    for path, excluded in tf.compacted.items():
+        try:
+            skip = set(excluded) | _bad_sources(path, table, run_id, excluded, bad, rows, rf.run_dir)
+            for t in _row_groups(path, table, skip, rows):
+                yield t.drop_columns([SOURCE_COL]).cast(target)
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            bad.append((path, f"{DAMAGED}: {exc}"))
+
+
+def _row_groups(path: Path, table: str, skip: set[str], rows: int) -> Iterator[pa.Table]:
+    """A compacted file's rows, batch by batch, cast to the table (with SOURCE_COL), without `skip`."""
+    full = arrow_schema(table, source=True)
+    fh = pq.ParquetFile(path, page_checksum_verification=True)
+    drop = pa.array(sorted(skip), pa.large_string())
+    for batch in fh.iter_batches(batch_size=rows):
+        t = pa.Table.from_batches([batch])
+        t = pa.Table.from_arrays([t[c] if c in t.column_names else pa.nulls(t.num_rows, full.field(c).type)
+                                  for c in full.names], names=full.names).cast(full)
+        if len(drop):
+            t = t.filter(pc.invert(pc.is_in(t[SOURCE_COL], drop)))
+        if t.num_rows:
+            yield t
+
+
+def _bad_sources(path: Path, table: str, run_id: str, excluded: set[str], bad: list[tuple[Path, str]],
+                 rows: int, where: Path) -> set[str]:
+    """Sources of a compacted file whose rows break what this run may hold (named in `bad`)."""
+    out: set[str] = set()
+    for t in _row_groups(path, table, set(excluded), rows):
+        before = len(bad)
+        _drop_bad_files(t, table, run_id, bad, where)
+        out.update(os.path.basename(str(p)) for p, _ in bad[before:])
     return out
