@@ -4,7 +4,7 @@
 `submit` alike); launchers (in-process, local processes, Slurm) hand it to every rank
 unchanged, so all ranks and array tasks agree on run id, cases, timing and telemetry settings.
 plan.json written before this form held `suite_config` (Suite.config_dict()) and
-`telemetry_interval_s`; Plan.from_json still reads it.
+`telemetry_interval_s`; Plan.from_json still reads it (a compatibility shim that stays until release 0.2.0).
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def _case_dict(case: Case) -> dict[str, Any]:
 
 def _from_suite_config(data: dict[str, Any]) -> dict[str, Any]:
     """A plan.json of the earlier form (suite_config: Suite.config_dict(), telemetry_interval_s)
-    in this form's fields; its telemetry settings beyond the interval were the defaults."""
+    in this form's fields; its telemetry settings beyond the interval were the defaults. Stays until
+    release 0.2.0."""
     data = dict(data)
     config = data.pop("suite_config")
     interval_s = data.pop("telemetry_interval_s", TelemetryConfig().interval_s)

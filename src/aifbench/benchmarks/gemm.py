@@ -1,4 +1,4 @@
-"""Dense GEMM throughput: C = A @ B, TFLOP/s = 2*M*N*K / median time (DESIGN §4).
+"""Dense GEMM throughput: C = A @ B, TFLOP/s = 2*M*N*K / median time.
 
 Shapes: explicit (m, n, k), square (m³: N = K = m), or LLM-shaped from a token count and model width
 (y = x W^T with x of tokens × hidden): qkv (N = 3·hidden), attn_out (N = hidden), mlp_up
