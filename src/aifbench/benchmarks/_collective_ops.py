@@ -19,7 +19,7 @@ import torch
 
 from aifbench.benchmarks._shared import torch_dtype
 from aifbench.benchmarks.configs import COLLECTIVE_DTYPES as DTYPES  # noqa: F401 (ops.DTYPES)
-from aifbench.benchmarks.configs import COLLECTIVE_OPS as OPS
+from aifbench.benchmarks.configs import COLLECTIVE_OPS as OPS  # noqa: F401 (ops.OPS)
 
 PERIOD = 13
 CHUNK = 1 << 24  # elements per pattern chunk (64 MiB in fp32)

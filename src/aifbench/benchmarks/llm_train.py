@@ -280,7 +280,7 @@ class LlmTrain(Benchmark):
         losses: list[torch.Tensor] = []
 
         def step() -> None:
-            losses.append(train_step(loss_fn, self.batches, optimizer, self._autocast))
+            losses.append(train_step(loss_fn, self.batches, optimizer, self._autocast))  # noqa: F821 (del'd after its last call)
 
         with _llm.PeakMemory(dev) as mem:
             for _ in range(CHECK_STEPS):
