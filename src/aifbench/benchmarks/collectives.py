@@ -28,8 +28,8 @@ import socket
 
 from aifbench.benchmarks import _collective_ops as ops
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
-from aifbench.benchmarks.configs import EMITS
-from aifbench.benchmarks.configs import CollectivesConfig
+from aifbench.benchmarks.configs import COLLECTIVES
+from aifbench.benchmarks.configs import CollectivesConfig  # noqa: F401 (re-exported)
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.benchmarks.registry import register
@@ -58,10 +58,8 @@ def algbw_busbw(op: str, n: int, size_bytes: float, time_s: float) -> tuple[floa
 
 @register
 class Collectives(Benchmark):
-    name = "collectives"
+    declaration = COLLECTIVES
     description = "all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv: algbw/busbw (nccl-tests)"
-    Config = CollectivesConfig
-    emits = EMITS["collectives"]
     multi_rank = True
 
     @property

@@ -38,8 +38,8 @@ from typing import Callable
 import torch
 
 from aifbench.ab import ABResult, interval_metrics, region_of, run_ab
-from aifbench.benchmarks.configs import EMITS
-from aifbench.benchmarks._gemm_shape import MAX_BUFFERS, GemmConfig, bytes_moved, dims, out_dtype
+from aifbench.benchmarks.configs import GEMM
+from aifbench.benchmarks._gemm_shape import MAX_BUFFERS, GemmConfig, bytes_moved, dims, out_dtype  # noqa: F401 (GemmConfig re-exported)
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
@@ -195,10 +195,8 @@ def settle(timer: Timer, call: Callable[[], object], seconds: float) -> int:
 
 @register
 class Gemm(Benchmark):
-    name = "gemm"
+    declaration = GEMM
     description = "dense matmul TFLOP/s (fp64, fp32, tf32, bf16, fp16, fp8), square and LLM shapes, checked against float64"
-    Config = GemmConfig
-    emits = EMITS["gemm"]
 
     def _n_buffers(self) -> int:
         if self.config.buffers:

@@ -50,7 +50,7 @@ import torch
 
 from aifbench.benchmarks import _llm, _llm_decode, _llm_ref
 from aifbench.benchmarks._shared import torch_dtype
-from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import LLM_INFER
 from aifbench.benchmarks.configs import LlmInferConfig
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
@@ -65,10 +65,8 @@ CHECK_ROWS = 2  # sequences of the batch compared against the full forward
 
 @register
 class LlmInfer(Benchmark):
-    name = "llm_infer"
+    declaration = LLM_INFER
     description = "Llama prefill + KV-cache decode: prefill tokens/s, decode tokens/s, TTFT, ITL, HBM GB/s"
-    Config = LlmInferConfig
-    emits = EMITS["llm_infer"]
 
     def __init__(self, config: LlmInferConfig, ctx):
         super().__init__(config, ctx)

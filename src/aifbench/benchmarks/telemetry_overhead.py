@@ -17,7 +17,7 @@ import time
 
 from aifbench.ab import ABResult, interval_metrics, run_ab
 from aifbench.benchmarks import gemm
-from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import TELEMETRY_OVERHEAD
 from aifbench.benchmarks.configs import TelemetryOverheadConfig
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric
 from aifbench.errors import ConfigError
@@ -28,10 +28,8 @@ from aifbench.units import DTYPE_BYTES
 LOSS_TOL_PCT = 1.0  # the goal is a loss <= 1 % at 10 Hz: an interval wider than ±1 point is noisy
 @register
 class TelemetryOverhead(Benchmark):
-    name = "telemetry_overhead"
+    declaration = TELEMETRY_OVERHEAD
     description = "GEMM throughput with telemetry off, at 10 Hz and at 100 Hz in one run: the sampler's cost"
-    Config = TelemetryOverheadConfig
-    emits = EMITS["telemetry_overhead"]
 
     def __init__(self, config: TelemetryOverheadConfig, ctx):
         super().__init__(config, ctx)
