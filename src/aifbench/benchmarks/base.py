@@ -72,8 +72,10 @@ def rate_metrics(name: str, amount: float, stats: TimingStats, scale: float,
     """
     value, source = peak
     return [
-        Metric(name, amount / stats.median_s * scale, "median", stats.n, stats.noisy, value, source, detail),
-        Metric(name, amount / stats.min_s * scale, "max", stats.n, stats.noisy, value, source, detail),
+        Metric(name, amount / stats.median_s * scale, stat="median", n_samples=stats.n, noisy=stats.noisy,
+               peak=value, peak_source=source, detail=detail),
+        Metric(name, amount / stats.min_s * scale, stat="max", n_samples=stats.n, noisy=stats.noisy,
+               peak=value, peak_source=source, detail=detail),
     ]
 
 

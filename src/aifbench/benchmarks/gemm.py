@@ -310,7 +310,8 @@ class Gemm(Benchmark):
         bare = [flops / s * 1e-12 for s in ab.b_s]
         st = summarize(bare)
         out = interval_metrics("harness_overhead_pct", ab, HARNESS_TOL_PCT, how)
-        out.metrics.append(Metric("bare_loop_tflops", st.median_s, "median", st.n, st.noisy, *peak, how))
+        out.metrics.append(Metric("bare_loop_tflops", st.median_s, stat="median", n_samples=st.n, noisy=st.noisy, peak=peak[0],
+                                  peak_source=peak[1], detail=how))
         out.samples["bare_loop_tflops"] = bare
         return out
 

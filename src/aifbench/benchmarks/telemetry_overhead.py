@@ -124,11 +124,11 @@ class TelemetryOverhead(Benchmark):
             out.extend(interval_metrics(f"overhead_ratio_{setting}", ab, LOSS_TOL_PCT / 100, d))
             out.extend(interval_metrics(f"overhead_loss_pct_{setting}", ab, LOSS_TOL_PCT, d,
                                         transform=lambda r: (1 - r) * 100))
-            out.metrics.append(Metric(f"overhead_polls_per_s_{setting}", summarize(polls).median_s, "median",
-                                      len(polls), detail=f"requested {hz:g} Hz"))
+            out.metrics.append(Metric(f"overhead_polls_per_s_{setting}", summarize(polls).median_s, stat="median",
+                                      n_samples=len(polls), detail=f"requested {hz:g} Hz"))
         for setting, values in tflops.items():
             st = summarize(values)
-            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median_s, "median", st.n, st.noisy,
+            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median_s, stat="median", n_samples=st.n, noisy=st.noisy,
                                       detail=detail))
             out.samples[f"overhead_{setting}_tflops"] = values
         return out
