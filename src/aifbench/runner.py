@@ -102,6 +102,9 @@ def _peak_lookup(device_name: str, pci_id: str | None, device: str):
 def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | None = None) -> RunSummary:
     """Run this rank's cases of `plan`, writing shards under plan.results_root/run_id."""
     info = info or RankInfo()
+    if info.world_size != plan.world_size:
+        log.warning("rank %d is in a world of %d ranks, but the plan launches %d", info.rank, info.world_size,
+                    plan.world_size)
     device = rank_device(plan.device, info.local_rank)
     if device.startswith("cuda"):
         import torch

@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"nothing ran and nothing was stored; first reason: {skips[0]}", file=sys.stderr)
         return 0
     plan = build_plan(suite, device=device, results_root=check_store(args.results), telemetry=telemetry,
-                      system=system.name, launcher=launcher.label)
+                      system=system.name, launcher=launcher.label, world_size=req.world_size)
     from aifbench.worker import Interrupted, stop_on_signals
 
     try:  # SIGINT/SIGTERM: completed cases stay, the runs rows say interrupted (launch stops the workers)
