@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from aifbench import SCHEMA_VERSION, provenance
 from aifbench.benchmarks import registry
@@ -111,7 +111,7 @@ def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | No
 
         torch.cuda.set_device(device)
     prov = provenance.collect(device)
-    ctx = build_context(plan, info, device, prov["device_name"], prov.get("gpu_pci_device_id"))
+    ctx = build_context(plan, info, device, prov.device_name, prov.gpu_pci_device_id)
     writer = ShardWriter(Path(plan.results_root), plan.run_id, info.rank, plan.part)
     kept = _resume(writer, info.distributed)
     sampler = sampler_for(device, plan.telemetry)  # a NullSampler with the reason when off
@@ -168,8 +168,8 @@ def _agree_on_kept(kept: dict[str, str]) -> dict[str, str]:
     return {case_id: status for case_id, status in kept.items() if case_id in common}
 
 
-def _run_row(plan: Plan, info: RankInfo, prov: dict[str, Any], telemetry: str) -> dict[str, Any]:
-    row = {k: v for k, v in prov.items()}
+def _run_row(plan: Plan, info: RankInfo, prov: provenance.Provenance, telemetry: str) -> dict[str, Any]:
+    row = dict(prov.row)
     row.update(schema_version=SCHEMA_VERSION, run_id=plan.run_id, rank=info.rank, world_size=info.world_size,
                task=plan.part, suite=plan.suite, system=plan.system, partition=plan.partition,
                launcher=plan.launcher, status="running", started_utc=now_utc(), ended_utc=None,
@@ -179,7 +179,7 @@ def _run_row(plan: Plan, info: RankInfo, prov: dict[str, Any], telemetry: str) -
 
 
 def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler: Sampler,
-              prov: Mapping[str, Any]) -> tuple[str, str]:
+              prov: provenance.Provenance) -> tuple[str, str]:
     """Run one case; add its rows to the writer. Returns (status, reason)."""
     started = now_utc()
     cls = registry.get(case.benchmark)
@@ -206,7 +206,7 @@ def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler
         status, reason = "failed", "benchmark returned no metrics"
     results = regions.results()
     run = CaseRun(case, cls, started, status, reason, measurement)
-    writer.add("metrics", _metric_rows(run, ctx, plan, prov["node"], results))
+    writer.add("metrics", _metric_rows(run, ctx, plan, prov.node, results))
     base = {"schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank}
     for name, values in measurement.samples.items():
         unit = metric_dict.get(name).unit
