@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 4's side by side in one command: aifbench's llm_train step and Hugging Face transformers'
+"""A side by side in one command: aifbench's llm_train step and Hugging Face transformers'
 LlamaForCausalLM (sdpa) on the same shape, weights, batch, precision and optimizer, recorded as one
 aifbench case (llm_train reference = "transformers") in the results store.
 

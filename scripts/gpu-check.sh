@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one script to run whenever a GPU is at hand (issue 11): on one GPU, in under 8 minutes,
+# The one script to run whenever a GPU is at hand: on one GPU, in under 8 minutes,
 #   1. the GPU tests (pytest -m gpu with AIFBENCH_TEST_GPU=1, tests/test_gpu.py),
 #   2. a short acceptance subset (scripts/gpu-check.toml: GEMM bf16/fp8 with burst and the harness
 #      A/B interval, triad, pinned host link, small llm_train and llm_infer, telemetry overhead),

@@ -20,7 +20,6 @@ not committed its case). Exit 0 when all of that holds; a JSON summary goes to -
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import random
@@ -35,7 +34,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from aifbench.plan import Plan  # noqa: E402
 from aifbench.results import store  # noqa: E402
 
 SUITE = REPO / "tests" / "data" / "faults" / "tiny.toml"

@@ -48,8 +48,8 @@ def test_insufficient_on_both_sides_of_polls_and_floor(interval, polls, span, wh
 
 def test_polls_and_time_count_over_all_segments():
     """Two segments of 2 polls and 0.25 s each: 4 polls >= 3 and 0.5 s >= 0.4 s: judged."""
-    sampler = Prepared([win(0.25, 2, Metric("power_mean_w", 300.0, "mean", 2)),
-                        win(0.25, 2, Metric("power_mean_w", 500.0, "mean", 2))])
+    sampler = Prepared([win(0.25, 2, Metric("power_mean_w", 300.0, stat="mean", n_samples=2)),
+                        win(0.25, 2, Metric("power_mean_w", 500.0, stat="mean", n_samples=2))])
     regions = R.Regions(sampler, "case")
     for _ in range(2):
         with regions.region("main"):
@@ -65,7 +65,7 @@ def test_polls_and_time_count_over_all_segments():
 def test_a_short_region_keeps_only_event_flags_and_its_window_time():
     """2 polls: insufficient. Its clock-state flags (thermal, low clock) go, ecc_errors and
     power_limit_below_default (read inside it) stay, after telemetry_insufficient."""
-    sampler = Prepared([win(1.0, 2, Metric("power_mean_w", 300.0, "mean", 2), Metric("energy_j", 300.0, "value", 2),
+    sampler = Prepared([win(1.0, 2, Metric("power_mean_w", 300.0, stat="mean", n_samples=2), Metric("energy_j", 300.0, stat="value", n_samples=2),
                             flags=["thermal_throttle", "ecc_errors", "low_sm_clock", "power_limit_below_default"])])
     regions = R.Regions(sampler, "c")
     with regions.region("main"):
@@ -99,17 +99,17 @@ def _combined(*wins: Window) -> dict[str, Metric]:
 
 
 def test_energy_sums_only_when_every_segment_has_a_reading():
-    both = _combined(win(1.0, 10, Metric("energy_j", 100.0, "value", 10)), win(2.0, 20, Metric("energy_j", 50.0, "value", 20)))
+    both = _combined(win(1.0, 10, Metric("energy_j", 100.0, stat="value", n_samples=10)), win(2.0, 20, Metric("energy_j", 50.0, stat="value", n_samples=20)))
     assert both["energy_j"].value == 150.0 and both["energy_j"].n_samples == 30
     assert both["energy_j"].detail.startswith("sum of 2 segments")
-    one_lacks = _combined(win(1.0, 10, Metric("energy_j", 100.0, "value", 10)), win(2.0, 20, Metric("power_mean_w", 25.0, "mean", 20)))
+    one_lacks = _combined(win(1.0, 10, Metric("energy_j", 100.0, stat="value", n_samples=10)), win(2.0, 20, Metric("power_mean_w", 25.0, stat="mean", n_samples=20)))
     assert "energy_j" not in one_lacks  # 100 J alone would be too small for 3 s
 
 
 def test_the_lowest_power_limit_and_the_highest_peak():
-    c = _combined(win(1.0, 10, Metric("power_limit_w", 700.0, "value", 10), Metric("power_peak_w", 400.0, "max", 10)),
-                  win(1.0, 10, Metric("power_limit_w", 650.0, "value", 10), Metric("power_peak_w", 650.0, "max", 10)),
-                  win(1.0, 10, Metric("power_limit_w", 690.0, "value", 10), Metric("power_peak_w", 500.0, "max", 10)))
+    c = _combined(win(1.0, 10, Metric("power_limit_w", 700.0, stat="value", n_samples=10), Metric("power_peak_w", 400.0, stat="max", n_samples=10)),
+                  win(1.0, 10, Metric("power_limit_w", 650.0, stat="value", n_samples=10), Metric("power_peak_w", 650.0, stat="max", n_samples=10)),
+                  win(1.0, 10, Metric("power_limit_w", 690.0, stat="value", n_samples=10), Metric("power_peak_w", 500.0, stat="max", n_samples=10)))
     assert c["power_limit_w"].value == 650.0 and c["power_limit_w"].detail.startswith("min of 3 segments")
     assert c["power_peak_w"].value == 650.0
 
@@ -117,23 +117,23 @@ def test_the_lowest_power_limit_and_the_highest_peak():
 def test_means_weighted_by_duration_and_values_by_samples():
     """power_mean_w 300 W over 1 s, 600 W over 3 s: (300 + 1800) / 4 = 525 W (not 450).
     throttle_pct 10 % of 10 samples, 40 % of 30: (100 + 1200) / 40 = 32.5 % (not 25)."""
-    c = _combined(win(1.0, 10, Metric("power_mean_w", 300.0, "mean", 10), Metric("throttle_pct", 10.0, "value", 10)),
-                  win(3.0, 30, Metric("power_mean_w", 600.0, "mean", 30), Metric("throttle_pct", 40.0, "value", 30)))
+    c = _combined(win(1.0, 10, Metric("power_mean_w", 300.0, stat="mean", n_samples=10), Metric("throttle_pct", 10.0, stat="value", n_samples=10)),
+                  win(3.0, 30, Metric("power_mean_w", 600.0, stat="mean", n_samples=30), Metric("throttle_pct", 40.0, stat="value", n_samples=30)))
     assert c["power_mean_w"].value == 525.0 and c["power_mean_w"].detail.startswith("duration-weighted mean")
     assert c["throttle_pct"].value == 32.5 and c["throttle_pct"].detail.startswith("sample-weighted mean")
 
 
 def test_a_mean_over_segments_without_duration_is_sample_weighted():
     """Zero-length segments: 300 W of 3 samples, 600 W of 1: (900 + 600) / 4 = 375 W."""
-    c = _combined(win(0.0, 3, Metric("power_mean_w", 300.0, "mean", 3)), win(0.0, 1, Metric("power_mean_w", 600.0, "mean", 1)))
+    c = _combined(win(0.0, 3, Metric("power_mean_w", 300.0, stat="mean", n_samples=3)), win(0.0, 1, Metric("power_mean_w", 600.0, stat="mean", n_samples=1)))
     assert c["power_mean_w"].value == 375.0
 
 
 def test_one_segment_is_passed_through_and_noisy_is_any():
-    only = win(1.0, 5, Metric("power_mean_w", 123.0, "mean", 5, noisy=True, detail="d"))
+    only = win(1.0, 5, Metric("power_mean_w", 123.0, stat="mean", n_samples=5, noisy=True, detail="d"))
     assert R.combine([only]) == only.metrics
-    c = _combined(win(1.0, 5, Metric("throttle_pct", 0.0, "value", 5, noisy=False)),
-                  win(1.0, 5, Metric("throttle_pct", 0.0, "value", 5, noisy=True)))
+    c = _combined(win(1.0, 5, Metric("throttle_pct", 0.0, stat="value", n_samples=5, noisy=False)),
+                  win(1.0, 5, Metric("throttle_pct", 0.0, stat="value", n_samples=5, noisy=True)))
     assert c["throttle_pct"].noisy is True
 
 

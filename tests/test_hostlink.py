@@ -13,7 +13,6 @@ from aifbench.cli import main
 from aifbench.hardware import detect
 from aifbench.hardware.catalog import peak_lookup_for
 from aifbench.hardware.detect import HostLink, gen_from_speed, pcie_gbps
-from aifbench.results.store import load
 from tests.conftest import write
 
 

@@ -7,7 +7,6 @@ bandwidth' line, ranks, nodes, GPU model)."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd

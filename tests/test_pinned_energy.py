@@ -109,7 +109,7 @@ def test_rapl_counter_delta_with_wrap(tmp_path):
 
 
 def _m(name, value, stat="median", detail=""):
-    return Metric(name, value, stat, 5, False, detail=detail)
+    return Metric(name, value, stat=stat, n_samples=5, noisy=False, detail=detail)
 
 
 def test_efficiency_is_throughput_over_mean_power():

@@ -15,6 +15,7 @@ import pytest
 from aifbench.cli import build_parser, main
 from aifbench.cli.slurm import build_submission
 from aifbench.config import Case, load_suite
+from aifbench.errors import ConfigError
 from aifbench.plan import Plan, build_plan
 from aifbench.results.store import load
 from aifbench.telemetry.config import DEFAULT_INTERVAL_S, TelemetryConfig
@@ -68,6 +69,19 @@ def test_plan_json_of_the_earlier_form_still_loads(suite, tmp_path):
     assert [c.case_id for c in plan.suite_cases] == [c.case_id for c in suite.cases]
     assert plan.timing == suite.timing and plan.case_indices == (0,) and len(plan.cases) == 1
     assert plan.telemetry == TelemetryConfig(interval_s=0.25) and plan.config_dict() == suite.config_dict()
+    assert plan.world_size == 1  # not in plans of that form
+
+
+def test_the_plan_carries_the_world_size_submit_launches(suite, tmp_path, monkeypatch):
+    plan = build_plan(suite, device="cpu", results_root=tmp_path, telemetry=TelemetryConfig(), world_size=4)
+    assert Plan.from_json(plan.to_json()).world_size == 4
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="world_size must be an integer >= 1"):
+            plan.replace(world_size=bad)
+    monkeypatch.chdir(tmp_path)
+    args = ["submit", "smoke", "--system", "local", "--only", "membw", "--tasks-per-node", "3"]
+    submitted, req = build_submission(build_parser().parse_args(args))
+    assert submitted.world_size == req.nodes * req.tasks_per_node == 3
 
 
 def test_telemetry_defaults_and_validation_once():

@@ -272,12 +272,12 @@ def test_min_clock_fraction_from_environment():
 
 
 def test_efficiency_metrics():
-    measured = [Metric("tflops", 500.0, "median"), Metric("tflops", 520.0, "max"), Metric("time_s", 0.01)]
-    window = [Metric("power_mean_w", 625.0, "mean", detail="scope=gpu source=instant"), Metric("energy_j", 1000.0, "value")]
+    measured = [Metric("tflops", 500.0, stat="median"), Metric("tflops", 520.0, stat="max"), Metric("time_s", 0.01)]
+    window = [Metric("power_mean_w", 625.0, stat="mean", detail="scope=gpu source=instant"), Metric("energy_j", 1000.0, stat="value")]
     (eff,) = efficiency_metrics(measured, window)
     assert (eff.metric, eff.value) == ("tflops_per_w", pytest.approx(0.8))
     assert "tflops(median)" in eff.detail and "scope=gpu" in eff.detail
-    tokens = efficiency_metrics([Metric("tokens_per_s", 3000.0, "median"), Metric("gbps", 1500.0, "median")], window)
+    tokens = efficiency_metrics([Metric("tokens_per_s", 3000.0, stat="median"), Metric("gbps", 1500.0, stat="median")], window)
     assert {m.metric: m.value for m in tokens} == {"gbps_per_w": pytest.approx(2.4), "tokens_per_j": pytest.approx(4.8)}
     assert efficiency_metrics(measured, []) == []  # no power, no efficiency
     assert efficiency_metrics([Metric("time_s", 1.0)], window) == []
@@ -358,8 +358,8 @@ def test_a_trace_that_cannot_be_written_costs_the_recording_not_the_sampling(tmp
 
 def test_tokens_per_joule_uses_the_per_device_rate():
     """llm_train's tokens_per_s counts every rank's tokens; the power is this rank's GPU's."""
-    window = [Metric("power_mean_w", 500.0, "mean", detail="scope=gpu")]
-    measured = [Metric("tokens_per_s", 8000.0, "median"), Metric("tokens_per_s_per_device", 2000.0, "median")]
+    window = [Metric("power_mean_w", 500.0, stat="mean", detail="scope=gpu")]
+    measured = [Metric("tokens_per_s", 8000.0, stat="median"), Metric("tokens_per_s_per_device", 2000.0, stat="median")]
     (eff,) = efficiency_metrics(measured, window)
     assert eff.value == pytest.approx(4.0) and "tokens_per_s_per_device(median)" in eff.detail
 

@@ -312,7 +312,7 @@ def test_edited_trace_run_is_judged_by_the_flag_rule(tmp_path, monkeypatch, caps
     # --flags fail: the reference fails for the flag, naming it
     assert _validate(root, refs, "--flags", "fail") == 1
     out, err = capsys.readouterr()
-    assert "FAIL" in err and f"telemetry flags: rank 0" in out and f"[{flag}]" in out
+    assert "FAIL" in err and "telemetry flags: rank 0" in out and f"[{flag}]" in out
 
 
 @pytest.mark.parametrize("flags, judged", [

@@ -166,7 +166,7 @@ def interval_metrics(metric: str, result: ABResult, tol: float, detail: str = ""
     lo, hi = sorted((f(i.low), f(i.high))) if not math.isnan(i.low) else (math.nan, math.nan)
     noisy = not (hi - lo) / 2 <= tol
     text = f"{result.describe()}; noisy when the half-width exceeds {tol:g}" + (f"; {detail}" if detail else "")
-    rows = [Metric(metric, v, stat, i.n, noisy, detail=text)
+    rows = [Metric(metric, v, stat=stat, n_samples=i.n, noisy=noisy, detail=text)
             for stat, v in (("mean", f(i.mean)), ("ci_low", lo), ("ci_high", hi)) if not math.isnan(v)]
     return Measurement(rows, {metric: tuple(f(v) for v in result.values)})
 

@@ -21,7 +21,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path | str, write: Callable[[str], None]) -> Path:
+def atomic_write(path: Path | str, write: Callable[[str], object]) -> Path:
     """Call `write(tmp_path)` to produce the content, then rename it to `path`."""
     path = Path(path)
     if path.is_dir():  # os.replace would fail only after the work, naming our temporary file

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class AifbenchError(Exception):
     """Base class; `exit_code` is what the CLI returns when this escapes a command."""
@@ -41,7 +43,7 @@ class CorrectnessError(AifbenchError):
     """A benchmark's result disagreed with its reference before timing: the case fails."""
 
 
-def one_of(kind: str, value: object, allowed) -> ConfigError:
+def one_of(kind: str, value: object, allowed: Iterable[object]) -> ConfigError:
     """A ConfigError naming the bad value and every allowed choice, sorted."""
     choices = ", ".join(sorted(str(a) for a in allowed)) or "(none)"
     return ConfigError(f"unknown {kind} {value!r}; allowed: {choices}")

@@ -8,7 +8,7 @@ defined, with its unit, in aifbench.metrics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Sequence
 
 from aifbench import metrics as metric_dict
@@ -16,10 +16,12 @@ from aifbench import metrics as metric_dict
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One value of one metric; becomes one row of the metrics table."""
+    """One value of one metric; becomes one row of the metrics table. Built by keyword after
+    name and value: Metric("tflops", 512.0, stat="max", n_samples=20, peak=989.0, ...)."""
 
     metric: str
     value: float
+    _: KW_ONLY
     stat: str = "median"
     n_samples: int = 1
     noisy: bool | None = None

@@ -1,4 +1,4 @@
-"""The metric dictionary: each metric's definition, unit and traits, declared once (shared/DESIGN.md §4).
+"""The metric dictionary: each metric's definition, unit and traits, declared once.
 
 Every row a benchmark emits names a metric from here; the store refuses unknown names, so a
 figure can never appear without its definition. `aifbench schema` prints this table.

@@ -4,7 +4,7 @@
 `submit` alike); launchers (in-process, local processes, Slurm) hand it to every rank
 unchanged, so all ranks and array tasks agree on run id, cases, timing and telemetry settings.
 plan.json written before this form held `suite_config` (Suite.config_dict()) and
-`telemetry_interval_s`; Plan.from_json still reads it.
+`telemetry_interval_s`; Plan.from_json still reads it (a compatibility shim that stays until release 0.2.0).
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ class Plan:
     """shard part name: 'main', or 'a<N>' for array task N"""
     dist_timeout_s: float = 300.0
     """torch.distributed rendezvous and collective timeout"""
+    world_size: int = 1
+    """ranks of one launch (a job, an array task; 1 for each task of a packed job): every rank checks
+    it joined a world of this size. Plans written before this field read as 1."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.world_size, bool) or not isinstance(self.world_size, int) or self.world_size < 1:
+            raise ConfigError(f"plan world_size must be an integer >= 1, got {self.world_size!r}")
 
     @property
     def cases(self) -> tuple[Case, ...]:
@@ -102,7 +109,7 @@ class Plan:
 
 def build_plan(suite: Suite, *, device: str, results_root: str | Path, telemetry: TelemetryConfig,
                run_id: str | None = None, system: str = "local", partition: str = "",
-               launcher: str = "inprocess") -> Plan:
+               launcher: str = "inprocess", world_size: int = 1) -> Plan:
     """The plan of a run of `suite` (for `run` and `submit`): its typed cases and timing, the
     telemetry settings every rank uses, and a new run id unless one is given."""
     if run_id is None:
@@ -112,7 +119,7 @@ def build_plan(suite: Suite, *, device: str, results_root: str | Path, telemetry
     return Plan(run_id=run_id, suite=suite.name, suite_path=suite.path, overrides=tuple(suite.overrides),
                 config_hash=suite.config_hash, suite_cases=tuple(suite.cases), timing=suite.timing,
                 telemetry=telemetry, device=device, results_root=str(results_root), system=system,
-                partition=partition, launcher=launcher)
+                partition=partition, launcher=launcher, world_size=world_size)
 
 
 def _case_dict(case: Case) -> dict[str, Any]:
@@ -122,7 +129,8 @@ def _case_dict(case: Case) -> dict[str, Any]:
 
 def _from_suite_config(data: dict[str, Any]) -> dict[str, Any]:
     """A plan.json of the earlier form (suite_config: Suite.config_dict(), telemetry_interval_s)
-    in this form's fields; its telemetry settings beyond the interval were the defaults."""
+    in this form's fields; its telemetry settings beyond the interval were the defaults. Stays until
+    release 0.2.0."""
     data = dict(data)
     config = data.pop("suite_config")
     interval_s = data.pop("telemetry_interval_s", TelemetryConfig().interval_s)

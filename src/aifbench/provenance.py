@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import subprocess
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -140,8 +141,24 @@ def _driver_version() -> str | None:
         return None
 
 
-def collect(device: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """One runs-table row (without run/plan fields) describing this rank's node and device."""
+@dataclass(frozen=True)
+class Provenance:
+    """This rank's node, device and software: what the runner reads, and the whole runs-table row."""
+
+    node: str
+    """host name"""
+    device: str
+    """torch device string ('cpu', 'cuda:0')"""
+    device_name: str
+    """the GPU's name as torch reports it, or the CPU model"""
+    gpu_pci_device_id: str | None
+    """PCI product id ('0x2330'), None on CPU or when unreadable"""
+    row: Mapping[str, Any]
+    """every runs-table column collect() read (without run/plan fields)"""
+
+
+def collect(device: str, env: Mapping[str, str] | None = None) -> Provenance:
+    """Provenance of this rank's node and device (its `row` is one runs-table row without run/plan fields)."""
     env = os.environ if env is None else env
     row: dict[str, Any] = {
         "node": socket.gethostname(),
@@ -156,4 +173,5 @@ def collect(device: str, env: Mapping[str, str] | None = None) -> dict[str, Any]
     row.update({col: env.get(var) for col, var in SLURM_VARS.items()})
     row.update(software_environment(env))
     row.update(device_info(device))
-    return row
+    return Provenance(node=row["node"], device=device, device_name=row["device_name"],
+                      gpu_pci_device_id=row.get("gpu_pci_device_id"), row=row)

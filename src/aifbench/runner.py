@@ -33,6 +33,7 @@ from aifbench.results import rows
 from aifbench.results.store import ShardWriter
 from aifbench.telemetry.efficiency import region_efficiency
 from aifbench.telemetry.regions import MAIN, RegionResult, Regions, prefixed
+from aifbench.telemetry.base import Sampler
 from aifbench.telemetry.select import sampler_for
 from aifbench.timing import Timer
 
@@ -49,6 +50,19 @@ class RunSummary:
     @property
     def failed(self) -> int:
         return sum(s == "failed" for s in self.statuses.values())
+
+
+@dataclass
+class CaseRun:
+    """One case's run on this rank, as its metrics rows record it."""
+
+    case: Case
+    benchmark: type[Benchmark]
+    started: datetime
+    status: str = "ok"
+    """ok | failed | skipped"""
+    reason: str = ""
+    measurement: Measurement = field(default_factory=Measurement)
 
 
 def now_utc() -> datetime:
@@ -88,13 +102,16 @@ def _peak_lookup(device_name: str, pci_id: str | None, device: str):
 def execute(plan: Plan, info: RankInfo | None = None, on_case: CaseCallback | None = None) -> RunSummary:
     """Run this rank's cases of `plan`, writing shards under plan.results_root/run_id."""
     info = info or RankInfo()
+    if info.world_size != plan.world_size:
+        log.warning("rank %d is in a world of %d ranks, but the plan launches %d", info.rank, info.world_size,
+                    plan.world_size)
     device = rank_device(plan.device, info.local_rank)
     if device.startswith("cuda"):
         import torch
 
         torch.cuda.set_device(device)
     prov = provenance.collect(device)
-    ctx = build_context(plan, info, device, prov["device_name"], prov.get("gpu_pci_device_id"))
+    ctx = build_context(plan, info, device, prov.device_name, prov.gpu_pci_device_id)
     writer = ShardWriter(Path(plan.results_root), plan.run_id, info.rank, plan.part)
     kept = _resume(writer, info.distributed)
     sampler = sampler_for(device, plan.telemetry)  # a NullSampler with the reason when off
@@ -151,8 +168,8 @@ def _agree_on_kept(kept: dict[str, str]) -> dict[str, str]:
     return {case_id: status for case_id, status in kept.items() if case_id in common}
 
 
-def _run_row(plan: Plan, info: RankInfo, prov: dict[str, Any], telemetry: str) -> dict[str, Any]:
-    row = {k: v for k, v in prov.items()}
+def _run_row(plan: Plan, info: RankInfo, prov: provenance.Provenance, telemetry: str) -> dict[str, Any]:
+    row = dict(prov.row)
     row.update(schema_version=SCHEMA_VERSION, run_id=plan.run_id, rank=info.rank, world_size=info.world_size,
                task=plan.part, suite=plan.suite, system=plan.system, partition=plan.partition,
                launcher=plan.launcher, status="running", started_utc=now_utc(), ended_utc=None,
@@ -161,7 +178,8 @@ def _run_row(plan: Plan, info: RankInfo, prov: dict[str, Any], telemetry: str) -
     return row
 
 
-def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler, prov) -> tuple[str, str]:
+def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler: Sampler,
+              prov: provenance.Provenance) -> tuple[str, str]:
     """Run one case; add its rows to the writer. Returns (status, reason)."""
     started = now_utc()
     cls = registry.get(case.benchmark)
@@ -187,8 +205,8 @@ def _run_case(case: Case, ctx: Context, plan: Plan, writer: ShardWriter, sampler
     if status == "ok" and not measurement.metrics:  # telemetry rows alone are no measurement
         status, reason = "failed", "benchmark returned no metrics"
     results = regions.results()
-    rows = _metric_rows(case, cls, ctx, plan, prov, measurement, results, status, reason, started)
-    writer.add("metrics", rows)
+    run = CaseRun(case, cls, started, status, reason, measurement)
+    writer.add("metrics", _metric_rows(run, ctx, plan, prov.node, results))
     base = {"schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "case_id": case.case_id, "rank": ctx.rank}
     for name, values in measurement.samples.items():
         unit = metric_dict.get(name).unit
@@ -231,14 +249,17 @@ def case_flags(results: dict[str, RegionResult]) -> list[str]:
     return list(dict.fromkeys(f for r in results.values() for f in r.flags))
 
 
-def _metric_rows(case, cls, ctx, plan, prov, measurement, results, status, reason, started) -> list[dict]:
+def _metric_rows(run: CaseRun, ctx: Context, plan: Plan, node: str,
+                 results: dict[str, RegionResult]) -> list[dict[str, Any]]:
+    """The case's metrics rows: the benchmark's figures, then its regions' telemetry and efficiency."""
+    case, measurement = run.case, run.measurement
     metrics = list(measurement.metrics) + region_metrics(measurement.metrics, results)
     columns = rows.CaseColumns(
         run_id=plan.run_id, case_id=case.case_id, rank=ctx.rank, benchmark=case.benchmark, params=case.params,
-        world_size=ctx.world_size, node=prov["node"], device=ctx.device, device_name=ctx.device_name,
-        system=plan.system, partition=plan.partition, started_utc=started, ended_utc=now_utc(), status=status,
-        reason=reason, flags=",".join(case_flags(results)))
-    return rows.case_rows(columns, metrics, getattr(cls, "emits", ()))
+        world_size=ctx.world_size, node=node, device=ctx.device, device_name=ctx.device_name,
+        system=plan.system, partition=plan.partition, started_utc=run.started, ended_utc=now_utc(),
+        status=run.status, reason=run.reason, flags=",".join(case_flags(results)))
+    return rows.case_rows(columns, metrics, getattr(run.benchmark, "emits", ()))
 
 
 def _barrier() -> None:

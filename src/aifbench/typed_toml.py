@@ -129,7 +129,7 @@ def _typed(value: Any, hint: Any, meta: Mapping[str, Any], where: str, path: str
         if value not in args:
             raise ConfigError(f"{_at(where, path)}: {value!r} not allowed; allowed: {', '.join(map(str, args))}")
         return value
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value, where, path)
     if origin in (tuple, list) and (len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis)):
         if not isinstance(value, (list, tuple)):

@@ -1,4 +1,4 @@
-"""Analysis over stored results: never re-runs anything (DESIGN.md §1).
+"""Analysis over stored results: never re-runs anything.
 
 data.py       what is loaded: paths + results/reference, baselines left out, rows deduplicated
 samples.py    the raw samples behind a metric row, in the metric's unit

@@ -59,7 +59,8 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
 
 
 def _plan_cases(data: dict) -> dict:
-    """{"cases": [...]} of a plan.json: Plan.to_json's suite_cases, or an earlier plan's suite_config."""
+    """{"cases": [...]} of a plan.json: Plan.to_json's suite_cases, or an earlier plan's suite_config
+    (that reading is a compatibility shim: it stays until release 0.2.0)."""
     return data["suite_config"] if "suite_config" in data else {"cases": data["suite_cases"]}
 
 

@@ -7,10 +7,10 @@ default limit (the note `power_capped_legacy`, not invalidating) only when all o
   power brake, thermal or hardware slowdown);
 - the rank's runs.telemetry text records the enforced limit ('power limit 700 W');
 - that limit is at least the GPU model's datasheet TDP from the hardware catalog (an SXM part
-  ships with its default limit at its TDP: the H200 of shared/measured/h200-2026-12-04 showed
-  700 W of 700 W in nvidia-smi).
+  ships with its default limit at its TDP: an H200 SXM measured on 2026-12-04
+  showed 700 W of 700 W in nvidia-smi).
 Otherwise the row keeps power_throttle, which stays invalidating: what could not be told apart
-is not judged.
+is not judged. A compatibility shim for stored runs: it stays until release 0.2.0, then goes.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A system profile lists them as `[[acceptance.reference]]` tables, a standalone file (validate
 --references) as `[[reference]]` tables (ReFrame-style: a value with bounds, keyed by GPU
-model; DESIGN.md §3):
+model):
 
     [[reference]]
     benchmark = "gemm"                      # registered benchmark name

@@ -19,7 +19,7 @@ import torch
 
 from aifbench.benchmarks._shared import torch_dtype
 from aifbench.benchmarks.configs import COLLECTIVE_DTYPES as DTYPES  # noqa: F401 (ops.DTYPES)
-from aifbench.benchmarks.configs import COLLECTIVE_OPS as OPS
+from aifbench.benchmarks.configs import COLLECTIVE_OPS as OPS  # noqa: F401 (ops.OPS)
 
 PERIOD = 13
 CHUNK = 1 << 24  # elements per pattern chunk (64 MiB in fp32)
@@ -45,10 +45,11 @@ def memory_factor(op: str, n: int) -> float:
 # --- rank agreement -----------------------------------------------------------------------------
 
 def ranks_flagging(flag: bool, ctx) -> list[int]:
-    """Ranks whose `flag` is set, known to every rank (one all_reduce of an n-vector)."""
+    """Ranks whose `flag` is set, known to every rank (one all_reduce of an n-vector). Before the
+    run (no process group yet, `aifbench run --dry-run`) only this rank's flag is known."""
     import torch.distributed as dist
 
-    if not ctx.distributed:
+    if not ctx.distributed or not dist.is_initialized():
         return [ctx.rank] if flag else []
     t = torch.zeros(ctx.world_size, dtype=torch.float32, device=ctx.device)
     t[ctx.rank] = 1.0 if flag else 0.0

@@ -1,4 +1,4 @@
-"""The decode step llm_infer times, with the levers fast decoders use (issue 14).
+"""The decode step llm_infer times, with the levers fast decoders use.
 
 A step is `step(tokens (B, 1), i) -> (next tokens (B, 1), logits (B, V))` for the i-th decode
 position after the prompt. Levers, each shown not to change the logits by tests/test_llm_decode.py:

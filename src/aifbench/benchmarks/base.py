@@ -72,14 +72,32 @@ def rate_metrics(name: str, amount: float, stats: TimingStats, scale: float,
     """
     value, source = peak
     return [
-        Metric(name, amount / stats.median_s * scale, "median", stats.n, stats.noisy, value, source, detail),
-        Metric(name, amount / stats.min_s * scale, "max", stats.n, stats.noisy, value, source, detail),
+        Metric(name, amount / stats.median_s * scale, stat="median", n_samples=stats.n, noisy=stats.noisy,
+               peak=value, peak_source=source, detail=detail),
+        Metric(name, amount / stats.min_s * scale, stat="max", n_samples=stats.n, noisy=stats.noisy,
+               peak=value, peak_source=source, detail=detail),
     ]
 
 
-class Benchmark(abc.ABC):
-    """Base class of all benchmarks; subclass, set the ClassVars, implement setup/check/measure."""
+@dataclass(frozen=True)
+class Declaration:
+    """What a benchmark is, torch-free: its name, config class, the metrics it emits and the
+    telemetry regions it times besides its main work (names from aifbench.metrics.REGIONS).
+    Built-ins declare theirs in aifbench.benchmarks.configs; the class refers to it."""
 
+    name: str
+    config: type
+    emits: tuple[str, ...]
+    regions: tuple[str, ...] = ()
+
+
+class Benchmark(abc.ABC):
+    """Base class of all benchmarks; subclass, set the ClassVars, implement setup/check/measure.
+
+    A class with `declaration = <Declaration>` takes name, Config and emits from it; a plug-in
+    may set those three ClassVars itself instead."""
+
+    declaration: ClassVar[Declaration | None] = None
     name: ClassVar[str]
     description: ClassVar[str]
     Config: ClassVar[type]
@@ -87,6 +105,12 @@ class Benchmark(abc.ABC):
     """metric names this benchmark reports (all in aifbench.metrics)"""
     multi_rank: ClassVar[bool] = False
     """True: all ranks run each case together (collectives). False: each rank runs on its own device."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        d = cls.__dict__.get("declaration")
+        if d is not None:
+            cls.name, cls.Config, cls.emits = d.name, d.config, d.emits
 
     def __init__(self, config: Any, ctx: Context):
         self.config = config

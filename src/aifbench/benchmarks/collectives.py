@@ -28,8 +28,8 @@ import socket
 
 from aifbench.benchmarks import _collective_ops as ops
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
-from aifbench.benchmarks.configs import EMITS
-from aifbench.benchmarks.configs import CollectivesConfig
+from aifbench.benchmarks.configs import COLLECTIVES
+from aifbench.benchmarks.configs import CollectivesConfig  # noqa: F401 (re-exported)
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.benchmarks.registry import register
@@ -58,10 +58,8 @@ def algbw_busbw(op: str, n: int, size_bytes: float, time_s: float) -> tuple[floa
 
 @register
 class Collectives(Benchmark):
-    name = "collectives"
+    declaration = COLLECTIVES
     description = "all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv: algbw/busbw (nccl-tests)"
-    Config = CollectivesConfig
-    emits = EMITS["collectives"]
     multi_rank = True
 
     @property
@@ -151,9 +149,11 @@ class Collectives(Benchmark):
         text = (f"{detail}; slowest rank {slow} ({self.hosts[slow]}); spread {spread:.1f}%; per-rank median s: "
                 + " ".join(f"r{i}={m:.4g}" for i, m in enumerate(medians)))
         algbw, busbw = algbw_busbw(self.config.op, self.n, size, medians[slow])
-        return [Metric("time_s", medians[slow], "slowest_rank", self.n, detail=text),
-                Metric("busbw_gbps", busbw, "slowest_rank", self.n, None, *bus_peak, text),
-                Metric("algbw_gbps", algbw, "slowest_rank", self.n, None, *alg_peak, text)]
+        return [Metric("time_s", medians[slow], stat="slowest_rank", n_samples=self.n, detail=text),
+                Metric("busbw_gbps", busbw, stat="slowest_rank", n_samples=self.n, noisy=None, peak=bus_peak[0], peak_source=bus_peak[1],
+                       detail=text),
+                Metric("algbw_gbps", algbw, stat="slowest_rank", n_samples=self.n, noisy=None, peak=alg_peak[0], peak_source=alg_peak[1],
+                       detail=text)]
 
     def teardown(self) -> None:
         self.bufs, self.call = {}, None

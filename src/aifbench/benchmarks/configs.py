@@ -2,8 +2,8 @@
 
 The benchmark modules (gemm.py, membw.py, ...) import torch; these configs do not, so `aifbench
 validate`, `compare`, `report` and `list` check parameter names and values (references,
-suites) without importing torch. A benchmark module takes its Config from here; BUILTIN maps each
-built-in benchmark's name to its Config class and the metrics it emits (`emits`).
+suites) without importing torch. Each built-in benchmark is declared here once (a Declaration:
+name, Config, the metrics it emits, its telemetry regions); its class refers to that declaration.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aifbench.benchmarks._gemm_shape import GemmConfig
-from aifbench.benchmarks.base import param
+from aifbench.benchmarks.base import Declaration, param
 from aifbench.errors import ConfigError
 from aifbench.models.shapes import LlamaShape, resolve_shape, with_layers
 from aifbench.units import GiB, MiB
@@ -150,20 +150,30 @@ class LlmInferConfig(ModelConfig):
         self.check_positions(self.prompt_len + self.gen_tokens, "prompt_len + gen_tokens")
 
 
-# --- what each built-in benchmark emits, and its config ------------------------------------------
+# --- each built-in benchmark, declared once: name, config, metrics, telemetry regions ----------
+MEMBW = Declaration("membw", MembwConfig, emits=("gbps", "time_s"))
+HOSTLINK = Declaration("hostlink", HostlinkConfig, emits=("link_gbps", "time_s"))
+COLLECTIVES = Declaration("collectives", CollectivesConfig, emits=("busbw_gbps", "algbw_gbps", "time_s"))
+TELEMETRY_OVERHEAD = Declaration("telemetry_overhead", TelemetryOverheadConfig, emits=(
+    "overhead_ratio_low", "overhead_ratio_high", "overhead_loss_pct_low", "overhead_loss_pct_high",
+    "overhead_off_tflops", "overhead_low_tflops", "overhead_high_tflops", "overhead_polls_per_s_low",
+    "overhead_polls_per_s_high"))
+LLM_TRAIN = Declaration("llm_train", LlmTrainConfig, emits=(
+    "tokens_per_s", "tokens_per_s_per_device", "step_time_s", "model_tflops_per_device", "mfu_pct",
+    "peak_memory_bytes", "loss", "ref_step_time_s", "ref_tokens_per_s", "ref_mfu_pct", "ref_peak_memory_bytes",
+    "speedup_vs_ref"), regions=("ref",))
 INFER_REF_EMITS = ("ref_decode_tokens_per_s", "ref_ttft_s", "speedup_vs_ref")
-EMITS: dict[str, tuple[str, ...]] = {
-    "membw": ("gbps", "time_s"),
-    "hostlink": ("link_gbps", "time_s"),
-    "collectives": ("busbw_gbps", "algbw_gbps", "time_s"),
-    "telemetry_overhead": ("overhead_ratio_low", "overhead_ratio_high", "overhead_loss_pct_low", "overhead_loss_pct_high", "overhead_off_tflops", "overhead_low_tflops", "overhead_high_tflops", "overhead_polls_per_s_low", "overhead_polls_per_s_high"),
-    "llm_train": ("tokens_per_s", "tokens_per_s_per_device", "step_time_s", "model_tflops_per_device", "mfu_pct", "peak_memory_bytes", "loss", "ref_step_time_s", "ref_tokens_per_s", "ref_mfu_pct", "ref_peak_memory_bytes", "speedup_vs_ref"),
-    "llm_infer": ("decode_tokens_per_s", "decode_tokens_per_s_per_seq", "prefill_tokens_per_s", "ttft_s", "itl_s", "decode_time_s", "hbm_gbps", "decode_roofline_pct", "peak_memory_bytes") + INFER_REF_EMITS,
-    "gemm": ("tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct", "burst_tflops"),
-}
+LLM_INFER = Declaration("llm_infer", LlmInferConfig, emits=(
+    "decode_tokens_per_s", "decode_tokens_per_s_per_seq", "prefill_tokens_per_s", "ttft_s", "itl_s",
+    "decode_time_s", "hbm_gbps", "decode_roofline_pct", "peak_memory_bytes") + INFER_REF_EMITS,
+    regions=("ref", "prefill", "decode"))
+GEMM = Declaration("gemm", GemmConfig, emits=(
+    "tflops", "time_s", "bare_loop_tflops", "harness_overhead_pct", "burst_tflops"), regions=("bare", "burst"))
+
+DECLARATIONS: dict[str, Declaration] = {d.name: d for d in (
+    GEMM, MEMBW, HOSTLINK, COLLECTIVES, TELEMETRY_OVERHEAD, LLM_TRAIN, LLM_INFER)}
+"""built-in benchmark name -> its declaration (registry reads it without importing torch)"""
+EMITS: dict[str, tuple[str, ...]] = {n: d.emits for n, d in DECLARATIONS.items()}
 """benchmark name -> metric names it reports (all in aifbench.metrics)"""
-CONFIGS: dict[str, type] = {
-    "gemm": GemmConfig, "membw": MembwConfig, "hostlink": HostlinkConfig, "collectives": CollectivesConfig,
-    "telemetry_overhead": TelemetryOverheadConfig, "llm_train": LlmTrainConfig, "llm_infer": LlmInferConfig,
-}
-"""built-in benchmark name -> its Config class (registry.config_of reads it without importing torch)"""
+CONFIGS: dict[str, type] = {n: d.config for n, d in DECLARATIONS.items()}
+"""built-in benchmark name -> its Config class"""

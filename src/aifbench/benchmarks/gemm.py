@@ -1,4 +1,4 @@
-"""Dense GEMM throughput: C = A @ B, TFLOP/s = 2*M*N*K / median time (DESIGN §4).
+"""Dense GEMM throughput: C = A @ B, TFLOP/s = 2*M*N*K / median time.
 
 Shapes: explicit (m, n, k), square (m³: N = K = m), or LLM-shaped from a token count and model width
 (y = x W^T with x of tokens × hidden): qkv (N = 3·hidden), attn_out (N = hidden), mlp_up
@@ -38,8 +38,8 @@ from typing import Callable
 import torch
 
 from aifbench.ab import ABResult, interval_metrics, region_of, run_ab
-from aifbench.benchmarks.configs import EMITS
-from aifbench.benchmarks._gemm_shape import MAX_BUFFERS, GemmConfig, bytes_moved, dims, out_dtype
+from aifbench.benchmarks.configs import GEMM
+from aifbench.benchmarks._gemm_shape import MAX_BUFFERS, GemmConfig, bytes_moved, dims, out_dtype  # noqa: F401 (GemmConfig re-exported)
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
@@ -195,10 +195,8 @@ def settle(timer: Timer, call: Callable[[], object], seconds: float) -> int:
 
 @register
 class Gemm(Benchmark):
-    name = "gemm"
+    declaration = GEMM
     description = "dense matmul TFLOP/s (fp64, fp32, tf32, bf16, fp16, fp8), square and LLM shapes, checked against float64"
-    Config = GemmConfig
-    emits = EMITS["gemm"]
 
     def _n_buffers(self) -> int:
         if self.config.buffers:
@@ -312,7 +310,8 @@ class Gemm(Benchmark):
         bare = [flops / s * 1e-12 for s in ab.b_s]
         st = summarize(bare)
         out = interval_metrics("harness_overhead_pct", ab, HARNESS_TOL_PCT, how)
-        out.metrics.append(Metric("bare_loop_tflops", st.median_s, "median", st.n, st.noisy, *peak, how))
+        out.metrics.append(Metric("bare_loop_tflops", st.median_s, stat="median", n_samples=st.n, noisy=st.noisy, peak=peak[0],
+                                  peak_source=peak[1], detail=how))
         out.samples["bare_loop_tflops"] = bare
         return out
 

@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 import torch
 
-from aifbench.benchmarks.configs import EMITS
-from aifbench.benchmarks.configs import HostlinkConfig
+from aifbench.benchmarks.configs import HOSTLINK
+from aifbench.benchmarks.configs import HostlinkConfig  # noqa: F401 (re-exported)
 from aifbench.benchmarks.base import Benchmark, Measurement, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.benchmarks.registry import register
@@ -49,10 +49,8 @@ def link_detail(detected: Any, catalog_link: str) -> str:
 
 @register
 class Hostlink(Benchmark):
-    name = "hostlink"
+    declaration = HOSTLINK
     description = "host<->GPU copy bandwidth (h2d, d2h, both at once; pinned and pageable) vs the detected link"
-    Config = HostlinkConfig
-    emits = EMITS["hostlink"]
 
     def _directions(self) -> tuple[str, ...]:
         return ("h2d", "d2h") if self.config.direction == "bidir" else (self.config.direction,)

@@ -22,7 +22,7 @@ Metrics (definitions in aifbench.metrics):
                          0..p for the step at position p (flops.decode_bytes_per_step). The static
                          cache actually reads its full length; the surplus is not credited.
                          pct_of_peak against ctx.peak('hbm_gbps')
-  decode_roofline_pct    the figure to read for "% of the HBM roofline" (issue 4): 100 * roofline
+  decode_roofline_pct    the figure to read for "% of the HBM roofline": 100 * roofline
                          step time / measured step time, roofline step time = weight bytes of one
                          step (flops.decode_weight_bytes) / HBM datasheet peak. KV bytes are not
                          in it, so it stays <= hbm_gbps's % of peak; emitted only where the
@@ -30,7 +30,7 @@ Metrics (definitions in aifbench.metrics):
                          tokens/s per sequence. llama3-8b bf16, batch 1, H100 SXM (3350 GB/s): 15.01 GB
                          -> 4.48 ms, 223 tokens/s (80 % = 179 tokens/s). The untied input table
                          (1.05 GB) is not counted: a step reads only B of its rows. Counting all
-                         16.06 GB of weights would give 209 tokens/s (issue 4's "about 165" = 79 %).
+                         16.06 GB of weights would give 209 tokens/s ("about 165" would be 79 %).
   peak_memory_bytes      over the timed prefills and generations
 With reference = "transformers": ref_ttft_s, ref_decode_tokens_per_s, speedup_vs_ref from Hugging Face
 generation on the same weights and prompt after this model is freed (_llm_ref). The timed step and its
@@ -50,7 +50,7 @@ import torch
 
 from aifbench.benchmarks import _llm, _llm_decode, _llm_ref
 from aifbench.benchmarks._shared import torch_dtype
-from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import LLM_INFER
 from aifbench.benchmarks.configs import LlmInferConfig
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
@@ -65,10 +65,8 @@ CHECK_ROWS = 2  # sequences of the batch compared against the full forward
 
 @register
 class LlmInfer(Benchmark):
-    name = "llm_infer"
+    declaration = LLM_INFER
     description = "Llama prefill + KV-cache decode: prefill tokens/s, decode tokens/s, TTFT, ITL, HBM GB/s"
-    Config = LlmInferConfig
-    emits = EMITS["llm_infer"]
 
     def __init__(self, config: LlmInferConfig, ctx):
         super().__init__(config, ctx)

@@ -55,7 +55,7 @@ import torch
 from aifbench.ab import ABResult, interval_metrics, speedup_vs_ref
 from aifbench.benchmarks import _llm
 from aifbench.benchmarks._collective_ops import ranks_flagging
-from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import LLM_TRAIN
 from aifbench.benchmarks.configs import LlmTrainConfig
 from aifbench.benchmarks._llm_step import CHECK_STEPS, adamw, train_step
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
@@ -74,10 +74,8 @@ SPEEDUP_TOL = 0.05  # speedup_vs_ref's interval is noisy when its half-width exc
 
 @register
 class LlmTrain(Benchmark):
-    name = "llm_train"
+    declaration = LLM_TRAIN
     description = "Llama training step (fwd, bwd, AdamW): tokens/s, MFU, memory; FSDP2 across ranks"
-    Config = LlmTrainConfig
-    emits = EMITS["llm_train"]
     multi_rank = True
 
     def __init__(self, config: LlmTrainConfig, ctx):
@@ -280,7 +278,7 @@ class LlmTrain(Benchmark):
         losses: list[torch.Tensor] = []
 
         def step() -> None:
-            losses.append(train_step(loss_fn, self.batches, optimizer, self._autocast))
+            losses.append(train_step(loss_fn, self.batches, optimizer, self._autocast))  # noqa: F821 (del'd after its last call)
 
         with _llm.PeakMemory(dev) as mem:
             for _ in range(CHECK_STEPS):

@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 
 from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
-from aifbench.benchmarks.configs import EMITS
-from aifbench.benchmarks.configs import MembwConfig
+from aifbench.benchmarks.configs import MEMBW
+from aifbench.benchmarks.configs import MembwConfig  # noqa: F401 (re-exported)
 from aifbench.benchmarks.base import Benchmark, Measurement, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.benchmarks.registry import register
@@ -63,10 +63,8 @@ def check_result(op: str, arrays: dict[str, torch.Tensor]) -> None:
 
 @register
 class Membw(Benchmark):
-    name = "membw"
+    declaration = MEMBW
     description = "device memory bandwidth, STREAM copy/scale/add/triad, bytes read + written per second"
-    Config = MembwConfig
-    emits = EMITS["membw"]
 
     def _elements(self) -> int:
         return self.config.size_bytes // DTYPE_BYTES[self.config.dtype]

@@ -17,7 +17,7 @@ import time
 
 from aifbench.ab import ABResult, interval_metrics, run_ab
 from aifbench.benchmarks import gemm
-from aifbench.benchmarks.configs import EMITS
+from aifbench.benchmarks.configs import TELEMETRY_OVERHEAD
 from aifbench.benchmarks.configs import TelemetryOverheadConfig
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric
 from aifbench.errors import ConfigError
@@ -28,10 +28,8 @@ from aifbench.units import DTYPE_BYTES
 LOSS_TOL_PCT = 1.0  # the goal is a loss <= 1 % at 10 Hz: an interval wider than ±1 point is noisy
 @register
 class TelemetryOverhead(Benchmark):
-    name = "telemetry_overhead"
+    declaration = TELEMETRY_OVERHEAD
     description = "GEMM throughput with telemetry off, at 10 Hz and at 100 Hz in one run: the sampler's cost"
-    Config = TelemetryOverheadConfig
-    emits = EMITS["telemetry_overhead"]
 
     def __init__(self, config: TelemetryOverheadConfig, ctx):
         super().__init__(config, ctx)
@@ -126,11 +124,11 @@ class TelemetryOverhead(Benchmark):
             out.extend(interval_metrics(f"overhead_ratio_{setting}", ab, LOSS_TOL_PCT / 100, d))
             out.extend(interval_metrics(f"overhead_loss_pct_{setting}", ab, LOSS_TOL_PCT, d,
                                         transform=lambda r: (1 - r) * 100))
-            out.metrics.append(Metric(f"overhead_polls_per_s_{setting}", summarize(polls).median_s, "median",
-                                      len(polls), detail=f"requested {hz:g} Hz"))
+            out.metrics.append(Metric(f"overhead_polls_per_s_{setting}", summarize(polls).median_s, stat="median",
+                                      n_samples=len(polls), detail=f"requested {hz:g} Hz"))
         for setting, values in tflops.items():
             st = summarize(values)
-            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median_s, "median", st.n, st.noisy,
+            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median_s, stat="median", n_samples=st.n, noisy=st.noisy,
                                       detail=detail))
             out.samples[f"overhead_{setting}_tflops"] = values
         return out

@@ -222,7 +222,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from aifbench.analysis import intervals, legacy, references, validate
     from aifbench.analysis.data import ANALYSIS_STATS, Selection, load_runs
     from aifbench.atomic import atomic_write_text
-    from aifbench.cli.output import console, err_console
+    from aifbench.cli.output import err_console
     from aifbench.results.store import resolve_run
 
     run_dir = resolve_run(args.results, args.run_id)

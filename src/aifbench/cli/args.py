@@ -55,7 +55,7 @@ def check_format(args: argparse.Namespace) -> None:
 
 def add_results_selection(parser: argparse.ArgumentParser) -> None:
     """`--results DIR` (repeatable: stores, run directories or shard files) for commands that read
-    several; the older positional spelling still works for one release, with a warning."""
+    several; the older positional spelling (a compatibility shim) stays until release 0.2.0, with a warning."""
     parser.add_argument("--results", dest="results_opt", action="append", type=Path, default=[], metavar="DIR",
                         help="results store, run directory or shard file (repeatable; default: results)")
     parser.add_argument("legacy_results", nargs="*", type=Path, metavar="RESULTS", help=argparse.SUPPRESS)
@@ -67,7 +67,7 @@ def selected_results(args: argparse.Namespace) -> list[Path]:
         import sys
 
         given = " ".join(str(p) for p in args.legacy_results)
-        print(f"aifbench: warning: positional results paths are deprecated; use --results {given.split()[0]}"
+        print(f"aifbench: warning: positional results paths are deprecated (gone in release 0.2.0); use --results {given.split()[0]}"
               f"{' (once per path)' if len(args.legacy_results) > 1 else ''}", file=sys.stderr)
     return [*args.results_opt, *args.legacy_results]
 

@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"nothing ran and nothing was stored; first reason: {skips[0]}", file=sys.stderr)
         return 0
     plan = build_plan(suite, device=device, results_root=check_store(args.results), telemetry=telemetry,
-                      system=system.name, launcher=launcher.label)
+                      system=system.name, launcher=launcher.label, world_size=req.world_size)
     from aifbench.worker import Interrupted, stop_on_signals
 
     try:  # SIGINT/SIGTERM: completed cases stay, the runs rows say interrupted (launch stops the workers)
@@ -69,7 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def predicted_skips(suite, device: str, nproc: int) -> list[str | None]:
     """Per case, why this device would skip it (the benchmark's own skip_reason), else None.
 
-    Checks that need the ranks to agree (torch.distributed) are made when the case runs."""
+    The context is the run's: `nproc` ranks, torch.distributed across them when nproc > 1. Checks
+    that need the ranks to agree are made when the case runs; here each rank is taken to agree."""
     from aifbench.benchmarks.base import Context
     from aifbench.config import build_config
     from aifbench.benchmarks import registry
@@ -79,7 +80,8 @@ def predicted_skips(suite, device: str, nproc: int) -> list[str | None]:
         import torch
 
         name = torch.cuda.get_device_name(0)
-    ctx = Context(device="cuda:0" if device == "cuda" else device, device_name=name, world_size=nproc)
+    ctx = Context(device="cuda:0" if device == "cuda" else device, device_name=name, world_size=nproc,
+                  distributed=nproc > 1)
     out: list[str | None] = []
     for case in suite.cases:
         try:
@@ -87,7 +89,7 @@ def predicted_skips(suite, device: str, nproc: int) -> list[str | None]:
             reason = cls(build_config(cls.Config, case.params, case.benchmark), ctx).skip_reason()
         except Exception:  # a check that cannot be made ahead of time: the run decides
             reason = None
-        out.append(None if reason and "torch.distributed is not initialised" in reason else reason)
+        out.append(reason)
     return out
 
 

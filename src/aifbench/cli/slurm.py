@@ -119,7 +119,8 @@ def build_submission(args: argparse.Namespace):
     req = dataclasses.replace(launcher.resolve(system, options), sources=sources)
     results = _safe_results(args.results)
     plan = build_plan(suite, device=req.device, results_root=results, telemetry=telemetry, system=system.name,
-                      partition=req.queue.partition or req.queue.name, launcher=launcher.label)
+                      partition=req.queue.partition or req.queue.name, launcher=launcher.label,
+                      world_size=1 if req.mode == "packed" else req.world_size)
     return plan, req
 
 

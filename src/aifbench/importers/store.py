@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -116,8 +116,8 @@ def build(p: Parsed, *, path: Path, sha: str, system: str, partition: str = "",
     for r in p.rows:
         case = cases[(r.benchmark, json.dumps(r.params, sort_keys=True))]
         peak, source = _peak(entry, r.peak_kind, nodes, gpu_note)
-        metric = Metric(r.metric, r.value if r.status == "ok" else float("nan"), r.stat, r.n_samples, None,
-                        peak if r.status == "ok" else None, source, f"source: {p.tool}; {r.detail}")
+        metric = Metric(r.metric, r.value if r.status == "ok" else float("nan"), stat=r.stat, n_samples=r.n_samples, noisy=None,
+                        peak=peak if r.status == "ok" else None, peak_source=source, detail=f"source: {p.tool}; {r.detail}")
         for d in p.devices:
             cols = rowlib.CaseColumns(run_id=run_id, case_id=case.case_id, rank=d.rank, benchmark=r.benchmark,
                                       params=r.params, world_size=p.world_size, node=d.node, device=d.device,

@@ -41,7 +41,7 @@ def parse_stream(path: Path, text: str) -> Parsed:
     size = _find(r"Array size = (\d+)", text)
     threads = _find(r"Number of Threads counted = (\d+)", text)
     lines = text.splitlines()
-    head = next((i for i, l in enumerate(lines, 1) if l.split()[:3] == ["Function", "Best", "Rate"]), None)
+    head = next((i for i, ln in enumerate(lines, 1) if ln.split()[:3] == ["Function", "Best", "Rate"]), None)
     if head is None:
         raise ParseError(path, len(lines) or 1, "the STREAM table header 'Function    Best Rate MB/s  Avg time ...'")
     if not elem or not size:
@@ -49,7 +49,7 @@ def parse_stream(path: Path, text: str) -> Parsed:
     width, n = int(elem.group(1)), int(size.group(1))
     p.extra.update(array_elements=n, bytes_per_element=width, threads=int(threads.group(1)) if threads else None)
     validates = "Solution Validates" in text
-    failed = [l.strip() for l in lines if re.search(r"Failed Validation|^\s*ERROR", l)]
+    failed = [ln.strip() for ln in lines if re.search(r"Failed Validation|^\s*ERROR", ln)]
     found = 0
     for no, line in enumerate(lines[head:], head + 1):
         t = line.split()
@@ -101,10 +101,10 @@ def parse_babelstream(path: Path, text: str) -> Parsed:
     if drv:
         p.versions["driver"] = drv.group(1)
     p.extra.update(implementation=impl.group(1).strip() if impl else "", precision=prec.group(1) if prec else "")
-    head = next((i for i, l in enumerate(lines, 1) if l.split()[:2] == ["Function", "MBytes/sec"]), None)
+    head = next((i for i, ln in enumerate(lines, 1) if ln.split()[:2] == ["Function", "MBytes/sec"]), None)
     if head is None:
         raise ParseError(path, len(lines) or 1, "the BabelStream table header 'Function    MBytes/sec  Min (sec)  Max  Average'")
-    failed = [l.strip() for l in lines if l.strip().startswith("Validation failed")]
+    failed = [ln.strip() for ln in lines if ln.strip().startswith("Validation failed")]
     dtype = {"double": "fp64", "float": "fp32"}.get(prec.group(1) if prec else "", prec.group(1) if prec else "")
     # Array size: X MB (1e6 B) per array, printed with one decimal: kept as printed
     size_bytes = int(round(float(arr.group(1)) * 1e6)) if arr else None

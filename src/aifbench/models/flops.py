@@ -1,6 +1,6 @@
 """Analytic parameter, FLOP and memory counts of the Llama decoder (no torch needed).
 
-FLOPs per token follow PaLM (Chowdhery et al. 2022, appendix B), as DESIGN.md §4 fixes them:
+FLOPs per token follow PaLM (Chowdhery et al. 2022, appendix B):
     training  = 6 * N + 12 * L * d_attn * T
     forward   = 2 * N +  4 * L * d_attn * T
 N = non-embedding parameters: everything except the input token table. The output projection

@@ -37,6 +37,13 @@ class Window:
 
 
 class Sampler(Protocol):
+    """What the runner and aifbench.telemetry.regions use of a sampler."""
+
+    interval_s: float
+    """seconds between polls (0: no polling)"""
+    live: bool
+    """True: polls a device in real time; False: off, or a replay of recorded samples"""
+
     def window(self, case_id: str) -> contextlib.AbstractContextManager[Window]: ...
 
     def describe(self) -> str: ...
@@ -46,6 +53,9 @@ class Sampler(Protocol):
 
 class NullSampler:
     """No telemetry: windows stay empty and the run records why."""
+
+    interval_s: float = 0.0
+    live: bool = False
 
     def __init__(self, reason: str = "telemetry disabled"):
         self.reason = reason

@@ -128,7 +128,6 @@ class TelemetryConfig:
         interval_s = float(interval_s)
         if interval_s == 0:
             return cls(interval_s=0.0)
-        check_interval(interval_s)
         fraction = _env_fraction(environ.get(ENV_MIN_CLOCK_FRACTION))
         gpus = check_policy(environ.get(ENV_GPUS) or "auto", f"{ENV_GPUS}=")
         enabled = _env_enabled(environ.get(ENV_ENABLED, ""))

@@ -178,20 +178,20 @@ class CpuSampler(PollingSampler):
                 detail += f" method=counter window_s={span:.3f}"
                 if raw != value:
                     detail += f" clamped_from={raw:.1f}"
-                out.metrics.append(Metric(metric, value, "mean", 2, detail=detail))
+                out.metrics.append(Metric(metric, value, stat="mean", n_samples=2, detail=detail))
         _, rss = series(samples, "process_rss_bytes")
         if rss:
-            out.metrics.append(Metric("process_rss_max_bytes", max(rss), "max", len(rss), detail="scope=process"))
+            out.metrics.append(Metric("process_rss_max_bytes", max(rss), stat="max", n_samples=len(rss), detail="scope=process"))
         ets, es = series(samples, "cpu_energy_counter_j")
         if len(es) >= 2 and ets[-1] > ets[0]:
             n = len(self.rapl.zones) if self.rapl else 0
             detail = f"method=counter scope=cpu-package source=rapl packages={n}"
-            out.metrics.append(Metric("energy_j", es[-1] - es[0], "value", 2, detail=detail))
-            out.metrics.append(Metric("power_mean_w", (es[-1] - es[0]) / (ets[-1] - ets[0]), "mean", len(es),
+            out.metrics.append(Metric("energy_j", es[-1] - es[0], stat="value", n_samples=2, detail=detail))
+            out.metrics.append(Metric("power_mean_w", (es[-1] - es[0]) / (ets[-1] - ets[0]), stat="mean", n_samples=len(es),
                                       detail=detail + " energy/duration"))
             _, ps = series(samples, "cpu_power_w")
             if ps:
-                out.metrics.append(Metric("power_peak_w", max(ps), "max", len(ps), detail=detail + " per-interval"))
+                out.metrics.append(Metric("power_peak_w", max(ps), stat="max", n_samples=len(ps), detail=detail + " per-interval"))
         return out
 
     def describe(self) -> str:

@@ -68,8 +68,8 @@ def efficiency_metrics(measurement_metrics: Sequence[Metric], window_metrics: Se
         for name in names:
             rate = _pick(measurement_metrics, name)
             if rate is not None:
-                out.append(Metric(prefixed(region, target), rate.value / power.value, "value", rate.n_samples,
-                                  rate.noisy, detail=f"{name}({rate.stat}) / {prefixed(region, metric_dict.POWER)}; "
+                out.append(Metric(prefixed(region, target), rate.value / power.value, stat="value", n_samples=rate.n_samples,
+                                  noisy=rate.noisy, detail=f"{name}({rate.stat}) / {prefixed(region, metric_dict.POWER)}; "
                                                      f"{_scope(power.detail)}"))
                 break
     return out

@@ -212,18 +212,18 @@ class NvmlSampler(PollingSampler):
         ts, ps = series(samples, name)
         if ps:
             detail = f"scope=gpu source={source}"
-            out += [Metric("power_mean_w", time_mean(ts, ps), "mean", len(ps), detail=detail + " time-weighted"),
-                    Metric("power_peak_w", max(ps), "max", len(ps), detail=detail)]
+            out += [Metric("power_mean_w", time_mean(ts, ps), stat="mean", n_samples=len(ps), detail=detail + " time-weighted"),
+                    Metric("power_peak_w", max(ps), stat="max", n_samples=len(ps), detail=detail)]
         energy = self._energy(samples, ts, ps, source)
         if energy:
             out.append(energy)
         mts, mps = series(samples, "module_power_w")
         if mps:
             d = "scope=module source=instant (GH200: GPU + Grace CPU + memory)"
-            out += [Metric("module_power_mean_w", time_mean(mts, mps), "mean", len(mps), detail=d + " time-weighted"),
-                    Metric("module_power_peak_w", max(mps), "max", len(mps), detail=d)]
+            out += [Metric("module_power_mean_w", time_mean(mts, mps), stat="mean", n_samples=len(mps), detail=d + " time-weighted"),
+                    Metric("module_power_peak_w", max(mps), stat="max", n_samples=len(mps), detail=d)]
             if len(mps) >= 2:
-                out.append(Metric("module_energy_j", integrate(mts, mps), "value", len(mps),
+                out.append(Metric("module_energy_j", integrate(mts, mps), stat="value", n_samples=len(mps),
                                   detail="method=integrated scope=module"))
         return out
 
@@ -235,14 +235,14 @@ class NvmlSampler(PollingSampler):
         if len(es) >= 2 and ets[-1] - ets[0] >= ENERGY_COUNTER_MIN_S and es[-1] >= es[0]:
             delta = es[-1] - es[0]
             if _agrees(delta, integral):
-                return Metric("energy_j", delta, "value", 2,
+                return Metric("energy_j", delta, stat="value", n_samples=2,
                               detail=f"method=counter scope=gpu window_s={ets[-1] - ets[0]:.3f}")
             why = f"counter delta {delta:.4g} J disagrees with the power samples"
         else:
             why = "window < 1 s" if len(es) >= 2 else "no energy counter"
         if integral is None:
             return None
-        return Metric("energy_j", integral, "value", len(ps),
+        return Metric("energy_j", integral, stat="value", n_samples=len(ps),
                       detail=f"method=integrated scope=gpu source={source} ({why})")
 
     def _missing(self) -> dict[str, str]:

@@ -43,7 +43,7 @@ from typing import Iterator
 
 from aifbench import metrics as metric_dict
 from aifbench.measurement import Metric
-from aifbench.telemetry.base import Window
+from aifbench.telemetry.base import Sampler, Window
 
 MAIN = metric_dict.MAIN
 REGIONS = {MAIN: "the benchmark's own timed work (the figures without a prefix)", **metric_dict.REGIONS}
@@ -74,12 +74,12 @@ class RegionResult:
 class Regions:
     """The timed regions of one case, each sampled into its own telemetry window(s)."""
 
-    def __init__(self, sampler, case_id: str):
+    def __init__(self, sampler: Sampler, case_id: str):
         self.sampler, self.case_id = sampler, case_id
         self.active: str | None = None
         self._segments: dict[str, list[Window]] = {}
-        self.interval_s = float(getattr(sampler, "interval_s", 0.0) or 0.0)
-        live = getattr(sampler, "live", False) and self.interval_s > 0
+        self.interval_s = float(sampler.interval_s)
+        live = sampler.live and self.interval_s > 0
         self.min_timed_s = MIN_TIMED_S if live else 0.0
         """seconds extend=True stretches timed work to: 0 without live telemetry (off, or a replay)"""
 
@@ -127,7 +127,7 @@ class Regions:
             out.flags = flags
             out.metrics = combine(wins)
         detail += f"; flags={','.join(out.flags) or 'none'}"
-        out.metrics.append(Metric("telemetry_window_s", span, "value", polls, detail=detail))
+        out.metrics.append(Metric("telemetry_window_s", span, stat="value", n_samples=polls, detail=detail))
         return out
 
     def insufficient_reason(self, polls: int, span_s: float) -> str:
@@ -178,7 +178,7 @@ def _merge(name: str, stat: str, found: list[tuple[Metric, float]], segments: in
         weights = [max(m.n_samples or 0, 1) for m in ms]
         value, rule = sum(m.value * w for m, w in zip(ms, weights)) / sum(weights), "sample-weighted mean"
     detail = f"{rule} of {len(ms)} segments; {details}"
-    return Metric(name, value, stat, n, any(m.noisy for m in ms), detail=detail[:500])
+    return Metric(name, value, stat=stat, n_samples=n, noisy=any(m.noisy for m in ms), detail=detail[:500])
 
 
 def _union(flag_lists) -> list[str]:

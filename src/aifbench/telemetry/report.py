@@ -178,8 +178,8 @@ def _plot_series(ax, data: pd.DataFrame) -> None:
 def _dedupe_legend(ax) -> None:
     handles, labels = ax.get_legend_handles_labels()
     seen: dict[str, object] = {}
-    for h, l in zip(handles, labels):
-        seen.setdefault(l, h)
+    for h, label in zip(handles, labels):
+        seen.setdefault(label, h)
     if seen:
         ax.legend(list(seen.values()), list(seen), fontsize=7, loc="best")
 

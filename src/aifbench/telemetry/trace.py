@@ -20,7 +20,7 @@ amdsmi session is recorded in the same vocabulary); a failed call is `[code, nul
 UUID, max clocks) are in "static"; a polled read missing from a poll is answered from "static"
 (older traces hold the enforced power limit there), and one missing from both fails as
 NOT_SUPPORTED "not in the trace". Version 1 (one GPU: "static" and "reads" are single
-objects) is still read. A replay serves the windows in order (cycling when more are asked
+objects) is still read, a compatibility shim that stays until release 0.2.0. A replay serves the windows in order (cycling when more are asked
 than recorded) and every recorded poll of a window, independent of wall time, so tests are
 deterministic.
 """

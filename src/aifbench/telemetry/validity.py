@@ -75,7 +75,7 @@ def window_validity(samples: list[Sample], max_sm_mhz: float | None, missing: di
     metrics, flags = _clock(samples, max_sm_mhz, min_clock_fraction)
     _, temps = series(samples, "temperature_c")
     if temps:
-        metrics.append(Metric("temperature_max_c", max(temps), "max", len(temps)))
+        metrics.append(Metric("temperature_max_c", max(temps), stat="max", n_samples=len(temps)))
     masks = [int(m) for m in series(samples, "clocks_event_reasons")[1]]
     _, limits = series(samples, "power_limit_w")
     _, defaults = series(samples, "power_limit_default_w")
@@ -108,7 +108,7 @@ def _clock(samples: list[Sample], max_sm: float | None, fraction: float) -> tupl
         if mean < fraction * max_sm:
             flags.append("low_sm_clock")
             detail += f" < {fraction:g} x max"
-    return [Metric("sm_clock_mean_mhz", time_mean(ts, clocks), "mean", len(clocks), detail=detail)], flags
+    return [Metric("sm_clock_mean_mhz", time_mean(ts, clocks), stat="mean", n_samples=len(clocks), detail=detail)], flags
 
 
 def _reason_metrics(masks: list[int], union: int, state: PowerState) -> list[Metric]:
@@ -116,20 +116,20 @@ def _reason_metrics(masks: list[int], union: int, state: PowerState) -> list[Met
     reasons = ",".join(F.decode_reasons(union)) or "none"
     throttled = sum(1 for m in masks if m & F.THROTTLE_MASK)
     capped = sum(1 for m in masks if m & F.SW_POWER_CAP)
-    return [Metric("throttle_pct", 100.0 * throttled / len(masks), "value", len(masks), detail=f"reasons={reasons}"),
-            Metric("power_capped_pct", 100.0 * capped / len(masks), "value", len(masks), detail=state.text())]
+    return [Metric("throttle_pct", 100.0 * throttled / len(masks), stat="value", n_samples=len(masks), detail=f"reasons={reasons}"),
+            Metric("power_capped_pct", 100.0 * capped / len(masks), stat="value", n_samples=len(masks), detail=state.text())]
 
 
 def _limit_metrics(limits: list[float], defaults: list[float], state: PowerState,
                    missing: dict[str, str]) -> list[Metric]:
     out = []
     if defaults:
-        out.append(Metric("power_limit_default_w", defaults[-1], "value", len(defaults),
+        out.append(Metric("power_limit_default_w", defaults[-1], stat="value", n_samples=len(defaults),
                           detail="nvmlDeviceGetPowerManagementDefaultLimit (amdsmi: default_power_cap)"))
     if limits:
         default = f"default {defaults[-1]:g} W" if defaults else \
             f"default unknown: {missing.get('power_limit_default_w', 'not read')}"
-        out.append(Metric("power_limit_w", min(limits), "value", len(limits),
+        out.append(Metric("power_limit_w", min(limits), stat="value", n_samples=len(limits),
                           detail=f"enforced, lowest read in the window; {default}; {state.text()}"))
     return out
 
