@@ -320,7 +320,7 @@ def test_profile_references_match_shipped_cases(system, suite_cases):
     assert {r.benchmark for r in own} >= {"llm_train", "llm_infer"}
 
 
-# Published measurements (shared/REFERENCE-FIGURES.md section 2), as (value, datasheet peak) per
+# Published measurements (each with its public source below), as (value, datasheet peak) per
 # acceptance case; a None peak: multi-node busbw, which has none. Where nothing was published
 # (the profile marks those references estimate = true) a plausible figure stands in.
 GH200_FIGURES = {
