@@ -94,7 +94,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     import pyarrow.dataset as ds
 
     from aifbench.cli.output import SUMMARY_STATS, console, print_metrics, print_rank_spread
-    from aifbench.errors import ConfigError
     from aifbench.results.store import load, resolve_run
 
     from aifbench.analysis.data import analysis_metrics

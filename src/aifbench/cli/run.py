@@ -152,7 +152,6 @@ class ProgressLines:
 
 def _run_here(launcher, plan, req) -> bool:
     """Run `plan` through a foreground launcher with a progress bar; True when a rank failed."""
-    benchmark = {c.case_id: c.benchmark for c in plan.cases}
     lines = ProgressLines(len(plan.cases))
     where = plan.device if req.tasks_per_node == 1 else f"{req.tasks_per_node}x {plan.device}"
     order = [c.case_id for c in plan.cases]

@@ -141,9 +141,9 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
             t = pa.concat_tables(parts, promote_options="permissive").cast(target)
         except (pa.ArrowException, ValueError):
             keep = []
-            for p, part, i in zip([paths[j] for j in which], parts, ix):
+            for p, part, file_ix in zip([paths[j] for j in which], parts, ix):
                 try:
-                    keep.append((part.cast(target), i))
+                    keep.append((part.cast(target), file_ix))
                 except (pa.ArrowException, ValueError) as exc:
                     bad.append((p, f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
             if not keep:
@@ -276,7 +276,8 @@ def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, 
     files = set(t.filter(mask)[who].to_pylist()) if who else {str(where)}
     for f in sorted(files):
         part = t.filter(pc.equal(t[who], f)) if who else t
-        bad.append((paths[f] if who == FILE_IX else where / os.path.basename(f), _why(part, run_id)))
+        named = paths[int(f)] if who == FILE_IX and paths is not None else where / os.path.basename(str(f))
+        bad.append((named, _why(part, run_id)))
     if who is None:
         return t.slice(0, 0)
     return t.filter(pc.invert(pc.is_in(t[who], pa.array(sorted(files), t[who].type))))
