@@ -103,3 +103,21 @@ def test_every_plot_of_the_reference_runs_has_readable_non_overlapping_labels(na
         assert _overlaps(ax.get_xticklabels(), renderer) == [], name
         assert _overlaps(ax.get_yticklabels(), renderer) == [], name
         assert "_" not in ax.get_ylabel().split("(")[0] or ax.get_ylabel().startswith("%"), ax.get_ylabel()
+
+
+def test_no_per_gpu_distribution_of_a_run_whose_ranks_share_one_job_wide_figure():
+    """An imported nccl-tests log stores its one job-wide busbw on every rank: a histogram of it
+    would claim 16 GPUs each at 100 %; a run that measured each GPU is shown instead."""
+    import pandas as pd
+
+    from aifbench.analysis.plots import distribution
+
+    def run(run_id: str, values: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"run_id": run_id, "case_id": "c", "label": "collectives", "metric": "busbw_gbps",
+                             "rank": range(len(values)), "value": values})
+
+    shared = run("20261206T000000Z-import-nccl-tests-0", [445.3] * 16)
+    fig, note = distribution(shared)
+    assert fig is None and "measured each GPU on its own" in note
+    fig, note = distribution(pd.concat([shared, run("20261206T000000Z-own-1", [400.0, 410.0, 395.0, 405.0])]))
+    assert fig is not None and note.startswith("run 20261206T000000Z-own-1:") and "over 4 ranks" in note

@@ -381,9 +381,12 @@ def distribution(h: pd.DataFrame) -> tuple[Figure | None, str]:
     median, with the outlier floor (outliers.Rule) marked."""
     from aifbench.analysis.outliers import Rule
 
-    ranks = h.groupby("run_id")["rank"].nunique()
-    if not len(ranks) or ranks.max() < 3:
-        return None, "no distribution: needs a run with at least 3 ranks"
+    merit = h[h["metric"].map(metric_dict.is_merit)]
+    per_gpu = merit.groupby(["run_id", "case_id", "metric"])["value"].nunique().groupby("run_id").max() > 1
+    ranks = h[h["run_id"].isin(per_gpu[per_gpu].index)].groupby("run_id")["rank"].nunique()
+    if not len(ranks) or ranks.max() < 3:  # a run whose ranks all hold one job-wide figure (an imported
+        # nccl-tests log) has no per-GPU values to show
+        return None, "no distribution: needs a run with at least 3 ranks that measured each GPU on its own"
     run = ranks.idxmax()
     r = h[(h["run_id"] == run) & h["metric"].map(metric_dict.is_merit)]
     rel = 100.0 * r["value"] / r.groupby(["case_id", "metric"])["value"].transform("median")
