@@ -7,7 +7,7 @@ import json
 import pytest
 
 from aifbench.benchmarks import registry
-from aifbench.analysis.references import load_file
+from aifbench.analysis.references import LAYOUT_KEYS, load_file
 from aifbench.benchmarks.base import Context
 from aifbench.benchmarks.gemm import Gemm, GemmConfig, dims
 from aifbench.config import build_config, load_suite
@@ -64,7 +64,12 @@ def test_every_target_selects_cases_of_the_acceptance_suite():
     for ref in load_file(TARGETS):
         cls = registry.get(ref.benchmark)
         assert ref.metric in cls.emits, ref.describe()
-        hits = [c for c in suite.cases if c.benchmark == ref.benchmark and ref.matches_params(json.dumps(c.params))]
+        # where a case runs (nodes, ranks per node) is the job's choice, not the suite's: the job that
+        # accepts a node runs the suite at the reference's layout
+        layout = {k: ref.params.get(k, ref.params_min.get(k)) for k in LAYOUT_KEYS
+                  if k in ref.params or k in ref.params_min}
+        hits = [c for c in suite.cases
+                if c.benchmark == ref.benchmark and ref.matches_params(json.dumps(c.params), layout)]
         assert hits, f"{ref.describe()}: no acceptance case records it"
         if ref.benchmark == "hostlink":
             assert {c.params["size_bytes"] for c in hits} == {2**28, 2**30}
