@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -19,6 +18,7 @@ import pytest
 from aifbench import launch
 from aifbench.launch.jobspec import SUBMISSION_FILE, Submission
 from aifbench.results.store import load
+from tests._slurm import require_nodes
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
@@ -26,32 +26,9 @@ SLOW = ["--only", "membw", "--set", "timing.repeats=100000000", "--telemetry-hz"
 QUICK = ["--only", "membw", "--set", "timing.repeats=6000", "--telemetry-hz", "0"]
 
 
-def _cluster_problem() -> str | None:
-    if not shutil.which("sinfo"):
-        return "Slurm client commands are not installed"
-    conf = REPO / ".slurm" / "etc" / "slurm.conf"
-    if "SLURM_CONF" not in os.environ and conf.exists():
-        os.environ["SLURM_CONF"] = str(conf)
-    try:
-        out = subprocess.run(["sinfo", "-h", "-N", "-p", "debug", "-o", "%N %t"], capture_output=True, text=True,
-                             timeout=15)
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 15 s"
-    usable = [ln for ln in out.stdout.splitlines() if ln.split()[-1].rstrip("*") in ("idle", "mix", "alloc")]
-    if out.returncode != 0 or len(usable) < 2:
-        return f"nodes n1, n2 of partition debug not up: {out.stdout.strip() or out.stderr.strip()}"
-    return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
-    problem = _cluster_problem()
-    if problem:
-        message = f"local Slurm cluster absent ({problem}); start it with: scripts/local-slurm.sh start"
-        required = [os.environ.get(v, "").lower() for v in ("CI", "AIFBENCH_REQUIRE_SLURM")]
-        if any(v in ("1", "true", "yes") for v in required):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_nodes("nodes n1, n2 of partition debug", lambda up: len(up) >= 2, "-p", "debug")
 
 
 def _submit(cli, *args: str, timeout: float = 300):

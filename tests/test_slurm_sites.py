@@ -5,15 +5,14 @@ images) is tests/test_site_environments.py. Marked `slurm` (tests/test_slurm_e2e
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from aifbench.systems import list_systems, load_system
+from tests._slurm import require_nodes
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
@@ -22,31 +21,9 @@ SITE_DEFAULT_PARTITION = "sitedefault"
 """the local stand-in for a site's default partition, where a profile routes by QoS alone"""
 
 
-def _cluster_problem() -> str | None:
-    if not shutil.which("sbatch"):
-        return "Slurm client commands are not installed"
-    conf = REPO / ".slurm" / "etc" / "slurm.conf"
-    if "SLURM_CONF" not in os.environ and conf.exists():
-        os.environ["SLURM_CONF"] = str(conf)
-    try:
-        out = subprocess.run(["sinfo", "-h", "-N", "-n", "s1", "-o", "%N %t"], capture_output=True, text=True,
-                             timeout=15)
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 15 s"
-    if out.returncode != 0 or not re.search(r"^s1 (idle|mix|alloc)", out.stdout, re.M):
-        return f"site node s1 not up: {out.stdout.strip() or out.stderr.strip()}"
-    return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
-    problem = _cluster_problem()
-    if problem:
-        message = f"local Slurm cluster absent ({problem}); start it with: scripts/local-slurm.sh start"
-        required = [os.environ.get(v, "").lower() for v in ("CI", "AIFBENCH_REQUIRE_SLURM")]
-        if any(v in ("1", "true", "yes") for v in required):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_nodes("site node s1", lambda up: up == ["s1"], "-n", "s1")
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests._slurm import require_nodes
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
@@ -49,31 +50,9 @@ def _run(*argv: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def _cluster_problem() -> str | None:
-    if not shutil.which("sinfo"):
-        return "Slurm client commands are not installed"
-    conf = REPO / ".slurm" / "etc" / "slurm.conf"
-    if "SLURM_CONF" not in os.environ and conf.exists():
-        os.environ["SLURM_CONF"] = str(conf)
-    try:
-        out = subprocess.run(["sinfo", "-h", "-N", "-p", "debug", "-o", "%N %t"], capture_output=True, text=True,
-                             timeout=15)
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 15 s"
-    usable = [ln.split()[0] for ln in out.stdout.splitlines() if ln.split()[-1].rstrip("*") in ("idle", "mix", "alloc")]
-    if out.returncode != 0 or sorted(usable) != ["n1", "n2"]:
-        return f"nodes n1, n2 of partition debug not up: {out.stdout.strip() or out.stderr.strip()}"
-    return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
-    problem = _cluster_problem()
-    if problem:
-        message = f"local Slurm cluster absent ({problem}); start it with: scripts/local-slurm.sh start"
-        if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("CI", "AIFBENCH_REQUIRE_SLURM")):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_nodes("nodes n1, n2 of partition debug", lambda up: up == ["n1", "n2"], "-p", "debug")
 
 
 def _wait_until(predicate, timeout_s: float, what: str):
