@@ -128,7 +128,10 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
             try:
                 t = _read_shard(paths[i], names, target)
             except FileNotFoundError:
-                raise
+                if not paths[i].is_symlink():
+                    raise  # merged by a racing compaction: the caller rescans
+                bad.append((paths[i], "a link to a file that does not exist"))  # a dangling link stays
+                continue
             except (OSError, pa.ArrowException) as exc:
                 bad.append((paths[i], f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
                 continue

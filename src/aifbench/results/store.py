@@ -262,11 +262,11 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
         with read.snapshot(run_dir):
             if whole:
                 files = find_shards([run_dir])
-            elif not all(f.exists() for f in files):  # a compaction merged some: its tables' files now
+            elif not all(f.exists() or f.is_symlink() for f in files):  # a compaction merged some: its tables' files now
                 files = [f for f in find_shards([run_dir]) if f.name.split(".", 1)[0] in listed]
             mine = [f for f in files if f.name.split(".", 1)[0] in tables  # other tables' footers are not read
                     or f.name.split(".", 1)[0] not in schema.TABLES]
-            rf = layout.scan(run_dir, [f for f in mine if f.exists()])
+            rf = layout.scan(run_dir, [f for f in mine if f.exists() or f.is_symlink()])  # a dangling link is named
             try:
                 frames = {}
                 for name in tables:
