@@ -106,3 +106,42 @@ def test_a_misspelt_telemetry_switch_is_refused_before_anything_is_written(tmp_p
     proc = cli(tmp_path, "run", "two.toml", "--device", "cpu", "--results", "res", AIFBENCH_TELEMETRY="of")
     assert proc.returncode == 2 and "AIFBENCH_TELEMETRY='of': choose on or off" in proc.stderr
     assert not (tmp_path / "res").exists()
+
+
+def test_a_cpu_run_too_short_for_utilisation_still_plots_its_memory(tmp_path):
+    """Cases shorter than the CPU sampler's least span carry no utilisation, only memory series:
+    the plot draws those (the README's `aifbench telemetry` on a fast machine)."""
+    (tmp_path / "two.toml").write_text(SUITE)
+    proc = cli(tmp_path, "run", "two.toml", "--device", "cpu", "--results", "res")
+    assert proc.returncode == 0, proc.stderr
+    proc = cli(tmp_path, "telemetry", "--results", "res")
+    assert proc.returncode == 0, proc.stderr
+    assert "plot: " in proc.stderr and list((tmp_path / "res").glob("*/telemetry.png"))
+
+
+def test_telemetry_with_no_plottable_series_shows_the_summary_and_says_why(tmp_path):
+    """A trace with only counters no panel draws: the summary, a note naming what was recorded,
+    exit 0; asked for a plot by name (-o), exit 2 with that one line."""
+    lines = TRACE.read_text().splitlines()
+    kept = []
+    for line in lines:
+        if '"reads"' in line:  # keep only the clock-event bitmask and the energy counter of every GPU
+            import json
+
+            row = json.loads(line)
+            row["reads"] = [{k: v for k, v in r.items() if k in ("clocks_event_reasons", "energy")}
+                            for r in row["reads"]]
+            line = json.dumps(row)
+        kept.append(line)
+    trace = tmp_path / "counters_only.jsonl"
+    trace.write_text("\n".join(kept) + "\n")
+    (tmp_path / "two.toml").write_text(SUITE)
+    proc = cli(tmp_path, "run", "two.toml", "--device", "cpu", "--results", "res", AIFBENCH_TELEMETRY_REPLAY=str(trace))
+    assert proc.returncode == 0, proc.stderr
+    proc = cli(tmp_path, "telemetry", "--results", "res")
+    assert proc.returncode == 0, proc.stderr
+    assert "telemetry of" in proc.stdout and "no plot: " in proc.stderr and "it recorded: " in proc.stderr
+    assert not list((tmp_path / "res").glob("*/telemetry.png"))
+    proc = cli(tmp_path, "telemetry", "--results", "res", "-o", "plot.png")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("aifbench: error: no plot: ")
+    assert not (tmp_path / "plot.png").exists()

@@ -10,8 +10,10 @@ from aifbench.cli.args import add_format_option, add_results_option
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("telemetry", help="a run's telemetry: summary table and a plot over time",
-                       description="Summarise a run's telemetry per case and plot power, clocks and "
-                                   "temperature over time (PNG).")
+                       description="Summarise a run's telemetry per case and plot power, clocks, "
+                                   "temperature, CPU utilisation and memory over time (PNG). A run "
+                                   "with none of these series gets the summary and a note; with -o, "
+                                   "exit 2.")
     p.add_argument("run_id", nargs="?", help="run id or a unique prefix (default: latest)")
     add_results_option(p)
     p.add_argument("-o", "--output", type=Path, default=None, metavar="PLOT.png",
@@ -43,7 +45,13 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
     _table(report.summary(metrics, telemetry), run_dir.name, args.format)
     if not args.no_plot:
         out = args.output or run_dir / "telemetry.png"  # beside the run's shards, never the working directory
-        report.plot(metrics, telemetry, out, f"aifbench telemetry: {run_dir.name}")
+        try:
+            report.plot(metrics, telemetry, out, f"aifbench telemetry: {run_dir.name}")
+        except report.NothingToPlot as exc:
+            if args.output is not None:  # a plot was asked for by name: it cannot be made
+                raise
+            err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            return 0
         err_console.print(f"plot: {out}", markup=False, highlight=False, soft_wrap=True)
     return 0
 

@@ -22,12 +22,18 @@ from aifbench.errors import ConfigError
 KEYS = ["case_id", "rank"]
 WKEYS = KEYS + ["window"]
 GAP_S = 0.1  # least space between two windows of one rank on the plot
-PANELS = (
-    ("power (W)", ("power_w", "power_avg_1s_w", "module_power_w", "cpu_power_w")),
-    ("clock (MHz)", ("sm_clock_mhz", "mem_clock_mhz")),
-    ("temperature (C)", ("temperature_c",)),
-    ("CPU utilisation (%)", ("process_cpu_pct", "system_cpu_pct")),
+GIB = 1024.0 ** 3
+PANELS = (  # (axis label, fields, divisor from the stored unit to the axis unit)
+    ("power (W)", ("power_w", "power_avg_1s_w", "module_power_w", "cpu_power_w"), 1.0),
+    ("clock (MHz)", ("sm_clock_mhz", "mem_clock_mhz"), 1.0),
+    ("temperature (C)", ("temperature_c",), 1.0),
+    ("CPU utilisation (%)", ("process_cpu_pct", "system_cpu_pct"), 1.0),
+    ("memory (GiB)", ("process_rss_bytes", "system_memory_used_bytes"), GIB),
 )
+
+
+class NothingToPlot(ConfigError):
+    """The telemetry has no series any panel draws (the summary may still be shown)."""
 
 
 def split_metric(name: str) -> tuple[str, str]:
@@ -113,17 +119,21 @@ def plot(metrics: pd.DataFrame, telemetry: pd.DataFrame, path: Path, title: str)
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
     data = timeline(metrics, telemetry).dropna(subset=["value"])
-    panels = [(label, [f for f in names if (data["field"] == f).any()]) for label, names in PANELS]
-    panels = [(label, names) for label, names in panels if names]
+    panels = [(label, [f for f in names if (data["field"] == f).any()], scale) for label, names, scale in PANELS]
+    panels = [(label, names, scale) for label, names, scale in panels if names]
     if not panels:
-        raise ConfigError("the run's telemetry has no power, clock, temperature or CPU series to plot")
+        drawn = ", ".join(f for _, names, _ in PANELS for f in names)
+        recorded = ", ".join(sorted(set(data["field"].astype(str)))) or "no sampled values"
+        raise NothingToPlot(f"no plot: the run's telemetry has none of the series a plot draws ({drawn}); "
+                            f"it recorded: {recorded}")
     fig = Figure(figsize=(10, 2.6 * len(panels)))
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)
     spans = data.groupby("case_id")["x_s"].agg(["min", "max"]).sort_values("min")
-    for ax, (label, names) in zip(axes[:, 0], panels):
+    for ax, (label, names, scale) in zip(axes[:, 0], panels):
         for i, (case_id, span) in enumerate(spans.iterrows()):  # shade every other case window
             ax.axvspan(span["min"], span["max"], color="0.92" if i % 2 else "0.97", zorder=0)
-        _plot_series(ax, data[data["field"].isin(names)])
+        part = data[data["field"].isin(names)]
+        _plot_series(ax, part.assign(value=part["value"] / scale))
         _dedupe_legend(ax)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
