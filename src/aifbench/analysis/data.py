@@ -72,7 +72,7 @@ def dedupe(results: Results) -> Results:
     for name, df in results.tables.items():
         key = [c for c in KEYS[name] if c in df.columns]
         tables[name] = df.drop_duplicates(subset=key, keep="first").reset_index(drop=True) if len(df) else df
-    return Results(tables, list(results.skipped))
+    return Results(tables, list(results.skipped), dict(results.side))
 
 
 def _shards(paths: Iterable[Path], exclude: Iterable[Path]) -> list[Path]:
@@ -110,23 +110,24 @@ def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS, metrics: Iterable[str
 
 
 def load_analysis(shards: list[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = False,
-                  metrics: Iterable[str] = ()) -> Results:
+                  metrics: Iterable[str] = (), side: dict | None = None) -> Results:
     """Metrics and runs of `shards` with analysis' columns and rows (analysis_filter; `metrics`
     added to analysis_metrics()); samples of runs up to SAMPLES_MAX_RANKS ranks; no telemetry.
-    `full`: every table, column and row (export)."""
+    `full`: every table, column and row (export). `side`: store.load's second views of metrics
+    or runs, read in the same pass (Results.side)."""
     if full:
         return store.load(shards)
     cols = {"metrics": analysis_columns("metrics"), "runs": [c for c in schema.table("runs").names if c not in
                                                              RUNS_UNREAD]}
     main = store.load(shards, tables=("metrics", "runs"), columns=cols, categorical=True,
-                      filters={"metrics": analysis_filter(stats, analysis_metrics(metrics))})
+                      filters={"metrics": analysis_filter(stats, analysis_metrics(metrics))}, side=side)
     ranks = main.tables["metrics"].groupby("run_id")["rank"].nunique()
     small = {str(r) for r, n in ranks.items() if n <= SAMPLES_MAX_RANKS}
     few = [s for s in shards if s.parent.name in small]
     samples = store.load(few, tables=("samples",)).tables["samples"] if few else schema.empty("samples")
     tables = dict(main.tables, samples=samples)
     tables["metrics"] = categorical(tables["metrics"])
-    return Results(tables, main.skipped)
+    return Results(tables, main.skipped, main.side)
 
 
 CATEGORICAL = ("run_id", "case_id", "benchmark", "params", "metric", "unit", "stat", "peak_source", "node",
@@ -195,10 +196,10 @@ def load(paths: Iterable[Path | str] = (), *, baselines: bool = False) -> Result
 
 
 def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = True,
-              metrics: Iterable[str] = ()) -> Results:
+              metrics: Iterable[str] = (), side: dict | None = None) -> Results:
     """Load exactly these paths (a run directory, a baseline) without defaults; deduplicated.
-    full=False: only analysis' columns and rows (load_analysis)."""
-    return dedupe(load_analysis(store.find_shards(list(paths)), stats, full, metrics))
+    full=False: only analysis' columns and rows (load_analysis), with its `side` views."""
+    return dedupe(load_analysis(store.find_shards(list(paths)), stats, full, metrics, side))
 
 
 def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:

@@ -58,19 +58,32 @@ def reasons_seen(throttle_rows: pd.DataFrame) -> dict[tuple[str, int], set[str] 
     rows = throttle_rows[throttle_rows["metric"] == "throttle_pct"] if len(throttle_rows) else throttle_rows
     if not len(rows) or "detail" not in rows.columns:
         return {}
-    return {(str(r.case_id), int(r.rank)): reasons(r.detail) for r in rows.itertuples(index=False)}
+    detail = rows["detail"].astype(object)
+    parsed = {d: reasons(d) for d in detail.dropna().unique()}  # one regex per distinct text, not per row
+    seen = [None if d is None or d is pd.NA or d != d else parsed[d] for d in detail.tolist()]
+    keys = zip(rows["case_id"].astype(str).tolist(), rows["rank"].astype(int).tolist())
+    return dict(zip(keys, seen))  # the last row of a (case, rank) wins, as row by row
+
+
+SIDE_COLUMNS = ["run_id", "case_id", "rank", "metric", "detail"]
+
+
+def side_view() -> dict:
+    """store.load's `side` argument that reads what reasons_seen() needs in the same pass as the
+    lean analysis read (which leaves the detail column out): every throttle_pct row's detail."""
+    import pyarrow.dataset as ds
+
+    return {"metrics": (SIDE_COLUMNS, ds.field("metric") == "throttle_pct")}
 
 
 def read_reasons(run_dir: Path) -> dict[tuple[str, int], set[str] | None]:
-    """reasons_seen() of a stored run: its throttle_pct rows with their detail (the lean analysis
-    read leaves the detail column out)."""
-    import pyarrow.dataset as ds
-
+    """reasons_seen() of a stored run: its throttle_pct rows with their detail (a read of its own;
+    side_view() gets them from a read made anyway)."""
     from aifbench.results import store
 
-    cols = {"metrics": ["run_id", "case_id", "rank", "metric", "detail"]}
-    res = store.load(store.find_shards([run_dir]), tables=("metrics",), columns=cols,
-                     filters={"metrics": ds.field("metric") == "throttle_pct"})
+    (cols, flt), = side_view().values()
+    res = store.load(store.find_shards([run_dir]), tables=("metrics",), columns={"metrics": cols},
+                     filters={"metrics": flt})
     return reasons_seen(res.tables["metrics"])
 
 

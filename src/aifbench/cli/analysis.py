@@ -239,12 +239,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             hint = "" if args.system else f" (the run's system is {system!r}: give --system NAME or --references FILE)"
             raise ConfigError(f"{exc}{hint}") from None
     stats = ANALYSIS_STATS + tuple(r.stat for r in refs) + intervals.CI_STATS  # an A/B metric is judged on its interval
-    run = load_runs([run_dir], stats=stats, full=False,
-                    metrics=tuple(r.metric for r in refs))
+    run = load_runs([run_dir], stats=stats, full=False,  # the throttle details in the same pass
+                    metrics=tuple(r.metric for r in refs), side=legacy.side_view())
     # no metrics row yet (stopped before its first case ended): INCOMPLETE when the plan is readable
     base = _find_baseline(args.baseline, [args.results]) if args.baseline else None
     opts = validate.ValidateOptions(flags=args.flags, min_deviation_pct=args.min_deviation, strict=args.strict)
-    reasons = legacy.read_reasons(run_dir) if legacy.has_legacy_flags(run.tables["metrics"]) else None
+    reasons = legacy.reasons_seen(run.side["metrics"]) if legacy.has_legacy_flags(run.tables["metrics"]) else None
     report = validate.validate(Selection(run), refs, opts, baseline=base, expected_gpu=gpu, system=system,
                                plan_file=run_dir / "plan.json", throttle_reasons=reasons)
     junit = validate.to_junit(report) if args.junit or args.format == "junit" else ""
@@ -267,9 +267,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _run_system(run_dir: Path) -> str:
     """The system a run was measured on, from its provenance (runs) or metrics rows."""
+    from aifbench.results import layout, read
     from aifbench.results.store import load
 
-    for table in ("runs", "metrics"):
+    for table in ("runs", "metrics"):  # one file's rows say it (every rank runs on one system) ...
+        first = sorted(run_dir.glob(f"{table}.*.parquet"))[:1]
+        try:
+            with read.snapshot(run_dir):
+                t = read.read_table(layout.scan(run_dir, first), table, ["system"], bad=[]) if first else None
+        except (OSError, ConfigError):
+            t = None
+        if t is not None and t.num_rows and t["system"][0].is_valid:
+            return str(t["system"][0])
+    for table in ("runs", "metrics"):  # ... else every file is read, and what is wrong with them named
         df = load([run_dir], tables=(table,), columns={table: ["system"]}).tables[table]
         if len(df):
             return str(df["system"].iloc[0])

@@ -94,12 +94,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     import pyarrow.dataset as ds
 
     from aifbench.cli.output import SUMMARY_STATS, console, print_metrics, print_rank_spread
-    from aifbench.results.store import load, resolve_run
+    from aifbench.results.store import Results, load, resolve_run
 
     from aifbench.analysis.data import analysis_metrics
 
     run_dir = resolve_run(args.results, args.run_id)
-    first = load([run_dir], tables=("runs",), columns={"runs": ["rank"]}).runs["rank"]
+    provenance = load([run_dir], tables=("runs",), columns={"runs": SHOW_RUNS_COLUMNS}, categorical=True)
+    first = provenance.runs["rank"]  # each table's files are read once
     # every row of the first rank; of the others only what the distribution table shows
     mine = ds.field("rank") == int(first.min()) if len(first) else ds.scalar(True)
     keep = None if args.all else (ds.field("stat").isin(list(SUMMARY_STATS)) & (
@@ -107,8 +108,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     cols = [c for c in ("case_id", "rank", "benchmark", "params", "metric", "value", "unit", "stat", "noisy",
                         "n_samples", "pct_of_peak", "peak", "peak_source", "status", "reason", "detail", "flags",
                         "node", "device", "world_size")]
-    results = load([run_dir], tables=("metrics", "runs"), columns={"metrics": cols, "runs": SHOW_RUNS_COLUMNS},
-                   filters={"metrics": keep} if keep is not None else None, categorical=True)
+    measured = load([run_dir], tables=("metrics",), columns={"metrics": cols},
+                    filters={"metrics": keep} if keep is not None else None, categorical=True)
+    results = Results({**measured.tables, "runs": provenance.runs}, provenance.skipped + measured.skipped)
     runs, metrics = results.runs, results.metrics
     if not len(metrics):
         states = ", ".join(sorted(set(runs["status"].astype(str)))) if len(runs) else "no runs row either"

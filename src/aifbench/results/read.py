@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -113,27 +114,61 @@ def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, names=names)  # cast by the caller, a batch at once
 
 
+READERS = max(2, min(8, os.cpu_count() or 1))
+"""threads decoding loose shards at once: pyarrow decodes with the GIL released, so a 2-core
+machine reads about twice as many small files per second as one thread does"""
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's reader threads (made again in a forked child, which inherits no threads)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(READERS, thread_name_prefix="aifbench-read"))
+    return _POOL[1]
+
+
+def _try_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table | BaseException:
+    """_read_shard's table, or the exception it raised (judged by the caller, in order)."""
+    try:
+        return _read_shard(path, names, target)
+    except (OSError, pa.ArrowException) as exc:
+        return exc
+
+
+Side = tuple[list[str], object]
+"""(columns, row filter) of a second view of a table read in the same pass over its files"""
+
+
 def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]],
-           dictionary: bool = False, full: pa.Schema | None = None) -> pa.Table:
+           dictionary: bool = False, full: pa.Schema | None = None, side: Side | None = None,
+           side_out: list[pa.Table] | None = None) -> pa.Table:
     """The `cols` of the rows of loose shards that pass `flt`, with FILE_IX (index into
-    `paths`). Shard by shard (see _read_shard), filtered LOOSE_BATCH shards at a time; a shard
-    that cannot be read or cast is named in `bad` and left out whole."""
+    `paths`). Shard by shard (see _read_shard; READERS at once), filtered LOOSE_BATCH shards at
+    a time; a shard that cannot be read or cast is named in `bad` and left out whole. `side`:
+    its columns of the rows passing its filter are appended to `side_out` (one table, with
+    FILE_IX) from the same decoded shards: a second view costs no second read of the files."""
     full = arrow_schema(table, dictionary=dictionary) if full is None else full
-    names = cols + [c for c in _filter_columns(table, flt) if c not in cols]
+    wanted = cols + (side[0] if side else [])
+    names = list(dict.fromkeys(wanted + _filter_columns(table, flt) + (_filter_columns(table, side[1]) if side else [])))
     target = pa.schema([full.field(c) for c in names])
+    plain = pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                       for f in target])
     out: list[pa.Table] = []
+    side_parts: list[pa.Table] = []
     for start in range(0, len(paths), LOOSE_BATCH):
         parts, ix, which = [], [], []
-        for i in range(start, min(len(paths), start + LOOSE_BATCH)):
-            try:
-                t = _read_shard(paths[i], names, target)
-            except FileNotFoundError:
+        batch = range(start, min(len(paths), start + LOOSE_BATCH))
+        got = _pool().map(lambda i: _try_shard(paths[i], names, plain), batch) if len(batch) > 1 else \
+            [_try_shard(paths[i], names, plain) for i in batch]
+        for i, t in zip(batch, got):
+            if isinstance(t, FileNotFoundError):
                 if not paths[i].is_symlink():
-                    raise  # merged by a racing compaction: the caller rescans
+                    raise t  # merged by a racing compaction: the caller rescans
                 bad.append((paths[i], "a link to a file that does not exist"))  # a dangling link stays
                 continue
-            except (OSError, pa.ArrowException) as exc:
-                bad.append((paths[i], f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
+            if isinstance(t, BaseException):
+                bad.append((paths[i], f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {t}"))
                 continue
             parts.append(t)
             ix.append(np.full(t.num_rows, i, np.int32))
@@ -141,21 +176,29 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[
         if not parts:
             continue
         try:  # one cast per batch; a file whose column cannot be cast is found file by file
-            t = pa.concat_tables(parts, promote_options="permissive").cast(target)
+            t = pa.concat_tables(parts, promote_options="permissive").cast(plain)
         except (pa.ArrowException, ValueError):
             keep = []
             for p, part, file_ix in zip([paths[j] for j in which], parts, ix):
                 try:
-                    keep.append((part.cast(target), file_ix))
+                    keep.append((part.cast(plain), file_ix))
                 except (pa.ArrowException, ValueError) as exc:
                     bad.append((p, f"unreadable Parquet or not {table} schema v{SCHEMA_VERSION}: {exc}"))
             if not keep:
                 continue
             t, ix = pa.concat_tables([k[0] for k in keep]), [k[1] for k in keep]
         t = t.append_column(FILE_IX, pa.array(np.concatenate(ix), pa.int32()))
+        if side is not None:
+            s = t.filter(side[1]) if side[1] is not None else t
+            side_parts.append(s.select(side[0] + [FILE_IX]).cast(
+                pa.schema([target.field(c) for c in side[0]] + [pa.field(FILE_IX, pa.int32())])))
         if flt is not None:
             t = t.filter(flt)
-        out.append(t.select(cols + [FILE_IX]))
+        t = t.select(cols + [FILE_IX])  # dictionary-encoded after the filter: only kept rows are hashed
+        out.append(t.cast(pa.schema([target.field(c) for c in cols] + [pa.field(FILE_IX, pa.int32())])))
+    if side is not None and side_out is not None:
+        side_out.append(pa.concat_tables(side_parts) if side_parts else
+                        pa.schema([full.field(c) for c in side[0]] + [pa.field(FILE_IX, pa.int32())]).empty_table())
     if not out:
         return pa.schema([full.field(c) for c in cols] + [pa.field(FILE_IX, pa.int32())]).empty_table()
     return pa.concat_tables(out)
@@ -288,19 +331,38 @@ def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, 
 
 def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filter=None,
                source: bool = False, bad: list[tuple[Path, str]] | None = None,
-               dictionary: bool = False) -> pa.Table:
+               dictionary: bool = False, side: Side | None = None,
+               side_out: list[pa.Table] | None = None) -> pa.Table:
     """One table of one run: the requested columns (+ run_id, schema_version) of rows passing
     `filter` (a pyarrow.dataset expression), each source shard once. `source`: add SOURCE_COL,
     the loose shard a row came from. Bad files are appended to `bad` and left out. `dictionary`:
-    text columns stay dictionary-encoded (to_frame(categorical=True) keeps them so)."""
+    text columns stay dictionary-encoded (to_frame(categorical=True) keeps them so). `side`
+    (columns, filter): that view of the same table is appended to `side_out` as read_table would
+    return it (plain text columns), the loose shards decoded once for both."""
     bad = rf.bad if bad is None else bad
     tf = rf.tables.get(table)
     cols = _columns(table, columns)
+    if side is not None:
+        side_cols = _columns(table, side[0])
+        if side_out is None:
+            side_out = []
+        if tf is None:
+            side_out.append(arrow_schema(table).empty_table().select(side_cols))
+        else:
+            side_out.append(_side(rf, tf, table, side_cols, side[1], bad))
+            side = (side_cols, side[1])
     if tf is None:
         return arrow_schema(table, source, dictionary).empty_table().select(cols + ([SOURCE_COL] if source else []))
     run_id = rf.run_dir.name
-    loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary), table, run_id, bad,
-                            rf.run_dir, tf.loose)
+    extra: list[pa.Table] = []
+    loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary,
+                                   side=side if side is not None and tf.loose else None, side_out=extra),
+                            table, run_id, bad, rf.run_dir, tf.loose)
+    if extra and side_out:  # the side view's loose rows, judged as their own read would judge them
+        mine: list[tuple[Path, str]] = []
+        rows = _drop_bad_files(extra[0], table, run_id, mine, rf.run_dir, tf.loose).drop_columns([FILE_IX])
+        bad.extend(b for b in mine if b not in bad)
+        side_out[-1] = pa.concat_tables([rows, side_out[-1].cast(rows.schema)])
     if source:
         names = pa.array([p.name for p in tf.loose], pa.large_string())
         loose = loose.append_column(SOURCE_COL, names.take(loose[FILE_IX]) if len(names) else
@@ -309,6 +371,16 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
                        for c in _compacted(tf, table, cols, filter, source, dictionary, bad)]
     return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
+
+
+def _side(rf: RunFiles, tf: TableFiles, table: str, cols: list[str], flt, bad: list[tuple[Path, str]]) -> pa.Table:
+    """The side view's rows of the compacted files (the loose ones come from the main pass)."""
+    run_id = rf.run_dir.name
+    mine: list[tuple[Path, str]] = []
+    parts = [_drop_bad_files(c, table, run_id, mine, rf.run_dir) for c in _compacted(tf, table, cols, flt, False, False, mine)]
+    bad.extend(b for b in mine if b not in bad)
+    empty = arrow_schema(table).empty_table().select(cols)
+    return pa.concat_tables([empty] + [p.cast(empty.schema) for p in parts])
 
 
 def to_frame(t: pa.Table, categorical: bool = False) -> pd.DataFrame:

@@ -163,6 +163,8 @@ class Results:
 
     tables: dict[str, pd.DataFrame]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    side: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """per table, the second view load(side=...) asked for (read in the same pass)"""
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         tables = self.__dict__.get("tables", {})
@@ -209,7 +211,8 @@ Columns = dict[str, list[str]]
 
 
 def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, columns: Columns | None = None,
-         filters: dict | None = None, categorical: bool = False) -> Results:
+         filters: dict | None = None, categorical: bool = False,
+         side: dict[str, read.Side] | None = None) -> Results:
     """Load `tables` (default all) below `paths`, run directory by run directory, reading only
     `columns` per table and the rows passing `filters` per table (pyarrow.dataset expressions).
 
@@ -217,6 +220,8 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     this run's, of another schema version, or unreadable are skipped with a warning, as are the
     duplicate provenance rows of a rank present twice. `categorical`: repetitive text columns
     of the metrics and runs tables come as sorted pandas categories (each distinct text held once).
+    `side`: table -> (columns, filter) of a second view, read from the same decoded shards (a
+    command needing two views of one table reads its files once): Results.side.
     """
     tables = list(tables or schema.TABLES)
     paths = list(paths)
@@ -225,14 +230,16 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     for f in find_shards(paths):
         by_dir.setdefault(f.parent, []).append(f)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in tables}
+    side = side or {}
+    side_parts: dict[str, list[pd.DataFrame]] = {name: [] for name in side}
     skipped: list[tuple[Path, str]] = []
     dirs = [Path(p) for p in paths if Path(p).is_dir()]
     for run_dir, files in sorted(by_dir.items()):
         whole = any(run_dir == d or d in run_dir.parents for d in dirs)
-        frames, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole)
+        frames, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole, side)
         skipped += bad
         for name, df in frames.items():
-            parts[name].append(df)
+            (side_parts[name[1]] if isinstance(name, tuple) else parts[name]).append(df)
     for path, why in skipped:
         log.warning("skipping invalid shard %s: %s", path, why)  # the CLI shows it on stderr
     out = {}
@@ -245,7 +252,12 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
         else:
             out[name] = schema.empty(name) if name not in columns else \
                 read.to_frame(read.arrow_schema(name).empty_table().select(read._columns(name, columns[name])))
-    return Results(out, skipped)
+    views = {}
+    for name, (cols, _) in side.items():
+        frames = [f for f in side_parts[name] if len(f)]
+        views[name] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else \
+            read.to_frame(read.arrow_schema(name).empty_table().select(read._columns(name, cols)))
+    return Results(out, skipped, views)
 
 
 READ_RETRIES = 5
@@ -253,10 +265,13 @@ READ_RETRIES = 5
 
 
 def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict,
-              categorical: bool = False, whole: bool = True) -> tuple[dict[str, pd.DataFrame], list[tuple[Path, str]]]:
+              categorical: bool = False, whole: bool = True, side: dict[str, read.Side] | None = None
+              ) -> tuple[dict, list[tuple[Path, str]]]:
     """One run directory's tables from one snapshot (read.snapshot: no compaction commits while
     it is read); `whole`: the directory was asked for, so its files are listed again inside the
-    snapshot. Rescans when a file vanished all the same (a file system without flock)."""
+    snapshot. Rescans when a file vanished all the same (a file system without flock). The
+    frames are keyed by table, a side view (load's `side`) by ("side", table)."""
+    side = side or {}
     listed = {f.name.split(".", 1)[0] for f in files}
     for attempt in range(READ_RETRIES):
         with read.snapshot(run_dir):
@@ -272,9 +287,12 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
                 for name in tables:
                     twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
                     cat = categorical and name in ("metrics", "runs")
+                    views: list = []
                     t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice,
-                                        dictionary=cat)
+                                        dictionary=cat, side=side.get(name), side_out=views)
                     frames[name] = read.to_frame(t, categorical=cat)
+                    if views:
+                        frames[("side", name)] = read.to_frame(views[0])
                 break
             except FileNotFoundError:
                 whole = True
