@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -184,13 +185,30 @@ def find_shards(paths: Iterable[Path | str]) -> list[Path]:
         if p.is_file() or p.is_symlink():  # a dangling link is a shard: the reader skips and names it
             found.add(p)
         elif p.is_dir():
-            found.update(q for q in p.rglob("*.parquet") if not q.name.startswith("."))
+            found.update(_parquet_below(p))
         elif p.suffix == ".parquet" and (layout.SHARD_RE.match(p.name) or layout.COMPACT_RE.match(p.name)) \
                 and p.parent.is_dir():
             found.add(p)  # listed a moment ago, merged by a compaction since: load() reads its run again
         else:
             raise no_results(p)
-    return sorted(found)
+    return sorted(found, key=lambda q: q.parts)  # Path order, without Path.__lt__ per comparison (10^5 files)
+
+
+def _parquet_below(top: Path) -> Iterator[Path]:
+    """Every `*.parquet` below `top` not starting with "." (what rglob finds), by os.scandir:
+    a listing of 10^5 shards costs a fraction of what rglob's per-entry matching does."""
+    stack = [str(top)]
+    while stack:
+        where = stack.pop()
+        try:
+            entries = list(os.scandir(where))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for e in entries:
+            if e.name.endswith(".parquet") and not e.name.startswith("."):
+                yield Path(e.path)
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
 
 
 def read_shard(path: Path) -> tuple[str, pd.DataFrame]:
