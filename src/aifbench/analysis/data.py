@@ -77,9 +77,18 @@ def dedupe(results: Results) -> Results:
 
 def _shards(paths: Iterable[Path], exclude: Iterable[Path]) -> list[Path]:
     excluded = [p.resolve() for p in exclude]
+    shards = store.find_shards(paths)
+    if not excluded:
+        return shards
+    parents: dict[Path, Path] = {}  # a run's directory resolved once, not once per shard (10^5 shards)
     out = []
-    for shard in store.find_shards(paths):
-        real = shard.resolve()
+    for shard in shards:
+        if shard.is_symlink():
+            real = shard.resolve()
+        else:
+            if shard.parent not in parents:
+                parents[shard.parent] = shard.parent.resolve()
+            real = parents[shard.parent] / shard.name
         if any(real.is_relative_to(e) for e in excluded):
             continue
         out.append(shard)
