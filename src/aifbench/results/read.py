@@ -394,7 +394,11 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
     loose = loose.drop_columns([FILE_IX])
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
                        for c in _compacted(tf, table, cols, filter, source, dictionary, bad)]
-    return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
+    out = pa.concat_tables([p.cast(parts[0].schema) for p in parts])
+    if dictionary and table == "metrics" and out.num_rows:  # checked above as text; one run id per row of
+        i = out.schema.get_field_index("run_id")  # 10^7 is held once, as a code (a category in pandas)
+        out = out.set_column(i, "run_id", pc.dictionary_encode(out["run_id"]).cast(DICT))
+    return out
 
 
 def _side(rf: RunFiles, tf: TableFiles, table: str, cols: list[str], flt, bad: list[tuple[Path, str]]) -> pa.Table:
