@@ -47,8 +47,14 @@ def higher_is_better(metric: str) -> bool:
 
 
 def gpu_index(device: pd.Series) -> pd.Series:
-    """'cuda:3' -> 3 (the device index the rank used); <NA> for other devices."""
-    return pd.to_numeric(device.astype(str).str.extract(r"cuda:(\d+)$")[0], errors="coerce").astype("Int64")
+    """'cuda:3' -> 3 (the device index the rank used); <NA> for other devices. Parsed once per
+    distinct text (10^5 ranks name a few devices)."""
+    cats = device.astype(str).astype("category")
+    parsed = pd.to_numeric(pd.Series(cats.cat.categories, dtype=object).str.extract(r"cuda:(\d+)$")[0],
+                           errors="coerce").astype("Int64")
+    codes = cats.cat.codes.to_numpy()
+    return pd.Series(parsed.take(codes).to_numpy() if len(parsed) else pd.array([pd.NA] * len(device), "Int64"),
+                     index=device.index, dtype="Int64")
 
 
 def _flag(x: np.ndarray, higher: bool, rule: Rule) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:

@@ -234,14 +234,16 @@ def _stat_rows(ref: Reference, rows: pd.DataFrame) -> pd.DataFrame:
     own = rows[rows["stat"] == ref.stat]
     if ref.stat != "median":
         return own
-    keys = ["run_id", "case_id", "rank"]
-    have = set(map(tuple, own[keys].astype(str).to_numpy()))
+    def keys(df: pd.DataFrame) -> pd.MultiIndex:  # (run, case, rank) as text, matched by index, not per row
+        return pd.MultiIndex.from_arrays([df[k].astype(str).to_numpy(dtype=object) for k in ("run_id", "case_id", "rank")])
+
+    have = keys(own)
     for stat in STANDS_FOR_MEDIAN:
         extra = rows[rows["stat"] == stat]
-        extra = extra[[tuple(k) not in have for k in extra[keys].astype(str).to_numpy()]]
+        extra = extra[~keys(extra).isin(have)] if len(extra) else extra
         if len(extra):
             own = pd.concat([own, extra])
-            have |= set(map(tuple, extra[keys].astype(str).to_numpy()))
+            have = have.append(keys(extra))
     return own
 
 
@@ -280,7 +282,9 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[Slot, str 
     cases = rows[["params", "case_id"]].drop_duplicates()  # once per case, not per rank
     hit = {c for p, c in zip(cases["params"], cases["case_id"]) if ref.matches_params(p, layouts.get(c))}
     matched = rows[rows["case_id"].isin(hit).to_numpy(dtype=bool)]
-    judged = matched[np.array([ref.applies_to(skus.get(slot(r))) for r in matched.itertuples(index=False)], dtype=bool)]
+    slots = pd.MultiIndex.from_arrays([matched["rank"].astype(int).to_numpy(), matched["node"].astype(str).to_numpy(dtype=object)])
+    applies = {s: ref.applies_to(skus.get(s)) for s in slots.unique()}  # once per GPU, not per row
+    judged = matched[np.array([applies[s] for s in slots], dtype=bool)]
     if not len(judged):
         return Check("reference", name, "skip", _unmatched(ref, rows, matched, skus))
     use, flagged = _flag_filter(judged, opts)
