@@ -76,20 +76,22 @@ def dedupe(results: Results) -> Results:
 
 
 def _shards(paths: Iterable[Path], exclude: Iterable[Path]) -> list[Path]:
-    excluded = [p.resolve() for p in exclude]
+    excluded = [p.resolve() for p in exclude if p.exists()]  # a directory that is not there holds nothing
     shards = store.find_shards(paths)
     if not excluded:
         return shards
-    parents: dict[Path, Path] = {}  # a run's directory resolved once, not once per shard (10^5 shards)
+    inside: dict[Path, bool] = {}  # per directory, not per shard (10^5 shards)
     out = []
     for shard in shards:
         if shard.is_symlink():
             real = shard.resolve()
+            hit = any(real.is_relative_to(e) for e in excluded)
         else:
-            if shard.parent not in parents:
-                parents[shard.parent] = shard.parent.resolve()
-            real = parents[shard.parent] / shard.name
-        if any(real.is_relative_to(e) for e in excluded):
+            if shard.parent not in inside:
+                where = shard.parent.resolve()
+                inside[shard.parent] = any(where.is_relative_to(e) for e in excluded)
+            hit = inside[shard.parent]
+        if hit:
             continue
         out.append(shard)
     return out
