@@ -49,8 +49,8 @@ def higher_is_better(metric: str) -> bool:
 def gpu_index(device: pd.Series) -> pd.Series:
     """'cuda:3' -> 3 (the device index the rank used); <NA> for other devices. Parsed once per
     distinct text (10^5 ranks name a few devices)."""
-    cats = device.astype(str).astype("category")
-    parsed = pd.to_numeric(pd.Series(cats.cat.categories, dtype=object).str.extract(r"cuda:(\d+)$")[0],
+    cats = device if isinstance(device.dtype, pd.CategoricalDtype) else device.astype(str).astype("category")
+    parsed = pd.to_numeric(pd.Series(cats.cat.categories.astype(str), dtype=object).str.extract(r"cuda:(\d+)$")[0],
                            errors="coerce").astype("Int64")
     codes = cats.cat.codes.to_numpy()
     return pd.Series(parsed.take(codes).to_numpy() if len(parsed) else pd.array([pd.NA] * len(device), "Int64"),
@@ -106,7 +106,8 @@ def _one(part: pd.DataFrame, metric: str, uuids: dict, rule: Rule) -> tuple[dict
                     "slow_gpus_on_node": int(per_node.loc[node, "sum"]), "gpus_on_node": int(per_node.loc[node, "size"])})
     idx = gpu_index(part["device"]) if "device" in part.columns else pd.Series([pd.NA] * len(part))
     sel = bad & ~part["node"].isin(slow_nodes).to_numpy()
-    for r, g, zi, di, vi in zip(part[sel].itertuples(index=False), idx[sel], z[sel], dev[sel], x[sel]):
+    for r, g, zi, di, vi in zip(part.loc[sel, ["node", "rank", "device"]].itertuples(index=False), idx[sel], z[sel],
+                                dev[sel], x[sel]):  # the three columns named, not every column of the rows
         out.append({**common, "kind": "gpu", "node": str(r.node), "rank": int(r.rank), "device": str(r.device),
                     "gpu_index": None if pd.isna(g) else int(g), "gpu_uuid": uuids.get((int(r.rank), str(r.node))),
                     "value": float(vi), "median": med, "dev_pct": float(di), "z": float(zi),
