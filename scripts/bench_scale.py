@@ -188,8 +188,20 @@ def _target(n: int, state: str, name: str) -> str:
     return f"< {t[1] / 1024:.0f} GB" if name in ("export", "import") else f"< {t[0]:.0f} s, < {t[1] / 1024:.0f} GB"
 
 
+def _commit() -> str:
+    """The commit of the code measured (git describe of this checkout, '+dirty' with local
+    changes), or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=REPO, capture_output=True,
+                             text=True, timeout=30)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def markdown(result: dict) -> str:
-    lines = [f"# aifbench scale benchmark, {result['date_utc']}", "", f"Command: `{result['command']}`", "",
+    lines = [f"# aifbench scale benchmark, {result['date_utc']}", "", f"Command: `{result['command']}`"
+             f" (code {result.get('code', 'unknown')})", "",
              f"Machine: {result['machine']}; load average at start {result['load_start']}, at end "
              f"{result.get('load_end')} (shared with other users: figures are upper bounds)", "",
              "Median of the runs; RSS: peak resident memory of the command's process; load: the 1-minute load "
@@ -262,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join(shlex.quote(x) for x in ["python", *sys.argv]),
               "machine": f"{platform.node()} {os.cpu_count()} CPUs, {platform.platform()}",
-              "load_start": os.getloadavg(), "sizes": []}
+              "load_start": os.getloadavg(), "code": _commit(), "sizes": []}
     a.out.parent.mkdir(parents=True, exist_ok=True)
 
     def partial() -> None:
