@@ -104,3 +104,16 @@ def test_reader_threads_are_made_again_in_a_forked_child(tmp_path):
     assert len(load([tmp_path / RUN], tables=("metrics",)).metrics) == 72  # the parent's pool exists
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply_async(_rows_in_child, (str(tmp_path),)).get(timeout=120) == 72
+
+
+def test_the_public_parquet_wrapper_reads_what_the_direct_reader_reads(tmp_path, monkeypatch):
+    """Where pyarrow has no direct reader class, ParquetFile reads the same rows (and a shard
+    lacking a column reads it as empty either way)."""
+    _write(tmp_path, range(3))
+    t = pq.read_table(tmp_path / RUN / "metrics.rank00002.main.parquet")
+    pq.write_table(t.drop_columns(["detail"]), tmp_path / RUN / "metrics.rank00002.main.parquet")
+    direct = load([tmp_path / RUN], tables=("metrics",))
+    monkeypatch.setattr(read, "_Reader", None)
+    public = load([tmp_path / RUN], tables=("metrics",))
+    pd.testing.assert_frame_equal(direct.metrics, public.metrics)
+    assert direct.metrics["detail"].isna().sum() == 6 and direct.skipped == public.skipped == []

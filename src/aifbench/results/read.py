@@ -115,13 +115,17 @@ def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
     read on a 2-core machine): pyarrow's reader is driven directly where it has one."""
     with open(path, "rb") as fh:
         data = pa.BufferReader(fh.read())
-    if _Reader is None:  # a pyarrow without the reader class: the public wrapper, same checks
+    r = _Reader() if _Reader is not None else None
+    if r is not None:
+        try:
+            r.open(data, page_checksum_verification=True, pre_buffer=False)
+        except TypeError:  # a pyarrow whose reader takes other arguments
+            r = None
+    if r is None:  # the public wrapper, same checks
         pf = pq.ParquetFile(data, page_checksum_verification=True)
         have = set(pf.schema_arrow.names)
         t = pf.read(columns=[c for c in names if c in have], use_threads=False)
     else:
-        r = _Reader()
-        r.open(data, page_checksum_verification=True, pre_buffer=False)
         idx, found = [], []
         for c in names:
             try:
