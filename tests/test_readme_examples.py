@@ -1,6 +1,7 @@
-"""Every `aifbench ...` command example of the README, run as a newcomer would type it (placeholders
-filled in, `--dry-run` where it would submit to a scheduler), in a fresh directory holding one
-smoke run: each ends with exit 0 (or 1 where the command's verdict says so) and no traceback."""
+"""Every `aifbench ...` command example of the README and of the docs pages it links to for the
+manual (PAGES), run as a newcomer would type it (placeholders filled in, `--dry-run` where it would
+submit to a scheduler), in a fresh directory holding one smoke run: each ends with exit 0 (or 1
+where the command's verdict says so) and no traceback."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TRACE = REPO / "tests" / "data" / "telemetry" / "h100_node_4gpu.jsonl"
+# The pages whose bash blocks are run here: the README and the manual's pages. Not here: importing.md
+# (its examples read the reader's own tool logs), operators-usage.md (Slurm accounting of a real
+# partition; tests/test_usage*.py run its commands on captured output), scale.md (its commands
+# build stores of thousands of ranks; tests/test_bench_slurm_array.py and the scale tests cover them).
+PAGES = ["README.md"] + [f"docs/{name}.md" for name in (
+    "install", "cli", "methodology", "benchmarks", "telemetry", "slurm", "operators", "results-schema",
+    "architecture", "development")]
 SLOW = 20.0  # timing.repeats of the README's --set example, cut for the test
 NOT_HERE = {  # example -> (why it cannot end with 0 in a test, the exit codes it may end with)
     "aifbench run llm-training --set llm_train.model=/models/my-llama/config.json": (
@@ -25,9 +33,9 @@ NOT_HERE = {  # example -> (why it cannot end with 0 in a test, the exit codes i
 }
 
 
-def readme_commands() -> list[str]:
-    """The `aifbench` commands of the README's bash blocks, comments dropped, one per line."""
-    text = (REPO / "README.md").read_text()
+def page_commands(page: str) -> list[str]:
+    """The `aifbench` commands of one page's bash blocks, comments dropped, one per line."""
+    text = (REPO / page).read_text()
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.splitlines():
@@ -36,6 +44,11 @@ def readme_commands() -> list[str]:
                     line.startswith("AIFBENCH_TELEMETRY_REPLAY="):
                 out.append(line)
     return list(dict.fromkeys(out))
+
+
+def readme_commands() -> list[str]:
+    """The commands of every page in PAGES, each once, in page order."""
+    return list(dict.fromkeys(line for page in PAGES for line in page_commands(page)))
 
 
 def as_run(line: str, run_id: str, later_id: str) -> tuple[list[str], dict[str, str]]:
@@ -111,6 +124,13 @@ COMMANDS = readme_commands()
 
 def test_the_readme_has_examples():
     assert len(COMMANDS) > 40 and "aifbench submit acceptance --system jupiter-booster --nodes 6000" in COMMANDS
+    readme = page_commands("README.md")
+    assert len(readme) >= 15 and {"aifbench run smoke", "aifbench show", "aifbench report -o report.html"} <= set(readme)
+    for page in PAGES:  # every page is there, and the manual's pages with bash blocks have their commands read
+        assert (REPO / page).is_file(), page
+    for page in ("docs/cli.md", "docs/benchmarks.md", "docs/telemetry.md", "docs/slurm.md", "docs/operators.md"):
+        assert len(page_commands(page)) >= 3, page
+    assert set(NOT_HERE) <= set(COMMANDS), set(NOT_HERE) - set(COMMANDS)  # no stale exception
 
 
 @pytest.mark.parametrize("line", COMMANDS)
