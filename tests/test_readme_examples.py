@@ -145,3 +145,21 @@ def test_readme_example_runs(clone, line):
         assert code in why[1] and (code == 0 or len(err.strip().splitlines()) == 1), (why[0], out[-1500:], err)
         return
     assert code in ((0, 1) if argv[0] == "validate" else (0,)), (argv, out[-3000:], err[-3000:])
+
+
+def test_python_examples_run(clone):
+    """Each ```python block of the pages runs as written in the clone (e.g. loading its results)."""
+    cwd = clone[0]
+    blocks = [b for page in PAGES for b in re.findall(r"```python\n(.*?)```", (REPO / page).read_text(), re.S)]
+    assert blocks, "the pages' Python examples"
+    here = Path.cwd()
+    scopes: list[dict] = []
+    try:
+        os.chdir(cwd)
+        for block in blocks:
+            scopes.append({})
+            exec(compile(block, "<docs example>", "exec"), scopes[-1])  # an exception fails the test
+    finally:
+        os.chdir(here)
+    loaded = [scope["res"] for scope in scopes if "res" in scope]  # results/read's load example
+    assert loaded and all(len(res.metrics) > 0 and len(res.runs) >= 2 for res in loaded)
