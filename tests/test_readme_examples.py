@@ -26,7 +26,8 @@ SLOW = 20.0  # timing.repeats of the README's --set example, cut for the test
 NOT_HERE = {  # example -> (why it cannot end with 0 in a test, the exit codes it may end with)
     "aifbench run llm-training --set llm_train.model=/models/my-llama/config.json": (
         "the example's config.json is the reader's own file", {2}),
-    "aifbench cluster": ("asks Slurm: a machine without a controller says so in one line", {0, 2}),
+    # asks Slurm: a machine without Slurm (2) or whose controller does not answer (1) says so in one line
+    "aifbench cluster": ("asks Slurm: a machine without a controller says so in one line", {0, 1, 2}),
     "aifbench cancel RUN_ID": ("the test's runs ran here, none was submitted to a scheduler", {2}),
     "aifbench jobs RUN_ID": ("the test's runs ran here, none was submitted to a scheduler", {2}),
     "aifbench collect RUN_ID": ("the test's runs ran here, none was submitted to a scheduler", {2}),
