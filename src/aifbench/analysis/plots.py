@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import pandas as pd
@@ -39,8 +39,9 @@ def palette(series) -> dict[str, str]:
     names = sorted({str(x) for x in series})
     cmap = "tab10" if len(names) <= 10 else "tab20"
     from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
 
-    colors = colormaps[cmap].colors
+    colors = np.asarray(cast(ListedColormap, colormaps[cmap]).colors, dtype=float)  # tab10 / tab20: listed
     return {n: "#%02x%02x%02x" % tuple(int(255 * c) for c in colors[i % len(colors)][:3]) for i, n in enumerate(names)}
 
 
