@@ -218,6 +218,14 @@ def test_training_shows_a_job_wide_figure_only_where_no_per_gpu_one_of_its_unit_
     assert note.endswith("not measured: tokens_per_s_per_device, mfu_pct")
 
 
+def test_plots_name_no_metric():
+    """What a plot draws comes from the `plots` trait: no metric name is written in plots.py."""
+    import inspect
+
+    source = inspect.getsource(plots)
+    assert [m for m in M.METRICS if f'"{m}"' in source or f"'{m}'" in source] == []
+
+
 def test_worked_example_a_new_metric_is_one_define(define_toy, tmp_path):
     """A metric added by one define, stored by a run as any metric is, is drawn in the report's
     bandwidth plot as a panel of its own with its words and unit: nothing else was touched."""

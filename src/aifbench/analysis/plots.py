@@ -103,9 +103,8 @@ def _zero_based(ax) -> None:
         ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1e-12))
 
 
-def _rows(h: pd.DataFrame, metric: str, benchmark: str | None = None) -> pd.DataFrame:
-    r = h[h["metric"] == metric]
-    return r[r["benchmark"] == benchmark] if benchmark else r
+def _rows(h: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return h[h["metric"] == metric]
 
 
 def _figure(ncols: int = 1, nrows: int = 1, width: float = 7.5, height: float = 4.2):
@@ -370,11 +369,11 @@ def _roof_inputs(part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[floa
         if mnk:
             m, n, k = mnk
             pts.append((p["dtype"], 2.0 * m * n * k / bytes_moved(m, n, k, p["dtype"]), r.value, r.peak))
-    pts = pd.DataFrame(pts, columns=["dtype", "ai", "tflops", "peak"])
+    pts = pd.DataFrame(pts, columns=["dtype", "ai", "rate", "peak"])
     roofs = {}
     for dtype, d in pts.groupby("dtype"):
         peak = d["peak"].dropna()
-        roofs[dtype] = (float(peak.iloc[0]), "datasheet") if len(peak) else (float(d["tflops"].max()), "measured best")
+        roofs[dtype] = (float(peak.iloc[0]), "datasheet") if len(peak) else (float(d["rate"].max()), "measured best")
     bw = part[part["metric"].isin(memory)]
     bw_roof = None
     if len(bw):
@@ -399,7 +398,7 @@ def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
             line = axis.plot(ai, ceiling, linestyle="--" if how != "datasheet" else "-",
                              label=f"{dtype} roof {peak:.4g} ({how})")
             d = pts[pts["dtype"] == dtype]
-            axis.scatter(d["ai"], d["tflops"], color=line[0].get_color(), zorder=3)
+            axis.scatter(d["ai"], d["rate"], color=line[0].get_color(), zorder=3)
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("arithmetic intensity (FLOP/byte)")
