@@ -253,7 +253,7 @@ def busbw(h: pd.DataFrame) -> tuple[Figure | None, str]:
     for axis, (metric, r) in zip(ax.flat, parts):
         _lines(axis, r.assign(n=[f"n={w}" for w in r["world_size"]]), "size", ["series", "op", "n"],
                axis_label(metric), "message size (bytes)", h.attrs.get("palette"))
-        axis.set_title(f"Collectives: {_title(metric, 'vs message size')}")
+        axis.set_title(f"Collectives: {words(metric)} vs message size")
     return fig, "; ".join(f"{m}: {metric_dict.get(m).definition}" for m, _ in parts)
 
 
