@@ -1,6 +1,6 @@
-"""Metric traits (aifbench.metrics): consistent with each other, and equal to the private lists
-they replaced (compare, samples, data, plots, telemetry efficiency/report/regions), so the
-readers' behaviour is shown unchanged."""
+"""Metric traits (aifbench.metrics): consistent with each other, and read by compare, samples,
+data, the plots and telemetry (efficiency, report, regions) instead of lists of names. That the
+report's plots draw every metric their trait names: tests/test_report_plots.py."""
 
 from __future__ import annotations
 
@@ -13,89 +13,58 @@ from aifbench.telemetry import regions as R
 from aifbench.telemetry.efficiency import SOURCES
 from aifbench.telemetry.report import split_metric
 
-# --- the lists as they were before the traits (copied from the readers, once) ------------------
-OLD_JOB_WIDE = {"tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s"}
-OLD_ADDITIVE_UNITS = {"TFLOP/s", "GB/s", "1/s", "tokens/s"}  # token rates: 1/s before they said tokens/s
-OLD_NOT_ADDITIVE = {"avg_busbw_gbps", "busbw_gbps", "algbw_gbps", "hbm_gbps", "decode_tokens_per_s_per_seq"}
-OLD_LATENCIES = {"ttft_s", "itl_s", "time_to_train_s"}  # time_to_train_s: imported MLPerf score
-OLD_NOT_MERITS = {"sm_clock_mean_mhz"}
-OLD_TIME_BASES = ("time_s", "step_time_s")
-OLD_RATE_UNITS = {"TFLOP/s", "GB/s", "1/s", "tokens/s", "%"}
-OLD_NOT_FROM_TIME = {"avg_busbw_gbps", "sm_clock_mean_mhz", "tflops_per_w", "gbps_per_w", "tokens_per_j"}
-OLD_TIME_AND_POWER = {"time_s", "step_time_s", "power_mean_w"}
-OLD_EFFICIENCY = ("tflops_per_w", "gbps_per_w", "tokens_per_j")
-OLD_DERIVED_EFFICIENCY = {"tflops": "tflops_per_w", "gbps": "gbps_per_w"}
-OLD_WINDOW_METRICS = {"energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
-                      "module_power_mean_w", "module_power_peak_w", "module_energy_j", "throttle_pct",
-                      "power_capped_pct", "power_limit_w", "power_limit_default_w", "process_cpu_util_mean_pct",
-                      "system_cpu_util_mean_pct", "process_rss_max_bytes", "telemetry_window_s"}
-OLD_REPORT_WINDOW_METRICS = {"energy_j", "power_mean_w", "power_peak_w", "sm_clock_mean_mhz", "temperature_max_c",
-                             "throttle_pct", "power_capped_pct", "power_limit_w", "module_power_mean_w",
-                             "process_cpu_util_mean_pct", "telemetry_window_s"}
-OLD_SUMMED = {"energy_j", "module_energy_j"}
-OLD_LOWEST = {"power_limit_w"}
-OLD_SOURCES = {
-    "main": {"tflops_per_w": ("tflops", "model_tflops_per_device"), "gbps_per_w": ("gbps", "busbw_gbps"),
-             "tokens_per_j": ("tokens_per_s_per_device", "tokens_per_s")},
-    "ref": {"tokens_per_j": ("ref_tokens_per_s", "ref_decode_tokens_per_s")},
-    "prefill": {"tokens_per_j": ("prefill_tokens_per_s",)},
-    "decode": {"tokens_per_j": ("decode_tokens_per_s",), "gbps_per_w": ("hbm_gbps",)},
-    "bare": {"tflops_per_w": ("bare_loop_tflops",)},
-    "burst": {"tflops_per_w": ("burst_tflops",)},
-}
-REGION_CLOCKS = {f"{r}_sm_clock_mean_mhz" for r in M.REGIONS}
-"""the one deliberate change: a region's mean SM clock is a telemetry reading like main's, no
-longer a figure of merit (the old NOT_MERITS named main's only, so compare showed region clocks)"""
+# --- the readers follow the traits (no list of names to keep in step) ---------------------------
+KNOWN_JOB_WIDE = {"tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s"}
+"""a few facts the traits must keep (membership only: a new metric of any kind passes)"""
+KNOWN_NOT_ADDITIVE = {"avg_busbw_gbps", "busbw_gbps", "algbw_gbps", "hbm_gbps", "decode_tokens_per_s_per_seq"}
 
 
-def _old_is_merit(name: str) -> bool:
-    d = M.METRICS[name]
-    return name not in OLD_NOT_MERITS and (d.higher_is_better or name in OLD_LATENCIES)
-
-
-def _old_split(name: str) -> tuple[str, str]:
-    for region in M.REGIONS:
-        if name.startswith(region + "_") and name[len(region) + 1:] in OLD_WINDOW_METRICS:
-            return region, name[len(region) + 1:]
-    return "main", name
-
-
-def test_merits_are_the_old_ones_but_region_clocks():
-    old = {n for n in M.METRICS if _old_is_merit(n)}
-    new = {n for n in M.METRICS if M.is_merit(n)}
-    assert old - new == REGION_CLOCKS and not new - old
+def test_a_merit_is_its_role():
+    for name, d in M.METRICS.items():
+        assert M.is_merit(name) == (d.role in M.MERIT_ROLES), name
     assert not M.is_merit("no_such_metric")
+    assert M.is_merit("ttft_s") and M.is_merit("time_to_train_s")  # latencies: lower is better, still merits
+    for clock in ["sm_clock_mean_mhz", *(f"{r}_sm_clock_mean_mhz" for r in M.REGIONS)]:
+        assert not M.is_merit(clock), "a clock is a reading (higher_is_better only says which way is good)"
 
 
-def test_compare_normalisation_sets_are_the_old_ones():
-    old_additive = {n for n, d in M.METRICS.items() if d.unit in OLD_ADDITIVE_UNITS and n not in OLD_NOT_ADDITIVE}
-    assert set(M.names(additive=True)) == old_additive
-    assert set(M.names(scope="job")) == OLD_JOB_WIDE
+def test_compare_normalisation_reads_scope_and_additive():
+    assert KNOWN_JOB_WIDE <= set(M.names(scope="job"))
+    assert "tokens_per_s_per_device" in M.names(scope="device")
+    assert not KNOWN_NOT_ADDITIVE & set(M.names(additive=True)), "a bus bandwidth or a per-sequence rate does not add up"
+    assert {"tflops", "gbps", "tokens_per_s"} <= set(M.names(additive=True))
 
 
-def test_sample_rules_are_the_old_ones():
-    old = {n for n, d in M.METRICS.items()
-           if n not in OLD_NOT_FROM_TIME and d.higher_is_better and d.unit in OLD_RATE_UNITS}
-    assert {n for n in M.METRICS if samples.is_rate_of_time(n)} == old
-    assert M.names(role="time_base") == OLD_TIME_BASES
-    assert set(data.analysis_metrics()) == ({n for n in M.METRICS if _old_is_merit(n)} - REGION_CLOCKS) | OLD_TIME_AND_POWER
+def test_sample_rules_read_the_derivation():
+    for name, d in M.METRICS.items():
+        assert samples.is_rate_of_time(name) == (d.derivation == "from_time"), name
+    assert not samples.is_rate_of_time("avg_busbw_gbps") and not samples.is_rate_of_time("tflops_per_w")
+    assert {"time_s", "step_time_s"} <= set(M.names(role="time_base"))
+    merits = {n for n in M.METRICS if M.is_merit(n)}
+    assert set(data.analysis_metrics()) == merits | set(M.names(role="time_base")) | {M.POWER}
+    assert set(data.analysis_metrics(["loss"])) - set(data.analysis_metrics()) == {"loss"}
 
 
-def test_telemetry_sets_are_the_old_ones():
-    assert set(M.names(derivation="window", region=M.MAIN)) == OLD_WINDOW_METRICS
-    assert OLD_REPORT_WINDOW_METRICS <= OLD_WINDOW_METRICS  # the summary now carries every window metric
-    assert set(M.names(over_segments="sum", region=M.MAIN)) == OLD_SUMMED
-    assert set(M.names(over_segments="lowest", region=M.MAIN)) == OLD_LOWEST
-    assert SOURCES == OLD_SOURCES
-    for name in list(M.METRICS) + ["ref_not_a_metric"]:
-        assert split_metric(name) == _old_split(name), name
+def test_telemetry_readers_follow_region_base_and_per_power():
+    for name, d in M.METRICS.items():
+        assert split_metric(name) == ((d.region, d.base) if d.derivation == "window" else (M.MAIN, name)), name
+    assert split_metric("ref_not_a_metric") == (M.MAIN, "ref_not_a_metric")
+    assert split_metric("ref_energy_j") == ("ref", "energy_j")
+    assert {"energy_j", "module_energy_j"} <= set(M.names(over_segments="sum", region=M.MAIN))
+    assert M.names(over_segments="lowest", region=M.MAIN) == ("power_limit_w",)  # the limit in force
+    expected: dict[str, dict[str, tuple[str, ...]]] = {}
+    for d in M.METRICS.values():
+        if d.per_power:
+            expected.setdefault(d.region, {})[d.base] = d.per_power.of
+    assert SOURCES == expected
+    assert SOURCES[M.MAIN]["tokens_per_j"][0] == "tokens_per_s_per_device", "per device before job-wide"
 
 
-def test_plot_sets_are_the_old_ones():
-    assert plotted("energy") == OLD_EFFICIENCY
-    recomputed = {M.get(e).per_power.recomputed_from: e for e in plotted("energy")
-                  if M.get(e).per_power.recomputed_from}
-    assert recomputed == OLD_DERIVED_EFFICIENCY
+def test_energy_plot_reads_efficiencies_and_what_they_recompute():
+    assert {"tflops_per_w", "gbps_per_w", "tokens_per_j"} <= set(plotted("energy"))
+    assert all(M.get(m).role == "efficiency" for m in plotted("energy"))
+    recomputed = {M.get(e).per_power.recomputed_from: e for e in plotted("energy") if M.get(e).per_power.recomputed_from}
+    assert recomputed["tflops"] == "tflops_per_w" and recomputed["gbps"] == "gbps_per_w"
 
 
 # --- consistency of the traits ----------------------------------------------------------------
@@ -155,20 +124,3 @@ def test_schema_prints_the_traits(capsys):
     assert "| ref_tokens_per_j | tokens/J | higher | efficiency | device | no | ref_tokens_per_s, else " \
            "ref_decode_tokens_per_s / ref_power_mean_w |" in out
     assert "| ref_energy_j | J | lower | reading | device | no | window of region ref, segments summed |" in out
-
-
-def test_every_plots_trait_names_a_builder_that_reads_the_metric():
-    import inspect
-
-    from aifbench.analysis import plots
-
-    def reads(build) -> str:  # the builder's source and that of the module functions it calls
-        text = inspect.getsource(build)
-        helpers = [f for n, f in vars(plots).items() if inspect.isfunction(f) and f"{n}(" in text and f is not build]
-        return text + "".join(inspect.getsource(f) for f in helpers)
-
-    builders = {name: build for name, _, build in PLOTS}
-    for d in M.METRICS.values():
-        for plot in d.plots:
-            assert f'"{d.name}"' in reads(builders[plot]) or plot == "energy", (d.name, plot)
-    assert plotted("energy") and all(M.get(m).role == "efficiency" for m in plotted("energy"))

@@ -67,7 +67,7 @@ def test_dry_run_matches_golden(in_process, monkeypatch, tmp_path, golden, args)
     (["nosuchsuite", "--system", "vega-gpu"], "unknown suite 'nosuchsuite'"),
     (["smoke", "--system", "vega-gpu", "--time", "0"], "--time (time_min in a job file) must be >= 1"),
     (["smoke", "--system", "local-slurm", "--wait", "--wait-timeout", "-5"], "--wait-timeout must be > 0"),
-    (["smoke", "--system", "local-slurm", "--telemetry-hz", "-1"], "--telemetry-hz must be >= 0"),
+    (["smoke", "--system", "local-slurm", "--telemetry-hz", "-1"], "telemetry interval must be 0 (off) or 0.001..60 s"),
     (["smoke", "--system", "local-slurm", "--mode", "array", "--array-parallelism", "0"], "--array-parallelism (array_parallelism in a job file) must be >= 1"),
     (["smoke", "--system", "jupiter-booster", "--job-name", "a b"], "job name 'a b' refused"),
     (["smoke", "--system", "jupiter-booster", "--reservation", "r|x"], "--reservation 'r|x' refused"),
