@@ -12,7 +12,7 @@ from aifbench.errors import ConfigError, LaunchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from aifbench.launch.cluster import STATES
+    from aifbench.launch.base import STATES
 
     _register_submit(sub)
     p = sub.add_parser("jobs", help="state of submitted runs (squeue/sacct, bounded)",

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 from aifbench.errors import one_of
 
 if TYPE_CHECKING:
-    from aifbench.launch.base import Launcher
-    from aifbench.launch.cluster import JobInfo
+    from aifbench.launch.base import JobInfo, Launcher
     from aifbench.launch.jobspec import Submission
 
 BACKENDS: dict[str, str] = {

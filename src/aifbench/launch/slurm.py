@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from aifbench.errors import ConfigError, LaunchError
 from aifbench.launch import cluster
-from aifbench.launch.cluster import JobInfo
+from aifbench.launch.base import JobInfo
 from aifbench.launch.jobspec import (LOG_DIR, OPTION_SOURCES, JobRequest, Submission, check_limit, common_fields,
                                     int_opt, option_rows, safe_text)
 from aifbench.launch.submitit_base import SubmititLauncher, python_command, state_from_files, task_plans
