@@ -87,7 +87,7 @@ class Launcher(ABC):
     launch/submitit_base.py (-> launch/slurm.py, launch/submitit_local.py)."""
 
     name: ClassVar[str]
-    """key in launch.BACKENDS / launch.HERE; also Submission.scheduler"""
+    """key in systems.SCHEDULERS (= launch.BACKENDS) or launch.HERE; also Submission.scheduler"""
     label: ClassVar[str]
     """what the runs table records as `launcher`"""
     foreground: ClassVar[bool] = False

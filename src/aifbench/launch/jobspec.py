@@ -207,7 +207,7 @@ def _shown(value: Any) -> str:
 def resolve(system: str | System, options: Mapping[str, Any], env: Mapping[str, str] | None = None,
             device: str | None = None) -> JobRequest:
     """The request of `options` (flags over job file; None = not given) on `system`, resolved
-    by the backend its profile's scheduler names (launch.BACKENDS); ConfigError on bad input.
+    by the backend its profile's scheduler names (systems.SCHEDULERS); ConfigError on bad input.
 
     `device` is the resolved torch device kind for profiles whose node.device is 'auto'.
     """
