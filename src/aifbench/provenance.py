@@ -21,14 +21,16 @@ import aifbench
 
 log = logging.getLogger(__name__)
 
-SLURM_VARS = {
-    "slurm_job_id": "SLURM_JOB_ID",
-    "slurm_step_id": "SLURM_STEP_ID",
-    "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
-    "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
-    "slurm_node_id": "SLURM_NODEID",
-    "slurm_nodelist": "SLURM_JOB_NODELIST",
+JOB_VARS: dict[str, tuple[str, ...]] = {
+    "job_id": ("SLURM_JOB_ID",),
+    "job_step": ("SLURM_STEP_ID",),
+    "array_job_id": ("SLURM_ARRAY_JOB_ID",),
+    "array_task_id": ("SLURM_ARRAY_TASK_ID",),
+    "node_index": ("SLURM_NODEID",),
+    "job_nodes": ("SLURM_JOB_NODELIST",),
 }
+"""runs-table job column -> the scheduler variables it is read from, first set wins (a scheduler
+whose jobs set other variables adds them here)"""
 
 
 ENVIRONMENT_VARS = {
@@ -170,7 +172,7 @@ def collect(device: str, env: Mapping[str, str] | None = None) -> Provenance:
         "aifbench_version": aifbench.__version__,
         "git_commit": git_commit(),
     }
-    row.update({col: env.get(var) for col, var in SLURM_VARS.items()})
+    row.update({col: next((env[v] for v in names if v in env), None) for col, names in JOB_VARS.items()})
     row.update(software_environment(env))
     row.update(device_info(device))
     return Provenance(node=row["node"], device=device, device_name=row["device_name"],
