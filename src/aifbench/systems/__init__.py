@@ -278,6 +278,8 @@ def load_system(name_or_path: str) -> System:
 
 def parse_system(raw: Mapping[str, Any], where: str) -> System:
     """Validate a profile dictionary (as read from TOML) into a System (aifbench.typed_toml)."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("scheduler"), str):  # before its table is an unknown key
+        _scheduler(f"{where}: scheduler" if where else "scheduler", raw["scheduler"])
     classes = {name: cls for name, s in SCHEDULERS.items() if (cls := s.table_class()) is not None}
     tables = {name: _table(name, cls, raw[name], where) for name, cls in classes.items()
               if isinstance(raw, Mapping) and name in raw}
