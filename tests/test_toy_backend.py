@@ -20,6 +20,7 @@ from aifbench.errors import ConfigError
 from aifbench.launch.base import CaseDone, JobInfo, Launcher
 from aifbench.launch.jobspec import JobRequest, Submission, TaskRecord, common_fields, int_opt
 from aifbench.plan import Plan
+from aifbench.results import schema
 from aifbench.systems import SCHEDULERS, SchedulerTable, System, load_system, register
 from aifbench.typed_toml import spec
 
@@ -125,6 +126,16 @@ def profile(tmp_path, toy) -> Path:
     path = tmp_path / "toybox.toml"
     path.write_text(PROFILE)
     return path
+
+
+def test_a_backend_fills_the_job_columns_through_the_neutral_variables():
+    """The runs table's job columns (schema v2) read AIFBENCH_* first, then Slurm's."""
+    from aifbench.provenance import job_ids
+
+    toy_job = job_ids({"AIFBENCH_JOB_ID": "toy-1", "AIFBENCH_NODE_INDEX": "0", "SLURM_JOB_ID": "9"})
+    assert (toy_job["job_id"], toy_job["node_index"], toy_job["array_task_id"]) == ("toy-1", "0", None)
+    assert job_ids({"SLURM_JOB_ID": "9", "SLURM_ARRAY_TASK_ID": "3"})["job_id"] == "9"
+    assert set(job_ids({})) == {c for c in schema.RUNS_TABLE.names if c in schema.RENAMED.values()}
 
 
 def test_the_package_names_no_toy():

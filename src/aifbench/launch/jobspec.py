@@ -273,7 +273,7 @@ def safe_text(what: str, value: Any) -> str:
 @dataclass
 class TaskRecord:
     job_id: str
-    """Slurm job id, '<array id>_<index>' for array tasks, or submitit's local id"""
+    """the scheduler's job id (Slurm: '<array id>_<index>' for array tasks; submitit's local id)"""
     part: str
     """shard part it writes: 'main', 'a<i>', or 'p' (packed: one part 'p<task>' per task)"""
     case_indices: list[int]
