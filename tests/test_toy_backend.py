@@ -91,9 +91,13 @@ class ToyLauncher(Launcher):
 
 # --- its registration, and a site's profile -------------------------------------------------
 
-@pytest.fixture
-def toy():
-    register("toy", ToyLauncher, ToyTable)
+@pytest.fixture(params=["classes", "names"])
+def toy(request):
+    """Registered by its classes, or by 'module:Class' names (imported only when first needed)."""
+    if request.param == "classes":
+        register("toy", ToyLauncher, ToyTable)
+    else:
+        register("toy", f"{__name__}:ToyLauncher", f"{__name__}:ToyTable")
     yield
     del SCHEDULERS["toy"]
 
@@ -155,12 +159,12 @@ def test_a_registered_backend_parses_its_own_profile_table(profile):
 
 
 def test_an_unregistered_backend_is_refused_by_name(profile):
-    del SCHEDULERS["toy"]
+    entry = SCHEDULERS.pop("toy")
     try:
         with pytest.raises(ConfigError, match="scheduler: 'toy' not allowed; allowed: slurm, local"):
             load_system(str(profile))
     finally:
-        register("toy", ToyLauncher, ToyTable)
+        SCHEDULERS["toy"] = entry
 
 
 def _write(path: Path, text: str) -> Path:

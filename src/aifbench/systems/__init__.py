@@ -160,8 +160,12 @@ class Scheduler:
     """the dataclass of its profile table [NAME] (NAME: its key in SCHEDULERS), or 'module:Class',
     a subclass of SchedulerTable; None when the backend reads no table"""
 
-    def table_class(self) -> type[SchedulerTable] | None:
-        return load_spec(self.table) if isinstance(self.table, str) else self.table
+    def table_class(self) -> type[SchedulerTable]:
+        """The table's dataclass (imported now when named by 'module:Class')."""
+        if self.table is None:
+            raise ConfigError("this scheduler backend reads no profile table")
+        cls: type[SchedulerTable] = load_spec(self.table)
+        return cls
 
 
 SCHEDULERS: dict[str, Scheduler] = {
@@ -280,13 +284,14 @@ def parse_system(raw: Mapping[str, Any], where: str) -> System:
     """Validate a profile dictionary (as read from TOML) into a System (aifbench.typed_toml)."""
     if isinstance(raw, Mapping) and isinstance(raw.get("scheduler"), str):  # before its table is an unknown key
         _scheduler(f"{where}: scheduler" if where else "scheduler", raw["scheduler"])
-    classes = {name: cls for name, s in SCHEDULERS.items() if (cls := s.table_class()) is not None}
-    tables = {name: _table(name, cls, raw[name], where) for name, cls in classes.items()
+    tabled = [name for name, s in SCHEDULERS.items() if s.table is not None]
+    # a table's class is imported only when a profile has that table
+    tables = {name: _table(name, SCHEDULERS[name].table_class(), raw[name], where) for name in tabled
               if isinstance(raw, Mapping) and name in raw}
     envt = parse_environment(raw.get("environment", {}), where) if isinstance(raw, Mapping) else Environment()
-    system = build(System, raw, where, skip=(*classes, "environment"),
+    system = build(System, raw, where, skip=(*tabled, "environment"),
                    given={"tables": tables, "path": where, "environment": envt})
-    if system.scheduler in classes and system.table is None:
+    if system.scheduler in tabled and system.table is None:
         raise ConfigError(f"{where}: scheduler {system.scheduler!r} needs a [{system.scheduler}] table")
     return system
 
