@@ -85,6 +85,29 @@ def test_an_export_of_a_v1_store_arrives_as_the_current_version(v1_store, tmp_pa
     assert list(runs["job_id"]) == [w[1] for w in WANT] and set(runs["schema_version"]) == {SCHEMA_VERSION}
 
 
+def test_a_v1_bundle_is_imported_by_the_new_column_names(v1_store, tmp_path):
+    """A bundle an older aifbench exported: its columns by the v1 names, labelled version 1."""
+    from aifbench.analysis.data import load_runs
+    from aifbench.analysis.exchange import export_shards, import_bundle
+
+    bundle = tmp_path / "b.parquet"
+    export_shards(store.find_shards([v1_store]), bundle)
+    t = pq.read_table(bundle)
+    old = {new: o for o, new in schema.RENAMED.items()}
+    t = t.rename_columns([old.get(c, c) for c in t.column_names])
+    t = t.set_column(t.schema.get_field_index("schema_version"), "schema_version",
+                     pa.array([1] * t.num_rows, t.schema.field("schema_version").type))
+    assert "slurm_job_id" in t.column_names and "job_id" not in t.column_names
+    footer = pq.read_metadata(bundle).metadata
+    v1 = tmp_path / "v1.parquet"
+    with pq.ParquetWriter(v1, t.schema) as writer:
+        writer.write_table(t)
+        writer.add_key_value_metadata({k: v for k, v in footer.items() if k != b"ARROW:schema"})
+    import_bundle(v1, tmp_path / "in")
+    runs = load_runs([tmp_path / "in"]).tables["runs"].sort_values("rank")
+    assert list(runs["job_id"]) == [w[1] for w in WANT] and set(runs["schema_version"]) == {SCHEMA_VERSION}
+
+
 def test_the_committed_reference_runs_are_a_v1_store_and_read_whole():
     assert "slurm_job_id" in pq.read_schema(next(REFERENCE.glob("runs.*.parquet"))).names
     res = store.load([REFERENCE])

@@ -6,6 +6,11 @@
     sys.node.gpu_sku                  -> 'gh200-96gb' (a key of aifbench/hardware/catalog.toml)
     sys.queue("booster").max_nodes    -> the partition's node limit, or None when unknown
 
+A profile's `scheduler` names a backend of SCHEDULERS (the one table of scheduler backends:
+each entry names its launcher and the dataclass of its profile table, a SchedulerTable
+subclass); the profile's [NAME] table of that backend is parsed by it ([slurm]: SlurmDefaults)
+and becomes System.tables[NAME]; System.queue reads the partitions of whichever backend.
+
 A profile holds public facts only: scheduler defaults, node hardware, environment set-up and
 NCCL variables, each with its source and a list of what could not be confirmed. Private
 values (account, reservation) come from the user: a flag or AIFBENCH_ACCOUNT /
