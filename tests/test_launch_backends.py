@@ -23,7 +23,9 @@ def _trees():
 
 
 def test_profile_schedulers_are_the_backend_table():
-    assert set(SCHEDULERS) == set(launch.BACKENDS)
+    """One table: what a profile's `scheduler` may name is what `aifbench submit` can launch."""
+    assert launch.BACKENDS is SCHEDULERS
+    assert set(SCHEDULERS) == {"slurm", "local"}
 
 
 @pytest.mark.parametrize("key", [*launch.BACKENDS, *launch.HERE])
@@ -69,9 +71,10 @@ def test_nothing_branches_on_a_scheduler_name():
     assert found == []
 
 
-@pytest.mark.parametrize("module", ["cli/run.py", "cli/slurm.py"])
+@pytest.mark.parametrize("module", ["cli/run.py", "cli/jobs.py", "cli/slurm.py"])
 def test_cli_reaches_launchers_through_the_interface_only(module):
-    backends = {spec.partition(":")[0] for spec in [*launch.BACKENDS.values(), *launch.HERE.values()]}
+    specs = [*(s.launcher for s in SCHEDULERS.values()), *launch.HERE.values()]
+    backends = {spec.partition(":")[0] for spec in specs if isinstance(spec, str)}
     backends |= {"aifbench.launch.submitit_base", "aifbench.launch.collect"}
     tree = ast.parse((SRC / module).read_text(encoding="utf-8"))
     used = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

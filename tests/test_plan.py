@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aifbench.cli import build_parser, main
-from aifbench.cli.slurm import build_submission
+from aifbench.cli.jobs import build_submission
 from aifbench.config import Case, load_suite
 from aifbench.errors import ConfigError
 from aifbench.plan import Plan, build_plan

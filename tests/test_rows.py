@@ -11,7 +11,7 @@ from aifbench.benchmarks import registry
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, param
 from aifbench.config import load_suite
 from aifbench.launch import collect
-from aifbench.launch.cluster import JobInfo
+from aifbench.launch.base import JobInfo
 from aifbench.launch.jobspec import Submission
 from aifbench.plan import Plan, build_plan
 from aifbench.results import rows, schema

@@ -63,16 +63,35 @@ def test_newer_schema_is_refused():
 
 
 def test_older_schema_goes_through_the_migration_chain(monkeypatch):
-    old = pd.DataFrame([metric_row(schema_version=SCHEMA_VERSION - 1)]).drop(columns=["detail"])
+    """A 'version 0' frame (there was none: no migration) goes 0 -> 1 (patched in) -> 2 (v1 -> v2)."""
+    assert 0 not in schema.MIGRATIONS and set(schema.MIGRATIONS) == set(range(1, SCHEMA_VERSION))
+    old = pd.DataFrame([metric_row(schema_version=0)]).drop(columns=["detail"])
     with pytest.raises(SchemaError, match="no migration"):
         schema.validate("metrics", old)
 
     def upgrade(table, df):
         return df.assign(schema_version=df["schema_version"] + 1, detail="migrated")
 
-    monkeypatch.setitem(schema.MIGRATIONS, SCHEMA_VERSION - 1, upgrade)
+    monkeypatch.setitem(schema.MIGRATIONS, 0, upgrade)
     out = schema.validate("metrics", old)
     assert out.loc[0, "detail"] == "migrated" and out.loc[0, "schema_version"] == SCHEMA_VERSION
+
+
+def test_v1_job_columns_take_their_scheduler_neutral_names():
+    """v2 renamed the runs table's slurm_* columns; a v1 frame is migrated, its values kept."""
+    assert set(schema.RENAMED.values()) <= set(schema.RUNS_TABLE.names)
+    assert not [c for c in schema.RUNS_TABLE.names if c.startswith("slurm_")]
+    current = schema.empty("runs").columns
+    v1 = {c: None for c in current if c not in schema.RENAMED.values()}
+    v1.update(schema_version=1, run_id="r", rank=0, world_size=2, task="main", suite="s", system="x", launcher="slurm",
+              status="ok", started_utc="2026-01-01T00:00:00Z", config="{}", config_hash="h", node="n1", platform="p",
+              device="cpu", device_name="cpu", torch_version="2", python_version="3", aifbench_version="0.1.0",
+              slurm_job_id="12", slurm_step_id="0", slurm_array_job_id="11", slurm_array_task_id="3",
+              slurm_node_id="1", slurm_nodelist="n[1-2]")
+    out = schema.validate("runs", pd.DataFrame([v1]))
+    row = out.iloc[0]
+    assert (row["schema_version"], row["job_id"], row["job_step"], row["array_job_id"], row["array_task_id"],
+            row["node_index"], row["job_nodes"]) == (SCHEMA_VERSION, "12", "0", "11", "3", "1", "n[1-2]")
 
 
 def test_reference_is_generated_from_the_code():

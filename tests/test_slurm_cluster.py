@@ -12,7 +12,8 @@ import pytest
 
 from aifbench.errors import ConfigError
 from aifbench.launch import cluster
-from aifbench.launch.cluster import JobInfo, NodeInfo, PartitionInfo
+from aifbench.launch.base import JobInfo
+from aifbench.launch.cluster import NodeInfo, PartitionInfo
 
 # recorded with the formats in cluster.py on scripts/local-slurm.sh's cluster
 SINFO_PARTITIONS = "debug|up|2|1:00:00|1-infinite|n[1-2]|debug*\n"

@@ -78,9 +78,9 @@ def test_smoke_suite_on_one_node(aifbench_cli, tmp_path):
     assert len(statuses) == len(json.loads((run_dir / "plan.json").read_text())["suite_cases"])
     assert set(statuses) <= {"ok", "skipped"} and (statuses == "ok").sum() >= 5
     run = res.runs.iloc[0]
-    assert (run.launcher, run.system, run.partition, run.slurm_job_id) == ("slurm", "local-slurm", "debug",
+    assert (run.launcher, run.system, run.partition, run.job_id) == ("slurm", "local-slurm", "debug",
                                                                             record.jobs[0].job_id)
-    assert run.slurm_nodelist in ("n1", "n2")
+    assert run.job_nodes in ("n1", "n2")
     import pyarrow.parquet as pq  # the software environment the job asked for, recorded by the rank itself
 
     (runs_file,) = run_dir.glob("runs*.parquet")
@@ -98,7 +98,7 @@ def test_collective_across_two_nodes_with_gloo(aifbench_cli, tmp_path):
     m = res.metrics
     assert set(m["rank"]) == {0, 1} and set(m["world_size"]) == {2} and set(m["status"]) == {"ok"}
     assert {"busbw_gbps", "algbw_gbps"} <= set(m[m["rank"] == 1]["metric"])
-    assert sorted(res.runs["slurm_node_id"]) == ["0", "1"] and set(res.runs["slurm_nodelist"]) == {"n[1-2]"}
+    assert sorted(res.runs["node_index"]) == ["0", "1"] and set(res.runs["job_nodes"]) == {"n[1-2]"}
 
 
 def test_four_point_sweep_as_one_job_array(aifbench_cli, tmp_path):
@@ -112,7 +112,7 @@ def test_four_point_sweep_as_one_job_array(aifbench_cli, tmp_path):
     for i in range(4):  # every array task wrote its own shard with its own case
         assert len(_cases(run_dir, f"a{i}")) == 1
     assert load([run_dir]).metrics["case_id"].nunique() == 4
-    assert set(load([run_dir]).runs["slurm_array_task_id"]) == {"0", "1", "2", "3"}
+    assert set(load([run_dir]).runs["array_task_id"]) == {"0", "1", "2", "3"}
     jobs = aifbench_cli("jobs", run_dir.name)
     assert jobs.stdout.count("COMPLETED") == 4, jobs.stdout
 

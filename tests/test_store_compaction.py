@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from aifbench import SCHEMA_VERSION
 from tests._analysis_data import RunSpec, gemm, membw, write_run
 from aifbench.results import compact, layout, store
 from aifbench.results.store import ShardWriter
@@ -196,14 +197,15 @@ def test_foreign_newer_and_duplicate_shards_are_named_and_not_counted(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
     t = pa.Table.from_pandas(newer, preserve_index=False)
-    t = t.set_column(t.schema.get_field_index("schema_version"), "schema_version", pa.array([2] * len(newer)))
+    t = t.set_column(t.schema.get_field_index("schema_version"), "schema_version",
+                     pa.array([SCHEMA_VERSION + 1] * len(newer)))
     pq.write_table(t, run_dir / "metrics.rank00008.main.parquet")
     runs1 = good.runs[good.runs["rank"] == 1]
     store.write_shard(run_dir / "runs.rank000001.main.parquet", "runs", runs1)  # rank 1 present twice
     res = store.load([run_dir])
     why = {p.name: w for p, w in res.skipped}
     assert "belongs to run 20260101T000000Z-other-ffffff" in why["metrics.rank00007.main.parquet"]
-    assert "schema version 2 is newer" in why["metrics.rank00008.main.parquet"]
+    assert f"schema version {SCHEMA_VERSION + 1} is newer" in why["metrics.rank00008.main.parquet"]
     twice = [w for w in why.values() if "present twice" in w]
     assert len(twice) == 1 and "runs.rank000001.main.parquet" in twice[0] and "runs.rank00001.main.parquet" in twice[0]
     assert len(res.metrics) == len(good.metrics) and len(res.runs) == len(good.runs)
