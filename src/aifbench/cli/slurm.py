@@ -26,7 +26,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
     _positive("--timeout", args.timeout)
     if not cluster.slurm_available():
-        raise LaunchError("no Slurm here (sinfo not found); see scripts/local-slurm.sh for a local cluster")
+        raise LaunchError("no Slurm here (sinfo not found); see scripts/ci/local-slurm.sh for a local cluster")
     parts, nodes = cluster.partitions(args.timeout), cluster.nodes(args.timeout)
     from aifbench.cli.output import Col, emit
 
