@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one script to run whenever a GPU is at hand: on one GPU, in under 8 minutes,
-#   1. the GPU tests (pytest -m gpu with AIFBENCH_TEST_GPU=1, tests/test_gpu.py),
+#   1. the GPU tests (pytest -m gpu with AIFBENCH_TEST_GPU=1, tests/e2e/test_gpu.py),
 #   2. a short acceptance subset (scripts/gpu-check.toml: GEMM bf16/fp8 with burst and the harness
 #      A/B interval, triad, pinned host link, small llm_train and llm_infer, telemetry overhead),
 #   3. the GEMM cases once more (two consecutive runs: does harness_overhead_pct agree?), sampling

@@ -40,7 +40,7 @@ def require_nodes(what: str, ok: Callable[[list[str]], bool], *sinfo_args: str) 
     if not problem and ok(usable):
         return
     message = (f"local Slurm cluster absent ({problem or f'{what} not up: {states}'}); "
-               f"start it with: scripts/local-slurm.sh start")
+               f"start it with: scripts/ci/local-slurm.sh start")
     if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("CI", "AIFBENCH_REQUIRE_SLURM")):
         pytest.fail(message)
     pytest.skip(message)

@@ -4,4 +4,4 @@ Importing this package is cheap: it never imports torch.cuda, pynvml, submitit o
 """
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2

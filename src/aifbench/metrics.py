@@ -6,7 +6,7 @@ Every metric is defined here, none at import time of a benchmark, so analysis (c
 validate) knows every unit and direction without importing torch or the benchmarks.
 
 What a metric IS is declared in its `define(...)` and nowhere else (MetricDef's traits: role,
-scope, additive, derivation, per_power, over_segments, plots, region); compare, samples, the
+scope, additive, derivation, per_power, over_segments, plots, label, region); compare, samples, the
 telemetry report, efficiency, region merging and the report's plots read them through `names()`
 and `is_merit()` instead of keeping lists of names.
 """
@@ -69,7 +69,10 @@ class MetricDef:
     over_segments: OverSegments = "by_stat"
     """window metrics: how a region's segments merge"""
     plots: tuple[str, ...] = ()
-    """the report plots (aifbench.analysis.plots.PLOTS names) that draw this metric by name"""
+    """the report plots (aifbench.analysis.plots.PLOTS names) that draw this metric: a plot draws
+    every metric whose trait names it, a panel or line each, and names no metric itself"""
+    label: str = ""
+    """plain words for the plots' axes and titles (default: the name, underscores as spaces)"""
     region: str = MAIN
     """window and per_power metrics: the timed region whose window they come from"""
     base: str = ""
@@ -83,6 +86,8 @@ class MetricDef:
             assert value in get_args(allowed), f"metric {self.name!r}: {value!r} not one of {get_args(allowed)}"
         if not self.base:
             object.__setattr__(self, "base", self.name)
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " "))
 
     @property
     def merit(self) -> bool:
@@ -154,27 +159,32 @@ define("itl_s", "s", False, "inter-token latency: time between consecutive gener
 define("tflops", "TFLOP/s", True, "useful FLOPs of the operation / median time, in 1e12 FLOP/s (GEMM: 2*M*N*K); "
        "GEMM: the sustained figure, timed after warmup_s of settling at the clocks and power the device holds "
        "(its clocks and power: sm_clock_mean_mhz, power_mean_w); a burst from idle is burst_tflops",
-       role="throughput", derivation="from_time", additive=True, plots=("gemm", "roofline"))
+       role="throughput", derivation="from_time", additive=True, plots=("gemm", "roofline"),
+       label="GEMM throughput")
 define("gbps", "GB/s", True, "bytes read + bytes written / median time, in 1e9 B/s",
-       role="throughput", derivation="from_time", additive=True, plots=("bandwidth", "roofline"))
+       role="throughput", derivation="from_time", additive=True, plots=("bandwidth", "roofline"),
+       label="memory bandwidth")
 define("algbw_gbps", "GB/s", True, "nccl-tests algorithm bandwidth: message size S / median time, in 1e9 B/s",
        role="throughput", derivation="from_time")
 define("busbw_gbps", "GB/s", True, "nccl-tests bus bandwidth: algbw * 2(n-1)/n (all_reduce), *(n-1)/n (all_gather, reduce_scatter, all_to_all), *1 (broadcast, reduce, send/recv)",
-       role="throughput", derivation="from_time", plots=("busbw",))
+       role="throughput", derivation="from_time", plots=("busbw",), label="bus bandwidth")
 define("tokens_per_s", "tokens/s", True, "tokens processed per second of the timed region (training: global batch tokens / step time)",
-       role="throughput", derivation="from_time", additive=True, scope="job", plots=("training",))
+       role="throughput", derivation="from_time", additive=True, scope="job", plots=("training",),
+       label="training throughput")
 define("tokens_per_s_per_device", "tokens/s", True, "tokens_per_s divided by the number of devices",
-       role="throughput", derivation="from_time", additive=True, plots=("training",))
+       role="throughput", derivation="from_time", additive=True, plots=("training",),
+       label="training throughput per GPU")
 define("prefill_tokens_per_s", "tokens/s", True, "prompt tokens (batch x prompt length) / prefill time",
        role="throughput", derivation="from_time", additive=True, scope="job")
 define("decode_tokens_per_s", "tokens/s", True, "generated tokens across the batch / decode time",
-       role="throughput", derivation="from_time", additive=True, scope="job", plots=("decode",))
+       role="throughput", derivation="from_time", additive=True, scope="job", plots=("decode",),
+       label="decode throughput")
 define("decode_tokens_per_s_per_seq", "tokens/s", True, "decode_tokens_per_s / batch size",
        role="throughput", derivation="from_time")
 define("model_tflops_per_device", "TFLOP/s", True, "model FLOPs per token x tokens/s per device, in 1e12 FLOP/s",
        role="throughput", derivation="from_time", additive=True)
 define("mfu_pct", "%", True, "model FLOPs utilisation: model FLOPs per token x tokens/s per device / bf16 dense peak; FLOPs per token = 6*N(non-embedding) + 12*L*d_attn*T (PaLM appendix B); recomputation not counted",
-       role="score", derivation="from_time", plots=("training",))
+       role="score", derivation="from_time", plots=("training",), label="model FLOPs utilisation")
 define("hbm_gbps", "GB/s", True, "achieved HBM bandwidth during decode: (weight bytes + KV-cache bytes read per step) / step time",
        role="throughput", derivation="from_time")
 # --- memory, model sanity -------------------------------------------------------------------
@@ -197,13 +207,15 @@ define("sm_clock_mean_mhz", "MHz", True, "mean SM clock over the timed window",
 define("temperature_max_c", "C", False, "highest GPU temperature in the timed window",
        role="reading", derivation="window")
 define("tflops_per_w", "TFLOP/s/W", True, "tflops / power_mean_w",
-       role="efficiency", derivation="per_power", per_power=PerPower(("tflops", "model_tflops_per_device"), recomputed_from="tflops"), plots=("energy",))
+       role="efficiency", derivation="per_power", per_power=PerPower(("tflops", "model_tflops_per_device"), recomputed_from="tflops"), plots=("energy",),
+       label="GEMM energy efficiency")
 define("gbps_per_w", "GB/s/W", True, "gbps / power_mean_w",
-       role="efficiency", derivation="per_power", per_power=PerPower(("gbps", "busbw_gbps"), recomputed_from="gbps"), plots=("energy",))
+       role="efficiency", derivation="per_power", per_power=PerPower(("gbps", "busbw_gbps"), recomputed_from="gbps"), plots=("energy",),
+       label="bandwidth per watt")
 define("tokens_per_j", "tokens/J", True, "tokens per second of this device (tokens_per_s_per_device where emitted) / power_mean_w of its own region's window: tokens per joule",
        # per device first: llm_train's tokens_per_s counts every rank's tokens, the power is one GPU's
        role="efficiency", derivation="per_power", per_power=PerPower(("tokens_per_s_per_device", "tokens_per_s")),
-       plots=("energy",))
+       plots=("energy",), label="tokens per joule")
 # --- partition kernels ----------------------------------------------------------------------
 define("bare_loop_tflops", "TFLOP/s", True,
        "GEMM FLOPs / time per call of the operation called directly (torch.matmul(a, b); fp8: "

@@ -21,14 +21,21 @@ import aifbench
 
 log = logging.getLogger(__name__)
 
-SLURM_VARS = {
-    "slurm_job_id": "SLURM_JOB_ID",
-    "slurm_step_id": "SLURM_STEP_ID",
-    "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
-    "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
-    "slurm_node_id": "SLURM_NODEID",
-    "slurm_nodelist": "SLURM_JOB_NODELIST",
+JOB_VARS: dict[str, tuple[str, ...]] = {
+    "job_id": ("AIFBENCH_JOB_ID", "SLURM_JOB_ID"),
+    "job_step": ("AIFBENCH_JOB_STEP", "SLURM_STEP_ID"),
+    "array_job_id": ("AIFBENCH_ARRAY_JOB_ID", "SLURM_ARRAY_JOB_ID"),
+    "array_task_id": ("AIFBENCH_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_ID"),
+    "node_index": ("AIFBENCH_NODE_INDEX", "SLURM_NODEID"),
+    "job_nodes": ("AIFBENCH_JOB_NODES", "SLURM_JOB_NODELIST"),
 }
+"""runs-table job column -> the variables it is read from, the first one set wins: a scheduler
+backend whose jobs do not set Slurm's exports the AIFBENCH_* ones in its job script"""
+
+
+def job_ids(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Which job, array task, step and node of the scheduler's this rank ran in (JOB_VARS)."""
+    return {col: next((env[v] for v in names if v in env), None) for col, names in JOB_VARS.items()}
 
 
 ENVIRONMENT_VARS = {
@@ -170,7 +177,7 @@ def collect(device: str, env: Mapping[str, str] | None = None) -> Provenance:
         "aifbench_version": aifbench.__version__,
         "git_commit": git_commit(),
     }
-    row.update({col: env.get(var) for col, var in SLURM_VARS.items()})
+    row.update(job_ids(env))
     row.update(software_environment(env))
     row.update(device_info(device))
     return Provenance(node=row["node"], device=device, device_name=row["device_name"],

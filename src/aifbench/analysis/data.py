@@ -45,7 +45,7 @@ HEADLINE_STATS = ("median", "value", "p50", "mean", "max")
 ANALYSIS_STATS = HEADLINE_STATS
 UNREAD_COLUMNS = ("started_utc", "ended_utc", "detail")
 SAMPLES_MAX_RANKS = 256
-RUNS_UNREAD = ("platform", "cpu_model", "slurm_nodelist", "modules", "container", "environment")
+RUNS_UNREAD = ("platform", "cpu_model", "job_nodes", "modules", "container", "environment")
 """provenance text no analysis reads (the effective configuration, kilobytes a rank, is read
 dictionary-encoded: once per distinct text)"""
 

@@ -1,9 +1,10 @@
 """The report's plots: each builder takes headline rows and returns a Figure, or None and why.
 
-Builders read metrics, not benchmark internals: a plot appears when its metric is in the
-selection (GEMM tflops, membw gbps, busbw_gbps, mfu_pct, decode_tokens_per_s, per-watt
-figures), so a plug-in benchmark that emits the same metric shows up too. Every point is the
-median over ranks and runs of one (series, case); series are systems (reference runs marked).
+Builders name no metric: each draws the metrics whose `plots` trait (aifbench.metrics) names
+it, a panel (or line) each, with the words of their `label` trait and the unit of their
+definition. A plot appears when one of its metrics is in the selection, so a plug-in benchmark
+that emits the same metric, or a new metric defined with the trait, shows up too. Every point is
+the median over ranks and runs of one (series, case); series are systems (reference runs marked).
 Figures are matplotlib `Figure` objects rendered with the Agg canvas: no pyplot global state.
 A system keeps its colour in every plot: `h.attrs["palette"]` (set by palette()) maps series
 to colours.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,9 @@ def palette(series) -> dict[str, str]:
     names = sorted({str(x) for x in series})
     cmap = "tab10" if len(names) <= 10 else "tab20"
     from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
 
-    colors = colormaps[cmap].colors
+    colors = np.asarray(cast(ListedColormap, colormaps[cmap]).colors, dtype=float)  # tab10 / tab20: listed
     return {n: "#%02x%02x%02x" % tuple(int(255 * c) for c in colors[i % len(colors)][:3]) for i, n in enumerate(names)}
 
 
@@ -55,21 +57,44 @@ def plotted(plot: str) -> tuple[str, ...]:
     return tuple(d.name for d in metric_dict.METRICS.values() if plot in d.plots)
 
 
-READABLE = {
-    "tflops": "GEMM throughput", "gbps": "memory bandwidth", "busbw_gbps": "bus bandwidth",
-    "mfu_pct": "model FLOPs utilisation", "tokens_per_s": "training throughput",
-    "tokens_per_s_per_device": "training throughput per GPU", "decode_tokens_per_s": "decode throughput",
-    "tflops_per_w": "GEMM energy efficiency", "gbps_per_w": "bandwidth per watt",
-    "tokens_per_j": "tokens per joule",
-}
-"""plain words for the metrics the plots draw (the name stays beside them, for `aifbench schema`)"""
+def words(metric: str) -> str:
+    """The metric's plain words (its `label` trait; an unknown name with spaces for underscores)."""
+    d = metric_dict.METRICS.get(metric)
+    return d.label if d is not None else metric.replace("_", " ")
 
 
-def axis_label(metric: str) -> str:
-    """'GEMM energy efficiency (TFLOP/s/W)': readable words and the metric dictionary's unit."""
+def axis_label(metric: str, qualifier: str = "") -> str:
+    """'GEMM energy efficiency (TFLOP/s/W)': readable words (and `qualifier`, e.g. ', best shape')
+    and the metric dictionary's unit."""
     unit = metric_dict.METRICS[metric].unit if metric in metric_dict.METRICS else ""
-    words = READABLE.get(metric, metric.replace("_", " "))
-    return f"{words} ({unit})" if unit and unit not in ("1", "") else words
+    text = words(metric) + qualifier
+    return f"{text} ({unit})" if unit and unit not in ("1", "") else text
+
+
+def _title(metric: str, tail: str) -> str:
+    """'Memory bandwidth vs size': the metric's words, capitalised, and what the panel shows them by."""
+    w = words(metric)
+    return f"{w[:1].upper()}{w[1:]} {tail}"
+
+
+def _any(plot: str) -> str:
+    """'metric gbps' / 'metrics a, b': what a plot would draw, for its note when nothing is there."""
+    ms = plotted(plot)
+    return f"metric{'s' if len(ms) > 1 else ''} {', '.join(ms)}"
+
+
+def _with_param(h: pd.DataFrame, plot: str, column: str, keys: tuple[str, ...]) -> list[tuple[str, pd.DataFrame]]:
+    """(metric, its rows with `column` from case parameter `keys`) for each metric plotted in
+    `plot` that has rows carrying that parameter, in definition order; ops and shapes added."""
+    out = []
+    for metric in plotted(plot):
+        r = _rows(h, metric)
+        r = r.assign(**{column: [_param(p, keys) for p in r["p"]]}, op=[_param(p, OP_KEYS) or "" for p in r["p"]],
+                     shape=[_param(p, SHAPE_KEYS) or "" for p in r["p"]])
+        r = r[r[column].notna()]
+        if len(r):
+            out.append((metric, r))
+    return out
 
 
 def _zero_based(ax) -> None:
@@ -78,9 +103,8 @@ def _zero_based(ax) -> None:
         ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1e-12))
 
 
-def _rows(h: pd.DataFrame, metric: str, benchmark: str | None = None) -> pd.DataFrame:
-    r = h[h["metric"] == metric]
-    return r[r["benchmark"] == benchmark] if benchmark else r
+def _rows(h: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return h[h["metric"] == metric]
 
 
 def _figure(ncols: int = 1, nrows: int = 1, width: float = 7.5, height: float = 4.2):
@@ -181,17 +205,19 @@ def _lines(ax, df: pd.DataFrame, x: str, series: list[str], ylabel: str, xlabel:
 
 
 def gemm(h: pd.DataFrame) -> tuple[Figure | None, str]:
-    r = _rows(h, "tflops", "gemm")
-    r = r.assign(dtype=[p.get("dtype", "?") for p in r["p"]])
-    if not len(r):
-        return None, "no GEMM results (benchmark gemm, metric tflops) in the selection"
-    per_case = r.groupby(["series", "dtype", "case_key"])["value"].median()
-    best = per_case.groupby(["dtype", "series"]).max().unstack("series")
-    fig, ax = _figure()
-    _bars(ax[0, 0], best, "GEMM throughput, best shape (TFLOP/s)", h.attrs.get("palette"), peaks=_peaks(r, "dtype"))
-    if ax[0, 0].get_yscale() == "linear":  # room above the highest peak line for the legend
-        ax[0, 0].set_ylim(top=ax[0, 0].get_ylim()[1] * 1.15)
-    ax[0, 0].set_title("GEMM TFLOP/s by dtype")
+    """A panel per metric plotted in "gemm": bars of the best shape per dtype and system."""
+    parts = [(m, r.assign(dtype=[p.get("dtype", "?") for p in r["p"]]))
+             for m in plotted("gemm") if len(r := _rows(h, m))]
+    if not parts:
+        return None, f"no GEMM results ({_any('gemm')}) in the selection"
+    fig, ax = _panels(len(parts), width=7.5, height=4.2, per_row=2)
+    for axis, (metric, r) in zip(ax.flat, parts):
+        per_case = r.groupby(["series", "dtype", "case_key"])["value"].median()
+        best = per_case.groupby(["dtype", "series"]).max().unstack("series")
+        _bars(axis, best, axis_label(metric, ", best shape"), h.attrs.get("palette"), peaks=_peaks(r, "dtype"))
+        if axis.get_yscale() == "linear":  # room above the highest peak line for the legend
+            axis.set_ylim(top=axis.get_ylim()[1] * 1.15)
+        axis.set_title(_title(metric, "by dtype"))
     return fig, ("bars: the best matrix shape per dtype and system (median over repeats, ranks and runs); "
                  "dashed: the datasheet dense peak from the hardware catalog")
 
@@ -205,63 +231,69 @@ def _peaks(rows: pd.DataFrame, by: str) -> dict:
 
 
 def membw(h: pd.DataFrame) -> tuple[Figure | None, str]:
-    r = _rows(h, "gbps")
-    r = r.assign(size=[_param(p, SIZE_KEYS) for p in r["p"]], op=[_param(p, OP_KEYS) or "" for p in r["p"]])
-    r = r[r["size"].notna()]
-    if not len(r):
-        return None, "no memory bandwidth results (metric gbps with a size parameter) in the selection"
-    fig, ax = _figure()
-    _lines(ax[0, 0], r, "size", ["series", "benchmark", "op"], "memory bandwidth (GB/s, 1e9 B/s)",
-           "array size (bytes)", h.attrs.get("palette"), peaks=_peaks(r, "series"))
-    ax[0, 0].set_title("Memory bandwidth vs size")
-    return fig, ("median GB/s per array size; one line per system, benchmark and operation; dashed: the "
-                 "datasheet HBM peak")
+    """A panel per metric plotted in "bandwidth": lines over the array size, datasheet peaks dashed."""
+    parts = _with_param(h, "bandwidth", "size", SIZE_KEYS)
+    if not parts:
+        return None, f"no memory bandwidth results ({_any('bandwidth')} with a size parameter) in the selection"
+    fig, ax = _panels(len(parts), width=7.5, height=4.2, per_row=2)
+    for axis, (metric, r) in zip(ax.flat, parts):
+        _lines(axis, r, "size", ["series", "benchmark", "op"], axis_label(metric), "array size (bytes)",
+               h.attrs.get("palette"), peaks=_peaks(r, "series"))
+        axis.set_title(_title(metric, "vs size"))
+    return fig, ("median per array size; one line per system, benchmark and operation; dashed: the "
+                 "datasheet peak")
 
 
 def busbw(h: pd.DataFrame) -> tuple[Figure | None, str]:
-    r = _rows(h, "busbw_gbps")
-    r = r.assign(size=[_param(p, SIZE_KEYS) for p in r["p"]], op=[_param(p, OP_KEYS) or "" for p in r["p"]],
-                 n=[f"n={w}" for w in r["world_size"]])
-    r = r[r["size"].notna()]
-    if not len(r):
-        return None, "no collective results (metric busbw_gbps with a message size) in the selection"
-    fig, ax = _figure()
-    _lines(ax[0, 0], r, "size", ["series", "op", "n"], "bus bandwidth (GB/s)", "message size (bytes)",
-           h.attrs.get("palette"))
-    ax[0, 0].set_title("Collectives: busbw vs message size (nccl-tests definition)")
-    return fig, "busbw = algbw x 2(n-1)/n for all_reduce, x (n-1)/n for all_gather / reduce_scatter / all_to_all"
+    """A panel per metric plotted in "busbw": lines over the message size per system, op and world size."""
+    parts = _with_param(h, "busbw", "size", SIZE_KEYS)
+    if not parts:
+        return None, f"no collective results ({_any('busbw')} with a message size) in the selection"
+    fig, ax = _panels(len(parts), width=7.5, height=4.2, per_row=2)
+    for axis, (metric, r) in zip(ax.flat, parts):
+        _lines(axis, r.assign(n=[f"n={w}" for w in r["world_size"]]), "size", ["series", "op", "n"],
+               axis_label(metric), "message size (bytes)", h.attrs.get("palette"))
+        axis.set_title(f"Collectives: {words(metric)} vs message size")
+    return fig, "; ".join(f"{m}: {metric_dict.get(m).definition}" for m, _ in parts)
+
+
+def per_gpu_first(metrics: list[str]) -> list[str]:
+    """`metrics` without a job-wide one (scope job) whose unit a per-device one of the list has
+    (a per-GPU figure compares systems of different sizes); scores (a % of a peak) first."""
+    device_units = {metric_dict.get(m).unit for m in metrics if metric_dict.get(m).scope == "device"}
+    kept = [m for m in metrics if metric_dict.get(m).scope == "device" or metric_dict.get(m).unit not in device_units]
+    return sorted(kept, key=lambda m: metric_dict.get(m).role != "score")
 
 
 def training(h: pd.DataFrame) -> tuple[Figure | None, str]:
-    mfu = _rows(h, "mfu_pct")
-    tps_metric = "tokens_per_s_per_device" if len(_rows(h, "tokens_per_s_per_device")) else "tokens_per_s"
-    tps = _rows(h, tps_metric)
-    if not len(mfu) and not len(tps):
-        return None, "no training results (metrics mfu_pct, tokens_per_s) in the selection"
-    fig, ax = _figure(ncols=2, width=6)
-    for axis, rows, label in ((ax[0, 0], mfu, "MFU (% of bf16 dense peak)"), (ax[0, 1], tps, axis_label(tps_metric))):
-        if not len(rows):
-            axis.text(0.5, 0.5, "not measured", ha="center", va="center", transform=axis.transAxes)
-            continue
+    """A panel per metric plotted in "training" (per_gpu_first): bars of the best configuration per model shape."""
+    have = [m for m in plotted("training") if len(_rows(h, m))]
+    if not have:
+        return None, f"no training results ({_any('training')}) in the selection"
+    shown = per_gpu_first(have)
+    fig, ax = _panels(len(shown), width=6, height=4.2)
+    for axis, metric in zip(ax.flat, shown):
+        rows = _rows(h, metric)
         rows = rows.assign(shape=[_param(p, SHAPE_KEYS) or "?" for p in rows["p"]])
         best = rows.groupby(["series", "shape", "case_key"])["value"].median().groupby(["shape", "series"]).max()
-        _bars(axis, best.unstack("series"), label, h.attrs.get("palette"))
-    ax[0, 0].set_title("Training MFU by model shape")
-    ax[0, 1].set_title("Training throughput by model shape")
-    return fig, "best configuration (micro-batch, sequence length, ...) per model shape and system"
+        _bars(axis, best.unstack("series"), axis_label(metric), h.attrs.get("palette"))
+        axis.set_title(_title(metric, "by model shape"))
+    missing = [m for m in plotted("training") if m not in have]
+    return fig, ("best configuration (micro-batch, sequence length, ...) per model shape and system"
+                 + (f"; not measured: {', '.join(missing)}" if missing else ""))
 
 
 def decode(h: pd.DataFrame) -> tuple[Figure | None, str]:
-    r = _rows(h, "decode_tokens_per_s")
-    r = r.assign(batch=[_param(p, BATCH_KEYS) for p in r["p"]], shape=[_param(p, SHAPE_KEYS) or "" for p in r["p"]])
-    r = r[r["batch"].notna()]
-    if not len(r):
-        return None, "no inference results (metric decode_tokens_per_s with a batch size) in the selection"
-    fig, ax = _figure()
-    _lines(ax[0, 0], r, "batch", ["series", "shape"], "decode throughput, all sequences (tokens/s)", "batch size",
-           h.attrs.get("palette"))
-    ax[0, 0].set_title("Decode throughput vs batch")
-    return fig, "generated tokens across the batch / decode time; one line per system and model shape"
+    """A panel per metric plotted in "decode": lines over the batch size per system and model shape."""
+    parts = _with_param(h, "decode", "batch", BATCH_KEYS)
+    if not parts:
+        return None, f"no inference results ({_any('decode')} with a batch size) in the selection"
+    fig, ax = _panels(len(parts), width=7.5, height=4.2, per_row=2)
+    for axis, (metric, r) in zip(ax.flat, parts):
+        _lines(axis, r, "batch", ["series", "shape"], axis_label(metric), "batch size", h.attrs.get("palette"))
+        axis.set_title(_title(metric, "vs batch"))
+    return fig, "; ".join(f"{m}: {metric_dict.get(m).definition}" for m, _ in parts) + \
+        "; one line per system and model shape"
 
 
 def efficiency_rows(h: pd.DataFrame) -> pd.DataFrame:
@@ -299,7 +331,7 @@ def energy(h: pd.DataFrame) -> tuple[Figure | None, str]:
     fig, ax = _figure(nrows=len(metrics), width=11, height=1.4 + 0.3 * rows)
     for axis, metric, table in zip(ax[:, 0], metrics, tables):
         _hbars(axis, table, axis_label(metric), h.attrs.get("palette"))
-        axis.set_title(f"Energy efficiency: {READABLE.get(metric, metric)} ({metric})")
+        axis.set_title(f"Energy efficiency: {words(metric)} ({metric})")
     return fig, f"median per case and system (at most {MAX_ENERGY_CASES} cases per panel)"
 
 
@@ -318,11 +350,18 @@ def gemm_dims(p: dict) -> tuple[int, int, int] | None:
         return None
 
 
+def roofline_metrics() -> tuple[list[str], list[str]]:
+    """The metrics plotted in "roofline": (compute ones in TFLOP/s: the points, bandwidths in GB/s: the slope)."""
+    units = {m: metric_dict.get(m).unit for m in plotted("roofline")}
+    return [m for m, u in units.items() if u == "TFLOP/s"], [m for m, u in units.items() if u == "GB/s"]
+
+
 def _roof_inputs(part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, str]], tuple[float, str] | None]:
     from aifbench.benchmarks._gemm_shape import bytes_moved
     from aifbench.units import DTYPE_BYTES
 
-    g = part[(part["benchmark"] == "gemm") & (part["metric"] == "tflops")]
+    compute, memory = roofline_metrics()
+    g = part[(part["benchmark"] == "gemm") & part["metric"].isin(compute)]  # M, N, K by the gemm benchmark's rule
     pts = []
     for r in g.itertuples(index=False):
         p = r.p
@@ -330,12 +369,12 @@ def _roof_inputs(part: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[floa
         if mnk:
             m, n, k = mnk
             pts.append((p["dtype"], 2.0 * m * n * k / bytes_moved(m, n, k, p["dtype"]), r.value, r.peak))
-    pts = pd.DataFrame(pts, columns=["dtype", "ai", "tflops", "peak"])
+    pts = pd.DataFrame(pts, columns=["dtype", "ai", "rate", "peak"])
     roofs = {}
     for dtype, d in pts.groupby("dtype"):
         peak = d["peak"].dropna()
-        roofs[dtype] = (float(peak.iloc[0]), "datasheet") if len(peak) else (float(d["tflops"].max()), "measured best")
-    bw = part[part["metric"] == "gbps"]
+        roofs[dtype] = (float(peak.iloc[0]), "datasheet") if len(peak) else (float(d["rate"].max()), "measured best")
+    bw = part[part["metric"].isin(memory)]
     bw_roof = None
     if len(bw):
         peak = bw["peak"].dropna()
@@ -359,7 +398,7 @@ def roofline(h: pd.DataFrame) -> tuple[Figure | None, str]:
             line = axis.plot(ai, ceiling, linestyle="--" if how != "datasheet" else "-",
                              label=f"{dtype} roof {peak:.4g} ({how})")
             d = pts[pts["dtype"] == dtype]
-            axis.scatter(d["ai"], d["tflops"], color=line[0].get_color(), zorder=3)
+            axis.scatter(d["ai"], d["rate"], color=line[0].get_color(), zorder=3)
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("arithmetic intensity (FLOP/byte)")

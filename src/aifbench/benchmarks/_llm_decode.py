@@ -1,7 +1,7 @@
 """The decode step llm_infer times, with the levers fast decoders use.
 
 A step is `step(tokens (B, 1), i) -> (next tokens (B, 1), logits (B, V))` for the i-th decode
-position after the prompt. Levers, each shown not to change the logits by tests/test_llm_decode.py:
+position after the prompt. Levers, each shown not to change the logits by tests/unit/benchmarks/test_llm_decode.py:
   - greedy argmax inside the step (Llama.decode_greedy): one compiled graph / CUDA graph per
     token, no separate argmax launch and no host synchronisation (positions are device tensors
     made once in setup; the attended window is a host int known from i);

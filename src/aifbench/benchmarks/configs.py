@@ -14,6 +14,7 @@ from aifbench.benchmarks._gemm_shape import GemmConfig
 from aifbench.benchmarks.base import Declaration, param
 from aifbench.errors import ConfigError
 from aifbench.models.shapes import LlamaShape, resolve_shape, with_layers
+from aifbench.telemetry.config import interval_from_hz
 from aifbench.units import GiB, MiB
 
 # --- allowed values ------------------------------------------------------------------------
@@ -63,9 +64,13 @@ class TelemetryOverheadConfig:
     dtype: str = param("bf16", "matmul precision", choices=OVERHEAD_DTYPES)
     rounds: int = param(6, "A/B rounds of each comparison (off vs low, off vs high), ABBA order", min=2, max=100)
     round_s: float = param(1.0, "target length of one timed segment in s", min=0.01, max=60)
-    low_hz: float = param(10.0, "the low sampling rate in Hz (aifbench's default)", min=0.1, max=1000)
-    high_hz: float = param(100.0, "the high sampling rate in Hz", min=0.1, max=1000)
+    low_hz: float = param(10.0, "the low sampling rate in Hz (aifbench's default; a telemetry interval's range)")
+    high_hz: float = param(100.0, "the high sampling rate in Hz (a telemetry interval's range)")
     check_size: int = param(64, "edge of the correctness check against float64", min=1, max=4096)
+
+    def __post_init__(self) -> None:
+        for name in ("low_hz", "high_hz"):  # the one check of a sampling rate, wherever it is given
+            interval_from_hz(getattr(self, name), f"telemetry_overhead.{name}", off=False)
 
 
 # --- LLM ---------------------------------------------------------------------------------------

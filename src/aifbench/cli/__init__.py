@@ -15,7 +15,7 @@ import sys
 from aifbench import __version__
 from aifbench.errors import AifbenchError
 
-COMMANDS = ("run", "results", "telemetry", "analysis", "hardware", "slurm", "usage")
+COMMANDS = ("run", "results", "telemetry", "analysis", "hardware", "jobs", "slurm", "usage")
 
 
 class Parser(argparse.ArgumentParser):

@@ -80,7 +80,7 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
                         help="override: timing.repeats=3, gemm.m=256, 'gemm.dtype=[\"fp32\",\"bf16\"]' (repeatable)")
     parser.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None,
                         metavar="B1,B2", help="run only these benchmarks of the suite")
-    parser.add_argument("--telemetry-hz", type=float, default=DEFAULT_HZ, metavar="HZ",
+    parser.add_argument("--telemetry-hz", default=DEFAULT_HZ, metavar="HZ",  # checked by interval_from_hz, not argparse
                         help=f"telemetry sampling rate during timed regions; 0 disables (default: {DEFAULT_HZ:g})")
 
 
@@ -89,4 +89,5 @@ def telemetry_settings(args: argparse.Namespace) -> "TelemetryConfig":
     read here once: the plan carries it to every rank. A bad value is a ConfigError (exit 2)."""
     from aifbench.telemetry.config import TelemetryConfig, interval_from_hz
 
-    return TelemetryConfig.from_env(os.environ, interval_s=interval_from_hz(args.telemetry_hz))
+    interval_s = interval_from_hz(args.telemetry_hz, f"--telemetry-hz {args.telemetry_hz}")
+    return TelemetryConfig.from_env(os.environ, interval_s=interval_s)

@@ -2,30 +2,31 @@
 scheduler (submitit: Slurm, or its local executor). Every one implements launch.base.Launcher
 and reaches the runner through worker.run_plan.
 
-A system profile's `scheduler` key picks the backend of `aifbench submit` from BACKENDS (the
-one table; systems.SCHEDULERS agrees with it, tests/test_launch_backends.py); `aifbench run`
-picks from HERE by --nproc. Backends are imported only when asked for, so `aifbench --help`
-imports no submitit or torch. Nothing below launch/ imports launch/.
+A system profile's `scheduler` key picks the backend of `aifbench submit` from
+systems.SCHEDULERS (the one table of scheduler backends: each entry names its launcher and the
+profile table it reads; BACKENDS here is that same table); `aifbench run` picks from HERE by
+--nproc. Backends are imported only when asked for, so `aifbench --help` imports no submitit or
+torch. Nothing below launch/ imports launch/.
+
+A new scheduler backend: one module in launch/ (its Launcher subclass and, when it reads a
+profile table, that table's dataclass subclassing systems.SchedulerTable) and one registration,
+a line in systems.SCHEDULERS or a call of systems.register(name, launcher, table).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
 from typing import TYPE_CHECKING, Sequence
 
 from aifbench.errors import one_of
+from aifbench.systems import SCHEDULERS, load_spec
 
 if TYPE_CHECKING:
-    from aifbench.launch.base import Launcher
-    from aifbench.launch.cluster import JobInfo
+    from aifbench.launch.base import JobInfo, Launcher
     from aifbench.launch.jobspec import Submission
 
-BACKENDS: dict[str, str] = {
-    "slurm": "aifbench.launch.slurm:SlurmLauncher",
-    "local": "aifbench.launch.submitit_local:SubmititLocalLauncher",
-}
-"""system profile `scheduler` -> the backend of `aifbench submit` (module:class)"""
+BACKENDS = SCHEDULERS
+"""the scheduler backends of `aifbench submit`: systems.SCHEDULERS itself (one table)"""
 
 HERE: dict[str, str] = {
     "inprocess": "aifbench.launch.inprocess:InProcessLauncher",
@@ -34,16 +35,16 @@ HERE: dict[str, str] = {
 """the foreground backends of `aifbench run`: --nproc 1 in this process, else N local processes"""
 
 
-def _load(spec: str) -> Launcher:
-    module, _, cls = spec.partition(":")
-    return getattr(importlib.import_module(module), cls)()
+def _load(spec: str | type) -> Launcher:
+    launcher: Launcher = load_spec(spec)()
+    return launcher
 
 
 def backend(scheduler: str) -> Launcher:
     """The launcher for a system profile's `scheduler` (ConfigError naming the allowed ones)."""
-    if scheduler not in BACKENDS:
-        raise one_of("scheduler", scheduler, BACKENDS)
-    return _load(BACKENDS[scheduler])
+    if scheduler not in SCHEDULERS:
+        raise one_of("scheduler", scheduler, sorted(SCHEDULERS))
+    return _load(SCHEDULERS[scheduler].launcher)
 
 
 def here(nproc: int) -> Launcher:

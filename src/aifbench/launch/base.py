@@ -16,16 +16,50 @@ makes no sense for a backend raises NotSupported (one line, exit 2) instead of p
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 from aifbench.errors import ConfigError, UnsupportedHardwareError
 
 if TYPE_CHECKING:  # annotations only: `aifbench --help` imports none of these
-    from aifbench.launch.cluster import JobInfo
     from aifbench.launch.collect import CollectReport
     from aifbench.launch.jobspec import JobRequest, Submission
     from aifbench.plan import Plan
     from aifbench.systems import System
+
+STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED",
+          "NODE_FAIL", "OUT_OF_MEMORY", "REQUEUED", "SUSPENDED", "UNKNOWN")
+"""the states `aifbench jobs` reports, whatever the scheduler: each backend maps its own onto
+these (Slurm's: launch/cluster.py normalize_state)"""
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL",
+                          "OUT_OF_MEMORY"})
+"""states a job does not leave: `submit --wait` stops and `collect` judges once every job is in one"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """The state of one job (or array task) of a run, as its backend's states() reports it."""
+
+    job_id: str
+    """scheduler job id: '123', or '123_4' for array task 4"""
+    state: str
+    """normalised: one of STATES"""
+    raw_state: str
+    """the scheduler's own word for it"""
+    name: str = ""
+    partition: str = ""
+    nodes: str = ""
+    reason: str = ""
+    exit_code: str = ""
+    """'0:0' = exit code : signal (Slurm's sacct); '' when unknown"""
+    elapsed: str = ""
+    source: str = ""
+    """where the state came from: squeue | sacct | pyslurm | submitit | process | a backend's own"""
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
 
 CaseDone = Callable[[str, str], None]
 """progress callback of a foreground run: (case id, what happened to it) as each case ends"""
@@ -53,7 +87,7 @@ class Launcher(ABC):
     launch/submitit_base.py (-> launch/slurm.py, launch/submitit_local.py)."""
 
     name: ClassVar[str]
-    """key in launch.BACKENDS / launch.HERE; also Submission.scheduler"""
+    """key in systems.SCHEDULERS (= launch.BACKENDS) or launch.HERE; also Submission.scheduler"""
     label: ClassVar[str]
     """what the runs table records as `launcher`"""
     foreground: ClassVar[bool] = False
@@ -128,7 +162,6 @@ class ForegroundLauncher(Launcher):
         """The record of a run that has ended with `exit_codes` (one per rank); not saved."""
         from datetime import datetime, timezone
 
-        from aifbench.launch.cluster import JobInfo
         from aifbench.launch.jobspec import Submission, TaskRecord
 
         ok = all(c == 0 for c in exit_codes)

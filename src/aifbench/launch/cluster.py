@@ -1,4 +1,4 @@
-"""What the Slurm cluster looks like now: partitions, nodes, GPU gres, job states.
+"""What the Slurm cluster looks like now: partitions, nodes, GPU gres, job states (as launch.base.JobInfo).
 
 Two backends give the same objects: pyslurm (when importable and built for the installed
 Slurm's major.minor — PyPI has source releases only, each building against one Slurm) and the
@@ -20,17 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from aifbench.errors import LaunchError, one_of
+from aifbench.launch.base import FINAL_STATES, STATES, JobInfo
 
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S = 20.0
 SEP = "|"
 
-# Slurm job states -> the states aifbench reports (`aifbench jobs`)
-STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED",
-          "NODE_FAIL", "OUT_OF_MEMORY", "REQUEUED", "SUSPENDED", "UNKNOWN")
-FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL",
-                          "OUT_OF_MEMORY"})
+# Slurm job states -> the states aifbench reports (launch.base.STATES)
 _ALIASES = {"CONFIGURING": "PENDING", "REQUEUE_HOLD": "PENDING", "REQUEUE_FED": "PENDING",
             "RESV_DEL_HOLD": "PENDING", "COMPLETING": "RUNNING", "STAGE_OUT": "RUNNING",
             "SIGNALING": "RUNNING", "RESIZING": "RUNNING", "STOPPED": "SUSPENDED",
@@ -69,28 +66,6 @@ class NodeInfo:
     gpus: int
     """GPUs from the node's gres (gpu:4, gpu:a100:4 -> 4)"""
     gres: str
-
-
-@dataclass(frozen=True, slots=True)
-class JobInfo:
-    job_id: str
-    """'123', or '123_4' for array task 4"""
-    state: str
-    """normalised: one of STATES"""
-    raw_state: str
-    name: str = ""
-    partition: str = ""
-    nodes: str = ""
-    reason: str = ""
-    exit_code: str = ""
-    """'0:0' = exit code : signal (sacct); '' when unknown"""
-    elapsed: str = ""
-    source: str = ""
-    """squeue | sacct | pyslurm | submitit"""
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
 
 
 # --- running Slurm commands -----------------------------------------------------------------

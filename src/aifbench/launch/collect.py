@@ -22,7 +22,7 @@ import pandas as pd
 
 from aifbench.benchmarks import registry
 from aifbench.config import Case
-from aifbench.launch.cluster import JobInfo
+from aifbench.launch.base import JobInfo
 from aifbench.launch.jobspec import Submission, collected_shard
 from aifbench.plan import Plan
 from aifbench.results import layout, read, rows

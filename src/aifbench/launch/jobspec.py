@@ -207,7 +207,7 @@ def _shown(value: Any) -> str:
 def resolve(system: str | System, options: Mapping[str, Any], env: Mapping[str, str] | None = None,
             device: str | None = None) -> JobRequest:
     """The request of `options` (flags over job file; None = not given) on `system`, resolved
-    by the backend its profile's scheduler names (launch.BACKENDS); ConfigError on bad input.
+    by the backend its profile's scheduler names (systems.SCHEDULERS); ConfigError on bad input.
 
     `device` is the resolved torch device kind for profiles whose node.device is 'auto'.
     """
@@ -273,7 +273,7 @@ def safe_text(what: str, value: Any) -> str:
 @dataclass
 class TaskRecord:
     job_id: str
-    """Slurm job id, '<array id>_<index>' for array tasks, or submitit's local id"""
+    """the scheduler's job id (Slurm: '<array id>_<index>' for array tasks; submitit's local id)"""
     part: str
     """shard part it writes: 'main', 'a<i>', or 'p' (packed: one part 'p<task>' per task)"""
     case_indices: list[int]

@@ -22,12 +22,12 @@ from typing import Any, Mapping, Sequence
 
 from aifbench.errors import ConfigError, LaunchError
 from aifbench.launch import cluster
-from aifbench.launch.cluster import JobInfo
+from aifbench.launch.base import JobInfo
 from aifbench.launch.jobspec import (LOG_DIR, OPTION_SOURCES, JobRequest, Submission, check_limit, common_fields,
                                     int_opt, option_rows, safe_text)
 from aifbench.launch.submitit_base import SubmititLauncher, python_command, state_from_files, task_plans
 from aifbench.plan import Plan
-from aifbench.systems import System
+from aifbench.systems import SlurmDefaults, System
 from aifbench.systems.environment import RECORD_VAR
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,18 @@ class SlurmLauncher(SubmititLauncher):
         cluster.run_command(["scancel", *sorted({i.split("_")[0] for i in live})])
 
 
+def slurm_table(system: System) -> SlurmDefaults:
+    """The profile's [slurm] table (parse_system refuses a Slurm profile without one)."""
+    table = system.tables.get("slurm")
+    if not isinstance(table, SlurmDefaults):
+        raise ConfigError(f"system {system.name!r} has no [slurm] table (scheduler: {system.scheduler})")
+    return table
+
+
 def resolve_slurm(sysp: System, opts: Mapping[str, Any], env: Mapping[str, str]) -> JobRequest:
     """The request on a Slurm profile: partition, nodes, time and tasks within its limits."""
     queue = sysp.queue(opts.get("partition"))
-    slurm = sysp.slurm
+    slurm = slurm_table(sysp)
     nodes = int_opt(opts, "nodes", 1, 1)
     check_limit("nodes", nodes, queue.max_nodes or sysp.node.count, f"partition {queue.name} of {sysp.name}")
     time_min = int_opt(opts, "time_min", slurm.time_min, 1)
@@ -104,7 +112,7 @@ def resolve_slurm(sysp: System, opts: Mapping[str, Any], env: Mapping[str, str])
 
 def account_needed(req: JobRequest) -> str:
     """What to say when the profile needs a Slurm account and none was given, else ''."""
-    sl = req.system.slurm
+    sl = slurm_table(req.system)
     if sl is None or not sl.account_required or req.account:
         return ""
     return (f"system {req.system.name} needs a Slurm account to submit: give --account ACCOUNT "
@@ -115,7 +123,7 @@ def account_needed(req: JobRequest) -> str:
 
 def sbatch_parameters(req: JobRequest) -> dict[str, Any]:
     """submitit SlurmExecutor parameters for `req` (every string already checked as safe)."""
-    slurm = req.system.slurm
+    slurm = slurm_table(req.system)
     params: dict[str, Any] = {
         "job_name": req.job_name, "nodes": req.nodes, "ntasks_per_node": req.tasks_per_node,
         "time": req.time_min, "signal_delay_s": slurm.signal_delay_s,

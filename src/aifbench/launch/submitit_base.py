@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
 
 from aifbench.errors import ConfigError, LaunchError
 from aifbench.launch import jobspec
-from aifbench.launch.base import CaseDone, Launcher
+from aifbench.launch.base import CaseDone, JobInfo, Launcher
 from aifbench.launch.jobspec import LOG_DIR, JobRequest, Submission, TaskRecord, collected_shard
 from aifbench.plan import Plan
 
 if TYPE_CHECKING:
-    from aifbench.launch.cluster import JobInfo
     from aifbench.launch.collect import CollectReport
     from aifbench.systems import System
 
@@ -235,8 +234,6 @@ class SubmititLauncher(Launcher):
 def state_from_files(record: Submission, job: TaskRecord) -> JobInfo | None:
     """COMPLETED/FAILED from submitit's result pickles once every task of `job` left one, else None."""
     from submitit.core.utils import JobPaths, pickle_load
-
-    from aifbench.launch.cluster import JobInfo
 
     outcomes = []
     for task in range(job.ranks):

@@ -11,18 +11,15 @@ import os
 import shlex
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from aifbench.errors import ConfigError
-from aifbench.launch.base import local_device
+from aifbench.launch.base import JobInfo, local_device
 from aifbench.launch.jobspec import LOG_DIR, JobRequest, Submission, TaskRecord, check_limit, common_fields, int_opt
 from aifbench.launch.submitit_base import (SubmititLauncher, SubmititTask, python_command, state_from_files,
                                            states_by_run)
 from aifbench.plan import Plan
 from aifbench.systems import Queue, System
-
-if TYPE_CHECKING:
-    from aifbench.launch.cluster import JobInfo
 
 _NOT_HERE = ("partition", "account", "reservation", "qos", "constraint")
 
@@ -83,8 +80,6 @@ class SubmititLocalLauncher(SubmititLauncher):
 
 def _local_state(record: Submission, job: TaskRecord) -> JobInfo:
     """submitit's local job id is the pid of its controller (`python -m submitit.local._local`)."""
-    from aifbench.launch.cluster import JobInfo
-
     done = state_from_files(record, job)
     if done is not None:
         return done

@@ -10,7 +10,7 @@ Left in higher precision, as torchtitan's float8 converter does: the output proj
 
 fp8 tensor-core GEMMs need compute capability >= 8.9 (Ada, Hopper and later); elsewhere the case
 is skipped with the reason. torch's CPU `_scaled_mm` lets the conversion itself be tested on CPU
-(tests/test_fp8.py, where torchao is installed), but CPU figures say nothing about GPU speed.
+(tests/unit/benchmarks/test_fp8.py, where torchao is installed), but CPU figures say nothing about GPU speed.
 torchao is imported lazily: never by `import aifbench` and not at all without dtype "fp8".
 """
 

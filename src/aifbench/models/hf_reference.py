@@ -3,7 +3,7 @@
 The reference implementation two things lean on:
   - llm_train's `reference = "transformers"` option times the transformers model on the same
     shape, weights, batch, precision and optimizer, in the same case (a side by side);
-  - tests/test_llama.py proves aifbench.models.llama computes what transformers computes: with
+  - tests/unit/models/test_llama.py proves aifbench.models.llama computes what transformers computes: with
     the weights copied, the logits agree to fp32 rounding (RoPE convention and Llama 3 scaling,
     GQA, RMSNorm, SwiGLU, tied and untied heads).
 The transformers config is built the way transformers reads a published config.json

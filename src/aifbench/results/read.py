@@ -124,20 +124,26 @@ def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
     if r is None:  # the public wrapper, same checks
         pf = pq.ParquetFile(data, page_checksum_verification=True)
         have = set(pf.schema_arrow.names)
-        t = pf.read(columns=[c for c in names if c in have], use_threads=False)
+        old = schema.renamed_in(have)  # a v1 shard: columns renamed since, by their v1 names
+        stored = {c: old.get(c, c) for c in names if old.get(c, c) in have}
+        t = pf.read(columns=list(stored.values()), use_threads=False)
     else:
-        idx, found = [], []
-        for c in names:
-            try:
-                idx.append(r.column_name_idx(c))
-                found.append(c)
-            except KeyError:
-                pass
+        v1 = {new: old for old, new in schema.RENAMED.items()}
+        idx, stored = [], {}
+        for c in names:  # the current name, else (a v1 shard) the name it had then
+            for s in (c, v1.get(c)):
+                if s is None:
+                    continue
+                try:
+                    idx.append(r.column_name_idx(s))
+                    stored[c] = s
+                    break
+                except KeyError:
+                    pass
         t = r.read_all(column_indices=idx, use_threads=False)
-        have = set(found)
-    if len(have) == len(names):
+    if len(stored) == len(names) and all(stored[c] == c for c in names):
         return t.select(names)  # cast by the caller, a batch at once
-    cols = [t[c] if c in have else pa.nulls(t.num_rows, target.field(c).type) for c in names]
+    cols = [t[stored[c]] if c in stored else pa.nulls(t.num_rows, target.field(c).type) for c in names]
     return pa.Table.from_arrays(cols, names=names)
 
 
@@ -166,6 +172,13 @@ def _try_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table | Ba
 
 Side = tuple[list[str], object]
 """(columns, row filter) of a second view of a table read in the same pass over its files"""
+
+
+def _stored(path: Path, full: pa.Schema) -> tuple[pa.Schema, dict[str, str]]:
+    """`full` with the names a compacted file stores its columns under (a v1 file: the v1 names
+    of renamed columns, schema.renamed_in), and current name -> stored name."""
+    old = schema.renamed_in(pq.read_schema(path).names)
+    return pa.schema([f.with_name(old.get(f.name, f.name)) for f in full]), old
 
 
 def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]],
@@ -256,8 +269,10 @@ def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
             keep = ~pc.field(SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string()))
             f = keep if f is None else (f & keep)
         try:
-            dset = ds.dataset(str(path), schema=arrow_schema(table, source=True, dictionary=dictionary), format=PARQUET)
-            out.append(dset.to_table(columns=cols + ([SOURCE_COL] if source else []), filter=f, **READAHEAD))
+            stored, old = _stored(path, arrow_schema(table, source=True, dictionary=dictionary))
+            want = cols + ([SOURCE_COL] if source else [])
+            dset = ds.dataset(str(path), schema=stored, format=PARQUET)
+            out.append(dset.to_table(columns=[old.get(c, c) for c in want], filter=f, **READAHEAD).rename_columns(want))
         except FileNotFoundError:
             raise  # merged by a racing compaction: the caller rescans
         except (OSError, pa.ArrowException) as exc:
@@ -291,15 +306,17 @@ def read_source(rf: RunFiles, table: str, name: str) -> tuple[pa.Table, int]:
             return t.drop_columns([FILE_IX]).cast(empty.schema), layout.shard_generation(p) or 0
     for path, excluded in tf.compacted.items():
         if name in tf.sources.get(path, {}) and name not in excluded:
-            dset = ds.dataset(str(path), schema=arrow_schema(table, source=True), format=PARQUET)
-            t = dset.to_table(columns=cols, filter=pc.field(SOURCE_COL) == name)
-            return t.cast(empty.schema), tf.generations.get(path, {}).get(name, 0)
+            stored, old = _stored(path, arrow_schema(table, source=True))
+            dset = ds.dataset(str(path), schema=stored, format=PARQUET)
+            t = dset.to_table(columns=[old.get(c, c) for c in cols], filter=pc.field(SOURCE_COL) == name)
+            return t.rename_columns(cols).cast(empty.schema), tf.generations.get(path, {}).get(name, 0)
     return empty, 0
 
 
 def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
     """Boolean per row: breaks what a shard of this run may hold."""
-    wrong = pc.or_(pc.not_equal(t["run_id"], run_id), pc.not_equal(t["schema_version"], SCHEMA_VERSION))
+    current = pa.array(sorted(schema.READ_AS_CURRENT), t.schema.field("schema_version").type)
+    wrong = pc.or_(pc.not_equal(t["run_id"], run_id), pc.invert(pc.is_in(t["schema_version"], current)))
     required = {c.name for c in schema.table(table).columns if c.required}
     for name in t.column_names:
         if name in required:
@@ -331,10 +348,10 @@ def _why(t: pa.Table, run_id: str) -> str:
     if versions and max(versions) > SCHEMA_VERSION:
         return (f"schema version {max(versions)} is newer than this aifbench reads ({SCHEMA_VERSION}); "
                 "upgrade aifbench to read it")
-    if versions and versions != [SCHEMA_VERSION]:
-        return f"schema version {versions[0]}: no migration to version {SCHEMA_VERSION}"
+    if versions and not set(versions) <= schema.READ_AS_CURRENT:
+        return f"schema version {min(set(versions) - schema.READ_AS_CURRENT)}: no migration to version {SCHEMA_VERSION}"
     return ("empty required column, an infinite number, a status ok without a finite value, or a negative "
-            "value of a metric that cannot be negative: breaks schema v1")
+            f"value of a metric that cannot be negative: breaks schema v{SCHEMA_VERSION}")
 
 
 def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, str]], where: Path,
@@ -488,8 +505,10 @@ def _row_groups(path: Path, table: str, skip: set[str], rows: int) -> Iterator[p
     full = arrow_schema(table, source=True)
     fh = pq.ParquetFile(path, page_checksum_verification=True)
     drop = pa.array(sorted(skip), pa.large_string())
+    new = {old: current for current, old in schema.renamed_in(fh.schema_arrow.names).items()}  # a v1 file
     for batch in fh.iter_batches(batch_size=rows):
         t = pa.Table.from_batches([batch])
+        t = t.rename_columns([new.get(c, c) for c in t.column_names])
         t = pa.Table.from_arrays([t[c] if c in t.column_names else pa.nulls(t.num_rows, full.field(c).type)
                                   for c in full.names], names=full.names).cast(full)
         if len(drop):

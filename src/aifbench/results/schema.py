@@ -1,4 +1,4 @@
-"""Results schema v1: tables, columns, types, units, validation and migrations.
+"""Results schema v2: tables, columns, types, units, validation and migrations.
 
 The column reference printed by `aifbench schema` is generated from TABLES, so the docs
 cannot drift from the code. Every shard carries `schema_version`; older shards are migrated
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -127,12 +127,12 @@ RUNS_TABLE = Table("runs", "provenance: one row per rank (and array task) of a r
     _c("python_version", "string", "", "Python version"),
     _c("aifbench_version", "string", "", "aifbench version"),
     _c("git_commit", "string", "", "commit of the aifbench checkout, '+dirty' when modified", required=False),
-    _c("slurm_job_id", "string", "", "SLURM_JOB_ID", required=False),
-    _c("slurm_step_id", "string", "", "SLURM_STEP_ID", required=False),
-    _c("slurm_array_job_id", "string", "", "SLURM_ARRAY_JOB_ID", required=False),
-    _c("slurm_array_task_id", "string", "", "SLURM_ARRAY_TASK_ID", required=False),
-    _c("slurm_node_id", "string", "", "SLURM_NODEID", required=False),
-    _c("slurm_nodelist", "string", "", "SLURM_JOB_NODELIST", required=False),
+    _c("job_id", "string", "", "the scheduler's job id (Slurm: SLURM_JOB_ID; slurm_job_id before schema v2); empty outside a scheduler", required=False),
+    _c("job_step", "string", "", "the job step the rank ran in (Slurm: SLURM_STEP_ID; slurm_step_id before schema v2)", required=False),
+    _c("array_job_id", "string", "", "job id of the array the job belongs to (Slurm: SLURM_ARRAY_JOB_ID; slurm_array_job_id before schema v2)", required=False),
+    _c("array_task_id", "string", "", "index of the job in its array (Slurm: SLURM_ARRAY_TASK_ID; slurm_array_task_id before schema v2)", required=False),
+    _c("node_index", "string", "", "0-based index of the rank's node among the job's nodes (Slurm: SLURM_NODEID; slurm_node_id before schema v2)", required=False),
+    _c("job_nodes", "string", "", "the job's nodes as the scheduler lists them (Slurm: SLURM_JOB_NODELIST; slurm_nodelist before schema v2)", required=False),
     _c("modules", "string", "", "modules loaded in the job (LOADEDMODULES, ':'-separated)", required=False),
     _c("container", "string", "", "container image or uenv the rank ran in, as its runtime reports it", required=False),
     _c("environment", "string", "", "software environment the job script asked for (system, modules, uenv or image, venv), JSON", required=False),
@@ -157,9 +157,37 @@ TELEMETRY_TABLE = Table("telemetry", "time series sampled during each timed wind
 TABLES: dict[str, Table] = {t.name: t for t in (METRICS_TABLE, SAMPLES_TABLE, RUNS_TABLE, TELEMETRY_TABLE)}
 
 # Migrations: MIGRATIONS[v] turns a table at version v into version v + 1.
-# Schema v1 is the first: when v2 comes, add MIGRATIONS[1] = _v1_to_v2 here.
 Migration = Callable[[str, pd.DataFrame], pd.DataFrame]
-MIGRATIONS: dict[int, Migration] = {}
+
+RENAMED: dict[str, str] = {
+    "slurm_job_id": "job_id",
+    "slurm_step_id": "job_step",
+    "slurm_array_job_id": "array_job_id",
+    "slurm_array_task_id": "array_task_id",
+    "slurm_node_id": "node_index",
+    "slurm_nodelist": "job_nodes",
+}
+"""schema v1 column -> its v2 name: v2 named the runs table's job columns after no scheduler.
+The only change from v1 to v2, so the Parquet reader (results/read.py) reads a v1 file as
+current by these names (renamed_in), and MIGRATIONS[1] renames a v1 frame."""
+READ_AS_CURRENT = frozenset({1, SCHEMA_VERSION})
+"""versions whose rows the reader takes as they are once RENAMED is applied (their rows keep
+their schema_version; validate() migrates them)"""
+
+
+def renamed_in(names: Iterable[str]) -> dict[str, str]:
+    """current column -> the v1 name a file with columns `names` stores it under (empty for a
+    current file)."""
+    have = set(names)
+    return {new: old for old, new in RENAMED.items() if old in have and new not in have}
+
+
+def _v1_to_v2(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """v1 -> v2: the runs table's slurm_* columns take their scheduler-neutral names (RENAMED)."""
+    return df.rename(columns={old: new for new, old in renamed_in(df.columns).items()}).assign(schema_version=2)
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 
 
 INTERVAL_BOUNDS = ("ci_low", "ci_high")

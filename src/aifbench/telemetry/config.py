@@ -16,6 +16,7 @@ A bad value is a ConfigError (one line, exit 2) before anything runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,21 +43,35 @@ OFF_BY_INTERVAL = "telemetry disabled (interval 0)"
 OFF_BY_ENV = f"disabled by {ENV_ENABLED}=off"
 
 
-def check_interval(interval_s: float) -> float:
-    """The sampling interval in s, or ConfigError naming the allowed range in s and in Hz."""
-    value = float(interval_s)
+def check_interval(interval_s: object, source: str = "", *, off: bool = True) -> float:
+    """The sampling interval in s: the one check of every way an interval is given (--telemetry-hz,
+    a plan's telemetry settings, aifbench-record --interval, telemetry_overhead's rates, a
+    sampler made in code). 0 is telemetry off where `off` allows it; anything else outside
+    MIN_INTERVAL_S..MAX_INTERVAL_S, or not a number, is a ConfigError of one line naming the
+    allowed range in s and in Hz and, when given, where the value came from (`source`)."""
+    number = isinstance(interval_s, (int, float, str)) and not isinstance(interval_s, bool)
+    try:
+        value = float(interval_s) if number else math.nan  # type: ignore[arg-type]
+    except ValueError:  # a str that is no number
+        value, number = math.nan, False
+    if value == 0 and off:
+        return 0.0
     if not (MIN_INTERVAL_S <= value <= MAX_INTERVAL_S):  # also rejects NaN
-        rate = f" ({1 / value:g} Hz)" if value > 0 else ""
-        raise ConfigError(f"telemetry interval must be {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} s "
-                          f"({1 / MAX_INTERVAL_S:.3g}..{1 / MIN_INTERVAL_S:g} Hz), got {value:g} s{rate}")
+        shown = (f"{value:g} s" + (f" ({1 / value:g} Hz)" if value else " (off)")) if number else repr(interval_s)
+        raise ConfigError(f"telemetry interval must be {'0 (off) or ' if off else ''}{MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} s "
+                          f"({1 / MAX_INTERVAL_S:.3g}..{1 / MIN_INTERVAL_S:g} Hz), got {shown}"
+                          + (f" from {source}" if source else ""))
     return value
 
 
-def interval_from_hz(hz: float) -> float:
-    """--telemetry-hz -> sampling interval in s; 0 Hz -> 0 s (telemetry disabled)."""
-    if hz < 0:
-        raise ConfigError(f"--telemetry-hz must be >= 0 (0 disables telemetry), got {hz}")
-    return check_interval(1.0 / hz) if hz else 0.0
+def interval_from_hz(hz: object, source: str = "", *, off: bool = True) -> float:
+    """A sampling rate in Hz as check_interval's interval in s (0 Hz: 0 s, telemetry off where `off`
+    allows it); a bad rate gets check_interval's error, `source` e.g. '--telemetry-hz 5000'."""
+    try:
+        rate = math.nan if isinstance(hz, bool) else float(hz)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return check_interval(hz, source, off=off)  # its error names the value as given
+    return check_interval(1.0 / rate if rate else 0.0, source, off=off)
 
 
 def check_policy(text: str, where: str = "") -> str:
@@ -92,8 +107,7 @@ class TelemetryConfig:
     """low_sm_clock threshold, fraction of the max SM clock"""
 
     def __post_init__(self) -> None:
-        if self.interval_s != 0:
-            check_interval(self.interval_s)
+        object.__setattr__(self, "interval_s", check_interval(self.interval_s, "telemetry settings interval_s"))
         if self.gpus not in POLICIES:
             check_policy(self.gpus)
         check_fraction(self.min_clock_fraction)
@@ -125,7 +139,7 @@ class TelemetryConfig:
     def from_env(cls, environ: Mapping[str, str], interval_s: float = DEFAULT_INTERVAL_S) -> "TelemetryConfig":
         """The run's settings: `interval_s` (0: off, and the environment is not read) and the
         AIFBENCH_TELEMETRY* variables of `environ` (the only place they are read)."""
-        interval_s = float(interval_s)
+        interval_s = check_interval(interval_s, "telemetry settings interval_s")
         if interval_s == 0:
             return cls(interval_s=0.0)
         fraction = _env_fraction(environ.get(ENV_MIN_CLOCK_FRACTION))

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.windows < 1 or args.seconds <= 0 or args.size < 1:
             raise ConfigError("--windows and --size must be >= 1 and --seconds > 0")
-        interval = check_interval(args.interval)
+        interval = check_interval(args.interval, f"--interval {args.interval:g}", off=False)
         access = open_gpu_access(args.device, args.gpus)
     except (ConfigError, TelemetryUnavailable) as exc:
         print(f"aifbench-record: error: {exc}", file=sys.stderr)

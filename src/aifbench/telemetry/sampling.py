@@ -72,7 +72,7 @@ class PollingSampler:
     """False: no thread; the window is drained from recorded samples at exit"""
 
     def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
-        self.interval_s = check_interval(interval_s)
+        self.interval_s = check_interval(interval_s, f"a {type(self).__name__}", off=False)  # off: no sampler
         self.clock = clock
         """seconds, monotonic: the poll grid's clock (tests inject a fake one, as the Timer's)"""
         self._errors = 0

@@ -33,7 +33,7 @@ def open_sampler(device: str, interval_s: float = DEFAULT_INTERVAL_S, *, trace_p
                  gpus: str | None = None, record: bool = True) -> Sampler:
     """The sampler for torch device `device` polling every `interval_s` seconds, with these
     settings and the defaults for the rest (see module doc); record=False: never a trace."""
-    config = TelemetryConfig(interval_s=check_interval(interval_s), replay=str(trace_path) if trace_path else None,
+    config = TelemetryConfig(interval_s=check_interval(interval_s, "open_sampler", off=False), replay=str(trace_path) if trace_path else None,
                              record=str(record_path) if record_path else None,
                              gpus=check_policy(gpus) if gpus is not None else "auto",
                              min_clock_fraction=DEFAULT_MIN_CLOCK_FRACTION if min_clock_fraction is None

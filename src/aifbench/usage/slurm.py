@@ -5,7 +5,7 @@ JSON of `sacct --json` (Slurm >= 21.08) is one document that must be parsed whol
 a month of a large factory, while parsable text is read one job at a time in bounded memory.
 
 A `Source` answers the commands; `Commands` runs them, `CapturedDir` reads files of their
-captured output (what scripts/usage-factory.py writes, and what an operator can copy off a
+captured output (what scripts/bench/usage-factory.py writes, and what an operator can copy off a
 login node). Command lines used are recorded in the card's provenance.
 """
 

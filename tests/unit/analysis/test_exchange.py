@@ -1,0 +1,157 @@
+"""export / import between sites: one bundle, idempotent import, newer schema refused, older migrated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aifbench import SCHEMA_VERSION
+from aifbench.analysis import exchange
+from aifbench.analysis.data import KEYS, load_runs, select
+from aifbench.cli import main
+from aifbench.errors import SchemaError
+from aifbench.results import schema
+from tests._analysis_data import RunSpec, gemm, membw, write_run
+
+
+@pytest.fixture(scope="module")
+def site_a(tmp_path_factory) -> Path:
+    """Site A's store: a real smoke run (GEMM, memory bandwidth, CPU telemetry) plus a 2-rank GPU-style run."""
+    root = tmp_path_factory.mktemp("site_a") / "results"
+    assert main(["run", "smoke", "--only", "gemm,membw", "--results", str(root), "--set", "timing.repeats=3"]) == 0
+    write_run(root, RunSpec(run_id="20260105T120000Z-gpu-00000a", nodes=("n1",), gpus_per_node=2, power_w=600.0,
+                            cases=[gemm(4096), membw(1 << 28)], repeats=5))
+    return root
+
+
+def _counts(root: Path) -> dict[str, int]:
+    r = load_runs([root])
+    return {name: len(df) for name, df in r.tables.items()}
+
+
+def _sorted(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    return df.sort_values(list(KEYS[name])).reset_index(drop=True)
+
+
+def test_round_trip_and_second_import_adds_nothing(site_a, tmp_path, capsys):
+    bundle = tmp_path / "a.parquet"
+    assert main(["export", str(site_a), "-o", str(bundle)]) == 0
+    assert "2 run(s)" in capsys.readouterr().out
+    meta = exchange.bundle_meta(bundle)
+    assert meta["schema_version"] == SCHEMA_VERSION and meta["rows"]["metrics"] > 0
+    assert set(pq.read_table(bundle).column("table").to_pylist()) == {"metrics", "samples", "runs", "telemetry"} - (
+        set() if meta["rows"]["telemetry"] else {"telemetry"})
+
+    site_b = tmp_path / "site_b"
+    assert main(["import", str(bundle), "--results", str(site_b)]) == 0
+    assert "new rows" in capsys.readouterr().out
+    original, imported = load_runs([site_a]), load_runs([site_b])
+    for name in schema.TABLES:
+        pd.testing.assert_frame_equal(_sorted(original.tables[name], name), _sorted(imported.tables[name], name))
+
+    before = _counts(site_b)
+    shards = sorted(p.name for p in site_b.rglob("*.parquet"))
+    assert main(["import", str(bundle), "--results", str(site_b)]) == 0
+    assert "nothing new" in capsys.readouterr().out
+    assert _counts(site_b) == before and sorted(p.name for p in site_b.rglob("*.parquet")) == shards
+
+
+def test_import_adds_only_what_is_missing(site_a, tmp_path):
+    bundle = tmp_path / "a.parquet"
+    exchange.export(select([site_a], include_reference=False).results, bundle)
+    site_b = tmp_path / "site_b"
+    write_run(site_b, RunSpec(run_id="20260105T120000Z-gpu-00000a", nodes=("n1",), gpus_per_node=2, power_w=600.0,
+                              cases=[gemm(4096), membw(1 << 28)], repeats=5))  # the same run, already here
+    here = _counts(site_b)
+    added = exchange.import_bundle(bundle, site_b)
+    smoke_rows = {k: v - here[k] for k, v in _counts(site_a).items()}
+    assert added == smoke_rows  # only the smoke run's rows were new
+    assert not load_runs([site_b]).tables["metrics"].duplicated(list(KEYS["metrics"])).any()
+
+
+def _rewrite(bundle: Path, out: Path, edit, meta_version: int | None = None) -> Path:
+    table = pq.read_table(bundle)
+    meta = json.loads(table.schema.metadata[exchange.META_KEY])
+    df = edit(table.to_pandas())
+    if meta_version is not None:
+        meta["schema_version"] = meta_version
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(t.replace_schema_metadata({exchange.META_KEY: json.dumps(meta).encode()}), out)
+    return out
+
+
+def test_newer_schema_is_refused_with_a_clear_message(site_a, tmp_path, capsys):
+    bundle = tmp_path / "a.parquet"
+    exchange.export(select([site_a], include_reference=False).results, bundle)
+    newer = _rewrite(bundle, tmp_path / "newer.parquet", lambda df: df.assign(schema_version=SCHEMA_VERSION + 1),
+                     meta_version=SCHEMA_VERSION + 1)
+    assert main(["import", str(newer), "--results", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert f"schema version {SCHEMA_VERSION + 1}, newer than this aifbench" in err and "upgrade aifbench" in err
+    # rows of a newer version inside a bundle labelled current are refused too, and nothing is written
+    sneaky = _rewrite(bundle, tmp_path / "sneaky.parquet",
+                      lambda df: df.assign(schema_version=df["schema_version"].where(df["table"] != "samples", 99)))
+    with pytest.raises(SchemaError, match="newer than this aifbench supports"):
+        exchange.import_bundle(sneaky, tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_older_schema_is_migrated(site_a, tmp_path, monkeypatch):
+    """A bundle from 'schema 0' (metrics.value was called 'val') arrives migrated to the current version."""
+    def v0_to_v1(name: str, df: pd.DataFrame) -> pd.DataFrame:
+        df = df.rename(columns={"val": "value"}) if name == "metrics" else df
+        return df.assign(schema_version=1)
+
+    monkeypatch.setitem(schema.MIGRATIONS, 0, v0_to_v1)
+    bundle = tmp_path / "a.parquet"
+    exchange.export(select([site_a], include_reference=False).results, bundle)
+
+    def to_v0(df: pd.DataFrame) -> pd.DataFrame:
+        m = df["table"] == "metrics"
+        df = df.assign(schema_version=0)
+        df["val"] = df["value"].where(m)
+        df["value"] = df["value"].where(~m)
+        return df
+
+    old = _rewrite(bundle, tmp_path / "old.parquet", to_v0, meta_version=0)
+    added = exchange.import_bundle(old, tmp_path / "b")
+    got = load_runs([tmp_path / "b"]).tables["metrics"]
+    want = load_runs([site_a]).tables["metrics"]
+    assert added["metrics"] == len(want) and set(got["schema_version"]) == {SCHEMA_VERSION}
+    assert _sorted(got, "metrics")["value"].equals(_sorted(want, "metrics")["value"])
+
+
+def test_bad_bundles_exit_2(site_a, tmp_path, capsys):
+    plain = tmp_path / "plain.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(plain)
+    assert main(["import", str(plain), "--results", str(tmp_path / "b")]) == 2
+    assert "not an aifbench bundle" in capsys.readouterr().err
+    (tmp_path / "junk.parquet").write_text("junk")
+    assert main(["import", str(tmp_path / "junk.parquet")]) == 2
+    assert "not a readable Parquet bundle" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "absent.parquet")]) == 2
+    assert "no such bundle" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty"), "-o", str(tmp_path / "e.parquet")]) == 2
+    assert not (tmp_path / "e.parquet").exists()
+
+
+def test_export_skips_and_names_a_corrupt_shard(site_a, tmp_path, capsys, caplog):
+    import logging
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(site_a, root)
+    run = next(p for p in root.iterdir() if "smoke" in p.name)
+    (run / "samples.rank00000.main.parquet").write_bytes(b"broken")
+    with caplog.at_level(logging.WARNING):  # the CLI prints warnings on stderr (tests/unit/cli/test_cli.py)
+        assert main(["export", str(root), "-o", str(tmp_path / "x.parquet")]) == 0
+    out = capsys.readouterr()
+    assert "samples.rank00000.main.parquet" in caplog.text and "2 run(s)" in out.out
+    tables = exchange.read_bundle(tmp_path / "x.parquet")
+    assert run.name not in set(tables["samples"]["run_id"]) and run.name in set(tables["metrics"]["run_id"])
