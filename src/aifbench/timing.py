@@ -115,6 +115,22 @@ def summarize(samples_s: Sequence[float]) -> TimingStats:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class FigureStats:
+    """Median of per-repeat figures that are not times (TFLOP/s, polls/s), in the figures' own unit,
+    with their count and TimingStats' noise rule (spread or drift above NOISE_THRESHOLD)."""
+
+    median: float
+    n: int
+    noisy: bool
+
+
+def summarize_figures(values: Sequence[float]) -> FigureStats:
+    """FigureStats of per-repeat figures in any unit (the quantiles of `summarize` do not depend on it)."""
+    st = summarize(values)
+    return FigureStats(median=st.median_s, n=st.n, noisy=st.noisy)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TimingConfig:
     warmup: int = 3
     """untimed calls before timing (compilation, caches, clocks ramping up)"""

@@ -44,7 +44,7 @@ from aifbench.benchmarks._shared import gpu_only_reason, torch_dtype
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric, rate_metrics, time_metrics
 from aifbench.errors import CorrectnessError
 from aifbench.benchmarks.registry import register
-from aifbench.timing import Timer, TimingStats, summarize
+from aifbench.timing import Timer, TimingStats, summarize, summarize_figures
 from aifbench.units import DTYPE_BYTES, MiB
 
 # relative Frobenius error allowed against float64 on the same rounded inputs
@@ -308,9 +308,9 @@ class Gemm(Benchmark):
         what = "torch._scaled_mm" if self.config.dtype == "fp8" else "torch.matmul"
         how = f"{detail}; bare loop: {what} called directly"
         bare = [flops / s * 1e-12 for s in ab.b_s]
-        st = summarize(bare)
+        st = summarize_figures(bare)
         out = interval_metrics("harness_overhead_pct", ab, HARNESS_TOL_PCT, how)
-        out.metrics.append(Metric("bare_loop_tflops", st.median_s, stat="median", n_samples=st.n, noisy=st.noisy, peak=peak[0],
+        out.metrics.append(Metric("bare_loop_tflops", st.median, stat="median", n_samples=st.n, noisy=st.noisy, peak=peak[0],
                                   peak_source=peak[1], detail=how))
         out.samples["bare_loop_tflops"] = bare
         return out

@@ -22,7 +22,7 @@ from aifbench.benchmarks.configs import TelemetryOverheadConfig
 from aifbench.benchmarks.base import Benchmark, Measurement, Metric
 from aifbench.errors import ConfigError
 from aifbench.benchmarks.registry import register
-from aifbench.timing import Timer, summarize
+from aifbench.timing import Timer, summarize_figures
 from aifbench.units import DTYPE_BYTES
 
 LOSS_TOL_PCT = 1.0  # the goal is a loss <= 1 % at 10 Hz: an interval wider than ±1 point is noisy
@@ -124,11 +124,11 @@ class TelemetryOverhead(Benchmark):
             out.extend(interval_metrics(f"overhead_ratio_{setting}", ab, LOSS_TOL_PCT / 100, d))
             out.extend(interval_metrics(f"overhead_loss_pct_{setting}", ab, LOSS_TOL_PCT, d,
                                         transform=lambda r: (1 - r) * 100))
-            out.metrics.append(Metric(f"overhead_polls_per_s_{setting}", summarize(polls).median_s, stat="median",
+            out.metrics.append(Metric(f"overhead_polls_per_s_{setting}", summarize_figures(polls).median, stat="median",
                                       n_samples=len(polls), detail=f"requested {hz:g} Hz"))
         for setting, values in tflops.items():
-            st = summarize(values)
-            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median_s, stat="median", n_samples=st.n, noisy=st.noisy,
+            st = summarize_figures(values)
+            out.metrics.append(Metric(f"overhead_{setting}_tflops", st.median, stat="median", n_samples=st.n, noisy=st.noisy,
                                       detail=detail))
             out.samples[f"overhead_{setting}_tflops"] = values
         return out

@@ -106,3 +106,12 @@ def test_a_bare_loop_slower_than_every_harness_sample_is_noise():
     assert harness.noisy_against(2.189)  # overhead = 1 - 2.189 / 1.0 = -118.9 %
     assert not harness.noisy_against(0.9)  # a real 10 % harness overhead is a finding, not noise
     assert not harness.noisy_against(1.05)  # within the threshold of the slowest sample
+
+
+def test_figures_that_are_not_times_have_their_own_median():
+    """TFLOP/s per repeat: the median in TFLOP/s (not a field named _s), the count, the noise rule."""
+    from aifbench.timing import summarize_figures
+
+    st = summarize_figures([400.0, 410.0, 390.0, 405.0])
+    assert (st.median, st.n, st.noisy) == (402.5, 4, False)
+    assert summarize_figures([100.0, 100.0, 100.0, 200.0, 200.0, 200.0]).noisy  # drift of 100 %
