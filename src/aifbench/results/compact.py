@@ -227,9 +227,9 @@ def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, s
         pending = deque(pool.submit(_read_batch, *args(job)) for _, job in zip(range(2 * workers), todo))
         while pending:
             t, b, sigs = pending.popleft().result()
-            job = next(todo, None)
-            if job is not None:
-                pending.append(pool.submit(_read_batch, *args(job)))
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_read_batch, *args(nxt)))
             bad += b
             sources.update(sigs)
             yield t
@@ -299,7 +299,9 @@ def _superseded(tf: TableFiles, damaged: set[Path]) -> list[str]:
 
 def tf_table(path: Path) -> str:
     """The table a compacted file holds, from its name."""
-    return layout.COMPACT_RE.match(path.name)["table"]
+    m = layout.COMPACT_RE.match(path.name)
+    assert m is not None, f"{path.name}: not a compacted file's name"  # callers pass compacted files only
+    return m["table"]
 
 
 def verify(path: Path) -> str | None:

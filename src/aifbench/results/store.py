@@ -254,13 +254,13 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     dirs = [Path(p) for p in paths if Path(p).is_dir()]
     for run_dir, files in sorted(by_dir.items()):
         whole = any(run_dir == d or d in run_dir.parents for d in dirs)
-        frames, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole, side)
+        loaded, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole, side)
         skipped += bad
-        for name, df in frames.items():
+        for name, df in loaded.items():
             (side_parts[name[1]] if isinstance(name, tuple) else parts[name]).append(df)
     for path, why in skipped:
         log.warning("skipping invalid shard %s: %s", path, why)  # the CLI shows it on stderr
-    out = {}
+    out: dict[str, pd.DataFrame] = {}
     for name in schema.TABLES:
         frames = [f for f in parts.get(name, []) if len(f)]
         if frames:
@@ -270,7 +270,7 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
         else:
             out[name] = schema.empty(name) if name not in columns else \
                 read.to_frame(read.arrow_schema(name).empty_table().select(read._columns(name, columns[name])))
-    views = {}
+    views: dict[str, pd.DataFrame] = {}
     for name, (cols, _) in side.items():
         frames = [f for f in side_parts[name] if len(f)]
         views[name] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else \
@@ -284,7 +284,7 @@ READ_RETRIES = 5
 
 def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict,
               categorical: bool = False, whole: bool = True, side: dict[str, read.Side] | None = None
-              ) -> tuple[dict, list[tuple[Path, str]]]:
+              ) -> tuple[dict[str | tuple[str, str], pd.DataFrame], list[tuple[Path, str]]]:
     """One run directory's tables from one snapshot (read.snapshot: no compaction commits while
     it is read); `whole`: the directory was asked for, so its files are listed again inside the
     snapshot. Rescans when a file vanished all the same (a file system without flock). The
@@ -301,7 +301,7 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
                     or f.name.split(".", 1)[0] not in schema.TABLES]
             rf = layout.scan(run_dir, [f for f in mine if f.exists() or f.is_symlink()])  # a dangling link is named
             try:
-                frames = {}
+                frames: dict[str | tuple[str, str], pd.DataFrame] = {}
                 for name in tables:
                     twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
                     cat = categorical and name in ("metrics", "runs")
@@ -322,8 +322,8 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
     if "metrics" in frames:
         bad += [(run_dir, f"metrics.params not JSON: {t!r}") for t in read.check_params(frames["metrics"])]
     if "runs" in frames and {"rank", "task"} <= set(frames["runs"].columns):
-        frames["runs"], twice = _rank_twice(frames["runs"])
-        bad += twice
+        frames["runs"], ranked_twice = _rank_twice(frames["runs"])
+        bad += ranked_twice
     return frames, bad
 
 
