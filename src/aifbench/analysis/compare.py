@@ -264,8 +264,9 @@ def records(df: pd.DataFrame) -> list[dict]:
     out = []
     for row in df.to_dict("records"):
         rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        if isinstance(rec.get("params"), str):
-            rec["params"] = json.loads(rec["params"])
+        params = rec.get("params")
+        if isinstance(params, str):
+            rec["params"] = json.loads(params)
         out.append(rec)
     return out
 

@@ -12,6 +12,7 @@ verdict is INCOMPLETE (validate.Report.verdict). A plan that cannot be read is a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def missing_provenance(plan: RunPlan, runs: pd.DataFrame) -> list[int]:
 
 
 def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame,
-                        unreadable: list[tuple[Path, str]] = ()) -> list[Check]:
+                        unreadable: Sequence[tuple[Path, str]] = ()) -> list[Check]:
     """One check for the whole plan, one per case missing on some rank, and one when some rank of
     the plan has no runs row (its provenance is lost: the ranks come from the plan, not the rows)."""
     out = []
@@ -129,7 +130,7 @@ def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame
     return [Check("complete", name, "pass", msg)]
 
 
-def _run_notes(runs: pd.DataFrame, unreadable: list[tuple[Path, str]]) -> str:
+def _run_notes(runs: pd.DataFrame, unreadable: Sequence[tuple[Path, str]]) -> str:
     """Ranks whose runs row is not ok/failed (interrupted, still running) and unreadable shards."""
     notes = [f"run status {status} on rank(s) {', '.join(str(r) for r in sorted(part['rank']))}"
              for status, part in runs.groupby("status", observed=True) if status not in ("ok", "failed")]

@@ -161,10 +161,10 @@ def selected_shards(paths: Iterable[Path | str] = (), include_reference: bool = 
     """(shards, reference shards) that select() reads: below `paths` (default `results/`) minus
     baselines and reference runs, and the reference runs when included. ConfigError for a
     path that does not exist."""
-    paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
-    existing = [p for p in paths if p.exists()]
-    missing = [p for p in paths if not p.exists()]
-    if missing and (existing or paths != [DEFAULT_RESULTS]):
+    given = [Path(p) for p in paths] or [DEFAULT_RESULTS]
+    existing = [p for p in given if p.exists()]
+    missing = [p for p in given if not p.exists()]
+    if missing and (existing or given != [DEFAULT_RESULTS]):
         raise no_results(missing[0])
     ref_dirs = [Path(reference_dir) if reference_dir else DEFAULT_RESULTS / REFERENCE_DIR]
     ref_dirs += [p / REFERENCE_DIR for p in existing if p.is_dir()]
@@ -201,9 +201,9 @@ def load(paths: Iterable[Path | str] = (), *, baselines: bool = False) -> Result
     with baselines=True, so a run saved as a baseline is not counted twice. A baseline directory
     named directly in `paths` is read (it was asked for).
     """
-    paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
-    exclude = [] if baselines else [b for p in paths if p.is_dir() for b in p.rglob(BASELINES_DIR) if b.is_dir()]
-    return dedupe(store.load(_shards(paths, exclude)))
+    given = [Path(p) for p in paths] or [DEFAULT_RESULTS]
+    exclude = [] if baselines else [b for p in given if p.is_dir() for b in p.rglob(BASELINES_DIR) if b.is_dir()]
+    return dedupe(store.load(_shards(given, exclude)))
 
 
 def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = True,

@@ -16,7 +16,7 @@ import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import AbstractSet, Sequence
 
 import pandas as pd
 
@@ -75,7 +75,7 @@ def series_names(h: pd.DataFrame, reference_runs: set[str]) -> pd.Series:
     return pd.Series([f"{n} (reference)" if r else n for n, r in zip(name, ref)], index=h.index)
 
 
-def _table(df: pd.DataFrame, numeric: set[str] = frozenset()) -> str:
+def _table(df: pd.DataFrame, numeric: AbstractSet[str] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = []
     for row in df.head(MAX_TABLE_ROWS).itertuples(index=False):
