@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, SchemaError
 from aifbench.results import layout, read, schema
 from aifbench.results.layout import META_KEY, TableFiles
 
@@ -239,7 +239,7 @@ def _generation(path: Path) -> int:
     """A loose shard's generation (0 when its footer has none or cannot be read)."""
     try:
         return layout.shard_generation(path) or 0
-    except layout.SchemaError:
+    except SchemaError:
         return 0
 
 

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - the class pq.ParquetFile wraps; named 
     _Reader = None
 
 from aifbench import SCHEMA_VERSION
+from aifbench.errors import SchemaError
 from aifbench.results import schema
 from aifbench.results import layout
 from aifbench.results.layout import SOURCE_COL, RunFiles, TableFiles
@@ -302,7 +303,7 @@ def read_source(rf: RunFiles, table: str, name: str) -> tuple[pa.Table, int]:
             bad: list[tuple[Path, str]] = []
             t = _drop_bad_files(_loose([p], table, cols, None, bad), table, rf.run_dir.name, bad, rf.run_dir, [p])
             if bad:
-                raise layout.SchemaError(f"{p}: {bad[0][1]}")
+                raise SchemaError(f"{p}: {bad[0][1]}")
             return t.drop_columns([FILE_IX]).cast(empty.schema), layout.shard_generation(p) or 0
     for path, excluded in tf.compacted.items():
         if name in tf.sources.get(path, {}) and name not in excluded:
