@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
     return RunPlan(cases, world, params)
 
 
-def _plan_cases(data: dict) -> dict:
+def _plan_cases(data: dict[str, Any]) -> dict[str, Any]:
     """{"cases": [...]} of a plan.json: Plan.to_json's suite_cases, or an earlier plan's suite_config
     (that reading is a compatibility shim: it stays until release 0.2.0)."""
     return data["suite_config"] if "suite_config" in data else {"cases": data["suite_cases"]}
