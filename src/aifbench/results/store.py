@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError, SchemaError, no_results
 from aifbench.results import layout, read, schema
-from aifbench.results.layout import SHARD_RE
+from aifbench.results.layout import SHARD_RE as SHARD_RE  # re-exported: store.SHARD_RE names it too
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class ShardWriter:
     run_id: str
     rank: int = 0
     part: str = "main"
-    rows: dict[str, list[dict]] = field(default_factory=dict)
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     """tables changed since the last flush"""
     generation: int = 0
@@ -111,14 +111,14 @@ class ShardWriter:
     def run_dir(self) -> Path:
         return Path(self.root) / self.run_id
 
-    def add(self, table: str, rows: Iterable[dict]) -> None:
+    def add(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
         schema.table(table)
         new = list(rows)
         if new:
             self.rows.setdefault(table, []).extend(new)
             self.dirty.add(table)
 
-    def replace(self, table: str, rows: Iterable[dict]) -> None:
+    def replace(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
         schema.table(table)
         self.rows[table] = list(rows)
         self.dirty.add(table)
@@ -229,7 +229,7 @@ Columns = dict[str, list[str]]
 
 
 def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, columns: Columns | None = None,
-         filters: dict | None = None, categorical: bool = False,
+         filters: dict[str, object] | None = None, categorical: bool = False,
          side: dict[str, read.Side] | None = None) -> Results:
     """Load `tables` (default all) below `paths`, run directory by run directory, reading only
     `columns` per table and the rows passing `filters` per table (pyarrow.dataset expressions).
@@ -282,7 +282,7 @@ READ_RETRIES = 5
 """rescans of a run directory when a file vanished under a reader (a compaction without flock)"""
 
 
-def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict,
+def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict[str, object],
               categorical: bool = False, whole: bool = True, side: dict[str, read.Side] | None = None
               ) -> tuple[dict[str | tuple[str, str], pd.DataFrame], list[tuple[Path, str]]]:
     """One run directory's tables from one snapshot (read.snapshot: no compaction commits while
@@ -305,7 +305,7 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
                 for name in tables:
                     twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
                     cat = categorical and name in ("metrics", "runs")
-                    views: list = []
+                    views: list[pa.Table] = []
                     t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice,
                                         dictionary=cat, side=side.get(name), side_out=views)
                     frames[name] = read.to_frame(t, categorical=cat)
