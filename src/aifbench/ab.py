@@ -116,16 +116,16 @@ class ABResult:
                 f"round; mean of the per-round values with a 95 % paired t interval")
 
 
-def _nothing(_: str) -> ContextManager:
+def _nothing(_: str) -> ContextManager[None]:
     return contextlib.nullcontext()
 
 
-def region_of(timer: Timer) -> Callable[[str], ContextManager]:
+def region_of(timer: Timer) -> Callable[[str], ContextManager[None]]:
     """timer.region (telemetry windows named per side) where the timer has it, else no-op."""
     return getattr(timer, "region", _nothing)
 
 
-Around = Callable[[], ContextManager]
+Around = Callable[[], ContextManager[None]]
 
 
 def run_ab(timer: Timer, a: Callable[[], object], b: Callable[[], object], *, rounds: int,

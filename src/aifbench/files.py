@@ -35,7 +35,8 @@ def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file; a syntax error becomes a ConfigError naming file and line."""
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)  # tomli (Python 3.10) has no stubs here
+            return data
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
     except UnicodeDecodeError as exc:  # TOML is UTF-8; a binary or Latin-1 file lands here

@@ -41,14 +41,14 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _device_events(prof, cuda: bool):
+def _device_events(prof: Any, cuda: bool) -> list[tuple[str, float]]:  # prof: a torch.profiler.profile
     """Kernel events (CUDA) or top-level aten operators (CPU), with their device/CPU time in us."""
     from torch.autograd import DeviceType
 
-    events = []
+    events: list[tuple[str, float]] = []
     for e in prof.events():
         if cuda and e.device_type == DeviceType.CUDA:
-            events.append((e.name, getattr(e, "device_time", None) or getattr(e, "cuda_time", 0.0)))
+            events.append((e.name, getattr(e, "device_time", 0.0) or getattr(e, "cuda_time", 0.0)))
         elif not cuda and e.name.startswith("aten::") and e.cpu_parent is None:
             events.append((e.name, e.cpu_time_total))
     return events
@@ -85,7 +85,8 @@ def profile_decode(params: dict[str, Any], device: str = "cpu", steps: int = 16,
     return _summary(_device_events(prof, cuda), steps, wall, top, bench.config, cuda)
 
 
-def _summary(events, steps: int, wall_s: float, top: int, config, cuda: bool) -> dict[str, Any]:
+def _summary(events: list[tuple[str, float]], steps: int, wall_s: float, top: int, config: object,
+             cuda: bool) -> dict[str, Any]:
     by_name: dict[str, list[float]] = defaultdict(list)
     for name, us in events:
         by_name[name].append(us)

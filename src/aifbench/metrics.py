@@ -14,9 +14,12 @@ and `is_merit()` instead of keeping lists of names.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from aifbench.errors import one_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Role = Literal["throughput", "score", "latency", "efficiency", "time_base", "time", "reading", "diagnostic"]
 """throughput: work per second; score: a higher-is-better ratio or % (MFU, speedup); latency: the
@@ -123,7 +126,7 @@ RENAMED_UNITS = {"1/s": "tokens/s", "1/J": "tokens/J"}
 """units runs recorded before a token rate said what it counts (read as today's unit)"""
 
 
-def current_units(df):
+def current_units(df: pd.DataFrame) -> pd.DataFrame:
     """`df` (a metrics frame) with the units of runs recorded as '1/s' / '1/J' for token rates read
     as the dictionary's 'tokens/s' / 'tokens/J' (the same figure; only the label changed)."""
     if not len(df) or "unit" not in df.columns or "metric" not in df.columns:

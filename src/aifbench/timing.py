@@ -18,7 +18,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Protocol, Sequence
+from typing import Callable, ContextManager, Iterator, Protocol, Sequence
 
 from aifbench.units import NS_PER_S
 
@@ -152,7 +152,7 @@ class Timer:
         self.regions = regions
 
     @contextlib.contextmanager
-    def region(self, name: str):
+    def region(self, name: str) -> Iterator[None]:
         """Sample the block's work into telemetry region `name` (entering it again accumulates);
         the device is synchronised on entry and exit so only the block's work is inside. A
         region inside a region is a ValueError. No-op without a regions object."""
@@ -211,7 +211,8 @@ class Timer:
                 fn()
             end.record()
             end.synchronize()
-            return start.elapsed_time(end) / 1e3  # ms -> s
+            seconds: float = start.elapsed_time(end) / 1e3  # ms -> s
+            return seconds
         self.synchronize()
         t0 = self.clock()
         for _ in range(inner):

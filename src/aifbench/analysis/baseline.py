@@ -76,7 +76,7 @@ def save(results: Path, run_id: str | None, name: str, *, note: str = "", force:
 
 
 def list_baselines(results: Path) -> list[BaselineInfo]:
-    out = []
+    out: list[BaselineInfo] = []
     base = root(results)
     if not base.is_dir():
         return out

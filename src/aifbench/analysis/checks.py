@@ -4,6 +4,7 @@ its completeness rules, below both."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,5 +22,5 @@ Slot = tuple[int, str]
 array task has its own rank 0 on its own node."""
 
 
-def slot(r) -> Slot:
+def slot(r: Any) -> Slot:  # r: a row of DataFrame.itertuples (a namedtuple built at run time)
     return int(r.rank), str(r.node)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -126,8 +127,9 @@ def _spread(values: np.ndarray | None, median: float) -> tuple[float, float, flo
     return float(q1), float(q3), float((q3 - q1) / median * 100.0) if median else math.nan
 
 
-def _baseline_cols(a: np.ndarray | None, base: np.ndarray | None, metric: str, opts: CompareOptions) -> dict:
-    empty = {"vs_baseline_pct": math.nan, "ci_low_pct": math.nan, "ci_high_pct": math.nan,
+def _baseline_cols(a: np.ndarray | None, base: np.ndarray | None, metric: str, opts: CompareOptions
+                   ) -> dict[str, float | str]:
+    empty: dict[str, float | str] = {"vs_baseline_pct": math.nan, "ci_low_pct": math.nan, "ci_high_pct": math.nan,
              "p_value": math.nan, "verdict": ""}
     if base is None:
         return empty
@@ -220,7 +222,7 @@ def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = Non
 
 # --- output ---------------------------------------------------------------------------------
 
-def fmt(value, digits: int = 4) -> str:
+def fmt(value: object, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, (bool, np.bool_)):
@@ -233,7 +235,7 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-def fmt_pct(value) -> str:
+def fmt_pct(value: float | None) -> str:
     """A percentage for reading: '12 %', '3.4 %', '0.52 %', '250 %'; never exponent notation."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -259,13 +261,14 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def records(df: pd.DataFrame) -> list[dict]:
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows for JSON: params parsed into an object, NaN as None."""
     out = []
     for row in df.to_dict("records"):
         rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        if isinstance(rec.get("params"), str):
-            rec["params"] = json.loads(rec["params"])
+        params = rec.get("params")
+        if isinstance(params, str):
+            rec["params"] = json.loads(params)
         out.append(rec)
     return out
 

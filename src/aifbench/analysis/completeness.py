@@ -12,6 +12,8 @@ verdict is INCOMPLETE (validate.Report.verdict). A plan that cannot be read is a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +60,7 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
     return RunPlan(cases, world, params)
 
 
-def _plan_cases(data: dict) -> dict:
+def _plan_cases(data: dict[str, Any]) -> dict[str, Any]:
     """{"cases": [...]} of a plan.json: Plan.to_json's suite_cases, or an earlier plan's suite_config
     (that reading is a compatibility shim: it stays until release 0.2.0)."""
     return data["suite_config"] if "suite_config" in data else {"cases": data["suite_cases"]}
@@ -103,7 +105,7 @@ def missing_provenance(plan: RunPlan, runs: pd.DataFrame) -> list[int]:
 
 
 def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame,
-                        unreadable: list[tuple[Path, str]] = ()) -> list[Check]:
+                        unreadable: Sequence[tuple[Path, str]] = ()) -> list[Check]:
     """One check for the whole plan, one per case missing on some rank, and one when some rank of
     the plan has no runs row (its provenance is lost: the ranks come from the plan, not the rows)."""
     out = []
@@ -129,7 +131,7 @@ def completeness_checks(plan: RunPlan, metrics: pd.DataFrame, runs: pd.DataFrame
     return [Check("complete", name, "pass", msg)]
 
 
-def _run_notes(runs: pd.DataFrame, unreadable: list[tuple[Path, str]]) -> str:
+def _run_notes(runs: pd.DataFrame, unreadable: Sequence[tuple[Path, str]]) -> str:
     """Ranks whose runs row is not ok/failed (interrupted, still running) and unreadable shards."""
     notes = [f"run status {status} on rank(s) {', '.join(str(r) for r in sorted(part['rank']))}"
              for status, part in runs.groupby("status", observed=True) if status not in ("ok", "failed")]

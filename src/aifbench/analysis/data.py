@@ -12,13 +12,18 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
 from aifbench.errors import ConfigError, no_results
 from aifbench.results import schema, store
 from aifbench.results.store import Results
+
+if TYPE_CHECKING:
+    from pyarrow.dataset import Expression
+
+    from aifbench.results.read import Side
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +116,7 @@ def analysis_metrics(extra: Iterable[str] = ()) -> list[str]:
     return sorted(read | {metric_dict.POWER} | set(extra))
 
 
-def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS, metrics: Iterable[str] | None = None):
+def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS, metrics: Iterable[str] | None = None) -> Expression:
     """Rows analysis needs: the given statistics of `metrics` (default analysis_metrics()), and
     every row that did not end ok."""
     import pyarrow.dataset as ds
@@ -121,7 +126,7 @@ def analysis_filter(stats: Iterable[str] = ANALYSIS_STATS, metrics: Iterable[str
 
 
 def load_analysis(shards: list[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = False,
-                  metrics: Iterable[str] = (), side: dict | None = None) -> Results:
+                  metrics: Iterable[str] = (), side: dict[str, Side] | None = None) -> Results:
     """Metrics and runs of `shards` with analysis' columns and rows (analysis_filter; `metrics`
     added to analysis_metrics()); samples of runs up to SAMPLES_MAX_RANKS ranks; no telemetry.
     `full`: every table, column and row (export). `side`: store.load's second views of metrics
@@ -161,10 +166,10 @@ def selected_shards(paths: Iterable[Path | str] = (), include_reference: bool = 
     """(shards, reference shards) that select() reads: below `paths` (default `results/`) minus
     baselines and reference runs, and the reference runs when included. ConfigError for a
     path that does not exist."""
-    paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
-    existing = [p for p in paths if p.exists()]
-    missing = [p for p in paths if not p.exists()]
-    if missing and (existing or paths != [DEFAULT_RESULTS]):
+    given = [Path(p) for p in paths] or [DEFAULT_RESULTS]
+    existing = [p for p in given if p.exists()]
+    missing = [p for p in given if not p.exists()]
+    if missing and (existing or given != [DEFAULT_RESULTS]):
         raise no_results(missing[0])
     ref_dirs = [Path(reference_dir) if reference_dir else DEFAULT_RESULTS / REFERENCE_DIR]
     ref_dirs += [p / REFERENCE_DIR for p in existing if p.is_dir()]
@@ -201,13 +206,13 @@ def load(paths: Iterable[Path | str] = (), *, baselines: bool = False) -> Result
     with baselines=True, so a run saved as a baseline is not counted twice. A baseline directory
     named directly in `paths` is read (it was asked for).
     """
-    paths = [Path(p) for p in paths] or [DEFAULT_RESULTS]
-    exclude = [] if baselines else [b for p in paths if p.is_dir() for b in p.rglob(BASELINES_DIR) if b.is_dir()]
-    return dedupe(store.load(_shards(paths, exclude)))
+    given = [Path(p) for p in paths] or [DEFAULT_RESULTS]
+    exclude = [] if baselines else [b for p in given if p.is_dir() for b in p.rglob(BASELINES_DIR) if b.is_dir()]
+    return dedupe(store.load(_shards(given, exclude)))
 
 
 def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full: bool = True,
-              metrics: Iterable[str] = (), side: dict | None = None) -> Results:
+              metrics: Iterable[str] = (), side: dict[str, Side] | None = None) -> Results:
     """Load exactly these paths (a run directory, a baseline) without defaults; deduplicated.
     full=False: only analysis' columns and rows (load_analysis), with its `side` views."""
     return dedupe(load_analysis(store.find_shards(list(paths)), stats, full, metrics, side))
@@ -271,7 +276,7 @@ def case_label(benchmark: str, params_json: str, limit: int | None = 90) -> str:
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
-def param_text(benchmark: str, params: dict) -> str:
+def param_text(benchmark: str, params: dict[str, Any]) -> str:
     """The one label rule of a case's parameters, everywhere a case is named: every parameter
     whose value differs from the benchmark's default, in the order its Config declares them
     (parameters it does not declare after, by name), booleans spelled true/false as in TOML;
@@ -311,4 +316,5 @@ def benchmark_defaults(benchmark: str) -> dict[str, object]:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             out[f.name] = f.default_factory()  # type: ignore[misc]
-    return json.loads(json.dumps(out, default=str))  # as stored: tuples as lists
+    stored: dict[str, object] = json.loads(json.dumps(out, default=str))  # as stored: tuples as lists
+    return stored

@@ -17,7 +17,7 @@ import os
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -126,7 +126,7 @@ def _as_bundle(t: pa.Table, name: str, target: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=target)
 
 
-def bundle_meta(path: Path) -> dict:
+def bundle_meta(path: Path) -> dict[str, Any]:
     try:
         md = pq.read_metadata(path).metadata or {}  # the footer: written last by a streaming export
     except (OSError, pa.ArrowException) as exc:
@@ -134,7 +134,8 @@ def bundle_meta(path: Path) -> dict:
     if META_KEY not in md:
         raise ConfigError(f"{path}: not an aifbench bundle (no '{META_KEY.decode()}' metadata); "
                           "make one with 'aifbench export'")
-    return json.loads(md[META_KEY])
+    meta: dict[str, Any] = json.loads(md[META_KEY])
+    return meta
 
 
 def _check_meta(path: Path) -> None:

@@ -58,7 +58,7 @@ def judge_rows(rows: pd.DataFrame, lower: float | None, upper: float | None, fra
                where: Callable[[object], str]) -> tuple[str, str]:
     """(status, message) of every row's interval (rows from bounds_of); the worst status wins:
     fail, then inconclusive, then pass."""
-    texts = {PASS: [], FAIL: [], INCONCLUSIVE: []}
+    texts: dict[str, list[str]] = {PASS: [], FAIL: [], INCONCLUSIVE: []}
     for r in rows.itertuples(index=False):
         lo_b, hi_b = band(lower, upper, fraction_of_peak, r.peak)
         ends = (float(r.value), float(r.ci_low), float(r.ci_high))

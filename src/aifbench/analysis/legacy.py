@@ -68,7 +68,7 @@ def reasons_seen(throttle_rows: pd.DataFrame) -> dict[tuple[str, int], set[str] 
 SIDE_COLUMNS = ["run_id", "case_id", "rank", "metric", "detail"]
 
 
-def side_view() -> dict:
+def side_view() -> dict[str, tuple[list[str], object]]:
     """store.load's `side` argument that reads what reasons_seen() needs in the same pass as the
     lean analysis read (which leaves the detail column out): every throttle_pct row's detail."""
     import pyarrow.dataset as ds

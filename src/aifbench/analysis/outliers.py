@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,8 @@ def partition(rows: pd.DataFrame, uuids: dict[tuple[int, str], str], rule: Rule 
     return pd.DataFrame(summaries), pd.DataFrame(found, columns=cols)
 
 
-def _one(part: pd.DataFrame, metric: str, uuids: dict, rule: Rule) -> tuple[dict, list[dict]]:
+def _one(part: pd.DataFrame, metric: str, uuids: dict[tuple[int, str], str], rule: Rule
+         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     higher = higher_is_better(metric)
     x = part["value"].to_numpy(dtype=float)
     bad, z, dev, med = _flag(x, higher, rule)
@@ -121,7 +123,7 @@ def _one(part: pd.DataFrame, metric: str, uuids: dict, rule: Rule) -> tuple[dict
     return summary, out
 
 
-def describe(o) -> str:
+def describe(o: Any) -> str:  # o: a row of the found frame's itertuples
     """'slow rank 4 (n1 cuda:1 GPU-...): 611.2 TFLOP/s, -20.1 % vs median 765 (robust z -40.1)', or
     'slow node n4 (3 of 3 GPUs slow): ... vs node median ...'."""
     word = "slow" if higher_is_better(o.metric) else "high"

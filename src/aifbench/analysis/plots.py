@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import Callable, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, cast
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from matplotlib.figure import Figure
 
 from aifbench import metrics as metric_dict
 from aifbench.analysis.data import param_text
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 SIZE_KEYS = ("size_bytes", "message_bytes", "bytes", "size")
 OP_KEYS = ("op", "collective")
@@ -34,7 +37,7 @@ HBAR_WRAP = 56
 Builder = Callable[[pd.DataFrame], "tuple[Figure | None, str]"]
 
 
-def palette(series) -> dict[str, str]:
+def palette(series: Iterable[object]) -> dict[str, str]:
     """One colour per series (matplotlib's tab10 / tab20 cycle), stable for a sorted set."""
     names = sorted({str(x) for x in series})
     cmap = "tab10" if len(names) <= 10 else "tab20"
@@ -45,7 +48,7 @@ def palette(series) -> dict[str, str]:
     return {n: "#%02x%02x%02x" % tuple(int(255 * c) for c in colors[i % len(colors)][:3]) for i, n in enumerate(names)}
 
 
-def _param(params: dict, keys: tuple[str, ...]):
+def _param(params: dict[str, Any], keys: tuple[str, ...]) -> Any:
     for k in keys:
         if k in params:
             return params[k]
@@ -97,7 +100,7 @@ def _with_param(h: pd.DataFrame, plot: str, column: str, keys: tuple[str, ...]) 
     return out
 
 
-def _zero_based(ax) -> None:
+def _zero_based(ax: Axes) -> None:
     """A linear throughput or bandwidth axis starts at 0: a 1.7 % difference looks like one."""
     if ax.get_yscale() == "linear":
         ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1e-12))
@@ -107,13 +110,13 @@ def _rows(h: pd.DataFrame, metric: str) -> pd.DataFrame:
     return h[h["metric"] == metric]
 
 
-def _figure(ncols: int = 1, nrows: int = 1, width: float = 7.5, height: float = 4.2):
+def _figure(ncols: int = 1, nrows: int = 1, width: float = 7.5, height: float = 4.2) -> tuple[Figure, Any]:
     fig = Figure(figsize=(width * ncols, height * nrows), dpi=100, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
 
-def _panels(n: int, width: float, height: float, per_row: int = 3):
+def _panels(n: int, width: float, height: float, per_row: int = 3) -> tuple[Figure, Any]:
     """A figure of n panels, up to `per_row` a row; the unused cells of the last row hidden."""
     ncols = min(n, per_row)
     fig, ax = _figure(ncols=ncols, nrows=math.ceil(n / ncols), width=width, height=height)
@@ -122,8 +125,8 @@ def _panels(n: int, width: float, height: float, per_row: int = 3):
     return fig, ax
 
 
-def _bars(ax, table: pd.DataFrame, ylabel: str, colors: dict[str, str] | None = None,
-          peaks: dict | None = None) -> None:
+def _bars(ax: Axes, table: pd.DataFrame, ylabel: str, colors: dict[str, str] | None = None,
+          peaks: dict[str, float] | None = None) -> None:
     """Grouped bars: table index = categories (x), columns = series; `peaks` (category -> datasheet
     peak) draws a black line over the category's group, so a bar reads as good or bad."""
     n = max(len(table.columns), 1)
@@ -137,7 +140,7 @@ def _bars(ax, table: pd.DataFrame, ylabel: str, colors: dict[str, str] | None = 
         peak = (peaks or {}).get(c)
         if peak is not None and np.isfinite(peak):
             ax.hlines(peak, i - 0.45, i + 0.45, colors="black", linestyles="--", lw=1.2,
-                      label=None if labelled else "datasheet peak")
+                      label=None if labelled else "datasheet peak")  # type: ignore[arg-type]  # None: no legend entry; the stub says str
             labelled = True
     labels = [textwrap.fill(str(c), 28) for c in table.index]
     tilt = len(labels) > 4 or any(len(str(c)) > 14 for c in table.index)
@@ -157,7 +160,7 @@ def hbar_label(case: object) -> str:
     return textwrap.fill(str(case), HBAR_WRAP)
 
 
-def _hbars(ax, table: pd.DataFrame, xlabel: str, colors: dict[str, str] | None = None) -> None:
+def _hbars(ax: Axes, table: pd.DataFrame, xlabel: str, colors: dict[str, str] | None = None) -> None:
     """Grouped horizontal bars for many cases: one label a row (never overlapping: the figure grows
     with the rows), cases top to bottom, the value axis from 0."""
     n = max(len(table.columns), 1)
@@ -174,7 +177,7 @@ def _hbars(ax, table: pd.DataFrame, xlabel: str, colors: dict[str, str] | None =
     ax.legend(fontsize="small")
 
 
-def _lines(ax, df: pd.DataFrame, x: str, series: list[str], ylabel: str, xlabel: str,
+def _lines(ax: Axes, df: pd.DataFrame, x: str, series: list[str], ylabel: str, xlabel: str,
            colors: dict[str, str] | None = None, peaks: dict[str, float] | None = None) -> None:
     """One line per `series` key; lines of one system share its colour, told apart by marker and style."""
     seen: dict[str, int] = {}
@@ -222,7 +225,7 @@ def gemm(h: pd.DataFrame) -> tuple[Figure | None, str]:
                  "dashed: the datasheet dense peak from the hardware catalog")
 
 
-def _peaks(rows: pd.DataFrame, by: str) -> dict:
+def _peaks(rows: pd.DataFrame, by: str) -> dict[str, float]:
     """`by` value -> the datasheet peak stored with its rows (the catalog's, per GPU model)."""
     if "peak" not in rows.columns:
         return {}
@@ -335,7 +338,7 @@ def energy(h: pd.DataFrame) -> tuple[Figure | None, str]:
     return fig, f"median per case and system (at most {MAX_ENERGY_CASES} cases per panel)"
 
 
-def gemm_dims(p: dict) -> tuple[int, int, int] | None:
+def gemm_dims(p: dict[str, Any]) -> tuple[int, int, int] | None:
     """(M, N, K) a stored gemm case multiplied, by the benchmark's own rule (GemmConfig resolves
     them from the shape, also for rows stored before m, n, k held the real dimensions and before
     unused tokens/hidden/ffn_hidden were stored empty); None if it cannot be told."""

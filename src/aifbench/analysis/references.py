@@ -105,7 +105,7 @@ class Reference:
         return not self.gpus or sku in self.gpus
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
         """What a reference checks, regardless of threshold: a profile's replaces a generic one."""
         return (self.benchmark, self.metric, self.stat, tuple(sorted((k, repr(v)) for k, v in self.params.items())))
 

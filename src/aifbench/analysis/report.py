@@ -16,7 +16,7 @@ import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, AbstractSet, Sequence
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from aifbench.analysis.data import Selection, headline
 from aifbench.analysis.plots import PLOTS, palette
 from aifbench.atomic import atomic_write_text
 from aifbench.errors import AifbenchError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ img{max-width:100%;height:auto;border:1px solid #eee}.note{color:#666;font-size:
 """
 
 
-def png_data_uri(fig) -> str:
+def png_data_uri(fig: Figure) -> str:
     """Render a matplotlib Figure to a data: URI (PNG, Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -75,7 +78,7 @@ def series_names(h: pd.DataFrame, reference_runs: set[str]) -> pd.Series:
     return pd.Series([f"{n} (reference)" if r else n for n, r in zip(name, ref)], index=h.index)
 
 
-def _table(df: pd.DataFrame, numeric: set[str] = frozenset()) -> str:
+def _table(df: pd.DataFrame, numeric: AbstractSet[str] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = []
     for row in df.head(MAX_TABLE_ROWS).itertuples(index=False):

@@ -24,7 +24,7 @@ from aifbench import metrics as metric_dict
 RATIO_TOLERANCE = 1e-6
 
 
-class SampleIndex(dict):
+class SampleIndex(dict[tuple[str, str, int, str], np.ndarray]):
     """(run_id, case_id, rank, metric) -> samples; `.names[(run_id, case_id, rank)]` the metrics sampled."""
 
     def __init__(self) -> None:
@@ -99,6 +99,7 @@ def pooled(idx: SampleIndex, maxes: MaxIndex, rows: pd.DataFrame) -> np.ndarray 
     for r in rows.itertuples(index=False):
         s = for_row(idx, maxes, r.run_id, r.case_id, r.rank, r.metric, r.value, r.n_samples)
         if s is None:
-            return rows["value"].to_numpy(dtype=float)
+            values: np.ndarray = rows["value"].to_numpy(dtype=float)  # Any in pandas' annotations
+            return values
         parts.append(s)
     return np.concatenate(parts) if parts else None

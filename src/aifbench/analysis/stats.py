@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 EXACT_MAX = 25          # exact U distribution up to this many samples per side (no ties)
 BOOTSTRAP_RESAMPLES = 2000
@@ -129,27 +130,30 @@ def bootstrap_median_ratio(a: np.ndarray, b: np.ndarray, *, resamples: int = BOO
     return float(low), float(high)
 
 
-def compare_samples(a, b, *, seed: int = DEFAULT_SEED) -> Difference:
+def compare_samples(a: ArrayLike, b: ArrayLike, *, seed: int = DEFAULT_SEED) -> Difference:
     """Difference of sample a against sample b (both in the same unit)."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    u, p, method = mann_whitney(a, b)
-    med_b = float(np.median(b))
-    ratio = float(np.median(a)) / med_b if med_b else math.nan
-    low, high = bootstrap_median_ratio(a, b, seed=seed)
-    return Difference(len(a), len(b), ratio, low, high, u, p, method)
+    xa = np.asarray(a, dtype=float)
+    xb = np.asarray(b, dtype=float)
+    xa, xb = xa[np.isfinite(xa)], xb[np.isfinite(xb)]
+    u, p, method = mann_whitney(xa, xb)
+    med_b = float(np.median(xb))
+    ratio = float(np.median(xa)) / med_b if med_b else math.nan
+    low, high = bootstrap_median_ratio(xa, xb, seed=seed)
+    return Difference(len(xa), len(xb), ratio, low, high, u, p, method)
 
 
-def robust_z(values) -> np.ndarray:
+def robust_z(values: ArrayLike) -> np.ndarray:
     """Robust z-scores 0.6745 (x - median) / MAD (MeanAD fallback); zeros when no spread."""
     x = np.asarray(values, dtype=float)
     med = np.median(x)
     dev = x - med
     mad = np.median(np.abs(dev))
+    z: np.ndarray  # numpy's stubs give Any for an array over a numpy scalar
     if mad > 0:
-        return 0.6745 * dev / mad
+        z = 0.6745 * dev / mad
+        return z
     mean_ad = np.mean(np.abs(dev))
     if mean_ad > 0:
-        return dev / (1.253314 * mean_ad)
+        z = dev / (1.253314 * mean_ad)
+        return z
     return np.zeros_like(x)

@@ -26,6 +26,7 @@ import math
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -134,7 +135,7 @@ def _tdps(skus: dict[Slot, str | None]) -> dict[Slot, float | None]:
     return {key: (cat.get(sku).peak("tdp_w")[0] if sku else None) for key, sku in skus.items()}
 
 
-def _where(r, uuids: dict[Slot, str]) -> str:
+def _where(r: Any, uuids: dict[Slot, str]) -> str:  # r: a row of DataFrame.itertuples
     uuid = uuids.get(slot(r))
     return f"rank {r.rank} ({r.node} {r.device}{' ' + uuid if uuid else ''})"
 
@@ -370,7 +371,7 @@ def outlier_checks(h: pd.DataFrame, uuids: dict[Slot, str], opts: ValidateOption
     return out
 
 
-def _outlier_check(kind: str, name: str, found: pd.DataFrame, n: int, what: str, extra: str, s) -> Check:
+def _outlier_check(kind: str, name: str, found: pd.DataFrame, n: int, what: str, extra: str, s: Any) -> Check:  # s: a row of the outlier summary's itertuples
     spread = f"median {s.median:.4g} {s.unit}, robust spread {s.spread_pct:.2g} %, min {s.min:.4g}"
     if not len(found):
         return Check(kind, name, "pass", f"no outlier among {n} {what}s ({spread})", s.median, s.unit)

@@ -154,7 +154,7 @@ def asdict(config: Any) -> dict[str, Any]:
 
 def describe(cls: type[Benchmark]) -> list[Mapping[str, Any]]:
     """Parameter table of a benchmark: name, default, allowed values, doc."""
-    out = []
+    out: list[Mapping[str, Any]] = []
     for f in config_fields(cls.Config):
         out.append({"name": f.name, "default": f.default, "choices": f.metadata.get("choices"),
                     "min": f.metadata.get("min"), "max": f.metadata.get("max"),

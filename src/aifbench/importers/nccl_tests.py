@@ -105,7 +105,8 @@ def planned_sizes(header: dict[str, Any]) -> list[int]:
     lo, hi, step = header.get("minBytes"), header.get("maxBytes"), header.get("step")
     if lo is None or hi is None or step is None or hi < lo:
         return []
-    out, size = [], lo
+    out: list[int] = []
+    size = lo
     while size <= hi and len(out) < 4096:
         out.append(size)
         nxt = size * step[0] if step[1] == "factor" else size + step[0]
@@ -301,7 +302,7 @@ def _finish(p: Parsed, op: str, table: list[dict[str, Any]], header: dict[str, A
             status, reason = "ok", ""
             if wrong:
                 status, reason = "failed", f"#wrong = {wrong}: nccl-tests found {wrong} wrong element(s) in this result"
-            elif oob_failed and not any_wrong:
+            elif oob is not None and oob_failed and not any_wrong:  # oob_failed implies oob; named for mypy
                 status, reason = "failed", f"Out of bounds values: {oob[0]} FAILED (the row at fault is not printed)"
             checked = "not checked (#wrong N/A)" if wrong is None else f"#wrong {wrong}"
             detail = (f"nccl-tests {placement.replace('_', '-')}: mean of {header.get('iters') or '?'} iterations, "

@@ -33,14 +33,14 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from aifbench.errors import ConfigError
+from aifbench.errors import ConfigError, SchemaError
 from aifbench.results import layout, read, schema
 from aifbench.results.layout import META_KEY, TableFiles
 
@@ -104,7 +104,7 @@ def turn(run_dir: Path) -> Iterator[None]:
 
 
 def compact(run_dir: Path, batch: int = BATCH_SHARDS, files: list[Path] | None = None,
-            origin: dict | None = None, workers: int | None = None) -> CompactReport:
+            origin: dict[str, Any] | None = None, workers: int | None = None) -> CompactReport:
     """Compact every table of one run directory; see the module docstring. `files`: only these
     files of it (a node's shards, results/node.py: disjoint from every other node's, so node
     merges do not take turns; their commits still take the exclusive reader lock); `origin`
@@ -116,7 +116,7 @@ def compact(run_dir: Path, batch: int = BATCH_SHARDS, files: list[Path] | None =
         return _compact(Path(run_dir), batch, None, origin, workers)
 
 
-def _compact(run_dir: Path, batch: int, files: list[Path] | None = None, origin: dict | None = None,
+def _compact(run_dir: Path, batch: int, files: list[Path] | None = None, origin: dict[str, Any] | None = None,
              workers: int | None = None) -> CompactReport:
     if files is None:
         _remove_stale_temporaries(run_dir)
@@ -160,7 +160,8 @@ SMALL_FILES = 64
 
 def _read_batch(run_dir: Path, table: str, loose: list[Path], compacted: dict[Path, set[str]],
                 sources: dict[Path, dict[str, layout.Signature]],
-                generations: dict[Path, dict[str, int]]) -> tuple:
+                generations: dict[Path, dict[str, int]]
+                ) -> tuple[pa.Table, list[tuple[Path, str]], dict[str, tuple[int, int, int]]]:
     """(arrow table with SOURCE_COL, bad files, {source name: (size, mtime_ns, generation)}) of
     one batch. A damaged compacted file's sources are not among the sources (compact
     quarantines it); nor is a bad loose shard."""
@@ -200,14 +201,15 @@ def _jobs(tf: TableFiles, batch: int) -> list[tuple[list[Path], dict[Path, set[s
     return out
 
 
-def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, sources: dict,
-             workers: int | None = None):
+def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list[tuple[Path, str]],
+             sources: dict[str, tuple[int, int, int]], workers: int | None = None) -> Iterator[pa.Table]:
     """Arrow tables of live rows with SOURCE_COL, in order; fills `sources` with what was read.
     Batches are read in worker processes when there are CPUs for it (at most two per worker
     waiting, so memory stays a few batches), and written here in order."""
     jobs = _jobs(tf, batch)
 
-    def args(job):
+    def args(job: tuple[list[Path], dict[Path, set[str]]]) -> tuple[
+            Path, str, list[Path], dict[Path, set[str]], dict[Path, dict[str, layout.Signature]], dict[Path, dict[str, int]]]:
         return (run_dir, table, job[0], job[1], {p: tf.sources[p] for p in job[1]},
                 {p: tf.generations.get(p, {}) for p in job[1]})
 
@@ -227,9 +229,9 @@ def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list, s
         pending = deque(pool.submit(_read_batch, *args(job)) for _, job in zip(range(2 * workers), todo))
         while pending:
             t, b, sigs = pending.popleft().result()
-            job = next(todo, None)
-            if job is not None:
-                pending.append(pool.submit(_read_batch, *args(job)))
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_read_batch, *args(nxt)))
             bad += b
             sources.update(sigs)
             yield t
@@ -239,12 +241,12 @@ def _generation(path: Path) -> int:
     """A loose shard's generation (0 when its footer has none or cannot be read)."""
     try:
         return layout.shard_generation(path) or 0
-    except layout.SchemaError:
+    except SchemaError:
         return 0
 
 
 def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactReport, batch: int,
-                   origin: dict | None = None, workers: int | None = None) -> None:
+                   origin: dict[str, Any] | None = None, workers: int | None = None) -> None:
     target = read.arrow_schema(table, source=True)
     tmp = run_dir / f".{table}.compact-tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet"
     sources: dict[str, tuple[int, int, int]] = {}
@@ -299,7 +301,9 @@ def _superseded(tf: TableFiles, damaged: set[Path]) -> list[str]:
 
 def tf_table(path: Path) -> str:
     """The table a compacted file holds, from its name."""
-    return layout.COMPACT_RE.match(path.name)["table"]
+    m = layout.COMPACT_RE.match(path.name)
+    assert m is not None, f"{path.name}: not a compacted file's name"  # callers pass compacted files only
+    return m["table"]
 
 
 def verify(path: Path) -> str | None:

@@ -28,6 +28,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,11 +64,12 @@ def shard_generation(path: Path) -> int | None:
         return None
 
 
-def compact_meta(path: Path) -> dict:
+def compact_meta(path: Path) -> dict[str, Any]:
     """The footer record of a compacted file: run_id, table, schema_version, sources."""
     try:
         meta = pq.read_metadata(path).metadata or {}
-        return json.loads(meta[META_KEY])
+        record: dict[str, Any] = json.loads(meta[META_KEY])
+        return record
     except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
         raise SchemaError(f"compacted file without a readable source list: {exc}") from None
 

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - the class pq.ParquetFile wraps; named 
     _Reader = None
 
 from aifbench import SCHEMA_VERSION
+from aifbench.errors import SchemaError
 from aifbench.results import schema
 from aifbench.results import layout
 from aifbench.results.layout import SOURCE_COL, RunFiles, TableFiles
@@ -79,7 +80,7 @@ DICT = pa.dictionary(pa.int32(), pa.large_string())
 def arrow_schema(table: str, source: bool = False, dictionary: bool = False) -> pa.Schema:
     """The table's columns as Arrow types (plus the compacted files' source column);
     `dictionary`: text columns other than PLAIN dictionary-encoded (each distinct text once)."""
-    def kind(c):
+    def kind(c: schema.Column) -> pa.DataType:
         t = ARROW_TYPES[c.type]
         return DICT if dictionary and t == pa.large_string() and c.name not in PLAIN else t
     fields = [pa.field(c.name, kind(c)) for c in schema.table(table).columns]
@@ -98,7 +99,7 @@ FILE_IX = "__file"
 """per loose row, the index of its shard in the list read (int32; never a string per row)"""
 
 
-def _filter_columns(table: str, flt) -> list[str]:
+def _filter_columns(table: str, flt: object) -> list[str]:
     """The table's columns a row filter names (read alongside the requested ones)."""
     if flt is None:
         return []
@@ -181,7 +182,7 @@ def _stored(path: Path, full: pa.Schema) -> tuple[pa.Schema, dict[str, str]]:
     return pa.schema([f.with_name(old.get(f.name, f.name)) for f in full]), old
 
 
-def _loose(paths: list[Path], table: str, cols: list[str], flt, bad: list[tuple[Path, str]],
+def _loose(paths: list[Path], table: str, cols: list[str], flt: pc.Expression | None, bad: list[tuple[Path, str]],
            dictionary: bool = False, full: pa.Schema | None = None, side: Side | None = None,
            side_out: list[pa.Table] | None = None) -> pa.Table:
     """The `cols` of the rows of loose shards that pass `flt`, with FILE_IX (index into
@@ -253,7 +254,7 @@ SMALL_COMPACTED = 8 << 20
 larger ones (a run's) are scanned row group by row group"""
 
 
-def _compacted(tf: TableFiles, table: str, cols: list[str], flt, source: bool,
+def _compacted(tf: TableFiles, table: str, cols: list[str], flt: pc.Expression | None, source: bool,
                dictionary: bool = False, bad: list[tuple[Path, str]] | None = None) -> list[pa.Table]:
     """The live rows of each compacted file; a damaged one is appended to `bad` (named, left out:
     every other file and run stays readable; `aifbench compact` quarantines it)."""
@@ -302,7 +303,7 @@ def read_source(rf: RunFiles, table: str, name: str) -> tuple[pa.Table, int]:
             bad: list[tuple[Path, str]] = []
             t = _drop_bad_files(_loose([p], table, cols, None, bad), table, rf.run_dir.name, bad, rf.run_dir, [p])
             if bad:
-                raise layout.SchemaError(f"{p}: {bad[0][1]}")
+                raise SchemaError(f"{p}: {bad[0][1]}")
             return t.drop_columns([FILE_IX]).cast(empty.schema), layout.shard_generation(p) or 0
     for path, excluded in tf.compacted.items():
         if name in tf.sources.get(path, {}) and name not in excluded:
@@ -374,7 +375,7 @@ def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, 
     return t.filter(pc.invert(pc.is_in(t[who], pa.array(sorted(files), t[who].type))))
 
 
-def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filter=None,
+def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filter: pc.Expression | None = None,
                source: bool = False, bad: list[tuple[Path, str]] | None = None,
                dictionary: bool = False, side: Side | None = None,
                side_out: list[pa.Table] | None = None) -> pa.Table:
@@ -422,7 +423,8 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
     return out
 
 
-def _side(rf: RunFiles, tf: TableFiles, table: str, cols: list[str], flt, bad: list[tuple[Path, str]]) -> pa.Table:
+def _side(rf: RunFiles, tf: TableFiles, table: str, cols: list[str], flt: pc.Expression | None,
+          bad: list[tuple[Path, str]]) -> pa.Table:
     """The side view's rows of the compacted files (the loose ones come from the main pass)."""
     run_id = rf.run_dir.name
     mine: list[tuple[Path, str]] = []

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from aifbench import SCHEMA_VERSION
+from aifbench import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: the version the schema writes
 from aifbench.errors import SchemaError, one_of
 
 STATUSES = ("ok", "failed", "skipped")

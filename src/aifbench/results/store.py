@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from aifbench.atomic import atomic_write
 from aifbench.errors import ConfigError, SchemaError, no_results
 from aifbench.results import layout, read, schema
-from aifbench.results.layout import SHARD_RE
+from aifbench.results.layout import SHARD_RE as SHARD_RE  # re-exported: store.SHARD_RE names it too
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class ShardWriter:
     run_id: str
     rank: int = 0
     part: str = "main"
-    rows: dict[str, list[dict]] = field(default_factory=dict)
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     """tables changed since the last flush"""
     generation: int = 0
@@ -111,14 +111,14 @@ class ShardWriter:
     def run_dir(self) -> Path:
         return Path(self.root) / self.run_id
 
-    def add(self, table: str, rows: Iterable[dict]) -> None:
+    def add(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
         schema.table(table)
         new = list(rows)
         if new:
             self.rows.setdefault(table, []).extend(new)
             self.dirty.add(table)
 
-    def replace(self, table: str, rows: Iterable[dict]) -> None:
+    def replace(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
         schema.table(table)
         self.rows[table] = list(rows)
         self.dirty.add(table)
@@ -229,7 +229,7 @@ Columns = dict[str, list[str]]
 
 
 def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, columns: Columns | None = None,
-         filters: dict | None = None, categorical: bool = False,
+         filters: dict[str, object] | None = None, categorical: bool = False,
          side: dict[str, read.Side] | None = None) -> Results:
     """Load `tables` (default all) below `paths`, run directory by run directory, reading only
     `columns` per table and the rows passing `filters` per table (pyarrow.dataset expressions).
@@ -254,13 +254,13 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     dirs = [Path(p) for p in paths if Path(p).is_dir()]
     for run_dir, files in sorted(by_dir.items()):
         whole = any(run_dir == d or d in run_dir.parents for d in dirs)
-        frames, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole, side)
+        loaded, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole, side)
         skipped += bad
-        for name, df in frames.items():
+        for name, df in loaded.items():
             (side_parts[name[1]] if isinstance(name, tuple) else parts[name]).append(df)
     for path, why in skipped:
         log.warning("skipping invalid shard %s: %s", path, why)  # the CLI shows it on stderr
-    out = {}
+    out: dict[str, pd.DataFrame] = {}
     for name in schema.TABLES:
         frames = [f for f in parts.get(name, []) if len(f)]
         if frames:
@@ -270,7 +270,7 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
         else:
             out[name] = schema.empty(name) if name not in columns else \
                 read.to_frame(read.arrow_schema(name).empty_table().select(read._columns(name, columns[name])))
-    views = {}
+    views: dict[str, pd.DataFrame] = {}
     for name, (cols, _) in side.items():
         frames = [f for f in side_parts[name] if len(f)]
         views[name] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else \
@@ -282,9 +282,9 @@ READ_RETRIES = 5
 """rescans of a run directory when a file vanished under a reader (a compaction without flock)"""
 
 
-def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict,
+def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict[str, object],
               categorical: bool = False, whole: bool = True, side: dict[str, read.Side] | None = None
-              ) -> tuple[dict, list[tuple[Path, str]]]:
+              ) -> tuple[dict[str | tuple[str, str], pd.DataFrame], list[tuple[Path, str]]]:
     """One run directory's tables from one snapshot (read.snapshot: no compaction commits while
     it is read); `whole`: the directory was asked for, so its files are listed again inside the
     snapshot. Rescans when a file vanished all the same (a file system without flock). The
@@ -301,11 +301,11 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
                     or f.name.split(".", 1)[0] not in schema.TABLES]
             rf = layout.scan(run_dir, [f for f in mine if f.exists() or f.is_symlink()])  # a dangling link is named
             try:
-                frames = {}
+                frames: dict[str | tuple[str, str], pd.DataFrame] = {}
                 for name in tables:
                     twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
                     cat = categorical and name in ("metrics", "runs")
-                    views: list = []
+                    views: list[pa.Table] = []
                     t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice,
                                         dictionary=cat, side=side.get(name), side_out=views)
                     frames[name] = read.to_frame(t, categorical=cat)
@@ -322,8 +322,8 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
     if "metrics" in frames:
         bad += [(run_dir, f"metrics.params not JSON: {t!r}") for t in read.check_params(frames["metrics"])]
     if "runs" in frames and {"rank", "task"} <= set(frames["runs"].columns):
-        frames["runs"], twice = _rank_twice(frames["runs"])
-        bad += twice
+        frames["runs"], ranked_twice = _rank_twice(frames["runs"])
+        bad += ranked_twice
     return frames, bad
 
 
