@@ -21,19 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="State of submitted runs: states: " + " ".join(STATES))
     p.add_argument("runs", nargs="*", metavar="RUN_ID", help="run ids or unique prefixes (default: the latest runs)")
     p.add_argument("--last", type=int, default=10, metavar="N", help="without RUN_ID: the latest N runs (0: all; default 10)")
-    _results_arg(p)
+    add_results_option(p)
     p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="bound per Slurm command (default 20)")
     add_format_option(p)
     p.set_defaults(func=cmd_jobs)
     p = sub.add_parser("cancel", help="cancel the Slurm jobs of a run")
     p.add_argument("run", metavar="RUN_ID", help="run id or unique prefix")
-    _results_arg(p)
+    add_results_option(p)
     p.set_defaults(func=cmd_cancel)
     p = sub.add_parser("collect", help="check a submitted run; failed tasks become status=failed rows",
                        description="Check every task of a submitted run; cases of ended jobs that left no rows "
                                    "become status=failed rows with the Slurm state and the stderr tail.")
     p.add_argument("run", metavar="RUN_ID", help="run id or unique prefix")
-    _results_arg(p)
+    add_results_option(p)
     add_format_option(p)
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("systems", help="AI-factory system profiles (list, or 'show NAME')")
@@ -41,10 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", help="system for 'show'")
     add_format_option(p)
     p.set_defaults(func=cmd_systems)
-
-
-def _results_arg(p: argparse.ArgumentParser) -> None:
-    add_results_option(p)
 
 
 def _register_submit(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +65,7 @@ def _register_submit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--job-name", dest="name", metavar="NAME")
     p.add_argument("--wckey", help="Slurm wckey, for sites that enforce them (default: none)")
     add_plan_options(p)
-    _results_arg(p)
+    add_results_option(p)
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script; submit nothing")
     p.add_argument("--wait", action="store_true", help="block until the jobs end, then collect")
     p.add_argument("--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds")
