@@ -11,6 +11,7 @@ in the run's directory: importing the same bundle twice adds nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aifbench import SCHEMA_VERSION, __version__
@@ -227,16 +229,122 @@ def conflicts(df: pd.DataFrame, existing: pd.DataFrame, name: str) -> list[str]:
     return out
 
 
-def _existing(run_dir: Path, name: str) -> pd.DataFrame:
-    """The key and COMPARED columns of a table's rows already in a run directory (empty when none)."""
-    cols = list(dict.fromkeys([*KEYS[name], *COMPARED[name]]))
-    if not run_dir.is_dir():
-        return schema.empty(name)[cols]
-    res = store.load([run_dir], tables=(name,), columns={name: cols})
-    if res.skipped:
-        names = ", ".join(p.name for p, _ in res.skipped)
-        log.warning("run %s has invalid shards (%s); their rows may be imported again", run_dir.name, names)
-    return res.tables[name]
+WINDOW_ROWS = 1 << 20
+"""stored rows an import holds at once per run and table (key and COMPARED columns): the rows of
+as many ranks as about this many rows cover (StoredRows)"""
+
+
+class StoredRows:
+    """The key and COMPARED columns of one run's table already in the store, read a window of
+    ranks at a time: an import checks each bundle row group against the stored rows of the same
+    ranks only, so its memory follows WINDOW_ROWS, not the run (a 24,576-rank run holds 10^8
+    telemetry rows). Which files hold which ranks is learned once: a loose shard's rank column
+    (one small column per file), a compacted file's row-group statistics (without them the file
+    counts as holding every rank); a window reads only the files it overlaps, with the rank
+    range pushed down into the read."""
+
+    def __init__(self, run_dir: Path, name: str) -> None:
+        self.run_dir, self.name = run_dir, name
+        self.cols = list(dict.fromkeys([*KEYS[name], *COMPARED[name]]))
+        self.bad: list[tuple[Path, str]] = []
+        self.window: tuple[int, int, pd.DataFrame] | None = None
+        self._scan()
+
+    def _scan(self) -> None:
+        """The table's resolved files and the rank range of each (lo, hi; no rows: no range)."""
+        self.tf: layout.TableFiles | None = None
+        self.loose: dict[Path, tuple[int, int]] = {}
+        self.compacted: dict[Path, tuple[int, int]] = {}
+        self.per_rank = 1.0
+        if not self.run_dir.is_dir():
+            return
+        files = [f for f in store.find_shards([self.run_dir]) if f.name.split(".", 1)[0] == self.name]
+        with read.snapshot(self.run_dir):
+            rf = layout.scan(self.run_dir, [f for f in files if f.exists()])
+            self.bad += rf.bad
+            self.tf = rf.tables.get(self.name)
+            if self.tf is None:
+                return
+            ranks = read._loose(self.tf.loose, self.name, ["rank"], None, self.bad)
+        rows, lo_all, hi_all = ranks.num_rows, None, None
+        if rows:
+            by_file = ranks.group_by(read.FILE_IX).aggregate([("rank", "min"), ("rank", "max")])
+            for ix, lo, hi in zip(*(by_file[c].to_pylist() for c in (read.FILE_IX, "rank_min", "rank_max"))):
+                self.loose[self.tf.loose[ix]] = (lo, hi)
+        for path in self.tf.compacted:
+            lo, hi, n = _rank_range(path)
+            self.compacted[path] = (lo, hi)
+            rows += n
+        spans = list(self.loose.values()) + list(self.compacted.values())
+        if spans:
+            lo_all, hi_all = min(s[0] for s in spans), max(s[1] for s in spans)
+            self.per_rank = max(1.0, rows / (hi_all - lo_all + 1))
+
+    def rows(self, lo: int, hi: int) -> pd.DataFrame:
+        """The stored rows of ranks lo..hi (a window at least that wide is read and kept for the
+        next call: bundle row groups come in rank order)."""
+        if self.window is None or not (self.window[0] <= lo and hi <= self.window[1]):
+            hi = max(hi, lo + int(WINDOW_ROWS / self.per_rank) - 1)
+            self.window = (lo, hi, self._read(lo, hi))
+        df = self.window[2]
+        return df[((df["rank"] >= lo) & (df["rank"] <= hi)).to_numpy()]
+
+    def _read(self, lo: int, hi: int) -> pd.DataFrame:
+        empty = schema.empty(self.name)[self.cols]
+        for _ in range(store.READ_RETRIES):
+            if self.tf is None:
+                return empty
+            tf = dataclasses.replace(
+                self.tf, loose=[p for p, (a, b) in self.loose.items() if a <= hi and b >= lo],
+                compacted={p: x for p, x in self.tf.compacted.items() if self.compacted[p][0] <= hi and self.compacted[p][1] >= lo})
+            if not tf.loose and not tf.compacted:
+                return empty
+            flt = (pc.field("rank") >= lo) & (pc.field("rank") <= hi)
+            try:
+                with read.snapshot(self.run_dir):
+                    t = read.read_table(layout.RunFiles(self.run_dir, {self.name: tf}), self.name, self.cols, flt,
+                                        bad=self.bad)
+                return read.to_frame(t)[self.cols]
+            except FileNotFoundError:  # merged by a compaction meanwhile: its files now
+                self._scan()
+        raise ConfigError(f"{self.run_dir}: files kept vanishing while read ({store.READ_RETRIES} tries); try again")
+
+
+def _rank_range(path: Path) -> tuple[int, int, int]:
+    """(lowest rank, highest rank, rows) of a compacted file from its row groups' statistics; the
+    widest range when a row group has none."""
+    meta = pq.read_metadata(path)
+    try:
+        col = meta.schema.to_arrow_schema().get_field_index("rank")
+    except (pa.ArrowException, ValueError):
+        col = -1
+    lo, hi = None, None
+    for g in range(meta.num_row_groups):
+        st = meta.row_group(g).column(col).statistics if col >= 0 else None
+        if st is None or not st.has_min_max:
+            return -(1 << 62), 1 << 62, meta.num_rows
+        lo = st.min if lo is None else min(lo, st.min)
+        hi = st.max if hi is None else max(hi, st.max)
+    return (lo if lo is not None else 0), (hi if hi is not None else -1), meta.num_rows
+
+
+def _check_rows(rows: pd.DataFrame, have: StoredRows, name: str) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of one run and table not yet stored, and one line per row that conflicts
+    (`conflicts`), checked a rank window at a time against the stored rows of those ranks."""
+    key, ranks = list(KEYS[name]), rows["rank"].astype("int64").to_numpy()
+    width = max(1, int(WINDOW_ROWS / have.per_rank))
+    new, clash, start = [], [], int(ranks.min())
+    top = int(ranks.max())
+    while start <= top:
+        end = start + width - 1
+        inside = (ranks >= start) & (ranks <= end)
+        if inside.any():
+            part, stored = rows[inside], have.rows(start, end)
+            clash += conflicts(part, stored, name)
+            new.append(_new_rows(part, stored, key))
+        later = ranks[ranks > end]
+        start = int(later.min()) if len(later) else top + 1
+    return (pd.concat(new) if len(new) > 1 else new[0]), clash
 
 
 def import_bundle(path: Path, root: Path) -> dict[str, int]:
@@ -246,8 +354,9 @@ def import_bundle(path: Path, root: Path) -> dict[str, int]:
     table are written as one shard (part `import-<token>-<group>`) into a staging directory; only when every group
     validated and no row conflicts are they renamed into the run directories, so a bad or
     conflicting bundle imports nothing. What the store already has (key and COMPARED columns)
-    is read once per run and table the bundle touches (rows repeated across a bundle's row
-    groups are not looked for: export writes each row once). A bundle row whose key the store has
+    is read a window of ranks at a time (StoredRows: memory bounded by WINDOW_ROWS per run and
+    table, whatever the run's size; rows repeated across a bundle's row groups are not looked
+    for: export writes each row once). A bundle row whose key the store has
     with other values (`conflicts`) refuses the whole import, naming the rows (SchemaError):
     the store's committed rows are never overwritten."""
     import shutil
@@ -256,19 +365,22 @@ def import_bundle(path: Path, root: Path) -> dict[str, int]:
     added = {name: 0 for name in schema.TABLES}
     token = secrets.token_hex(4)
     staging = root / f".import-{token}"
-    seen: dict[tuple[str, str], pd.DataFrame] = {}
+    seen: dict[tuple[str, str], StoredRows] = {}
     clash: list[str] = []
+    clashes = 0
     try:
         for k, tables in enumerate(iter_bundle(path)):
             for name, df in tables.items():
                 for run_id, rows in df.groupby("run_id", sort=True, observed=True):
                     run_id = store.check_run_id(str(run_id))
-                    key = list(KEYS[name])
                     if (run_id, name) not in seen:
-                        seen[(run_id, name)] = _existing(root / run_id, name)
-                    have = seen[(run_id, name)]
-                    clash += conflicts(rows, have, name)
-                    rows = _new_rows(rows, have, key)
+                        seen[(run_id, name)] = StoredRows(root / run_id, name)
+                    for other in seen.values():  # one window held at a time (bundles come run by run)
+                        if other is not seen[(run_id, name)]:
+                            other.window = None
+                    rows, theirs = _check_rows(rows, seen[(run_id, name)], name)
+                    clashes += len(theirs)
+                    clash += theirs[:3 - len(clash)]
                     if not len(rows):
                         continue
                     # one shard per run, table and row group (named after its first rank): a
@@ -276,9 +388,14 @@ def import_bundle(path: Path, root: Path) -> dict[str, int]:
                     shard = staging / run_id / store.shard_name(name, int(rows["rank"].min()), f"import-{token}-{k}")
                     store.write_shard(shard, name, rows)
                     added[name] += len(rows)
-        if clash:
-            raise SchemaError(f"{path}: {len(clash)} row(s) conflict with rows the store has (nothing imported; "
-                              f"the store's rows stand): " + "; ".join(clash[:3]) + (" ..." if len(clash) > 3 else ""))
+        for have in seen.values():
+            names = sorted({p.name for p, _ in have.bad})
+            if names:
+                log.warning("run %s has %d invalid shard(s) (%s%s); their rows may be imported again", have.run_dir.name,
+                            len(names), ", ".join(names[:3]), " ..." if len(names) > 3 else "")
+        if clashes:
+            raise SchemaError(f"{path}: {clashes} row(s) conflict with rows the store has (nothing imported; "
+                              f"the store's rows stand): " + "; ".join(clash) + (" ..." if clashes > 3 else ""))
         for run in sorted(staging.iterdir()) if staging.is_dir() else []:
             (root / run.name).mkdir(parents=True, exist_ok=True)
             for shard in sorted(run.iterdir()):

@@ -155,3 +155,65 @@ def test_export_skips_and_names_a_corrupt_shard(site_a, tmp_path, capsys, caplog
     assert "samples.rank00000.main.parquet" in caplog.text and "2 run(s)" in out.out
     tables = exchange.read_bundle(tmp_path / "x.parquet")
     assert run.name not in set(tables["samples"]["run_id"]) and run.name in set(tables["metrics"]["run_id"])
+
+
+def _stored(root: Path) -> dict[str, pd.DataFrame]:
+    return {name: _sorted(df, name) for name, df in load_runs([root]).tables.items()}
+
+
+def test_import_checks_the_store_a_rank_window_at_a_time(tmp_path, monkeypatch):
+    """An import into a store that holds part of the run (some ranks loose, some compacted)
+    reads the stored rows a window of ranks at a time, never more than the window, and adds
+    exactly the missing rows, whatever the order of the bundle's rows; a changed value in a
+    late window is still a conflict."""
+    from aifbench.results import compact
+
+    spec = RunSpec(run_id="20260105T120000Z-gpu-0000aa", nodes=("n1", "n2", "n3", "n4"), gpus_per_node=4,
+                   cases=[gemm(4096), membw(1 << 28)], repeats=5)
+    site_a = tmp_path / "a"
+    write_run(site_a, spec)
+    bundle = tmp_path / "a.parquet"
+    exchange.export_shards(sorted(site_a.rglob("*.parquet")), bundle)
+    shuffled = _rewrite(bundle, tmp_path / "shuffled.parquet", lambda df: df.sample(frac=1.0, random_state=3))
+
+    site_b = tmp_path / "b"  # ranks 0-7 compacted, ranks 8-11 loose, ranks 12-15 missing
+    run_b = write_run(site_b, spec)
+    for p in run_b.glob("*.parquet"):
+        if layout_rank(p) >= 12:
+            p.unlink()
+    compact.compact(run_b, files=[p for p in run_b.glob("*.parquet") if layout_rank(p) < 8])
+    have = _counts(site_b)
+
+    held: list[int] = []
+    read_window = exchange.StoredRows._read
+    monkeypatch.setattr(exchange.StoredRows, "_read",
+                        lambda self, lo, hi: held.append(len(df := read_window(self, lo, hi))) or df)
+    monkeypatch.setattr(exchange, "WINDOW_ROWS", 40)
+    added = exchange.import_bundle(shuffled, site_b)
+    full = _counts(site_a)
+    assert added == {k: full[k] - have[k] for k in full} and added["metrics"] > 0
+    per_rank = max(len(df) // 16 for df in load_runs([site_a]).tables.values())
+    assert len(held) > len(schema.TABLES) and max(held) <= max(40, per_rank)  # windows, never a whole table
+    assert max(have.values()) > max(40, per_rank)
+    after = _stored(site_b)
+    for name, df in _stored(site_a).items():
+        pd.testing.assert_frame_equal(df, after[name])
+    assert exchange.import_bundle(bundle, site_b) == {name: 0 for name in schema.TABLES}
+
+    def change_rank_11(df: pd.DataFrame) -> pd.DataFrame:
+        hit = (df["table"] == "metrics") & (df["rank"] == 11) & (df["status"] == "ok")
+        df.loc[hit[hit].index[:1], "value"] = 1.0
+        return df
+    changed = _rewrite(bundle, tmp_path / "changed.parquet", change_rank_11)
+    with pytest.raises(SchemaError, match="1 row.s. conflict"):
+        exchange.import_bundle(changed, site_b)
+    assert _stored(site_b).keys() == after.keys() and all(
+        _stored(site_b)[n].equals(after[n]) for n in after)
+
+
+def layout_rank(p: Path) -> int:
+    """The rank of a loose shard's name (-1 for any other file)."""
+    from aifbench.results import layout
+
+    got = layout.shard_id(p.name)
+    return got[0] if got else -1
