@@ -90,8 +90,9 @@ def _cases(texts: list[str], error: str, params_out: dict[str, tuple[str, str]] 
 def missing_ranks(plan: RunPlan, metrics: pd.DataFrame) -> dict[str, list[int]]:
     """case id -> the ranks with no row of it (a rank has a case when it stored any row of it:
     ok, failed or skipped), for every case of the plan missing somewhere, in plan order."""
-    ranks = (metrics.groupby("case_id", observed=True)["rank"].agg(lambda r: set(int(x) for x in r)).to_dict()
-             if len(metrics) else {})
+    pairs = metrics[["case_id", "rank"]].dropna().drop_duplicates() if len(metrics) else metrics
+    ranks = ({str(c): set(r.astype("int64").tolist()) for c, r in pairs.groupby("case_id", observed=True)["rank"]}
+             if len(pairs) else {})
     expected = set(range(plan.world_size))
     out = {case_id: sorted(expected - ranks.get(case_id, set())) for case_id in plan.cases}
     return {case_id: missing for case_id, missing in out.items() if missing}

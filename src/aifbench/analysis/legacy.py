@@ -107,13 +107,12 @@ def translate(metrics: pd.DataFrame, runs: pd.DataFrame, tdp_of_rank: dict[tuple
     keys = pd.DataFrame({"case_id": rows["case_id"].astype(str).to_numpy(), "rank": rows["rank"].astype(int).to_numpy(),
                          "node": rows["node"].astype(str).to_numpy(), "flags": rows["flags"].to_numpy()})
     distinct = keys.drop_duplicates()
-    new = {}
-    for case_id, rank, node, text in distinct.itertuples(index=False):
-        key = (rank, node)
-        if capped_at_default(seen.get((case_id, rank)), limits.get(key), tdp_of_rank.get(key)):
-            new[(case_id, rank, node, text)] = ",".join(LEGACY_NOTE if f == LEGACY_FLAG else f for f in text.split(","))
-    if new:
-        mapped = [new.get(k) for k in keys.itertuples(index=False, name=None)]
-        changed = pd.Series(mapped, index=rows.index).dropna()
+    new = [",".join(LEGACY_NOTE if f == LEGACY_FLAG else f for f in text.split(","))
+           if capped_at_default(seen.get((case_id, rank)), limits.get((rank, node)), tdp_of_rank.get((rank, node)))
+           else None for case_id, rank, node, text in distinct.itertuples(index=False)]
+    if any(n is not None for n in new):  # back to every row by one join (left: the rows' order kept)
+        mapped = keys.merge(distinct.assign(new=pd.Series(new, index=distinct.index, dtype=object)),
+                            how="left", on=list(keys.columns))["new"]
+        changed = pd.Series(mapped.to_numpy(), index=rows.index).dropna()
         out.loc[changed.index, "flags"] = changed.to_numpy()
     return out

@@ -145,7 +145,9 @@ def _flag_filter(rows: pd.DataFrame, opts: ValidateOptions) -> tuple[pd.DataFram
     as telemetry_insufficient leaves the row in)."""
     from aifbench.telemetry.fields import invalidating
 
-    flagged = rows["flags"].map(lambda f: bool(invalidating(None if pd.isna(f) else f))).astype(bool)
+    flags = rows["flags"].astype(object).where(rows["flags"].notna(), None)
+    verdict = {f: bool(invalidating(f)) for f in pd.unique(flags)}  # once per distinct text, not per row
+    flagged = flags.map(verdict).astype(bool)
     if opts.flags == "ignore":
         return rows, rows.iloc[0:0]
     return rows[~flagged], rows[flagged]
