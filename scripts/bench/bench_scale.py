@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Time every command (show, runs, validate, compare, report, export, import; node-level and run
+"""Time every command (show, runs, validate, compare, report, export, import, import again into the store that
+holds the run; node-level and run
 compaction) on replicated runs of N ranks, in both states of a store: loose and compacted.
 
     python scripts/bench/bench_scale.py --seed SEED_RUN_DIR --work /tmp/scale --ranks 1024,24576 \
@@ -66,7 +67,9 @@ def commands(root: Path, work: Path, tag: str) -> dict[str, list[str]]:
         "report": a + ["report", "--results", str(root), "--no-reference", "-o", str(work / f"report-{tag}.html")],
         "export": a + ["export", "--results", str(root), "-o", str(work / f"bundle-{tag}.parquet"), "--force"],
         "import": a + ["import", str(work / f"bundle-{tag}.parquet"), "--results", str(work / f"imported-{tag}")],
+        "reimport": a + ["import", str(work / f"bundle-{tag}.parquet"), "--results", str(work / f"imported-{tag}")],
     }
+"""reimport: the same bundle again into the store `import` filled (every row checked, none new)"""
 
 
 def repeated(name: str, cmd: list[str], work: Path, repeat: int, tag: str, timeout: float = 1800) -> dict:
@@ -185,7 +188,7 @@ def _target(n: int, state: str, name: str) -> str:
     t = TARGETS.get(n, {}).get(state)
     if not t:
         return ""
-    return f"< {t[1] / 1024:.0f} GB" if name in ("export", "import") else f"< {t[0]:.0f} s, < {t[1] / 1024:.0f} GB"
+    return f"< {t[1] / 1024:.0f} GB" if name in ("export", "import", "reimport") else f"< {t[0]:.0f} s, < {t[1] / 1024:.0f} GB"
 
 
 def _commit() -> str:
