@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Time every command (show, runs, validate, compare, report, export, import, import again into the store that
-holds the run; node-level and run
-compaction) on replicated runs of N ranks, in both states of a store: loose and compacted.
+"""Time every command (show, runs, validate, compare, report, export, import, import again into the
+store that holds the run; node-level and run compaction) on replicated runs of N ranks, in both
+states of a store: loose and compacted.
 
     python scripts/bench/bench_scale.py --seed SEED_RUN_DIR --work /tmp/scale --ranks 1024,24576 \
         --states loose,compacted --repeat 3 --out results/reference/scale/bench-<date>.json
