@@ -107,9 +107,15 @@ def export_shards(shards: list[Path], path: Path) -> tuple[dict[str, int], list[
                     rf = layout.scan(run_dir, [f for f in files if f.exists()])
                     bad = list(rf.bad)
                     for name in schema.TABLES:
-                        for t in read.iter_table(rf, name, bad, ROW_GROUP_ROWS):
-                            writer.write_table(_as_bundle(t, name, target), row_group_size=ROW_GROUP_ROWS)
-                            rows[name] += t.num_rows
+                        pending: list[pa.Table] = []  # batches gathered into row groups of ROW_GROUP_ROWS:
+                        for t in read.iter_table(rf, name, bad, ROW_GROUP_ROWS):  # a row group per batch of
+                            pending.append(_as_bundle(t, name, target))          # 16 shards made a footer of
+                            rows[name] += t.num_rows                             # 10^4 groups at 24,576 ranks
+                            if sum(p.num_rows for p in pending) >= ROW_GROUP_ROWS:
+                                writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+                                pending = []
+                        if pending:
+                            writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
                 skipped.extend(bad)
                 runs.append(run_dir.name)
             if not rows["metrics"]:
@@ -229,7 +235,7 @@ def conflicts(df: pd.DataFrame, existing: pd.DataFrame, name: str) -> list[str]:
     return out
 
 
-WINDOW_ROWS = 1 << 20
+WINDOW_ROWS = 1 << 18
 """stored rows an import holds at once per run and table (key and COMPARED columns): the rows of
 as many ranks as about this many rows cover (StoredRows)"""
 
@@ -338,8 +344,8 @@ def _check_rows(rows: pd.DataFrame, have: StoredRows, name: str) -> tuple[pd.Dat
     while start <= top:
         end = start + width - 1
         inside = (ranks >= start) & (ranks <= end)
-        if inside.any():
-            part, stored = rows[inside], have.rows(start, end)
+        if inside.any():  # the stored rows of the ranks this part has, not of the whole window
+            part, stored = rows[inside], have.rows(start, int(ranks[inside].max()))
             clash += conflicts(part, stored, name)
             new.append(_new_rows(part, stored, key))
         later = ranks[ranks > end]

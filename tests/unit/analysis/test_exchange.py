@@ -217,3 +217,21 @@ def layout_rank(p: Path) -> int:
 
     got = layout.shard_id(p.name)
     return got[0] if got else -1
+
+
+def test_export_gathers_small_batches_into_full_row_groups(tmp_path, monkeypatch):
+    """Export reads a few shards at a time but writes row groups of ROW_GROUP_ROWS rows (a row
+    group per batch made a footer of 10^4 groups at 24,576 ranks, which import holds whole)."""
+    from aifbench.results import read
+
+    spec = RunSpec(run_id="20260105T120000Z-gpu-0000ab", nodes=("n1", "n2"), gpus_per_node=4,
+                   cases=[gemm(4096)], repeats=3)
+    write_run(tmp_path / "a", spec)
+    monkeypatch.setattr(read, "STREAM_SHARDS", 2)  # 4 batches per table
+    monkeypatch.setattr(exchange, "ROW_GROUP_ROWS", 25)
+    rows, _, _ = exchange.export_shards(sorted((tmp_path / "a").rglob("*.parquet")), tmp_path / "b.parquet")
+    meta = pq.read_metadata(tmp_path / "b.parquet")
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    expected = sum(-(-n // 25) for n in rows.values() if n)  # ceil(rows / 25) per table, never one per batch
+    assert sum(groups) == sum(rows.values()) and len(groups) <= expected + len(schema.TABLES)
+    assert exchange.import_bundle(tmp_path / "b.parquet", tmp_path / "c") == rows
