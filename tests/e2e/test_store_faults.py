@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aifbench.analysis import data
+from aifbench.launch import local
 from aifbench.results import layout, store
 from tests._analysis_data import RunSpec, gemm, membw, write_run
 
@@ -362,15 +363,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, env, says):
 
 # --- 8. a worker that dies is named -------------------------------------------------------------
 
-def _small_disk(where: Path) -> tuple[Path, callable]:
-    """A directory on a 1 MiB tmpfs with about 320 KiB free when this test may mount one (root,
-    the launcher sets 256 KiB of it aside), else None."""
+def _small_disk(where: Path, need: int) -> tuple[Path, callable]:
+    """A directory on a 1 MiB tmpfs (when this test may mount one: root) with room for the
+    launcher's reserve (RESERVE_BYTES) and half of `need`, the bytes one run writes: the run
+    starts and its ranks die writing; else None."""
     where.mkdir()
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True)
     if p.returncode != 0:
         return None, lambda: None
-    (where / "filler").write_bytes(b"x" * (700 << 10))  # shards are small: leave less than one run needs
+    (where / "filler").write_bytes(b"x" * ((1 << 20) - local.RESERVE_BYTES - need // 2))
     return where, lambda: subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def _bytes_on_disk(root: Path) -> int:
+    """What the files below `root` take on a file system of 4 KiB pages."""
+    return sum(-(-f.stat().st_size // 4096) * 4096 for f in root.rglob("*") if f.is_file())
 
 
 def _file_size_limit():
@@ -380,7 +387,9 @@ def _file_size_limit():
 
 
 def test_a_worker_that_dies_of_a_full_disk_is_named_and_its_run_marked(tmp_path):
-    mnt, unmount = _small_disk(tmp_path / "mnt")
+    probe = cli(tmp_path, "run", str(SUITE), "--nproc", "2", "--results", "probe", "--device", "cpu")
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    mnt, unmount = _small_disk(tmp_path / "mnt", _bytes_on_disk(tmp_path / "probe"))
     try:
         if mnt is not None:
             p = cli(tmp_path, "run", str(SUITE), "--nproc", "2", "--results", str(mnt / "res"), "--device", "cpu")
