@@ -240,6 +240,11 @@ WINDOW_ROWS = 1 << 18
 as many ranks as about this many rows cover (StoredRows)"""
 
 
+RANGE_FILES = 64
+"""loose shards whose rank column is read at once to learn which ranks each holds (an import's
+shard holds a bundle row group: 64 of them are 4 M ranks of 8 bytes)"""
+
+
 class StoredRows:
     """The key and COMPARED columns of one run's table already in the store, read a window of
     ranks at a time: an import checks each bundle row group against the stored rows of the same
@@ -271,12 +276,15 @@ class StoredRows:
             self.tf = rf.tables.get(self.name)
             if self.tf is None:
                 return
-            ranks = read._loose(self.tf.loose, self.name, ["rank"], None, self.bad)
-        rows, lo_all, hi_all = ranks.num_rows, None, None
-        if rows:
-            by_file = ranks.group_by(read.FILE_IX).aggregate([("rank", "min"), ("rank", "max")])
-            for ix, lo, hi in zip(*(by_file[c].to_pylist() for c in (read.FILE_IX, "rank_min", "rank_max"))):
-                self.loose[self.tf.loose[ix]] = (lo, hi)
+            rows = 0
+            for start in range(0, len(self.tf.loose), RANGE_FILES):  # a few files' rank column at a time
+                chunk = self.tf.loose[start:start + RANGE_FILES]
+                ranks = read._loose(chunk, self.name, ["rank"], None, self.bad)
+                rows += ranks.num_rows
+                if ranks.num_rows:
+                    by_file = ranks.group_by(read.FILE_IX).aggregate([("rank", "min"), ("rank", "max")])
+                    for ix, lo, hi in zip(*(by_file[c].to_pylist() for c in (read.FILE_IX, "rank_min", "rank_max"))):
+                        self.loose[chunk[ix]] = (lo, hi)
         for path in self.tf.compacted:
             lo, hi, n = _rank_range(path)
             self.compacted[path] = (lo, hi)
