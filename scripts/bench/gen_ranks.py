@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 from aifbench import metrics as metric_dict  # noqa: E402
+from aifbench.results.schema import RENAMED  # noqa: E402
 from aifbench.results.store import shard_name, write_parquet  # noqa: E402
 
 RATE_UNITS = ("TFLOP/s", "GB/s", "1/s")
@@ -120,8 +121,11 @@ def write_compacted(seed_dir: Path, out: Path, run_id: str, n: int, gpn: int, fs
                 parts = []
                 for r in range(start, min(n, start + batch)):
                     t = rank_table(seed, table, run_id, r, n, gpn, float(fs[r]))
-                    parts.append(t.append_column(SOURCE_COL, pa.repeat(pa.scalar(names[r], pa.large_string()),
-                                                                       t.num_rows)).cast(target))
+                    t = t.rename_columns([RENAMED.get(c, c) for c in t.column_names])  # a v1 seed's names
+                    t = t.append_column(SOURCE_COL, pa.repeat(pa.scalar(names[r], pa.large_string()), t.num_rows))
+                    parts.append(pa.Table.from_arrays(  # columns the seed's schema version lacks: empty
+                        [t[f.name] if f.name in t.column_names else pa.nulls(t.num_rows, f.type) for f in target],
+                        schema=target.remove_metadata()).cast(target))
                 w.write_table(pa.concat_tables(parts), row_group_size=ROW_GROUP_ROWS)
             w.add_key_value_metadata({META_KEY: json.dumps(meta)})
         os.replace(out / f".{table}.tmp", out / f"{table}.compact-{digest}.parquet")
