@@ -141,6 +141,8 @@ def generate(seed: Path, work: Path, n: int, tables: str, loose_gen_max: int) ->
     m = measure([PY, str(REPO / "scripts" / "bench" / "gen_ranks.py"), str(seed), str(root), "--ranks", str(n),
                  "--slow-gpus", slow_gpus, "--slow-nodes", slow_nodes, "--tables", tables]
                 + (["--compacted"] if n > loose_gen_max else []), work, timeout=7200)
+    if m["rc"] != 0:  # a half-generated run would be timed as if whole
+        raise SystemExit(f"bench_scale: generating {n} ranks failed (exit {m['rc']}); nothing timed")
     return root, {"generate": m, "slow_gpus": slow_gpus, "slow_nodes": slow_nodes, "tables": tables,
                   "generated_as": "compacted" if n > loose_gen_max else "loose shards"}
 
