@@ -108,12 +108,14 @@ def export_shards(shards: list[Path], path: Path) -> tuple[dict[str, int], list[
                     bad = list(rf.bad)
                     for name in schema.TABLES:
                         pending: list[pa.Table] = []  # batches gathered into row groups of ROW_GROUP_ROWS:
-                        for t in read.iter_table(rf, name, bad, ROW_GROUP_ROWS):  # a row group per batch of
-                            pending.append(_as_bundle(t, name, target))          # 16 shards made a footer of
-                            rows[name] += t.num_rows                             # 10^4 groups at 24,576 ranks
-                            if sum(p.num_rows for p in pending) >= ROW_GROUP_ROWS:
+                        held = 0                      # a row group per batch of 16 shards made a footer
+                        for t in read.iter_table(rf, name, bad, ROW_GROUP_ROWS):  # of 10^4 groups at 24,576 ranks
+                            pending.append(_as_bundle(t, name, target))
+                            rows[name] += t.num_rows
+                            held += t.num_rows
+                            if held >= ROW_GROUP_ROWS:
                                 writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
-                                pending = []
+                                pending, held = [], 0
                         if pending:
                             writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
                 skipped.extend(bad)
@@ -257,7 +259,8 @@ class StoredRows:
     def __init__(self, run_dir: Path, name: str) -> None:
         self.run_dir, self.name = run_dir, name
         self.cols = list(dict.fromkeys([*KEYS[name], *COMPARED[name]]))
-        self.bad: list[tuple[Path, str]] = []
+        self.bad: dict[Path, str] = {}
+        """files left out as unreadable or not this run's, with why (each once, however many windows)"""
         self.window: tuple[int, int, pd.DataFrame] | None = None
         self._scan()
 
@@ -272,14 +275,16 @@ class StoredRows:
         files = [f for f in store.find_shards([self.run_dir]) if f.name.split(".", 1)[0] == self.name]
         with read.snapshot(self.run_dir):
             rf = layout.scan(self.run_dir, [f for f in files if f.exists()])
-            self.bad += rf.bad
+            self.bad.update(rf.bad)
             self.tf = rf.tables.get(self.name)
             if self.tf is None:
                 return
             rows = 0
             for start in range(0, len(self.tf.loose), RANGE_FILES):  # a few files' rank column at a time
                 chunk = self.tf.loose[start:start + RANGE_FILES]
-                ranks = read._loose(chunk, self.name, ["rank"], None, self.bad)
+                bad: list[tuple[Path, str]] = []
+                ranks = read._loose(chunk, self.name, ["rank"], None, bad)
+                self.bad.update(bad)
                 rows += ranks.num_rows
                 if ranks.num_rows:
                     by_file = ranks.group_by(read.FILE_IX).aggregate([("rank", "min"), ("rank", "max")])
@@ -294,11 +299,16 @@ class StoredRows:
             lo_all, hi_all = min(s[0] for s in spans), max(s[1] for s in spans)
             self.per_rank = max(1.0, rows / (hi_all - lo_all + 1))
 
+    @property
+    def width(self) -> int:
+        """Ranks whose stored rows make about WINDOW_ROWS rows."""
+        return max(1, int(WINDOW_ROWS / self.per_rank))
+
     def rows(self, lo: int, hi: int) -> pd.DataFrame:
         """The stored rows of ranks lo..hi (a window at least that wide is read and kept for the
         next call: bundle row groups come in rank order)."""
         if self.window is None or not (self.window[0] <= lo and hi <= self.window[1]):
-            hi = max(hi, lo + int(WINDOW_ROWS / self.per_rank) - 1)
+            hi = max(hi, lo + self.width - 1)
             self.window = (lo, hi, self._read(lo, hi))
         df = self.window[2]
         return df[((df["rank"] >= lo) & (df["rank"] <= hi)).to_numpy()]
@@ -314,10 +324,12 @@ class StoredRows:
             if not tf.loose and not tf.compacted:
                 return empty
             flt = (pc.field("rank") >= lo) & (pc.field("rank") <= hi)
+            bad: list[tuple[Path, str]] = []
             try:
                 with read.snapshot(self.run_dir):
                     t = read.read_table(layout.RunFiles(self.run_dir, {self.name: tf}), self.name, self.cols, flt,
-                                        bad=self.bad)
+                                        bad=bad)
+                self.bad.update(bad)
                 return read.to_frame(t)[self.cols]
             except FileNotFoundError:  # merged by a compaction meanwhile: its files now
                 self._scan()
@@ -328,10 +340,7 @@ def _rank_range(path: Path) -> tuple[int, int, int]:
     """(lowest rank, highest rank, rows) of a compacted file from its row groups' statistics; the
     widest range when a row group has none."""
     meta = pq.read_metadata(path)
-    try:
-        col = meta.schema.to_arrow_schema().get_field_index("rank")
-    except (pa.ArrowException, ValueError):
-        col = -1
+    col = meta.schema.to_arrow_schema().get_field_index("rank")  # -1: none
     lo, hi = None, None
     for g in range(meta.num_row_groups):
         st = meta.row_group(g).column(col).statistics if col >= 0 else None
@@ -346,7 +355,7 @@ def _check_rows(rows: pd.DataFrame, have: StoredRows, name: str) -> tuple[pd.Dat
     """The rows of one run and table not yet stored, and one line per row that conflicts
     (`conflicts`), checked a rank window at a time against the stored rows of those ranks."""
     key, ranks = list(KEYS[name]), rows["rank"].astype("int64").to_numpy()
-    width = max(1, int(WINDOW_ROWS / have.per_rank))
+    width = have.width
     new, clash, start = [], [], int(ranks.min())
     top = int(ranks.max())
     while start <= top:
@@ -403,7 +412,7 @@ def import_bundle(path: Path, root: Path) -> dict[str, int]:
                     store.write_shard(shard, name, rows)
                     added[name] += len(rows)
         for have in seen.values():
-            names = sorted({p.name for p, _ in have.bad})
+            names = sorted(p.name for p in have.bad)
             if names:
                 log.warning("run %s has %d invalid shard(s) (%s%s); their rows may be imported again", have.run_dir.name,
                             len(names), ", ".join(names[:3]), " ..." if len(names) > 3 else "")

@@ -235,3 +235,23 @@ def test_export_gathers_small_batches_into_full_row_groups(tmp_path, monkeypatch
     expected = sum(-(-n // 25) for n in rows.values() if n)  # ceil(rows / 25) per table, never one per batch
     assert sum(groups) == sum(rows.values()) and len(groups) <= expected + len(schema.TABLES)
     assert exchange.import_bundle(tmp_path / "b.parquet", tmp_path / "c") == rows
+
+
+def test_import_names_a_damaged_stored_shard_once_and_imports_its_rows_again(tmp_path, caplog, monkeypatch):
+    """A stored shard that cannot be read is named once in one warning, however many rank windows
+    the import reads, and the bundle's rows it held count as new (the store did not show them)."""
+    spec = RunSpec(run_id="20260105T120000Z-gpu-0000ac", nodes=("n1", "n2"), gpus_per_node=4, cases=[gemm(4096)],
+                   repeats=3)
+    write_run(tmp_path / "a", spec)
+    bundle = tmp_path / "a.parquet"
+    exchange.export_shards(sorted((tmp_path / "a").rglob("*.parquet")), bundle)
+    run_b = write_run(tmp_path / "b", spec)
+    damaged = run_b / "metrics.rank00003.main.parquet"
+    damaged.write_bytes(b"not parquet")
+    monkeypatch.setattr(exchange, "WINDOW_ROWS", 20)  # several windows per table
+    with caplog.at_level("WARNING", logger="aifbench.analysis.exchange"):
+        added = exchange.import_bundle(bundle, tmp_path / "b")
+    lines = [r.getMessage() for r in caplog.records if "may be imported again" in r.getMessage()]
+    assert len(lines) == 1 and "1 invalid shard(s) (metrics.rank00003.main.parquet)" in lines[0], lines
+    per_rank = len(load_runs([tmp_path / "a"]).tables["metrics"]) // 8
+    assert added["metrics"] == per_rank and added["runs"] == added["samples"] == 0
