@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 from aifbench.results import read  # noqa: E402
 from aifbench.results.layout import SHARD_RE  # noqa: E402
 from aifbench.results.store import DICTIONARY_ROWS  # noqa: E402
+from bench_scale import _commit  # noqa: E402  (beside this file: the commit of the code measured)
 
 VARIANTS: dict[str, dict[str, object]] = {
     "statistics, dictionary (pyarrow's defaults)": {},
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python scripts/bench/bench_shard_format.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": f"{platform.node() and 'vm'} {os.cpu_count()} CPUs, {platform.platform()}",
+        "machine": f"{platform.node()} {os.cpu_count()} CPUs, {platform.platform()}", "code": _commit(),
         "load_start": os.getloadavg(), "pyarrow": pa.__version__, "tables": {}}
     for table in ("runs", "metrics", "samples", "telemetry"):
         shards = sorted(q for q in a.run_dir.iterdir() if (m := SHARD_RE.match(q.name)) and m["table"] == table)[:a.shards]
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     result["load_end"] = os.getloadavg()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"# Shard read time by write options, {result['date_utc']}", "", f"Command: `{result['command']}`", "",
+    lines = [f"# Shard read time by write options, {result['date_utc']}", "",
+             f"Command: `{result['command']}` (code {result['code']})", "",
              f"Machine: {result['machine']}; pyarrow {pa.__version__}; load average at start {result['load_start']}, "
              f"at end {result['load_end']} (a shared machine: figures are upper bounds)", "",
              "Median over rounds of the mean read per shard (results/read.py `_read_shard`, page checksums "
