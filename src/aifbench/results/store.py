@@ -91,9 +91,9 @@ def write_parquet(arrow: pa.Table, path: Path | str) -> None:
     results/read.py casts them. No column statistics (a shard is one row group, read whole: they
     prune nothing), and dictionary pages only for shards of DICTIONARY_ROWS rows or more (below,
     few repeats, and decoding the dictionaries costs more than it saves). Read with
-    results/read.py, a metrics shard of 317 rows takes 0.47 ms instead of 0.54 ms and a runs
-    shard 0.54 instead of 0.65; a telemetry shard of 4,581 rows keeps its dictionaries (18 kB, not
-    56): results/reference/scale/shard-format-2026-12-06.md."""
+    results/read.py, a metrics shard of 317 rows takes 0.51 ms instead of 0.66 ms and a runs
+    shard 0.52 instead of 0.61 (medians of five rounds); a telemetry shard of 4,581 rows keeps its
+    dictionaries (18 kB, not 56): results/reference/scale/shard-format-2026-12-06.md."""
     meta = {k: v for k, v in (arrow.schema.metadata or {}).items() if k != b"pandas"}
     with pq.ParquetWriter(path, arrow.schema.remove_metadata(), store_schema=False, write_page_checksum=True,
                           write_statistics=False, use_dictionary=arrow.num_rows >= DICTIONARY_ROWS) as w:
