@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
+    if not a.run_dir.is_dir() or a.shards < 1 or a.repeat < 1:
+        p.error("RUN_DIR must be a run directory of loose shards; --shards and --repeat at least 1")
     result: dict[str, object] = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python scripts/bench/bench_shard_format.py " + " ".join(sys.argv[1:] if argv is None else argv),
