@@ -184,12 +184,12 @@ def _stored(path: Path, full: pa.Schema) -> tuple[pa.Schema, dict[str, str]]:
 
 def _loose(paths: list[Path], table: str, cols: list[str], flt: pc.Expression | None, bad: list[tuple[Path, str]],
            dictionary: bool = False, full: pa.Schema | None = None, side: Side | None = None,
-           side_out: list[pa.Table] | None = None) -> pa.Table:
+           side_out: list[pa.Table] | None = None, distinct: bool = False) -> pa.Table:
     """The `cols` of the rows of loose shards that pass `flt`, with FILE_IX (index into
-    `paths`). Shard by shard (see _read_shard; READERS at once), filtered LOOSE_BATCH shards at
-    a time; a shard that cannot be read or cast is named in `bad` and left out whole. `side`:
-    its columns of the rows passing its filter are appended to `side_out` (one table, with
-    FILE_IX) from the same decoded shards: a second view costs no second read of the files."""
+    `paths`); `distinct`: each batch's distinct rows only (see read_table). Shard by shard (see
+    _read_shard; READERS at once), filtered LOOSE_BATCH shards at a time; a shard that cannot be read or cast is named in `bad` and left out whole. `side`: its columns of the rows
+    passing its filter are appended to `side_out` (one table, with FILE_IX) from the same
+    decoded shards: a second view costs no second read of the files."""
     full = arrow_schema(table, dictionary=dictionary) if full is None else full
     wanted = cols + (side[0] if side else [])
     names = list(dict.fromkeys(wanted + _filter_columns(table, flt) + (_filter_columns(table, side[1]) if side else [])))
@@ -239,13 +239,41 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt: pc.Expression | 
         if flt is not None:
             t = t.filter(flt)
         t = t.select(cols + [FILE_IX])  # dictionary-encoded after the filter: only kept rows are hashed
-        out.append(t.cast(pa.schema([target.field(c) for c in cols] + [pa.field(FILE_IX, pa.int32())])))
+        t = t.cast(pa.schema([target.field(c) for c in cols] + [pa.field(FILE_IX, pa.int32())]))
+        out.append(distinct_rows(t) if distinct else t)
     if side is not None and side_out is not None:
         side_out.append(pa.concat_tables(side_parts) if side_parts else
                         pa.schema([full.field(c) for c in side[0]] + [pa.field(FILE_IX, pa.int32())]).empty_table())
     if not out:
         return pa.schema([full.field(c) for c in cols] + [pa.field(FILE_IX, pa.int32())]).empty_table()
     return pa.concat_tables(out)
+
+
+DISTINCT_ROWS = 1 << 20
+"""scanned rows of a compacted file reduced to their distinct rows at once (a distinct read)"""
+
+
+def distinct_rows(t: pa.Table) -> pa.Table:
+    """`t`'s distinct rows, each where it first occurs (the order of first appearance kept)."""
+    if not t.num_rows:
+        return t
+    t = t.unify_dictionaries()  # the grouper takes one dictionary per column, not one per chunk
+    return t.group_by(t.column_names, use_threads=False).aggregate([]).select(t.column_names)
+
+
+def _distinct_scan(scan: ds.Scanner) -> pa.Table:
+    """The distinct rows of a scan, held DISTINCT_ROWS scanned rows at a time besides them."""
+    kept: list[pa.Table] = []
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in scan.to_batches():
+        held.append(batch)
+        rows += batch.num_rows
+        if rows >= DISTINCT_ROWS:
+            kept.append(distinct_rows(pa.Table.from_batches(held, scan.projected_schema)))
+            held, rows = [], 0
+    kept.append(distinct_rows(pa.Table.from_batches(held, scan.projected_schema)))
+    return distinct_rows(pa.concat_tables(kept))
 
 
 DAMAGED = "damaged compacted file (its pages fail their checksum or do not decode)"
@@ -257,9 +285,11 @@ larger ones (a run's) are scanned row group by row group"""
 
 
 def _compacted(tf: TableFiles, table: str, cols: list[str], flt: pc.Expression | None, source: bool,
-               dictionary: bool = False, bad: list[tuple[Path, str]] | None = None) -> list[pa.Table]:
+               dictionary: bool = False, bad: list[tuple[Path, str]] | None = None,
+               distinct: bool = False) -> list[pa.Table]:
     """The live rows of each compacted file; a damaged one is appended to `bad` (named, left out:
-    every other file and run stays readable; `aifbench compact` quarantines it)."""
+    every other file and run stays readable; `aifbench compact` quarantines it). `distinct`:
+    only distinct rows, reduced DISTINCT_ROWS scanned rows at a time (see read_table)."""
     out = []
     small = []
     full = arrow_schema(table, source=True, dictionary=dictionary)
@@ -272,10 +302,11 @@ def _compacted(tf: TableFiles, table: str, cols: list[str], flt: pc.Expression |
             keep = ~pc.field(SOURCE_COL).isin(pa.array(sorted(excluded), pa.large_string()))
             f = keep if f is None else (f & keep)
         try:
-            stored, old = _stored(path, arrow_schema(table, source=True, dictionary=dictionary))
+            stored, old = _stored(path, _coded_run_id(full) if dictionary and table == CODED_RUN_ID else full)
             want = cols + ([SOURCE_COL] if source else [])
             dset = ds.dataset(str(path), schema=stored, format=PARQUET)
-            out.append(dset.to_table(columns=[old.get(c, c) for c in want], filter=f, **READAHEAD).rename_columns(want))
+            scan = dset.scanner(columns=[old.get(c, c) for c in want], filter=f, **READAHEAD)
+            out.append((_distinct_scan(scan) if distinct else scan.to_table()).rename_columns(want))
         except FileNotFoundError:
             raise  # merged by a racing compaction: the caller rescans
         except (OSError, pa.ArrowException) as exc:
@@ -284,7 +315,7 @@ def _compacted(tf: TableFiles, table: str, cols: list[str], flt: pc.Expression |
             bad.append((path, f"{DAMAGED}: {exc}"))
     if small:  # many node files: one read each, no per-file dataset setup
         damaged: list[tuple[Path, str]] = []
-        t = _loose(small, table, cols + ([SOURCE_COL] if source else []), flt, damaged, full=full)
+        t = _loose(small, table, cols + ([SOURCE_COL] if source else []), flt, damaged, full=full, distinct=distinct)
         if damaged and bad is None:
             raise OSError(damaged[0][1])
         (bad if bad is not None else []).extend((p, f"{DAMAGED}: {why}") for p, why in damaged)
@@ -380,13 +411,17 @@ def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, 
 def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filter: pc.Expression | None = None,
                source: bool = False, bad: list[tuple[Path, str]] | None = None,
                dictionary: bool = False, side: Side | None = None,
-               side_out: list[pa.Table] | None = None) -> pa.Table:
+               side_out: list[pa.Table] | None = None, distinct: bool = False) -> pa.Table:
     """One table of one run: the requested columns (+ run_id, schema_version) of rows passing
     `filter` (a pyarrow.dataset expression), each source shard once. `source`: add SOURCE_COL,
     the loose shard a row came from. Bad files are appended to `bad` and left out. `dictionary`:
     text columns stay dictionary-encoded (to_frame(categorical=True) keeps them so). `side`
     (columns, filter): that view of the same table is appended to `side_out` as read_table would
-    return it (plain text columns), the loose shards decoded once for both."""
+    return it (plain text columns), the loose shards decoded once for both. `distinct`: the
+    table's distinct rows (first occurrences, in order) for a reader that needs only which
+    combinations of `columns` exist (runs.summary: a case's status per rank): each batch is
+    reduced while read, so memory follows the distinct rows (10^6 at 10^5 ranks), not the rows
+    (10^7); a file that breaks the run's rules is still named and left out whole."""
     bad = rf.bad if bad is None else bad
     tf = rf.tables.get(table)
     cols = _columns(table, columns)
@@ -404,7 +439,8 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
     run_id = rf.run_dir.name
     extra: list[pa.Table] = []
     loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary,
-                                   side=side if side is not None and tf.loose else None, side_out=extra),
+                                   side=side if side is not None and tf.loose else None, side_out=extra,
+                                   distinct=distinct),
                             table, run_id, bad, rf.run_dir, tf.loose)
     if extra and side_out:  # the side view's loose rows, judged as their own read would judge them
         mine: list[tuple[Path, str]] = []
@@ -417,12 +453,28 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
                                     pa.array([], pa.large_string()))
     loose = loose.drop_columns([FILE_IX])
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
-                       for c in _compacted(tf, table, cols, filter, source, dictionary, bad)]
+                       for c in _compacted(tf, table, cols, filter, source, dictionary, bad, distinct)]
+    if dictionary and table == CODED_RUN_ID:  # one run id per row of 10^7 held once, as a code
+        parts = [_encode_run_id(p) for p in parts]
     out = pa.concat_tables([p.cast(parts[0].schema) for p in parts])
-    if dictionary and table == "metrics" and out.num_rows:  # checked above as text; one run id per row of
-        i = out.schema.get_field_index("run_id")  # 10^7 is held once, as a code (a category in pandas)
-        out = out.set_column(i, "run_id", pc.dictionary_encode(out["run_id"]).cast(DICT))
-    return out
+    return distinct_rows(out) if distinct else out
+
+
+CODED_RUN_ID = "metrics"
+"""the table whose run id a dictionary read holds as a code (a category in pandas), compacted
+files read so from the start (their pages store it so): never a text per row of 10^7"""
+
+
+def _coded_run_id(s: pa.Schema) -> pa.Schema:
+    return s.set(s.get_field_index("run_id"), pa.field("run_id", DICT))
+
+
+def _encode_run_id(t: pa.Table) -> pa.Table:
+    """`t` with its run id dictionary-encoded (checked already: compute kernels read either)."""
+    i = t.schema.get_field_index("run_id")
+    col = t["run_id"]
+    return t.set_column(i, "run_id", col.cast(DICT) if pa.types.is_dictionary(col.type)
+                        else pc.dictionary_encode(col).cast(DICT))
 
 
 def _side(rf: RunFiles, tf: TableFiles, table: str, cols: list[str], flt: pc.Expression | None,

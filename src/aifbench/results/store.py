@@ -240,7 +240,7 @@ Columns = dict[str, list[str]]
 
 def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, columns: Columns | None = None,
          filters: dict[str, object] | None = None, categorical: bool = False,
-         side: dict[str, read.Side] | None = None) -> Results:
+         side: dict[str, read.Side] | None = None, distinct: Iterable[str] = ()) -> Results:
     """Load `tables` (default all) below `paths`, run directory by run directory, reading only
     `columns` per table and the rows passing `filters` per table (pyarrow.dataset expressions).
 
@@ -249,7 +249,9 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     duplicate provenance rows of a rank present twice. `categorical`: repetitive text columns
     of the metrics and runs tables come as sorted pandas categories (each distinct text held once).
     `side`: table -> (columns, filter) of a second view, read from the same decoded shards (a
-    command needing two views of one table reads its files once): Results.side.
+    command needing two views of one table reads its files once): Results.side. `distinct`:
+    tables read as the set of their distinct rows (of `columns`), reduced while read
+    (read.read_table): memory follows the distinct rows, not the rows.
     """
     tables = list(tables or schema.TABLES)
     paths = list(paths)
@@ -264,7 +266,7 @@ def load(paths: Iterable[Path | str], tables: Iterable[str] | None = None, colum
     dirs = [Path(p) for p in paths if Path(p).is_dir()]
     for run_dir, files in sorted(by_dir.items()):
         whole = any(run_dir == d or d in run_dir.parents for d in dirs)
-        loaded, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole, side)
+        loaded, bad = _load_run(run_dir, files, tables, columns, filters, categorical, whole, side, set(distinct))
         skipped += bad
         for name, df in loaded.items():
             (side_parts[name[1]] if isinstance(name, tuple) else parts[name]).append(df)
@@ -293,8 +295,8 @@ READ_RETRIES = 5
 
 
 def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Columns, filters: dict[str, object],
-              categorical: bool = False, whole: bool = True, side: dict[str, read.Side] | None = None
-              ) -> tuple[dict[str | tuple[str, str], pd.DataFrame], list[tuple[Path, str]]]:
+              categorical: bool = False, whole: bool = True, side: dict[str, read.Side] | None = None,
+              distinct: set[str] | None = None) -> tuple[dict[str | tuple[str, str], pd.DataFrame], list[tuple[Path, str]]]:
     """One run directory's tables from one snapshot (read.snapshot: no compaction commits while
     it is read); `whole`: the directory was asked for, so its files are listed again inside the
     snapshot. Rescans when a file vanished all the same (a file system without flock). The
@@ -317,7 +319,8 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
                     cat = categorical and name in ("metrics", "runs")
                     views: list[pa.Table] = []
                     t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice,
-                                        dictionary=cat, side=side.get(name), side_out=views)
+                                        dictionary=cat, side=side.get(name), side_out=views,
+                                        distinct=name in (distinct or ()))
                     frames[name] = read.to_frame(t, categorical=cat)
                     if views:
                         frames[("side", name)] = read.to_frame(views[0])
