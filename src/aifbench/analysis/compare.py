@@ -36,7 +36,7 @@ import pandas as pd
 from aifbench import metrics as metric_dict
 from aifbench.analysis import samples as samp
 from aifbench.analysis import runs as run_info
-from aifbench.analysis.data import Selection, case_label, headline
+from aifbench.analysis.data import Selection, case_label, headline, text_values
 from aifbench.analysis.stats import DEFAULT_SEED, compare_samples
 from aifbench.errors import ConfigError, one_of
 from aifbench.results.store import Results
@@ -87,7 +87,7 @@ def devices_per_node(runs: pd.DataFrame) -> dict[tuple[str, str], int]:
 
 def _power(h: pd.DataFrame) -> dict[tuple[str, str, int], float]:
     p = h[h["metric"] == metric_dict.POWER]
-    return dict(zip(zip(p["run_id"].astype(str), p["case_id"].astype(str), p["rank"].astype(int)),
+    return dict(zip(zip(text_values(p["run_id"]), text_values(p["case_id"]), p["rank"].astype(int)),
                     p["value"].astype(float)))
 
 
@@ -101,10 +101,10 @@ def normalised(h: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     per_gpu = np.where(h["metric"].isin(metric_dict.names(scope="job")), h["value"] / world, h["value"])
     h["per_gpu"] = np.where(additive, per_gpu, np.nan)
     # lookups by index join, not per row in Python: linear in rows at 10^5 ranks
-    keys = pd.MultiIndex.from_arrays([h["run_id"].astype(str), h["node"].astype(str)])
+    keys = pd.MultiIndex.from_arrays([text_values(h["run_id"]), text_values(h["node"])])
     devs = pd.Series(dpn, dtype=float).reindex(keys).fillna(1.0) if dpn else pd.Series(1.0, index=keys)
     h["per_node"] = h["per_gpu"] * devs.to_numpy(dtype=float)
-    keys = pd.MultiIndex.from_arrays([h["run_id"].astype(str), h["case_id"].astype(str), h["rank"].astype(int)])
+    keys = pd.MultiIndex.from_arrays([text_values(h["run_id"]), text_values(h["case_id"]), h["rank"].astype(int)])
     watts = pd.Series(power, dtype=float).reindex(keys) if power else pd.Series(np.nan, index=keys)
     with np.errstate(divide="ignore", invalid="ignore"):
         h["per_w"] = h["per_gpu"] / watts.to_numpy(dtype=float)

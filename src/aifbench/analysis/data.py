@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 from aifbench.errors import ConfigError, no_results
@@ -222,18 +223,31 @@ def load_runs(paths: Iterable[Path], stats: Iterable[str] = ANALYSIS_STATS, full
     return dedupe(load_analysis(store.find_shards(list(paths)), stats, full, metrics, side))
 
 
+def text_values(values: pd.Series) -> np.ndarray:
+    """A text column as a numpy object array of str: a categorical's by its codes (one Python
+    string per category, not per row of 10^7), others as astype(str) gives them."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        if not len(codes) or codes.min() >= 0:
+            out: np.ndarray = np.asarray([str(c) for c in values.cat.categories], dtype=object)[codes]
+            return out
+    texts: np.ndarray = values.astype(str).to_numpy(dtype=object)
+    return texts
+
+
 def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
     """One row per (run, case, rank, metric): the headline statistic's row.
 
     Adds `case_key` (benchmark + parameters, comparable across runs) and `label` (short text).
     """
-    df = metrics
+    # which rows, found on the key columns alone; then one copy of those rows (not of all 10^7)
+    rank = metrics["stat"].map({s: float(i) for i, s in enumerate(HEADLINE_STATS)}).astype(float).to_numpy()
+    keep = ~np.isnan(rank)
     if status_ok:
-        df = df[df["status"] == "ok"]
-    df = df[df["stat"].isin(HEADLINE_STATS)].copy()
-    order = {s: i for i, s in enumerate(HEADLINE_STATS)}
-    df["_o"] = df["stat"].map(order)
-    df = df.sort_values("_o").drop_duplicates(["run_id", "case_id", "rank", "metric"]).drop(columns="_o")
+        keep &= (metrics["status"] == "ok").to_numpy(dtype=bool)
+    key = ["run_id", "case_id", "rank", "metric"]
+    first = metrics.loc[keep, key].assign(_o=rank[keep]).sort_values("_o", kind="stable").drop_duplicates(key)
+    df = metrics.loc[np.sort(first.index.to_numpy())].copy()
     # once per case, not per rank: one text per case id, mapped (categorical in, categorical out)
     cases = df[["case_id", "benchmark", "params"]].drop_duplicates()
     if cases["case_id"].is_unique:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from aifbench.telemetry.validity import LIMIT_TOLERANCE_W
@@ -42,15 +43,29 @@ def reasons(detail: object) -> set[str] | None:
     return None if m is None else {r for r in m.group(1).split(",") if r and r != "none"}
 
 
+def only_power_cap(seen: set[str] | None) -> bool:
+    """The rule's first half: reasons were recorded, and none but SwPowerCap."""
+    return seen is not None and seen <= {"SwPowerCap"}
+
+
+def at_default_limit(limit: float | None, tdp: float | None) -> bool:
+    """The rule's second half: a recorded limit not below the datasheet TDP (limits closer than
+    LIMIT_TOLERANCE_W are equal, as in validity.power_state)."""
+    return limit is not None and tdp is not None and limit > tdp - LIMIT_TOLERANCE_W
+
+
 def capped_at_default(seen: set[str] | None, limit: float | None, tdp: float | None) -> bool:
-    """The module rule: no reason but SwPowerCap, at a recorded limit not below the datasheet TDP
-    (limits closer than LIMIT_TOLERANCE_W are equal, as in validity.power_state)."""
-    return (seen is not None and seen <= {"SwPowerCap"} and limit is not None and tdp is not None
-            and limit > tdp - LIMIT_TOLERANCE_W)
+    """The module rule: no reason but SwPowerCap, at a recorded limit not below the datasheet TDP."""
+    return only_power_cap(seen) and at_default_limit(limit, tdp)
+
+
+def legacy_texts(flags: pd.Series) -> set[str]:
+    """The distinct flags texts that carry LEGACY_FLAG (once per text, not per row)."""
+    return {str(t) for t in pd.unique(flags.dropna()) if LEGACY_FLAG in str(t)}
 
 
 def has_legacy_flags(metrics: pd.DataFrame) -> bool:
-    return bool(len(metrics)) and bool(metrics["flags"].astype(str).str.contains(LEGACY_FLAG, regex=False).any())
+    return bool(len(metrics)) and bool(legacy_texts(metrics["flags"]))
 
 
 def reasons_seen(throttle_rows: pd.DataFrame) -> dict[tuple[str, int], set[str] | None]:
@@ -61,7 +76,9 @@ def reasons_seen(throttle_rows: pd.DataFrame) -> dict[tuple[str, int], set[str] 
     detail = rows["detail"].astype(object)
     parsed = {d: reasons(d) for d in detail.dropna().unique()}  # one regex per distinct text, not per row
     seen = [None if d is None or d is pd.NA or d != d else parsed[d] for d in detail.tolist()]
-    keys = zip(rows["case_id"].astype(str).tolist(), rows["rank"].astype(int).tolist())
+    from aifbench.analysis.data import text_values
+
+    keys = zip(text_values(rows["case_id"]).tolist(), rows["rank"].astype(int).tolist())
     return dict(zip(keys, seen))  # the last row of a (case, rank) wins, as row by row
 
 
@@ -92,27 +109,45 @@ def translate(metrics: pd.DataFrame, runs: pd.DataFrame, tdp_of_rank: dict[tuple
     """`metrics` with power_throttle replaced by power_capped_legacy where the rule holds.
     tdp_of_rank: (rank, node) -> datasheet TDP in W of the rank's GPU model (None: unknown);
     seen: reasons_seen() of the run's throttle_pct rows (default: from `metrics` itself)."""
-    if not has_legacy_flags(metrics):
+    texts = legacy_texts(metrics["flags"]) if len(metrics) else set()
+    if not texts:
         return metrics
-    flags = metrics["flags"].astype(str)
-    hit = flags.str.contains(LEGACY_FLAG, regex=False)
-    limits = {(int(r.rank), str(r.node)): limit_w(r.telemetry) for r in runs.itertuples(index=False)}
+    from aifbench.analysis.data import text_values
+
     seen = reasons_seen(metrics) if seen is None else seen
-    out = metrics.copy()
-    out["flags"] = flags
-    rows = out.loc[hit.to_numpy(), ["case_id", "rank", "node", "flags"]]
-    if not len(rows):
-        return out
-    # one decision per distinct (case, rank, node, flags), not per row: 10^5-rank runs have millions
-    keys = pd.DataFrame({"case_id": rows["case_id"].astype(str).to_numpy(), "rank": rows["rank"].astype(int).to_numpy(),
-                         "node": rows["node"].astype(str).to_numpy(), "flags": rows["flags"].to_numpy()})
-    distinct = keys.drop_duplicates()
-    new = [",".join(LEGACY_NOTE if f == LEGACY_FLAG else f for f in text.split(","))
-           if capped_at_default(seen.get((case_id, rank)), limits.get((rank, node)), tdp_of_rank.get((rank, node)))
-           else None for case_id, rank, node, text in distinct.itertuples(index=False)]
-    if any(n is not None for n in new):  # back to every row by one join (left: the rows' order kept)
-        mapped = keys.merge(distinct.assign(new=pd.Series(new, index=distinct.index, dtype=object)),
-                            how="left", on=list(keys.columns))["new"]
-        changed = pd.Series(mapped.to_numpy(), index=rows.index).dropna()
-        out.loc[changed.index, "flags"] = changed.to_numpy()
+    limits = {(int(r.rank), str(r.node)): limit_w(r.telemetry) for r in runs.itertuples(index=False)}
+    # the rule's halves once per distinct value (10^5-rank runs flag millions of rows), then per row
+    # by two hashed lookups: (case, rank) among the only-SwPowerCap ones, (rank, node) among those at default
+    capped = [k for k, v in seen.items() if only_power_cap(v)]
+    default = [k for k in set(limits) | set(tdp_of_rank) if at_default_limit(limits.get(k), tdp_of_rank.get(k))]
+    at = np.flatnonzero(metrics["flags"].isin(texts).to_numpy(dtype=bool))
+    if not capped or not default or not len(at):
+        return metrics
+    rows = metrics.iloc[at]
+    rank = rows["rank"].to_numpy(dtype=np.int64)
+    yes = (pd.MultiIndex.from_arrays([text_values(rows["case_id"]), rank]).isin(capped)
+           & pd.MultiIndex.from_arrays([rank, text_values(rows["node"])]).isin(default))
+    if not yes.any():
+        return metrics
+    new = {t: ",".join(LEGACY_NOTE if f == LEGACY_FLAG else f for f in t.split(",")) for t in texts}
+    out = metrics.copy(deep=False)  # columns shared, the flags column replaced (not a copy of 10^7 rows)
+    out["flags"] = _replaced(metrics["flags"], at[yes], new)
     return out
+
+
+def _replaced(flags: pd.Series, at: np.ndarray, new: dict[str, str]) -> pd.Series:
+    """`flags` with the rows at positions `at` given new[their text]; a categorical stays one
+    (its categories sorted, as analysis reads them), its codes remapped: no text per row."""
+    if isinstance(flags.dtype, pd.CategoricalDtype):
+        from aifbench.results.read import sorted_categories
+
+        cats = [str(c) for c in flags.cat.categories]
+        names = cats + sorted(set(new.values()) - set(cats))
+        code = {c: i for i, c in enumerate(names)}
+        remap = np.array([code[new.get(c, c)] for c in cats], dtype=np.int64)
+        codes = flags.cat.codes.to_numpy().astype(np.int64)
+        codes[at] = remap[codes[at]]
+        return sorted_categories(pd.Series(pd.Categorical.from_codes(codes, names), index=flags.index, name=flags.name))
+    values = flags.astype(object).to_numpy(copy=True)
+    values[at] = [new[str(v)] for v in values[at]]
+    return pd.Series(values, index=flags.index, name=flags.name)

@@ -37,7 +37,7 @@ from aifbench.analysis.checks import Check, Slot, slot  # noqa: F401  (re-export
 from aifbench.analysis.completeness import (completeness_checks, not_planned, read_plan, references_judged_check,
                                            selected)
 from aifbench.analysis.compare import CompareOptions, compare
-from aifbench.analysis.data import Selection, case_label, headline
+from aifbench.analysis.data import Selection, case_label, headline, text_values
 from aifbench.analysis.references import Reference, check_names
 from aifbench.analysis.stats import OUTLIER_Z
 from aifbench.errors import ConfigError, one_of
@@ -238,7 +238,7 @@ def _stat_rows(ref: Reference, rows: pd.DataFrame) -> pd.DataFrame:
     if ref.stat != "median":
         return own
     def keys(df: pd.DataFrame) -> pd.MultiIndex:  # (run, case, rank) as text, matched by index, not per row
-        return pd.MultiIndex.from_arrays([df[k].astype(str).to_numpy(dtype=object) for k in ("run_id", "case_id", "rank")])
+        return pd.MultiIndex.from_arrays([text_values(df[k]) for k in ("run_id", "case_id", "rank")])
 
     have = keys(own)
     for stat in STANDS_FOR_MEDIAN:
@@ -285,7 +285,7 @@ def reference_check(ref: Reference, metrics: pd.DataFrame, skus: dict[Slot, str 
     cases = rows[["params", "case_id"]].drop_duplicates()  # once per case, not per rank
     hit = {c for p, c in zip(cases["params"], cases["case_id"]) if ref.matches_params(p, layouts.get(c))}
     matched = rows[rows["case_id"].isin(hit).to_numpy(dtype=bool)]
-    slots = pd.MultiIndex.from_arrays([matched["rank"].astype(int).to_numpy(), matched["node"].astype(str).to_numpy(dtype=object)])
+    slots = pd.MultiIndex.from_arrays([matched["rank"].astype(int).to_numpy(), text_values(matched["node"])])
     applies = {s: ref.applies_to(skus.get(s)) for s in slots.unique()}  # once per GPU, not per row
     judged = matched[np.array([applies[s] for s in slots], dtype=bool)]
     if not len(judged):

@@ -74,6 +74,24 @@ def test_each_row_is_judged_on_its_own_case_and_rank():
         ("a", 0): "power_capped_legacy", ("b", 0): "power_throttle", ("a", 1): "power_throttle"}
 
 
+def test_categorical_columns_as_analysis_reads_them_give_the_same_flags():
+    """load_analysis holds text columns as categories: the flags are remapped by their codes, a
+    row's text the same as from plain texts, the column still a sorted categorical, other flags
+    texts (one beside the legacy flag, one without it) kept."""
+    from aifbench.analysis.data import categorical
+
+    df = _rows({("a", 0): "SwPowerCap", ("b", 0): "SwPowerCap,HwPowerBrakeSlowdown", ("a", 1): "SwPowerCap"})
+    df.loc[0, "flags"] = "noisy,power_throttle"
+    df = pd.concat([df, df.iloc[[0]].assign(case_id="c", flags="")], ignore_index=True)
+    plain = legacy.translate(df, RUNS, TDP)
+    cat = legacy.translate(categorical(df.copy()), RUNS, TDP)
+    assert isinstance(cat["flags"].dtype, pd.CategoricalDtype)
+    assert list(cat["flags"].cat.categories) == sorted(cat["flags"].cat.categories)
+    assert cat["flags"].astype(str).tolist() == plain["flags"].astype(str).tolist()
+    assert plain["flags"].tolist()[0] == "noisy,power_capped_legacy" and plain["flags"].tolist()[-1] == ""
+    assert df["flags"].tolist()[0] == "noisy,power_throttle"  # the caller's frame is not changed
+
+
 def test_the_reasons_passed_in_win_over_the_rows_own():
     df = _rows({("a", 0): "SwPowerCap"})
     seen = {("a", 0): {"SwPowerCap", "HwSlowdown"}}
