@@ -39,7 +39,8 @@ Builder = Callable[[pd.DataFrame], "tuple[Figure | None, str]"]
 
 def palette(series: Iterable[object]) -> dict[str, str]:
     """One colour per series (matplotlib's tab10 / tab20 cycle), stable for a sorted set."""
-    names = sorted({str(x) for x in series})
+    values = series if isinstance(series, pd.Series) else pd.Series(list(series), dtype=object)
+    names = sorted({str(x) for x in pd.unique(values)})  # once per distinct name, not per row
     cmap = "tab10" if len(names) <= 10 else "tab20"
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap

@@ -23,7 +23,7 @@ import pandas as pd
 from aifbench import __version__
 from aifbench.analysis import runs as run_info
 from aifbench.analysis.compare import CompareOptions, compare, complete_rows, drop_empty, excluded_runs, fmt
-from aifbench.analysis.data import Selection, headline
+from aifbench.analysis.data import Selection, headline, per_distinct
 from aifbench.analysis.plots import PLOTS, palette
 from aifbench.atomic import atomic_write_text
 from aifbench.errors import AifbenchError
@@ -61,8 +61,7 @@ def plot_frame(sel: Selection, opts: CompareOptions = CompareOptions()) -> pd.Da
     """Headline rows of the complete runs (all with opts.include_incomplete) with parsed params
     and the series name (system; reference runs marked)."""
     h = complete_rows(headline(sel.metrics), sel, opts)
-    parsed = {p: json.loads(p) for p in h["params"].unique()}  # once per case, not per rank
-    h["p"] = [parsed[p] for p in h["params"]]
+    h["p"] = per_distinct(h["params"], json.loads)  # once per case, not per rank
     h["series"] = series_names(h, sel.reference_runs)
     h.attrs["palette"] = palette(h["series"])
     return h
@@ -71,11 +70,13 @@ def plot_frame(sel: Selection, opts: CompareOptions = CompareOptions()) -> pd.Da
 def series_names(h: pd.DataFrame, reference_runs: set[str]) -> pd.Series:
     """A plot's legend names what ran: 'system · GPU model' ('local · NVIDIA H200', 'local · AMD EPYC
     ...' for a CPU run), '(reference)' for the committed reference runs."""
-    device = h["device_name"].astype(str).replace({"nan": "", "None": ""}) if "device_name" in h.columns \
-        else pd.Series("", index=h.index)
-    name = [f"{s} · {d}" if d else s for s, d in zip(h["system"].astype(str), device)]
+    device = h["device_name"] if "device_name" in h.columns else pd.Series("", index=h.index)
     ref = h["run_id"].isin(reference_runs).to_numpy(dtype=bool)
-    return pd.Series([f"{n} (reference)" if r else n for n, r in zip(name, ref)], index=h.index)
+    key = pd.MultiIndex.from_arrays([h["system"].astype(object), device.astype(object), ref])
+    def name(k: tuple[object, object, bool]) -> str:  # once per distinct (system, device, reference)
+        s, d = str(k[0]), "" if str(k[1]) in ("nan", "None", "<NA>") else str(k[1])
+        return (f"{s} · {d}" if d else s) + (" (reference)" if k[2] else "")
+    return pd.Series(per_distinct(key, name), index=h.index)
 
 
 def _table(df: pd.DataFrame, numeric: AbstractSet[str] = frozenset()) -> str:

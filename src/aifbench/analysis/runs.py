@@ -50,8 +50,18 @@ def _status(ranks: pd.DataFrame, cases: pd.DataFrame, plan: RunPlan | None) -> s
 def summary(results: Results) -> pd.DataFrame:
     """One row per run, newest first: run_id, suite, system, status, complete, ranks, world_size,
     cases (planned), ok, failed, skipped (cases by their worst status over ranks), started_utc,
-    duration_s (first start to last end over ranks; empty while running)."""
+    duration_s (first start to last end over ranks; empty while running). Kept with `results`
+    while its tables are the same frames (report and compare ask up to five times)."""
     runs, metrics = results.tables["runs"], results.tables["metrics"]
+    kept = results.__dict__.get("_summary")
+    if kept is not None and kept[0] is runs and kept[1] is metrics:
+        return kept[2].copy()
+    table = _summary(runs, metrics)
+    results.__dict__["_summary"] = (runs, metrics, table)
+    return table.copy()
+
+
+def _summary(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_id, ranks in runs.groupby("run_id"):
         cases = metrics[metrics["run_id"] == run_id]
