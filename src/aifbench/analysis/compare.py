@@ -36,7 +36,7 @@ import pandas as pd
 from aifbench import metrics as metric_dict
 from aifbench.analysis import samples as samp
 from aifbench.analysis import runs as run_info
-from aifbench.analysis.data import Selection, case_label, headline, text_values
+from aifbench.analysis.data import Selection, case_label, headline, per_distinct, text_values
 from aifbench.analysis.stats import DEFAULT_SEED, compare_samples
 from aifbench.errors import ConfigError, one_of
 from aifbench.results.store import Results
@@ -93,17 +93,17 @@ def _power(h: pd.DataFrame) -> dict[tuple[str, str, int], float]:
 
 def normalised(h: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Add per_gpu, per_node, per_w and pct columns to headline rows."""
-    h = h.copy()
+    h = h.copy(deep=False)  # columns added, none changed: the rows are not copied
     dpn = devices_per_node(runs)
     power = _power(h)
     additive = h["metric"].isin(metric_dict.names(additive=True))
     world = h["world_size"].astype(float)
     per_gpu = np.where(h["metric"].isin(metric_dict.names(scope="job")), h["value"] / world, h["value"])
     h["per_gpu"] = np.where(additive, per_gpu, np.nan)
-    # lookups by index join, not per row in Python: linear in rows at 10^5 ranks
-    keys = pd.MultiIndex.from_arrays([text_values(h["run_id"]), text_values(h["node"])])
-    devs = pd.Series(dpn, dtype=float).reindex(keys).fillna(1.0) if dpn else pd.Series(1.0, index=keys)
-    h["per_node"] = h["per_gpu"] * devs.to_numpy(dtype=float)
+    # devices per node once per distinct (run, node); the power by an index join: never per row in Python
+    devs = per_distinct([h["run_id"], h["node"]], lambda k: dpn.get((str(k[0]), str(k[1])), 1.0)) if dpn and len(h) \
+        else np.ones(len(h))
+    h["per_node"] = h["per_gpu"] * devs.astype(float)
     keys = pd.MultiIndex.from_arrays([text_values(h["run_id"]), text_values(h["case_id"]), h["rank"].astype(int)])
     watts = pd.Series(power, dtype=float).reindex(keys) if power else pd.Series(np.nan, index=keys)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -178,11 +178,12 @@ def compare(sel: Selection, opts: CompareOptions, baseline: Results | None = Non
     """The comparison table (columns COLUMNS), sorted by case, metric and group. `rows`:
     headline(sel.metrics) where the caller has it already (read, never changed)."""
     h = headline(sel.metrics) if rows is None else rows
-    check_options(opts, set(h["metric"]) | set(sel.metrics["metric"]))
+    check_options(opts, set(pd.unique(h["metric"])) | set(pd.unique(sel.metrics["metric"])))  # per distinct, not per row
     h = complete_rows(h, sel, opts)
     if baseline is not None:
-        base_runs = set(baseline.tables["metrics"]["run_id"])
-        if set(h["run_id"]) and set(h["run_id"]) <= base_runs:
+        base_runs = set(pd.unique(baseline.tables["metrics"]["run_id"]))
+        ran = set(pd.unique(h["run_id"]))
+        if ran and ran <= base_runs:
             raise ConfigError(f"the selection is the baseline run itself ({', '.join(sorted(base_runs))}): "
                               "nothing to compare with it; select a later run")
         h = h[~h["run_id"].isin(base_runs)]

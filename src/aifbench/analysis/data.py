@@ -81,7 +81,8 @@ def dedupe(results: Results) -> Results:
     tables = {}
     for name, df in results.tables.items():
         key = [c for c in KEYS[name] if c in df.columns]
-        tables[name] = df.drop_duplicates(subset=key, keep="first").reset_index(drop=True) if len(df) else df
+        twice = df.duplicated(subset=key, keep="first").to_numpy() if len(df) else None
+        tables[name] = df[~twice].reset_index(drop=True) if twice is not None and twice.any() else df  # no copy of 10^7 rows kept once
     return Results(tables, list(results.skipped), dict(results.side))
 
 
@@ -235,12 +236,22 @@ def text_values(values: pd.Series) -> np.ndarray:
     return texts
 
 
-def per_distinct(values: pd.Series | pd.Index, fn: Callable[[Any], Any]) -> np.ndarray:
+def per_distinct(values: pd.Series | list[pd.Series], fn: Callable[[Any], Any]) -> np.ndarray:
     """fn(value) of every row as an object array, fn called once per distinct value (10^7 rows
-    hold a few distinct texts; a missing value is passed as it is)."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    out = np.empty(len(uniques), dtype=object)
-    out[:] = [fn(u) for u in uniques]
+    hold a few distinct texts; a missing value is passed as it is). Several columns: fn gets
+    the tuple of a row's values, once per distinct tuple (their codes combined, no tuple per row)."""
+    if isinstance(values, pd.Series):
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        firsts: list[Any] = list(uniques)
+    else:
+        codes = np.zeros(len(values[0]), dtype=np.int64)
+        for col in values:
+            mine, distinct = pd.factorize(col, use_na_sentinel=False)
+            codes, _ = pd.factorize(codes * len(distinct) + mine)  # renumbered: never beyond the row count
+        _, at = np.unique(codes, return_index=True)
+        firsts = [tuple(col.iloc[i] for col in values) for i in at]
+    out = np.empty(len(firsts), dtype=object)
+    out[:] = [fn(u) for u in firsts]
     taken: np.ndarray = out[codes]
     return taken
 
@@ -287,13 +298,16 @@ def _comparable_keys(df: pd.DataFrame) -> pd.DataFrame:
     mask = df["benchmark"].astype(str).isin(set(HARNESS_KNOBS) | set(BY_RANKS)).to_numpy()
     if not mask.any():
         return df
-    part = df.loc[mask, ["benchmark", "params", "world_size"]].astype(str)
-    keys = {}
-    for b, p, w in part.drop_duplicates().itertuples(index=False):
+    part = df.loc[mask]
+    def key(t: tuple[str, str, str]) -> str:  # once per distinct (benchmark, params, ranks), not per row
+        b, p, w = t
         params = {k: v for k, v in json.loads(p).items() if k not in HARNESS_KNOBS.get(b, ())}
-        keys[(b, p, w)] = f"{b} {json.dumps(params, sort_keys=True)}" + (f" ranks={w}" if b in BY_RANKS else "")
-    df["case_key"] = df["case_key"].astype(str)
-    df.loc[mask, "case_key"] = [keys[t] for t in part.itertuples(index=False, name=None)]
+        return f"{b} {json.dumps(params, sort_keys=True)}" + (f" ranks={w}" if b in BY_RANKS else "")
+    keys = per_distinct([part[c].astype(object) if c == "world_size" else part[c] for c in ("benchmark", "params", "world_size")],
+                        lambda t: key((str(t[0]), str(t[1]), str(t[2]))))
+    case_key = text_values(df["case_key"])  # texts shared by rows (object), not a text per row of 10^7
+    case_key[mask] = keys
+    df["case_key"] = pd.Series(case_key, index=df.index, dtype=object)
     return df
 
 

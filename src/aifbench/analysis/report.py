@@ -72,11 +72,10 @@ def series_names(h: pd.DataFrame, reference_runs: set[str]) -> pd.Series:
     ...' for a CPU run), '(reference)' for the committed reference runs."""
     device = h["device_name"] if "device_name" in h.columns else pd.Series("", index=h.index)
     ref = h["run_id"].isin(reference_runs).to_numpy(dtype=bool)
-    key = pd.MultiIndex.from_arrays([h["system"].astype(object), device.astype(object), ref])
     def name(k: tuple[object, object, bool]) -> str:  # once per distinct (system, device, reference)
-        s, d = str(k[0]), "" if str(k[1]) in ("nan", "None", "<NA>") else str(k[1])
+        s, d = str(k[0]), "" if pd.isna(k[1]) or str(k[1]) in ("nan", "None", "<NA>") else str(k[1])
         return (f"{s} · {d}" if d else s) + (" (reference)" if k[2] else "")
-    return pd.Series(per_distinct(key, name), index=h.index)
+    return pd.Series(per_distinct([h["system"], device, pd.Series(ref, index=h.index)], name), index=h.index)
 
 
 def _table(df: pd.DataFrame, numeric: AbstractSet[str] = frozenset()) -> str:

@@ -413,7 +413,7 @@ def validate(sel: Selection, refs: list[Reference], opts: ValidateOptions,
     check_names(refs)
     metrics = sel.metrics
     runs = sel.results.tables["runs"]
-    run_ids = sorted(set(metrics["run_id"]) | set(runs["run_id"]))
+    run_ids = sorted(set(pd.unique(metrics["run_id"])) | set(pd.unique(runs["run_id"])))  # not a set of 10^7 rows
     if len(run_ids) != 1:
         raise ConfigError(f"validate takes one run, got {len(run_ids)}: {', '.join(run_ids[:5])}")
     plan = read_plan(runs, run_ids[0], metrics, plan_file)

@@ -279,9 +279,11 @@ def _distinct_scan(scan: ds.Scanner) -> pa.Table:
 DAMAGED = "damaged compacted file (its pages fail their checksum or do not decode)"
 
 
-SMALL_COMPACTED = 8 << 20
-"""bytes: a compacted file up to this size (a node's file) is read whole like a loose shard;
-larger ones (a run's) are scanned row group by row group"""
+SMALL_COMPACTED = 1 << 20
+"""bytes: a compacted file up to this size (a node's file: 4 ranks' metrics are about 40 kB) is
+read whole like a loose shard; larger ones (a run's) are scanned row group by row group, their
+text columns decoded as dictionaries (a 100,000-rank runs file of 6.7 MB holds 0.5 GB of
+configuration texts, one per rank, read whole)"""
 
 
 def _compacted(tf: TableFiles, table: str, cols: list[str], flt: pc.Expression | None, source: bool,

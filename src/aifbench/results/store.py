@@ -185,7 +185,7 @@ class Results:
 
     @property
     def run_ids(self) -> list[str]:
-        return sorted(set(self.tables["runs"]["run_id"]) | set(self.tables["metrics"]["run_id"]))
+        return sorted(set(pd.unique(self.tables["runs"]["run_id"])) | set(pd.unique(self.tables["metrics"]["run_id"])))
 
 
 def find_shards(paths: Iterable[Path | str]) -> list[Path]:

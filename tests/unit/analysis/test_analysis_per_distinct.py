@@ -81,8 +81,11 @@ def test_per_distinct_calls_once_per_value_and_keeps_the_rows():
         assert [g for g, v in zip(got, rows) if v is not None] == [f"<{v}>" for v in rows if v is not None]
         assert len({g for g, v in zip(got, rows) if v is None}) == 1  # every missing row: fn of a missing value
         assert len(calls) == 4  # b, a, the missing value, c
-    key = pd.MultiIndex.from_arrays([["s", "s", "t"], ["x", "x", "y"]])
-    assert list(per_distinct(key, lambda k: "+".join(k))) == ["s+x", "s+x", "t+y"]
+    calls.clear()
+    cols = [pd.Series(["s", "s", "t", "s", "t"]).astype("category"), pd.Series(["x", "x", "y", "y", "y"], dtype=object),
+            pd.Series([1, 1, 2, 2, 2], dtype="Int64")]
+    got = per_distinct(cols, lambda k: fn("+".join(map(str, k))))
+    assert list(got) == ["<s+x+1>", "<s+x+1>", "<t+y+2>", "<s+y+2>", "<t+y+2>"] and len(calls) == 3
 
 
 def test_run_summary_is_kept_while_the_tables_are_the_same_frames(tmp_path):
