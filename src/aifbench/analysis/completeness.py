@@ -43,7 +43,7 @@ def read_plan(runs: pd.DataFrame, run_id: str, metrics: pd.DataFrame | None = No
     world size of the metrics rows. ConfigError (one line) when neither can be read."""
     why = f"run {run_id}: its plan cannot be read, so validate cannot tell which cases and ranks to expect"
     if len(runs):
-        texts, where = list(dict.fromkeys(runs["config"].dropna())), "runs.config"
+        texts, where = list(pd.unique(runs["config"].dropna())), "runs.config"  # per distinct text, not per rank
         world = int(runs["world_size"].max())
         if metrics is not None and len(metrics) and "world_size" in metrics:  # a rank whose runs row is lost still said how many ranks ran
             world = max(world, int(metrics["world_size"].max()))

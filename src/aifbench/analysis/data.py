@@ -268,7 +268,7 @@ def headline(metrics: pd.DataFrame, status_ok: bool = True) -> pd.DataFrame:
         keep &= (metrics["status"] == "ok").to_numpy(dtype=bool)
     key = ["run_id", "case_id", "rank", "metric"]
     first = metrics.loc[keep, key].assign(_o=rank[keep]).sort_values("_o", kind="stable").drop_duplicates(key)
-    df = metrics.loc[np.sort(first.index.to_numpy())].copy()
+    df = metrics.loc[np.sort(first.index.to_numpy())].copy(deep=False)  # loc copied the rows once
     # once per case, not per rank: one text per case id, mapped (categorical in, categorical out)
     cases = df[["case_id", "benchmark", "params"]].drop_duplicates()
     if cases["case_id"].is_unique:

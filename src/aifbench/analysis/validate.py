@@ -347,9 +347,10 @@ def gpu_check(expected: str, system: str, skus: dict[Slot, str | None], runs: pd
 
 def _figures(h: pd.DataFrame) -> pd.DataFrame:
     """Rows of the metrics that judge a case: figures of merit, or time when a case has nothing else."""
-    shown = h[h["metric"].map(metric_dict.is_merit).astype(bool)]  # bool: an empty object mask would select columns
-    only_time = h[~h["case_id"].isin(set(shown["case_id"])) & (h["metric"] == "time_s")]
-    return pd.concat([shown, only_time])
+    merit = h["metric"].map(metric_dict.is_merit).astype(bool).to_numpy()  # bool: an empty object mask would select columns
+    cases = set(pd.unique(h.loc[merit, "case_id"]))
+    time = (~h["case_id"].isin(cases) & (h["metric"] == "time_s")).to_numpy(dtype=bool)
+    return h.iloc[np.concatenate([np.flatnonzero(merit), np.flatnonzero(time)])]  # one copy, merit rows first
 
 
 def outlier_checks(h: pd.DataFrame, uuids: dict[Slot, str], opts: ValidateOptions) -> list[Check]:

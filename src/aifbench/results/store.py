@@ -318,10 +318,10 @@ def _load_run(run_dir: Path, files: list[Path], tables: list[str], columns: Colu
                     twice = name == "runs" and {"rank", "task"} <= set(columns.get(name) or ("rank", "task"))
                     cat = categorical and name in ("metrics", "runs")
                     views: list[pa.Table] = []
-                    t = read.read_table(rf, name, columns.get(name), filters.get(name), source=twice,
-                                        dictionary=cat, side=side.get(name), side_out=views,
-                                        distinct=name in (distinct or ()))
-                    frames[name] = read.to_frame(t, categorical=cat)
+                    frames[name] = read.to_frame(  # the Arrow table held by to_frame alone: let go column by column
+                        read.read_table(rf, name, columns.get(name), filters.get(name), source=twice, dictionary=cat,
+                                        side=side.get(name), side_out=views, distinct=name in (distinct or ())),
+                        categorical=cat)
                     if views:
                         frames[("side", name)] = read.to_frame(views[0])
                 break
