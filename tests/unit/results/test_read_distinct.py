@@ -10,14 +10,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from aifbench.analysis import runs as run_info
 from aifbench.results import read
 from aifbench.results.compact import compact
 from aifbench.results.store import ShardWriter, load
+from tests.unit.results.test_boundaries_read import _edit
 from tests.unit.results.test_schema import metric_row
 
 REPO = Path(__file__).resolve().parents[3]
@@ -77,9 +76,7 @@ def test_compacted_and_loose_files(tmp_path, monkeypatch, scanned):
 def test_a_bad_shard_is_named_and_left_out_whole(tmp_path):
     _write(tmp_path, range(4))
     shard = tmp_path / RUN / "metrics.rank00001.main.parquet"
-    t = pq.read_table(shard)
-    i = t.schema.get_field_index("run_id")
-    pq.write_table(t.set_column(i, "run_id", pa.array(["another-run"] * t.num_rows, t.schema.field(i).type)), shard)
+    _edit(shard, "run_id", ["another-run"] * 6)  # made another run's: the file breaks this run's rules
     got = _same_as_full(tmp_path)
     assert 1 not in set(got["rank"])
     res = load([tmp_path / RUN], tables=("metrics",), columns=COLUMNS, distinct=("metrics",))
