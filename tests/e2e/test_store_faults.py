@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aifbench.analysis import data
+from aifbench.analysis import runs as run_info
 from aifbench.launch import local
 from aifbench.results import layout, store
 from tests._analysis_data import RunSpec, gemm, membw, write_run
@@ -299,12 +300,13 @@ READER = textwrap.dedent("""
     from pathlib import Path
     from aifbench.analysis import data, runs
     from aifbench.results import store
-    run_dir, want, stop = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+    run_dir, want, distinct, stop = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     n = 0
-    while not stop.exists() or n < 3:  # a directory, a list of files (runs, validate), analysis' reader
-        for res in (store.load([run_dir]), runs.load_store(run_dir.parent), data.load_runs([run_dir])):
+    while not stop.exists() or n < 3:  # a directory, a list of files (runs: distinct rows), analysis' reader
+        for res, rows in ((store.load([run_dir]), want), (runs.load_store(run_dir.parent), distinct),
+                          (data.load_runs([run_dir]), want)):
             assert not res.skipped, res.skipped
-            assert len(res.metrics) == want and len(res.runs) == 32, (len(res.metrics), want, len(res.runs))
+            assert len(res.metrics) == rows and len(res.runs) == 32, (len(res.metrics), rows, len(res.runs))
         n += 1
     print(n)
 """)
@@ -314,9 +316,11 @@ def test_readers_see_every_row_while_two_compactions_race(tmp_path):
     run_dir = write_run(tmp_path / "res", RunSpec(run_id="20260101T000000Z-race-000001", nodes=("a", "b", "c", "d"),
                                                   gpus_per_node=8, cases=[gemm(1024), membw(1 << 20)]))
     want = len(store.load([run_dir]).metrics)
+    distinct = len(run_info.load_store(run_dir.parent).metrics)  # `runs` reads the distinct (case, rank, status)
+    assert 0 < distinct < want
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     stop = tmp_path / "stop"
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(run_dir), str(want), str(stop)], env=env,
+    readers = [subprocess.Popen([sys.executable, "-c", READER, str(run_dir), str(want), str(distinct), str(stop)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     compactors = [subprocess.Popen([sys.executable, "-m", "aifbench", "compact", run_dir.name, "--results",
                                     str(run_dir.parent)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
