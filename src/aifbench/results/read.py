@@ -187,7 +187,8 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt: pc.Expression | 
            side_out: list[pa.Table] | None = None, distinct: bool = False) -> pa.Table:
     """The `cols` of the rows of loose shards that pass `flt`, with FILE_IX (index into
     `paths`); `distinct`: each batch's distinct rows only (see read_table). Shard by shard (see
-    _read_shard; READERS at once), filtered LOOSE_BATCH shards at a time; a shard that cannot be read or cast is named in `bad` and left out whole. `side`: its columns of the rows
+    _read_shard; READERS at once), filtered LOOSE_BATCH shards at a time; a shard that cannot
+    be read or cast is named in `bad` and left out whole. `side`: its columns of the rows
     passing its filter are appended to `side_out` (one table, with FILE_IX) from the same
     decoded shards: a second view costs no second read of the files."""
     full = arrow_schema(table, dictionary=dictionary) if full is None else full
@@ -483,26 +484,23 @@ def _narrow_scan(scan: ds.Scanner) -> pa.Table:
             if pa.types.is_dictionary(col.type) and len(col.dictionary) <= NARROW_MAX:
                 col = col.cast(pa.dictionary(NARROW, col.type.value_type))
             chunks[name].append(col)
-    fields = []
-    for f in scan.projected_schema:
-        types = {c.type for c in chunks[f.name]}
-        fields.append(f.with_type(types.pop()) if len(types) == 1 else f)
-    schema = pa.schema(fields)
+    schema = pa.schema([f.with_type(_widest({c.type for c in chunks[f.name]} or {f.type}))
+                        for f in scan.projected_schema])
     return pa.Table.from_arrays([pa.chunked_array([c.cast(f.type) for c in chunks[f.name]], f.type)
                                  for f in schema], schema=schema)
 
 
 def _common_schema(parts: list[pa.Table]) -> pa.Schema:
-    """The schema the parts of one read are cast to: the first part's, a dictionary column in
-    the narrowest index type every part with rows has (a NARROW scan and int32 loose shards:
-    int32)."""
-    first = parts[0].schema
-    fields = []
-    for f in first:
-        types = {p.schema.field(f.name).type for p in parts if p.num_rows} or {f.type}
-        fields.append(f.with_type(types.pop()) if len(types) == 1 else f.with_type(
-            max(types, key=lambda t: t.index_type.bit_width if pa.types.is_dictionary(t) else 0)))
-    return pa.schema(fields)
+    """The schema the parts of one read are cast to: the first part's, a dictionary column with
+    the widest index type of the parts with rows (a NARROW scan beside int32 loose shards: int32)."""
+    return pa.schema([f.with_type(_widest({p.schema.field(f.name).type for p in parts if p.num_rows} or {f.type}))
+                      for f in parts[0].schema])
+
+
+def _widest(types: set[pa.DataType]) -> pa.DataType:
+    """One type for a column's chunks or parts: theirs when they agree, else the dictionary
+    type with the widest index (int16 chunks cast up to int32, never down)."""
+    return max(types, key=lambda t: t.index_type.bit_width if pa.types.is_dictionary(t) else 0)
 
 
 CODED = {"metrics": ("run_id", "stat", "status")}
