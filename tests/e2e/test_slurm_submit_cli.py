@@ -28,7 +28,7 @@ def in_process(tmp_path, monkeypatch, capsys):
         return code, out.out, out.err
 
     return run
-RUN_ID = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9_-]+-[0-9a-f]{6}")
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[A-Za-z0-9_-]+-[0-9a-f]{6,8}")
 
 
 def normalise(text: str, tmp_path: Path) -> str:
