@@ -77,14 +77,15 @@ PLAIN = CHECKED + ("stat", "status", "task", "rank")
 DICT = pa.dictionary(pa.int32(), pa.large_string())
 
 
-def arrow_schema(table: str, source: bool = False, dictionary: bool = False) -> pa.Schema:
+def arrow_schema(table: str, source: bool = False, dictionary: bool = False, encoded: bool = False) -> pa.Schema:
     """The table's columns as Arrow types (plus the compacted files' source column);
-    `dictionary`: text columns other than PLAIN dictionary-encoded (each distinct text once)."""
+    `dictionary`: text columns other than PLAIN dictionary-encoded (each distinct text once);
+    `encoded`: every text column so, the source column too (what compaction reads and writes)."""
     def kind(c: schema.Column) -> pa.DataType:
         t = ARROW_TYPES[c.type]
-        return DICT if dictionary and t == pa.large_string() and c.name not in PLAIN else t
+        return DICT if t == pa.large_string() and (encoded or dictionary and c.name not in PLAIN) else t
     fields = [pa.field(c.name, kind(c)) for c in schema.table(table).columns]
-    return pa.schema(fields + ([pa.field(SOURCE_COL, pa.large_string())] if source else []))
+    return pa.schema(fields + ([pa.field(SOURCE_COL, DICT if encoded else pa.large_string())] if source else []))
 
 
 def _columns(table: str, columns: list[str] | None) -> list[str]:
@@ -113,12 +114,19 @@ def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
     shard into place cannot mix two files), its footer parsed once and every page's checksum
     verified. pyarrow's per-file dataset setup (about five times this decode for a shard of a
     few hundred rows) is never paid, nor ParquetFile's Python set-up (half of a small shard's
-    read on a 2-core machine): pyarrow's reader is driven directly where it has one."""
+    read on a 2-core machine): pyarrow's reader is driven directly where it has one. A column
+    `target` types as a dictionary is read as one from the file's dictionary pages (no text
+    per row is made; its value type is cast by the caller)."""
     with open(path, "rb") as fh:
         data = pa.BufferReader(fh.read())
+    v1 = {new: old for old, new in schema.RENAMED.items()}
+    coded = [c for c in names if pa.types.is_dictionary(target.field(c).type)] or None
     r = _Reader() if _Reader is not None else None
     if r is not None:
         try:
+            r.open(data, page_checksum_verification=True, pre_buffer=False, read_dictionary=coded)
+        except KeyError:  # a column it lacks (a v1 shard): read as texts, encoded by the caller's cast
+            r = _Reader()
             r.open(data, page_checksum_verification=True, pre_buffer=False)
         except TypeError:  # a pyarrow whose reader takes other arguments
             r = None
@@ -129,7 +137,6 @@ def _read_shard(path: Path, names: list[str], target: pa.Schema) -> pa.Table:
         stored = {c: old.get(c, c) for c in names if old.get(c, c) in have}
         t = pf.read(columns=list(stored.values()), use_threads=False)
     else:
-        v1 = {new: old for old, new in schema.RENAMED.items()}
         idx, stored = [], {}
         for c in names:  # the current name, else (a v1 shard) the name it had then
             for s in (c, v1.get(c)):
@@ -184,9 +191,11 @@ def _stored(path: Path, full: pa.Schema) -> tuple[pa.Schema, dict[str, str]]:
 
 def _loose(paths: list[Path], table: str, cols: list[str], flt: pc.Expression | None, bad: list[tuple[Path, str]],
            dictionary: bool = False, full: pa.Schema | None = None, side: Side | None = None,
-           side_out: list[pa.Table] | None = None, distinct: bool = False) -> pa.Table:
+           side_out: list[pa.Table] | None = None, distinct: bool = False, encoded: bool = False) -> pa.Table:
     """The `cols` of the rows of loose shards that pass `flt`, with FILE_IX (index into
-    `paths`); `distinct`: each batch's distinct rows only (see read_table). Shard by shard (see
+    `paths`); `distinct`: each batch's distinct rows only (see read_table); `encoded`: the
+    dictionary columns of `full` read as dictionaries from the files, never decoded (else they
+    are decoded, filtered, then encoded: only kept rows are hashed). Shard by shard (see
     _read_shard; READERS at once), filtered LOOSE_BATCH shards at a time; a shard that cannot
     be read or cast is named in `bad` and left out whole. `side`: its columns of the rows
     passing its filter are appended to `side_out` (one table, with FILE_IX) from the same
@@ -195,8 +204,8 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt: pc.Expression | 
     wanted = cols + (side[0] if side else [])
     names = list(dict.fromkeys(wanted + _filter_columns(table, flt) + (_filter_columns(table, side[1]) if side else [])))
     target = pa.schema([full.field(c) for c in names])
-    plain = pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
-                       for f in target])
+    plain = target if encoded else pa.schema(
+        [pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in target])
     out: list[pa.Table] = []
     side_parts: list[pa.Table] = []
     for start in range(0, len(paths), LOOSE_BATCH):
@@ -221,7 +230,8 @@ def _loose(paths: list[Path], table: str, cols: list[str], flt: pc.Expression | 
         try:  # one cast per batch; a file whose column cannot be cast is found file by file
             # one chunk per batch, not one per shard: a dictionary cast later makes one dictionary per chunk,
             # and pandas unifies them all (10^5 at 24,576 ranks)
-            t = pa.concat_tables(parts, promote_options="permissive").combine_chunks().cast(plain)
+            t = pa.concat_tables(parts, promote_options="permissive")
+            t = (t if encoded else t.combine_chunks()).cast(plain)  # encoded: dictionaries unified by the writer
         except (pa.ArrowException, ValueError):
             keep = []
             for p, part, file_ix in zip([paths[j] for j in which], parts, ix):
@@ -289,13 +299,13 @@ configuration texts, one per rank, read whole)"""
 
 def _compacted(tf: TableFiles, table: str, cols: list[str], flt: pc.Expression | None, source: bool,
                dictionary: bool = False, bad: list[tuple[Path, str]] | None = None,
-               distinct: bool = False) -> list[pa.Table]:
+               distinct: bool = False, encoded: bool = False) -> list[pa.Table]:
     """The live rows of each compacted file; a damaged one is appended to `bad` (named, left out:
     every other file and run stays readable; `aifbench compact` quarantines it). `distinct`:
     only distinct rows, reduced DISTINCT_ROWS scanned rows at a time (see read_table)."""
     out = []
     small = []
-    full = arrow_schema(table, source=True, dictionary=dictionary)
+    full = arrow_schema(table, source=True, dictionary=dictionary, encoded=encoded)
     for path, excluded in tf.compacted.items():
         if not excluded and path.stat().st_size <= SMALL_COMPACTED:
             small.append(path)
@@ -319,7 +329,8 @@ def _compacted(tf: TableFiles, table: str, cols: list[str], flt: pc.Expression |
             bad.append((path, f"{DAMAGED}: {exc}"))
     if small:  # many node files: one read each, no per-file dataset setup
         damaged: list[tuple[Path, str]] = []
-        t = _loose(small, table, cols + ([SOURCE_COL] if source else []), flt, damaged, full=full, distinct=distinct)
+        t = _loose(small, table, cols + ([SOURCE_COL] if source else []), flt, damaged, full=full, distinct=distinct,
+                   encoded=encoded)
         if damaged and bad is None:
             raise OSError(damaged[0][1])
         (bad if bad is not None else []).extend((p, f"{DAMAGED}: {why}") for p, why in damaged)
@@ -351,10 +362,24 @@ def read_source(rf: RunFiles, table: str, name: str) -> tuple[pa.Table, int]:
     return empty, 0
 
 
+def _per_value(col: pa.ChunkedArray, test) -> pa.ChunkedArray:  # type: ignore[no-untyped-def]
+    """`test` (array -> booleans) of each row's value; a dictionary column's tested once per
+    distinct value and taken by code (an encoded read: no text per row is made)."""
+    if not pa.types.is_dictionary(col.type):
+        return test(col)
+    return pa.chunked_array([test(c.dictionary).take(c.indices) for c in col.chunks], pa.bool_())
+
+
+def _among(values: pa.Array | pa.ChunkedArray, allowed: object) -> pa.Array | pa.ChunkedArray:
+    """Boolean per text: it is one of `allowed` (texts)."""
+    return pc.is_in(values.cast(pa.large_string()), pa.array(list(allowed), pa.large_string()))  # type: ignore[call-overload]
+
+
 def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
     """Boolean per row: breaks what a shard of this run may hold."""
     current = pa.array(sorted(schema.READ_AS_CURRENT), t.schema.field("schema_version").type)
-    wrong = pc.or_(pc.not_equal(t["run_id"], run_id), pc.invert(pc.is_in(t["schema_version"], current)))
+    wrong = pc.or_(_per_value(t["run_id"], lambda v: pc.not_equal(v, run_id)),
+                   pc.invert(pc.is_in(t["schema_version"], current)))
     required = {c.name for c in schema.table(table).columns if c.required}
     for name in t.column_names:
         if name in required:
@@ -363,17 +388,16 @@ def _bad_rows(t: pa.Table, table: str, run_id: str) -> pa.ChunkedArray:
         if pa.types.is_floating(t.schema.field(name).type):
             wrong = pc.or_(wrong, pc.fill_null(pc.is_inf(t[name]), False))
     if table == "metrics" and "status" in t.column_names:
-        wrong = pc.or_(wrong, pc.invert(pc.is_in(t["status"], pa.array(schema.STATUSES))))
+        wrong = pc.or_(wrong, _per_value(t["status"], lambda v: pc.invert(_among(v, schema.STATUSES))))
         if "value" in t.column_names:
-            ok = pc.equal(t["status"], "ok")
+            ok = _per_value(t["status"], lambda v: pc.equal(v, "ok"))
             missing = pc.or_(pc.is_null(t["value"]), pc.fill_null(pc.is_nan(t["value"]), False))
             wrong = pc.or_(wrong, pc.and_(ok, missing))
             if "metric" in t.column_names:
-                unsigned = pc.invert(pc.is_in(t["metric"].cast(pa.large_string()),
-                                              pa.array(schema.signed_metrics(), pa.large_string())))
+                unsigned = _per_value(t["metric"], lambda v: pc.invert(_among(v, schema.signed_metrics())))
                 if "stat" in t.column_names:  # an interval's bound may be below 0 (schema.INTERVAL_BOUNDS)
-                    unsigned = pc.and_(unsigned, pc.invert(pc.is_in(t["stat"].cast(pa.large_string()),
-                                                                    pa.array(schema.INTERVAL_BOUNDS, pa.large_string()))))
+                    unsigned = pc.and_(unsigned, _per_value(
+                        t["stat"], lambda v: pc.invert(_among(v, schema.INTERVAL_BOUNDS))))
                 wrong = pc.or_(wrong, pc.fill_null(pc.and_(pc.less(t["value"], 0.0), unsigned), False))
     return pc.fill_null(wrong, True)
 
@@ -409,13 +433,15 @@ def _drop_bad_files(t: pa.Table, table: str, run_id: str, bad: list[tuple[Path, 
         bad.append((named, _why(part, run_id)))
     if who is None:
         return t.slice(0, 0)
-    return t.filter(pc.invert(pc.is_in(t[who], pa.array(sorted(files), t[who].type))))
+    kind = t.schema.field(who).type  # a dictionary column (an encoded read) is matched on its texts
+    kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+    return t.filter(pc.invert(pc.is_in(t[who], pa.array(sorted(files), kind))))
 
 
 def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filter: pc.Expression | None = None,
                source: bool = False, bad: list[tuple[Path, str]] | None = None,
                dictionary: bool = False, side: Side | None = None,
-               side_out: list[pa.Table] | None = None, distinct: bool = False) -> pa.Table:
+               side_out: list[pa.Table] | None = None, distinct: bool = False, encoded: bool = False) -> pa.Table:
     """One table of one run: the requested columns (+ run_id, schema_version) of rows passing
     `filter` (a pyarrow.dataset expression), each source shard once. `source`: add SOURCE_COL,
     the loose shard a row came from. Bad files are appended to `bad` and left out. `dictionary`:
@@ -425,7 +451,9 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
     table's distinct rows (first occurrences, in order) for a reader that needs only which
     combinations of `columns` exist (runs.summary: a case's status per rank): each batch is
     reduced while read, so memory follows the distinct rows (10^6 at 10^5 ranks), not the rows
-    (10^7); a file that breaks the run's rules is still named and left out whole."""
+    (10^7); a file that breaks the run's rules is still named and left out whole. `encoded`:
+    every text column, SOURCE_COL too, as dictionaries read from the files' dictionary pages,
+    never a text per row (what compaction copies: compact.py)."""
     bad = rf.bad if bad is None else bad
     tf = rf.tables.get(table)
     cols = _columns(table, columns)
@@ -439,12 +467,14 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
             side_out.append(_side(rf, tf, table, side_cols, side[1], bad))
             side = (side_cols, side[1])
     if tf is None:
-        return arrow_schema(table, source, dictionary).empty_table().select(cols + ([SOURCE_COL] if source else []))
+        return arrow_schema(table, source, dictionary, encoded).empty_table().select(
+            cols + ([SOURCE_COL] if source else []))
     run_id = rf.run_dir.name
     extra: list[pa.Table] = []
     loose = _drop_bad_files(_loose(tf.loose, table, cols, filter, bad, dictionary,
+                                   full=arrow_schema(table, encoded=True) if encoded else None,
                                    side=side if side is not None and tf.loose else None, side_out=extra,
-                                   distinct=distinct),
+                                   distinct=distinct, encoded=encoded),
                             table, run_id, bad, rf.run_dir, tf.loose)
     if extra and side_out:  # the side view's loose rows, judged as their own read would judge them
         mine: list[tuple[Path, str]] = []
@@ -453,11 +483,14 @@ def read_table(rf: RunFiles, table: str, columns: list[str] | None = None, filte
         side_out[-1] = pa.concat_tables([rows, side_out[-1].cast(rows.schema)])
     if source:
         names = pa.array([p.name for p in tf.loose], pa.large_string())
-        loose = loose.append_column(SOURCE_COL, names.take(loose[FILE_IX]) if len(names) else
-                                    pa.array([], pa.large_string()))
+        if encoded:  # the shard names once, FILE_IX as their indices
+            col = pa.chunked_array([pa.DictionaryArray.from_arrays(ix, names) for ix in loose[FILE_IX].chunks], DICT)
+        else:
+            col = names.take(loose[FILE_IX]) if len(names) else pa.array([], pa.large_string())
+        loose = loose.append_column(SOURCE_COL, col)
     loose = loose.drop_columns([FILE_IX])
     parts = [loose] + [_drop_bad_files(c, table, run_id, bad, rf.run_dir)
-                       for c in _compacted(tf, table, cols, filter, source, dictionary, bad, distinct)]
+                       for c in _compacted(tf, table, cols, filter, source, dictionary, bad, distinct, encoded)]
     if dictionary and table in CODED:  # a run id, a statistic, a status per row of 10^7, held as codes
         parts = [_encode(table, p) for p in parts]
     target = _common_schema(parts)
