@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Compaction of two checkouts side by side: node-level compaction, then the merge of the node files.
+
+    python scripts/bench/bench_compact_ab.py --loose RUNS_ROOT --tree before=/path/to/old \
+        --tree after=. --rounds 3 --work /tmp/ab --out results/reference/scale/compact-ab-<date>.json
+
+RUNS_ROOT is a results root holding one loose run (e.g. made by scripts/bench/gen_ranks.py). Each
+round copies it afresh for every tree, in turn (interleaved: the machine's load falls on both
+alike), and times with that tree's code: every node's shards merged into one file per table
+(bench_scale.py --merge-nodes: what each node's last task does at the end of a job step, here
+--merge-workers nodes at once), then `aifbench compact` of the node files (what `collect`
+does). Recorded per tree and round: wall seconds, peak RSS of the compact process (MiB), the
+1-minute load at the start, the rows kept and the bytes of the compacted run. The median and
+the spread over rounds are in the Markdown table beside the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+PY = sys.executable
+
+
+def _commit(tree: Path) -> str:
+    out = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=tree, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall s, peak RSS MiB of the command, its stdout); stops the benchmark when it fails."""
+    wrap = ("import resource, subprocess, sys, time; t = time.monotonic(); "
+            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+            "w = time.monotonic() - t; sys.stderr.write(p.stderr); "
+            "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.returncode); print(p.stdout)")
+    out = subprocess.run([PY, "-c", wrap, *cmd], capture_output=True, text=True, env=env)
+    first, _, rest = out.stdout.partition("\n")
+    wall, rss, rc = first.split()
+    if int(rc) != 0:
+        raise SystemExit(f"bench_compact_ab: {' '.join(cmd)} exited {rc}: {out.stderr.strip()[-500:]}")
+    return float(wall), float(rss), rest
+
+
+def one(tree: Path, loose: Path, work: Path, gpn: int, merge_workers: int) -> dict:
+    """One round for one tree: a fresh copy of the loose run, node-level compaction, compact."""
+    dst = work / "run"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(loose, dst)
+    run_dir = next(d for d in dst.iterdir() if d.is_dir())
+    env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+    load = os.getloadavg()[0]
+    nodes_s, nodes_rss, _ = _timed([PY, str(tree / "scripts" / "bench" / "bench_scale.py"), "--merge-nodes",
+                                    str(run_dir), "--gpus-per-node", str(gpn), "--merge-workers",
+                                    str(merge_workers)], env)
+    node_files = sum(1 for _ in run_dir.glob("*.compact-*.parquet"))
+    compact_s, compact_rss, said = _timed([PY, "-m", "aifbench", "compact", "--results", str(dst)], env)
+    out = {"load1_start": round(load, 2), "node_level_s": round(nodes_s, 2), "node_files": node_files,
+           "compact_s": round(compact_s, 2), "compact_peak_rss_mb": round(compact_rss), "said": said.strip(),
+           "bytes": sum(p.stat().st_size for p in run_dir.glob("*.parquet"))}
+    shutil.rmtree(dst)
+    return out
+
+
+def markdown(res: dict) -> str:
+    lines = [f"# Compaction, side by side, {res['date_utc']}", "", f"Command: `{res['command']}`", "",
+             f"Machine: {res['machine']}; loose run: {res['loose']} ({res['rounds']} rounds, trees interleaved)", "",
+             "| tree | code | node-level, all nodes here (s) | compact of the node files (s) | its peak RSS (MiB) "
+             "| compacted bytes | load at starts |", "|---|---|---|---|---|---|---|"]
+    for name, tree in res["trees"].items():
+        rs = tree["rounds"]
+
+        def cell(key: str) -> str:
+            xs = [r[key] for r in rs]
+            return f"{statistics.median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
+        lines.append(f"| {name} | {tree['code']} | {cell('node_level_s')} | {cell('compact_s')} | "
+                     f"{statistics.median(r['compact_peak_rss_mb'] for r in rs):.0f} | {rs[0]['bytes']} | "
+                     f"{', '.join(str(r['load1_start']) for r in rs)} |")
+    lines += ["", "Median (min–max) over rounds. What each compact said:", ""]
+    lines += [f"- {name}: {tree['rounds'][0]['said']}" for name, tree in res["trees"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--loose", type=Path, required=True, help="a results root holding one loose run")
+    p.add_argument("--tree", action="append", required=True, help="NAME=PATH of a checkout (two or more)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--gpus-per-node", dest="gpn", type=int, default=4)
+    p.add_argument("--merge-workers", type=int, default=2)
+    p.add_argument("--work", type=Path, required=True, help="scratch directory (a copy of the run per round)")
+    p.add_argument("--out", type=Path, required=True, help="JSON file (a .md table is written beside it)")
+    a = p.parse_args(argv)
+    trees = {}
+    for spec in a.tree:
+        name, sep, path = spec.partition("=")
+        if not sep or not (Path(path) / "src" / "aifbench").is_dir():
+            p.error(f"--tree {spec!r}: give NAME=PATH of an aifbench checkout")
+        trees[name] = Path(path).resolve()
+    if not any(d.is_dir() for d in a.loose.iterdir()):
+        p.error(f"--loose {a.loose}: no run directory in it")
+    a.work.mkdir(parents=True, exist_ok=True)
+    res = {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "command": "python " + " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+           "machine": f"{os.cpu_count()} CPUs, {platform.platform()}", "loose": str(a.loose), "rounds": a.rounds,
+           "trees": {n: {"path": str(t), "code": _commit(t), "rounds": []} for n, t in trees.items()}}
+    for r in range(a.rounds):
+        for name, tree in trees.items():
+            t = time.monotonic()
+            res["trees"][name]["rounds"].append(one(tree, a.loose, a.work, a.gpn, a.merge_workers))
+            print(f"round {r + 1} {name}: {res['trees'][name]['rounds'][-1]} ({time.monotonic() - t:.0f} s)", flush=True)
+            a.out.write_text(json.dumps(res, indent=1))
+    a.out.write_text(json.dumps(res, indent=1))
+    a.out.with_suffix(".md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
