@@ -33,7 +33,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -195,18 +195,29 @@ def _read_batch(run_dir: Path, table: str, loose: list[Path], compacted: dict[Pa
 
 
 def _jobs(tf: TableFiles, batch: int) -> list[tuple[list[Path], dict[Path, set[str]]]]:
-    """The batches of one table: large compacted files alone, small ones (node files) and
-    loose shards in groups."""
-    out: list[tuple[list[Path], dict[Path, set[str]]]] = []
-    small: list[Path] = []
+    """The batches of one table in rank order (the rows of a merged run follow their ranks, so a
+    row group's rank statistics span a few hundred ranks, and output lists rows as ranks wrote
+    them): large compacted files alone, small ones (node files) and loose shards in groups."""
+    last = (1 << 62, "")
+
+    def first(names: Iterable[str]) -> tuple[int, str]:
+        """The lowest (rank, part) among shard names (a name of another form sorts last)."""
+        return min((layout.shard_id(n) or last for n in names), default=last)
+
+    keyed: list[tuple[tuple[int, str], tuple[list[Path], dict[Path, set[str]]]]] = []
+    small: list[tuple[tuple[int, str], Path]] = []
     for path, excluded in tf.compacted.items():
         if excluded or path.stat().st_size > read.SMALL_COMPACTED:
-            out.append(([], {path: excluded}))
+            keyed.append((first(tf.sources.get(path, {})), ([], {path: excluded})))
         else:
-            small.append(path)
-    out += [([], {p: set() for p in small[i:i + SMALL_FILES]}) for i in range(0, len(small), SMALL_FILES)]
-    out += [(tf.loose[i:i + batch], {}) for i in range(0, len(tf.loose), batch)]
-    return out
+            small.append((first(tf.sources.get(path, {})), path))
+    small.sort()
+    for i in range(0, len(small), SMALL_FILES):
+        group = small[i:i + SMALL_FILES]
+        keyed.append((group[0][0], ([], {p: set() for _, p in group})))
+    loose = sorted(tf.loose, key=lambda p: first([p.name]))
+    keyed += [(first([loose[i].name]), (loose[i:i + batch], {})) for i in range(0, len(loose), batch)]
+    return [job for _, job in sorted(keyed, key=lambda kj: kj[0])]
 
 
 def _batches(run_dir: Path, table: str, tf: TableFiles, batch: int, bad: list[tuple[Path, str]],

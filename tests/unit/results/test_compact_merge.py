@@ -1,6 +1,8 @@
-"""Compaction copies text columns as dictionary codes (read.read_table(encoded=True)): every value
-comes back as it was written (nulls apart from "", any text), through node files and the run's
-merge; the bad-row rules judge codes as they judge texts; import still finds each file's ranks."""
+"""What a merge writes. Compaction copies text columns as dictionary codes
+(read.read_table(encoded=True)): every value comes back as it was written (nulls apart from "",
+any text), through node files and the run's merge; the bad-row rules judge codes as they judge
+texts. The merged rows follow their ranks whatever the node files' names, and import still finds
+each file's ranks from its statistics."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import math
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from aifbench.analysis import exchange
@@ -64,6 +67,20 @@ def test_a_merged_file_records_its_ranks_for_import(tmp_path):
     compact.compact(run_dir)
     (merged,) = run_dir.glob("metrics.compact-*.parquet")
     assert exchange._rank_range(merged) == (3, 8, 6 * (len(TEXTS) + 1))
+
+
+def test_node_files_merge_in_rank_order(tmp_path):
+    _write(tmp_path, range(48))
+    run_dir = tmp_path / RUN
+    for node in range(24):  # node files named by digest: their names sort in no rank order
+        compact.compact(run_dir, files=[run_dir / store.shard_name("metrics", r) for r in (2 * node, 2 * node + 1)])
+    names = sorted(run_dir.glob("metrics.compact-*.parquet"))
+    firsts = [min(layout.shard_id(n)[0] for n in layout.compact_meta(p)["sources"]) for p in names]
+    assert firsts != sorted(firsts)  # the merge must order them itself
+    compact.compact(run_dir, batch=5)
+    (merged,) = run_dir.glob("metrics.compact-*.parquet")
+    ranks = pq.read_table(merged, columns=["rank"])["rank"].to_pylist()
+    assert ranks == sorted(ranks) and len(set(ranks)) == 48
 
 
 def _plain_and_coded(rows: list[dict]) -> tuple[pa.Table, pa.Table]:
