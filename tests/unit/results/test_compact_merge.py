@@ -39,6 +39,10 @@ def _write(root, ranks: range) -> None:
         w.flush()
 
 
+def _codec(path) -> str:
+    return pq.read_metadata(path).row_group(0).column(0).compression
+
+
 def _metrics(run_dir) -> pd.DataFrame:
     df = store.load([run_dir]).tables["metrics"]
     return df.sort_values(["rank", "metric", "stat"]).reset_index(drop=True)
@@ -52,11 +56,14 @@ def test_node_files_and_the_runs_merge_give_back_every_text_and_null(tmp_path):
     for node in range(4):  # node files, as each node's last task writes them
         files = [p for p in run_dir.glob("metrics.rank*.parquet") if int(layout.SHARD_RE.match(p.name)["rank"]) // 2 == node]
         compact.compact(run_dir, files=files, origin={"node": f"n{node}", "step": "test"})
-    assert len(list(run_dir.glob("metrics.compact-*.parquet"))) == 4
+    node_files = list(run_dir.glob("metrics.compact-*.parquet"))
+    assert len(node_files) == 4
+    assert {_codec(p) for p in node_files} == {"SNAPPY"}  # read once by the merge: cheap to open, as a shard
     pd.testing.assert_frame_equal(before, _metrics(run_dir))
     report = compact.compact(run_dir)  # the node files merged into one
     assert report.kept == {"metrics": 8 * (len(TEXTS) + 1)} and not report.bad
     after = _metrics(run_dir)
+    assert {_codec(p) for p in run_dir.glob("metrics.compact-*.parquet")} == {"ZSTD"}  # the run's file: kept
     pd.testing.assert_frame_equal(before, after)
     assert after["peak_source"].isna().sum() == before["peak_source"].isna().sum()
 
