@@ -19,7 +19,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -362,7 +362,7 @@ def read_source(rf: RunFiles, table: str, name: str) -> tuple[pa.Table, int]:
     return empty, 0
 
 
-def _per_value(col: pa.ChunkedArray, test) -> pa.ChunkedArray:  # type: ignore[no-untyped-def]
+def _per_value(col: pa.ChunkedArray, test: Callable[[Any], Any]) -> pa.ChunkedArray:
     """`test` (array -> booleans) of each row's value; a dictionary column's tested once per
     distinct value and taken by code (an encoded read: no text per row is made)."""
     if not pa.types.is_dictionary(col.type):
@@ -370,7 +370,7 @@ def _per_value(col: pa.ChunkedArray, test) -> pa.ChunkedArray:  # type: ignore[n
     return pa.chunked_array([test(c.dictionary).take(c.indices) for c in col.chunks], pa.bool_())
 
 
-def _among(values: pa.Array | pa.ChunkedArray, allowed: object) -> pa.Array | pa.ChunkedArray:
+def _among(values: pa.Array | pa.ChunkedArray, allowed: Iterable[str]) -> pa.Array | pa.ChunkedArray:
     """Boolean per text: it is one of `allowed` (texts)."""
     return pc.is_in(values.cast(pa.large_string()), pa.array(list(allowed), pa.large_string()))  # type: ignore[call-overload]
 
