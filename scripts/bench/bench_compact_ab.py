@@ -22,32 +22,21 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import PY, _commit, measure  # noqa: E402  (beside this file)
 
 
-def _commit(tree: Path) -> str:
-    out = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=tree, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
-def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall s, peak RSS MiB of the command, its stdout); stops the benchmark when it fails."""
-    wrap = ("import resource, subprocess, sys, time; t = time.monotonic(); "
-            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-            "w = time.monotonic() - t; sys.stderr.write(p.stderr); "
-            "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.returncode); print(p.stdout)")
-    out = subprocess.run([PY, "-c", wrap, *cmd], capture_output=True, text=True, env=env)
-    first, _, rest = out.stdout.partition("\n")
-    wall, rss, rc = first.split()
-    if int(rc) != 0:
-        raise SystemExit(f"bench_compact_ab: {' '.join(cmd)} exited {rc}: {out.stderr.strip()[-500:]}")
-    return float(wall), float(rss), rest
+def _timed(cmd: list[str], tree: Path, cwd: Path) -> tuple[float, float, str]:
+    """(wall s, peak RSS MiB, stdout) of `cmd` run with `tree`'s code; stops the benchmark when it fails."""
+    m = measure(cmd, cwd, timeout=7200, tree=tree)
+    if m["rc"] != 0:
+        raise SystemExit(f"bench_compact_ab: {' '.join(cmd)} exited {m['rc']}")
+    return m["wall_s"], m["peak_rss_mb"], m["stdout"]
 
 
 def one(tree: Path, loose: Path, work: Path, gpn: int, merge_workers: int) -> dict:
@@ -56,13 +45,12 @@ def one(tree: Path, loose: Path, work: Path, gpn: int, merge_workers: int) -> di
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(loose, dst)
     run_dir = next(d for d in dst.iterdir() if d.is_dir())
-    env = dict(os.environ, PYTHONPATH=str(tree / "src"))
     load = os.getloadavg()[0]
     nodes_s, nodes_rss, _ = _timed([PY, str(tree / "scripts" / "bench" / "bench_scale.py"), "--merge-nodes",
                                     str(run_dir), "--gpus-per-node", str(gpn), "--merge-workers",
-                                    str(merge_workers)], env)
+                                    str(merge_workers)], tree, work)
     node_files = sum(1 for _ in run_dir.glob("*.compact-*.parquet"))
-    compact_s, compact_rss, said = _timed([PY, "-m", "aifbench", "compact", "--results", str(dst)], env)
+    compact_s, compact_rss, said = _timed([PY, "-m", "aifbench", "compact", "--results", str(dst)], tree, work)
     out = {"load1_start": round(load, 2), "node_level_s": round(nodes_s, 2), "node_files": node_files,
            "compact_s": round(compact_s, 2), "compact_peak_rss_mb": round(compact_rss), "said": said.strip(),
            "bytes": sum(p.stat().st_size for p in run_dir.glob("*.parquet"))}

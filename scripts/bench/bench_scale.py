@@ -43,15 +43,16 @@ TARGETS = {24576: {"loose": (30.0, 2048), "compacted": (30.0, 2048)}, 100000: {"
 MERGE_TARGET_S = {100000: 120.0}
 
 
-def measure(cmd: list[str], cwd: Path, timeout: float = 1800) -> dict:
-    """Run one command; wall seconds, exit code, peak RSS of this child in MB (via a wrapper
-    that reports its own RUSAGE_CHILDREN, so every command's figure is its own)."""
+def measure(cmd: list[str], cwd: Path, timeout: float = 1800, tree: Path = REPO) -> dict:
+    """Run one command with the code of checkout `tree`; wall seconds, exit code, peak RSS of
+    this child in MB (via a wrapper that reports its own RUSAGE_CHILDREN, so every command's
+    figure is its own)."""
     wrapper = ("import resource, subprocess, sys, json, time; t = time.monotonic(); "
                "p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True); "
                "rc = p.returncode; "
                "print(json.dumps({'rc': rc, 'wall_s': time.monotonic() - t, 'stdout': p.stdout[-1000:], "
                "'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), COLUMNS="200")
+    env = dict(os.environ, PYTHONPATH=str(tree / "src"), COLUMNS="200")
     out = subprocess.run([PY, "-c", wrapper, *cmd], cwd=cwd, env=env, capture_output=True, text=True,
                          timeout=timeout)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -193,11 +194,11 @@ def _target(n: int, state: str, name: str) -> str:
     return f"< {t[1] / 1024:.0f} GB" if name in ("export", "import", "reimport") else f"< {t[0]:.0f} s, < {t[1] / 1024:.0f} GB"
 
 
-def _commit() -> str:
-    """The commit of the code measured (git describe of this checkout, '+dirty' with local
+def _commit(tree: Path = REPO) -> str:
+    """The commit of the code measured (git describe of checkout `tree`, '+dirty' with local
     changes), or 'unknown' outside a git checkout."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=REPO, capture_output=True,
+        out = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=tree, capture_output=True,
                              text=True, timeout=30)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):

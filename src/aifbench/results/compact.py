@@ -277,7 +277,7 @@ def _generation(path: Path) -> int:
 
 
 def _compact_table(run_dir: Path, table: str, tf: TableFiles, report: CompactReport, batch: int,
-                   origin: dict[str, Any] | None = None, workers: int | None = None, codec: str = "zstd") -> None:
+                   origin: dict[str, Any] | None = None, workers: int | None = None, codec: str = RUN_CODEC) -> None:
     target = read.arrow_schema(table, source=True, encoded=True)
     tmp = run_dir / f".{table}.compact-tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet"
     sources: dict[str, tuple[int, int, int]] = {}
