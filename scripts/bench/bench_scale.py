@@ -132,15 +132,16 @@ def merge_nodes(run_dir: Path, gpn: int, workers: int) -> dict:
             "per_node_max_s": max(per), "workers": workers}
 
 
-def generate(seed: Path, work: Path, n: int, tables: str, loose_gen_max: int) -> tuple[Path, dict]:
+def generate(seed: Path, work: Path, n: int, tables: str, loose_gen_max: int, gpn: int = 4) -> tuple[Path, dict]:
     root = work / f"x{n}"
     runs = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
     if runs:
         return root, {"generated": "reused"}
-    slow_gpus = ",".join(str(r) for r in (17, n // 3 + 1, 2 * n // 3 + 2))
-    slow_nodes = ",".join(str(x) for x in (25, n // 8, n // 5))
+    nodes = -(-n // gpn)  # planted where the run has them (a tiny run has no rank 17)
+    slow_gpus = ",".join(str(r) for r in dict.fromkeys((17, n // 3 + 1, 2 * n // 3 + 2)) if r < n)
+    slow_nodes = ",".join(str(x) for x in dict.fromkeys((25, n // 8, n // 5)) if x < nodes)
     m = measure([PY, str(REPO / "scripts" / "bench" / "gen_ranks.py"), str(seed), str(root), "--ranks", str(n),
-                 "--slow-gpus", slow_gpus, "--slow-nodes", slow_nodes, "--tables", tables]
+                 "--gpus-per-node", str(gpn), "--slow-gpus", slow_gpus, "--slow-nodes", slow_nodes, "--tables", tables]
                 + (["--compacted"] if n > loose_gen_max else []), work, timeout=7200)
     if m["rc"] != 0:  # a half-generated run would be timed as if whole
         raise SystemExit(f"bench_scale: generating {n} ranks failed (exit {m['rc']}); nothing timed")
@@ -152,7 +153,7 @@ def bench_size(seed: Path, work: Path, n: int, states: list[str], repeat: int, t
                gpn: int, merge_workers: int, only: list[str], partial, out: dict) -> dict:
     """Fills `out` (already in the partial results) as it goes."""
     out.update({"ranks": n, "loose": {}, "compacted": {}})
-    root, info = generate(seed, work, n, tables, loose_gen_max)
+    root, info = generate(seed, work, n, tables, loose_gen_max, gpn)
     out.update(info)
     run_dir = next(d for d in root.iterdir() if d.is_dir())
     cmds = {k: v for k, v in commands(root, work, str(n)).items() if not only or k in only}
@@ -276,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (a.seed and a.work and a.out):
         p.error("--seed, --work and --out are required")
+    a.seed, a.work = a.seed.resolve(), a.work.resolve()  # commands run in the work directory
     a.work.mkdir(parents=True, exist_ok=True)
     result = {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join(shlex.quote(x) for x in ["python", *sys.argv]),
