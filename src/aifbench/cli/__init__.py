@@ -48,6 +48,9 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aifbench import arrow_memory
+
+    arrow_memory.prefer()  # before the first pyarrow import (the parser's modules import it)
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
