@@ -273,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge-nodes", type=Path, help=argparse.SUPPRESS)  # internal: one timed node-level pass
     a = p.parse_args(argv)
     if a.merge_nodes:
+        try:  # the pool a rank's process inherits from the aifbench command that launched it
+            from aifbench import arrow_memory
+
+            arrow_memory.prefer()
+        except ImportError:  # a checkout from before it
+            pass
         print(json.dumps(merge_nodes(a.merge_nodes, a.gpn, a.merge_workers)))
         return 0
     if not (a.seed and a.work and a.out):
