@@ -26,6 +26,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def _timed(cmd: list[str], tree: Path, cwd: Path) -> tuple[float, float, str]:
     return m["wall_s"], m["peak_rss_mb"], m["stdout"]
 
 
-def _commands(names: list[str], tree: Path, root: Path, work: Path, state: str) -> dict[str, dict]:
+def _commands(names: Sequence[str], tree: Path, root: Path, work: Path, state: str) -> dict[str, dict]:
     """{command: {wall_s, peak_rss_mb, rc}} of each analysis command on the run under `root`;
     a verdict (validate's exit 1 on the planted slow ranks) is not a failure, a crash is."""
     out = {}
@@ -54,7 +55,7 @@ def _commands(names: list[str], tree: Path, root: Path, work: Path, state: str) 
     return out
 
 
-def one(tree: Path, loose: Path, work: Path, gpn: int, merge_workers: int, names: list[str] = ()) -> dict:
+def one(tree: Path, loose: Path, work: Path, gpn: int, merge_workers: int, names: Sequence[str] = ()) -> dict:
     """One round for one tree: a fresh copy of the loose run, the commands on it, node-level
     compaction, compact, the commands on the compacted run."""
     dst = work / "run"
@@ -62,7 +63,7 @@ def one(tree: Path, loose: Path, work: Path, gpn: int, merge_workers: int, names
     shutil.copytree(loose, dst)
     run_dir = next(d for d in dst.iterdir() if d.is_dir())
     load = os.getloadavg()[0]
-    on_loose = _commands(list(names), tree, dst, work, "loose")
+    on_loose = _commands(names, tree, dst, work, "loose")
     nodes_s, nodes_rss, _ = _timed([PY, str(tree / "scripts" / "bench" / "bench_scale.py"), "--merge-nodes",
                                     str(run_dir), "--gpus-per-node", str(gpn), "--merge-workers",
                                     str(merge_workers)], tree, work)
@@ -71,7 +72,7 @@ def one(tree: Path, loose: Path, work: Path, gpn: int, merge_workers: int, names
     out = {"load1_start": round(load, 2), "node_level_s": round(nodes_s, 2), "node_files": node_files,
            "compact_s": round(compact_s, 2), "compact_peak_rss_mb": round(compact_rss), "said": said.strip(),
            "bytes": sum(p.stat().st_size for p in run_dir.glob("*.parquet")),
-           "loose_commands": on_loose, "compacted_commands": _commands(list(names), tree, dst, work, "compacted")}
+           "loose_commands": on_loose, "compacted_commands": _commands(names, tree, dst, work, "compacted")}
     shutil.rmtree(dst)
     return out
 
