@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (a.seed and a.work and a.out):
         p.error("--seed, --work and --out are required")
+    if not a.seed.is_dir():
+        p.error(f"--seed {a.seed}: not a run directory (give one holding rank 0's shards)")
     a.seed, a.work = a.seed.resolve(), a.work.resolve()  # commands run in the work directory
     a.work.mkdir(parents=True, exist_ok=True)
     result = {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -68,3 +68,10 @@ def test_compaction_ab_refuses_an_unknown_command(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "allowed are show, runs, validate, compare, report" in p.stderr
     assert not (tmp_path / "ab.json").exists() and not (tmp_path / "w").exists()
+
+
+def test_a_seed_that_is_not_a_run_is_refused_before_anything_is_made(tmp_path):
+    p = subprocess.run([sys.executable, str(SCRIPT), "--seed", "no-such-run", "--work", "work", "--out", "out/b.json"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--seed no-such-run: not a run directory" in p.stderr
+    assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()
